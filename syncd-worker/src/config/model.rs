@@ -1,0 +1,187 @@
+//! The validated configuration: what the worker will do, after every default is applied
+//! and every value checked. Both loaders (`native` for TOML, `sersync` for confxml.xml)
+//! produce this; nothing below the loaders sees a raw file. Pure data, no I/O.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::exclude::ExcludeSet;
+
+/// Everything one worker runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was loaded from (for messages).
+    pub path: PathBuf,
+    /// Where the fail log and other state live. Default `/var/lib/syncd`.
+    pub state_dir: PathBuf,
+    /// The JSON status file. Default `<state_dir>/status.json`.
+    pub status_file: PathBuf,
+    /// One entry per `[[sync]]` block (or sersync `<localpath>`).
+    pub syncs: Vec<SyncJob>,
+    /// Things the operator should know that do not stop the start: a toggle that will
+    /// lose changes, a sersync element that has no meaning here. Logged at start.
+    pub warnings: Vec<String>,
+}
+
+/// One watched source tree and where it goes.
+#[derive(Debug, Clone)]
+pub struct SyncJob {
+    /// Short name for logs and status. Default: the source path.
+    pub name: String,
+    /// Absolute path of the watched directory (no trailing slash).
+    pub source: PathBuf,
+    /// At least one.
+    pub targets: Vec<Target>,
+    /// Which kinds of change are pushed.
+    pub events: EventSet,
+    /// Regular expressions on the path relative to `source`: matched paths (and all below
+    /// them) are neither watched nor pushed.
+    pub exclude: ExcludeSet,
+    /// Settle window: a batch is pushed once no new change arrived for this long.
+    pub delay: Duration,
+    /// Upper bound on how long a change waits, even under a constant stream of changes.
+    pub max_delay: Duration,
+    /// Most paths in one rsync run; larger batches are split over several runs.
+    pub max_batch: usize,
+    /// Most distinct paths held in the queue of one target; past it the queue collapses into
+    /// one whole-tree push (bounded memory).
+    pub max_queue: usize,
+    /// Parallel rsync runs per target when a batch is split (sersync's `-n`).
+    pub threads: usize,
+    pub mode: Mode,
+    /// Push the whole tree once at start, after the watches are in place (sersync's `-r`).
+    pub initial_sync: bool,
+    pub rsync: RsyncOptions,
+    pub retry: RetryPolicy,
+    pub full_sync: FullSync,
+    pub hooks: Hooks,
+}
+
+/// `files`: one rsync per batch listing the changed paths. `tree`: `rsync -a --delete SRC/
+/// DEST` per batch, at most one in flight and one pending (the seed script's way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Files,
+    Tree,
+}
+
+/// sersync's `<inotify>` toggles. The native default is every toggle on except `modify`
+/// (which fires mid-write): the set that loses nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventSet {
+    pub delete: bool,
+    pub create_folder: bool,
+    pub create_file: bool,
+    pub close_write: bool,
+    pub move_from: bool,
+    pub move_to: bool,
+    pub attrib: bool,
+    pub modify: bool,
+}
+
+impl Default for EventSet {
+    fn default() -> Self {
+        EventSet {
+            delete: true,
+            create_folder: true,
+            create_file: true,
+            close_write: true,
+            move_from: true,
+            move_to: true,
+            attrib: true,
+            modify: false,
+        }
+    }
+}
+
+/// Where a sync pushes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Short name for logs, status and the fail log's file name. Default: `dest` as written.
+    pub name: String,
+    pub kind: TargetKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetKind {
+    /// An rsync daemon module: `[user@]host::module[/path]` or `rsync://[user@]host[:port]/module[/path]`.
+    Daemon {
+        user: Option<String>,
+        host: String,
+        /// Module name plus an optional path below it, no leading or trailing slash.
+        module: String,
+        port: Option<u16>,
+        /// rsync's `--password-file`: its mode and owner are checked before use.
+        password_file: Option<PathBuf>,
+    },
+    /// `[user@]host:/path` over ssh.
+    Ssh {
+        user: Option<String>,
+        host: String,
+        path: String,
+        port: Option<u16>,
+        /// Extra words for the ssh command (`-i key`, `-o ...`), passed through `-e`.
+        ssh_args: Vec<String>,
+    },
+    /// A local directory.
+    Local { path: PathBuf },
+}
+
+/// How rsync is called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RsyncOptions {
+    /// The rsync binary. Default `rsync` (found on PATH).
+    pub binary: PathBuf,
+    /// Base parameters, default `["-a"]` (sersync's `commonParams`).
+    pub params: Vec<String>,
+    /// rsync's `--timeout` (I/O), and `--contimeout` for daemon targets. None = rsync's default.
+    pub timeout: Option<Duration>,
+    /// Extra arguments appended after the base parameters.
+    pub extra: Vec<String>,
+}
+
+/// What happens after a failed push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// First wait after a failure; doubles up to `max_interval`.
+    pub min_interval: Duration,
+    /// Longest wait between tries (sersync's `timeToExecute`); also the wait after a
+    /// configuration error (bad password, unknown module).
+    pub max_interval: Duration,
+}
+
+/// Periodic whole-tree push (sersync's `<crontab>`).
+#[derive(Debug, Clone)]
+pub struct FullSync {
+    /// None = off.
+    pub interval: Option<Duration>,
+    /// Excludes for the periodic full push; None = the sync's own `exclude`.
+    pub exclude: Option<ExcludeSet>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub command: Option<CommandHook>,
+    pub http: Option<HttpHook>,
+}
+
+/// A program run (no shell) after each successful push with the pushed paths.
+#[derive(Debug, Clone)]
+pub struct CommandHook {
+    /// argv. If one word is exactly `{}`, the program is run once per path with `{}`
+    /// replaced by the absolute path (sersync's `prefix path suffix`); otherwise the
+    /// absolute paths are appended, in chunks.
+    pub argv: Vec<String>,
+    /// Only paths matching one of these (on the relative path) are passed; None = all.
+    pub include: Option<ExcludeSet>,
+    /// Kill the hook after this long.
+    pub timeout: Duration,
+}
+
+/// An HTTP POST of the pushed paths as JSON after each successful push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpHook {
+    /// `http://host[:port]/path`.
+    pub url: String,
+    pub timeout: Duration,
+}

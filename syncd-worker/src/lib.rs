@@ -1,0 +1,9 @@
+//! syncd's sync engine as a library: the config model and loaders, the pure core (queue,
+//! rsync planning, exit-code classes) and the adapters around it (inotify, rsync processes,
+//! fail log, hooks, status file). The `syncd-worker` binary runs [`engine`]; the `syncd`
+//! controller reads [`config`] and [`status`].
+
+pub mod batch;
+pub mod config;
+pub mod exclude;
+pub mod status;

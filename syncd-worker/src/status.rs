@@ -1,0 +1,114 @@
+//! The worker's status file: its JSON model (shared with the controller, which reads it)
+//! and the atomic write (temp file + rename, so a reader never sees half a file).
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// Top-level status document. Times are Unix seconds (f64, millisecond precision).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub pid: u32,
+    pub started_at: f64,
+    /// When this document was written.
+    pub updated_at: f64,
+    pub state: State,
+    pub syncs: Vec<SyncStatus>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Adding watches / probing targets.
+    Starting,
+    /// Watches in place, nothing pending.
+    Watching,
+    /// Watches in place, pushes pending or running.
+    Syncing,
+    /// Something is wrong that syncd works around (unwatched dirs, failing target).
+    Degraded,
+    /// Draining after SIGTERM.
+    Stopping,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SyncStatus {
+    pub name: String,
+    pub source: String,
+    pub watched_dirs: u64,
+    /// Directories that could not be watched (e.g. max_user_watches too low).
+    pub unwatched_dirs: u64,
+    /// inotify queue overflows seen (each one schedules a full push).
+    pub overflows: u64,
+    pub targets: Vec<TargetStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TargetStatus {
+    pub name: String,
+    pub dest: String,
+    /// Paths waiting to be pushed (a pending whole-tree push counts as 1).
+    pub queue_depth: u64,
+    /// True when a whole-tree push is pending.
+    pub full_pending: bool,
+    /// Paths in the run(s) now in flight.
+    pub in_flight: u64,
+    /// Last time a push to this target succeeded.
+    pub last_success: Option<f64>,
+    /// Age in seconds of the oldest change not yet pushed (0 when in step).
+    pub lag_seconds: f64,
+    pub pushes_ok: u64,
+    pub pushes_failed: u64,
+    /// Failures since the last success.
+    pub consecutive_failures: u64,
+    pub last_error: Option<String>,
+    /// Paths in the fail log waiting for a retry.
+    pub retry_backlog: u64,
+    /// When the next try is due after a failure.
+    pub next_retry_at: Option<f64>,
+    pub full_syncs: u64,
+    /// How deletions are sent: "delete-missing-args" or "include-filter" (fallback).
+    pub delete_method: String,
+}
+
+impl Status {
+    /// Write `self` to `path` atomically (temp file in the same directory, then rename).
+    pub fn write_atomic(&self, path: &Path) -> anyhow::Result<()> {
+        let data = serde_json::to_vec_pretty(self).context("failed to encode status")?;
+        write_atomic(path, &data, 0o644)
+    }
+
+    /// Read a status file written by `write_atomic`.
+    pub fn read(path: &Path) -> anyhow::Result<Status> {
+        let data = std::fs::read(path)
+            .with_context(|| format!("failed to read status file {}", path.display()))?;
+        serde_json::from_slice(&data)
+            .with_context(|| format!("status file {} is not valid JSON", path.display()))
+    }
+}
+
+/// Replace `path` with `data` atomically, creating the file with `mode`.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("failed to create {}", tmp.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("failed to write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| {
+        format!("failed to rename {} to {}", tmp.display(), path.display())
+    })?;
+    Ok(())
+}

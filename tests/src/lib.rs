@@ -1,0 +1,1 @@
+//! Placeholder library so the test package builds; the tests live in `e2e/`.
