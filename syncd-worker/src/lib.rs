@@ -5,5 +5,14 @@
 
 pub mod batch;
 pub mod config;
+pub mod engine;
 pub mod exclude;
+pub mod faillog;
+pub mod hooks;
+pub mod logger;
+pub mod push;
+pub mod queue;
+pub mod rsync;
 pub mod status;
+pub mod walk;
+pub mod watch;

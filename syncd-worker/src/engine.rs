@@ -1,0 +1,1 @@
+//! The worker's main loop. (to be written)

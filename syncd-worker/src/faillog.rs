@@ -1,0 +1,1 @@
+//! The fail log on disk. (to be written)

@@ -1,0 +1,1 @@
+//! Post-push hooks. (to be written)

@@ -1,0 +1,1 @@
+//! stderr logger. (to be written)

@@ -1,0 +1,1 @@
+//! The push executor. (to be written)

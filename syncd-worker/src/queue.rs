@@ -1,0 +1,1 @@
+//! The coalescing queue (pure core). (to be written)

@@ -1,0 +1,1 @@
+//! Running rsync: argument planning, exit classes, processes, probes (to be written).

@@ -1,0 +1,1 @@
+//! Directory walks. (to be written)

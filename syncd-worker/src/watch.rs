@@ -1,0 +1,1 @@
+//! The inotify adapter. (to be written)
