@@ -203,6 +203,21 @@ impl Queue {
         self.deadline().is_some_and(|d| now >= d)
     }
 
+    /// A copy of everything pending, left in place (to save it to the fail log).
+    pub fn snapshot(&self) -> Batch {
+        let mut batch = Batch {
+            full: self.full,
+            ..Batch::default()
+        };
+        for (path, kind) in &self.entries {
+            match kind {
+                Kind::Path => batch.paths.push(path.clone()),
+                Kind::Tree => batch.trees.push(path.clone()),
+            }
+        }
+        batch
+    }
+
     /// Take everything pending as one batch (empty when nothing is pending), with the
     /// arrival time of its oldest change.
     pub fn take(&mut self) -> (Batch, Option<Instant>) {
@@ -423,6 +438,7 @@ mod tests {
         let t0 = Instant::now();
         q.push(Change::Path(p("a")), t0);
         q.restore(Batch::full(), t0);
+        assert_eq!(q.snapshot(), Batch::full());
         let (b, _) = q.take();
         assert_eq!(b, Batch::full());
     }
