@@ -567,6 +567,12 @@ fn build_command_hook(h: &CommandSpec, d: &mut Diags) -> CommandHook {
             &["write e.g. argv = [\"/usr/local/bin/on-pushed\"], or remove [sync.hooks.command]"],
         );
     }
+    if h.timeout.is_zero() {
+        d.error(
+            h.at,
+            "the command hook's timeout is 0; write a limit such as \"60s\"",
+        );
+    }
     CommandHook {
         argv: h.argv.clone(),
         include: h
@@ -588,6 +594,13 @@ fn build_http_hook(h: &HttpSpec, d: &mut Diags) -> Option<HttpHook> {
     };
     if let Err((msg, hint)) = check_http_url(&url.value) {
         d.error_with(url.at, msg, &[hint]);
+        return None;
+    }
+    if h.timeout.is_zero() {
+        d.error(
+            h.at,
+            "the http hook's timeout is 0; write a limit such as \"10s\"",
+        );
         return None;
     }
     Some(HttpHook {

@@ -293,6 +293,7 @@ fn bad_toml_configs_point_at_the_value() {
         ("max_batch 0", "[[sync]]\nsource = \"{src}\"\nmax_batch = 0\n[[sync.target]]\ndest = \"/b\"\n", 3, 13, "at least 1"),
         ("https hook", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/backup\"\n[sync.hooks.http]\nurl = \"https://cdn.example/x\"\n", 6, 7, "[sync.hooks.command] to run curl"),
         ("empty command hook", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/backup\"\n[sync.hooks.command]\nargv = []\n", 5, 1, "argv is empty"),
+        ("zero hook timeout", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/backup\"\n[sync.hooks.command]\nargv = [\"/bin/true\"]\ntimeout = \"0\"\n", 5, 1, "timeout is 0"),
         ("forbidden param", "[[sync]]\nsource = \"{src}\"\n[sync.rsync]\nparams = [\"-a\", \"--delete\"]\n[[sync.target]]\ndest = \"/b\"\n", 4, 17, "decides deletions itself"),
         ("forbidden extra", "[[sync]]\nsource = \"{src}\"\n[sync.rsync]\nextra = [\"--exclude=*.tmp\"]\n[[sync.target]]\ndest = \"/b\"\n", 4, 10, "use `exclude` in the [[sync]] block"),
         ("password in extra", "[[sync]]\nsource = \"{src}\"\n[sync.rsync]\nextra = [\"--password-file=/p\"]\n[[sync.target]]\ndest = \"/b\"\n", 4, 10, "set `password_file`"),
