@@ -1,1 +1,21 @@
-//! Running rsync: argument planning, exit classes, processes, probes (to be written).
+//! Everything about calling rsync: planning the argv and stdin of each run from a batch
+//! ([`args`]), running the process ([`run`]), classifying how it ended ([`exit`]), probing
+//! what the rsync pair supports ([`probe`]) and checking a daemon password file
+//! ([`password`]). The planner and the classifier are pure; only `run`, `probe` and
+//! `password` touch processes or files. No shell anywhere: argv and stdin only.
+//! This module does not decide when to push or what to retry; the push executor does.
+
+pub mod args;
+pub mod exit;
+pub mod password;
+pub mod probe;
+pub mod run;
+
+pub use args::{dest_arg, plan, Caps, Invocation};
+pub use exit::{classify, Class, Outcome};
+pub use password::check_password_file;
+pub use probe::{local_version, probe};
+pub use run::{run, RunResult};
+
+#[cfg(test)]
+pub(crate) mod tests;

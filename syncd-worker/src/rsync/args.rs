@@ -1,0 +1,823 @@
+//! The rsync argument planner: turns one [`Batch`] for one [`Target`] into the argv, the
+//! environment and the stdin of each rsync run. Pure: no I/O, no clock, no processes; the
+//! caller runs the [`Invocation`]s (see [`super::run`]) in order.
+//!
+//! Every path travels over stdin as NUL-separated data (`--from0`), never on the command
+//! line, so names with spaces, newlines, leading dashes, glob characters or non-UTF-8
+//! bytes need no quoting. Secrets never appear in argv or the summary: only the password
+//! *file's* name does.
+//!
+//! Run kinds (why each option is there is in `peers-and-pitfalls.md` §3.3):
+//! * paths run: `--files-from=- --delete-missing-args --force --ignore-errors`; no `-r`,
+//!   so a listed directory is created but not descended.
+//! * paths run, filter form (the target's rsync rejects `--delete-missing-args` with
+//!   `--files-from`, rsync 3.4.3): lsyncd's include list, `-r --delete` with every listed
+//!   path and its ancestors included and everything else excluded by a *perishable*
+//!   `-p *`. Plain `--exclude=*` (lsyncd's form) would protect the contents of a deleted
+//!   non-empty directory and rsync would leave it behind ("cannot delete non-empty
+//!   directory", exit 0); a perishable rule is ignored inside directories being deleted.
+//! * trees run: directories pushed whole, `-r --delete` scoped to the trees by merge rules
+//!   read from stdin (`--filter=". -"`), excluded paths hidden and protected.
+//! * full run: `SOURCE/ DEST` with `-r --delete`, excluded paths from stdin.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::batch::{Batch, RelPath};
+use crate::config::model::{Mode, SyncJob, Target, TargetKind};
+
+/// What the rsync pair (local binary and target) supports, found by [`super::probe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// `--delete-missing-args` works together with `--files-from`.
+    pub delete_missing_args: bool,
+}
+
+/// One rsync process to run: argv without a shell, extra environment, bytes for stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// Set on top of the inherited environment.
+    pub env: Vec<(OsString, OsString)>,
+    pub stdin: Vec<u8>,
+    /// Paths or trees this run covers (1 for a full run), for status counters.
+    pub entries: usize,
+    /// Short text for logs: "42 paths", "3 trees", "full tree". Never a secret.
+    pub summary: String,
+}
+
+/// The destination argument: `[user@]host::module/` (daemon), `[user@]host:path/` (ssh)
+/// or `path/` (local). The trailing slash makes rsync treat it as a directory.
+pub fn dest_arg(target: &Target) -> OsString {
+    match &target.kind {
+        TargetKind::Daemon {
+            user, host, module, ..
+        } => OsString::from(format!("{}{}::{module}/", user_at(user), host_arg(host))),
+        TargetKind::Ssh {
+            user, host, path, ..
+        } => {
+            let mut path = path.clone();
+            if !path.is_empty() && !path.ends_with('/') {
+                path.push('/');
+            }
+            OsString::from(format!("{}{}:{path}", user_at(user), host_arg(host)))
+        }
+        TargetKind::Local { path } => {
+            let mut bytes = path.as_os_str().as_bytes().to_vec();
+            // A relative local path with a colon before its first slash would be taken
+            // for `host:path`.
+            let colon = bytes.iter().position(|b| *b == b':');
+            let slash = bytes.iter().position(|b| *b == b'/');
+            if bytes.first() != Some(&b'/') && colon.is_some_and(|c| slash.is_none_or(|s| c < s)) {
+                bytes.splice(0..0, *b"./");
+            }
+            with_trailing_slash(&mut bytes);
+            OsString::from_vec(bytes)
+        }
+    }
+}
+
+/// The rsync runs that push `batch` to `target`, in the order they must run. Empty when
+/// the batch is empty. `excluded` holds the concrete excluded paths under the batch's
+/// trees (under the whole source for a full push): highest excluded path only, sorted.
+pub fn plan(
+    job: &SyncJob,
+    target: &Target,
+    batch: &Batch,
+    caps: Caps,
+    excluded: &[RelPath],
+) -> Vec<Invocation> {
+    if batch.is_empty() {
+        return Vec::new();
+    }
+    if batch.full || job.mode == Mode::Tree {
+        return vec![full_run(job, target, excluded)];
+    }
+    let chunk = job.max_batch.max(1);
+    let mut out = Vec::new();
+    for paths in batch.paths.chunks(chunk) {
+        out.push(if caps.delete_missing_args {
+            paths_run(job, target, paths)
+        } else {
+            paths_filter_run(job, target, paths)
+        });
+    }
+    for trees in batch.trees.chunks(chunk) {
+        out.push(trees_run(job, target, trees, excluded));
+    }
+    out
+}
+
+fn paths_run(job: &SyncJob, target: &Target, paths: &[RelPath]) -> Invocation {
+    let mut stdin = Vec::with_capacity(paths.iter().map(|p| p.len() + 1).sum());
+    for p in paths {
+        // rsync skips --files-from lines starting with `#` or `;` as comments, even with
+        // --from0; `./#name` is the same path and is read.
+        if matches!(p.first(), Some(b'#' | b';')) {
+            stdin.extend_from_slice(b"./");
+        }
+        stdin.extend_from_slice(p);
+        stdin.push(0);
+    }
+    let opts = [
+        "--from0",
+        "--files-from=-",
+        "--delete-missing-args",
+        "--force",
+        "--ignore-errors",
+    ];
+    invocation(
+        job,
+        target,
+        &opts,
+        stdin,
+        paths.len(),
+        count(paths.len(), "path"),
+    )
+}
+
+fn paths_filter_run(job: &SyncJob, target: &Target, paths: &[RelPath]) -> Invocation {
+    let mut rules = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for p in paths {
+        for anc in ancestors(p) {
+            if seen.insert(anc) {
+                rules.push(pattern(anc, b"/"));
+            }
+        }
+        rules.push(pattern(p, b""));
+    }
+    let opts = [
+        "-r",
+        "--delete",
+        "--ignore-errors",
+        "--force",
+        "--from0",
+        "--include-from=-",
+        "--filter=-p *",
+    ];
+    let summary = format!("{} (filter form)", count(paths.len(), "path"));
+    invocation(job, target, &opts, nul_join(&rules), paths.len(), summary)
+}
+
+fn trees_run(
+    job: &SyncJob,
+    target: &Target,
+    trees: &[RelPath],
+    excluded: &[RelPath],
+) -> Invocation {
+    let mut rules = Vec::new();
+    for e in excluded
+        .iter()
+        .filter(|e| trees.iter().any(|t| is_within(e, t)))
+    {
+        rules.push(rule(b"- ", pattern(e, b"")));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for t in trees {
+        for anc in ancestors(t) {
+            if seen.insert(anc) {
+                rules.push(rule(b"+ ", pattern(anc, b"/")));
+            }
+        }
+    }
+    for t in trees {
+        rules.push(rule(b"+ ", pattern(t, b"/***")));
+    }
+    rules.push(b"-p *".to_vec());
+    let opts = [
+        "-r",
+        "--delete",
+        "--ignore-errors",
+        "--force",
+        "--from0",
+        "--filter=. -",
+    ];
+    invocation(
+        job,
+        target,
+        &opts,
+        nul_join(&rules),
+        trees.len(),
+        count(trees.len(), "tree"),
+    )
+}
+
+fn full_run(job: &SyncJob, target: &Target, excluded: &[RelPath]) -> Invocation {
+    let mut opts = vec!["-r", "--delete", "--ignore-errors", "--force"];
+    let mut stdin = Vec::new();
+    if !excluded.is_empty() {
+        opts.extend(["--from0", "--exclude-from=-"]);
+        let rules: Vec<Vec<u8>> = excluded.iter().map(|e| pattern(e, b"")).collect();
+        stdin = nul_join(&rules);
+    }
+    let summary = match excluded.len() {
+        0 => "full tree".to_string(),
+        n => format!("full tree ({} excluded)", count(n, "path")),
+    };
+    invocation(job, target, &opts, stdin, 1, summary)
+}
+
+/// Common prefix + run options + `SOURCE/ DEST`.
+fn invocation(
+    job: &SyncJob,
+    target: &Target,
+    run_opts: &[&str],
+    stdin: Vec<u8>,
+    entries: usize,
+    summary: String,
+) -> Invocation {
+    let mut args: Vec<OsString> = job.rsync.params.iter().map(OsString::from).collect();
+    let daemon = matches!(target.kind, TargetKind::Daemon { .. });
+    if let Some(t) = job.rsync.timeout {
+        let secs = whole_seconds(t);
+        args.push(format!("--timeout={secs}").into());
+        if daemon {
+            args.push(format!("--contimeout={secs}").into());
+        }
+    }
+    match &target.kind {
+        TargetKind::Daemon {
+            port,
+            password_file,
+            ..
+        } => {
+            if let Some(port) = port {
+                args.push(format!("--port={port}").into());
+            }
+            if let Some(pw) = password_file {
+                let mut a = OsString::from("--password-file=");
+                a.push(pw);
+                args.push(a);
+            }
+        }
+        TargetKind::Ssh { port, ssh_args, .. } => {
+            args.push("-e".into());
+            args.push(ssh_command(*port, ssh_args).into());
+        }
+        TargetKind::Local { .. } => {}
+    }
+    args.extend(job.rsync.extra.iter().map(OsString::from));
+    args.extend(run_opts.iter().map(OsString::from));
+    let mut source = job.source.as_os_str().as_bytes().to_vec();
+    with_trailing_slash(&mut source);
+    args.push(OsString::from_vec(source));
+    args.push(dest_arg(target));
+    Invocation {
+        program: job.rsync.binary.clone(),
+        args,
+        // C locale: rsync's messages (`@ERROR: ...`) are parsed by `exit::classify`.
+        env: vec![("LC_ALL".into(), "C".into())],
+        stdin,
+        entries,
+        summary,
+    }
+}
+
+/// The `-e` value: `ssh [-p PORT] -o BatchMode=yes ARGS...`, each word quoted the way
+/// rsync splits this string (spaces separate words; single or double quotes keep spaces;
+/// a doubled quote inside quotes is a literal quote; backslashes are not special).
+fn ssh_command(port: Option<u16>, ssh_args: &[String]) -> String {
+    let mut words = vec!["ssh".to_string()];
+    if let Some(p) = port {
+        words.extend(["-p".to_string(), p.to_string()]);
+    }
+    words.extend(["-o".to_string(), "BatchMode=yes".to_string()]);
+    words.extend(ssh_args.iter().cloned());
+    words
+        .iter()
+        .map(|w| quote_rsh_word(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn quote_rsh_word(w: &str) -> String {
+    if !w.is_empty() && !w.contains([' ', '\'', '"']) {
+        return w.to_string();
+    }
+    format!("'{}'", w.replace('\'', "''"))
+}
+
+/// An anchored rsync filter pattern `/rel<suffix>`. rsync treats `\` as an escape only in
+/// patterns holding a wildcard (`*?[`); so when the final pattern has one (from the name
+/// or from the `***` suffix) every `*?[\` of the name is escaped, otherwise the name is
+/// matched literally and left alone.
+fn pattern(rel: &[u8], suffix: &[u8]) -> Vec<u8> {
+    let wild = |b: &u8| matches!(b, b'*' | b'?' | b'[');
+    let escape = rel.iter().any(wild) || suffix.iter().any(wild);
+    let mut out = Vec::with_capacity(rel.len() + suffix.len() + 8);
+    out.push(b'/');
+    for &b in rel {
+        if escape && (wild(&b) || b == b'\\') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.extend_from_slice(suffix);
+    out
+}
+
+fn rule(prefix: &[u8], pattern: Vec<u8>) -> Vec<u8> {
+    let mut r = prefix.to_vec();
+    r.extend(pattern);
+    r
+}
+
+/// `a/b/c` -> `a`, `a/b` (outermost first).
+fn ancestors(rel: &[u8]) -> impl Iterator<Item = &[u8]> {
+    rel.iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'/')
+        .map(move |(i, _)| &rel[..i])
+}
+
+/// Is `path` equal to `tree` or below it?
+fn is_within(path: &[u8], tree: &[u8]) -> bool {
+    path.strip_prefix(tree)
+        .is_some_and(|rest| rest.is_empty() || rest.first() == Some(&b'/'))
+}
+
+fn nul_join(items: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(items.iter().map(|i| i.len() + 1).sum());
+    for i in items {
+        out.extend_from_slice(i);
+        out.push(0);
+    }
+    out
+}
+
+fn with_trailing_slash(bytes: &mut Vec<u8>) {
+    if bytes.last() != Some(&b'/') {
+        bytes.push(b'/');
+    }
+}
+
+fn user_at(user: &Option<String>) -> String {
+    user.as_ref().map(|u| format!("{u}@")).unwrap_or_default()
+}
+
+/// IPv6 literals need brackets in `host::module` and `host:path`.
+fn host_arg(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rsync::tests::{job, local, os};
+
+    fn daemon() -> Target {
+        Target {
+            name: "backup".into(),
+            kind: TargetKind::Daemon {
+                user: Some("rsync_backup".into()),
+                host: "127.0.0.1".into(),
+                module: "nfsbackup".into(),
+                port: Some(18873),
+                password_file: Some("/etc/rsync.password".into()),
+            },
+        }
+    }
+
+    fn ssh(port: Option<u16>, ssh_args: &[&str]) -> Target {
+        Target {
+            name: "ssh".into(),
+            kind: TargetKind::Ssh {
+                user: Some("root".into()),
+                host: "backup.example".into(),
+                path: "/srv/data".into(),
+                port,
+                ssh_args: ssh_args.iter().map(|s| s.to_string()).collect(),
+            },
+        }
+    }
+
+    fn paths(list: &[&str]) -> Batch {
+        Batch {
+            paths: list.iter().map(|p| p.as_bytes().to_vec()).collect(),
+            ..Batch::default()
+        }
+    }
+
+    fn argv(inv: &Invocation) -> Vec<String> {
+        inv.args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn stdin_items(inv: &Invocation) -> Vec<String> {
+        let s = inv.stdin.strip_suffix(b"\0").unwrap_or(&inv.stdin);
+        if s.is_empty() {
+            return Vec::new();
+        }
+        s.split(|b| *b == 0)
+            .map(|i| String::from_utf8_lossy(i).into_owned())
+            .collect()
+    }
+
+    const DMA: Caps = Caps {
+        delete_missing_args: true,
+    };
+    const FILTER: Caps = Caps {
+        delete_missing_args: false,
+    };
+
+    #[test]
+    fn dest_arg_per_target_kind() {
+        let cases: Vec<(TargetKind, &str)> = vec![
+            (daemon().kind, "rsync_backup@127.0.0.1::nfsbackup/"),
+            (
+                TargetKind::Daemon {
+                    user: None,
+                    host: "::1".into(),
+                    module: "mod/sub".into(),
+                    port: None,
+                    password_file: None,
+                },
+                "[::1]::mod/sub/",
+            ),
+            (ssh(None, &[]).kind, "root@backup.example:/srv/data/"),
+            (
+                TargetKind::Ssh {
+                    user: None,
+                    host: "h".into(),
+                    path: "rel/".into(),
+                    port: None,
+                    ssh_args: vec![],
+                },
+                "h:rel/",
+            ),
+            (
+                TargetKind::Ssh {
+                    user: None,
+                    host: "h".into(),
+                    path: String::new(),
+                    port: None,
+                    ssh_args: vec![],
+                },
+                "h:",
+            ),
+            (
+                TargetKind::Local {
+                    path: "/backup/data".into(),
+                },
+                "/backup/data/",
+            ),
+            (
+                TargetKind::Local {
+                    path: "/backup/".into(),
+                },
+                "/backup/",
+            ),
+            (
+                TargetKind::Local {
+                    path: "/b/x:y".into(),
+                },
+                "/b/x:y/",
+            ),
+            (
+                TargetKind::Local {
+                    path: "x:y/z".into(),
+                },
+                "./x:y/z/",
+            ),
+        ];
+        for (kind, want) in cases {
+            let t = Target {
+                name: "t".into(),
+                kind: kind.clone(),
+            };
+            assert_eq!(dest_arg(&t), OsString::from(want), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn paths_run_to_daemon_with_port_password_and_timeout() {
+        let j = job("/data", vec![daemon()]);
+        let inv = plan(&j, &daemon(), &paths(&["a/b.txt", "c"]), DMA, &[]);
+        assert_eq!(inv.len(), 1);
+        assert_eq!(
+            argv(&inv[0]),
+            [
+                "-a",
+                "--timeout=300",
+                "--contimeout=300",
+                "--port=18873",
+                "--password-file=/etc/rsync.password",
+                "--from0",
+                "--files-from=-",
+                "--delete-missing-args",
+                "--force",
+                "--ignore-errors",
+                "/data/",
+                "rsync_backup@127.0.0.1::nfsbackup/",
+            ]
+        );
+        assert!(!argv(&inv[0]).contains(&"-r".to_string()));
+        assert_eq!(inv[0].stdin, b"a/b.txt\0c\0");
+        assert_eq!(inv[0].env, [(os("LC_ALL"), os("C"))]);
+        assert_eq!(inv[0].program, PathBuf::from("rsync"));
+        assert_eq!(inv[0].entries, 2);
+        assert_eq!(inv[0].summary, "2 paths");
+    }
+
+    #[test]
+    fn ssh_target_quotes_the_remote_shell_words() {
+        let cases: Vec<(Option<u16>, Vec<&str>, &str)> = vec![
+            (None, vec![], "ssh -o BatchMode=yes"),
+            (
+                Some(2222),
+                vec!["-i", "/root/.ssh/backup_key"],
+                "ssh -p 2222 -o BatchMode=yes -i /root/.ssh/backup_key",
+            ),
+            (
+                None,
+                vec!["-i", "/root/my keys/id", "-o", "ProxyCommand=nc -X 5 %h %p"],
+                "ssh -o BatchMode=yes -i '/root/my keys/id' -o 'ProxyCommand=nc -X 5 %h %p'",
+            ),
+            (
+                None,
+                vec!["it's", "say \"hi\"", ""],
+                "ssh -o BatchMode=yes 'it''s' 'say \"hi\"' ''",
+            ),
+            (
+                None,
+                vec!["back\\slash"],
+                "ssh -o BatchMode=yes back\\slash",
+            ),
+        ];
+        for (port, extra, want) in cases {
+            let t = ssh(port, &extra);
+            let mut j = job("/data", vec![t.clone()]);
+            j.rsync.timeout = None;
+            let inv = plan(&j, &t, &paths(&["f"]), DMA, &[]);
+            let a = argv(&inv[0]);
+            assert_eq!(a[..3], ["-a", "-e", want], "{extra:?}");
+            assert_eq!(
+                a.last().map(String::as_str),
+                Some("root@backup.example:/srv/data/")
+            );
+            assert!(!a
+                .iter()
+                .any(|w| w.starts_with("--contimeout") || w.starts_with("--port")));
+        }
+    }
+
+    #[test]
+    fn local_target_with_extra_and_no_timeout() {
+        let mut j = job("/data", vec![local("/backup")]);
+        j.rsync.timeout = None;
+        j.rsync.params = vec!["-rlt".into(), "-z".into()];
+        j.rsync.extra = vec!["--bwlimit=20m".into()];
+        let inv = plan(&j, &local("/backup"), &paths(&["f"]), DMA, &[]);
+        assert_eq!(
+            argv(&inv[0]),
+            [
+                "-rlt",
+                "-z",
+                "--bwlimit=20m",
+                "--from0",
+                "--files-from=-",
+                "--delete-missing-args",
+                "--force",
+                "--ignore-errors",
+                "/data/",
+                "/backup/",
+            ]
+        );
+    }
+
+    #[test]
+    fn sub_second_timeout_rounds_up_local_has_no_contimeout() {
+        let mut j = job("/data", vec![local("/b")]);
+        j.rsync.timeout = Some(Duration::from_millis(1500));
+        let inv = plan(&j, &local("/b"), &paths(&["f"]), DMA, &[]);
+        assert_eq!(argv(&inv[0])[1], "--timeout=2");
+        assert!(!argv(&inv[0]).iter().any(|a| a.starts_with("--contimeout")));
+    }
+
+    #[test]
+    fn paths_are_split_at_max_batch() {
+        let mut j = job("/data", vec![local("/b")]);
+        j.max_batch = 2;
+        let b = paths(&["a", "b", "c", "d", "e"]);
+        for caps in [DMA, FILTER] {
+            let inv = plan(&j, &local("/b"), &b, caps, &[]);
+            let counts: Vec<usize> = inv.iter().map(|i| i.entries).collect();
+            assert_eq!(counts, [2, 2, 1], "{caps:?}");
+        }
+        let inv = plan(&j, &local("/b"), &b, DMA, &[]);
+        let lists: Vec<Vec<String>> = inv.iter().map(stdin_items).collect();
+        assert_eq!(lists, [vec!["a", "b"], vec!["c", "d"], vec!["e"]]);
+        assert_eq!(inv[2].summary, "1 path");
+    }
+
+    #[test]
+    fn paths_filter_form_includes_ancestors_once() {
+        let j = job("/data", vec![local("/b")]);
+        let inv = plan(
+            &j,
+            &local("/b"),
+            &paths(&["a/b/c", "a/b/d", "a/e", "f"]),
+            FILTER,
+            &[],
+        );
+        assert_eq!(inv.len(), 1);
+        assert_eq!(
+            argv(&inv[0])[2..],
+            [
+                "-r",
+                "--delete",
+                "--ignore-errors",
+                "--force",
+                "--from0",
+                "--include-from=-",
+                "--filter=-p *",
+                "/data/",
+                "/b/",
+            ]
+        );
+        assert_eq!(
+            stdin_items(&inv[0]),
+            ["/a/", "/a/b/", "/a/b/c", "/a/b/d", "/a/e", "/f"]
+        );
+        assert_eq!(inv[0].summary, "4 paths (filter form)");
+    }
+
+    #[test]
+    fn patterns_escape_only_when_wild() {
+        let cases: &[(&[u8], &[u8], &[u8])] = &[
+            (b"plain", b"", b"/plain"),
+            (b"back\\slash", b"", b"/back\\slash"),
+            (b"back\\slash", b"/", b"/back\\slash/"),
+            (b"a*b", b"", b"/a\\*b"),
+            (b"a[1]", b"", b"/a\\[1]"),
+            (b"q?", b"", b"/q\\?"),
+            (b"d\\x*", b"", b"/d\\\\x\\*"),
+            (b"back\\slash", b"/***", b"/back\\\\slash/***"),
+            (b"dir/sub", b"/***", b"/dir/sub/***"),
+            (b"sp ace\nnl", b"", b"/sp ace\nnl"),
+        ];
+        for (rel, suffix, want) in cases {
+            assert_eq!(
+                pattern(rel, suffix),
+                want.to_vec(),
+                "{:?}",
+                String::from_utf8_lossy(rel)
+            );
+        }
+    }
+
+    #[test]
+    fn trees_run_scopes_delete_to_trees_and_hides_excluded() {
+        let j = job("/data", vec![local("/b")]);
+        let b = Batch {
+            trees: vec![b"a/new".to_vec(), b"top*".to_vec()],
+            ..Batch::default()
+        };
+        let excluded = [
+            b"a/new/cache".to_vec(),
+            b"a/newer".to_vec(), // not under a tree: left out
+            b"z".to_vec(),
+        ];
+        let inv = plan(&j, &local("/b"), &b, DMA, &excluded);
+        assert_eq!(inv.len(), 1);
+        assert_eq!(
+            argv(&inv[0])[2..],
+            [
+                "-r",
+                "--delete",
+                "--ignore-errors",
+                "--force",
+                "--from0",
+                "--filter=. -",
+                "/data/",
+                "/b/",
+            ]
+        );
+        assert_eq!(
+            stdin_items(&inv[0]),
+            [
+                "- /a/new/cache",
+                "+ /a/",
+                "+ /a/new/***",
+                "+ /top\\*/***",
+                "-p *"
+            ]
+        );
+        assert_eq!(inv[0].summary, "2 trees");
+        assert_eq!(inv[0].entries, 2);
+    }
+
+    #[test]
+    fn paths_then_trees_in_one_batch() {
+        let j = job("/data", vec![local("/b")]);
+        let b = Batch {
+            paths: vec![b"f".to_vec()],
+            trees: vec![b"d".to_vec()],
+            ..Batch::default()
+        };
+        let inv = plan(&j, &local("/b"), &b, DMA, &[]);
+        let summaries: Vec<&str> = inv.iter().map(|i| i.summary.as_str()).collect();
+        assert_eq!(summaries, ["1 path", "1 tree"]);
+    }
+
+    #[test]
+    fn full_run_with_and_without_excludes() {
+        let j = job("/data", vec![daemon()]);
+        let inv = plan(&j, &daemon(), &Batch::full(), DMA, &[]);
+        assert_eq!(inv.len(), 1);
+        let a = argv(&inv[0]);
+        assert_eq!(
+            a[5..],
+            [
+                "-r",
+                "--delete",
+                "--ignore-errors",
+                "--force",
+                "/data/",
+                "rsync_backup@127.0.0.1::nfsbackup/"
+            ]
+        );
+        assert!(inv[0].stdin.is_empty());
+        assert_eq!(inv[0].summary, "full tree");
+
+        let inv = plan(
+            &j,
+            &daemon(),
+            &Batch::full(),
+            DMA,
+            &[b"cache".to_vec(), b"x[1]".to_vec()],
+        );
+        assert_eq!(
+            argv(&inv[0])[5..11],
+            [
+                "-r",
+                "--delete",
+                "--ignore-errors",
+                "--force",
+                "--from0",
+                "--exclude-from=-"
+            ]
+        );
+        assert_eq!(stdin_items(&inv[0]), ["/cache", "/x\\[1]"]);
+        assert_eq!(inv[0].summary, "full tree (2 paths excluded)");
+    }
+
+    #[test]
+    fn tree_mode_pushes_the_whole_tree_for_any_batch() {
+        let mut j = job("/data", vec![local("/b")]);
+        j.mode = Mode::Tree;
+        let inv = plan(&j, &local("/b"), &paths(&["a", "b"]), DMA, &[]);
+        assert_eq!(inv.len(), 1);
+        assert_eq!(inv[0].summary, "full tree");
+        assert!(plan(&j, &local("/b"), &Batch::default(), DMA, &[]).is_empty());
+    }
+
+    #[test]
+    fn files_from_names_that_look_like_comments_get_a_dot_slash() {
+        let j = job("/data", vec![local("/b")]);
+        let inv = plan(
+            &j,
+            &local("/b"),
+            &paths(&["#hash", ";semi", "a#b", "d/#x"]),
+            DMA,
+            &[],
+        );
+        assert_eq!(stdin_items(&inv[0]), ["./#hash", "./;semi", "a#b", "d/#x"]);
+    }
+
+    #[test]
+    fn non_utf8_names_pass_through_untouched() {
+        let j = job("/data", vec![local("/b")]);
+        let name = b"caf\xe9/-n\nx".to_vec();
+        let b = Batch {
+            paths: vec![name.clone()],
+            ..Batch::default()
+        };
+        let inv = plan(&j, &local("/b"), &b, DMA, &[]);
+        assert_eq!(inv[0].stdin, [name.as_slice(), b"\0"].concat());
+        let inv = plan(&j, &local("/b"), &b, FILTER, &[]);
+        assert_eq!(inv[0].stdin, b"/caf\xe9/\0/caf\xe9/-n\nx\0".to_vec());
+    }
+}

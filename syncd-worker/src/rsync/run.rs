@@ -1,0 +1,197 @@
+//! The rsync process adapter: runs one [`Invocation`] to the end and reports how it ended.
+//! No shell: argv as planned, the path list on stdin (written on a thread so a large list
+//! cannot deadlock against rsync's stderr), stderr drained on a thread and kept bounded,
+//! stdout discarded. It does not interpret the result; that is [`super::exit::classify`].
+
+use std::io::{self, Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::args::Invocation;
+
+/// How much of rsync's stderr is kept (the end of it).
+const STDERR_KEEP: usize = 64 * 1024;
+
+/// How one rsync run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunResult {
+    /// The exit code, or None when a signal ended the process.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// The last 64 KiB of stderr, lossily decoded.
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Run `inv` and wait for it. An `Err` means rsync could not be started or waited for;
+/// every way rsync itself can fail is in the `RunResult`.
+pub fn run(inv: &Invocation) -> anyhow::Result<RunResult> {
+    let started = Instant::now();
+    let mut child = Command::new(&inv.program)
+        .args(&inv.args)
+        .envs(inv.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot run the rsync binary {:?}: install rsync (apt-get install rsync / \
+                 yum install rsync) or set rsync.binary to its full path",
+                inv.program
+            )
+        })?;
+
+    let stdin = child.stdin.take().expect("stdin was piped");
+    let data = inv.stdin.clone();
+    let writer = thread::spawn(move || write_all_then_close(stdin, &data));
+    let stderr = child.stderr.take().expect("stderr was piped");
+    let reader = thread::spawn(move || read_tail(stderr, STDERR_KEEP));
+
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for rsync ({:?}) failed", inv.program))?;
+    let tail = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the rsync stderr reader thread panicked"))?;
+    let write_result = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the rsync stdin writer thread panicked"))?;
+
+    let mut stderr = String::from_utf8_lossy(&tail).into_owned();
+    if let Err(e) = write_result {
+        // rsync closing its stdin early (it failed before reading the list) is not news:
+        // its exit code says why. Anything else is worth a line.
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            stderr.push_str(&format!(
+                "\nsyncd: writing the list to rsync's stdin failed: {e}\n"
+            ));
+        }
+    }
+    Ok(RunResult {
+        code: status.code(),
+        signal: status.signal(),
+        stderr,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn write_all_then_close(mut stdin: std::process::ChildStdin, data: &[u8]) -> io::Result<()> {
+    stdin.write_all(data)?;
+    stdin.flush()
+    // dropping `stdin` closes the pipe: rsync sees the end of the list
+}
+
+/// Read `r` to its end, keeping only the last `keep` bytes.
+fn read_tail(mut r: impl Read, keep: usize) -> Vec<u8> {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 2 * keep {
+                    kept.drain(..kept.len() - keep);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    if kept.len() > keep {
+        kept.drain(..kept.len() - keep);
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn sh(script: &str, stdin: &[u8]) -> Invocation {
+        Invocation {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: vec![("SYNCD_TEST_VAR".into(), "yes".into())],
+            stdin: stdin.to_vec(),
+            entries: 0,
+            summary: String::new(),
+        }
+    }
+
+    #[test]
+    fn missing_binary_names_it_and_says_install_rsync() {
+        let inv = Invocation {
+            program: PathBuf::from("/nonexistent/bin/rsync-x"),
+            ..sh("", b"")
+        };
+        let err = format!("{:#}", run(&inv).expect_err("must fail to spawn"));
+        assert!(err.contains("/nonexistent/bin/rsync-x"), "{err}");
+        assert!(err.contains("install rsync"), "{err}");
+    }
+
+    #[test]
+    fn stdin_is_delivered_and_env_set_and_code_reported() {
+        // A large stdin (4 MiB) written while the child also fills stderr: neither blocks.
+        let data: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let inv = sh(
+            "n=$(wc -c); echo \"got $n $SYNCD_TEST_VAR\" >&2; exit 23",
+            &data,
+        );
+        let r = run(&inv).expect("sh runs");
+        assert_eq!(r.code, Some(23));
+        assert_eq!(r.signal, None);
+        assert_eq!(r.stderr.trim(), format!("got {} yes", data.len()));
+    }
+
+    #[test]
+    fn stderr_keeps_the_last_64k() {
+        // 20 000 lines of "lineN" (~190 KB): more than 64 KiB; the last line must survive.
+        let inv = sh(
+            "i=0; while [ $i -lt 20000 ]; do echo line$i; i=$((i+1)); done >&2; echo LAST >&2",
+            b"",
+        );
+        let r = run(&inv).expect("sh runs");
+        assert_eq!(r.code, Some(0));
+        assert!(r.stderr.len() <= STDERR_KEEP);
+        assert!(r.stderr.len() > STDERR_KEEP / 2);
+        assert!(r.stderr.ends_with("LAST\n"));
+        assert!(!r.stderr.contains("line0\n"));
+    }
+
+    #[test]
+    fn killed_by_signal_is_reported_as_signal() {
+        let r = run(&sh("kill -KILL $$", b"")).expect("sh runs");
+        assert_eq!(r.code, None);
+        assert_eq!(r.signal, Some(9));
+    }
+
+    #[test]
+    fn child_that_ignores_stdin_is_not_an_error() {
+        let data = vec![b'x'; 1024 * 1024];
+        let r = run(&sh("exit 5", &data)).expect("sh runs");
+        assert_eq!(r.code, Some(5));
+        assert!(!r.stderr.contains("syncd:"), "{}", r.stderr);
+    }
+
+    #[test]
+    fn non_utf8_stderr_is_decoded_lossily() {
+        let r = run(&sh("printf 'caf\\351\\n' >&2", b"")).expect("sh runs");
+        assert_eq!(r.stderr, "caf\u{fffd}\n");
+    }
+
+    #[test]
+    fn read_tail_table() {
+        let cases: &[(&[u8], usize, &[u8])] =
+            &[(b"", 4, b""), (b"abc", 4, b"abc"), (b"abcdef", 4, b"cdef")];
+        for (input, keep, want) in cases {
+            assert_eq!(read_tail(*input, *keep), want.to_vec());
+        }
+    }
+}
