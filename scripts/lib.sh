@@ -61,39 +61,29 @@ wait_until() {
 # alive PID: the process exists (and is not yet reaped).
 alive() { kill -0 "$1" 2>/dev/null; }
 
-# stop_pid PID [GRACE]: SIGTERM, wait up to GRACE seconds (default 10), then SIGKILL; reap
-# it if it is our child. Returns the process's exit status (0 if it was already gone).
-stop_pid() {
-    local pid=$1 grace=${2:-10} rc=0
-    [[ -n $pid ]] || return 0
-    if alive "$pid"; then
-        kill -TERM "$pid" 2>/dev/null || true
-        if ! wait_until "$grace" 0.05 _gone "$pid"; then
-            log "pid $pid did not stop within ${grace}s of SIGTERM; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
-    wait "$pid" 2>/dev/null || rc=$?
-    # 127: not our child (or already reaped): nothing to report.
-    ((rc == 127)) && rc=0
-    return "$rc"
-}
 _gone() { ! alive "$1"; }
 
-# stop_group PGID [GRACE]: like stop_pid for a process started with `setsid` (its pid is
-# its process group id): SIGTERM the leader, then the whole group, then SIGKILL the group,
-# so pipelines and the rsync children they started go too.
+# stop_group PGID [GRACE]: stop a process started with `setsid` (its pid is its process
+# group id) and everything it started: SIGTERM the leader and wait up to GRACE seconds
+# (default 10), then SIGTERM the whole group, then SIGKILL it. Returns the leader's exit
+# status (0 if it was already gone and reaped).
 stop_group() {
-    local pgid=$1 grace=${2:-10}
+    local pgid=$1 grace=${2:-10} rc=0
     [[ -n $pgid ]] || return 0
-    kill -TERM "$pgid" 2>/dev/null || true
-    wait_until "$grace" 0.05 _gone "$pgid" || true
-    kill -TERM -- "-$pgid" 2>/dev/null || true
-    if ! wait_until 3 0.05 _group_gone "$pgid"; then
-        kill -KILL -- "-$pgid" 2>/dev/null || true
-        wait_until 3 0.05 _group_gone "$pgid" || log "process group $pgid survived SIGKILL"
+    if alive "$pgid"; then
+        kill -TERM "$pgid" 2>/dev/null || true
+        wait_until "$grace" 0.05 _gone "$pgid" || true
     fi
-    wait "$pgid" 2>/dev/null || true
+    if ! _group_gone "$pgid"; then
+        kill -TERM -- "-$pgid" 2>/dev/null || true
+        if ! wait_until 3 0.05 _group_gone "$pgid"; then
+            kill -KILL -- "-$pgid" 2>/dev/null || true
+            wait_until 3 0.05 _group_gone "$pgid" || log "process group $pgid survived SIGKILL"
+        fi
+    fi
+    wait "$pgid" 2>/dev/null || rc=$?
+    ((rc == 127)) && rc=0
+    return "$rc"
 }
 _group_gone() { ! kill -0 -- "-$1" 2>/dev/null; }
 
@@ -145,22 +135,24 @@ write_rsyncd() {
     } >"$dir/rsyncd.conf"
 }
 
-# start_rsyncd DIR: start `rsync --daemon` in the foreground of a background job with
-# DIR/rsyncd.conf on a free port; sets RSYNCD_PID and RSYNCD_PORT once it accepts
-# connections. Its own messages go to DIR/rsyncd.out.
+# start_rsyncd DIR: start `rsync --daemon --no-detach` as a background job in its own
+# session (so a Ctrl-C at the terminal reaches the caller's trap, not the daemon) with
+# DIR/rsyncd.conf on a free port; sets RSYNCD_PID (= its process group) and RSYNCD_PORT
+# once it accepts connections. Its own messages go to DIR/rsyncd.out. Stop it with
+# stop_group, which also ends the connection handlers it forked.
 start_rsyncd() {
     local dir=$1 try
     RSYNCD_PID='' RSYNCD_PORT=''
     for ((try = 0; try < 5; try++)); do
         RSYNCD_PORT=$(pick_port)
-        rsync --daemon --no-detach --config="$dir/rsyncd.conf" --port="$RSYNCD_PORT" \
+        setsid rsync --daemon --no-detach --config="$dir/rsyncd.conf" --port="$RSYNCD_PORT" \
             >>"$dir/rsyncd.out" 2>&1 </dev/null &
         RSYNCD_PID=$!
         if wait_until 10 0.05 _rsyncd_up; then
             return 0
         fi
         # Lost a race for the port, or a bad config: try another port, then give up.
-        stop_pid "$RSYNCD_PID" 2 || true
+        stop_group "$RSYNCD_PID" 2 || true
         RSYNCD_PID=''
     done
     die "rsync --daemon did not start; its output: $(tail -n 5 "$dir/rsyncd.out" "$dir/rsyncd.log" 2>/dev/null)"
