@@ -4,4 +4,18 @@
 
 mod harness;
 
+/// The harness proves itself with plain rsync, no syncd.
 mod harness_selftest;
+
+/// Bursts, deletes, renames, the new-dir race, hard names, tree mode.
+mod changes;
+/// New symlinks, hard links, empty files, chmod — each alone.
+mod events;
+/// Excluded paths never reach the target and are not deleted there.
+mod excludes;
+/// inotify queue overflow (changes a sysctl under the exclusive lock).
+mod overflow;
+/// Initial sync, sersync confxml.xml, bad configs.
+mod startup;
+/// Target down and up, several targets, restart with pending changes.
+mod targets;

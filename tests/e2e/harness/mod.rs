@@ -7,14 +7,17 @@
 //! to anything but 127.0.0.1, or leave a process or a tempdir behind.
 
 pub mod daemon;
+pub mod site;
 pub mod sysctl;
 pub mod tree;
 pub mod worker;
 
+use std::cell::RefCell;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use daemon::RsyncDaemon;
+pub use site::Site;
 pub use sysctl::SysctlOverride;
 pub use tree::{assert_in_sync, SyncCheck, TreeWriter};
 pub use worker::{Worker, WorkerConfig};
@@ -23,19 +26,56 @@ pub use worker::{Worker, WorkerConfig};
 pub const POLL: Duration = Duration::from_millis(50);
 
 /// Guards the machine-wide inotify sysctls (`/proc/sys/fs/inotify/*`). Every running worker
-/// holds a read guard; a test that changes a sysctl holds the write guard, so no other
+/// holds a shared hold; a test that changes a sysctl holds the write guard, so no other
 /// worker calls `inotify_init` while the value is changed.
 static INOTIFY_SYSCTLS: RwLock<()> = RwLock::new(());
 
-/// Shared hold on the inotify sysctls (taken by every `Worker`).
-pub fn sysctl_shared() -> RwLockReadGuard<'static, ()> {
-    // A test that panicked while holding a guard poisons the lock; the sysctl itself is
-    // restored by `SysctlOverride`'s Drop, so the poison carries no meaning here.
-    INOTIFY_SYSCTLS.read().unwrap_or_else(|e| e.into_inner())
+thread_local! {
+    /// This thread's read guard and how many `SharedHold`s use it. std's RwLock lets a
+    /// waiting writer block new readers, so a thread must never take a second read guard
+    /// while it holds one: holds on one thread share a single guard.
+    static HELD: RefCell<(usize, Option<RwLockReadGuard<'static, ()>>)> =
+        const { RefCell::new((0, None)) };
 }
 
-/// Exclusive hold on the inotify sysctls (taken by a test that changes them).
+/// Shared hold on the inotify sysctls (one per running worker).
+pub struct SharedHold(());
+
+impl SharedHold {
+    pub fn take() -> SharedHold {
+        HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            if h.0 == 0 {
+                // A test that panicked while holding a guard poisons the lock; the sysctl
+                // itself is restored by `SysctlOverride`'s Drop, so poison means nothing.
+                h.1 = Some(INOTIFY_SYSCTLS.read().unwrap_or_else(|e| e.into_inner()));
+            }
+            h.0 += 1;
+        });
+        SharedHold(())
+    }
+}
+
+impl Drop for SharedHold {
+    fn drop(&mut self) {
+        HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            h.0 -= 1;
+            if h.0 == 0 {
+                h.1 = None;
+            }
+        });
+    }
+}
+
+/// Exclusive hold on the inotify sysctls (taken by a test that changes them). Panics if
+/// this thread runs a worker (it would wait for itself forever).
 pub fn sysctl_exclusive() -> RwLockWriteGuard<'static, ()> {
+    let held = HELD.with(|h| h.borrow().0);
+    assert_eq!(
+        held, 0,
+        "sysctl_exclusive() while this thread runs a worker"
+    );
     INOTIFY_SYSCTLS.write().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -51,29 +91,6 @@ pub fn diagnostics(fixtures: &[&dyn Diagnose]) -> String {
         .map(|f| f.diagnose())
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Poll `check` every [`POLL`] until it returns `Some`, or panic after `timeout` with
-/// `what` and the fixtures' diagnostics. `check` is called at least once.
-pub fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    fixtures: &[&dyn Diagnose],
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!(
-                "timed out after {timeout:?} waiting for {what}\n{}",
-                diagnostics(fixtures)
-            );
-        }
-        std::thread::sleep(POLL);
-    }
 }
 
 /// The last `n` lines of `text`, with a marker when lines were left out.

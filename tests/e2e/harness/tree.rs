@@ -238,6 +238,11 @@ impl<'a> SyncCheck<'a> {
         self
     }
 
+    /// Look at the target once and panic if it holds a forbidden path.
+    pub fn assert_nothing_forbidden(&self) {
+        self.check_forbidden(&snapshot(&self.dst));
+    }
+
     /// The differences right now (empty when in sync), at most `limit` of them.
     pub fn differences(&self, limit: usize) -> Vec<String> {
         let src = self.filtered(snapshot(&self.src));

@@ -4,20 +4,20 @@
 //! whatever is left. `WorkerConfig` renders the TOML a test needs.
 //!
 //! Every worker holds a shared guard on the inotify sysctls for its whole life (see
-//! `sysctl_shared`). Must not: start a worker without one, or wait without a deadline.
+//! `SharedHold`). Must not: start a worker without one, or wait without a deadline.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{RwLockReadGuard, RwLockWriteGuard};
+use std::sync::RwLockWriteGuard;
 use std::time::{Duration, Instant};
 
 use syncd_worker::status::{State, Status};
 
 use super::daemon::{signal, terminate, RsyncDaemon};
-use super::{diagnostics, sysctl_shared, tail, Diagnose, POLL};
+use super::{diagnostics, tail, Diagnose, SharedHold, POLL};
 
 /// How long a worker may take to put its watches in place.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -223,7 +223,7 @@ pub struct Worker {
     exited: Option<ExitStatus>,
     status_path: PathBuf,
     config_text: String,
-    shared: Option<RwLockReadGuard<'static, ()>>,
+    shared: Option<SharedHold>,
 }
 
 impl Worker {
@@ -240,7 +240,7 @@ impl Worker {
         state_dir: &Path,
         args: &[&str],
     ) -> Worker {
-        let guard = sysctl_shared();
+        let guard = SharedHold::take();
         let mut w = Worker::spawn(config_text, file_name, state_dir, args);
         w.shared = Some(guard);
         w.wait_started();
@@ -258,7 +258,7 @@ impl Worker {
     /// Take the shared sysctl guard for the rest of this worker's life.
     pub fn hold_shared(&mut self) {
         if self.shared.is_none() {
-            self.shared = Some(sysctl_shared());
+            self.shared = Some(SharedHold::take());
         }
     }
 
@@ -437,7 +437,7 @@ impl Drop for Worker {
 /// Run the worker binary with `args` to its exit (killing it after `timeout` and
 /// panicking, since it was expected to exit by itself). Returns (status, stdout, stderr).
 pub fn run_to_exit(args: &[OsString], timeout: Duration) -> (ExitStatus, String, String) {
-    let _guard = sysctl_shared();
+    let _guard = SharedHold::take();
     let dir = tempfile::tempdir().expect("create a tempdir for output");
     let out_path = dir.path().join("stdout");
     let err_path = dir.path().join("stderr");
