@@ -16,8 +16,7 @@ impl ExcludeSet {
         let mut out = Vec::with_capacity(patterns.len());
         for p in patterns {
             let p = p.as_ref();
-            let re = Regex::new(p)
-                .map_err(|e| format!("invalid regular expression {p:?}: {e}"))?;
+            let re = Regex::new(p).map_err(|e| format!("invalid regular expression {p:?}: {e}"))?;
             out.push(re);
         }
         Ok(ExcludeSet { patterns: out })

@@ -1,1 +1,429 @@
-//! The coalescing queue (pure core). (to be written)
+//! The coalescing queue of one target: changes in, batches out. Pure — no I/O, no clock:
+//! every call that needs the time takes `now` as an argument, so the behaviour is tested
+//! with plain values.
+//!
+//! What it keeps: one entry per path (the latest thing to do with it), whether a
+//! whole-tree push is pending, and when the oldest and newest pending changes arrived.
+//! Rules:
+//! * a directory pushed whole (`Tree`) covers everything below it: children already queued
+//!   are dropped and later ones are not added;
+//! * a path that is gone (`Gone`) drops everything queued below it (all of it is gone too);
+//! * a pending full push covers everything;
+//! * past `max_queue` entries the queue collapses into one full push (bounded memory).
+//!
+//! A push reads the tree as it is at push time, so the queue only has to remember *which*
+//! paths changed, never what they contained: over-listing is harmless, missing one is not.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::batch::{Batch, RelPath};
+
+/// One thing that happened in the source tree, as the watcher reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Push this path's current state, not recursively (file written, attributes changed,
+    /// symlink or empty file created). If it no longer exists it is deleted on the target.
+    Path(RelPath),
+    /// Push this directory with everything below it (created, moved in, rescanned).
+    Tree(RelPath),
+    /// This path (and all below it) was deleted or moved away.
+    Gone(RelPath),
+    /// Push the whole tree (events were lost, or a full sync is due).
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Path,
+    Tree,
+}
+
+/// Timing and size limits of a queue (from the sync's config).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Settle window: due once no change arrived for this long.
+    pub delay: Duration,
+    /// Due at the latest this long after the oldest pending change.
+    pub max_delay: Duration,
+    /// Most entries before collapsing into a full push.
+    pub max_queue: usize,
+}
+
+#[derive(Debug)]
+pub struct Queue {
+    limits: Limits,
+    entries: BTreeMap<RelPath, Kind>,
+    full: bool,
+    /// Arrival of the oldest change not yet taken (for `max_delay` and lag).
+    oldest: Option<Instant>,
+    /// Arrival of the newest change not yet taken (for the settle window).
+    newest: Option<Instant>,
+    /// How many times the queue collapsed into a full push because it was too large.
+    collapses: u64,
+}
+
+impl Queue {
+    pub fn new(limits: Limits) -> Queue {
+        Queue {
+            limits,
+            entries: BTreeMap::new(),
+            full: false,
+            oldest: None,
+            newest: None,
+            collapses: 0,
+        }
+    }
+
+    /// Record one change that happened at `now`.
+    pub fn push(&mut self, change: Change, now: Instant) {
+        self.touch(now, now);
+        self.apply(change);
+    }
+
+    /// Put back the work of a push that failed, whose oldest change arrived at `since`.
+    /// Newer changes queued meanwhile are kept; the result covers both.
+    pub fn restore(&mut self, batch: Batch, since: Instant) {
+        if batch.is_empty() {
+            return;
+        }
+        let newest = self.newest.unwrap_or(since).max(since);
+        self.touch(since, newest);
+        if batch.full {
+            self.apply(Change::Full);
+        }
+        for p in batch.trees {
+            self.apply(Change::Tree(p));
+        }
+        for p in batch.paths {
+            // Not `Gone`: a restored path must not drop newer entries below it.
+            self.apply(Change::Path(p));
+        }
+    }
+
+    fn touch(&mut self, oldest: Instant, newest: Instant) {
+        self.oldest = Some(self.oldest.map_or(oldest, |o| o.min(oldest)));
+        self.newest = Some(self.newest.map_or(newest, |n| n.max(newest)));
+    }
+
+    fn apply(&mut self, change: Change) {
+        if self.full {
+            return;
+        }
+        match change {
+            Change::Full => {
+                self.entries.clear();
+                self.full = true;
+            }
+            Change::Path(p) => {
+                if !self.covered(&p) {
+                    self.entries.entry(p).or_insert(Kind::Path);
+                }
+            }
+            Change::Tree(p) => {
+                if !self.covered(&p) {
+                    self.drop_below(&p);
+                    self.entries.insert(p, Kind::Tree);
+                }
+            }
+            Change::Gone(p) => {
+                if !self.covered(&p) {
+                    self.drop_below(&p);
+                    // A pending Tree for p stays a Tree: pushing a missing tree deletes it.
+                    self.entries.entry(p).or_insert(Kind::Path);
+                }
+            }
+        }
+        if self.entries.len() > self.limits.max_queue {
+            self.entries.clear();
+            self.full = true;
+            self.collapses += 1;
+        }
+    }
+
+    /// Is `p` inside a directory already queued to be pushed whole?
+    fn covered(&self, p: &[u8]) -> bool {
+        p.iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'/')
+            .any(|(i, _)| self.entries.get(&p[..i]) == Some(&Kind::Tree))
+    }
+
+    /// Remove every entry strictly below `p` (`p/...`).
+    fn drop_below(&mut self, p: &[u8]) {
+        let mut lo = p.to_vec();
+        lo.push(b'/');
+        // '0' is the byte after '/', so [p/, p0) is exactly the paths below p.
+        let mut hi = p.to_vec();
+        hi.push(b'/' + 1);
+        let below: Vec<RelPath> = self.entries.range(lo..hi).map(|(k, _)| k.clone()).collect();
+        for k in below {
+            self.entries.remove(&k);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.full && self.entries.is_empty()
+    }
+
+    /// Pending entries (a pending full push counts as 1).
+    pub fn len(&self) -> usize {
+        usize::from(self.full) + self.entries.len()
+    }
+
+    pub fn full_pending(&self) -> bool {
+        self.full
+    }
+
+    pub fn collapses(&self) -> u64 {
+        self.collapses
+    }
+
+    /// When the oldest pending change arrived (for lag).
+    pub fn oldest(&self) -> Option<Instant> {
+        if self.is_empty() {
+            None
+        } else {
+            self.oldest
+        }
+    }
+
+    /// When the pending changes become due, or None when nothing is pending.
+    pub fn deadline(&self) -> Option<Instant> {
+        if self.is_empty() {
+            return None;
+        }
+        let settle = self.newest? + self.limits.delay;
+        let cap = self.oldest? + self.limits.max_delay;
+        Some(settle.min(cap))
+    }
+
+    /// Are the pending changes due at `now`?
+    pub fn is_due(&self, now: Instant) -> bool {
+        self.deadline().is_some_and(|d| now >= d)
+    }
+
+    /// Take everything pending as one batch (empty when nothing is pending), with the
+    /// arrival time of its oldest change.
+    pub fn take(&mut self) -> (Batch, Option<Instant>) {
+        let since = self.oldest();
+        let mut batch = Batch {
+            full: self.full,
+            ..Batch::default()
+        };
+        for (path, kind) in std::mem::take(&mut self.entries) {
+            match kind {
+                Kind::Path => batch.paths.push(path),
+                Kind::Tree => batch.trees.push(path),
+            }
+        }
+        self.full = false;
+        self.oldest = None;
+        self.newest = None;
+        (batch, since)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(1000),
+            max_queue: 100,
+        }
+    }
+
+    fn p(s: &str) -> RelPath {
+        s.as_bytes().to_vec()
+    }
+
+    fn strs(v: &[RelPath]) -> Vec<String> {
+        v.iter()
+            .map(|x| String::from_utf8_lossy(x).into_owned())
+            .collect()
+    }
+
+    /// Apply changes at one instant and return (paths, trees, full).
+    fn run(changes: Vec<Change>) -> (Vec<String>, Vec<String>, bool) {
+        let mut q = Queue::new(limits());
+        let t = Instant::now();
+        for c in changes {
+            q.push(c, t);
+        }
+        let (b, _) = q.take();
+        (strs(&b.paths), strs(&b.trees), b.full)
+    }
+
+    #[test]
+    fn coalescing_rules() {
+        use Change::*;
+        let cases: Vec<(&str, Vec<Change>, Vec<&str>, Vec<&str>, bool)> = vec![
+            (
+                "one entry per path",
+                vec![Path(p("a")), Path(p("a")), Path(p("b"))],
+                vec!["a", "b"],
+                vec![],
+                false,
+            ),
+            (
+                "tree drops queued children",
+                vec![Path(p("d/x")), Path(p("d/y/z")), Tree(p("d"))],
+                vec![],
+                vec!["d"],
+                false,
+            ),
+            (
+                "tree covers later children",
+                vec![Tree(p("d")), Path(p("d/x")), Tree(p("d/sub"))],
+                vec![],
+                vec!["d"],
+                false,
+            ),
+            (
+                "tree does not cover siblings with a common prefix",
+                vec![Tree(p("d")), Path(p("d2/x")), Path(p("d.txt"))],
+                vec!["d.txt", "d2/x"],
+                vec!["d"],
+                false,
+            ),
+            (
+                "gone drops queued children",
+                vec![Path(p("d/x")), Tree(p("d/s")), Gone(p("d"))],
+                vec!["d"],
+                vec![],
+                false,
+            ),
+            (
+                "gone keeps a pending tree of itself",
+                vec![Tree(p("d")), Gone(p("d"))],
+                vec![],
+                vec!["d"],
+                false,
+            ),
+            (
+                "path upgrades to tree",
+                vec![Path(p("d")), Tree(p("d"))],
+                vec![],
+                vec!["d"],
+                false,
+            ),
+            (
+                "tree is not downgraded by path",
+                vec![Tree(p("d")), Path(p("d"))],
+                vec![],
+                vec!["d"],
+                false,
+            ),
+            (
+                "move: old gone, new whole",
+                vec![Path(p("old/f")), Gone(p("old")), Tree(p("new"))],
+                vec!["old"],
+                vec!["new"],
+                false,
+            ),
+            (
+                "full covers everything",
+                vec![Path(p("a")), Full, Path(p("b")), Tree(p("c"))],
+                vec![],
+                vec![],
+                true,
+            ),
+            (
+                "non-utf8 and newline names",
+                vec![Path(b"x\xff".to_vec()), Path(p("a\nb"))],
+                vec!["a\nb", "x\u{fffd}"],
+                vec![],
+                false,
+            ),
+        ];
+        for (name, changes, paths, trees, full) in cases {
+            let got = run(changes);
+            assert_eq!(
+                got,
+                (
+                    paths.iter().map(|s| s.to_string()).collect(),
+                    trees.iter().map(|s| s.to_string()).collect(),
+                    full
+                ),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn collapses_to_full_past_the_cap() {
+        let mut q = Queue::new(Limits {
+            max_queue: 3,
+            ..limits()
+        });
+        let t = Instant::now();
+        for name in ["a", "b", "c"] {
+            q.push(Change::Path(p(name)), t);
+        }
+        assert!(!q.full_pending());
+        q.push(Change::Path(p("d")), t);
+        assert!(q.full_pending());
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.collapses(), 1);
+        let (b, _) = q.take();
+        assert_eq!(b, Batch::full());
+    }
+
+    #[test]
+    fn settle_window_and_max_delay() {
+        let mut q = Queue::new(limits());
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(q.deadline(), None);
+        q.push(Change::Path(p("a")), t0);
+        assert_eq!(q.deadline(), Some(t0 + ms(50)));
+        assert!(!q.is_due(t0 + ms(49)));
+        assert!(q.is_due(t0 + ms(50)));
+        // A constant stream of changes 40 ms apart keeps resetting the settle window...
+        let mut t = t0;
+        for _ in 0..30 {
+            t += ms(40);
+            q.push(Change::Path(p("a")), t);
+        }
+        // ...but never past max_delay after the oldest change.
+        assert_eq!(q.deadline(), Some(t0 + ms(1000)));
+        assert!(q.is_due(t0 + ms(1000)));
+        let (_, since) = q.take();
+        assert_eq!(since, Some(t0));
+        assert_eq!(q.deadline(), None);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn restore_keeps_newer_changes_and_the_old_age() {
+        let mut q = Queue::new(limits());
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        q.push(Change::Path(p("d/old")), t0);
+        q.push(Change::Tree(p("t")), t0);
+        let (failed, since) = q.take();
+        // While the push was failing: d was deleted and t/x written.
+        q.push(Change::Gone(p("d")), t0 + ms(500));
+        q.push(Change::Path(p("t/x")), t0 + ms(500));
+        q.restore(failed, since.expect("pending"));
+        assert_eq!(q.oldest(), Some(t0));
+        let (b, _) = q.take();
+        // d/old is listed again (harmless: it is missing, so deleted), t stays whole and
+        // covers t/x.
+        assert_eq!(strs(&b.paths), vec!["d", "d/old"]);
+        assert_eq!(strs(&b.trees), vec!["t"]);
+    }
+
+    #[test]
+    fn restore_of_full_batch() {
+        let mut q = Queue::new(limits());
+        let t0 = Instant::now();
+        q.push(Change::Path(p("a")), t0);
+        q.restore(Batch::full(), t0);
+        let (b, _) = q.take();
+        assert_eq!(b, Batch::full());
+    }
+}

@@ -107,8 +107,7 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("failed to create {}", tmp.display()))?;
     f.write_all(data)
         .with_context(|| format!("failed to write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| {
-        format!("failed to rename {} to {}", tmp.display(), path.display())
-    })?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("failed to rename {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
