@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::tree::write_file;
-use crate::harness::{Site, SyncCheck, TreeWriter, Worker};
+use crate::harness::{diagnostics, Site, SyncCheck, TreeWriter, Worker};
 
 /// Mirrors the two excludes the test configures: `\.tmp$` and `^cache`.
 fn excluded(rel: &Path) -> bool {
@@ -57,12 +57,14 @@ fn excluded_paths_never_reach_target_and_are_not_deleted_there() {
     assert_eq!(
         fs::read(site.dst().join("stale.tmp")).ok().as_deref(),
         Some(&b"keep me"[..]),
-        "excluded file on the target was deleted or replaced"
+        "excluded file on the target was deleted or replaced\n{}",
+        diagnostics(&[&w, &site.daemon])
     );
     assert_eq!(
         fs::read(site.dst().join("cache/old")).ok().as_deref(),
         Some(&b"keep me too"[..]),
-        "file under an excluded dir on the target was deleted or replaced"
+        "file under an excluded dir on the target was deleted or replaced\n{}",
+        diagnostics(&[&w, &site.daemon])
     );
     w.stop();
 }

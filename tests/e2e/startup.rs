@@ -14,7 +14,8 @@ fn populate_before_start(src: &Path) {
     let mut tw = TreeWriter::new(9);
     tw.files(src, &["pre", "pre/deeper", "."], 300, 0, 20_000);
     std::os::unix::fs::symlink("pre/f00000", src.join("link")).expect("symlink");
-    chmod(&src.join("pre/f00001"), 0o600);
+    // Files go round-robin over the dirs: f00000, f00003… land in `pre`.
+    chmod(&src.join("pre/f00003"), 0o600);
 }
 
 #[test]
@@ -22,7 +23,7 @@ fn initial_sync_pushes_existing_files_and_removes_stale_ones() {
     let site = Site::new();
     populate_before_start(site.src());
     write_file(&site.dst().join("stale"), b"not in the source");
-    write_file(&site.dst().join("pre/f00002"), b"outdated content");
+    write_file(&site.dst().join("pre/f00006"), b"outdated content");
     let mut w = Worker::start(&site.config().initial_sync(true));
     assert_in_sync(
         site.src(),

@@ -318,7 +318,7 @@ impl<'a> SyncCheck<'a> {
                 .filter(|(rel, _)| {
                     !rel.ancestors()
                         .filter(|a| !a.as_os_str().is_empty())
-                        .any(|a| f(a))
+                        .any(f)
                 })
                 .collect(),
         }

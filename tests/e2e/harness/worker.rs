@@ -458,8 +458,7 @@ pub fn run_to_exit(args: &[OsString], timeout: Duration) -> (ExitStatus, String,
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "syncd-worker {args:?} did not exit within {timeout:?} (it should have refused \
-                 to start); stderr:\n{}",
+                "syncd-worker {args:?} did not exit by itself within {timeout:?}; stderr:\n{}",
                 tail(&fs::read_to_string(&err_path).unwrap_or_default(), 40)
             );
         }
