@@ -13,10 +13,9 @@ fn inotify_queue_overflow_is_counted_and_nothing_is_lost() {
         // No other worker may call inotify_init while the limit is low.
         let guard = sysctl_exclusive();
         let mut limit = SysctlOverride::set(&guard, "max_queued_events", 64);
-        // The limit is read at inotify_init, which is done once the watches are in place.
-        let w = Worker::start_exclusive(&site.config(), &guard);
-        limit.restore();
-        w
+        // The limit is read at inotify_init: put it back as soon as the worker has its
+        // inotify instance, so other processes on the machine barely see it.
+        Worker::start_exclusive(&site.config(), &guard, || limit.restore())
     };
     w.hold_shared();
     TreeWriter::new(14).files(site.src(), &["o0", "o1", "o2/deep"], 2000, 0, 512);

@@ -315,11 +315,7 @@ impl<'a> SyncCheck<'a> {
             None => snap,
             Some(f) => snap
                 .into_iter()
-                .filter(|(rel, _)| {
-                    !rel.ancestors()
-                        .filter(|a| !a.as_os_str().is_empty())
-                        .any(f)
-                })
+                .filter(|(rel, _)| !rel.ancestors().filter(|a| !a.as_os_str().is_empty()).any(f))
                 .collect(),
         }
     }

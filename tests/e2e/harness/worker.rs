@@ -248,11 +248,52 @@ impl Worker {
     }
 
     /// Start a worker while the caller holds the exclusive sysctl guard (a test that lowers
-    /// an inotify limit for this worker). Call `hold_shared` once the guard is released.
-    pub fn start_exclusive(cfg: &WorkerConfig, _guard: &RwLockWriteGuard<'static, ()>) -> Worker {
+    /// an inotify limit for this worker). `after_inotify_init` runs as soon as the worker
+    /// has an inotify instance (seen in `/proc/<pid>/fd`), so the test can put the limit
+    /// back at once; then this waits for the watches as `start` does. Call `hold_shared`
+    /// once the guard is released.
+    pub fn start_exclusive(
+        cfg: &WorkerConfig,
+        _guard: &RwLockWriteGuard<'static, ()>,
+        after_inotify_init: impl FnOnce(),
+    ) -> Worker {
         let mut w = Worker::spawn(&cfg.to_toml(), "syncd.toml", cfg.state_dir(), &[]);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !w.has_inotify_fd() {
+            if let Some(st) = w.poll_exit() {
+                after_inotify_init();
+                panic!(
+                    "syncd-worker exited ({st}) before creating its inotify instance\n{}",
+                    w.diagnose()
+                );
+            }
+            if Instant::now() >= deadline {
+                after_inotify_init();
+                panic!(
+                    "syncd-worker has no inotify fd after {START_TIMEOUT:?}\n{}",
+                    w.diagnose()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        after_inotify_init();
         w.wait_started();
         w
+    }
+
+    /// Does the worker process hold an inotify instance now?
+    fn has_inotify_fd(&self) -> bool {
+        let Some(child) = &self.child else {
+            return false;
+        };
+        let Ok(fds) = fs::read_dir(format!("/proc/{}/fd", child.id())) else {
+            return false;
+        };
+        fds.flatten().any(|fd| {
+            fs::read_link(fd.path())
+                .map(|t| t.as_os_str() == "anon_inode:inotify")
+                .unwrap_or(false)
+        })
     }
 
     /// Take the shared sysctl guard for the rest of this worker's life.
