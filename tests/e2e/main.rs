@@ -1,1 +1,21 @@
-//! End-to-end tests (being written).
+//! syncd's end-to-end tests: a real `rsync --daemon` on 127.0.0.1, the real `syncd-worker`
+//! binary, real files. One test binary; the table of contents is below. Build the workspace
+//! first (`cargo build --workspace`), then `cargo test -p syncd-tests`.
+
+mod harness;
+
+/// The harness proves itself with plain rsync, no syncd.
+mod harness_selftest;
+
+/// Bursts, deletes, renames, the new-dir race, hard names, tree mode.
+mod changes;
+/// New symlinks, hard links, empty files, chmod — each alone.
+mod events;
+/// Excluded paths never reach the target and are not deleted there.
+mod excludes;
+/// inotify queue overflow (changes a sysctl under the exclusive lock).
+mod overflow;
+/// Initial sync, sersync confxml.xml, bad configs.
+mod startup;
+/// Target down and up, several targets, restart with pending changes.
+mod targets;

@@ -1,0 +1,290 @@
+//! `RsyncDaemon`: a real `rsync --daemon --no-detach` on 127.0.0.1 serving one module,
+//! `backup`, with auth user `rsync_backup`, a secrets file and a client password file (both
+//! mode 0600), in its own tempdir. It can be stopped and started again on the same port
+//! ("target down, then up"). Drop kills it (by pid) and removes the tempdir.
+//!
+//! Must not: listen anywhere but 127.0.0.1, or sleep in place of a readiness check.
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{is_root, tail, Diagnose, POLL};
+
+pub const MODULE: &str = "backup";
+pub const USER: &str = "rsync_backup";
+const PASSWORD: &str = "e2e-secret-pw";
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct RsyncDaemon {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RsyncDaemon {
+    /// Start a daemon on a free port and wait until it accepts connections.
+    pub fn start() -> RsyncDaemon {
+        let dir = tempfile::Builder::new()
+            .prefix("syncd-e2e-daemon.")
+            .tempdir()
+            .expect("create the daemon's tempdir");
+        let module = dir.path().join("module");
+        fs::create_dir(&module).expect("create the module dir");
+        write_private(&dir.path().join("secrets"), &format!("{USER}:{PASSWORD}\n"));
+        write_private(
+            &dir.path().join("client.password"),
+            &format!("{PASSWORD}\n"),
+        );
+        let mut d = RsyncDaemon {
+            dir,
+            port: 0,
+            child: None,
+        };
+        // A free port is found by binding port 0 and releasing it; another process may take
+        // it before rsync binds, so a failed bind is retried on a fresh port.
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            d.port = free_port();
+            d.write_config();
+            match d.spawn_and_wait() {
+                Ok(()) => return d,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("rsync daemon did not start: {last_err}\n{}", d.diagnose());
+    }
+
+    /// The module's directory on disk (what the target should equal).
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("module")
+    }
+
+    /// `rsync_backup@127.0.0.1::backup`, the `dest` a worker config uses (with `port`).
+    pub fn dest(&self) -> String {
+        format!("{USER}@127.0.0.1::{MODULE}")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The client password file (mode 0600) for `password_file` / `--password-file`.
+    pub fn password_file(&self) -> PathBuf {
+        self.dir.path().join("client.password")
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Stop the daemon (SIGTERM, wait for exit) and wait until the port refuses connections.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child, STOP_TIMEOUT);
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while accepts(self.port) {
+            assert!(
+                Instant::now() < deadline,
+                "port {} still accepts connections after the daemon stopped",
+                self.port
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Start the daemon again on the same port, with the same module contents.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart() while the daemon runs");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match self.spawn_and_wait() {
+                Ok(()) => return,
+                // The old socket may linger for a moment; the port is ours, so retry.
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(POLL);
+                }
+                Err(e) => panic!(
+                    "rsync daemon did not restart on port {}: {e}\n{}",
+                    self.port,
+                    self.diagnose()
+                ),
+            }
+        }
+    }
+
+    /// Push `src` to the module with a plain `rsync -a --delete` (seeding a target, and the
+    /// harness's own proof that the daemon works). Panics with rsync's output on failure.
+    pub fn push_with_rsync(&self, src: &Path) {
+        let out = Command::new("rsync")
+            .arg("-a")
+            .arg("--delete")
+            .arg(format!(
+                "--password-file={}",
+                self.password_file().display()
+            ))
+            .arg(format!("--port={}", self.port))
+            .arg(format!("{}/", src.display()))
+            .arg(format!("{}/", self.dest()))
+            .output()
+            .expect("run rsync (is it installed?)");
+        assert!(
+            out.status.success(),
+            "plain rsync push to the daemon failed ({}):\n{}{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.diagnose()
+        );
+    }
+
+    fn write_config(&self) {
+        let d = self.dir.path();
+        let identity = if is_root() {
+            // As root the daemon would otherwise run transfers as nobody, and every mkdir in
+            // the module would fail with exit 23.
+            "uid = root\ngid = root\n"
+        } else {
+            ""
+        };
+        // `use chroot = no` turns `munge symlinks` on by default, which would rewrite every
+        // symlink target to "/rsyncd-munged/..."; a backup must keep them as they are.
+        let conf = format!(
+            "pid file = {pid}\n\
+             log file = {log}\n\
+             use chroot = no\n\
+             reverse lookup = no\n\
+             max connections = 0\n\
+             {identity}\
+             [{MODULE}]\n\
+             path = {module}\n\
+             read only = no\n\
+             munge symlinks = no\n\
+             auth users = {USER}\n\
+             secrets file = {secrets}\n\
+             strict modes = yes\n",
+            pid = d.join("rsyncd.pid").display(),
+            log = d.join("rsyncd.log").display(),
+            module = d.join("module").display(),
+            secrets = d.join("secrets").display(),
+        );
+        fs::write(d.join("rsyncd.conf"), conf).expect("write rsyncd.conf");
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), String> {
+        let d = self.dir.path();
+        // A pid file left by a killed daemon would make the new one refuse to start.
+        let _ = fs::remove_file(d.join("rsyncd.pid"));
+        let mut child = Command::new("rsync")
+            .arg("--daemon")
+            .arg("--no-detach")
+            .arg(format!("--config={}", d.join("rsyncd.conf").display()))
+            .arg("--address=127.0.0.1")
+            .arg(format!("--port={}", self.port))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run rsync --daemon (is rsync installed?): {e}"))?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("rsync --daemon exited early ({status})"));
+            }
+            if accepts(self.port) {
+                // Make sure it is our daemon that answered, not a process that took the port.
+                if let Ok(None) = child.try_wait() {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                terminate(&mut child, STOP_TIMEOUT);
+                return Err(format!(
+                    "port {} not accepting connections after {READY_TIMEOUT:?}",
+                    self.port
+                ));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("rsyncd.log")).unwrap_or_default()
+    }
+}
+
+impl Diagnose for RsyncDaemon {
+    fn diagnose(&self) -> String {
+        format!(
+            "--- rsync daemon on 127.0.0.1:{} (module {}) log tail ---\n{}",
+            self.port,
+            self.path().display(),
+            tail(&self.log(), 30)
+        )
+    }
+}
+
+impl Drop for RsyncDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Send SIGTERM to `child` and wait for it; SIGKILL if it outlives `timeout`.
+pub fn terminate(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    if let Ok(Some(st)) = child.try_wait() {
+        return Some(st);
+    }
+    signal(child, libc::SIGTERM);
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return Some(st),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+/// Send `sig` to `child` by its pid (it has not been reaped, so the pid is still ours).
+pub fn signal(child: &Child, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    // SAFETY: kill(2) with a pid we own (our unreaped child) has no memory-safety concerns.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr of a bound socket").port()
+}
+
+fn accepts(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}
+
+/// Write `text` to `path` with mode 0600 (rsync refuses other-accessible secrets).
+pub fn write_private(path: &Path, text: &str) {
+    fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .unwrap_or_else(|e| panic!("chmod 600 {}: {e}", path.display()));
+}

@@ -1,0 +1,511 @@
+//! `Worker`: a running `syncd-worker` (the binary under test) with its config file and its
+//! stderr in a tempdir. `start` returns once the status file says the watches are in place
+//! (state is no longer "starting"); `stop` sends SIGTERM and waits for the exit; Drop kills
+//! whatever is left. `WorkerConfig` renders the TOML a test needs.
+//!
+//! Every worker holds a shared guard on the inotify sysctls for its whole life (see
+//! `SharedHold`). Must not: start a worker without one, or wait without a deadline.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::RwLockWriteGuard;
+use std::time::{Duration, Instant};
+
+use syncd_worker::status::{State, Status};
+
+use super::daemon::{signal, terminate, RsyncDaemon};
+use super::{diagnostics, tail, Diagnose, SharedHold, POLL};
+
+/// How long a worker may take to put its watches in place.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a worker may take to exit after SIGTERM (it finishes the push in flight).
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `syncd-worker` binary: `$SYNCD_WORKER_BIN`, or beside the test executable
+/// (`target/debug/deps/e2e-…` → `target/debug/syncd-worker`).
+pub fn worker_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SYNCD_WORKER_BIN") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "SYNCD_WORKER_BIN={} is not a file; build the workspace first: cargo build --workspace",
+            p.display()
+        );
+        return p;
+    }
+    let exe = std::env::current_exe().expect("path of the test executable");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("syncd-worker"))
+        .expect("the test executable lives in target/<profile>/deps");
+    assert!(
+        bin.is_file(),
+        "{} not found; build the workspace first: cargo build --workspace",
+        bin.display()
+    );
+    bin
+}
+
+enum TargetSpec {
+    Daemon {
+        dest: String,
+        port: u16,
+        password_file: PathBuf,
+        name: Option<String>,
+    },
+    Local {
+        path: PathBuf,
+        name: Option<String>,
+    },
+}
+
+/// A native TOML config with one `[[sync]]` block. Defaults chosen for tests: `delay =
+/// "20ms"`, retries from 200ms up to 1s (so a target that comes back is caught up fast).
+pub struct WorkerConfig {
+    state_dir: PathBuf,
+    source: PathBuf,
+    delay: Option<String>,
+    mode: Option<String>,
+    initial_sync: Option<bool>,
+    exclude: Vec<String>,
+    retry: Option<(String, String)>,
+    targets: Vec<TargetSpec>,
+}
+
+impl WorkerConfig {
+    pub fn new(state_dir: &Path, source: &Path) -> WorkerConfig {
+        WorkerConfig {
+            state_dir: state_dir.to_path_buf(),
+            source: source.to_path_buf(),
+            delay: Some("20ms".into()),
+            mode: None,
+            initial_sync: None,
+            exclude: Vec::new(),
+            retry: Some(("200ms".into(), "1s".into())),
+            targets: Vec::new(),
+        }
+    }
+
+    /// Push to `daemon`'s module (dest, port, password file); `name` left to its default.
+    pub fn daemon(self, daemon: &RsyncDaemon) -> Self {
+        self.daemon_target(daemon, None)
+    }
+
+    pub fn daemon_named(self, daemon: &RsyncDaemon, name: &str) -> Self {
+        self.daemon_target(daemon, Some(name.to_string()))
+    }
+
+    fn daemon_target(mut self, daemon: &RsyncDaemon, name: Option<String>) -> Self {
+        self.targets.push(TargetSpec::Daemon {
+            dest: daemon.dest(),
+            port: daemon.port(),
+            password_file: daemon.password_file(),
+            name,
+        });
+        self
+    }
+
+    /// Push to a local directory.
+    pub fn local(mut self, path: &Path, name: Option<&str>) -> Self {
+        self.targets.push(TargetSpec::Local {
+            path: path.to_path_buf(),
+            name: name.map(str::to_string),
+        });
+        self
+    }
+
+    pub fn exclude(mut self, re: &str) -> Self {
+        self.exclude.push(re.to_string());
+        self
+    }
+
+    pub fn initial_sync(mut self, on: bool) -> Self {
+        self.initial_sync = Some(on);
+        self
+    }
+
+    pub fn mode(mut self, mode: &str) -> Self {
+        self.mode = Some(mode.to_string());
+        self
+    }
+
+    /// `None` leaves the key out (the worker's default applies).
+    pub fn delay(mut self, delay: Option<&str>) -> Self {
+        self.delay = delay.map(str::to_string);
+        self
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    pub fn to_toml(&self) -> String {
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "state_dir = {}",
+            toml_str(&self.state_dir.to_string_lossy())
+        );
+        let _ = writeln!(t, "\n[[sync]]");
+        let _ = writeln!(t, "source = {}", toml_str(&self.source.to_string_lossy()));
+        if let Some(d) = &self.delay {
+            let _ = writeln!(t, "delay = {}", toml_str(d));
+        }
+        if let Some(m) = &self.mode {
+            let _ = writeln!(t, "mode = {}", toml_str(m));
+        }
+        if let Some(i) = self.initial_sync {
+            let _ = writeln!(t, "initial_sync = {i}");
+        }
+        if !self.exclude.is_empty() {
+            let list: Vec<String> = self.exclude.iter().map(|e| toml_str(e)).collect();
+            let _ = writeln!(t, "exclude = [{}]", list.join(", "));
+        }
+        if let Some((min, max)) = &self.retry {
+            let _ = writeln!(t, "\n[sync.retry]");
+            let _ = writeln!(t, "min_interval = {}", toml_str(min));
+            let _ = writeln!(t, "max_interval = {}", toml_str(max));
+        }
+        for target in &self.targets {
+            let _ = writeln!(t, "\n[[sync.target]]");
+            match target {
+                TargetSpec::Daemon {
+                    dest,
+                    port,
+                    password_file,
+                    name,
+                } => {
+                    let _ = writeln!(t, "dest = {}", toml_str(dest));
+                    let _ = writeln!(t, "port = {port}");
+                    let _ = writeln!(
+                        t,
+                        "password_file = {}",
+                        toml_str(&password_file.to_string_lossy())
+                    );
+                    if let Some(n) = name {
+                        let _ = writeln!(t, "name = {}", toml_str(n));
+                    }
+                }
+                TargetSpec::Local { path, name } => {
+                    let _ = writeln!(t, "dest = {}", toml_str(&path.to_string_lossy()));
+                    if let Some(n) = name {
+                        let _ = writeln!(t, "name = {}", toml_str(n));
+                    }
+                }
+            }
+        }
+        t
+    }
+}
+
+/// A TOML basic string.
+pub fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+pub struct Worker {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    exited: Option<ExitStatus>,
+    status_path: PathBuf,
+    config_text: String,
+    shared: Option<SharedHold>,
+}
+
+impl Worker {
+    /// Start a worker on `cfg` and wait until its watches are in place.
+    pub fn start(cfg: &WorkerConfig) -> Worker {
+        Worker::start_with(&cfg.to_toml(), "syncd.toml", cfg.state_dir(), &[])
+    }
+
+    /// Start a worker on `config_text` (written to a file called `file_name`), with the
+    /// given extra arguments; its status file is `<state_dir>/status.json`.
+    pub fn start_with(
+        config_text: &str,
+        file_name: &str,
+        state_dir: &Path,
+        args: &[&str],
+    ) -> Worker {
+        let guard = SharedHold::take();
+        let mut w = Worker::spawn(config_text, file_name, state_dir, args);
+        w.shared = Some(guard);
+        w.wait_started();
+        w
+    }
+
+    /// Start a worker while the caller holds the exclusive sysctl guard (a test that lowers
+    /// an inotify limit for this worker). `after_inotify_init` runs as soon as the worker
+    /// has an inotify instance (seen in `/proc/<pid>/fd`), so the test can put the limit
+    /// back at once; then this waits for the watches as `start` does. Call `hold_shared`
+    /// once the guard is released.
+    pub fn start_exclusive(
+        cfg: &WorkerConfig,
+        _guard: &RwLockWriteGuard<'static, ()>,
+        after_inotify_init: impl FnOnce(),
+    ) -> Worker {
+        let mut w = Worker::spawn(&cfg.to_toml(), "syncd.toml", cfg.state_dir(), &[]);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !w.has_inotify_fd() {
+            if let Some(st) = w.poll_exit() {
+                after_inotify_init();
+                panic!(
+                    "syncd-worker exited ({st}) before creating its inotify instance\n{}",
+                    w.diagnose()
+                );
+            }
+            if Instant::now() >= deadline {
+                after_inotify_init();
+                panic!(
+                    "syncd-worker has no inotify fd after {START_TIMEOUT:?}\n{}",
+                    w.diagnose()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        after_inotify_init();
+        w.wait_started();
+        w
+    }
+
+    /// Does the worker process hold an inotify instance now?
+    fn has_inotify_fd(&self) -> bool {
+        let Some(child) = &self.child else {
+            return false;
+        };
+        let Ok(fds) = fs::read_dir(format!("/proc/{}/fd", child.id())) else {
+            return false;
+        };
+        fds.flatten().any(|fd| {
+            fs::read_link(fd.path())
+                .map(|t| t.as_os_str() == "anon_inode:inotify")
+                .unwrap_or(false)
+        })
+    }
+
+    /// Take the shared sysctl guard for the rest of this worker's life.
+    pub fn hold_shared(&mut self) {
+        if self.shared.is_none() {
+            self.shared = Some(SharedHold::take());
+        }
+    }
+
+    fn spawn(config_text: &str, file_name: &str, state_dir: &Path, args: &[&str]) -> Worker {
+        let dir = tempfile::Builder::new()
+            .prefix("syncd-e2e-worker.")
+            .tempdir()
+            .expect("create the worker's tempdir");
+        let config = dir.path().join(file_name);
+        fs::write(&config, config_text).expect("write the worker config");
+        let stderr = fs::File::create(dir.path().join("stderr.log")).expect("create stderr.log");
+        let stdout = fs::File::create(dir.path().join("stdout.log")).expect("create stdout.log");
+        let bin = worker_bin();
+        let child = Command::new(&bin)
+            .arg("--config")
+            .arg(&config)
+            .args(["--log-level", "debug"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        Worker {
+            dir,
+            child: Some(child),
+            exited: None,
+            status_path: state_dir.join("status.json"),
+            config_text: config_text.to_string(),
+            shared: None,
+        }
+    }
+
+    fn wait_started(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(st) = self.poll_exit() {
+                panic!(
+                    "syncd-worker exited ({st}) before its watches were in place\n{}",
+                    self.diagnose()
+                );
+            }
+            if let Some(s) = self.status() {
+                if s.state != State::Starting {
+                    return;
+                }
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "syncd-worker still not past state \"starting\" after {START_TIMEOUT:?} \
+                     (status file {})\n{}",
+                    self.status_path.display(),
+                    self.diagnose()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The exit status if the process has exited (reaping it).
+    pub fn poll_exit(&mut self) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            if let Some(child) = &mut self.child {
+                if let Ok(Some(st)) = child.try_wait() {
+                    self.exited = Some(st);
+                }
+            }
+        }
+        self.exited
+    }
+
+    /// The current status document, if one can be read.
+    pub fn status(&self) -> Option<Status> {
+        Status::read(&self.status_path).ok()
+    }
+
+    /// Poll the status until `pred` holds; panic after `timeout` (or if the worker exits)
+    /// naming `what`, with the last status and logs of the worker and `others`.
+    pub fn wait_status(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        others: &[&dyn Diagnose],
+        pred: impl Fn(&Status) -> bool,
+    ) -> Status {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.status() {
+                if pred(&s) {
+                    return s;
+                }
+            }
+            if let Some(st) = self.poll_exit() {
+                panic!(
+                    "syncd-worker exited ({st}) while waiting for {what}\n{}\n{}",
+                    self.diagnose(),
+                    diagnostics(others)
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for status: {what}\n{}\n{}",
+                    self.diagnose(),
+                    diagnostics(others)
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Send SIGTERM and wait (up to `STOP_TIMEOUT`) for the exit; panic if it does not
+    /// exit in time or exits non-zero.
+    pub fn stop(&mut self) {
+        if let Some(st) = self.poll_exit() {
+            panic!(
+                "syncd-worker had already exited ({st}) before stop()\n{}",
+                self.diagnose()
+            );
+        }
+        let child = self.child.as_mut().expect("a spawned worker has a child");
+        signal(child, libc::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let st = loop {
+            if let Some(st) = self.poll_exit() {
+                break st;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "syncd-worker did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}",
+                    self.diagnose()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(
+            st.success(),
+            "syncd-worker exited with {st} after SIGTERM (expected 0)\n{}",
+            self.diagnose()
+        );
+        self.shared = None;
+    }
+
+    /// Everything the worker wrote to stderr so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+}
+
+impl Diagnose for Worker {
+    fn diagnose(&self) -> String {
+        let status = fs::read_to_string(&self.status_path)
+            .unwrap_or_else(|e| format!("(no status file {}: {e})", self.status_path.display()));
+        let exit = match self.exited {
+            Some(st) => format!("exited: {st}"),
+            None => "running".to_string(),
+        };
+        format!(
+            "--- syncd-worker ({exit}) config ---\n{}\n--- status.json ---\n{}\n--- stderr tail ---\n{}",
+            self.config_text.trim_end(),
+            tail(status.trim_end(), 60),
+            tail(&self.log(), 60)
+        )
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if self.exited.is_none() {
+                terminate(&mut child, Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Run the worker binary with `args` to its exit (killing it after `timeout` and
+/// panicking, since it was expected to exit by itself). Returns (status, stdout, stderr).
+pub fn run_to_exit(args: &[OsString], timeout: Duration) -> (ExitStatus, String, String) {
+    let _guard = SharedHold::take();
+    let dir = tempfile::tempdir().expect("create a tempdir for output");
+    let out_path = dir.path().join("stdout");
+    let err_path = dir.path().join("stderr");
+    let bin = worker_bin();
+    let mut child = Command::new(&bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).expect("create stdout file"))
+        .stderr(fs::File::create(&err_path).expect("create stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "syncd-worker {args:?} did not exit by itself within {timeout:?}; stderr:\n{}",
+                tail(&fs::read_to_string(&err_path).unwrap_or_default(), 40)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = fs::read_to_string(&out_path).unwrap_or_default();
+    let err = fs::read_to_string(&err_path).unwrap_or_default();
+    (status, out, err)
+}

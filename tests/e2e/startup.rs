@@ -1,0 +1,264 @@
+//! Starting the worker: the initial sync, a sersync `confxml.xml` as the config, and bad
+//! configs that are refused (clear error, exit 2, nothing started, no status file).
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::tree::{chmod, source_dir, write_file};
+use crate::harness::worker::{run_to_exit, toml_str};
+use crate::harness::{assert_in_sync, Site, SyncCheck, TreeWriter, Worker, WorkerConfig};
+
+fn populate_before_start(src: &Path) {
+    let mut tw = TreeWriter::new(9);
+    tw.files(src, &["pre", "pre/deeper", "."], 300, 0, 20_000);
+    std::os::unix::fs::symlink("pre/f00000", src.join("link")).expect("symlink");
+    // Files go round-robin over the dirs: f00000, f00003… land in `pre`.
+    chmod(&src.join("pre/f00003"), 0o600);
+}
+
+#[test]
+fn initial_sync_pushes_existing_files_and_removes_stale_ones() {
+    let site = Site::new();
+    populate_before_start(site.src());
+    write_file(&site.dst().join("stale"), b"not in the source");
+    write_file(&site.dst().join("pre/f00006"), b"outdated content");
+    let mut w = Worker::start(&site.config().initial_sync(true));
+    assert_in_sync(
+        site.src(),
+        &site.dst(),
+        Duration::from_secs(30),
+        &[&w, &site.daemon],
+    );
+    w.wait_status(
+        "full_syncs >= 1 after the initial sync",
+        Duration::from_secs(10),
+        &[&site.daemon],
+        |s| s.syncs[0].targets[0].full_syncs >= 1,
+    );
+    w.stop();
+}
+
+#[test]
+fn initial_sync_flag_pushes_existing_files_to_local_target() {
+    let src = source_dir();
+    let state = source_dir();
+    let dst = source_dir();
+    populate_before_start(src.path());
+    write_file(&dst.path().join("stale"), b"not in the source");
+    let cfg = WorkerConfig::new(state.path(), src.path()).local(dst.path(), None);
+    let mut w = Worker::start_with(
+        &cfg.to_toml(),
+        "syncd.toml",
+        state.path(),
+        &["--initial-sync"],
+    );
+    assert_in_sync(src.path(), dst.path(), Duration::from_secs(30), &[&w]);
+    w.stop();
+}
+
+#[test]
+fn sersync_confxml_runs_with_its_filter_honoured() {
+    let site = Site::new();
+    let faillog = site.state.path().join("rsync_fail_log.sh");
+    let xml = format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1"?>
+<head version="2.5">
+    <host hostip="localhost" port="8008"></host>
+    <debug start="false"/>
+    <fileSystem xfs="false"/>
+    <filter start="true">
+        <exclude expression="(.*)\.tmp"></exclude>
+        <exclude expression="^cache/*"></exclude>
+    </filter>
+    <inotify>
+        <delete start="true"/>
+        <createFolder start="true"/>
+        <createFile start="true"/>
+        <closeWrite start="true"/>
+        <moveFrom start="true"/>
+        <moveTo start="true"/>
+        <attrib start="false"/>
+        <modify start="false"/>
+    </inotify>
+    <sersync>
+        <localpath watch="{src}">
+            <remote ip="127.0.0.1" name="backup"/>
+        </localpath>
+        <rsync>
+            <commonParams params="-artuz"/>
+            <auth start="true" users="rsync_backup" passwordfile="{pw}"/>
+            <userDefinedPort start="true" port="{port}"/>
+            <timeout start="false" time="100"/>
+            <ssh start="false"/>
+        </rsync>
+        <failLog path="{faillog}" timeToExecute="60"/>
+        <crontab start="false" schedule="600">
+            <crontabfilter start="false">
+                <exclude expression="*.php"></exclude>
+            </crontabfilter>
+        </crontab>
+        <plugin start="false" name="command"/>
+    </sersync>
+</head>
+"#,
+        src = site.src().display(),
+        pw = site.daemon.password_file().display(),
+        port = site.daemon.port(),
+        faillog = faillog.display(),
+    );
+    let state = site.state.path().to_string_lossy().into_owned();
+    let mut w = Worker::start_with(
+        &xml,
+        "confxml.xml",
+        site.state.path(),
+        &["--state-dir", &state],
+    );
+    let mut tw = TreeWriter::new(11);
+    tw.files(site.src(), &["web", "web/img"], 200, 0, 20_000);
+    tw.file(&site.src().join("web/upload.tmp"), 100);
+    tw.file(&site.src().join("x.tmp"), 100);
+    tw.file(&site.src().join("cache/page"), 100);
+    let excluded = |rel: &Path| {
+        let s = rel.to_string_lossy();
+        s.ends_with(".tmp") || s.starts_with("cache")
+    };
+    SyncCheck::new(site.src(), &site.dst())
+        .ignore(excluded)
+        .forbid_on_target(excluded)
+        .with(&w)
+        .with(&site.daemon)
+        .within(Duration::from_secs(30))
+        .wait();
+    w.stop();
+}
+
+/// Run the worker on a bad config, with and without `--check`: each run must exit 2 with
+/// every one of `expect` in its stderr, and no status file may appear.
+fn assert_refused(what: &str, config: &str, state: &Path, expect: &[&str]) {
+    let dir = tempfile::tempdir().expect("tempdir for the config");
+    let file = dir.path().join("syncd.toml");
+    fs::write(&file, config).expect("write config");
+    for check in [true, false] {
+        let mut args: Vec<OsString> = vec!["--config".into(), file.clone().into()];
+        if check {
+            args.push("--check".into());
+        }
+        let (status, _out, err) = run_to_exit(&args, Duration::from_secs(10));
+        assert_eq!(
+            status.code(),
+            Some(2),
+            "{what} (check={check}): expected exit 2, got {status}; stderr:\n{err}\nconfig:\n{config}"
+        );
+        for e in expect {
+            assert!(
+                err.contains(e),
+                "{what} (check={check}): stderr should mention {e:?}; stderr:\n{err}"
+            );
+        }
+        assert!(
+            !state.join("status.json").exists(),
+            "{what} (check={check}): a status file was written for a refused config"
+        );
+    }
+}
+
+/// A valid config (as text) whose `[[sync]]` block gets `sync_extra` lines and whose
+/// target is `dest`.
+fn config_text(state: &Path, source: &str, sync_extra: &str, dest: &str) -> String {
+    format!(
+        "state_dir = {state}\n\n[[sync]]\nsource = {source}\n{sync_extra}\n[[sync.target]]\ndest = {dest}\n",
+        state = toml_str(&state.to_string_lossy()),
+        source = toml_str(source),
+        dest = toml_str(dest),
+    )
+}
+
+#[test]
+fn bad_configs_are_refused_with_a_clear_error_and_exit_2() {
+    let src = source_dir();
+    let state = source_dir();
+    let dst = source_dir();
+    let source = src.path().to_string_lossy().into_owned();
+    let dest = dst.path().to_string_lossy().into_owned();
+
+    // The control: the same config without a fault passes --check (so each refusal below
+    // is about its one fault).
+    let good = config_text(state.path(), &source, "", &dest);
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join("good.toml"), &good).expect("write");
+    let (st, _, err) = run_to_exit(
+        &[
+            "--config".into(),
+            dir.path().join("good.toml").into(),
+            "--check".into(),
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "a valid config failed --check: {err}\n{good}"
+    );
+
+    // Unknown key: line 5 of this text (state_dir, blank, [[sync]], source, then it).
+    let unknown = config_text(state.path(), &source, "delya = \"20ms\"", &dest);
+    assert_eq!(unknown.lines().nth(4), Some("delya = \"20ms\""));
+    assert_refused("unknown key", &unknown, state.path(), &["delya"]);
+    let err = refused_stderr(&unknown);
+    assert!(
+        has_line_and_column(&err, 5),
+        "unknown key: stderr should give line 5 and a column (`FILE:5:COL` or `line 5, column \
+         COL`): {err}"
+    );
+
+    let missing = src.path().join("does-not-exist");
+    assert_refused(
+        "missing source dir",
+        &config_text(state.path(), &missing.to_string_lossy(), "", &dest),
+        state.path(),
+        &[&missing.to_string_lossy()],
+    );
+    assert_refused(
+        "bad regex",
+        &config_text(state.path(), &source, "exclude = ['(unclosed']", &dest),
+        state.path(),
+        &["(unclosed"],
+    );
+    assert_refused(
+        "bad dest",
+        &config_text(state.path(), &source, "", "rsync_backup@127.0.0.1::"),
+        state.path(),
+        &["rsync_backup@127.0.0.1::"],
+    );
+    assert_refused(
+        "bad duration",
+        &config_text(state.path(), &source, "delay = \"20 parsecs\"", &dest),
+        state.path(),
+        &["20 parsecs"],
+    );
+}
+
+/// `FILE:LINE:COL` or `line LINE, column COL` for this line.
+fn has_line_and_column(text: &str, line: usize) -> bool {
+    let colon = format!(":{line}:");
+    let by_colon = text.match_indices(&colon).any(|(i, m)| {
+        text[i + m.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+    });
+    by_colon || (text.contains(&format!("line {line}")) && text.contains("column"))
+}
+
+fn refused_stderr(config: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("syncd.toml");
+    fs::write(&file, config).expect("write config");
+    let (_, _, err) = run_to_exit(
+        &["--config".into(), file.into(), "--check".into()],
+        Duration::from_secs(10),
+    );
+    err
+}
