@@ -275,7 +275,14 @@ mod tests {
     #[test]
     fn coalescing_rules() {
         use Change::*;
-        let cases: Vec<(&str, Vec<Change>, Vec<&str>, Vec<&str>, bool)> = vec![
+        type Case = (
+            &'static str,
+            Vec<Change>,
+            Vec<&'static str>,
+            Vec<&'static str>,
+            bool,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "one entry per path",
                 vec![Path(p("a")), Path(p("a")), Path(p("b"))],

@@ -1,4 +1,5 @@
-//! inotify queue overflow: with `max_queued_events` lowered for the worker's inotify
+//! inotify queue overflow: with `max_queued_events` lowered to 1 (a fast reader keeps up
+//! with 64) for the worker's inotify
 //! instance, a fast burst overflows the queue; the worker must notice (status `overflows`)
 //! and still bring the target in step (rescan), losing nothing.
 
@@ -12,7 +13,7 @@ fn inotify_queue_overflow_is_counted_and_nothing_is_lost() {
     let mut w = {
         // No other worker may call inotify_init while the limit is low.
         let guard = sysctl_exclusive();
-        let mut limit = SysctlOverride::set(&guard, "max_queued_events", 64);
+        let mut limit = SysctlOverride::set(&guard, "max_queued_events", 1);
         // The limit is read at inotify_init: put it back as soon as the worker has its
         // inotify instance, so other processes on the machine barely see it.
         Worker::start_exclusive(&site.config(), &guard, || limit.restore())
