@@ -19,3 +19,5 @@ mod overflow;
 mod startup;
 /// Target down and up, several targets, restart with pending changes.
 mod targets;
+/// Out of inotify watches (changes a sysctl under the exclusive lock).
+mod watch_limit;
