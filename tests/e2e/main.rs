@@ -15,6 +15,8 @@ mod events;
 mod excludes;
 /// inotify queue overflow (changes a sysctl under the exclusive lock).
 mod overflow;
+/// Periodic full sync and the command hook.
+mod periodic;
 /// Initial sync, sersync confxml.xml, bad configs.
 mod startup;
 /// Target down and up, several targets, restart with pending changes.

@@ -20,7 +20,7 @@ pub use daemon::RsyncDaemon;
 pub use site::Site;
 pub use sysctl::SysctlOverride;
 pub use tree::{assert_in_sync, SyncCheck, TreeWriter};
-pub use worker::{Worker, WorkerConfig};
+pub use worker::{toml_str, Worker, WorkerConfig};
 
 /// How often wait loops look at their condition.
 pub const POLL: Duration = Duration::from_millis(50);

@@ -74,6 +74,8 @@ pub struct WorkerConfig {
     exclude: Vec<String>,
     retry: Option<(String, String)>,
     targets: Vec<TargetSpec>,
+    /// Raw TOML tables of the sync (e.g. `[sync.full_sync]`), appended as written.
+    raw: Vec<String>,
 }
 
 impl WorkerConfig {
@@ -87,6 +89,7 @@ impl WorkerConfig {
             exclude: Vec::new(),
             retry: Some(("200ms".into(), "1s".into())),
             targets: Vec::new(),
+            raw: Vec::new(),
         }
     }
 
@@ -136,6 +139,12 @@ impl WorkerConfig {
     /// `None` leaves the key out (the worker's default applies).
     pub fn delay(mut self, delay: Option<&str>) -> Self {
         self.delay = delay.map(str::to_string);
+        self
+    }
+
+    /// Append raw TOML tables belonging to the sync, e.g. `[sync.hooks.command]`.
+    pub fn raw(mut self, toml: &str) -> Self {
+        self.raw.push(toml.to_string());
         self
     }
 
@@ -197,6 +206,9 @@ impl WorkerConfig {
                     }
                 }
             }
+        }
+        for r in &self.raw {
+            let _ = writeln!(t, "\n{r}");
         }
         t
     }
