@@ -13,6 +13,8 @@ mod changes;
 mod events;
 /// Excluded paths never reach the target and are not deleted there.
 mod excludes;
+/// Directories moved in from outside and out of the tree.
+mod moves;
 /// inotify queue overflow (changes a sysctl under the exclusive lock).
 mod overflow;
 /// Periodic full sync and the command hook.
