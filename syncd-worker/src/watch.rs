@@ -495,41 +495,14 @@ pub fn read_sysctl(path: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::config::*;
     use std::fs;
 
-    pub(crate) fn job(source: &std::path::Path) -> SyncJob {
-        SyncJob {
-            name: "t".into(),
-            source: source.to_path_buf(),
-            targets: vec![],
-            events: EventSet::default(),
-            exclude: ExcludeSet::default(),
-            delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(1),
-            max_batch: 20000,
-            max_queue: 500000,
-            threads: 2,
-            mode: Mode::Files,
-            initial_sync: false,
-            rsync: RsyncOptions {
-                binary: "rsync".into(),
-                params: vec!["-a".into()],
-                timeout: None,
-                extra: vec![],
-            },
-            retry: RetryPolicy {
-                min_interval: Duration::from_secs(1),
-                max_interval: Duration::from_secs(300),
-            },
-            full_sync: FullSync {
-                interval: None,
-                exclude: None,
-            },
-            hooks: Hooks::default(),
-        }
+    /// The rsync tests' job builder: the documented defaults, no targets.
+    fn job(source: &std::path::Path) -> SyncJob {
+        crate::rsync::tests::job(source, vec![])
     }
 
     fn s(p: &str) -> RelPath {
