@@ -4,7 +4,6 @@
 //! file says. It blocks on a deadline (`recv_timeout`), never on a fixed sleep, and does
 //! no I/O of its own beyond the status file and the fail log.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -510,18 +509,12 @@ impl Engine {
     fn save_pending(&mut self) {
         for s in &mut self.syncs {
             for t in &mut s.targets {
-                let mut pending = t.queue.snapshot();
+                // A push still in flight may not finish: keep its batch too.
                 if let Some(f) = &t.in_flight {
-                    let mut q = Queue::new(Limits {
-                        delay: Duration::ZERO,
-                        max_delay: Duration::ZERO,
-                        max_queue: s.job.max_queue,
-                    });
-                    let now = Instant::now();
-                    q.restore(pending, now);
-                    q.restore(f.batch.clone(), now);
-                    pending = q.snapshot();
+                    t.queue
+                        .restore(f.batch.clone(), f.since.unwrap_or_else(Instant::now));
                 }
+                let pending = t.queue.snapshot();
                 if pending.is_empty() && t.backlog == 0 {
                     continue;
                 }
@@ -718,9 +711,4 @@ fn describe(b: &Batch) -> String {
 fn unix(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// The status file path of a config (for tools that only have the config).
-pub fn status_path(config: &Config) -> &Path {
-    &config.status_file
 }
