@@ -97,6 +97,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     for w in &config.warnings {
         log::warn!("{w}");
     }
+    let _state_lock = lock_state_dir(&config.state_dir)?;
     let (tx, rx) = mpsc::channel();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -192,6 +193,49 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     match engine.fatal {
         Some(e) => Err(anyhow::anyhow!(e)),
         None => Ok(()),
+    }
+}
+
+/// How long a new worker waits for a previous one (same state directory) to finish
+/// draining before it gives up.
+const STATE_LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// Take `<state_dir>/worker.lock` for the whole run, so two workers never share a fail
+/// log or a status file. A previous worker still draining (its controller was killed)
+/// is waited for, up to [`STATE_LOCK_WAIT`].
+fn lock_state_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("worker.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("failed to open lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("failed to lock {}", path.display()))
+        }
+    }
+    log::warn!(
+        "another syncd-worker holds {}; waiting up to {}s for it to finish",
+        path.display(),
+        STATE_LOCK_WAIT.as_secs()
+    );
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let r = file.lock().map(|()| file);
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(STATE_LOCK_WAIT) {
+        Ok(Ok(file)) => Ok(file),
+        Ok(Err(e)) => Err(e).with_context(|| format!("failed to lock {}", path.display())),
+        Err(_) => anyhow::bail!(
+            "another syncd-worker is still using the state directory {} (it holds {}); stop it, or give this one its own --state-dir",
+            dir.display(),
+            path.display()
+        ),
     }
 }
 
@@ -397,6 +441,10 @@ impl Engine {
                 s.next_full = s.job.full_sync.interval.map(|i| now + i);
                 // Write at once: "not starting any more" is what callers wait for.
                 self.write_status();
+                if self.syncs.iter().all(|s| s.ready) {
+                    let dirs: u64 = self.syncs.iter().map(|s| s.stats.watched).sum();
+                    crate::notify::send(&format!("READY=1\nSTATUS=watching {dirs} directories"));
+                }
             }
             Msg::Stats(si, stats) => self.syncs[si].stats = stats,
             Msg::Fatal(si, e) => {

@@ -10,6 +10,7 @@ pub mod exclude;
 pub mod faillog;
 pub mod hooks;
 pub mod logger;
+pub mod notify;
 pub mod push;
 pub mod queue;
 pub mod rsync;

@@ -18,9 +18,35 @@ pub struct Config {
     pub status_file: PathBuf,
     /// One entry per `[[sync]]` block (or sersync `<localpath>`).
     pub syncs: Vec<SyncJob>,
+    /// What the `syncd` controller uses (pidfile, log file, inotify limits); the worker
+    /// ignores it.
+    pub daemon: DaemonSettings,
     /// Things the operator should know that do not stop the start: a toggle that will
     /// lose changes, a sersync element that has no meaning here. Logged at start.
     pub warnings: Vec<String>,
+}
+
+/// Settings of the `syncd` controller. Command-line flags override them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DaemonSettings {
+    /// `pid_file`; None = the controller's default `/run/syncd/syncd.pid`.
+    pub pid_file: Option<PathBuf>,
+    /// `log_file` (where `syncd start` sends the daemon's output); None = the default
+    /// `/var/log/syncd/syncd.log`.
+    pub log_file: Option<PathBuf>,
+    pub inotify: InotifyLimits,
+}
+
+/// `[inotify]`: kernel limits the controller raises at start (never lowers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InotifyLimits {
+    /// `fs.inotify.max_user_watches` wanted; None = as many as the sources need, with headroom.
+    pub max_user_watches: Option<u64>,
+    /// `fs.inotify.max_queued_events` wanted; None = leave the kernel's value unless it is
+    /// below syncd's floor.
+    pub max_queued_events: Option<u64>,
+    /// Also write `/etc/sysctl.d/90-syncd.conf` so the values survive a reboot.
+    pub persist: bool,
 }
 
 /// One watched source tree and where it goes.

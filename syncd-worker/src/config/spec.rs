@@ -173,6 +173,7 @@ pub(super) fn build(file: FileSpec, path: &Path, d: &mut Diags) -> Config {
         state_dir,
         status_file,
         syncs,
+        daemon: DaemonSettings::default(),
         warnings: Vec::new(),
     }
 }

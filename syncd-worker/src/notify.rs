@@ -1,0 +1,170 @@
+//! The sd_notify protocol without libsystemd: one `AF_UNIX` datagram of `KEY=VALUE` lines
+//! sent to the socket named by `$NOTIFY_SOCKET` (a leading `@` names the Linux abstract
+//! namespace). The worker uses it to tell the controller "watches in place"; the
+//! controller uses it to tell systemd (or the `syncd start` that launched it) the same.
+//! [`Listener`] is the receiving end the controller binds for its worker.
+//! Sending never fails the caller: no socket, or a peer that went away, is not an error.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::Duration;
+
+/// The environment variable naming the socket.
+pub const ENV: &str = "NOTIFY_SOCKET";
+
+/// Send `msg` (e.g. `"READY=1\nSTATUS=watching"`) to `$NOTIFY_SOCKET`, if set.
+/// Returns whether a datagram was sent.
+pub fn send(msg: &str) -> bool {
+    match std::env::var_os(ENV) {
+        Some(path) => send_to(&path, msg).is_ok(),
+        None => false,
+    }
+}
+
+/// Send `msg` to the socket `path` (`@name` = abstract).
+pub fn send_to(path: &OsStr, msg: &str) -> io::Result<()> {
+    let addr = address(path)?;
+    let sock = UnixDatagram::unbound()?;
+    sock.send_to_addr(msg.as_bytes(), &addr)?;
+    Ok(())
+}
+
+fn address(path: &OsStr) -> io::Result<SocketAddr> {
+    match path.as_bytes().strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(path),
+    }
+}
+
+/// A bound datagram socket in the abstract namespace, unique to this process; hand
+/// [`Listener::name`] to a child as `$NOTIFY_SOCKET`.
+pub struct Listener {
+    sock: UnixDatagram,
+    name: String,
+}
+
+impl Listener {
+    /// Bind `@syncd-<purpose>-<pid>-<n>`: abstract, so nothing to clean up on disk.
+    pub fn bind(purpose: &str) -> io::Result<Listener> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let name = format!("@syncd-{purpose}-{}-{n}", std::process::id());
+        let sock = UnixDatagram::bind_addr(&address(OsStr::new(&name))?)?;
+        Ok(Listener { sock, name })
+    }
+
+    /// The `$NOTIFY_SOCKET` value for a child.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Wait up to `timeout` for one message. `Ok(None)` on timeout.
+    pub fn recv(&self, timeout: Duration) -> io::Result<Option<Message>> {
+        self.sock
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        let mut buf = vec![0u8; 4096];
+        match self.sock.recv(&mut buf) {
+            Ok(n) => Ok(Some(Message::parse(&String::from_utf8_lossy(&buf[..n])))),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A second handle on the same socket (for a receiving thread).
+    pub fn try_clone(&self) -> io::Result<Listener> {
+        Ok(Listener {
+            sock: self.sock.try_clone()?,
+            name: self.name.clone(),
+        })
+    }
+}
+
+/// One notification: its `KEY=VALUE` lines, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    pub fields: Vec<(String, String)>,
+}
+
+impl Message {
+    pub fn parse(text: &str) -> Message {
+        let fields = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Message { fields }
+    }
+
+    /// The last value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.get("READY") == Some("1")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_keeps_order_and_last_value_wins() {
+        let m = Message::parse("READY=1\nSTATUS=a=b\nSTATUS=c\nnoise\n");
+        assert!(m.is_ready());
+        assert_eq!(m.get("STATUS"), Some("c"));
+        assert_eq!(m.fields.len(), 3);
+        assert_eq!(m.fields[1], ("STATUS".into(), "a=b".into()));
+        assert!(!Message::parse("READY=0").is_ready());
+    }
+
+    #[test]
+    fn datagram_reaches_an_abstract_listener() {
+        let l = Listener::bind("test").expect("bind");
+        assert!(l.name().starts_with('@'));
+        send_to(
+            OsStr::new(l.name()),
+            "READY=1\nSTATUS=watching 3 directories",
+        )
+        .expect("send");
+        let m = l
+            .recv(Duration::from_secs(5))
+            .expect("recv")
+            .expect("a message within 5 s");
+        assert!(m.is_ready());
+        assert_eq!(m.get("STATUS"), Some("watching 3 directories"));
+        assert_eq!(l.recv(Duration::from_millis(20)).expect("recv"), None);
+    }
+
+    #[test]
+    fn datagram_reaches_a_path_listener() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify.sock");
+        let sock = UnixDatagram::bind(&path).expect("bind");
+        send_to(path.as_os_str(), "STOPPING=1").expect("send");
+        let mut buf = [0u8; 64];
+        let n = sock.recv(&mut buf).expect("recv");
+        assert_eq!(&buf[..n], b"STOPPING=1");
+    }
+
+    #[test]
+    fn sending_to_nobody_is_an_error_not_a_panic() {
+        assert!(send_to(OsStr::new("@syncd-nobody-listens-here"), "READY=1").is_err());
+    }
+}

@@ -1,0 +1,202 @@
+//! What the user typed: the clap definitions of `syncd`, nothing else. [`crate::settings`]
+//! turns this into decisions; nothing below `run` imports clap. Also parses sersync's
+//! command line (`syncd -d -r -n 8 -o confxml.xml`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// syncd keeps backup copies of directory trees up to date in real time: it watches them
+/// with inotify and pushes every change to rsync targets (rsync daemon modules, ssh
+/// targets, local paths) within a fraction of a second.
+///
+/// This is the controller: the one command operators, init scripts and systemd talk to.
+/// It validates the config, holds the pidfile and its lock, tunes the inotify limits,
+/// and supervises `syncd-worker`, the process that does the watching and pushing.
+///
+/// sersync's command line works too: `syncd -d -r -n 8 -o /etc/confxml.xml` starts a
+/// daemon (`-d`; without it syncd stays in the foreground) that pushes the whole tree
+/// once (`-r`), with 8 parallel rsync runs (`-n`), reading that config (`-o`).
+#[derive(Parser, Debug)]
+#[command(
+    name = "syncd",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit codes (LSB): 0 success, 1 failure, 2 bad usage, 3 not running (status), 6 invalid configuration."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub sersync: SersyncArgs,
+}
+
+/// Options every command takes. Paths default to the config's `pid_file`, `log_file`
+/// and `state_dir`, then to the built-in defaults.
+#[derive(Args, Debug, Clone, Default)]
+pub struct GlobalArgs {
+    /// Config file: syncd TOML, or sersync's confxml.xml (detected by `.xml` or a leading `<`).
+    #[arg(short, long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Pidfile holding the controller's pid [default: config `pid_file`, else /run/syncd/syncd.pid].
+    /// Its lock file lives beside it (`syncd.pid` → `syncd.lock`).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub pidfile: Option<PathBuf>,
+    /// Where `syncd start` sends the daemon's log [default: config `log_file`, else /var/log/syncd/syncd.log].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub log_file: Option<PathBuf>,
+    /// State directory: fail logs, status files [default: config `state_dir`, else /var/lib/syncd].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub state_dir: Option<PathBuf>,
+    /// The syncd-worker binary [default: $SYNCD_WORKER, else beside this syncd, else PATH].
+    #[arg(long, value_name = "PATH", global = true)]
+    pub worker: Option<PathBuf>,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, value_name = "LEVEL", default_value = "info", global = true)]
+    pub log_level: String,
+}
+
+/// sersync's flags, used without a subcommand.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SersyncArgs {
+    /// sersync: run as a daemon (`syncd start`); without it, stay in the foreground (`syncd run`).
+    #[arg(short = 'd', hide_short_help = true)]
+    pub daemon: bool,
+    /// sersync: push every tree whole once the watches are in place.
+    #[arg(short = 'r', hide_short_help = true)]
+    pub initial_sync: bool,
+    /// sersync: parallel rsync runs per target.
+    #[arg(short = 'n', value_name = "N", hide_short_help = true,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: Option<u16>,
+    /// sersync: the config file (same as --config).
+    #[arg(short = 'o', value_name = "FILE", hide_short_help = true)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Start the daemon in the background; returns once the watches are in place.
+    ///
+    /// Validates the config (a bad one exits 6 and starts nothing), takes the lock, clears
+    /// a stale pidfile, raises the inotify limits if needed, detaches, starts
+    /// syncd-worker and waits until it reports that every tree is watched. Already
+    /// running: says so and exits 0.
+    Start(StartArgs),
+    /// Stop the daemon: the worker finishes the push in flight and saves what is pending
+    /// for the next start; after --timeout, whatever is left is killed. Not running: exit 0.
+    Stop(StopArgs),
+    /// Stop, then start.
+    Restart(RestartArgs),
+    /// Re-read the config without losing queued changes. An invalid new config is
+    /// refused (exit 6) and the daemon keeps running on the old one.
+    Reload,
+    /// Is it running? Exit 0 running, 1 dead but the pidfile exists, 3 not running.
+    Status(StatusArgs),
+    /// Run in the foreground (systemd `Type=notify`, containers, debugging): the same
+    /// supervision as the daemon; sends READY=1 to $NOTIFY_SOCKET once watching.
+    Run(WorkerArgs),
+    /// Check the setup and say what to fix: the config, rsync, password files, each
+    /// target (`rsync --list-only`), the inotify limits against the trees' size.
+    Check,
+    /// Push now, in the foreground, with progress: what is pending, or every tree whole
+    /// with --full. Goes through the daemon when it is running.
+    Sync(SyncArgs),
+}
+
+/// Options of the worker that `start`, `restart` and `run` launch.
+#[derive(Args, Debug, Clone, Default)]
+pub struct WorkerArgs {
+    /// Push every tree whole once the watches are in place (sersync's -r).
+    #[arg(short = 'r', long)]
+    pub initial_sync: bool,
+    /// Parallel rsync runs per target, 1 to 64 (sersync's -n).
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: Option<u16>,
+    /// Internal: set by `syncd start` for the detached daemon (lock fd inherited).
+    #[arg(long, hide = true, value_name = "FD")]
+    pub lock_fd: Option<i32>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+    /// How long to wait for the watches to be in place before giving up.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub wait: std::time::Duration,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StopArgs {
+    /// How long the worker may take to finish its push and save its queue before it is killed.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    pub start: StartArgs,
+    /// How long the old worker may take to stop before it is killed.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct StatusArgs {
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct SyncArgs {
+    /// Push every tree whole (rsync -a --delete of the tree), not just what is pending.
+    #[arg(long)]
+    pub full: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sersync_flags_parse_without_a_subcommand() {
+        let cli = Cli::try_parse_from(["syncd", "-d", "-r", "-n", "8", "-o", "/etc/confxml.xml"])
+            .expect("parse");
+        assert!(cli.command.is_none());
+        assert!(cli.sersync.daemon && cli.sersync.initial_sync);
+        assert_eq!(cli.sersync.threads, Some(8));
+        assert_eq!(cli.sersync.config, Some(PathBuf::from("/etc/confxml.xml")));
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_command() {
+        for argv in [
+            &["syncd", "--pidfile", "/tmp/p.pid", "status", "--json"][..],
+            &["syncd", "status", "--json", "--pidfile", "/tmp/p.pid"][..],
+        ] {
+            let cli = Cli::try_parse_from(argv).expect("parse");
+            assert_eq!(cli.global.pidfile, Some(PathBuf::from("/tmp/p.pid")));
+            assert!(matches!(
+                cli.command,
+                Some(Command::Status(StatusArgs { json: true }))
+            ));
+        }
+    }
+
+    #[test]
+    fn bad_thread_count_is_rejected() {
+        assert!(Cli::try_parse_from(["syncd", "run", "-n", "0"]).is_err());
+        assert!(Cli::try_parse_from(["syncd", "-n", "65"]).is_err());
+    }
+}
