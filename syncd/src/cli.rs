@@ -21,7 +21,6 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "syncd",
     version,
-    args_conflicts_with_subcommands = true,
     after_help = "Exit codes (LSB): 0 success, 1 failure, 2 bad usage, 3 not running (status), 6 invalid configuration."
 )]
 pub struct Cli {
@@ -63,17 +62,17 @@ pub struct GlobalArgs {
 pub struct SersyncArgs {
     /// sersync: run as a daemon (`syncd start`); without it, stay in the foreground (`syncd run`).
     #[arg(short = 'd', hide_short_help = true)]
-    pub daemon: bool,
+    pub sersync_daemon: bool,
     /// sersync: push every tree whole once the watches are in place.
     #[arg(short = 'r', hide_short_help = true)]
-    pub initial_sync: bool,
+    pub sersync_initial_sync: bool,
     /// sersync: parallel rsync runs per target.
     #[arg(short = 'n', value_name = "N", hide_short_help = true,
           value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub threads: Option<u16>,
+    pub sersync_threads: Option<u16>,
     /// sersync: the config file (same as --config).
     #[arg(short = 'o', value_name = "FILE", hide_short_help = true)]
-    pub config: Option<PathBuf>,
+    pub sersync_config: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -174,9 +173,12 @@ mod tests {
         let cli = Cli::try_parse_from(["syncd", "-d", "-r", "-n", "8", "-o", "/etc/confxml.xml"])
             .expect("parse");
         assert!(cli.command.is_none());
-        assert!(cli.sersync.daemon && cli.sersync.initial_sync);
-        assert_eq!(cli.sersync.threads, Some(8));
-        assert_eq!(cli.sersync.config, Some(PathBuf::from("/etc/confxml.xml")));
+        assert!(cli.sersync.sersync_daemon && cli.sersync.sersync_initial_sync);
+        assert_eq!(cli.sersync.sersync_threads, Some(8));
+        assert_eq!(
+            cli.sersync.sersync_config,
+            Some(PathBuf::from("/etc/confxml.xml"))
+        );
     }
 
     #[test]
