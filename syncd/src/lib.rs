@@ -1,12 +1,18 @@
 //! syncd's controller as a library: the command line, the decisions taken from it, and
 //! one module per thing the controller owns (lock, processes, supervision, sysctls…).
-//! `main.rs` only dispatches to [`run`].
+//! `main.rs` only hands the parsed command line to [`dispatch::run`].
 
 pub mod check;
 pub mod cli;
+pub mod dispatch;
 pub mod lock;
+pub mod policy;
 pub mod procs;
+pub mod report;
 pub mod settings;
+pub mod start;
 pub mod state;
+pub mod stop;
+pub mod supervise;
 pub mod sync;
 pub mod sysctl;

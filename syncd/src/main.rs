@@ -2,6 +2,16 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
 fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = syncd::cli::Cli::parse();
+    match syncd::dispatch::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("syncd: {e:#}");
+            log::debug!("{e:?}");
+            ExitCode::FAILURE
+        }
+    }
 }

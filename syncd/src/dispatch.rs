@@ -1,0 +1,147 @@
+//! From the parsed command line to the command that runs: turns sersync's flags into a
+//! command, loads the config where the command needs it (an invalid one is exit 6,
+//! LSB "not configured", with the loader's message naming file, line and fix), resolves
+//! the settings and calls the module that owns the command.
+
+use std::process::ExitCode;
+
+use syncd_worker::config::Config;
+
+use crate::cli::{Cli, Command, GlobalArgs, StartArgs, WorkerArgs};
+use crate::settings::{config_path, Settings};
+
+/// LSB: program is not configured.
+pub const EXIT_BAD_CONFIG: u8 = 6;
+/// Bad usage.
+pub const EXIT_USAGE: u8 = 2;
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let level = match syncd_worker::logger::parse_level(&cli.global.log_level) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("syncd: {e}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    syncd_worker::logger::init(level)?;
+    let mut global = cli.global.clone();
+    let s = &cli.sersync;
+    let sersync_used = s.sersync_daemon
+        || s.sersync_initial_sync
+        || s.sersync_threads.is_some()
+        || s.sersync_config.is_some();
+    let command = match cli.command {
+        Some(c) => {
+            if sersync_used {
+                eprintln!("syncd: sersync's flags -d -r -n -o go without a command, e.g. `syncd -d -r -o /etc/confxml.xml`; with a command use --config, --initial-sync, --threads");
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+            c
+        }
+        None if sersync_used => {
+            if let Some(c) = &s.sersync_config {
+                if global.config.as_ref().is_some_and(|g| g != c) {
+                    eprintln!("syncd: -o and --config name different files; give one");
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+                global.config = Some(c.clone());
+            }
+            let worker = WorkerArgs {
+                initial_sync: s.sersync_initial_sync,
+                threads: s.sersync_threads,
+                lock_fd: None,
+            };
+            if s.sersync_daemon {
+                Command::Start(StartArgs {
+                    worker,
+                    wait: std::time::Duration::from_secs(300),
+                })
+            } else {
+                Command::Run(worker)
+            }
+        }
+        None => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    match command {
+        Command::Start(args) => {
+            let Some((settings, _)) = with_config(&global)? else {
+                return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+            };
+            crate::start::start(&settings, &args)
+        }
+        Command::Run(args) => {
+            let Some((settings, config)) = with_config(&global)? else {
+                return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+            };
+            crate::supervise::run(&settings, config, &args)
+        }
+        Command::Restart(args) => {
+            let Some((settings, _)) = with_config(&global)? else {
+                return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+            };
+            let code = crate::stop::stop(&settings, args.timeout)?;
+            if code != ExitCode::SUCCESS {
+                return Ok(code);
+            }
+            crate::start::start(&settings, &args.start)
+        }
+        Command::Reload => {
+            let Some((settings, _)) = with_config(&global)? else {
+                eprintln!("reload refused: the running syncd keeps its current configuration");
+                return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+            };
+            crate::stop::reload(&settings)
+        }
+        Command::Stop(args) => crate::stop::stop(&without_config(&global)?, args.timeout),
+        Command::Status(args) => crate::report::status(&without_config(&global)?, args.json),
+        Command::Check => {
+            let Some((settings, config)) = with_config(&global)? else {
+                return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+            };
+            crate::check::run(&settings, &config)
+        }
+        Command::Sync(args) => {
+            let Some((settings, config)) = with_config(&global)? else {
+                return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+            };
+            crate::sync::run(&settings, &config, args.full)
+        }
+    }
+}
+
+/// Load the config; print the loader's message and return None when it is invalid.
+fn with_config(global: &GlobalArgs) -> anyhow::Result<Option<(Settings, Config)>> {
+    let path = config_path(global);
+    match syncd_worker::config::load(&path) {
+        Ok(config) => {
+            let settings = Settings::resolve(global, Some(&config))?;
+            Ok(Some((settings, config)))
+        }
+        Err(e) => {
+            eprintln!("syncd: invalid configuration:\n{e}");
+            Ok(None)
+        }
+    }
+}
+
+/// `stop` and `status` must work with a broken or missing config: use it for the paths
+/// when it loads, else the flags and defaults (and say so).
+fn without_config(global: &GlobalArgs) -> anyhow::Result<Settings> {
+    let path = config_path(global);
+    match syncd_worker::config::load(&path) {
+        Ok(config) => Settings::resolve(global, Some(&config)),
+        Err(e) => {
+            let first = e.to_string();
+            let first = first.lines().next().unwrap_or("");
+            eprintln!(
+                "syncd: note: cannot use {} ({first}); using the pidfile and state paths from flags and defaults",
+                path.display()
+            );
+            Settings::resolve(global, None)
+        }
+    }
+}

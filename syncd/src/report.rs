@@ -1,0 +1,264 @@
+//! `syncd status`: the truth from the lock (running or not; the kernel keeps it honest
+//! through zombies and reused pids), the controller's state file (worker pid, restarts,
+//! why it gave up) and the worker's status file (watches, queues, lag per target). LSB
+//! exit codes: 0 running, 1 dead but the pidfile exists, 3 not running.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use syncd_worker::status::Status;
+
+use crate::lock::{self, LockState};
+use crate::procs::{Proc, Role};
+use crate::settings::Settings;
+use crate::state::{ControllerState, Phase};
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub code: u8,
+    pub running: bool,
+    pub pid: Option<u32>,
+    pub phase: Option<Phase>,
+    pub worker_pid: Option<u32>,
+    pub restarts: u64,
+    pub last_exit: Option<String>,
+    pub error: Option<String>,
+    pub message: String,
+    pub worker: Option<Status>,
+}
+
+pub fn gather(settings: &Settings) -> anyhow::Result<Report> {
+    let lock = lock::probe(&settings.pidfile, &settings.lockfile)?;
+    let ctl = ControllerState::read(&settings.controller_file).unwrap_or(None);
+    let (code, running, pid) = match &lock {
+        LockState::Held { pid } => (0, true, *pid),
+        LockState::Free { pidfile: true, pid } => (1, false, *pid),
+        LockState::Free { pidfile: false, .. } => (3, false, None),
+    };
+    // The controller state belongs to this run only if its pid is the lock holder's.
+    let ctl = ctl.filter(|c| !running || Some(c.pid) == pid);
+    let worker_pid = if running {
+        ctl.as_ref()
+            .and_then(|c| c.worker_pid)
+            .filter(|&w| Proc::of(w).is(Role::Worker))
+    } else {
+        None
+    };
+    let worker = match worker_pid {
+        Some(w) => Status::read(&settings.status_file)
+            .ok()
+            .filter(|s| s.pid == w),
+        None => None,
+    };
+    let message = match &lock {
+        LockState::Held { pid } => {
+            let mut m = format!(
+                "syncd is running (pid {})",
+                pid.map_or("?".into(), |p| p.to_string())
+            );
+            match (&ctl, worker_pid) {
+                (Some(c), _) if c.phase == Phase::Restarting => {
+                    let _ = write!(
+                        m,
+                        ", worker restarting ({})",
+                        c.last_exit.as_deref().unwrap_or("died")
+                    );
+                }
+                (Some(c), _) if c.phase == Phase::Stopping => m.push_str(", stopping"),
+                (_, Some(w)) => {
+                    let state = worker.as_ref().map_or("starting".to_string(), |s| {
+                        format!("{:?}", s.state).to_lowercase()
+                    });
+                    let _ = write!(m, ", worker pid {w} {state}");
+                }
+                _ => m.push_str(", no worker"),
+            }
+            m
+        }
+        LockState::Free { pidfile: true, pid } => {
+            let mut m = format!(
+                "syncd is dead but pidfile {} exists{}",
+                settings.pidfile.display(),
+                pid.map(|p| format!(" ({})", Proc::of(p).describe(p)))
+                    .unwrap_or_default()
+            );
+            if let Some(e) = ctl.as_ref().and_then(|c| c.error.as_deref()) {
+                let _ = write!(m, ": {e}");
+            }
+            m
+        }
+        LockState::Free { pidfile: false, .. } => "syncd is not running".into(),
+    };
+    Ok(Report {
+        code,
+        running,
+        pid,
+        phase: ctl.as_ref().map(|c| c.phase),
+        worker_pid,
+        restarts: ctl.as_ref().map_or(0, |c| c.restarts),
+        last_exit: ctl.as_ref().and_then(|c| c.last_exit.clone()),
+        error: ctl.as_ref().and_then(|c| c.error.clone()),
+        message,
+        worker,
+    })
+}
+
+pub fn status(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
+    let r = gather(settings)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", human(&r, now()));
+    }
+    Ok(ExitCode::from(r.code))
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The human summary: one line, then one per sync and target.
+pub fn human(r: &Report, now: f64) -> String {
+    let mut out = format!("{}\n", r.message);
+    if r.restarts > 0 {
+        let _ = writeln!(
+            out,
+            "  worker restarts: {}{}",
+            r.restarts,
+            r.last_exit
+                .as_deref()
+                .map(|e| format!(" (last one {e})"))
+                .unwrap_or_default()
+        );
+    }
+    let Some(w) = &r.worker else {
+        return out;
+    };
+    let _ = writeln!(out, "  up {}", ago(now - w.started_at));
+    for s in &w.syncs {
+        let _ = write!(
+            out,
+            "  {}: {} ({} directories watched",
+            s.name, s.source, s.watched_dirs
+        );
+        if s.unwatched_dirs > 0 {
+            let _ = write!(
+                out,
+                ", {} NOT watched: raise fs.inotify.max_user_watches",
+                s.unwatched_dirs
+            );
+        }
+        if s.overflows > 0 {
+            let _ = write!(out, ", {} queue overflows", s.overflows);
+        }
+        out.push_str(")\n");
+        for t in &s.targets {
+            let state = if t.consecutive_failures > 0 {
+                format!(
+                    "FAILING ({} in a row: {})",
+                    t.consecutive_failures,
+                    t.last_error.as_deref().unwrap_or("?")
+                )
+            } else if t.queue_depth > 0 || t.in_flight > 0 {
+                format!(
+                    "syncing: {} queued, {} in flight, lag {:.1}s",
+                    t.queue_depth, t.in_flight, t.lag_seconds
+                )
+            } else {
+                "in step".into()
+            };
+            let last = t
+                .last_success
+                .map(|l| format!(", last push {} ago", ago(now - l)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    → {} ({}): {state}{last}; {} pushes ok, {} failed{}",
+                t.name,
+                t.dest,
+                t.pushes_ok,
+                t.pushes_failed,
+                if t.retry_backlog > 0 {
+                    format!(", {} paths waiting for retry", t.retry_backlog)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    out
+}
+
+fn ago(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ago_table() {
+        for (s, want) in [
+            (0.0, "0s"),
+            (59.9, "59s"),
+            (61.0, "1m01s"),
+            (7325.0, "2h02m"),
+            (-3.0, "0s"),
+        ] {
+            assert_eq!(ago(s), want);
+        }
+    }
+
+    #[test]
+    fn not_running_report_is_one_line() {
+        let r = Report {
+            code: 3,
+            running: false,
+            pid: None,
+            phase: None,
+            worker_pid: None,
+            restarts: 0,
+            last_exit: None,
+            error: None,
+            message: "syncd is not running".into(),
+            worker: None,
+        };
+        assert_eq!(human(&r, 0.0), "syncd is not running\n");
+    }
+
+    #[test]
+    fn codes_follow_the_lock() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let g = crate::cli::GlobalArgs {
+            pidfile: Some(d.path().join("s.pid")),
+            state_dir: Some(d.path().join("state")),
+            worker: Some(d.path().join("w")),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&g, None).expect("settings");
+        assert_eq!(gather(&s).expect("gather").code, 3);
+        let l = crate::lock::PidLock::acquire(&s.pidfile, &s.lockfile)
+            .expect("io")
+            .expect("free");
+        l.write_pid(std::process::id()).expect("pid");
+        let r = gather(&s).expect("gather");
+        assert_eq!(
+            (r.code, r.running, r.pid),
+            (0, true, Some(std::process::id()))
+        );
+        drop(l);
+        let r = gather(&s).expect("gather");
+        assert_eq!(r.code, 1, "{}", r.message);
+        assert!(r.message.contains("dead but pidfile"), "{}", r.message);
+    }
+}

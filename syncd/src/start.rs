@@ -1,0 +1,202 @@
+//! `syncd start`: take the lock, clear a stale pidfile, re-execute ourselves as a
+//! detached daemon (`syncd run --lock-fd 3` in a new session, cwd `/`, stdio to the log
+//! file; no `fork()` in this threaded process) that inherits the held lock, then wait
+//! until it reports over sd_notify that the worker's watches are in place. Exit 0 then,
+//! or non-zero with the reason (the daemon's log lines) after a bounded wait — and in
+//! that case no daemon is left behind.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use syncd_worker::notify;
+
+use crate::cli::StartArgs;
+use crate::lock::PidLock;
+use crate::procs::{Proc, Role};
+use crate::settings::Settings;
+
+/// The descriptor number the daemon finds its lock on.
+const LOCK_FD: i32 = 3;
+
+pub fn start(settings: &Settings, args: &StartArgs) -> anyhow::Result<ExitCode> {
+    let lock = match PidLock::acquire(&settings.pidfile, &settings.lockfile)? {
+        Ok(lock) => lock,
+        Err(held) => {
+            println!(
+                "syncd is already running{}",
+                held.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    clear_stale_pidfile(&lock, &settings.pidfile)?;
+    let log = open_log(&settings.log_file)?;
+    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let listener =
+        notify::Listener::bind("start").context("failed to bind a notification socket")?;
+    let exe = std::env::current_exe().context("failed to find syncd's own executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--config")
+        .arg(&settings.config)
+        .arg("--pidfile")
+        .arg(&settings.pidfile)
+        .arg("--log-file")
+        .arg(&settings.log_file)
+        .arg("--worker")
+        .arg(&settings.worker_bin)
+        .arg("--log-level")
+        .arg(&settings.log_level);
+    if settings.state_dir_flag {
+        cmd.arg("--state-dir").arg(&settings.state_dir);
+    }
+    cmd.arg("run").arg("--lock-fd").arg(LOCK_FD.to_string());
+    if args.worker.initial_sync {
+        cmd.arg("--initial-sync");
+    }
+    if let Some(n) = args.worker.threads {
+        cmd.arg("--threads").arg(n.to_string());
+    }
+    let log_err = log
+        .try_clone()
+        .context("failed to duplicate the log file handle")?;
+    cmd.env(notify::ENV, listener.name())
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    let lock_fd = lock.as_raw_fd();
+    // SAFETY: runs in the child between fork and exec; dup2, fcntl, setsid and umask are
+    // async-signal-safe and nothing is allocated.
+    unsafe {
+        cmd.pre_exec(move || {
+            if lock_fd == LOCK_FD {
+                // Already in place: just let it survive exec.
+                if libc::fcntl(LOCK_FD, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(lock_fd, LOCK_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::umask(0o022);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("failed to start the syncd daemon")?;
+    // The daemon holds the lock through its own descriptor now.
+    drop(lock);
+    let deadline = Instant::now() + args.wait;
+    let mut last_status = String::new();
+    loop {
+        if let Some(status) = child.try_wait().context("failed to check on the daemon")? {
+            eprintln!(
+                "syncd failed to start ({}). From {}:\n{}",
+                crate::supervise::describe_exit(status),
+                settings.log_file.display(),
+                log_since(&settings.log_file, log_start)
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            eprintln!(
+                "syncd did not report its watches in place within {} (last status: {}); stopping it. Raise --wait for very large trees. From {}:\n{}",
+                humantime::format_duration(args.wait),
+                if last_status.is_empty() { "none" } else { &last_status },
+                settings.log_file.display(),
+                log_since(&settings.log_file, log_start)
+            );
+            let _ = crate::procs::signal(child.id(), libc::SIGTERM);
+            let _ = crate::stop::wait_for_exit(&mut child, Duration::from_secs(30));
+            return Ok(ExitCode::FAILURE);
+        }
+        let wait = (deadline - now).min(Duration::from_millis(200));
+        if let Some(m) = listener.recv(wait).context("notification socket")? {
+            if let Some(s) = m.get("STATUS") {
+                last_status = s.to_string();
+            }
+            if m.is_ready() {
+                println!(
+                    "syncd started (pid {}): {}",
+                    child.id(),
+                    if last_status.is_empty() {
+                        "watching"
+                    } else {
+                        &last_status
+                    }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+}
+
+/// With the lock held: a pidfile left behind belongs to a dead controller (or its pid now
+/// names an unrelated process). Remove it, saying so. A live syncd controller that does
+/// not hold the lock (its lock file was deleted) is refused, never signalled.
+pub fn clear_stale_pidfile(lock: &PidLock, pidfile: &Path) -> anyhow::Result<()> {
+    if !pidfile.exists() {
+        return Ok(());
+    }
+    match crate::lock::read_pid(pidfile) {
+        Some(pid) if pid != std::process::id() => {
+            let p = Proc::of(pid);
+            if p.is(Role::Controller) {
+                anyhow::bail!(
+                    "{} names {}, a running syncd that does not hold the lock (was the lock file deleted?); stop it first (kill {pid})",
+                    pidfile.display(),
+                    p.describe(pid)
+                );
+            }
+            let why = match p {
+                Proc::Alive { .. } => format!("{} is not syncd", p.describe(pid)),
+                _ => p.describe(pid),
+            };
+            log::warn!("removing stale pidfile {}: {why}", pidfile.display());
+        }
+        Some(_) => {}
+        None => {
+            log::warn!("removing unreadable pidfile {}", pidfile.display());
+        }
+    }
+    lock.remove_pidfile()
+}
+
+fn open_log(path: &Path) -> anyhow::Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create log directory {}", dir.display()))?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("failed to open log file {}", path.display()))
+}
+
+/// What the daemon logged since `offset` (at most the last 40 lines).
+fn log_since(path: &Path, offset: u64) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        if f.seek(SeekFrom::Start(offset)).is_ok() {
+            let mut buf = Vec::new();
+            let _ = f.read_to_end(&mut buf);
+            text = String::from_utf8_lossy(&buf).into_owned();
+        }
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(40);
+    let tail = lines[from..].join("\n");
+    if tail.is_empty() {
+        "(nothing logged)".into()
+    } else {
+        tail
+    }
+}

@@ -1,0 +1,557 @@
+//! `syncd run` (and the daemon `syncd start` detaches): hold the lock for life, write the
+//! pidfile, tune the inotify limits, start `syncd-worker` and keep it alive.
+//!
+//! One loop owns everything; signals (signal-hook thread), worker exits (a waiter thread
+//! per worker) and the worker's sd_notify messages (a listener thread) arrive as
+//! messages on one channel, and the loop blocks on the nearest deadline (restart due,
+//! drain limit, systemd timeout extension). Decisions about restarts come from the pure
+//! [`crate::policy`]. The worker runs in its own process group (a terminal's Ctrl-C
+//! reaches only the controller, which then drains the worker properly) with
+//! PR_SET_PDEATHSIG, so it never outlives a controller killed with SIGKILL.
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2};
+use syncd_worker::config::Config;
+use syncd_worker::notify;
+
+use crate::cli::WorkerArgs;
+use crate::lock::PidLock;
+use crate::policy::{Decision, RestartPolicy, Restarts};
+use crate::procs;
+use crate::settings::Settings;
+use crate::state::{ControllerState, Phase};
+
+/// How long a stopping worker may drain before it is killed (a second SIGTERM, e.g. from
+/// `syncd stop --timeout`, kills it at once).
+const DRAIN_LIMIT: Duration = Duration::from_secs(120);
+/// While the first worker sets up its watches, systemd's start timeout is pushed back by
+/// this much, this often (EXTEND_TIMEOUT_USEC, systemd ≥ 236).
+const EXTEND_EVERY: Duration = Duration::from_secs(10);
+const EXTEND_BY: Duration = Duration::from_secs(30);
+
+enum Msg {
+    Signal(i32),
+    Exited(u32, ExitStatus),
+    Notify(notify::Message),
+}
+
+struct Worker {
+    pid: u32,
+    started: Instant,
+    ready: bool,
+}
+
+/// Run the supervisor until a stop signal (exit 0), a failed first start or giving up (1).
+pub fn run(settings: &Settings, config: Config, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
+    let lock = match args.lock_fd {
+        Some(fd) => PidLock::from_inherited_fd(fd, &settings.pidfile)?,
+        None => match PidLock::acquire(&settings.pidfile, &settings.lockfile)? {
+            Ok(lock) => {
+                crate::start::clear_stale_pidfile(&lock, &settings.pidfile)?;
+                lock
+            }
+            Err(held) => {
+                eprintln!(
+                    "syncd: already running{} (lock {} is held)",
+                    held.pid.map(|p| format!(" as pid {p}")).unwrap_or_default(),
+                    settings.lockfile.display()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+    };
+    lock.write_pid(std::process::id())?;
+    let mut sup = Supervisor::new(settings, config, args.clone());
+    let result = sup.run();
+    match &result {
+        // A crash loop leaves the pidfile: `status` says "dead" (1) and shows why.
+        Ok(Outcome::GaveUp) => {}
+        _ => {
+            if let Err(e) = lock.remove_pidfile() {
+                log::error!("{e:#}");
+            }
+        }
+    }
+    drop(lock);
+    match result {
+        Ok(Outcome::Stopped) => Ok(ExitCode::SUCCESS),
+        Ok(Outcome::GaveUp) | Ok(Outcome::FailedStart) => Ok(ExitCode::FAILURE),
+        Err(e) => {
+            sup.state.phase = Phase::Stopped;
+            sup.state.error = Some(format!("{e:#}"));
+            sup.save_state();
+            Err(e)
+        }
+    }
+}
+
+enum Outcome {
+    Stopped,
+    GaveUp,
+    FailedStart,
+}
+
+struct Supervisor<'a> {
+    settings: &'a Settings,
+    config: Config,
+    args: WorkerArgs,
+    state: ControllerState,
+    restarts: Restarts,
+    worker: Option<Worker>,
+    restart_at: Option<Instant>,
+    stopping: Option<Instant>,
+    ever_ready: bool,
+    next_extend: Instant,
+}
+
+impl<'a> Supervisor<'a> {
+    fn new(settings: &'a Settings, config: Config, args: WorkerArgs) -> Self {
+        Supervisor {
+            settings,
+            config,
+            args,
+            state: ControllerState {
+                pid: std::process::id(),
+                started_at: unix(SystemTime::now()),
+                phase: Phase::Starting,
+                worker_pid: None,
+                worker_started_at: None,
+                restarts: 0,
+                last_exit: None,
+                restart_at: None,
+                error: None,
+            },
+            restarts: Restarts::new(RestartPolicy::default()),
+            worker: None,
+            restart_at: None,
+            stopping: None,
+            ever_ready: false,
+            next_extend: Instant::now(),
+        }
+    }
+
+    fn run(&mut self) -> anyhow::Result<Outcome> {
+        std::fs::create_dir_all(&self.config.state_dir).with_context(|| {
+            format!(
+                "failed to create state directory {}",
+                self.settings.state_dir.display()
+            )
+        })?;
+        let (tx, rx) = mpsc::channel();
+        // Signals first, before any other thread exists.
+        spawn_signals(tx.clone())?;
+        let listener = notify::Listener::bind("worker")
+            .context("failed to bind the worker's notification socket")?;
+        let socket = listener.name().to_string();
+        spawn_listener(listener, tx.clone());
+        log::info!(
+            "syncd {} controller pid {} starting (config {})",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id(),
+            self.settings.config.display()
+        );
+        crate::sysctl::tune(&self.config);
+        self.spawn(&socket, &tx, false)?;
+        loop {
+            let now = Instant::now();
+            if let Some(outcome) = self.on_deadlines(now, &socket, &tx)? {
+                return Ok(outcome);
+            }
+            let wait = self.next_deadline().map_or(Duration::from_secs(3600), |d| {
+                d.saturating_duration_since(now)
+            });
+            let msg = match rx.recv_timeout(wait) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => anyhow::bail!("internal channel closed"),
+            };
+            if let Some(outcome) = self.handle(msg)? {
+                return Ok(outcome);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut d = [self.restart_at, self.stopping.map(|s| s + DRAIN_LIMIT)]
+            .into_iter()
+            .flatten()
+            .min();
+        if !self.ever_ready && self.worker.is_some() {
+            d = Some(d.map_or(self.next_extend, |x| x.min(self.next_extend)));
+        }
+        d
+    }
+
+    fn on_deadlines(
+        &mut self,
+        now: Instant,
+        socket: &str,
+        tx: &Sender<Msg>,
+    ) -> anyhow::Result<Option<Outcome>> {
+        if !self.ever_ready && self.worker.is_some() && now >= self.next_extend {
+            notify::send(&format!("EXTEND_TIMEOUT_USEC={}", EXTEND_BY.as_micros()));
+            self.next_extend = now + EXTEND_EVERY;
+        }
+        if let Some(s) = self.stopping {
+            if now >= s + DRAIN_LIMIT {
+                if let Some(w) = &self.worker {
+                    log::error!(
+                        "worker pid {} did not finish draining within {}s; killing it",
+                        w.pid,
+                        DRAIN_LIMIT.as_secs()
+                    );
+                    let _ = procs::signal(w.pid, SIGKILL);
+                }
+                self.stopping = Some(now);
+            }
+        }
+        if let Some(at) = self.restart_at {
+            if now >= at && self.stopping.is_none() {
+                self.restart_at = None;
+                self.state.restarts += 1;
+                self.state.restart_at = None;
+                if let Err(e) = self.spawn(socket, tx, true) {
+                    log::error!("{e:#}");
+                    return Ok(self.worker_ended(now, Duration::ZERO, None));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn spawn(&mut self, socket: &str, tx: &Sender<Msg>, catch_up: bool) -> anyhow::Result<()> {
+        let mut cmd = Command::new(&self.settings.worker_bin);
+        cmd.arg("--config")
+            .arg(&self.settings.config)
+            .arg("--log-level")
+            .arg(&self.settings.log_level);
+        if self.settings.state_dir_flag {
+            cmd.arg("--state-dir").arg(&self.settings.state_dir);
+        }
+        if self.args.initial_sync || catch_up {
+            cmd.arg("--initial-sync");
+        }
+        if let Some(n) = self.args.threads {
+            cmd.arg("--threads").arg(n.to_string());
+        }
+        cmd.env(notify::ENV, socket)
+            .stdin(Stdio::null())
+            .process_group(0);
+        let parent = std::process::id();
+        // SAFETY: the closure runs in the child between fork and exec and only calls
+        // prctl(2) and getppid(2), both async-signal-safe; it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The controller died between fork and prctl: do not run orphaned.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::other("the syncd controller exited"));
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().with_context(|| {
+            format!(
+                "failed to start the worker {}; install syncd-worker beside syncd or pass --worker PATH",
+                self.settings.worker_bin.display()
+            )
+        })?;
+        let pid = child.id();
+        log::info!(
+            "worker pid {pid} started{}",
+            if catch_up {
+                " (replays the saved queue, then a catch-up full sync)"
+            } else {
+                ""
+            }
+        );
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = tx.send(Msg::Exited(pid, status));
+            }
+        });
+        self.worker = Some(Worker {
+            pid,
+            started: Instant::now(),
+            ready: false,
+        });
+        self.state.phase = Phase::Starting;
+        self.state.worker_pid = Some(pid);
+        self.state.worker_started_at = Some(unix(SystemTime::now()));
+        self.save_state();
+        Ok(())
+    }
+
+    fn handle(&mut self, msg: Msg) -> anyhow::Result<Option<Outcome>> {
+        let now = Instant::now();
+        match msg {
+            Msg::Notify(m) => {
+                let Some(w) = self.worker.as_mut() else {
+                    return Ok(None);
+                };
+                if m.is_ready() && !w.ready {
+                    w.ready = true;
+                    let status = m.get("STATUS").unwrap_or("watching").to_string();
+                    log::info!("worker pid {} ready: {status}", w.pid);
+                    if self.stopping.is_none() {
+                        self.state.phase = Phase::Running;
+                    }
+                    self.save_state();
+                    if !self.ever_ready {
+                        self.ever_ready = true;
+                        notify::send(&format!(
+                            "READY=1\nSTATUS={status}\nMAINPID={}",
+                            std::process::id()
+                        ));
+                    } else {
+                        notify::send(&format!("STATUS={status}"));
+                    }
+                } else if let Some(s) = m.get("STATUS") {
+                    notify::send(&format!("STATUS={s}"));
+                }
+            }
+            Msg::Exited(pid, status) => {
+                let Some(w) = self.worker.take_if(|w| w.pid == pid) else {
+                    return Ok(None);
+                };
+                let how = describe_exit(status);
+                self.state.last_exit = Some(how.clone());
+                self.state.worker_pid = None;
+                if self.stopping.is_some() {
+                    if status.success() {
+                        log::info!("worker pid {pid} finished draining");
+                    } else {
+                        log::warn!("worker pid {pid} {how}");
+                    }
+                    self.state.phase = Phase::Stopped;
+                    self.save_state();
+                    log::info!("syncd stopped");
+                    return Ok(Some(Outcome::Stopped));
+                }
+                log::error!("worker pid {pid} {how}");
+                let ran_for = now.saturating_duration_since(w.started);
+                if !w.ready && !self.ever_ready {
+                    // The first worker never got its watches in place: `start` is waiting
+                    // for an answer, and restarting will not fix a missing source.
+                    let why = format!(
+                        "the worker {how} before its watches were in place; see the log above"
+                    );
+                    log::error!("{why}");
+                    self.state.phase = Phase::Stopped;
+                    self.state.error = Some(why);
+                    self.save_state();
+                    return Ok(Some(Outcome::FailedStart));
+                }
+                return Ok(self.worker_ended(now, ran_for, status.code()));
+            }
+            Msg::Signal(sig) => return Ok(self.on_signal(sig)),
+        }
+        Ok(None)
+    }
+
+    /// The worker is gone (or could not be spawned): schedule a restart or give up.
+    fn worker_ended(
+        &mut self,
+        now: Instant,
+        ran_for: Duration,
+        code: Option<i32>,
+    ) -> Option<Outcome> {
+        match self.restarts.on_exit(now, ran_for, code) {
+            Decision::RestartAt(at) => {
+                let wait = at.saturating_duration_since(now);
+                log::warn!("restarting the worker in {:.1}s", wait.as_secs_f64());
+                self.restart_at = Some(at);
+                self.state.phase = Phase::Restarting;
+                self.state.restart_at = Some(unix(SystemTime::now() + wait));
+                self.save_state();
+                None
+            }
+            Decision::GiveUp(why) => {
+                log::error!("{why}");
+                self.state.phase = Phase::GaveUp;
+                self.state.error = Some(why.clone());
+                self.state.restart_at = None;
+                self.save_state();
+                notify::send(&format!("STATUS=gave up: {why}"));
+                Some(Outcome::GaveUp)
+            }
+        }
+    }
+
+    fn on_signal(&mut self, sig: i32) -> Option<Outcome> {
+        match sig {
+            SIGTERM | SIGINT => {
+                if self.stopping.is_some() {
+                    if let Some(w) = &self.worker {
+                        log::warn!("second stop signal: killing worker pid {}", w.pid);
+                        let _ = procs::signal(w.pid, SIGKILL);
+                    }
+                    return None;
+                }
+                notify::send("STOPPING=1");
+                self.stopping = Some(Instant::now());
+                self.restart_at = None;
+                self.state.phase = Phase::Stopping;
+                self.state.restart_at = None;
+                self.save_state();
+                match &self.worker {
+                    Some(w) => {
+                        log::info!(
+                            "stop requested: worker pid {} finishes its push and saves its queue",
+                            w.pid
+                        );
+                        let _ = procs::signal(w.pid, SIGTERM);
+                    }
+                    None => {
+                        self.state.phase = Phase::Stopped;
+                        self.save_state();
+                        log::info!("syncd stopped");
+                        return Some(Outcome::Stopped);
+                    }
+                }
+            }
+            SIGHUP => self.reload(),
+            SIGUSR1 | SIGUSR2 => {
+                if let Some(w) = &self.worker {
+                    log::info!(
+                        "{}: passing it to worker pid {}",
+                        if sig == SIGUSR1 {
+                            "push pending changes now"
+                        } else {
+                            "full sync requested"
+                        },
+                        w.pid
+                    );
+                    let _ = procs::signal(w.pid, sig);
+                } else {
+                    log::warn!("no worker running to pass the request to");
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// SIGHUP: validate the config again; a bad one changes nothing.
+    fn reload(&mut self) {
+        let path = &self.settings.config;
+        let new = match syncd_worker::config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!(
+                    "reload refused, keeping the running configuration: {} is invalid:\n{e}",
+                    path.display()
+                );
+                return;
+            }
+        };
+        if new.daemon.pid_file != self.config.daemon.pid_file
+            || new.daemon.log_file != self.config.daemon.log_file
+            || new.state_dir != self.config.state_dir
+        {
+            log::warn!("pid_file, log_file and state_dir changes take effect at the next restart");
+        }
+        crate::sysctl::tune(&new);
+        self.config = new;
+        match &self.worker {
+            Some(w) => {
+                log::info!(
+                    "reloading {}: passing SIGHUP to worker pid {}",
+                    path.display(),
+                    w.pid
+                );
+                let _ = procs::signal(w.pid, SIGHUP);
+            }
+            None => log::info!("reloaded {}; the next worker uses it", path.display()),
+        }
+    }
+
+    fn save_state(&self) {
+        if let Err(e) = self.state.write(&self.settings.controller_file) {
+            log::error!("{e:#}");
+        }
+    }
+}
+
+fn spawn_signals(tx: Sender<Msg>) -> anyhow::Result<()> {
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])
+            .context("failed to install signal handlers")?;
+    std::thread::spawn(move || {
+        for s in signals.forever() {
+            if tx.send(Msg::Signal(s)).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
+fn spawn_listener(listener: notify::Listener, tx: Sender<Msg>) {
+    std::thread::spawn(move || loop {
+        match listener.recv(Duration::from_secs(3600)) {
+            Ok(Some(m)) => {
+                if tx.send(Msg::Notify(m)).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::error!("worker notification socket: {e}");
+                return;
+            }
+        }
+    });
+}
+
+/// "exited with code 1", "was killed by signal 9 (SIGKILL)".
+pub fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with code {code}");
+    }
+    match status.signal() {
+        Some(sig) => format!("was killed by signal {sig}{}", signal_name(sig)),
+        None => format!("ended ({status})"),
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGKILL => " (SIGKILL)",
+        libc::SIGTERM => " (SIGTERM)",
+        libc::SIGSEGV => " (SIGSEGV)",
+        libc::SIGABRT => " (SIGABRT)",
+        libc::SIGINT => " (SIGINT)",
+        _ => "",
+    }
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_descriptions() {
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(1 << 8)),
+            "exited with code 1"
+        );
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(9)),
+            "was killed by signal 9 (SIGKILL)"
+        );
+    }
+}
