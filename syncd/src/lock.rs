@@ -76,8 +76,22 @@ pub struct Held {
 }
 
 impl PidLock {
-    /// Take the lock (creating the directory and lock file as needed) without waiting.
+    /// Take the lock (creating the directory and lock file as needed) without waiting for
+    /// a holder. A `status` probing at this very moment holds a shared lock for a few
+    /// microseconds: a held lock without a pid in the pidfile is tried again briefly.
     pub fn acquire(pidfile: &Path, lockfile: &Path) -> anyhow::Result<Result<PidLock, Held>> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        loop {
+            match PidLock::try_acquire(pidfile, lockfile)? {
+                Err(Held { pid: None }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => return Ok(r),
+            }
+        }
+    }
+
+    fn try_acquire(pidfile: &Path, lockfile: &Path) -> anyhow::Result<Result<PidLock, Held>> {
         if let Some(dir) = lockfile.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("failed to create directory {}", dir.display()))?;
