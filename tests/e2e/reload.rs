@@ -2,6 +2,10 @@
 //! matching files off the target, a target added by reload gets the whole tree (and the
 //! one already there is left alone), an invalid new file keeps the old config running and
 //! says why, and a new source directory is watched and pushed.
+//!
+//! Also here, from the same change to the engine: at the first stop signal the pending
+//! queue, pushes in flight included, is saved at once, so a SIGKILL during a long drain
+//! loses nothing.
 
 use std::fs;
 use std::path::Path;
@@ -189,5 +193,44 @@ fn reload_with_a_new_source_pushes_the_new_tree() {
         Path::new(&s.syncs[0].source).ends_with(dir_name),
         "status still shows the old source: {s:#?}"
     );
+    w.stop();
+}
+
+#[test]
+fn stop_saves_the_push_in_flight_at_once_so_a_kill_during_the_drain_loses_nothing() {
+    let site = Site::new();
+    // 1 MB at 50 KB/s: the push is still in flight long after the stop signal.
+    let slow = site
+        .config()
+        .raw("[sync.rsync]\nextra = [\"--bwlimit=50\"]");
+    let mut w = Worker::start(&slow);
+    TreeWriter::new(51).file(&site.src().join("big.bin"), 1 << 20);
+    w.wait_status(
+        "the push of big.bin in flight",
+        SYNC_TIMEOUT,
+        &[&site.daemon],
+        |s| s.syncs[0].targets[0].in_flight > 0,
+    );
+    w.signal(libc::SIGTERM);
+    let line = w.wait_log("saved 1 pending entries", RELOAD_TIMEOUT);
+    w.kill();
+    let faillog_dir = site.state.path().join("faillog");
+    let saved: Vec<u8> = fs::read_dir(&faillog_dir)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{line}", faillog_dir.display()))
+        .flatten()
+        .flat_map(|f| fs::read(f.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        saved.windows(7).any(|x| x == b"big.bin"),
+        "the fail log does not hold big.bin:\n{}\n{}",
+        String::from_utf8_lossy(&saved),
+        w.log()
+    );
+    drop(w);
+
+    // No initial sync: only the fail log can bring big.bin to the target.
+    let mut w = Worker::start(&site.config());
+    assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
+    w.wait_log("replaying 1 pending entries", RELOAD_TIMEOUT);
     w.stop();
 }

@@ -482,6 +482,41 @@ impl Worker {
         signal(child, libc::SIGHUP);
     }
 
+    /// Send `sig` to the worker (e.g. SIGTERM without waiting, as `stop` does).
+    pub fn signal(&self, sig: libc::c_int) {
+        let child = self.child.as_ref().expect("a spawned worker has a child");
+        signal(child, sig);
+    }
+
+    /// SIGKILL the worker and its child processes (its rsync runs, which would otherwise
+    /// go on as orphans), and reap it.
+    pub fn kill(&mut self) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        let pid = child.id();
+        let mut children = Vec::new();
+        if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let list = fs::read_to_string(task.path().join("children")).unwrap_or_default();
+                children.extend(
+                    list.split_whitespace()
+                        .filter_map(|c| c.parse::<i32>().ok()),
+                );
+            }
+        }
+        signal(child, libc::SIGKILL);
+        for c in children {
+            // SAFETY: kill(2) has no memory-safety concerns; these were the worker's
+            // children a moment ago (its rsync runs).
+            unsafe {
+                libc::kill(c, libc::SIGKILL);
+            }
+        }
+        self.exited = child.wait().ok();
+        self.shared = None;
+    }
+
     /// Wait until the worker's log holds a line containing `needle`; return that line.
     pub fn wait_log(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
