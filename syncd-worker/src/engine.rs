@@ -2,7 +2,7 @@
 //! sync), probe threads and push threads, and turns their messages into decisions —
 //! when to push, how long to back off, what goes into the fail log, what the status
 //! file says. It blocks on a deadline (`recv_timeout`), never on a fixed sleep, and does
-//! no I/O of its own beyond the status file and the fail log.
+//! no I/O of its own beyond the status file, the fail log and re-reading the config file.
 //!
 //! SIGHUP reloads the config file in place (see [`crate::reload`] for what counts as a
 //! change): untouched syncs and targets keep everything, changed ones are adjusted, and
