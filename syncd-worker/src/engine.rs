@@ -2,11 +2,19 @@
 //! sync), probe threads and push threads, and turns their messages into decisions —
 //! when to push, how long to back off, what goes into the fail log, what the status
 //! file says. It blocks on a deadline (`recv_timeout`), never on a fixed sleep, and does
-//! no I/O of its own beyond the status file and the fail log.
+//! no I/O of its own beyond the status file, the fail log and re-reading the config file.
+//!
+//! SIGHUP reloads the config file in place (see [`crate::reload`] for what counts as a
+//! change): untouched syncs and targets keep everything, changed ones are adjusted, and
+//! an invalid new file leaves the running configuration as it is. Threads report with
+//! stable ids (a watcher's, a target's), so a message from a replaced watcher or a
+//! removed target is recognised and ignored.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -17,6 +25,7 @@ use crate::faillog::FailLog;
 use crate::hooks::{HookRunner, Pushed};
 use crate::push::{execute, PushReport};
 use crate::queue::{Change, Limits, Queue};
+use crate::reload::{self, SyncChange, SyncPlan, TargetChange};
 use crate::rsync::args::{dest_arg, Caps};
 use crate::rsync::exit::{Class, Outcome};
 use crate::rsync::password::check_password_file;
@@ -31,14 +40,47 @@ const UNWATCHED_RESCAN: Duration = Duration::from_secs(60);
 const STATUS_MIN_GAP: Duration = Duration::from_millis(200);
 const STATUS_IDLE_GAP: Duration = Duration::from_secs(2);
 
+/// Identity of one watcher or one target, never reused within a run.
+type Id = u64;
+
+/// What the other threads tell the main loop. Watcher messages carry the watcher's id;
+/// probe and push results carry the target's id and the generation of its settings
+/// they were started with.
 enum Msg {
-    Changes(usize, Vec<Change>),
-    Ready(usize, WatchStats),
-    Stats(usize, WatchStats),
-    Fatal(usize, String),
-    Probed(usize, usize, Result<Caps, Outcome>),
-    Pushed(usize, usize, PushReport),
+    Changes(Id, Vec<Change>),
+    Ready(Id, WatchStats),
+    Stats(Id, WatchStats),
+    Fatal(Id, String),
+    Probed(Id, u64, Result<Caps, Outcome>),
+    Pushed(Id, u64, PushReport),
     Signal(i32),
+}
+
+/// The command-line settings that override the config file, applied again to the
+/// file re-read on SIGHUP. (`--initial-sync` is not one: it only means something at start.)
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--state-dir`: replaces `state_dir`, and the status file with it when that was the
+    /// default `<state_dir>/status.json`.
+    pub state_dir: Option<PathBuf>,
+    /// `--threads`: every sync's `threads`.
+    pub threads: Option<usize>,
+}
+
+impl Overrides {
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(dir) = &self.state_dir {
+            if config.status_file == config.state_dir.join("status.json") {
+                config.status_file = dir.join("status.json");
+            }
+            config.state_dir = dir.clone();
+        }
+        if let Some(n) = self.threads {
+            for job in &mut config.syncs {
+                job.threads = n;
+            }
+        }
+    }
 }
 
 struct InFlight {
@@ -47,6 +89,9 @@ struct InFlight {
 }
 
 struct TargetState {
+    id: Id,
+    /// Bumped when a reload changes `cfg`: a probe or push started before is stale.
+    cfg_gen: u64,
     cfg: Target,
     dest: String,
     queue: Queue,
@@ -65,10 +110,30 @@ struct TargetState {
     full_syncs: u64,
 }
 
+/// The watcher thread of one sync.
+struct WatchHandle {
+    id: Id,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WatchHandle {
+    /// Ask the thread to end (within one poll); returns it, to be joined by whoever needs
+    /// its watches gone.
+    fn stop(&mut self) -> Option<JoinHandle<()>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take()
+    }
+}
+
 struct SyncState {
     job: Arc<SyncJob>,
+    watch: WatchHandle,
     stats: WatchStats,
     ready: bool,
+    /// Push the whole tree to every target when the watcher is ready (the sync was added
+    /// or re-watched by a reload: changes may have been missed in between).
+    full_on_ready: bool,
     next_full: Option<Instant>,
     hooks: HookRunner,
     targets: Vec<TargetState>,
@@ -77,8 +142,11 @@ struct SyncState {
 struct Engine {
     config: Config,
     syncs: Vec<SyncState>,
+    overrides: Overrides,
     tx: Sender<Msg>,
-    stop_watchers: Arc<AtomicBool>,
+    next_id: Id,
+    /// READY=1 was sent (once per run, not again after a reload).
+    notified_ready: bool,
     started_at: SystemTime,
     stopping: bool,
     status_dirty: bool,
@@ -86,8 +154,9 @@ struct Engine {
     fatal: Option<String>,
 }
 
-/// Run the worker until SIGTERM/SIGINT (exit code 0) or a fatal error.
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// Run the worker until SIGTERM/SIGINT (exit code 0) or a fatal error. `overrides` are
+/// the command-line settings already applied to `config`, applied again on reload.
+pub fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.state_dir).with_context(|| {
         format!(
             "failed to create state directory {}",
@@ -115,84 +184,51 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let now = Instant::now();
-    let mut syncs = Vec::new();
-    for job in &config.syncs {
-        let mut targets = Vec::new();
-        for t in &job.targets {
-            let faillog = FailLog::open(&config.state_dir, &job.name, &t.name)?;
-            let mut queue = Queue::new(Limits {
-                delay: job.delay,
-                max_delay: job.max_delay,
-                max_queue: job.max_queue,
-            });
-            let saved = faillog.load()?;
-            let backlog = saved.len() as u64;
-            if !saved.is_empty() {
-                log::info!(
-                    "{} → {}: replaying {} pending entries from the fail log {}",
-                    job.name,
-                    t.name,
-                    backlog,
-                    faillog.path().display()
-                );
-                queue.restore(saved, now);
-            }
-            targets.push(TargetState {
-                dest: dest_arg(t).to_string_lossy().into_owned(),
-                cfg: t.clone(),
-                queue,
-                in_flight: None,
-                caps: None,
-                probing: false,
-                retry_at: None,
-                backoff: Duration::ZERO,
-                faillog,
-                backlog,
-                last_success: None,
-                pushes_ok: 0,
-                pushes_failed: 0,
-                consecutive_failures: 0,
-                last_error: None,
-                full_syncs: 0,
-            });
-        }
-        syncs.push(SyncState {
-            job: Arc::new(job.clone()),
-            stats: WatchStats::default(),
-            ready: false,
-            next_full: None,
-            hooks: HookRunner::spawn(job.hooks.clone()),
-            targets,
-        });
-    }
     let mut engine = Engine {
         config,
-        syncs,
+        syncs: Vec::new(),
+        overrides,
         tx,
-        stop_watchers: Arc::new(AtomicBool::new(false)),
+        next_id: 0,
+        notified_ready: false,
         started_at: SystemTime::now(),
         stopping: false,
         status_dirty: true,
         last_status: None,
         fatal: None,
     };
-    for (i, s) in engine.syncs.iter().enumerate() {
-        spawn_watcher(
-            i,
-            s.job.clone(),
-            engine.tx.clone(),
-            engine.stop_watchers.clone(),
-        );
+    let now = Instant::now();
+    let jobs = engine.config.syncs.clone();
+    let mut targets = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        let mut ts = Vec::with_capacity(job.targets.len());
+        for t in &job.targets {
+            ts.push(engine.new_target(job, t, now)?);
+        }
+        targets.push(ts);
+    }
+    for (job, ts) in jobs.into_iter().zip(targets) {
+        let s = engine.start_sync(job, ts, false);
+        engine.syncs.push(s);
     }
     engine.write_status();
     engine.main_loop(rx);
-    engine.stop_watchers.store(true, Ordering::Relaxed);
+    for s in &mut engine.syncs {
+        s.watch.stop();
+    }
     engine.save_pending();
     engine.write_status();
     match engine.fatal {
         Some(e) => Err(anyhow::anyhow!(e)),
         None => Ok(()),
+    }
+}
+
+fn limits(job: &SyncJob) -> Limits {
+    Limits {
+        delay: job.delay,
+        max_delay: job.max_delay,
+        max_queue: job.max_queue,
     }
 }
 
@@ -239,58 +275,83 @@ fn lock_state_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-fn spawn_watcher(idx: usize, job: Arc<SyncJob>, tx: Sender<Msg>, stop: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        let mut w = match Watcher::new(&job) {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = tx.send(Msg::Fatal(idx, format!("{e:#}")));
-                return;
-            }
-        };
-        let mut last = w.stats();
-        if tx.send(Msg::Ready(idx, last)).is_err() {
+/// Start the watcher thread of `job`. When `prev` (the thread of the watcher it
+/// replaces) is given, it is joined first, so the old watches are gone before the new
+/// ones are added (the two never count twice against `max_user_watches`).
+fn spawn_watcher(
+    id: Id,
+    job: Arc<SyncJob>,
+    tx: Sender<Msg>,
+    prev: Option<JoinHandle<()>>,
+) -> WatchHandle {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::spawn(move || {
+        if let Some(prev) = prev {
+            let _ = prev.join();
+        }
+        watch_loop(id, &job, &tx, &flag);
+    });
+    WatchHandle {
+        id,
+        stop,
+        thread: Some(thread),
+    }
+}
+
+fn watch_loop(id: Id, job: &SyncJob, tx: &Sender<Msg>, stop: &AtomicBool) {
+    if stop.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut w = match Watcher::new(job) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = tx.send(Msg::Fatal(id, format!("{e:#}")));
             return;
         }
-        let mut next_rescan = Instant::now() + UNWATCHED_RESCAN;
-        while !stop.load(Ordering::Relaxed) {
-            let mut out = Vec::new();
-            if let Err(e) = w.poll(Duration::from_millis(200), &mut out) {
-                let _ = tx.send(Msg::Fatal(idx, format!("{e:#}")));
+    };
+    let mut last = w.stats();
+    if tx.send(Msg::Ready(id, last)).is_err() {
+        return;
+    }
+    let mut next_rescan = Instant::now() + UNWATCHED_RESCAN;
+    while !stop.load(Ordering::Relaxed) {
+        let mut out = Vec::new();
+        if let Err(e) = w.poll(Duration::from_millis(200), &mut out) {
+            let _ = tx.send(Msg::Fatal(id, format!("{e:#}")));
+            return;
+        }
+        if w.root_gone() {
+            let _ = tx.send(Msg::Fatal(
+                id,
+                format!(
+                    "source directory {} was deleted or moved away; nothing left to watch",
+                    job.source.display()
+                ),
+            ));
+            return;
+        }
+        let st = w.stats();
+        if st.unwatched > 0 && Instant::now() >= next_rescan {
+            next_rescan = Instant::now() + UNWATCHED_RESCAN;
+            let left = w.rewatch_all();
+            log::warn!(
+                "{}: {left} directories still unwatched; pushing the whole tree",
+                job.name
+            );
+            out.push(Change::Full);
+        }
+        if !out.is_empty() && tx.send(Msg::Changes(id, out)).is_err() {
+            return;
+        }
+        let st = w.stats();
+        if st != last {
+            last = st;
+            if tx.send(Msg::Stats(id, st)).is_err() {
                 return;
-            }
-            if w.root_gone() {
-                let _ = tx.send(Msg::Fatal(
-                    idx,
-                    format!(
-                        "source directory {} was deleted or moved away; nothing left to watch",
-                        job.source.display()
-                    ),
-                ));
-                return;
-            }
-            let st = w.stats();
-            if st.unwatched > 0 && Instant::now() >= next_rescan {
-                next_rescan = Instant::now() + UNWATCHED_RESCAN;
-                let left = w.rewatch_all();
-                log::warn!(
-                    "{}: {left} directories still unwatched; pushing the whole tree",
-                    job.name
-                );
-                out.push(Change::Full);
-            }
-            if !out.is_empty() && tx.send(Msg::Changes(idx, out)).is_err() {
-                return;
-            }
-            let st = w.stats();
-            if st != last {
-                last = st;
-                if tx.send(Msg::Stats(idx, st)).is_err() {
-                    return;
-                }
             }
         }
-    });
+    }
 }
 
 impl Engine {
@@ -352,7 +413,7 @@ impl Engine {
     }
 
     fn dispatch(&mut self, now: Instant) {
-        for (si, s) in self.syncs.iter_mut().enumerate() {
+        for s in &mut self.syncs {
             if !s.ready {
                 continue;
             }
@@ -365,7 +426,7 @@ impl Engine {
                     s.next_full = s.job.full_sync.interval.map(|i| now + i);
                 }
             }
-            for (ti, t) in s.targets.iter_mut().enumerate() {
+            for t in &mut s.targets {
                 if t.in_flight.is_some() || t.probing || t.retry_at.is_some_and(|r| now < r) {
                     continue;
                 }
@@ -373,9 +434,10 @@ impl Engine {
                     t.probing = true;
                     self.status_dirty = true;
                     let (job, cfg, tx) = (s.job.clone(), t.cfg.clone(), self.tx.clone());
+                    let (id, cfg_gen) = (t.id, t.cfg_gen);
                     std::thread::spawn(move || {
                         let r = probe_target(&job, &cfg);
-                        let _ = tx.send(Msg::Probed(si, ti, r));
+                        let _ = tx.send(Msg::Probed(id, cfg_gen, r));
                     });
                     continue;
                 };
@@ -392,9 +454,10 @@ impl Engine {
                 });
                 self.status_dirty = true;
                 let (job, cfg, tx) = (s.job.clone(), t.cfg.clone(), self.tx.clone());
+                let (id, cfg_gen) = (t.id, t.cfg_gen);
                 std::thread::spawn(move || {
                     let report = execute(&job, &cfg, &batch, caps);
-                    let _ = tx.send(Msg::Pushed(si, ti, report));
+                    let _ = tx.send(Msg::Pushed(id, cfg_gen, report));
                 });
             }
         }
@@ -404,8 +467,11 @@ impl Engine {
         self.status_dirty = true;
         let now = Instant::now();
         match msg {
-            Msg::Changes(si, changes) => {
-                let s = &mut self.syncs[si];
+            Msg::Changes(wid, changes) => {
+                // None: a replaced watcher's last words; the new one's full push covers them.
+                let Some(s) = self.sync_watched_by(wid) else {
+                    return;
+                };
                 for c in changes {
                     let c = if s.job.mode == Mode::Tree {
                         Change::Full
@@ -417,8 +483,10 @@ impl Engine {
                     }
                 }
             }
-            Msg::Ready(si, stats) => {
-                let s = &mut self.syncs[si];
+            Msg::Ready(wid, stats) => {
+                let Some(s) = self.sync_watched_by(wid) else {
+                    return;
+                };
                 s.ready = true;
                 s.stats = stats;
                 log::info!(
@@ -432,30 +500,55 @@ impl Engine {
                         String::new()
                     }
                 );
-                if s.job.initial_sync {
-                    log::info!("{}: initial full sync", s.job.name);
+                if s.full_on_ready || s.job.initial_sync {
+                    log::info!(
+                        "{}: {}",
+                        s.job.name,
+                        if s.full_on_ready {
+                            "pushing the whole tree (watches replaced or added by a reload)"
+                        } else {
+                            "initial full sync"
+                        }
+                    );
                     for t in &mut s.targets {
                         t.queue.push(Change::Full, now);
                     }
                 }
+                s.full_on_ready = false;
                 s.next_full = s.job.full_sync.interval.map(|i| now + i);
                 // Write at once: "not starting any more" is what callers wait for.
                 self.write_status();
-                if self.syncs.iter().all(|s| s.ready) {
+                if !self.notified_ready && self.syncs.iter().all(|s| s.ready) {
+                    self.notified_ready = true;
                     let dirs: u64 = self.syncs.iter().map(|s| s.stats.watched).sum();
                     crate::notify::send(&format!("READY=1\nSTATUS=watching {dirs} directories"));
                 }
             }
-            Msg::Stats(si, stats) => self.syncs[si].stats = stats,
-            Msg::Fatal(si, e) => {
-                log::error!("{}: {e}", self.syncs[si].job.name);
+            Msg::Stats(wid, stats) => {
+                if let Some(s) = self.sync_watched_by(wid) {
+                    s.stats = stats;
+                }
+            }
+            Msg::Fatal(wid, e) => {
+                let Some(s) = self.sync_watched_by(wid) else {
+                    log::debug!("a replaced watcher failed: {e}");
+                    return;
+                };
+                log::error!("{}: {e}", s.job.name);
                 self.fatal = Some(e);
                 self.stopping = true;
             }
-            Msg::Probed(si, ti, r) => {
+            Msg::Probed(tid, cfg_gen, r) => {
+                let Some((si, ti)) = self.target_index(tid) else {
+                    return;
+                };
                 let s = &mut self.syncs[si];
                 let t = &mut s.targets[ti];
                 t.probing = false;
+                if cfg_gen != t.cfg_gen {
+                    // Probed with settings a reload replaced: probe again.
+                    return;
+                }
                 match r {
                     Ok(caps) => {
                         if !caps.delete_missing_args {
@@ -471,7 +564,11 @@ impl Engine {
                     Err(outcome) => fail(&s.job, t, outcome, now),
                 }
             }
-            Msg::Pushed(si, ti, report) => {
+            Msg::Pushed(tid, cfg_gen, report) => {
+                let Some((si, ti)) = self.target_index(tid) else {
+                    log::debug!("a push to a target removed by a reload ended");
+                    return;
+                };
                 let s = &mut self.syncs[si];
                 let t = &mut s.targets[ti];
                 let Some(done) = t.in_flight.take() else {
@@ -514,6 +611,10 @@ impl Engine {
                 } else {
                     t.queue.restore(done.batch, done.since.unwrap_or(now));
                     if report.outcome.class == Class::DeleteMissingArgsUnsupported {
+                        if cfg_gen != t.cfg_gen {
+                            // Learnt about the target's old settings; it is probed again.
+                            return;
+                        }
                         log::warn!(
                             "{} → {}: {}; switching to the include-filter form and retrying",
                             s.job.name,
@@ -536,7 +637,7 @@ impl Engine {
             }
             Msg::Signal(sig) => {
                 if sig == signal_hook::consts::SIGHUP {
-                    log::warn!("SIGHUP: syncd-worker does not reload its config; restart it to apply changes");
+                    self.reload();
                     return;
                 }
                 if self.stopping {
@@ -545,28 +646,39 @@ impl Engine {
                     std::process::exit(0);
                 }
                 log::info!(
-                    "stop requested: finishing {} push(es) in flight, then saving what is pending",
+                    "stop requested: saving what is pending, finishing {} push(es) in flight, then saving again",
                     self.in_flight()
                 );
                 self.stopping = true;
+                // At once: a SIGKILL after a drain that takes too long then loses nothing.
+                self.save_pending();
             }
         }
     }
 
-    /// Keep everything not yet pushed in the fail log, for the next start.
+    /// Keep everything not yet pushed in the fail log, for the next start. The queues
+    /// are left as they are, so this can run while pushes are still in flight.
     fn save_pending(&mut self) {
         for s in &mut self.syncs {
             for t in &mut s.targets {
                 // A push still in flight may not finish: keep its batch too.
-                if let Some(f) = &t.in_flight {
-                    t.queue
-                        .restore(f.batch.clone(), f.since.unwrap_or_else(Instant::now));
-                }
-                let pending = t.queue.snapshot();
+                let pending = match &t.in_flight {
+                    Some(f) => {
+                        let mut q = t.queue.clone();
+                        q.restore(f.batch.clone(), f.since.unwrap_or_else(Instant::now));
+                        q.snapshot()
+                    }
+                    None => t.queue.snapshot(),
+                };
                 if pending.is_empty() && t.backlog == 0 {
                     continue;
                 }
-                match t.faillog.save(&pending) {
+                let saved = t.faillog.save(&pending);
+                if saved.is_ok() {
+                    // The file now holds this much: a later save must rewrite it.
+                    t.backlog = pending.len() as u64;
+                }
+                match saved {
                     Ok(()) if !pending.is_empty() => log::info!(
                         "{} → {}: saved {} pending entries to {}",
                         s.job.name,
@@ -579,6 +691,285 @@ impl Engine {
                 }
             }
         }
+    }
+
+    fn fresh_id(&mut self) -> Id {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// The sync whose current watcher is `wid` (None: a watcher a reload replaced).
+    fn sync_watched_by(&mut self, wid: Id) -> Option<&mut SyncState> {
+        self.syncs.iter_mut().find(|s| s.watch.id == wid)
+    }
+
+    /// Where the target `tid` is (None: removed by a reload).
+    fn target_index(&self, tid: Id) -> Option<(usize, usize)> {
+        self.syncs.iter().enumerate().find_map(|(si, s)| {
+            s.targets
+                .iter()
+                .position(|t| t.id == tid)
+                .map(|ti| (si, ti))
+        })
+    }
+
+    /// A target's state as at start: its fail log opened and replayed into a new queue.
+    fn new_target(
+        &mut self,
+        job: &SyncJob,
+        t: &Target,
+        now: Instant,
+    ) -> anyhow::Result<TargetState> {
+        let faillog = FailLog::open(&self.config.state_dir, &job.name, &t.name)?;
+        let mut queue = Queue::new(limits(job));
+        let saved = faillog.load()?;
+        let backlog = saved.len() as u64;
+        if !saved.is_empty() {
+            log::info!(
+                "{} → {}: replaying {} pending entries from the fail log {}",
+                job.name,
+                t.name,
+                backlog,
+                faillog.path().display()
+            );
+            queue.restore(saved, now);
+        }
+        Ok(TargetState {
+            id: self.fresh_id(),
+            cfg_gen: 0,
+            dest: dest_arg(t).to_string_lossy().into_owned(),
+            cfg: t.clone(),
+            queue,
+            in_flight: None,
+            caps: None,
+            probing: false,
+            retry_at: None,
+            backoff: Duration::ZERO,
+            faillog,
+            backlog,
+            last_success: None,
+            pushes_ok: 0,
+            pushes_failed: 0,
+            consecutive_failures: 0,
+            last_error: None,
+            full_syncs: 0,
+        })
+    }
+
+    /// A sync with its watcher thread started.
+    fn start_sync(
+        &mut self,
+        job: SyncJob,
+        targets: Vec<TargetState>,
+        full_on_ready: bool,
+    ) -> SyncState {
+        let job = Arc::new(job);
+        let watch = spawn_watcher(self.fresh_id(), job.clone(), self.tx.clone(), None);
+        SyncState {
+            hooks: HookRunner::spawn(job.hooks.clone()),
+            job,
+            watch,
+            stats: WatchStats::default(),
+            ready: false,
+            full_on_ready,
+            next_full: None,
+            targets,
+        }
+    }
+
+    /// SIGHUP: re-read the config file and adjust to it (see the module doc). An invalid
+    /// file, or a new target whose fail log cannot be read, changes nothing.
+    fn reload(&mut self) {
+        let path = self.config.path.clone();
+        if self.stopping {
+            log::info!("SIGHUP while stopping: not reloading {}", path.display());
+            return;
+        }
+        log::info!("SIGHUP: reloading {}", path.display());
+        let mut new = match crate::config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("cannot reload: {e}; keeping the running configuration");
+                return;
+            }
+        };
+        self.overrides.apply(&mut new);
+        let plan = reload::diff(&self.config, &new);
+        if plan.is_noop() {
+            log::info!("{}", plan.summary(&path));
+            return;
+        }
+        // Everything that can fail comes first, so a failure leaves all as it was.
+        let now = Instant::now();
+        let mut prepared: Vec<Vec<Option<TargetState>>> = Vec::with_capacity(plan.syncs.len());
+        for (sp, job) in plan.syncs.iter().zip(&new.syncs) {
+            let mut ts = Vec::with_capacity(job.targets.len());
+            for (tc, t) in sp.targets.iter().zip(&job.targets) {
+                if *tc != TargetChange::Added {
+                    ts.push(None);
+                    continue;
+                }
+                match self.new_target(job, t, now) {
+                    Ok(t) => ts.push(Some(t)),
+                    Err(e) => {
+                        log::error!(
+                            "cannot reload {}: {e:#}; keeping the running configuration",
+                            path.display()
+                        );
+                        return;
+                    }
+                }
+            }
+            prepared.push(ts);
+        }
+        for w in &new.warnings {
+            log::warn!("{w}");
+        }
+        if plan.state_dir_changed {
+            log::warn!(
+                "state_dir changed to {} in {}: restart syncd to apply; still using {}",
+                new.state_dir.display(),
+                path.display(),
+                self.config.state_dir.display()
+            );
+            new.state_dir = self.config.state_dir.clone();
+        }
+        if plan.status_file_changed {
+            log::warn!(
+                "status_file changed to {} in {}: restart syncd to apply; still writing {}",
+                new.status_file.display(),
+                path.display(),
+                self.config.status_file.display()
+            );
+            new.status_file = self.config.status_file.clone();
+        }
+        let mut old = std::mem::take(&mut self.syncs);
+        for name in &plan.removed_syncs {
+            if let Some(i) = old.iter().position(|s| &s.job.name == name) {
+                let s = old.swap_remove(i);
+                self.drop_sync(s);
+            }
+        }
+        for ((sp, job), ts) in plan.syncs.iter().zip(&new.syncs).zip(prepared) {
+            if sp.change == SyncChange::Added {
+                log::info!(
+                    "{}: added by reload; its targets get a whole-tree push once its watches are in place",
+                    sp.name
+                );
+                let s = self.start_sync(job.clone(), ts.into_iter().flatten().collect(), true);
+                self.syncs.push(s);
+                continue;
+            }
+            let i = old
+                .iter()
+                .position(|s| s.job.name == sp.name)
+                .expect("the running syncs are those of the running config, which has this one");
+            let mut s = old.swap_remove(i);
+            if sp.change != SyncChange::Unchanged {
+                self.update_sync(&mut s, sp, job, ts, now);
+            }
+            self.syncs.push(s);
+        }
+        self.config = new;
+        self.status_dirty = true;
+        log::info!("{}", plan.summary(&path));
+    }
+
+    /// Apply one sync's plan (`Updated` or `Rewatched`): new settings, queues kept.
+    fn update_sync(
+        &mut self,
+        s: &mut SyncState,
+        sp: &SyncPlan,
+        job: &SyncJob,
+        mut prepared: Vec<Option<TargetState>>,
+        now: Instant,
+    ) {
+        let job = Arc::new(job.clone());
+        let mut old = std::mem::take(&mut s.targets);
+        for name in &sp.removed_targets {
+            if let Some(i) = old.iter().position(|t| &t.cfg.name == name) {
+                discard_target(&job.name, old.swap_remove(i));
+            }
+        }
+        for (i, (tc, cfg)) in sp.targets.iter().zip(&job.targets).enumerate() {
+            if *tc == TargetChange::Added {
+                let Some(mut t) = prepared.get_mut(i).and_then(Option::take) else {
+                    continue;
+                };
+                log::info!(
+                    "{} → {}: added by reload; pushing the whole tree",
+                    job.name,
+                    cfg.name
+                );
+                t.queue.push(Change::Full, now);
+                s.targets.push(t);
+                continue;
+            }
+            let Some(pos) = old.iter().position(|t| t.cfg.name == cfg.name) else {
+                continue;
+            };
+            let mut t = old.swap_remove(pos);
+            t.queue.set_limits(limits(&job));
+            if *tc != TargetChange::Unchanged {
+                t.cfg = cfg.clone();
+                t.dest = dest_arg(cfg).to_string_lossy().into_owned();
+                t.cfg_gen += 1;
+                t.caps = None;
+                t.retry_at = None;
+                t.backoff = Duration::ZERO;
+                t.last_error = None;
+                if *tc == TargetChange::Moved {
+                    log::info!(
+                        "{} → {}: destination changed to {}; pushing the whole tree",
+                        job.name,
+                        cfg.name,
+                        t.dest
+                    );
+                    t.queue.push(Change::Full, now);
+                } else {
+                    log::info!(
+                        "{} → {}: settings changed; checking the target again",
+                        job.name,
+                        cfg.name
+                    );
+                }
+            }
+            s.targets.push(t);
+        }
+        if sp.hooks_changed {
+            let old_hooks = std::mem::replace(&mut s.hooks, HookRunner::spawn(job.hooks.clone()));
+            // Dropping waits for queued hooks (bounded): not on the main loop.
+            std::thread::spawn(move || drop(old_hooks));
+        }
+        if job.full_sync.interval != s.job.full_sync.interval && s.ready {
+            s.next_full = job.full_sync.interval.map(|i| now + i);
+        }
+        if sp.change == SyncChange::Rewatched {
+            log::info!(
+                "{}: source, exclude or events changed; replacing its watches, then pushing the whole tree",
+                job.name
+            );
+            let prev = s.watch.stop();
+            s.watch = spawn_watcher(self.fresh_id(), job.clone(), self.tx.clone(), prev);
+            s.ready = false;
+            s.full_on_ready = true;
+            s.next_full = None;
+        }
+        s.job = job;
+    }
+
+    /// A sync removed by a reload: its watcher stopped, its targets dropped.
+    fn drop_sync(&mut self, mut s: SyncState) {
+        log::info!(
+            "{}: removed by reload; no longer watching {}",
+            s.job.name,
+            s.job.source.display()
+        );
+        s.watch.stop();
+        for t in std::mem::take(&mut s.targets) {
+            discard_target(&s.job.name, t);
+        }
+        std::thread::spawn(move || drop(s.hooks));
     }
 
     fn maybe_write_status(&mut self, now: Instant) {
@@ -682,6 +1073,20 @@ impl Engine {
     }
 }
 
+/// A target removed by a reload: what it still owed is dropped, its fail log removed. A
+/// push still in flight ends on its own; its report is then ignored.
+fn discard_target(sync: &str, t: TargetState) {
+    let pending = t.queue.len() + t.in_flight.as_ref().map_or(0, |f| f.batch.len());
+    log::info!(
+        "{sync} → {}: removed by reload; discarded {pending} pending entr{}",
+        t.cfg.name,
+        if pending == 1 { "y" } else { "ies" }
+    );
+    if let Err(e) = t.faillog.save(&Batch::default()) {
+        log::error!("{e:#}");
+    }
+}
+
 /// Check the password file, then probe what the target's rsync supports.
 fn probe_target(job: &SyncJob, target: &Target) -> Result<Caps, Outcome> {
     if let TargetKind::Daemon {
@@ -759,4 +1164,62 @@ fn describe(b: &Batch) -> String {
 fn unix(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DaemonSettings;
+    use crate::rsync::tests::{job, local};
+
+    fn config(status_file: &str) -> Config {
+        Config {
+            path: "/etc/syncd/syncd.toml".into(),
+            state_dir: "/var/lib/syncd".into(),
+            status_file: status_file.into(),
+            syncs: vec![job("/a", vec![local("/b")]), job("/c", vec![local("/d")])],
+            daemon: DaemonSettings::default(),
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn overrides_apply() {
+        let both = Overrides {
+            state_dir: Some("/tmp/st".into()),
+            threads: Some(7),
+        };
+        // (overrides, status_file in the file, want state_dir, want status_file, want threads)
+        let cases = [
+            (
+                Overrides::default(),
+                "/var/lib/syncd/status.json",
+                "/var/lib/syncd",
+                "/var/lib/syncd/status.json",
+                2,
+            ),
+            (
+                both.clone(),
+                "/var/lib/syncd/status.json",
+                "/tmp/st",
+                "/tmp/st/status.json",
+                7,
+            ),
+            // A status file set on purpose stays where it was put.
+            (
+                both,
+                "/run/syncd/status.json",
+                "/tmp/st",
+                "/run/syncd/status.json",
+                7,
+            ),
+        ];
+        for (o, status, state_dir, want_status, threads) in cases {
+            let mut c = config(status);
+            o.apply(&mut c);
+            assert_eq!(c.state_dir, PathBuf::from(state_dir), "{o:?}");
+            assert_eq!(c.status_file, PathBuf::from(want_status), "{o:?}");
+            assert!(c.syncs.iter().all(|j| j.threads == threads), "{o:?}");
+        }
+    }
 }

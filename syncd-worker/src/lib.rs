@@ -13,6 +13,7 @@ pub mod logger;
 pub mod notify;
 pub mod push;
 pub mod queue;
+pub mod reload;
 pub mod rsync;
 pub mod status;
 pub mod walk;

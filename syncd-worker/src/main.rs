@@ -5,11 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use syncd_worker::engine::Overrides;
 
 /// syncd's sync engine: watches the configured trees with inotify and pushes every change
 /// to the rsync targets in batches. Normally started by the `syncd` controller; run it by
 /// hand to debug or under a supervisor. Logs go to stderr; SIGTERM or Ctrl-C finishes the
-/// push in flight, saves what is pending to the fail log, and exits 0.
+/// push in flight, saves what is pending to the fail log, and exits 0. SIGHUP re-reads the
+/// config file (with these flags applied again, except --initial-sync) and adjusts to it;
+/// an invalid file is logged and the running configuration kept.
 #[derive(Parser, Debug)]
 #[command(name = "syncd-worker", version)]
 struct Cli {
@@ -58,17 +61,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(dir) = cli.state_dir {
-        if config.status_file == config.state_dir.join("status.json") {
-            config.status_file = dir.join("status.json");
-        }
-        config.state_dir = dir;
-    }
+    let overrides = Overrides {
+        state_dir: cli.state_dir,
+        threads: cli.threads.map(usize::from),
+    };
+    overrides.apply(&mut config);
     for job in &mut config.syncs {
         job.initial_sync |= cli.initial_sync;
-        if let Some(n) = cli.threads {
-            job.threads = usize::from(n);
-        }
     }
     if cli.check {
         for w in &config.warnings {
@@ -85,7 +84,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    match syncd_worker::engine::run(config) {
+    match syncd_worker::engine::run(config, overrides) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e:#}");

@@ -50,7 +50,7 @@ pub struct Limits {
     pub max_queue: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Queue {
     limits: Limits,
     entries: BTreeMap<RelPath, Kind>,
@@ -72,6 +72,17 @@ impl Queue {
             oldest: None,
             newest: None,
             collapses: 0,
+        }
+    }
+
+    /// Take new limits (a configuration reload), keeping everything pending. A smaller
+    /// `max_queue` than the entries held collapses the queue into a full push at once.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+        if self.entries.len() > self.limits.max_queue {
+            self.entries.clear();
+            self.full = true;
+            self.collapses += 1;
         }
     }
 
@@ -437,6 +448,31 @@ mod tests {
         // covers t/x.
         assert_eq!(strs(&b.paths), vec!["d", "d/old"]);
         assert_eq!(strs(&b.trees), vec!["t"]);
+    }
+
+    #[test]
+    fn set_limits_keeps_pending_and_moves_the_deadline() {
+        let mut q = Queue::new(limits());
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        q.push(Change::Path(p("a")), t0);
+        q.push(Change::Tree(p("d")), t0);
+        q.set_limits(Limits {
+            delay: ms(500),
+            max_delay: ms(2000),
+            max_queue: 2,
+        });
+        assert_eq!(q.deadline(), Some(t0 + ms(500)));
+        assert_eq!(q.len(), 2);
+        assert!(!q.full_pending());
+        // A cap below what is held collapses at once, like a push past the cap.
+        q.set_limits(Limits {
+            max_queue: 1,
+            ..limits()
+        });
+        assert_eq!(q.snapshot(), Batch::full());
+        assert_eq!(q.collapses(), 1);
+        assert_eq!(q.oldest(), Some(t0));
     }
 
     #[test]

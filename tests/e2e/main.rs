@@ -19,6 +19,8 @@ mod moves;
 mod overflow;
 /// Periodic full sync and the command hook.
 mod periodic;
+/// SIGHUP: exclude, target and source changed in place; an invalid new config is refused.
+mod reload;
 /// Initial sync, sersync confxml.xml, bad configs.
 mod startup;
 /// Target down and up, several targets, restart with pending changes.

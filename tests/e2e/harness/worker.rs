@@ -68,6 +68,7 @@ enum TargetSpec {
 pub struct WorkerConfig {
     state_dir: PathBuf,
     source: PathBuf,
+    name: Option<String>,
     delay: Option<String>,
     mode: Option<String>,
     initial_sync: Option<bool>,
@@ -83,6 +84,7 @@ impl WorkerConfig {
         WorkerConfig {
             state_dir: state_dir.to_path_buf(),
             source: source.to_path_buf(),
+            name: None,
             delay: Some("20ms".into()),
             mode: None,
             initial_sync: None,
@@ -118,6 +120,12 @@ impl WorkerConfig {
             path: path.to_path_buf(),
             name: name.map(str::to_string),
         });
+        self
+    }
+
+    /// The sync's `name` (default: the source path), e.g. to change its source by reload.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
         self
     }
 
@@ -161,6 +169,9 @@ impl WorkerConfig {
         );
         let _ = writeln!(t, "\n[[sync]]");
         let _ = writeln!(t, "source = {}", toml_str(&self.source.to_string_lossy()));
+        if let Some(n) = &self.name {
+            let _ = writeln!(t, "name = {}", toml_str(n));
+        }
         if let Some(d) = &self.delay {
             let _ = writeln!(t, "delay = {}", toml_str(d));
         }
@@ -234,6 +245,7 @@ pub struct Worker {
     child: Option<Child>,
     exited: Option<ExitStatus>,
     status_path: PathBuf,
+    config_path: PathBuf,
     config_text: String,
     shared: Option<SharedHold>,
 }
@@ -340,6 +352,7 @@ impl Worker {
             child: Some(child),
             exited: None,
             status_path: state_dir.join("status.json"),
+            config_path: config,
             config_text: config_text.to_string(),
             shared: None,
         }
@@ -452,6 +465,79 @@ impl Worker {
             self.diagnose()
         );
         self.shared = None;
+    }
+
+    /// Replace the worker's config file (atomically: a rename, as editors do), for a
+    /// following `reload`.
+    pub fn rewrite_config(&mut self, config_text: &str) {
+        let tmp = self.config_path.with_extension("new");
+        fs::write(&tmp, config_text).expect("write the new worker config");
+        fs::rename(&tmp, &self.config_path).expect("replace the worker config");
+        self.config_text = config_text.to_string();
+    }
+
+    /// Send SIGHUP (reload the config file).
+    pub fn reload(&self) {
+        let child = self.child.as_ref().expect("a spawned worker has a child");
+        signal(child, libc::SIGHUP);
+    }
+
+    /// Send `sig` to the worker (e.g. SIGTERM without waiting, as `stop` does).
+    pub fn signal(&self, sig: libc::c_int) {
+        let child = self.child.as_ref().expect("a spawned worker has a child");
+        signal(child, sig);
+    }
+
+    /// SIGKILL the worker and its child processes (its rsync runs, which would otherwise
+    /// go on as orphans), and reap it.
+    pub fn kill(&mut self) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        let pid = child.id();
+        let mut children = Vec::new();
+        if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let list = fs::read_to_string(task.path().join("children")).unwrap_or_default();
+                children.extend(
+                    list.split_whitespace()
+                        .filter_map(|c| c.parse::<i32>().ok()),
+                );
+            }
+        }
+        signal(child, libc::SIGKILL);
+        for c in children {
+            // SAFETY: kill(2) has no memory-safety concerns; these were the worker's
+            // children a moment ago (its rsync runs).
+            unsafe {
+                libc::kill(c, libc::SIGKILL);
+            }
+        }
+        self.exited = child.wait().ok();
+        self.shared = None;
+    }
+
+    /// Wait until the worker's log holds a line containing `needle`; return that line.
+    pub fn wait_log(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            if let Some(st) = self.poll_exit() {
+                panic!(
+                    "syncd-worker exited ({st}) while waiting for {needle:?} in its log\n{}",
+                    self.diagnose()
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no {needle:?} in the worker's log after {timeout:?}\n{}",
+                    self.diagnose()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
     }
 
     /// Everything the worker wrote to stderr so far.
