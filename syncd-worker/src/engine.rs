@@ -393,7 +393,7 @@ impl Engine {
                 self.status_dirty = true;
                 let (job, cfg, tx) = (s.job.clone(), t.cfg.clone(), self.tx.clone());
                 std::thread::spawn(move || {
-                    let report = execute(&job, &cfg, &batch, caps);
+                    let report = execute(&job, &cfg, &batch, caps, None);
                     let _ = tx.send(Msg::Pushed(si, ti, report));
                 });
             }
