@@ -11,6 +11,7 @@ pub mod faillog;
 pub mod hooks;
 pub mod logger;
 pub mod notify;
+pub mod once;
 pub mod progress;
 pub mod push;
 pub mod queue;

@@ -132,6 +132,8 @@ fn parse_record(line: &str) -> Option<Record> {
         _ => return None,
     };
     let (eta_secs, files_done, files_total, has_files) = match files {
+        // Nothing moved yet: rsync's `0:00:00` means "unknown", not "done".
+        None if rate_bps == 0.0 && percent < 100 => (None, 0, None, false),
         None => (time_secs, 0, None, false),
         Some((done, total)) => (estimate_eta(bytes, percent, rate_bps), done, total, true),
     };
@@ -333,7 +335,7 @@ mod tests {
         let cases: Vec<(&str, Option<(Progress, bool)>)> = vec![
             (
                 "         32,768   0%    0.00kB/s    0:00:00  ",
-                Some((prog(32_768, 0, 0.0, Some(0), 0, None), false)),
+                Some((prog(32_768, 0, 0.0, None, 0, None), false)),
             ),
             (
                 "      4,292,608  21%    3.91MB/s    0:00:03  ",
