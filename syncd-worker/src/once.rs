@@ -32,7 +32,7 @@ use crate::rsync::probe::probe;
 /// How often the terminal bar is redrawn.
 const BAR_TICK: Duration = Duration::from_millis(100);
 /// How often a plain progress line is logged when stderr is not a terminal.
-const LINE_EVERY: Duration = Duration::from_secs(2);
+pub const LINE_EVERY: Duration = Duration::from_secs(2);
 
 /// Push the fail logs' entries (with `full`, every tree whole) to every target once.
 /// `Ok(true)` when everything was pushed, `Ok(false)` when something failed (each
@@ -185,7 +185,7 @@ fn push_with_display(
                 Ok(report) => break Some(report),
                 Err(RecvTimeoutError::Timeout) => {
                     if let Some(p) = progress::snapshot(slot) {
-                        display.show(&job.name, &target.name, &p);
+                        display.show(&format!("{} → {}", job.name, target.name), &p);
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => break None,
@@ -235,54 +235,86 @@ fn describe(b: &Batch) -> String {
     format!("{n} fail-log entr{}", if n == 1 { "y" } else { "ies" })
 }
 
-/// Where progress goes: a bar redrawn in place on a terminal, or log lines.
-struct Display {
+/// Where progress goes (shared with `syncd sync`): a bar redrawn in place on stderr when
+/// stderr is a terminal, or `log::info!` lines at most every [`LINE_EVERY`] otherwise.
+/// Call [`Display::clear`] before writing anything else to stderr.
+pub struct Display {
     tty: bool,
     drawn: bool,
     last_line: Option<Instant>,
-    last_shown: Option<Progress>,
+    last_text: Option<String>,
+}
+
+impl Default for Display {
+    fn default() -> Self {
+        Display::new()
+    }
 }
 
 impl Display {
-    fn new() -> Display {
+    pub fn new() -> Display {
         Display {
             tty: std::io::stderr().is_terminal(),
             drawn: false,
             last_line: None,
-            last_shown: None,
+            last_text: None,
         }
     }
 
-    /// How long to wait between looks at the progress.
-    fn tick(&self) -> Duration {
+    /// Is the bar drawn on a terminal (or are plain lines logged)?
+    pub fn is_terminal(&self) -> bool {
+        self.tty
+    }
+
+    /// How long to wait between looks at the progress: 100 ms on a terminal.
+    pub fn tick(&self) -> Duration {
         if self.tty {
             BAR_TICK
         } else {
-            LINE_EVERY.min(Duration::from_millis(500))
+            Duration::from_millis(500)
         }
     }
 
-    fn show(&mut self, sync: &str, target: &str, p: &Progress) {
+    /// Show `p` for `label` (e.g. "web → backup").
+    pub fn show(&mut self, label: &str, p: &Progress) {
         if self.tty {
-            let label = format!("{sync} → {target} ");
-            let width = terminal_width().saturating_sub(1);
-            let bar = progress::bar(p, width.saturating_sub(label.chars().count()));
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r{label}{bar}\x1b[K");
-            let _ = err.flush();
-            self.drawn = true;
-            return;
-        }
-        let due = self.last_line.is_none_or(|t| t.elapsed() >= LINE_EVERY);
-        if due && self.last_shown.as_ref() != Some(p) {
-            log::info!("{sync} → {target}: {}", progress::line(p));
-            self.last_line = Some(Instant::now());
-            self.last_shown = Some(p.clone());
+            let width = terminal_width()
+                .saturating_sub(1)
+                .saturating_sub(label.chars().count() + 1);
+            self.draw(&format!("{label} {}", progress::bar(p, width)));
+        } else {
+            self.log(&format!("{label}: {}", progress::line(p)));
         }
     }
 
-    /// Take the bar off the line before anything else is written.
-    fn clear(&mut self) {
+    /// Show a short text instead of a bar (e.g. "2 queued, 1 in flight").
+    pub fn note(&mut self, text: &str) {
+        if self.tty {
+            let width = terminal_width().saturating_sub(1);
+            self.draw(&text.chars().take(width).collect::<String>());
+        } else {
+            self.log(text);
+        }
+    }
+
+    fn draw(&mut self, text: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r{text}\x1b[K");
+        let _ = err.flush();
+        self.drawn = true;
+    }
+
+    fn log(&mut self, text: &str) {
+        let due = self.last_line.is_none_or(|t| t.elapsed() >= LINE_EVERY);
+        if due && self.last_text.as_deref() != Some(text) {
+            log::info!("{text}");
+            self.last_line = Some(Instant::now());
+            self.last_text = Some(text.to_string());
+        }
+    }
+
+    /// Take the bar off its line, so that what is written next starts on a clean line.
+    pub fn clear(&mut self) {
         if self.drawn {
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r\x1b[K");
@@ -290,7 +322,7 @@ impl Display {
             self.drawn = false;
         }
         self.last_line = None;
-        self.last_shown = None;
+        self.last_text = None;
     }
 }
 
