@@ -1,8 +1,11 @@
-//! `syncd-worker --once [--full]` against the real rsync daemon: a whole-tree push that
-//! reports its progress and leaves the target equal to the source; a replay of a fail
-//! log written by a worker that ran while the daemon was down (only the logged changes
-//! go, the log is cleared); a failure that keeps the fail log and exits 1; and an rsync
-//! that does not outlive a SIGKILLed worker (parent-death signal).
+//! Pushing now, against the real rsync daemon. `syncd-worker --once [--full]`: a
+//! whole-tree push that reports its progress and leaves the target equal to the source;
+//! a replay of a fail log written by a worker that ran while the daemon was down (only
+//! the logged changes go, the log is cleared); a failure that keeps the fail log and
+//! exits 1; an rsync that does not outlive a SIGKILLed worker (parent-death signal).
+//! A running worker: SIGUSR1 pushes what is pending now, SIGUSR2 the whole tree (what
+//! `syncd sync` sends through the controller), and its status shows the progress of a
+//! whole-tree push while it runs.
 
 use std::ffi::OsString;
 use std::fs;
@@ -222,4 +225,113 @@ fn rsync_does_not_outlive_a_sigkilled_worker() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Send `sig` to the worker whose pid its status file names.
+fn signal_worker(w: &Worker, sig: libc::c_int) {
+    let pid = w.status().expect("a status file").pid;
+    // SAFETY: kill(2) to the pid of the worker this test started (from its status file).
+    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(r, 0, "kill({pid}, {sig}) failed");
+}
+
+#[test]
+fn sigusr1_pushes_what_is_pending_without_waiting_for_the_delay() {
+    let site = Site::new();
+    let cfg = site.config();
+    let text = cfg
+        .to_toml()
+        .replace("delay = \"20ms\"", "delay = \"1h\"\nmax_delay = \"1h\"");
+    assert!(text.contains("max_delay = \"1h\""), "{text}");
+    let mut w = Worker::start_with(&text, "syncd.toml", cfg.state_dir(), &[]);
+    write_file(&site.src().join("now.txt"), b"push me now");
+    w.wait_status(
+        "now.txt to be queued",
+        Duration::from_secs(20),
+        &[&site.daemon],
+        |s| s.syncs[0].targets[0].queue_depth > 0,
+    );
+    assert!(
+        !site.dst().join("now.txt").exists(),
+        "not pushed before its hour"
+    );
+    signal_worker(&w, libc::SIGUSR1);
+    w.wait_status(
+        "the queue to be pushed after SIGUSR1",
+        Duration::from_secs(20),
+        &[&site.daemon],
+        |s| {
+            let t = &s.syncs[0].targets[0];
+            t.queue_depth == 0 && t.in_flight == 0 && t.pushes_ok >= 1
+        },
+    );
+    assert_eq!(
+        fs::read(site.dst().join("now.txt")).ok().as_deref(),
+        Some(b"push me now".as_slice())
+    );
+    assert!(w.log().contains("SIGUSR1"), "{}", w.log());
+    w.stop();
+}
+
+#[test]
+fn sigusr2_pushes_the_whole_tree_and_repairs_the_target() {
+    let site = Site::new();
+    let mut w = Worker::start(&site.config());
+    write_file(&site.src().join("keep.txt"), b"keep");
+    assert_in_sync(
+        site.src(),
+        &site.dst(),
+        Duration::from_secs(20),
+        &[&w, &site.daemon],
+    );
+    // Behind syncd's back: inotify on the source sees nothing of this.
+    fs::remove_file(site.dst().join("keep.txt")).expect("rm on the target");
+    let before = w.status().expect("status").syncs[0].targets[0].full_syncs;
+    signal_worker(&w, libc::SIGUSR2);
+    w.wait_status(
+        "a whole-tree push after SIGUSR2",
+        Duration::from_secs(20),
+        &[&site.daemon],
+        |s| s.syncs[0].targets[0].full_syncs > before,
+    );
+    assert!(site.dst().join("keep.txt").is_file());
+    assert!(w.log().contains("SIGUSR2"), "{}", w.log());
+    w.stop();
+}
+
+#[test]
+fn status_shows_the_progress_of_the_initial_full_sync() {
+    let site = Site::new();
+    // 3 MB at 1000 KiB/s: about 3 s of push, with a progress record about every second.
+    TreeWriter::new(9).file(&site.src().join("big.bin"), 3_000_000);
+    let cfg = site
+        .config()
+        .initial_sync(true)
+        .raw("[sync.rsync]\nextra = [\"--bwlimit=1000\"]");
+    let mut w = Worker::start(&cfg);
+    let s = w.wait_status(
+        "progress with bytes > 0 in the status during the initial sync",
+        Duration::from_secs(20),
+        &[&site.daemon],
+        |s| {
+            s.syncs[0].targets[0]
+                .progress
+                .as_ref()
+                .is_some_and(|p| p.bytes > 0)
+        },
+    );
+    let p = s.syncs[0].targets[0].progress.clone().expect("progress");
+    assert!(p.percent < 100 || p.bytes >= 3_000_000, "{p:?}");
+    assert!(s.syncs[0].targets[0].in_flight > 0, "{s:#?}");
+    // Once pushed, the progress is gone from the status.
+    w.wait_status(
+        "the full sync to end and its progress to leave the status",
+        Duration::from_secs(30),
+        &[&site.daemon],
+        |s| {
+            let t = &s.syncs[0].targets[0];
+            t.full_syncs >= 1 && t.progress.is_none()
+        },
+    );
+    w.stop();
 }
