@@ -31,6 +31,8 @@ const POLL: Duration = Duration::from_millis(200);
 const STALE_AFTER: Duration = Duration::from_secs(30);
 /// How long to wait for a first readable status file (a daemon that is starting).
 const FIRST_STATUS_WAIT: Duration = Duration::from_secs(30);
+/// Work is left but no push ran or ended for this long: the request did not arrive.
+const IDLE_LIMIT: Duration = Duration::from_secs(30);
 
 /// Push now in the foreground with progress; through the daemon when it runs.
 pub fn run(settings: &Settings, _config: &Config, full: bool) -> anyhow::Result<ExitCode> {
@@ -197,6 +199,7 @@ fn through_daemon(settings: &Settings, pid: u32, full: bool) -> anyhow::Result<E
     );
     let mut display = Display::new();
     let mut last_update = (before.updated_at, Instant::now());
+    let mut last_activity = (activity(&before), Instant::now());
     let outcome = loop {
         std::thread::sleep(POLL);
         if !matches!(
@@ -227,6 +230,16 @@ fn through_daemon(settings: &Settings, pid: u32, full: bool) -> anyhow::Result<E
             Verdict::Failed(why) => break Err(anyhow::anyhow!(why)),
             Verdict::Waiting => show(&mut display, &status),
         }
+        let now = activity(&status);
+        if now != last_activity.0 || now.3 {
+            last_activity = (now, Instant::now());
+        } else if last_activity.1.elapsed() >= IDLE_LIMIT {
+            break Err(anyhow::anyhow!(
+                "no push started or ended within {}s of {name}, yet work is pending; did the \
+                 controller forward the signal to its worker? See `syncd status`",
+                IDLE_LIMIT.as_secs()
+            ));
+        }
     };
     display.clear();
     outcome?;
@@ -252,6 +265,19 @@ fn show(display: &mut Display, status: &Status) {
         Some((sync, target, p)) => display.show(&format!("{sync} → {target}"), p),
         None => display.note(&summary(status)),
     }
+}
+
+/// What changes while the worker pushes: pushes ended (ok, failed, whole-tree) and
+/// whether one is in flight.
+fn activity(status: &Status) -> (u64, u64, u64, bool) {
+    let mut a = (0, 0, 0, false);
+    for t in status.syncs.iter().flat_map(|s| &s.targets) {
+        a.0 += t.pushes_ok;
+        a.1 += t.pushes_failed;
+        a.2 += t.full_syncs;
+        a.3 |= t.in_flight > 0;
+    }
+    a
 }
 
 fn stale(settings: &Settings) -> anyhow::Error {
@@ -420,5 +446,177 @@ mod tests {
         }
         let back: Status = serde_json::from_value(old).expect("decode");
         assert!(back.syncs[0].targets.iter().all(|t| t.progress.is_none()));
+    }
+
+    /// Real processes: the `syncd-worker` binary of this build (beside the test
+    /// executable: build the workspace first), a local target in a tempdir, and for the
+    /// daemon path a stand-in controller — a shell script called `syncd` that forwards
+    /// SIGUSR1/SIGUSR2 to the worker, as the real controller does — with the lock held by
+    /// this test and the script's pid in the pidfile.
+    mod real {
+        use super::super::*;
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        use std::path::{Path, PathBuf};
+        use std::process::{Child, Stdio};
+
+        use crate::lock::PidLock;
+
+        fn worker_bin() -> PathBuf {
+            let exe = std::env::current_exe().expect("test executable");
+            let bin = exe
+                .parent()
+                .and_then(Path::parent)
+                .map(|d| d.join("syncd-worker"))
+                .expect("target/<profile>/deps");
+            assert!(
+                bin.is_file(),
+                "{} not found; build the workspace first: cargo build --workspace",
+                bin.display()
+            );
+            bin
+        }
+
+        struct Fixture {
+            dir: tempfile::TempDir,
+            settings: Settings,
+            config: Config,
+        }
+
+        impl Fixture {
+            fn new() -> Fixture {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let d = dir.path();
+                for sub in ["src", "dst", "state", "run"] {
+                    std::fs::create_dir(d.join(sub)).expect("mkdir");
+                }
+                let cfg = d.join("syncd.toml");
+                std::fs::write(
+                    &cfg,
+                    format!(
+                        "state_dir = {:?}\n[[sync]]\nsource = {:?}\ndelay = \"1h\"\nmax_delay = \"1h\"\n[[sync.target]]\ndest = {:?}\n",
+                        d.join("state"),
+                        d.join("src"),
+                        d.join("dst")
+                    ),
+                )
+                .expect("write config");
+                let config = syncd_worker::config::load(&cfg).expect("valid config");
+                let settings = Settings {
+                    config: cfg,
+                    pidfile: d.join("run/syncd.pid"),
+                    lockfile: d.join("run/syncd.lock"),
+                    log_file: d.join("syncd.log"),
+                    state_dir: d.join("state"),
+                    state_dir_flag: false,
+                    status_file: d.join("state/status.json"),
+                    controller_file: d.join("state/controller.json"),
+                    worker_bin: worker_bin(),
+                    log_level: "info".into(),
+                };
+                Fixture {
+                    dir,
+                    settings,
+                    config,
+                }
+            }
+
+            fn path(&self, rel: &str) -> PathBuf {
+                self.dir.path().join(rel)
+            }
+        }
+
+        /// Kills (and reaps) its process group on drop.
+        struct Group(Child);
+
+        impl Drop for Group {
+            fn drop(&mut self) {
+                if let Ok(pgid) = libc::pid_t::try_from(self.0.id()) {
+                    // SAFETY: kill(2) of the process group this test started (the child
+                    // leads it: spawned with process_group(0)).
+                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                }
+                let _ = self.0.wait();
+            }
+        }
+
+        fn wait_for(what: &str, ok: impl Fn() -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !ok() {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
+        #[test]
+        fn without_a_daemon_the_worker_runs_once() {
+            let f = Fixture::new();
+            std::fs::write(f.path("src/a.txt"), "a").expect("write");
+            let code = run(&f.settings, &f.config, true).expect("runs");
+            assert_eq!(code, ExitCode::SUCCESS);
+            assert!(f.path("dst/a.txt").is_file());
+        }
+
+        #[test]
+        fn through_a_running_daemon_by_signal_and_status_file() {
+            let f = Fixture::new();
+            let worker = Group(
+                Command::new(&f.settings.worker_bin)
+                    .arg("--config")
+                    .arg(&f.settings.config)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .process_group(0)
+                    .spawn()
+                    .expect("run syncd-worker"),
+            );
+            wait_for("the worker's status", || {
+                Status::read(&f.settings.status_file)
+                    .is_ok_and(|s| s.state != syncd_worker::status::State::Starting)
+            });
+            let script = f.path("run/syncd");
+            std::fs::write(
+                &script,
+                "#!/bin/sh\nw=$1\ntrap 'kill -USR1 $w' USR1\ntrap 'kill -USR2 $w' USR2\nwhile :; do sleep 1 & wait $!; done\n",
+            )
+            .expect("write the stand-in controller");
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            let controller = Group(
+                Command::new(&script)
+                    .arg(worker.0.id().to_string())
+                    .stdin(Stdio::null())
+                    .process_group(0)
+                    .spawn()
+                    .expect("run the stand-in controller"),
+            );
+            wait_for("the stand-in to be seen as a syncd controller", || {
+                Proc::of(controller.0.id()).is(Role::Controller)
+            });
+            let lock = PidLock::acquire(&f.settings.pidfile, &f.settings.lockfile)
+                .expect("io")
+                .expect("free");
+            lock.write_pid(controller.0.id()).expect("write pid");
+
+            // Pending, but not due for an hour: `sync` pushes it now.
+            std::fs::write(f.path("src/pending.txt"), "p").expect("write");
+            wait_for("the change to be queued", || {
+                Status::read(&f.settings.status_file)
+                    .is_ok_and(|s| s.syncs[0].targets[0].queue_depth > 0)
+            });
+            let code = run(&f.settings, &f.config, false).expect("sync");
+            assert_eq!(code, ExitCode::SUCCESS);
+            assert!(f.path("dst/pending.txt").is_file());
+
+            // --full repairs what inotify cannot see.
+            std::fs::remove_file(f.path("dst/pending.txt")).expect("rm on target");
+            let code = run(&f.settings, &f.config, true).expect("sync --full");
+            assert_eq!(code, ExitCode::SUCCESS);
+            assert!(f.path("dst/pending.txt").is_file());
+            let s = Status::read(&f.settings.status_file).expect("status");
+            assert!(s.syncs[0].targets[0].full_syncs >= 1);
+            drop(lock);
+        }
     }
 }
