@@ -23,6 +23,7 @@ use crate::batch::Batch;
 use crate::config::{Config, Mode, SyncJob, Target, TargetKind};
 use crate::faillog::FailLog;
 use crate::hooks::{HookRunner, Pushed};
+use crate::progress::{self, SharedProgress};
 use crate::push::{execute, PushReport};
 use crate::queue::{Change, Limits, Queue};
 use crate::reload::{self, SyncChange, SyncPlan, TargetChange};
@@ -86,6 +87,8 @@ impl Overrides {
 struct InFlight {
     batch: Batch,
     since: Option<Instant>,
+    /// rsync's progress, published by the push thread.
+    progress: SharedProgress,
 }
 
 struct TargetState {
@@ -172,6 +175,8 @@ pub fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGUSR1,
+        signal_hook::consts::SIGUSR2,
     ])
     .context("failed to install signal handlers")?;
     {
@@ -239,7 +244,7 @@ const STATE_LOCK_WAIT: Duration = Duration::from_secs(60);
 /// Take `<state_dir>/worker.lock` for the whole run, so two workers never share a fail
 /// log or a status file. A previous worker still draining (its controller was killed)
 /// is waited for, up to [`STATE_LOCK_WAIT`].
-fn lock_state_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+pub(crate) fn lock_state_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     let path = dir.join("worker.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -406,7 +411,7 @@ impl Engine {
                 }
             }
         }
-        if self.status_dirty {
+        if self.status_stale() {
             min(self.last_status.map_or(now, |l| l + STATUS_MIN_GAP));
         }
         d
@@ -448,15 +453,17 @@ impl Engine {
                 if s.job.mode == Mode::Tree {
                     batch = Batch::full();
                 }
+                let progress = progress::shared();
                 t.in_flight = Some(InFlight {
                     batch: batch.clone(),
                     since,
+                    progress: progress.clone(),
                 });
                 self.status_dirty = true;
                 let (job, cfg, tx) = (s.job.clone(), t.cfg.clone(), self.tx.clone());
                 let (id, cfg_gen) = (t.id, t.cfg_gen);
                 std::thread::spawn(move || {
-                    let report = execute(&job, &cfg, &batch, caps);
+                    let report = execute(&job, &cfg, &batch, caps, Some(&progress));
                     let _ = tx.send(Msg::Pushed(id, cfg_gen, report));
                 });
             }
@@ -635,6 +642,9 @@ impl Engine {
                     }
                 }
             }
+            Msg::Signal(sig @ (signal_hook::consts::SIGUSR1 | signal_hook::consts::SIGUSR2)) => {
+                self.push_now(sig == signal_hook::consts::SIGUSR2, now);
+            }
             Msg::Signal(sig) => {
                 if sig == signal_hook::consts::SIGHUP {
                     self.reload();
@@ -654,6 +664,43 @@ impl Engine {
                 self.save_pending();
             }
         }
+    }
+
+    /// SIGUSR1: push everything pending now; SIGUSR2 (`full`): push every tree whole now.
+    /// Waiting retries are cut short too: an operator asked for it.
+    fn push_now(&mut self, full: bool, now: Instant) {
+        if self.stopping {
+            return;
+        }
+        log::info!(
+            "{}: {}",
+            if full { "SIGUSR2" } else { "SIGUSR1" },
+            if full {
+                "pushing every tree whole now"
+            } else {
+                "pushing everything pending now"
+            }
+        );
+        for s in &mut self.syncs {
+            for t in &mut s.targets {
+                if full {
+                    t.queue.push(Change::Full, now);
+                }
+                t.queue.flush_now();
+                t.retry_at = None;
+            }
+        }
+    }
+
+    /// A push is in flight: its progress changes without a message, so the status file
+    /// is rewritten at the busy pace.
+    fn status_stale(&self) -> bool {
+        self.status_dirty
+            || self
+                .syncs
+                .iter()
+                .flat_map(|s| &s.targets)
+                .any(|t| t.in_flight.is_some())
     }
 
     /// Keep everything not yet pushed in the fail log, for the next start. The queues
@@ -976,7 +1023,7 @@ impl Engine {
         let due = match self.last_status {
             None => true,
             Some(l) => {
-                (self.status_dirty && now >= l + STATUS_MIN_GAP) || now >= l + STATUS_IDLE_GAP
+                (self.status_stale() && now >= l + STATUS_MIN_GAP) || now >= l + STATUS_IDLE_GAP
             }
         };
         if due {
@@ -1046,6 +1093,10 @@ impl Engine {
                                     }) => "include-filter".into(),
                                     _ => "delete-missing-args".into(),
                                 },
+                                progress: t
+                                    .in_flight
+                                    .as_ref()
+                                    .and_then(|f| progress::snapshot(&f.progress)),
                             }
                         })
                         .collect(),

@@ -11,6 +11,8 @@ pub mod faillog;
 pub mod hooks;
 pub mod logger;
 pub mod notify;
+pub mod once;
+pub mod progress;
 pub mod push;
 pub mod queue;
 pub mod reload;

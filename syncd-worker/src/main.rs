@@ -1,5 +1,7 @@
 //! `syncd-worker`: the sync engine in the foreground. Parses flags, loads the config,
-//! runs the engine; exit 0 on a clean stop, 1 on a runtime failure, 2 on a bad config.
+//! runs the engine (or, with `--once`, one push of what is pending); exit 0 on a clean
+//! stop (`--once`: everything pushed), 1 on a runtime failure (`--once`: something was
+//! not pushed), 2 on a bad config.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +14,8 @@ use syncd_worker::engine::Overrides;
 /// hand to debug or under a supervisor. Logs go to stderr; SIGTERM or Ctrl-C finishes the
 /// push in flight, saves what is pending to the fail log, and exits 0. SIGHUP re-reads the
 /// config file (with these flags applied again, except --initial-sync) and adjusts to it;
-/// an invalid file is logged and the running configuration kept.
+/// an invalid file is logged and the running configuration kept. SIGUSR1 pushes
+/// everything pending at once; SIGUSR2 pushes every tree whole.
 #[derive(Parser, Debug)]
 #[command(name = "syncd-worker", version)]
 struct Cli {
@@ -36,6 +39,15 @@ struct Cli {
     /// Directory for the fail log and status file (overrides `state_dir`).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Push once and exit, without watching: what the fail logs hold (every tree whole
+    /// with --full), with a progress bar on a terminal. Exit 0 when everything was
+    /// pushed, 1 when something failed (it stays in the fail log). Refuses to run beside
+    /// a worker that uses the same state directory.
+    #[arg(long)]
+    once: bool,
+    /// With --once: push every tree whole, not just the fail logs' entries.
+    #[arg(long, requires = "once")]
+    full: bool,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
@@ -83,6 +95,16 @@ fn main() -> ExitCode {
             if targets == 1 { "" } else { "s" }
         );
         return ExitCode::SUCCESS;
+    }
+    if cli.once {
+        return match syncd_worker::once::run(&config, cli.full) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                log::error!("{e:#}");
+                ExitCode::from(1)
+            }
+        };
     }
     match syncd_worker::engine::run(config, overrides) {
         Ok(()) => ExitCode::SUCCESS,

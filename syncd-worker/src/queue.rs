@@ -61,6 +61,8 @@ pub struct Queue {
     newest: Option<Instant>,
     /// How many times the queue collapsed into a full push because it was too large.
     collapses: u64,
+    /// Asked to push what is pending without waiting for the settle window.
+    urgent: bool,
 }
 
 impl Queue {
@@ -72,6 +74,7 @@ impl Queue {
             oldest: None,
             newest: None,
             collapses: 0,
+            urgent: false,
         }
     }
 
@@ -199,10 +202,19 @@ impl Queue {
         }
     }
 
+    /// Make what is pending due at once (an operator asked to push now). Changes that
+    /// arrive later, before the next `take`, are due at once too. Nothing pending: no-op.
+    pub fn flush_now(&mut self) {
+        self.urgent = !self.is_empty();
+    }
+
     /// When the pending changes become due, or None when nothing is pending.
     pub fn deadline(&self) -> Option<Instant> {
         if self.is_empty() {
             return None;
+        }
+        if self.urgent {
+            return self.oldest;
         }
         let settle = self.newest? + self.limits.delay;
         let cap = self.oldest? + self.limits.max_delay;
@@ -246,6 +258,7 @@ impl Queue {
         self.full = false;
         self.oldest = None;
         self.newest = None;
+        self.urgent = false;
         (batch, since)
     }
 }
@@ -473,6 +486,28 @@ mod tests {
         assert_eq!(q.snapshot(), Batch::full());
         assert_eq!(q.collapses(), 1);
         assert_eq!(q.oldest(), Some(t0));
+    }
+
+    #[test]
+    fn flush_now_makes_pending_changes_due_until_taken() {
+        let mut q = Queue::new(limits());
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        q.flush_now(); // nothing pending: nothing to flush, and no lasting effect
+        q.push(Change::Path(p("a")), t0 + ms(10));
+        assert!(!q.is_due(t0 + ms(10)));
+        q.flush_now();
+        assert_eq!(q.deadline(), Some(t0 + ms(10)));
+        assert!(q.is_due(t0 + ms(10)));
+        // A change arriving after the request does not push the deadline back.
+        q.push(Change::Path(p("b")), t0 + ms(20));
+        assert!(q.is_due(t0 + ms(20)));
+        let (b, _) = q.take();
+        assert_eq!(strs(&b.paths), vec!["a", "b"]);
+        // Taken: the next change waits for its settle window again.
+        q.push(Change::Path(p("c")), t0 + ms(30));
+        assert!(!q.is_due(t0 + ms(30)));
+        assert_eq!(q.deadline(), Some(t0 + ms(80)));
     }
 
     #[test]

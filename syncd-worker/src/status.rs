@@ -7,6 +7,8 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::progress::Progress;
+
 /// Top-level status document. Times are Unix seconds (f64, millisecond precision).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Status {
@@ -71,6 +73,10 @@ pub struct TargetStatus {
     pub full_syncs: u64,
     /// How deletions are sent: "delete-missing-args" or "include-filter" (fallback).
     pub delete_method: String,
+    /// rsync's progress of the push in flight, when it is a large one (whole tree,
+    /// directories, many paths). Absent from status files of older workers.
+    #[serde(default)]
+    pub progress: Option<Progress>,
 }
 
 impl Status {

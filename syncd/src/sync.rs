@@ -1,12 +1,622 @@
-//! `syncd sync [--full]`: PLACEHOLDER, owned by the progress helper.
+//! `syncd sync [--full]`: push now, in the foreground, with progress.
+//!
+//! When the daemon runs (its lock is held and the pidfile names a live syncd
+//! controller), it is asked by signal — SIGUSR1 "push what is pending now", SIGUSR2
+//! "push every tree whole now"; the controller forwards both to its worker — and the
+//! worker's status file is followed until the work is done, showing the progress of the
+//! push in flight. When it does not run, `syncd-worker --once [--full]` does the work in
+//! the foreground with our stdio, and its exit code is ours.
+//!
+//! Owns: the decision when a sync through the daemon is done or failed ([`judge`], pure)
+//! and the polling around it. Must not: signal a process that is not a syncd controller,
+//! or wait on a worker that stopped writing its status.
 
-use std::process::ExitCode;
+use std::collections::HashMap;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
 
+use anyhow::{bail, Context};
 use syncd_worker::config::Config;
+use syncd_worker::once::Display;
+use syncd_worker::status::Status;
 
+use crate::lock::{probe, LockState};
+use crate::procs::{self, Proc, Role};
 use crate::settings::Settings;
 
+/// How often the status file is read (the worker rewrites it at most every 200 ms).
+const POLL: Duration = Duration::from_millis(200);
+/// The worker rewrites its status at least every 2 s; this long without a new one means
+/// it is stuck or gone.
+const STALE_AFTER: Duration = Duration::from_secs(30);
+/// How long to wait for a first readable status file (a daemon that is starting).
+const FIRST_STATUS_WAIT: Duration = Duration::from_secs(30);
+/// Work is left but no push ran or ended for this long: the request did not arrive.
+const IDLE_LIMIT: Duration = Duration::from_secs(30);
+
 /// Push now in the foreground with progress; through the daemon when it runs.
-pub fn run(_settings: &Settings, _config: &Config, _full: bool) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("syncd sync is not implemented yet")
+pub fn run(settings: &Settings, _config: &Config, full: bool) -> anyhow::Result<ExitCode> {
+    match probe(&settings.pidfile, &settings.lockfile)? {
+        LockState::Held { pid: Some(pid) } if Proc::of(pid).is(Role::Controller) => {
+            through_daemon(settings, pid, full)
+        }
+        LockState::Held { pid } => bail!(
+            "the lock {} is held, but {} names {}, not a syncd controller; if syncd is \
+             starting, try again in a moment, else check with `syncd status`",
+            settings.lockfile.display(),
+            settings.pidfile.display(),
+            match pid {
+                Some(p) => Proc::of(p).describe(p),
+                None => "no pid".to_string(),
+            }
+        ),
+        LockState::Free { .. } => foreground(settings, full),
+    }
+}
+
+/// No daemon: `syncd-worker --once [--full]` with our stdio; its exit code is ours.
+fn foreground(settings: &Settings, full: bool) -> anyhow::Result<ExitCode> {
+    let mut cmd = Command::new(&settings.worker_bin);
+    cmd.arg("--config")
+        .arg(&settings.config)
+        .args(["--log-level", &settings.log_level]);
+    if settings.state_dir_flag {
+        cmd.arg("--state-dir").arg(&settings.state_dir);
+    }
+    cmd.arg("--once");
+    if full {
+        cmd.arg("--full");
+    }
+    let status = cmd.status().with_context(|| {
+        format!(
+            "cannot run the worker {}: install syncd-worker beside syncd, or name it with \
+             --worker or $SYNCD_WORKER",
+            settings.worker_bin.display()
+        )
+    })?;
+    match status.code() {
+        Some(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(1))),
+        None => bail!(
+            "{} --once ended without an exit code ({status}); what it did not push stays \
+             in the fail log",
+            settings.worker_bin.display()
+        ),
+    }
+}
+
+/// Where one target stood before the request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Before {
+    pub full_syncs: u64,
+    pub consecutive_failures: u64,
+}
+
+/// The status before the request: the worker's pid and each target's counters, by
+/// (sync, target) name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Baseline {
+    pub worker_pid: u32,
+    pub targets: HashMap<(String, String), Before>,
+}
+
+impl Baseline {
+    pub fn of(status: &Status) -> Baseline {
+        let mut targets = HashMap::new();
+        for s in &status.syncs {
+            for t in &s.targets {
+                targets.insert(
+                    (s.name.clone(), t.name.clone()),
+                    Before {
+                        full_syncs: t.full_syncs,
+                        consecutive_failures: t.consecutive_failures,
+                    },
+                );
+            }
+        }
+        Baseline {
+            worker_pid: status.pid,
+            targets,
+        }
+    }
+}
+
+/// What the status says about the request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Done,
+    /// Still working.
+    Waiting,
+    Failed(String),
+}
+
+/// Pure: is the request done, still going, or failed? Failed when a target failed again
+/// since the request (its `consecutive_failures` grew) or the worker was replaced. Done,
+/// for `full`, when every target finished a whole-tree push since the request and
+/// nothing is queued or in flight; otherwise when nothing is queued or in flight.
+pub fn judge(base: &Baseline, now: &Status, full: bool) -> Verdict {
+    if now.pid != base.worker_pid {
+        return Verdict::Failed(format!(
+            "the worker was restarted (pid {} → {}) before the push finished; what was \
+             pending is replayed by the new worker; run `syncd sync` again to follow it",
+            base.worker_pid, now.pid
+        ));
+    }
+    let mut done = true;
+    for s in &now.syncs {
+        for t in &s.targets {
+            let before = base
+                .targets
+                .get(&(s.name.clone(), t.name.clone()))
+                .copied()
+                .unwrap_or_default();
+            if t.consecutive_failures > before.consecutive_failures {
+                return Verdict::Failed(format!(
+                    "{} → {}: {}; the changes are kept and retried by the daemon (see `syncd status`)",
+                    s.name,
+                    t.name,
+                    t.last_error.as_deref().unwrap_or("the push failed")
+                ));
+            }
+            let idle = t.queue_depth == 0 && t.in_flight == 0;
+            done &= idle && (!full || t.full_syncs > before.full_syncs);
+        }
+    }
+    if done {
+        Verdict::Done
+    } else {
+        Verdict::Waiting
+    }
+}
+
+/// A line about what is going on when no push reports progress.
+fn summary(status: &Status) -> String {
+    let (mut queued, mut in_flight) = (0u64, 0u64);
+    for t in status.syncs.iter().flat_map(|s| &s.targets) {
+        queued += t.queue_depth;
+        in_flight += t.in_flight;
+    }
+    format!("waiting: {queued} queued, {in_flight} in flight")
+}
+
+/// The daemon runs: signal it, then follow the status file until done.
+fn through_daemon(settings: &Settings, pid: u32, full: bool) -> anyhow::Result<ExitCode> {
+    let before = first_status(settings)?;
+    let base = Baseline::of(&before);
+    let (sig, name) = if full {
+        (libc::SIGUSR2, "SIGUSR2")
+    } else {
+        (libc::SIGUSR1, "SIGUSR1")
+    };
+    procs::signal(pid, sig)
+        .with_context(|| format!("failed to send {name} to the syncd controller (pid {pid})"))?;
+    log::info!(
+        "asked the daemon (pid {pid}) to push {}",
+        if full {
+            "every tree whole"
+        } else {
+            "what is pending"
+        }
+    );
+    let mut display = Display::new();
+    let mut last_update = (before.updated_at, Instant::now());
+    let mut last_activity = (activity(&before), Instant::now());
+    let outcome = loop {
+        std::thread::sleep(POLL);
+        if !matches!(
+            probe(&settings.pidfile, &settings.lockfile)?,
+            LockState::Held { .. }
+        ) {
+            break Err(anyhow::anyhow!(
+                "the daemon stopped before the push finished; what was pending is in the \
+                 fail log under {}",
+                settings.state_dir.join("faillog").display()
+            ));
+        }
+        let Ok(status) = Status::read(&settings.status_file) else {
+            // Between two atomic writes there is always a file; none means the worker is
+            // being restarted: give it until the staleness limit.
+            if last_update.1.elapsed() >= STALE_AFTER {
+                break Err(stale(settings));
+            }
+            continue;
+        };
+        if status.updated_at != last_update.0 {
+            last_update = (status.updated_at, Instant::now());
+        } else if last_update.1.elapsed() >= STALE_AFTER {
+            break Err(stale(settings));
+        }
+        match judge(&base, &status, full) {
+            Verdict::Done => break Ok(()),
+            Verdict::Failed(why) => break Err(anyhow::anyhow!(why)),
+            Verdict::Waiting => show(&mut display, &status),
+        }
+        let now = activity(&status);
+        if now != last_activity.0 || now.3 {
+            last_activity = (now, Instant::now());
+        } else if last_activity.1.elapsed() >= IDLE_LIMIT {
+            break Err(anyhow::anyhow!(
+                "no push started or ended within {}s of {name}, yet work is pending; did the \
+                 controller forward the signal to its worker? See `syncd status`",
+                IDLE_LIMIT.as_secs()
+            ));
+        }
+    };
+    display.clear();
+    outcome?;
+    println!(
+        "syncd sync: {}",
+        if full {
+            "every tree pushed whole; targets up to date"
+        } else {
+            "nothing pending; targets up to date"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The progress of the first push that reports one, else a count of what waits.
+fn show(display: &mut Display, status: &Status) {
+    let busy = status.syncs.iter().find_map(|s| {
+        s.targets
+            .iter()
+            .find_map(|t| t.progress.as_ref().map(|p| (&s.name, &t.name, p)))
+    });
+    match busy {
+        Some((sync, target, p)) => display.show(&format!("{sync} → {target}"), p),
+        None => display.note(&summary(status)),
+    }
+}
+
+/// What changes while the worker pushes: pushes ended (ok, failed, whole-tree) and
+/// whether one is in flight.
+fn activity(status: &Status) -> (u64, u64, u64, bool) {
+    let mut a = (0, 0, 0, false);
+    for t in status.syncs.iter().flat_map(|s| &s.targets) {
+        a.0 += t.pushes_ok;
+        a.1 += t.pushes_failed;
+        a.2 += t.full_syncs;
+        a.3 |= t.in_flight > 0;
+    }
+    a
+}
+
+fn stale(settings: &Settings) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the worker's status file {} was not updated for {}s; the worker may be stuck or \
+         restarting: see `syncd status`",
+        settings.status_file.display(),
+        STALE_AFTER.as_secs()
+    )
+}
+
+/// The worker's status, waiting (bounded) for a daemon that is starting to write one.
+fn first_status(settings: &Settings) -> anyhow::Result<Status> {
+    let deadline = Instant::now() + FIRST_STATUS_WAIT;
+    loop {
+        match Status::read(&settings.status_file) {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e).context(format!(
+                    "the daemon runs but its worker wrote no status within {}s",
+                    FIRST_STATUS_WAIT.as_secs()
+                ))
+            }
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syncd_worker::progress::Progress;
+    use syncd_worker::status::{State, SyncStatus, TargetStatus};
+
+    /// (target name, queue_depth, in_flight, full_syncs, consecutive_failures)
+    type T = (&'static str, u64, u64, u64, u64);
+
+    fn status(pid: u32, targets: &[T]) -> Status {
+        Status {
+            pid,
+            started_at: 0.0,
+            updated_at: 0.0,
+            state: State::Syncing,
+            syncs: vec![SyncStatus {
+                name: "web".into(),
+                source: "/src".into(),
+                watched_dirs: 1,
+                unwatched_dirs: 0,
+                overflows: 0,
+                targets: targets
+                    .iter()
+                    .map(
+                        |&(name, queue_depth, in_flight, full_syncs, fails)| TargetStatus {
+                            name: name.into(),
+                            dest: "d".into(),
+                            queue_depth,
+                            full_pending: false,
+                            in_flight,
+                            last_success: None,
+                            lag_seconds: 0.0,
+                            pushes_ok: 0,
+                            pushes_failed: fails,
+                            consecutive_failures: fails,
+                            last_error: (fails > 0).then(|| format!("{name} is down")),
+                            retry_backlog: 0,
+                            next_retry_at: None,
+                            full_syncs,
+                            delete_method: "delete-missing-args".into(),
+                            progress: None,
+                        },
+                    )
+                    .collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn judge_table() {
+        let base = Baseline::of(&status(7, &[("a", 5, 0, 2, 0), ("b", 0, 0, 2, 1)]));
+        let cases: Vec<(&str, Status, bool, Verdict)> = vec![
+            (
+                "pending still queued",
+                status(7, &[("a", 5, 0, 2, 0), ("b", 0, 0, 2, 1)]),
+                false,
+                Verdict::Waiting,
+            ),
+            (
+                "in flight",
+                status(7, &[("a", 0, 5, 2, 0), ("b", 0, 0, 2, 1)]),
+                false,
+                Verdict::Waiting,
+            ),
+            (
+                "all idle",
+                status(7, &[("a", 0, 0, 2, 0), ("b", 0, 0, 2, 0)]),
+                false,
+                Verdict::Done,
+            ),
+            (
+                "full: idle but no new full push yet",
+                status(7, &[("a", 0, 0, 2, 0), ("b", 0, 0, 2, 0)]),
+                true,
+                Verdict::Waiting,
+            ),
+            (
+                "full: one target done, the other not",
+                status(7, &[("a", 0, 0, 3, 0), ("b", 0, 0, 2, 0)]),
+                true,
+                Verdict::Waiting,
+            ),
+            (
+                "full: done but new changes queued",
+                status(7, &[("a", 1, 0, 3, 0), ("b", 0, 0, 3, 0)]),
+                true,
+                Verdict::Waiting,
+            ),
+            (
+                "full: both grew, idle",
+                status(7, &[("a", 0, 0, 3, 0), ("b", 0, 0, 3, 0)]),
+                true,
+                Verdict::Done,
+            ),
+            (
+                "a target failed again since the request",
+                status(7, &[("a", 0, 0, 2, 0), ("b", 1, 0, 2, 2)]),
+                false,
+                Verdict::Failed(
+                    "web → b: b is down; the changes are kept and retried by the daemon (see `syncd status`)"
+                        .into(),
+                ),
+            ),
+            (
+                "a target added by a reload counts from zero",
+                status(7, &[("a", 0, 0, 3, 0), ("b", 0, 0, 3, 0), ("c", 0, 0, 1, 0)]),
+                true,
+                Verdict::Done,
+            ),
+        ];
+        for (what, now, full, want) in cases {
+            assert_eq!(judge(&base, &now, full), want, "{what}");
+        }
+        let restarted = judge(&base, &status(8, &[("a", 0, 0, 0, 0)]), false);
+        assert!(
+            matches!(&restarted, Verdict::Failed(m) if m.contains("pid 7 → 8")),
+            "{restarted:?}"
+        );
+    }
+
+    #[test]
+    fn summary_counts_every_target_and_old_status_reads_without_progress() {
+        let mut s = status(1, &[("a", 3, 0, 0, 0), ("b", 1, 4, 0, 0)]);
+        assert_eq!(summary(&s), "waiting: 4 queued, 4 in flight");
+        s.syncs[0].targets[1].progress = Some(Progress {
+            bytes: 1,
+            percent: 1,
+            rate_bps: 1.0,
+            eta_secs: None,
+            files_done: 0,
+            files_total: None,
+        });
+        // The status JSON of an older worker has no `progress`: it reads as None.
+        let json = serde_json::to_value(&s).expect("encode");
+        let mut old = json.clone();
+        for t in old["syncs"][0]["targets"].as_array_mut().expect("targets") {
+            t.as_object_mut().expect("object").remove("progress");
+        }
+        let back: Status = serde_json::from_value(old).expect("decode");
+        assert!(back.syncs[0].targets.iter().all(|t| t.progress.is_none()));
+    }
+
+    /// Real processes: the `syncd-worker` binary of this build (beside the test
+    /// executable: build the workspace first), a local target in a tempdir, and for the
+    /// daemon path a stand-in controller — a shell script called `syncd` that forwards
+    /// SIGUSR1/SIGUSR2 to the worker, as the real controller does — with the lock held by
+    /// this test and the script's pid in the pidfile.
+    mod real {
+        use super::super::*;
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        use std::path::{Path, PathBuf};
+        use std::process::{Child, Stdio};
+
+        use crate::lock::PidLock;
+
+        fn worker_bin() -> PathBuf {
+            let exe = std::env::current_exe().expect("test executable");
+            let bin = exe
+                .parent()
+                .and_then(Path::parent)
+                .map(|d| d.join("syncd-worker"))
+                .expect("target/<profile>/deps");
+            assert!(
+                bin.is_file(),
+                "{} not found; build the workspace first: cargo build --workspace",
+                bin.display()
+            );
+            bin
+        }
+
+        struct Fixture {
+            dir: tempfile::TempDir,
+            settings: Settings,
+            config: Config,
+        }
+
+        impl Fixture {
+            fn new() -> Fixture {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let d = dir.path();
+                for sub in ["src", "dst", "state", "run"] {
+                    std::fs::create_dir(d.join(sub)).expect("mkdir");
+                }
+                let cfg = d.join("syncd.toml");
+                std::fs::write(
+                    &cfg,
+                    format!(
+                        "state_dir = {:?}\n[[sync]]\nsource = {:?}\ndelay = \"1h\"\nmax_delay = \"1h\"\n[[sync.target]]\ndest = {:?}\n",
+                        d.join("state"),
+                        d.join("src"),
+                        d.join("dst")
+                    ),
+                )
+                .expect("write config");
+                let config = syncd_worker::config::load(&cfg).expect("valid config");
+                let settings = Settings {
+                    config: cfg,
+                    pidfile: d.join("run/syncd.pid"),
+                    lockfile: d.join("run/syncd.lock"),
+                    log_file: d.join("syncd.log"),
+                    state_dir: d.join("state"),
+                    state_dir_flag: false,
+                    status_file: d.join("state/status.json"),
+                    controller_file: d.join("state/controller.json"),
+                    worker_bin: worker_bin(),
+                    log_level: "info".into(),
+                };
+                Fixture {
+                    dir,
+                    settings,
+                    config,
+                }
+            }
+
+            fn path(&self, rel: &str) -> PathBuf {
+                self.dir.path().join(rel)
+            }
+        }
+
+        /// Kills (and reaps) its process group on drop.
+        struct Group(Child);
+
+        impl Drop for Group {
+            fn drop(&mut self) {
+                if let Ok(pgid) = libc::pid_t::try_from(self.0.id()) {
+                    // SAFETY: kill(2) of the process group this test started (the child
+                    // leads it: spawned with process_group(0)).
+                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                }
+                let _ = self.0.wait();
+            }
+        }
+
+        fn wait_for(what: &str, ok: impl Fn() -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !ok() {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
+        #[test]
+        fn without_a_daemon_the_worker_runs_once() {
+            let f = Fixture::new();
+            std::fs::write(f.path("src/a.txt"), "a").expect("write");
+            let code = run(&f.settings, &f.config, true).expect("runs");
+            assert_eq!(code, ExitCode::SUCCESS);
+            assert!(f.path("dst/a.txt").is_file());
+        }
+
+        #[test]
+        fn through_a_running_daemon_by_signal_and_status_file() {
+            let f = Fixture::new();
+            let worker = Group(
+                Command::new(&f.settings.worker_bin)
+                    .arg("--config")
+                    .arg(&f.settings.config)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .process_group(0)
+                    .spawn()
+                    .expect("run syncd-worker"),
+            );
+            wait_for("the worker's status", || {
+                Status::read(&f.settings.status_file)
+                    .is_ok_and(|s| s.state != syncd_worker::status::State::Starting)
+            });
+            let script = f.path("run/syncd");
+            std::fs::write(
+                &script,
+                "#!/bin/sh\nw=$1\ntrap 'kill -USR1 $w' USR1\ntrap 'kill -USR2 $w' USR2\nwhile :; do sleep 1 & wait $!; done\n",
+            )
+            .expect("write the stand-in controller");
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            let controller = Group(
+                Command::new(&script)
+                    .arg(worker.0.id().to_string())
+                    .stdin(Stdio::null())
+                    .process_group(0)
+                    .spawn()
+                    .expect("run the stand-in controller"),
+            );
+            wait_for("the stand-in to be seen as a syncd controller", || {
+                Proc::of(controller.0.id()).is(Role::Controller)
+            });
+            let lock = PidLock::acquire(&f.settings.pidfile, &f.settings.lockfile)
+                .expect("io")
+                .expect("free");
+            lock.write_pid(controller.0.id()).expect("write pid");
+
+            // Pending, but not due for an hour: `sync` pushes it now.
+            std::fs::write(f.path("src/pending.txt"), "p").expect("write");
+            wait_for("the change to be queued", || {
+                Status::read(&f.settings.status_file)
+                    .is_ok_and(|s| s.syncs[0].targets[0].queue_depth > 0)
+            });
+            let code = run(&f.settings, &f.config, false).expect("sync");
+            assert_eq!(code, ExitCode::SUCCESS);
+            assert!(f.path("dst/pending.txt").is_file());
+
+            // --full repairs what inotify cannot see.
+            std::fs::remove_file(f.path("dst/pending.txt")).expect("rm on target");
+            let code = run(&f.settings, &f.config, true).expect("sync --full");
+            assert_eq!(code, ExitCode::SUCCESS);
+            assert!(f.path("dst/pending.txt").is_file());
+            let s = Status::read(&f.settings.status_file).expect("status");
+            assert!(s.syncs[0].targets[0].full_syncs >= 1);
+            drop(lock);
+        }
+    }
 }

@@ -15,6 +15,9 @@ mod events;
 mod excludes;
 /// Directories moved in from outside and out of the tree.
 mod moves;
+/// Push now: `syncd-worker --once [--full]` (fail-log replay, whole-tree push with
+/// progress, no rsync left behind by a SIGKILLed worker) and SIGUSR1/SIGUSR2.
+mod oneshot;
 /// inotify queue overflow (changes a sysctl under the exclusive lock).
 mod overflow;
 /// Periodic full sync and the command hook.

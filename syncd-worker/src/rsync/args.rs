@@ -49,6 +49,17 @@ pub struct Invocation {
     pub summary: String,
 }
 
+impl Invocation {
+    /// The same run, asking rsync (3.1 or later) to report its overall progress on stdout
+    /// (`--info=progress2`; an explicit `--info` outranks `-P`/`--progress` in the params,
+    /// and `-q` silences it). Put among the options, before `SOURCE DEST`.
+    pub fn with_progress(mut self) -> Invocation {
+        let at = self.args.len().saturating_sub(2);
+        self.args.insert(at, "--info=progress2".into());
+        self
+    }
+}
+
 /// The destination argument: `[user@]host::module/` (daemon), `[user@]host:path/` (ssh)
 /// or `path/` (local). The trailing slash makes rsync treat it as a directory.
 pub fn dest_arg(target: &Target) -> OsString {
@@ -539,6 +550,24 @@ mod tests {
         assert_eq!(inv[0].program, PathBuf::from("rsync"));
         assert_eq!(inv[0].entries, 2);
         assert_eq!(inv[0].summary, "2 paths");
+    }
+
+    #[test]
+    fn with_progress_goes_before_source_and_dest() {
+        let j = job("/data", vec![daemon()]);
+        let inv = plan(&j, &daemon(), &Batch::full(), DMA, &[]).remove(0);
+        let plain = argv(&inv);
+        let with = argv(&inv.clone().with_progress());
+        assert_eq!(with.len(), plain.len() + 1);
+        assert_eq!(
+            &with[with.len() - 3..],
+            [
+                "--info=progress2",
+                "/data/",
+                "rsync_backup@127.0.0.1::nfsbackup/"
+            ]
+        );
+        assert_eq!(&with[..with.len() - 3], &plain[..plain.len() - 2]);
     }
 
     #[test]

@@ -1,10 +1,16 @@
 //! The rsync process adapter: runs one [`Invocation`] to the end and reports how it ended.
 //! No shell: argv as planned, the path list on stdin (written on a thread so a large list
 //! cannot deadlock against rsync's stderr), stderr drained on a thread and kept bounded,
-//! stdout discarded. It does not interpret the result; that is [`super::exit::classify`].
+//! stdout discarded — or, when the caller asks for progress ([`run_observed`]), read on a
+//! thread and parsed into the caller's [`SharedProgress`]. It does not interpret the
+//! result; that is [`super::exit::classify`].
+//!
+//! Every child gets `PR_SET_PDEATHSIG(SIGTERM)`, so an rsync never outlives a worker that
+//! was SIGKILLed. The kernel sends it when the *thread* that forked the child exits, so
+//! the thread that spawns a child here is the one that waits for it.
 
 use std::io::{self, Read, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::args::Invocation;
+use crate::progress::{ProgressParser, SharedProgress};
 
 /// How much of rsync's stderr is kept (the end of it).
 const STDERR_KEEP: usize = 64 * 1024;
@@ -30,27 +37,54 @@ pub struct RunResult {
 /// Run `inv` and wait for it. An `Err` means rsync could not be started or waited for;
 /// every way rsync itself can fail is in the `RunResult`.
 pub fn run(inv: &Invocation) -> anyhow::Result<RunResult> {
+    run_observed(inv, None)
+}
+
+/// [`run`], and when `progress` is given, read rsync's stdout as it comes and keep the
+/// latest `--info=progress2` record in it (the invocation must ask rsync for it: see
+/// [`Invocation::with_progress`]). Blocks the calling thread until rsync has exited.
+pub fn run_observed(
+    inv: &Invocation,
+    progress: Option<&SharedProgress>,
+) -> anyhow::Result<RunResult> {
     let started = Instant::now();
-    let mut child = Command::new(&inv.program)
-        .args(&inv.args)
+    let mut cmd = Command::new(&inv.program);
+    cmd.args(&inv.args)
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| {
-            format!(
-                "cannot run the rsync binary {:?}: install rsync (apt-get install rsync / \
+        .stdout(if progress.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::piped());
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec, so it may only make
+    // async-signal-safe calls: prctl(2) and getppid(2) are plain system calls, and it
+    // neither allocates nor takes locks (the io::Error is built from an errno value).
+    unsafe {
+        cmd.pre_exec(move || die_with_parent(parent));
+    }
+    let mut child = cmd.spawn().with_context(|| {
+        format!(
+            "cannot run the rsync binary {:?}: install rsync (apt-get install rsync / \
                  yum install rsync) or set rsync.binary to its full path",
-                inv.program
-            )
-        })?;
+            inv.program
+        )
+    })?;
 
     let stdin = child.stdin.take().expect("stdin was piped");
     let data = inv.stdin.clone();
     let writer = thread::spawn(move || write_all_then_close(stdin, &data));
     let stderr = child.stderr.take().expect("stderr was piped");
     let reader = thread::spawn(move || read_tail(stderr, STDERR_KEEP));
+    let watcher = match (progress, child.stdout.take()) {
+        (Some(slot), Some(stdout)) => {
+            let slot = slot.clone();
+            Some(thread::spawn(move || read_progress(stdout, &slot)))
+        }
+        _ => None,
+    };
 
     let status = child
         .wait()
@@ -61,6 +95,10 @@ pub fn run(inv: &Invocation) -> anyhow::Result<RunResult> {
     let write_result = writer
         .join()
         .map_err(|_| anyhow::anyhow!("the rsync stdin writer thread panicked"))?;
+    if let Some(w) = watcher {
+        w.join()
+            .map_err(|_| anyhow::anyhow!("the rsync progress reader thread panicked"))?;
+    }
 
     let mut stderr = String::from_utf8_lossy(&tail).into_owned();
     if let Err(e) = write_result {
@@ -78,6 +116,40 @@ pub fn run(inv: &Invocation) -> anyhow::Result<RunResult> {
         stderr,
         elapsed: started.elapsed(),
     })
+}
+
+/// In the child, before exec: ask for SIGTERM when the spawning thread ends, then make
+/// sure the parent did not already die before that request took effect.
+fn die_with_parent(parent: u32) -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers and touches no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: getppid(2) has no preconditions and cannot fail.
+    let ppid = unsafe { libc::getppid() };
+    if u32::try_from(ppid).ok() != Some(parent) {
+        // Orphaned between fork and prctl: the signal will never come, so do not start.
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    Ok(())
+}
+
+/// Read rsync's stdout to its end, publishing each new progress record in `slot`.
+fn read_progress(mut r: impl Read, slot: &SharedProgress) {
+    let mut parser = ProgressParser::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if parser.feed(&buf[..n]) {
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = parser.latest().cloned();
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
 }
 
 fn write_all_then_close(mut stdin: std::process::ChildStdin, data: &[u8]) -> io::Result<()> {
@@ -184,6 +256,25 @@ mod tests {
     fn non_utf8_stderr_is_decoded_lossily() {
         let r = run(&sh("printf 'caf\\351\\n' >&2", b"")).expect("sh runs");
         assert_eq!(r.stderr, "caf\u{fffd}\n");
+    }
+
+    #[test]
+    fn progress_on_stdout_reaches_the_shared_slot() {
+        let slot = crate::progress::shared();
+        let script = "printf 'sending incremental file list\\n\\r  1,000  10%%    1.00kB/s    0:00:09  \\r  2,000 100%%    1.00kB/s    0:00:00 (xfr#1, to-chk=0/1)\\n'; echo oops >&2; exit 24";
+        let r = run_observed(&sh(script, b""), Some(&slot)).expect("sh runs");
+        assert_eq!(r.code, Some(24));
+        assert_eq!(r.stderr, "oops\n", "stderr is still captured");
+        let p = crate::progress::snapshot(&slot).expect("progress was parsed");
+        assert_eq!((p.bytes, p.percent), (2000, 100));
+        assert_eq!((p.files_done, p.files_total), (1, Some(1)));
+    }
+
+    #[test]
+    fn without_a_slot_stdout_is_not_read() {
+        // A child writing a lot to stdout must not block when nobody reads it.
+        let r = run(&sh("yes | head -c 1000000; exit 0", b"")).expect("sh runs");
+        assert_eq!(r.code, Some(0));
     }
 
     #[test]
