@@ -163,6 +163,12 @@ pub fn human(r: &Report, now: f64) -> String {
                     t.consecutive_failures,
                     t.last_error.as_deref().unwrap_or("?")
                 )
+            } else if let Some(p) = &t.progress {
+                format!(
+                    "pushing: {}; {} queued",
+                    syncd_worker::progress::line(p),
+                    t.queue_depth
+                )
             } else if t.queue_depth > 0 || t.in_flight > 0 {
                 format!(
                     "syncing: {} queued, {} in flight, lag {:.1}s",
