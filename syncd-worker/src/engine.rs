@@ -528,7 +528,10 @@ impl Engine {
                 if !self.notified_ready && self.syncs.iter().all(|s| s.ready) {
                     self.notified_ready = true;
                     let dirs: u64 = self.syncs.iter().map(|s| s.stats.watched).sum();
-                    crate::notify::send(&format!("READY=1\nSTATUS=watching {dirs} directories"));
+                    crate::notify::send(&format!(
+                        "READY=1\nSTATUS=watching {dirs} director{}",
+                        if dirs == 1 { "y" } else { "ies" }
+                    ));
                 }
             }
             Msg::Stats(wid, stats) => {
