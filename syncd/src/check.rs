@@ -288,7 +288,10 @@ fn version_finding(binary: &Path, line: &Result<String, String>) -> Finding {
         Some(v) if v < (3, 1, 0) => Finding::new(
             Status::Warning,
             subject,
-            format!("{line}: older than 3.1.0, no --delete-missing-args; every batch uses the slower filter form"),
+            format!(
+                "{line}: older than 3.1.0, no --delete-missing-args; every batch uses the \
+                 slower filter form"
+            ),
         )
         .fix("upgrade rsync (3.2.3 or later)"),
         Some((3, 4, 3)) => Finding::new(
@@ -343,9 +346,8 @@ fn writable_dir_finding(what: &str, path: &Path) -> Finding {
         return if accessible(path, libc::W_OK | libc::X_OK) {
             Finding::ok(subject, "writable")
         } else {
-            Finding::new(Status::Problem, subject, "is not writable by this user").fix(format!(
-                "chown it to the user syncd runs as, or choose another path"
-            ))
+            Finding::new(Status::Problem, subject, "is not writable by this user")
+                .fix("chown it to the user syncd runs as, or choose another path")
         };
     }
     if path.exists() {
@@ -625,21 +627,27 @@ fn reach_finding(subject: &str, target: &Target, ran: &Ran, timeout: Duration) -
         (
             Status::Problem,
             format!(
-                "the daemon on {host}:{port} has no module {module:?}; `rsync --port={port} {host}::` lists the modules it offers"
+                "the daemon on {host}:{port} has no module {module:?}; `rsync --port={port} \
+                 {host}::` lists the modules it offers"
             ),
         )
     } else if err.contains("max connections") {
         (
             Status::Warning,
-            "the daemon is busy; syncd retries, but raise `max connections` (0 = unlimited) if it stays busy".to_string(),
+            "the daemon is busy; syncd retries, but raise `max connections` (0 = unlimited) \
+             if it stays busy"
+                .to_string(),
         )
     } else if err.contains("Connection refused") {
         (
             Status::Problem,
             match target.kind {
-                TargetKind::Ssh { .. } => format!("nothing listens on {host}:{port}: start sshd, or fix the host or port"),
+                TargetKind::Ssh { .. } => {
+                    format!("nothing listens on {host}:{port}: start sshd, or fix the host or port")
+                }
                 _ => format!(
-                    "no rsync daemon listens on {host}:{port}: start it (`systemctl start rsync` or `rsync --daemon`), or fix the host or port"
+                    "no rsync daemon listens on {host}:{port}: start it (`systemctl start rsync` \
+                     or `rsync --daemon`), or fix the host or port"
                 ),
             },
         )
@@ -649,7 +657,9 @@ fn reach_finding(subject: &str, target: &Target, ran: &Ran, timeout: Duration) -
         (
             Status::Problem,
             format!(
-                "ssh cannot log in without a prompt: as the user syncd runs as, `ssh -o BatchMode=yes {host} true` must work (key in authorized_keys, host key in known_hosts)"
+                "ssh cannot log in without a prompt: as the user syncd runs as, `ssh -o \
+                 BatchMode=yes {host} true` must work (key in authorized_keys, host key in \
+                 known_hosts)"
             ),
         )
     } else if err.contains("Name or service not known")
@@ -682,15 +692,16 @@ fn reach_finding(subject: &str, target: &Target, ran: &Ran, timeout: Duration) -
 
 /// `fs.inotify.*` against the directories to watch, and the persisted file.
 fn inotify_findings(config: &Config, dirs: u64, env: &Env) -> Vec<Finding> {
-    let current =
-        match sysctl::read_current(&env.sysctl) {
-            Ok(c) => c,
-            Err(e) => return vec![
+    let current = match sysctl::read_current(&env.sysctl) {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![
                 Finding::new(Status::Warning, "inotify limits", e.to_string()).fix(
                     "syncd cannot tell whether the watch limit is enough; make /proc/sys readable",
                 ),
-            ],
-        };
+            ]
+        }
+    };
     let plan = sysctl::plan(current, Wants::from_config(&config.daemon.inotify, dirs));
     let writable = Knob::ALL.map(|k| env.sysctl.writable(k).err().map(|e| e.to_string()));
     let mut out = limit_findings(&plan, &writable);
@@ -719,12 +730,14 @@ fn limit_findings(plan: &Plan, denied: &[Option<String>; 2]) -> Vec<Finding> {
             }
             let short = knob == Knob::MaxUserWatches && cur < plan.dirs;
             let fix = format!(
-                "as root: sysctl -w {subject}={want}, and set persist = true in [inotify] (or write it to {}) to keep it after a reboot",
+                "as root: sysctl -w {subject}={want}, and set persist = true in [inotify] (or \
+                 write it to {}) to keep it after a reboot",
                 sysctl::PERSIST_FILE
             );
             match denied {
                 None => {
-                    let msg = format!("{cur}, below the {want} wanted{need}; `syncd start` raises it");
+                    let msg =
+                        format!("{cur}, below the {want} wanted{need}; `syncd start` raises it");
                     if short {
                         Finding::new(
                             Status::Warning,
@@ -737,11 +750,22 @@ fn limit_findings(plan: &Plan, denied: &[Option<String>; 2]) -> Vec<Finding> {
                     }
                 }
                 Some(why) => {
-                    let status = if short { Status::Problem } else { Status::Warning };
-                    let msg = if short {
-                        format!("{cur} is too low to watch {} directories, and syncd cannot raise it ({why})", plan.dirs)
+                    let status = if short {
+                        Status::Problem
                     } else {
-                        format!("{cur}, below the {want} wanted{need}, and syncd cannot raise it ({why})")
+                        Status::Warning
+                    };
+                    let msg = if short {
+                        format!(
+                            "{cur} is too low to watch {} directories, and syncd cannot \
+                             raise it ({why})",
+                            plan.dirs
+                        )
+                    } else {
+                        format!(
+                            "{cur}, below the {want} wanted{need}, and syncd cannot raise \
+                             it ({why})"
+                        )
                     };
                     Finding::new(status, subject, msg).fix(fix)
                 }
@@ -839,7 +863,7 @@ mod tests {
             write_private(&d.join("secrets"), &format!("{USER}:{PASSWORD}\n"));
             write_private(&d.join("good.pw"), &format!("{PASSWORD}\n"));
             write_private(&d.join("bad.pw"), "wrong-password\n");
-            let uid = if unsafe_free_is_root() {
+            let uid = if is_root() {
                 "uid = root\ngid = root\n"
             } else {
                 ""
@@ -912,7 +936,7 @@ mod tests {
         }
     }
 
-    fn unsafe_free_is_root() -> bool {
+    fn is_root() -> bool {
         // SAFETY: geteuid(2) cannot fail and touches no memory.
         unsafe { libc::geteuid() == 0 }
     }
@@ -991,6 +1015,26 @@ mod tests {
                 && lines[3].contains(&format!("no rsync daemon listens on 127.0.0.1:{closed}")),
             "{show}"
         );
+        // No password file for a module that wants one: rsync has no terminal to ask on
+        // (its own session), so it fails at once instead of hanging.
+        let mut nopw = daemon.target("nopw", MODULE, "good.pw");
+        if let TargetKind::Daemon { password_file, .. } = &mut nopw.kind {
+            *password_file = None;
+        }
+        let started = Instant::now();
+        let f = reach(job, &nopw, "target nopw", t);
+        assert!(
+            started.elapsed() < t,
+            "{:?}: {}",
+            started.elapsed(),
+            render(&f)
+        );
+        assert_eq!(f.status, Status::Problem, "{}", render(&f));
+        assert!(
+            render(&f).contains("auth failed") && render(&f).contains("set password_file"),
+            "{}",
+            render(&f)
+        );
         // Nothing was written to the module.
         let entries = fs::read_dir(daemon.dir.path().join("module"))
             .expect("readdir")
@@ -1047,7 +1091,8 @@ mod tests {
             "munge symlinks = no",
             "backup does not exist yet; the first push creates it",
             "run: does not exist yet; syncd will create it",
-            "ok       fs.inotify.max_user_watches: 8192, below the 16384 wanted for 3 directories; `syncd start` raises it",
+            "ok       fs.inotify.max_user_watches: 8192, below the 16384 wanted for 3 \
+             directories; `syncd start` raises it",
             "ok       fs.inotify.max_queued_events: 16384, enough",
             "90-syncd.conf: persist = true: `syncd start` writes the wanted values",
         ] {
@@ -1079,6 +1124,71 @@ mod tests {
         assert!(
             show.contains("problem  target badpw: cannot run /nonexistent/rsync"),
             "{show}"
+        );
+    }
+
+    #[test]
+    fn a_listener_that_never_answers_times_out() {
+        // The kernel completes the connection (backlog) but nobody speaks rsync.
+        let silent = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let port = silent.local_addr().expect("addr").port();
+        let target = Target {
+            name: "silent".into(),
+            kind: TargetKind::Daemon {
+                user: None,
+                host: "127.0.0.1".into(),
+                module: "m".into(),
+                port: Some(port),
+                password_file: None,
+            },
+        };
+        let (_src, config) = config_with(vec![target]);
+        let job = job_of(&config);
+        let started = Instant::now();
+        let f = reach(
+            job,
+            &job.targets[0],
+            "target silent",
+            Duration::from_secs(1),
+        );
+        assert!(started.elapsed() < Duration::from_secs(1) + REACH_GRACE);
+        assert_eq!(f.status, Status::Problem, "{}", render(&f));
+        assert!(render(&f).contains("timeout"), "{}", render(&f));
+        assert!(
+            render(&f).contains(&format!("lets port {port} through")),
+            "{}",
+            render(&f)
+        );
+    }
+
+    #[test]
+    fn run_bounded_kills_the_whole_group_at_the_deadline() {
+        // A child that outlives its parent's pipes: the background sleep holds them too.
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "echo started >&2; sleep 30 & sleep 30"]);
+        let started = Instant::now();
+        let ran = run_bounded(cmd, Duration::from_millis(300)).expect("sh runs");
+        assert!(ran.timed_out);
+        assert_eq!(ran.signal, Some(libc::SIGKILL));
+        assert_eq!(ran.stderr, "started\n");
+        // Returning at all means the background sleep died too: it held the pipes.
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
+        let ran = run_bounded(cmd, Duration::from_secs(10)).expect("sh runs");
+        assert_eq!(
+            ran,
+            Ran {
+                code: Some(3),
+                signal: None,
+                stderr: "err\n".into(),
+                timed_out: false
+            }
         );
     }
 
@@ -1447,7 +1557,8 @@ mod tests {
         let no = || None;
         let denied = || Some("Permission denied".to_string());
         // (plan, denied per knob, statuses, text in the watches line)
-        let cases: Vec<(Plan, [Option<String>; 2], [Status; 2], &str)> = vec![
+        type Case = (Plan, [Option<String>; 2], [Status; 2], &'static str);
+        let cases: Vec<Case> = vec![
             (
                 plan(192_536, 16384, 100),
                 [no(), no()],
@@ -1524,7 +1635,7 @@ mod tests {
         assert_eq!(render(&warn), "warning  b: hmm");
         assert_eq!(render(&hint), "hint     c: psst — fix: do x");
         assert_eq!(render(&bad), "problem  d: broken — fix: repair it");
-        assert_eq!(summary(&[ok.clone()]), "all checks passed");
+        assert_eq!(summary(std::slice::from_ref(&ok)), "all checks passed");
         assert_eq!(summary(&[ok, warn.clone()]), "no problems, 1 warning(s)");
         assert!(summary(&[bad, warn]).starts_with("1 problem(s), 1 warning(s)"));
     }
