@@ -180,8 +180,7 @@ pub fn gather(settings: &Settings, config: &Config, env: &Env) -> Vec<Finding> {
                                     pw.display()
                                 ),
                             ),
-                            Err(e) => Finding::new(Status::Problem, &subject, e)
-                                .fix("see the command in the message"),
+                            Err(e) => password_problem(&subject, &e),
                         });
                     }
                     out.push(reach(job, target, &subject, env.reach_timeout));
@@ -205,6 +204,15 @@ pub fn gather(settings: &Settings, config: &Config, env: &Env) -> Vec<Finding> {
 
     out.extend(inotify_findings(config, dirs, env));
     out
+}
+
+/// `check_password_file`'s sentence is "what is wrong; what to do": split it.
+fn password_problem(subject: &str, sentence: &str) -> Finding {
+    match sentence.rsplit_once("; ") {
+        Some((what, fix)) => Finding::new(Status::Problem, subject, what).fix(fix),
+        None => Finding::new(Status::Problem, subject, sentence)
+            .fix("make it a regular file of mode 600, owned by the user syncd runs as"),
+    }
 }
 
 fn config_findings(config: &Config) -> Vec<Finding> {
@@ -236,7 +244,19 @@ fn target_subject(config: &Config, job: &SyncJob, target: &Target) -> String {
     }
 }
 
-/// The first line of `rsync --version`, or why it could not be run.
+/// Where `binary` is: itself when it holds a `/`, else the first match on `$PATH`.
+fn resolve(binary: &Path) -> Option<PathBuf> {
+    if binary.as_os_str().as_bytes().contains(&b'/') {
+        return Some(binary.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(binary))
+        .find(|p| p.is_file())
+}
+
+/// The first line of `rsync --version` (after the binary's full path), or why it could
+/// not be run.
 fn rsync_version_line(binary: &Path) -> Result<String, String> {
     let out = Command::new(binary)
         .arg("--version")
@@ -247,6 +267,15 @@ fn rsync_version_line(binary: &Path) -> Result<String, String> {
         .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
     let text = String::from_utf8_lossy(&out.stdout);
     Ok(text.lines().next().unwrap_or("").trim().to_string())
+}
+
+/// `rsync` for the default binary, else `rsync /its/path`.
+fn rsync_subject(binary: &Path) -> String {
+    if binary == Path::new("rsync") {
+        "rsync".to_string()
+    } else {
+        format!("rsync {}", binary.display())
+    }
 }
 
 /// `rsync  version 3.5.0  protocol version 32` → (3, 5, 0).
@@ -268,7 +297,7 @@ fn parse_version(line: &str) -> Option<(u32, u32, u32)> {
 
 /// The rsync binary: found, really rsync, and not a version with known trouble.
 fn version_finding(binary: &Path, line: &Result<String, String>) -> Finding {
-    let subject = format!("rsync {}", binary.display());
+    let subject = rsync_subject(binary);
     let line = match line {
         Ok(line) => line,
         Err(e) => {
@@ -304,7 +333,10 @@ fn version_finding(binary: &Path, line: &Result<String, String>) -> Finding {
             ),
         )
         .fix("use a release with the fix for #910 (PR #953), on this host and on the targets"),
-        Some(_) => Finding::ok(subject, line.clone()),
+        Some(_) => {
+            let at = resolve(binary).unwrap_or_else(|| binary.to_path_buf());
+            Finding::ok(subject, format!("{}: {line}", at.display()))
+        }
     }
 }
 
@@ -1083,7 +1115,8 @@ mod tests {
         assert_eq!(exit_code(&found), ExitCode::SUCCESS);
         for needle in [
             "ok       config: /etc/syncd/t.toml loaded: 1 sync(s), 2 target(s)",
-            "ok       rsync rsync: rsync  version",
+            "ok       rsync: /",
+            ": rsync  version 3",
             "readable, 3 directories to watch",
             "ok       target good: password file",
             "ok       target good: reachable",

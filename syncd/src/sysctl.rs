@@ -427,23 +427,37 @@ impl Note {
     }
 }
 
+/// Set (to anything but empty or `0`) to keep syncd's hands off the sysctls: the plan is
+/// logged, nothing is written. For tests that lower a limit on purpose, and containers.
+pub const NO_SYSCTL_ENV: &str = "SYNCD_NO_SYSCTL";
+
 /// Raise the inotify limits the config and the sources need; log old → new, or warn with
-/// the exact command when not privileged. Never fails the start.
+/// the exact command when not privileged. Never fails the start. Walks every source to
+/// count its directories (about a second per 100 000 directories with warm caches).
 pub fn tune(config: &Config) {
+    let hands_off = std::env::var_os(NO_SYSCTL_ENV).is_some_and(|v| !v.is_empty() && v != "0");
     let notes = tune_with(
         config,
         count_source_dirs(config),
         &SysctlFs::default(),
         Path::new(PERSIST_FILE),
+        !hands_off,
     );
     for note in notes {
         log::log!(note.level, "{}", note.message);
     }
 }
 
-/// [`tune`] with its inputs given: the directory count, the sysctl tree and the persist
-/// path. Returns the log lines instead of logging them.
-pub fn tune_with(config: &Config, dirs: u64, fs: &SysctlFs, persist_path: &Path) -> Vec<Note> {
+/// [`tune`] with its inputs given: the directory count, the sysctl tree, the persist
+/// path, and whether it may write (false: only say what it would do). Returns the log
+/// lines instead of logging them.
+pub fn tune_with(
+    config: &Config,
+    dirs: u64,
+    fs: &SysctlFs,
+    persist_path: &Path,
+    write: bool,
+) -> Vec<Note> {
     let mut notes = Vec::new();
     let current = match read_current(fs) {
         Ok(c) => c,
@@ -468,7 +482,22 @@ pub fn tune_with(config: &Config, dirs: u64, fs: &SysctlFs, persist_path: &Path)
         ),
     ));
     let mut now = current;
-    for applied in apply(fs, &plan) {
+    if !write {
+        for r in &plan.raises {
+            notes.push(Note::new(
+                Level::Warn,
+                format!(
+                    "{NO_SYSCTL_ENV} is set: not raising {} from {} to {}; run: {}",
+                    r.knob.key(),
+                    r.old,
+                    r.new,
+                    raise_command(r)
+                ),
+            ));
+        }
+    }
+    let applied = if write { apply(fs, &plan) } else { Vec::new() };
+    for applied in applied {
         notes.push(match applied {
             Applied::Raised(r) => {
                 now.set(r.knob, r.new);
@@ -507,7 +536,7 @@ pub fn tune_with(config: &Config, dirs: u64, fs: &SysctlFs, persist_path: &Path)
             ),
         });
     }
-    if settings.persist {
+    if settings.persist && write {
         notes.extend(persist_notes(persist_path, plan.target));
     }
     if now.max_user_watches < dirs {
@@ -814,7 +843,7 @@ mod tests {
             max_queued_events: Some(65536),
             persist: true,
         });
-        let notes = tune_with(&config, 20_000, &fs, &persist_path);
+        let notes = tune_with(&config, 20_000, &fs, &persist_path, true);
         assert_eq!(read_current(&fs).expect("read"), limits(65536, 65536));
         let info: Vec<&str> = notes
             .iter()
@@ -850,7 +879,7 @@ mod tests {
             persist: true,
             ..InotifyLimits::default()
         });
-        let notes = tune_with(&config, 3, &fs, &persist_path);
+        let notes = tune_with(&config, 3, &fs, &persist_path, true);
         assert_eq!(read_current(&fs).expect("read"), limits(65536, 65536));
         assert!(
             !notes
@@ -868,6 +897,31 @@ mod tests {
     }
 
     #[test]
+    fn hands_off_plans_but_writes_nothing() {
+        let (dir, fs) = fake_proc(8192, 16384);
+        let persist_path = dir.path().join("90-syncd.conf");
+        let (_src, config) = config_with(InotifyLimits {
+            persist: true,
+            ..InotifyLimits::default()
+        });
+        let notes = tune_with(&config, 10, &fs, &persist_path, false);
+        assert_eq!(read_current(&fs).expect("read"), limits(8192, 16384));
+        assert!(!persist_path.exists());
+        let warn: Vec<&str> = notes
+            .iter()
+            .filter(|n| n.level == Level::Warn)
+            .map(|n| n.message.as_str())
+            .collect();
+        assert_eq!(
+            warn,
+            [
+                "SYNCD_NO_SYSCTL is set: not raising fs.inotify.max_user_watches from 8192 to \
+              16384; run: sysctl -w fs.inotify.max_user_watches=16384"
+            ]
+        );
+    }
+
+    #[test]
     fn tune_never_fails_and_says_what_to_run() {
         let (_src, config) = config_with(InotifyLimits {
             persist: true,
@@ -875,7 +929,7 @@ mod tests {
         });
         // The sysctl files are missing: one warning, nothing else.
         let missing = SysctlFs::new("/nonexistent-syncd-proc");
-        let notes = tune_with(&config, 5, &missing, Path::new("/nonexistent/p.conf"));
+        let notes = tune_with(&config, 5, &missing, Path::new("/nonexistent/p.conf"), true);
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert_eq!(notes[0].level, Level::Warn);
         assert!(notes[0].message.contains("left as they are"), "{notes:?}");
@@ -895,7 +949,7 @@ mod tests {
         // The persist file's directory cannot be created either: a file is in its way.
         fs::write(dir.path().join("etc"), "").expect("write");
         let persist_path = dir.path().join("etc/sysctl.d/90-syncd.conf");
-        let notes = tune_with(&config, 70_000, &fs, &persist_path);
+        let notes = tune_with(&config, 70_000, &fs, &persist_path, true);
         assert_eq!(fs.read(Knob::MaxUserWatches).expect("read"), before);
         let text: Vec<String> = notes
             .iter()
