@@ -18,6 +18,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use syncd_worker::config::{Config, SyncJob, Target, TargetKind};
+use syncd_worker::rsync::args::quote_rsh_word;
+use syncd_worker::rsync::probe::parse_version;
 use syncd_worker::rsync::{check_password_file, classify, dest_arg};
 
 use crate::settings::Settings;
@@ -278,23 +280,6 @@ fn rsync_subject(binary: &Path) -> String {
     }
 }
 
-/// `rsync  version 3.5.0  protocol version 32` → (3, 5, 0).
-fn parse_version(line: &str) -> Option<(u32, u32, u32)> {
-    let mut words = line.split_whitespace();
-    if words.next() != Some("rsync") || words.next() != Some("version") {
-        return None;
-    }
-    let mut nums = words.next()?.split('.').map(|p| {
-        let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse::<u32>().ok()
-    });
-    Some((
-        nums.next()??,
-        nums.next()??,
-        nums.next().flatten().unwrap_or(0),
-    ))
-}
-
 /// The rsync binary: found, really rsync, and not a version with known trouble.
 fn version_finding(binary: &Path, line: &Result<String, String>) -> Finding {
     let subject = rsync_subject(binary);
@@ -499,7 +484,7 @@ fn list_only_args(target: &Target, timeout: Duration) -> Vec<OsString> {
                 format!("ConnectTimeout={secs}"),
             ]);
             words.extend(ssh_args.iter().cloned());
-            let rsh: Vec<String> = words.iter().map(|w| rsh_word(w)).collect();
+            let rsh: Vec<String> = words.iter().map(|w| quote_rsh_word(w)).collect();
             args.push("-e".into());
             args.push(rsh.join(" ").into());
         }
@@ -507,14 +492,6 @@ fn list_only_args(target: &Target, timeout: Duration) -> Vec<OsString> {
     }
     args.push(dest_arg(target));
     args
-}
-
-/// One word of rsync's `-e` string: single quotes keep spaces, `''` is a quote inside.
-fn rsh_word(w: &str) -> String {
-    if !w.is_empty() && !w.contains([' ', '\'', '"']) {
-        return w.to_string();
-    }
-    format!("'{}'", w.replace('\'', "''"))
 }
 
 /// How a `--list-only` run ended.
