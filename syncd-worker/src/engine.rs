@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 
 use crate::batch::Batch;
+use crate::catchup::{self, Restart, Tracker, Watermark};
 use crate::config::{Config, Mode, SyncJob, Target, TargetKind};
 use crate::faillog::FailLog;
 use crate::hooks::{HookRunner, Pushed};
@@ -72,6 +73,7 @@ struct SyncState {
     next_full: Option<Instant>,
     hooks: HookRunner,
     targets: Vec<TargetState>,
+    catchup: Tracker,
 }
 
 struct Engine {
@@ -98,6 +100,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         log::warn!("{w}");
     }
     let _state_lock = lock_state_dir(&config.state_dir)?;
+    // Before the fail logs and the status file exist: they are signs of a previous run.
+    let restart = Restart::begin(&config)?;
     let (tx, rx) = mpsc::channel();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -164,6 +168,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             next_full: None,
             hooks: HookRunner::spawn(job.hooks.clone()),
             targets,
+            catchup: restart.tracker(job),
         });
     }
     let mut engine = Engine {
@@ -183,13 +188,38 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             s.job.clone(),
             engine.tx.clone(),
             engine.stop_watchers.clone(),
+            s.catchup.watermark(),
         );
     }
     engine.write_status();
-    engine.main_loop(rx);
+    engine.main_loop(&rx);
     engine.stop_watchers.store(true, Ordering::Relaxed);
-    engine.save_pending();
+    // Read what each sync can vouch for, then queue what the watchers sent up to that
+    // point, then save: see the catchup module's doc.
+    let vouched: Vec<Option<i64>> = engine
+        .syncs
+        .iter()
+        .map(|s| s.catchup.vouch(s.ready, s.stats.unwatched))
+        .collect();
+    while let Ok(m) = rx.try_recv() {
+        if matches!(m, Msg::Changes(..)) {
+            engine.handle(m);
+        }
+    }
+    let saved = engine.save_pending();
     engine.write_status();
+    if engine.fatal.is_none() {
+        let entries = engine
+            .syncs
+            .iter()
+            .zip(vouched)
+            .zip(saved)
+            .map(|((s, v), ok)| catchup::MarkerSync::new(&s.job, v.filter(|_| ok)))
+            .collect();
+        if let Err(e) = catchup::write_marker(&engine.config.state_dir, entries) {
+            log::error!("{e:#}; the next start pushes every tree whole");
+        }
+    }
     match engine.fatal {
         Some(e) => Err(anyhow::anyhow!(e)),
         None => Ok(()),
@@ -239,7 +269,13 @@ fn lock_state_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-fn spawn_watcher(idx: usize, job: Arc<SyncJob>, tx: Sender<Msg>, stop: Arc<AtomicBool>) {
+fn spawn_watcher(
+    idx: usize,
+    job: Arc<SyncJob>,
+    tx: Sender<Msg>,
+    stop: Arc<AtomicBool>,
+    watermark: Watermark,
+) {
     std::thread::spawn(move || {
         let mut w = match Watcher::new(&job) {
             Ok(w) => w,
@@ -282,6 +318,9 @@ fn spawn_watcher(idx: usize, job: Arc<SyncJob>, tx: Sender<Msg>, stop: Arc<Atomi
             if !out.is_empty() && tx.send(Msg::Changes(idx, out)).is_err() {
                 return;
             }
+            if w.caught_up() {
+                watermark.set_now();
+            }
             let st = w.stats();
             if st != last {
                 last = st;
@@ -294,7 +333,7 @@ fn spawn_watcher(idx: usize, job: Arc<SyncJob>, tx: Sender<Msg>, stop: Arc<Atomi
 }
 
 impl Engine {
-    fn main_loop(&mut self, rx: mpsc::Receiver<Msg>) {
+    fn main_loop(&mut self, rx: &mpsc::Receiver<Msg>) {
         loop {
             let now = Instant::now();
             if !self.stopping {
@@ -438,6 +477,13 @@ impl Engine {
                         t.queue.push(Change::Full, now);
                     }
                 }
+                let tx = self.tx.clone();
+                let send = move |c| tx.send(Msg::Changes(si, c)).is_ok();
+                if let Some(c) = s.catchup.on_ready(&s.job, &self.stop_watchers, send) {
+                    for t in &mut s.targets {
+                        t.queue.push(c.clone(), now);
+                    }
+                }
                 s.next_full = s.job.full_sync.interval.map(|i| now + i);
                 // Write at once: "not starting any more" is what callers wait for.
                 self.write_status();
@@ -553,9 +599,12 @@ impl Engine {
         }
     }
 
-    /// Keep everything not yet pushed in the fail log, for the next start.
-    fn save_pending(&mut self) {
+    /// Keep everything not yet pushed in the fail log, for the next start. Returns, per
+    /// sync, whether everything it owes was saved.
+    fn save_pending(&mut self) -> Vec<bool> {
+        let mut saved = Vec::with_capacity(self.syncs.len());
         for s in &mut self.syncs {
+            let mut ok = true;
             for t in &mut s.targets {
                 // A push still in flight may not finish: keep its batch too.
                 if let Some(f) = &t.in_flight {
@@ -575,10 +624,15 @@ impl Engine {
                         t.faillog.path().display()
                     ),
                     Ok(()) => {}
-                    Err(e) => log::error!("{e:#}"),
+                    Err(e) => {
+                        ok = false;
+                        log::error!("{e:#}");
+                    }
                 }
             }
+            saved.push(ok);
         }
+        saved
     }
 
     fn maybe_write_status(&mut self, now: Instant) {
