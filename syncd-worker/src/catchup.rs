@@ -939,4 +939,102 @@ mod tests {
         assert_eq!(again.state, "running");
         assert!(again.syncs.is_empty());
     }
+
+    fn ctime_of(p: &Path) -> i64 {
+        ctime_ns(&fs::symlink_metadata(p).unwrap())
+    }
+
+    /// Rewrite `probe` until its ctime is past `t` (the kernel's timestamp clock ticks
+    /// every few ms): from then on, every change gets a ctime after `t`.
+    fn wait_ctime_past(probe: &Path, t: i64) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            fs::write(probe, "tick").unwrap();
+            if ctime_of(probe) > t {
+                return;
+            }
+            assert!(Instant::now() < deadline, "ctime did not advance past {t}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn walk_all(src: &Path, ex: &ExcludeSet, since: i64) -> (WalkSummary, Vec<Change>) {
+        let mut got = Vec::new();
+        let stop = AtomicBool::new(false);
+        let sum = walk_changed(src, ex, since, &stop, |c| {
+            got.extend(c);
+            true
+        });
+        got.sort_by_key(|c| format!("{c:?}"));
+        (sum, got)
+    }
+
+    #[test]
+    fn walk_queues_what_changed_after_t_only() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, aside) = (t.path().join("src"), t.path().join("probe"));
+        for d in ["a", "b", "c/deep", "cache", "e/deep"] {
+            fs::create_dir_all(src.join(d)).unwrap();
+        }
+        for f in [
+            "a/old", "b/old", "c/deep/f", "cache/f", "e/deep/f", "e/deep/g",
+        ] {
+            fs::write(src.join(f), "old").unwrap();
+        }
+        std::os::unix::fs::symlink("/nowhere", src.join("c/link")).unwrap();
+        let ex = ExcludeSet::new(&["^cache$"]).unwrap();
+        // T: just after the newest ctime in the tree as it was.
+        let mut newest = i64::MIN;
+        let mut stack = vec![src.clone()];
+        while let Some(d) = stack.pop() {
+            newest = newest.max(ctime_of(&d));
+            for e in fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                newest = newest.max(ctime_of(&p));
+                if fs::symlink_metadata(&p).unwrap().is_dir() {
+                    stack.push(p);
+                }
+            }
+        }
+        let since = newest + 1;
+        let (sum, got) = walk_all(&src, &ex, since);
+        assert_eq!(got, vec![], "nothing changed yet");
+        assert_eq!((sum.paths, sum.dirs, sum.full), (0, 0, false));
+        assert_eq!(
+            sum.entries, 12,
+            "every entry but the excluded dir's contents"
+        );
+
+        wait_ctime_past(&aside, newest);
+        fs::write(src.join("a/old"), "new content").unwrap(); // modified in place
+        fs::write(src.join("b/new"), "n").unwrap(); // created: b changed
+        fs::remove_file(src.join("b/old")).unwrap(); // deleted: b changed
+        fs::set_permissions(
+            src.join("e/deep/f"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap(); // chmod deep down: found by descending
+        fs::write(src.join("cache/f"), "excluded").unwrap();
+        let (sum, got) = walk_all(&src, &ex, since);
+        let want = vec![
+            Change::Path(b"a/old".to_vec()),
+            Change::Path(b"e/deep/f".to_vec()),
+            Change::Tree(b"b".to_vec()),
+        ];
+        let mut want_sorted = want.clone();
+        want_sorted.sort_by_key(|c| format!("{c:?}"));
+        assert_eq!(got, want_sorted);
+        assert_eq!((sum.paths, sum.dirs, sum.full), (2, 1, false));
+
+        // A rename at the top changes the top directory: only a full push reconciles it.
+        fs::rename(src.join("c"), src.join("c2")).unwrap();
+        let (sum, got) = walk_all(&src, &ex, since);
+        assert_eq!(got, vec![Change::Full]);
+        assert!(sum.full);
+
+        // A stop request ends the walk early.
+        let stop = AtomicBool::new(true);
+        let sum = walk_changed(&src, &ex, i64::MAX, &stop, |_| true);
+        assert!(sum.stopped);
+    }
 }
