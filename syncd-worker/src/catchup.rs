@@ -16,10 +16,14 @@
 //! events queue up), and the engine stops reading its channel before the watcher thread
 //! stops. So the watcher thread itself records, after each poll whose output it has sent,
 //! the wall time at which the kernel queue was empty and no half of a move was held back
-//! ([`Watermark::set_now`]). The engine reads the watermarks, *then* drains its channel
+//! ([`Watermark::advance_if`]). The engine reads the watermarks, *then* drains its channel
 //! once more, *then* saves the queues: everything before the watermark is queued or saved.
 //! The slack covers a syscall that set its ctime just before the watermark but queued its
-//! event just after, and the coarse clock the kernel uses for timestamps.
+//! event just after, the coarse clock the kernel uses for timestamps, and file systems
+//! whose timestamps have 1-second granularity (ext3 with small inodes).
+//!
+//! No record is written after a fatal error or a second stop signal (exit without
+//! waiting): the "running" record stays, and the next start pushes everything whole.
 //!
 //! A sync gets no T (`since: null`, so the next start pushes it whole) when its watches
 //! were incomplete (unwatched directories), its fail log could not be saved, or it never
@@ -326,10 +330,13 @@ impl Default for Watermark {
 }
 
 impl Watermark {
-    /// Record "now". Call only after sending every change the watcher produced, and only
-    /// when the kernel queue is empty and no half of a move is held back.
-    pub fn set_now(&self) {
-        self.set(wall_ns(SystemTime::now()));
+    /// Record "now" if `caught_up` (asked after the time is taken) says the watcher has
+    /// delivered everything the kernel queued. Call after sending the watcher's changes.
+    pub fn advance_if(&self, caught_up: impl FnOnce() -> bool) {
+        let now = wall_ns(SystemTime::now());
+        if caught_up() {
+            self.set(now);
+        }
     }
 
     pub fn set(&self, ns: i64) {
@@ -1036,5 +1043,45 @@ mod tests {
         let stop = AtomicBool::new(true);
         let sum = walk_changed(&src, &ex, i64::MAX, &stop, |_| true);
         assert!(sum.stopped);
+    }
+
+    #[test]
+    fn watermark_advances_only_when_the_watcher_has_delivered_everything() {
+        let t = tempfile::tempdir().unwrap();
+        let mut w = crate::watch::Watcher::new(&job(t.path(), vec![])).unwrap();
+        let mark = Watermark::default();
+        assert_eq!(mark.get(), None);
+        mark.advance_if(|| w.caught_up());
+        let first = mark.get().expect("nothing queued yet: caught up");
+
+        fs::write(t.path().join("f"), "x").unwrap();
+        // The event is queued in the kernel by the time write(2) returns: not caught up.
+        mark.advance_if(|| w.caught_up());
+        assert_eq!(mark.get(), Some(first));
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !out.contains(&Change::Path(b"f".to_vec())) {
+            assert!(Instant::now() < deadline, "no event for f: {out:?}");
+            w.poll(Duration::from_millis(50), &mut out).unwrap();
+        }
+        // Drain what else the write produced (CREATE, then CLOSE_WRITE).
+        while !w.caught_up() {
+            assert!(Instant::now() < deadline, "watcher never caught up");
+            w.poll(Duration::from_millis(50), &mut out).unwrap();
+        }
+        mark.advance_if(|| w.caught_up());
+        assert!(mark.get().expect("set") > first);
+
+        // A move out of the tree: until its MOVED_FROM comes out as `Gone` (unread, then
+        // held back ~20 ms waiting for a MOVED_TO), the watcher is not caught up.
+        let outside = tempfile::tempdir().unwrap();
+        fs::rename(t.path().join("f"), outside.path().join("f")).unwrap();
+        let gone = Change::Gone(b"f".to_vec());
+        while !out.contains(&gone) {
+            assert!(!w.caught_up(), "caught up with a move not yet delivered");
+            assert!(Instant::now() < deadline, "move never delivered: {out:?}");
+            w.poll(Duration::from_millis(5), &mut out).unwrap();
+        }
+        assert!(w.caught_up());
     }
 }

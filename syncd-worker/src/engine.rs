@@ -318,9 +318,7 @@ fn spawn_watcher(
             if !out.is_empty() && tx.send(Msg::Changes(idx, out)).is_err() {
                 return;
             }
-            if w.caught_up() {
-                watermark.set_now();
-            }
+            watermark.advance_if(|| w.caught_up());
             let st = w.stats();
             if st != last {
                 last = st;
