@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 
 use crate::batch::Batch;
+use crate::catchup::{self, Restart, Tracker, Watermark};
 use crate::config::{Config, Mode, SyncJob, Target, TargetKind};
 use crate::faillog::FailLog;
 use crate::hooks::{HookRunner, Pushed};
@@ -140,6 +141,7 @@ struct SyncState {
     next_full: Option<Instant>,
     hooks: HookRunner,
     targets: Vec<TargetState>,
+    catchup: Tracker,
 }
 
 struct Engine {
@@ -170,6 +172,8 @@ pub fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
         log::warn!("{w}");
     }
     let _state_lock = lock_state_dir(&config.state_dir)?;
+    // Before the fail logs and the status file exist: they are signs of a previous run.
+    let restart = Restart::begin(&config)?;
     let (tx, rx) = mpsc::channel();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -213,16 +217,41 @@ pub fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
         targets.push(ts);
     }
     for (job, ts) in jobs.into_iter().zip(targets) {
-        let s = engine.start_sync(job, ts, false);
+        let tracker = restart.tracker(&job);
+        let s = engine.start_sync(job, ts, false, tracker);
         engine.syncs.push(s);
     }
     engine.write_status();
-    engine.main_loop(rx);
+    engine.main_loop(&rx);
     for s in &mut engine.syncs {
         s.watch.stop();
     }
-    engine.save_pending();
+    // Read what each sync can vouch for, then queue what the watchers sent up to that
+    // point, then save: see the catchup module's doc.
+    let vouched: Vec<Option<i64>> = engine
+        .syncs
+        .iter()
+        .map(|s| s.catchup.vouch(s.ready, s.stats.unwatched))
+        .collect();
+    while let Ok(m) = rx.try_recv() {
+        if matches!(m, Msg::Changes(..)) {
+            engine.handle(m);
+        }
+    }
+    let saved = engine.save_pending();
     engine.write_status();
+    if engine.fatal.is_none() {
+        let entries = engine
+            .syncs
+            .iter()
+            .zip(vouched)
+            .zip(saved)
+            .map(|((s, v), ok)| catchup::MarkerSync::new(&s.job, v.filter(|_| ok)))
+            .collect();
+        if let Err(e) = catchup::write_marker(&engine.config.state_dir, entries) {
+            log::error!("{e:#}; the next start pushes every tree whole");
+        }
+    }
     match engine.fatal {
         Some(e) => Err(anyhow::anyhow!(e)),
         None => Ok(()),
@@ -288,6 +317,7 @@ fn spawn_watcher(
     job: Arc<SyncJob>,
     tx: Sender<Msg>,
     prev: Option<JoinHandle<()>>,
+    watermark: Watermark,
 ) -> WatchHandle {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -295,7 +325,7 @@ fn spawn_watcher(
         if let Some(prev) = prev {
             let _ = prev.join();
         }
-        watch_loop(id, &job, &tx, &flag);
+        watch_loop(id, &job, &tx, &flag, &watermark);
     });
     WatchHandle {
         id,
@@ -304,7 +334,7 @@ fn spawn_watcher(
     }
 }
 
-fn watch_loop(id: Id, job: &SyncJob, tx: &Sender<Msg>, stop: &AtomicBool) {
+fn watch_loop(id: Id, job: &SyncJob, tx: &Sender<Msg>, stop: &AtomicBool, watermark: &Watermark) {
     if stop.load(Ordering::Relaxed) {
         return;
     }
@@ -349,6 +379,7 @@ fn watch_loop(id: Id, job: &SyncJob, tx: &Sender<Msg>, stop: &AtomicBool) {
         if !out.is_empty() && tx.send(Msg::Changes(id, out)).is_err() {
             return;
         }
+        watermark.advance_if(|| w.caught_up());
         let st = w.stats();
         if st != last {
             last = st;
@@ -360,7 +391,7 @@ fn watch_loop(id: Id, job: &SyncJob, tx: &Sender<Msg>, stop: &AtomicBool) {
 }
 
 impl Engine {
-    fn main_loop(&mut self, rx: mpsc::Receiver<Msg>) {
+    fn main_loop(&mut self, rx: &mpsc::Receiver<Msg>) {
         loop {
             let now = Instant::now();
             if !self.stopping {
@@ -491,6 +522,7 @@ impl Engine {
                 }
             }
             Msg::Ready(wid, stats) => {
+                let tx = self.tx.clone();
                 let Some(s) = self.sync_watched_by(wid) else {
                     return;
                 };
@@ -519,6 +551,15 @@ impl Engine {
                     );
                     for t in &mut s.targets {
                         t.queue.push(Change::Full, now);
+                    }
+                }
+                if !s.full_on_ready {
+                    let wid = s.watch.id;
+                    let send = move |c| tx.send(Msg::Changes(wid, c)).is_ok();
+                    if let Some(c) = s.catchup.on_ready(&s.job, &s.watch.stop, send) {
+                        for t in &mut s.targets {
+                            t.queue.push(c.clone(), now);
+                        }
                     }
                 }
                 s.full_on_ready = false;
@@ -707,9 +748,12 @@ impl Engine {
     }
 
     /// Keep everything not yet pushed in the fail log, for the next start. The queues
-    /// are left as they are, so this can run while pushes are still in flight.
-    fn save_pending(&mut self) {
+    /// are left as they are, so this can run while pushes are still in flight. Returns,
+    /// per sync, whether everything it owes was saved.
+    fn save_pending(&mut self) -> Vec<bool> {
+        let mut saved = Vec::with_capacity(self.syncs.len());
         for s in &mut self.syncs {
+            let mut ok = true;
             for t in &mut s.targets {
                 // A push still in flight may not finish: keep its batch too.
                 let pending = match &t.in_flight {
@@ -737,10 +781,15 @@ impl Engine {
                         t.faillog.path().display()
                     ),
                     Ok(()) => {}
-                    Err(e) => log::error!("{e:#}"),
+                    Err(e) => {
+                        ok = false;
+                        log::error!("{e:#}");
+                    }
                 }
             }
+            saved.push(ok);
         }
+        saved
     }
 
     fn fresh_id(&mut self) -> Id {
@@ -812,10 +861,18 @@ impl Engine {
         job: SyncJob,
         targets: Vec<TargetState>,
         full_on_ready: bool,
+        catchup: Tracker,
     ) -> SyncState {
         let job = Arc::new(job);
-        let watch = spawn_watcher(self.fresh_id(), job.clone(), self.tx.clone(), None);
+        let watch = spawn_watcher(
+            self.fresh_id(),
+            job.clone(),
+            self.tx.clone(),
+            None,
+            catchup.watermark(),
+        );
         SyncState {
+            catchup,
             hooks: HookRunner::spawn(job.hooks.clone()),
             job,
             watch,
@@ -906,7 +963,12 @@ impl Engine {
                     "{}: added by reload; its targets get a whole-tree push once its watches are in place",
                     sp.name
                 );
-                let s = self.start_sync(job.clone(), ts.into_iter().flatten().collect(), true);
+                let s = self.start_sync(
+                    job.clone(),
+                    ts.into_iter().flatten().collect(),
+                    true,
+                    Tracker::none(),
+                );
                 self.syncs.push(s);
                 continue;
             }
@@ -1000,7 +1062,13 @@ impl Engine {
                 job.name
             );
             let prev = s.watch.stop();
-            s.watch = spawn_watcher(self.fresh_id(), job.clone(), self.tx.clone(), prev);
+            s.watch = spawn_watcher(
+                self.fresh_id(),
+                job.clone(),
+                self.tx.clone(),
+                prev,
+                s.catchup.watermark(),
+            );
             s.ready = false;
             s.full_on_ready = true;
             s.next_full = None;

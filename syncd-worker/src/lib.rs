@@ -4,6 +4,7 @@
 //! controller reads [`config`] and [`status`].
 
 pub mod batch;
+pub mod catchup;
 pub mod config;
 pub mod engine;
 pub mod exclude;

@@ -128,6 +128,14 @@ impl Watcher {
         }
     }
 
+    /// True when every event the kernel queued before this call has already come out of
+    /// `poll` as changes: the inotify queue is empty and no half of a move is held back.
+    /// With a zero timeout `poll(2)` does not sleep, so a signal cannot make an unread
+    /// queue look empty.
+    pub fn caught_up(&self) -> bool {
+        self.pending_moves.is_empty() && matches!(self.readable(Duration::ZERO), Ok(false))
+    }
+
     /// True once the source directory itself was deleted or moved away.
     pub fn root_gone(&self) -> bool {
         self.root_gone

@@ -7,6 +7,8 @@ mod harness;
 /// The harness proves itself with plain rsync, no syncd.
 mod harness_selftest;
 
+/// Restart after a clean stop catches up by ctime, not by a full sync; after SIGKILL, full.
+mod catchup;
 /// Bursts, deletes, renames, the new-dir race, hard names, tree mode.
 mod changes;
 /// New symlinks, hard links, empty files, chmod — each alone.

@@ -1,0 +1,1097 @@
+//! Cheap restart: changes made while no worker was watching reach the target without a
+//! whole-tree rsync, when it is safe to say so; a whole-tree push when it is not.
+//!
+//! Owns `<state_dir>/catchup.json` (the clean-stop record), the decision made per sync at
+//! start, the watcher's "caught up" watermark, and the local catch-up walk. It never runs
+//! rsync and never touches the queue: it hands [`Change`]s to the engine, whose normal
+//! batching pushes them.
+//!
+//! # The clean-stop record
+//!
+//! At a clean stop (SIGTERM/SIGINT, no fatal error) the engine writes, per sync: the
+//! source, the exclude patterns, the target names and `since` = T. T means: *every change
+//! whose ctime is before T was seen by the watcher and is either pushed or saved in the
+//! fail log.* T is the sync's watermark minus [`SLACK`]. The watermark is not "when the
+//! stop began": the watcher can lag behind the kernel (it walks a big new directory while
+//! events queue up), and the engine stops reading its channel before the watcher thread
+//! stops. So the watcher thread itself records, after each poll whose output it has sent,
+//! the wall time at which the kernel queue was empty and no half of a move was held back
+//! ([`Watermark::advance_if`]). The engine reads the watermarks, *then* drains its channel
+//! once more, *then* saves the queues: everything before the watermark is queued or saved.
+//! The slack covers a syscall that set its ctime just before the watermark but queued its
+//! event just after, the coarse clock the kernel uses for timestamps, and file systems
+//! whose timestamps have 1-second granularity (ext3 with small inodes).
+//!
+//! No record is written after a fatal error or a second stop signal (exit without
+//! waiting): the "running" record stays, and the next start pushes everything whole.
+//!
+//! A sync gets no T (`since: null`, so the next start pushes it whole) when its watches
+//! were incomplete (unwatched directories), its fail log could not be saved, or it never
+//! became ready and had no earlier T to carry. A catch-up walk that did not finish keeps
+//! the T it started from: what it had not queued yet is found again next time.
+//!
+//! # At start
+//!
+//! [`Restart::begin`] reads the record and at once replaces it with a "running" record,
+//! so a worker that dies later never leaves a valid clean-stop record behind, and the next
+//! start knows a previous worker existed. Per sync ([`decide`]):
+//! * `initial_sync` → whole-tree push (the operator asked; the engine does it);
+//! * a clean record naming this sync, with the same source, the same excludes, no new
+//!   target, and a clock that did not go back → [`Decision::CtimeSince`];
+//! * a clean record without this sync → nothing (the sync is new in the config: the same
+//!   as a first start); an entry with `since: null` → whole-tree push;
+//! * no clean record, but a previous worker ran here (a "running" record, an unreadable
+//!   record, or — for state directories from before this record existed — a status file
+//!   or a fail-log directory) → whole-tree push: it was killed, crashed, or lost power;
+//! * no record and no trace of a previous worker (first start ever) → nothing.
+//!
+//! Clock checks: T in the future means the clock went back → whole-tree push. Within the
+//! same boot (same `/proc/sys/kernel/random/boot_id`), the wall time elapsed since the
+//! record was written is compared with `CLOCK_BOOTTIME`: a wall clock that advanced less
+//! than the boot clock (by more than the slack) was set back while stopped → whole-tree push.
+//!
+//! # The catch-up walk
+//!
+//! Runs after the sync's watches are in place (so nothing falls between the walk and the
+//! watches), on its own thread, with `lstat` only, not following symlinks, skipping
+//! excluded paths as the watcher does. With T:
+//! * a non-directory with ctime ≥ T → [`Change::Path`] (written, chmod'ed, created, or
+//!   renamed: Linux file systems update the ctime of a renamed inode);
+//! * a directory with ctime ≥ T → [`Change::Tree`], not descended: an entry created,
+//!   removed or renamed in it changed its ctime, and a tree push (`-r --delete` scoped to
+//!   it) propagates removals and covers a directory moved in with old contents;
+//! * the top directory itself with ctime ≥ T → [`Change::Full`]: the root can only be
+//!   reconciled by a whole-tree push (a removal there is otherwise invisible);
+//! * a directory that cannot be read → pushed whole (rsync then reports what it can).
+//!
+//! Users cannot set ctime (`touch -d` sets mtime and bumps ctime to now), which is why it,
+//! not mtime, is the clock here. Event toggles (`create_file = false`, …) are not applied
+//! to what the walk finds: it pushes the tree's current state, like a full sync does.
+
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::RelPath;
+use crate::config::{Config, SyncJob};
+use crate::exclude::ExcludeSet;
+use crate::queue::Change;
+use crate::status::write_atomic;
+use crate::walk::{abs, child, vanished};
+
+/// The record's file name under the state directory.
+pub const MARKER_FILE: &str = "catchup.json";
+/// Taken off the watermark: covers a ctime set just before it whose event was queued just
+/// after, the kernel's coarse timestamp clock, and small clock adjustments.
+pub const SLACK: Duration = Duration::from_secs(2);
+/// Changes per message to the engine during the walk.
+const CHUNK: usize = 1000;
+const VERSION: u32 = 1;
+const NS: i64 = 1_000_000_000;
+
+/// The clean-stop record, or the "running" record that replaces it while a worker runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marker {
+    pub version: u32,
+    /// "stopped" (written at a clean stop) or "running" (written at start).
+    pub state: String,
+    pub pid: u32,
+    /// Wall time the record was written, Unix nanoseconds.
+    pub written_ns: i64,
+    /// `CLOCK_BOOTTIME` when it was written, nanoseconds.
+    pub boottime_ns: Option<i64>,
+    /// The kernel's boot id when it was written.
+    pub boot_id: Option<String>,
+    pub syncs: Vec<MarkerSync>,
+}
+
+/// One sync in the clean-stop record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkerSync {
+    pub name: String,
+    pub source: String,
+    pub exclude: Vec<String>,
+    pub targets: Vec<String>,
+    /// T, Unix nanoseconds; None = this sync cannot vouch for anything (push it whole).
+    pub since_ns: Option<i64>,
+}
+
+impl MarkerSync {
+    pub fn new(job: &SyncJob, since_ns: Option<i64>) -> MarkerSync {
+        MarkerSync {
+            name: job.name.clone(),
+            source: job.source.to_string_lossy().into_owned(),
+            exclude: job.exclude.patterns().map(str::to_string).collect(),
+            targets: job.targets.iter().map(|t| t.name.clone()).collect(),
+            since_ns,
+        }
+    }
+}
+
+/// "Now" as the decision needs it: wall time plus, where known, the boot clock and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clock {
+    pub wall_ns: i64,
+    pub boottime_ns: Option<i64>,
+    pub boot_id: Option<String>,
+}
+
+impl Clock {
+    pub fn now() -> Clock {
+        Clock {
+            wall_ns: wall_ns(SystemTime::now()),
+            boottime_ns: boottime_ns(),
+            boot_id: fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .map(|s| s.trim().to_string()),
+        }
+    }
+}
+
+/// What a sync does about the time no worker watched it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Walk the tree and push what has a ctime at or after this (Unix nanoseconds).
+    CtimeSince(i64),
+    /// Push the whole tree, for this reason.
+    Full(String),
+    /// Nothing to catch up (first start).
+    Nothing,
+}
+
+/// What the start found in the state directory.
+#[derive(Debug, Clone, Default)]
+pub struct Restart {
+    /// The clean-stop record, if the previous worker wrote one.
+    pub marker: Option<Marker>,
+    /// A previous worker ran with this state directory.
+    pub previous_run: bool,
+    pub now: Option<Clock>,
+}
+
+impl Restart {
+    /// Read the record, then replace it at once with a "running" record (so a later crash
+    /// leaves no valid clean-stop record). Must run before the fail logs are opened and the
+    /// status file is first written (their presence is a sign of a previous run).
+    pub fn begin(config: &Config) -> anyhow::Result<Restart> {
+        let path = config.state_dir.join(MARKER_FILE);
+        let mut previous_run = false;
+        let marker = match fs::read(&path) {
+            Ok(data) => {
+                previous_run = true;
+                match serde_json::from_slice::<Marker>(&data) {
+                    Ok(m) if m.version == VERSION && m.state == "stopped" => Some(m),
+                    Ok(_) => None,
+                    Err(e) => {
+                        log::warn!(
+                            "{} is not a valid clean-stop record ({e}); treating the previous stop as unclean",
+                            path.display()
+                        );
+                        None
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => {
+                log::warn!(
+                    "cannot read {} ({e}); treating the previous stop as unclean",
+                    path.display()
+                );
+                previous_run = true;
+                None
+            }
+        };
+        previous_run |= config.status_file.exists() || config.state_dir.join("faillog").exists();
+        let now = Clock::now();
+        let running = Marker {
+            version: VERSION,
+            state: "running".into(),
+            pid: std::process::id(),
+            written_ns: now.wall_ns,
+            boottime_ns: now.boottime_ns,
+            boot_id: now.boot_id.clone(),
+            syncs: Vec::new(),
+        };
+        let data = serde_json::to_vec_pretty(&running).context("failed to encode catchup.json")?;
+        write_atomic(&path, &data, 0o644).with_context(|| {
+            format!(
+                "cannot replace the clean-stop record {}: make the state directory writable",
+                path.display()
+            )
+        })?;
+        Ok(Restart {
+            marker,
+            previous_run,
+            now: Some(now),
+        })
+    }
+
+    /// The tracker of one sync, with its decision.
+    pub fn tracker(&self, job: &SyncJob) -> Tracker {
+        let now = self.now.clone().unwrap_or_else(Clock::now);
+        Tracker {
+            decision: decide(job, self.marker.as_ref(), self.previous_run, &now),
+            walk_done: Arc::new(AtomicBool::new(false)),
+            watermark: Watermark::default(),
+        }
+    }
+}
+
+/// The decision for one sync. Pure.
+pub fn decide(job: &SyncJob, marker: Option<&Marker>, previous_run: bool, now: &Clock) -> Decision {
+    if job.initial_sync {
+        return Decision::Full("initial_sync is set".into());
+    }
+    let Some(m) = marker else {
+        return if previous_run {
+            Decision::Full(
+                "no clean-stop record from the previous worker (it was killed, crashed, or the machine lost power)"
+                    .into(),
+            )
+        } else {
+            Decision::Nothing
+        };
+    };
+    let Some(entry) = m.syncs.iter().find(|s| s.name == job.name) else {
+        return Decision::Nothing;
+    };
+    let Some(since) = entry.since_ns else {
+        return Decision::Full(
+            "the previous worker could not vouch for this sync when it stopped (directories unwatched, fail log not saved, or watches never complete)"
+                .into(),
+        );
+    };
+    let mine = MarkerSync::new(job, None);
+    if entry.source != mine.source {
+        return Decision::Full(format!(
+            "the source changed from {} to {}",
+            entry.source, mine.source
+        ));
+    }
+    if entry.exclude != mine.exclude {
+        return Decision::Full("the exclude patterns changed".into());
+    }
+    if let Some(t) = mine.targets.iter().find(|t| !entry.targets.contains(t)) {
+        return Decision::Full(format!("target {t} is new"));
+    }
+    if since > now.wall_ns || m.written_ns > now.wall_ns {
+        return Decision::Full(
+            "the system clock is behind the clean-stop record (it was set back)".into(),
+        );
+    }
+    if let (Some(b0), Some(b1), Some(id0), Some(id1)) =
+        (m.boottime_ns, now.boottime_ns, &m.boot_id, &now.boot_id)
+    {
+        let slack = SLACK.as_nanos() as i64;
+        if id0 == id1 && (now.wall_ns - m.written_ns) < (b1 - b0) - slack {
+            return Decision::Full("the system clock was set back while syncd was stopped".into());
+        }
+    }
+    Decision::CtimeSince(since)
+}
+
+/// What the walk does with one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// Unchanged file: nothing. Unchanged directory: look inside.
+    Unchanged,
+    /// Push this path as it is.
+    Path,
+    /// Push this directory whole; do not look inside.
+    Tree,
+}
+
+/// Classify an entry by its ctime (Unix nanoseconds) against T. Pure.
+pub fn classify(since_ns: i64, ctime_ns: i64, is_dir: bool) -> Found {
+    match (ctime_ns >= since_ns, is_dir) {
+        (false, _) => Found::Unchanged,
+        (true, false) => Found::Path,
+        (true, true) => Found::Tree,
+    }
+}
+
+/// The last time the watcher had delivered everything the kernel queued (Unix
+/// nanoseconds), shared between the watcher thread and the engine.
+#[derive(Debug, Clone)]
+pub struct Watermark(Arc<AtomicI64>);
+
+impl Default for Watermark {
+    fn default() -> Self {
+        Watermark(Arc::new(AtomicI64::new(i64::MIN)))
+    }
+}
+
+impl Watermark {
+    /// Record "now" if `caught_up` (asked after the time is taken) says the watcher has
+    /// delivered everything the kernel queued. Call after sending the watcher's changes.
+    pub fn advance_if(&self, caught_up: impl FnOnce() -> bool) {
+        let now = wall_ns(SystemTime::now());
+        if caught_up() {
+            self.set(now);
+        }
+    }
+
+    pub fn set(&self, ns: i64) {
+        self.0.store(ns, Ordering::Release);
+    }
+
+    pub fn get(&self) -> Option<i64> {
+        match self.0.load(Ordering::Acquire) {
+            i64::MIN => None,
+            v => Some(v),
+        }
+    }
+}
+
+/// One sync's catch-up: its decision, whether its walk finished, its watermark.
+#[derive(Debug)]
+pub struct Tracker {
+    decision: Decision,
+    walk_done: Arc<AtomicBool>,
+    watermark: Watermark,
+}
+
+impl Tracker {
+    /// A sync that joined at run time (added by a reload): nothing to catch up, its
+    /// targets get a whole-tree push anyway.
+    pub fn none() -> Tracker {
+        Tracker {
+            decision: Decision::Nothing,
+            walk_done: Arc::new(AtomicBool::new(false)),
+            watermark: Watermark::default(),
+        }
+    }
+
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+
+    /// The handle the watcher thread updates.
+    pub fn watermark(&self) -> Watermark {
+        self.watermark.clone()
+    }
+
+    /// The sync's watches are in place: log the decision and act on it. Returns a change
+    /// to queue at once (a whole-tree push); a ctime catch-up runs on a new thread that
+    /// hands its changes to `send` in chunks and stops early when `stop` is set or `send`
+    /// returns false.
+    pub fn on_ready(
+        &self,
+        job: &Arc<SyncJob>,
+        stop: &Arc<AtomicBool>,
+        send: impl FnMut(Vec<Change>) -> bool + Send + 'static,
+    ) -> Option<Change> {
+        match &self.decision {
+            Decision::Nothing => None,
+            // The engine's own initial sync covers it.
+            Decision::Full(_) if job.initial_sync => None,
+            Decision::Full(reason) => {
+                log::info!("{}: full sync at start: {reason}", job.name);
+                Some(Change::Full)
+            }
+            Decision::CtimeSince(since) => {
+                let (job, stop, done, since) =
+                    (job.clone(), stop.clone(), self.walk_done.clone(), *since);
+                std::thread::spawn(move || run_walk(&job, since, &stop, &done, send));
+                None
+            }
+        }
+    }
+
+    /// T for the clean-stop record, given what the engine knows at the stop (read before
+    /// the final drain of the channel). None = push this sync whole next time.
+    pub fn vouch(&self, ready: bool, unwatched: u64) -> Option<i64> {
+        vouch(
+            &self.decision,
+            ready,
+            unwatched,
+            self.watermark.get(),
+            self.walk_done.load(Ordering::Acquire),
+        )
+    }
+}
+
+/// T for the clean-stop record. Pure.
+pub fn vouch(
+    decision: &Decision,
+    ready: bool,
+    unwatched: u64,
+    watermark: Option<i64>,
+    walk_done: bool,
+) -> Option<i64> {
+    if unwatched > 0 {
+        return None;
+    }
+    let carried = match decision {
+        Decision::CtimeSince(t) => Some(*t),
+        _ => None,
+    };
+    if !ready || (carried.is_some() && !walk_done) {
+        return carried;
+    }
+    let slack = SLACK.as_nanos() as i64;
+    match watermark {
+        Some(w) => Some(w.saturating_sub(slack)),
+        None => carried,
+    }
+}
+
+/// Write the clean-stop record (`entries` one per sync).
+pub fn write_marker(state_dir: &Path, entries: Vec<MarkerSync>) -> anyhow::Result<()> {
+    let now = Clock::now();
+    let m = Marker {
+        version: VERSION,
+        state: "stopped".into(),
+        pid: std::process::id(),
+        written_ns: now.wall_ns,
+        boottime_ns: now.boottime_ns,
+        boot_id: now.boot_id,
+        syncs: entries,
+    };
+    let path = state_dir.join(MARKER_FILE);
+    let data = serde_json::to_vec_pretty(&m).context("failed to encode catchup.json")?;
+    write_atomic(&path, &data, 0o644)
+        .with_context(|| format!("failed to write the clean-stop record {}", path.display()))
+}
+
+/// What a walk found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalkSummary {
+    /// Entries looked at (the top directory not counted).
+    pub entries: u64,
+    pub paths: u64,
+    pub dirs: u64,
+    /// The top directory changed: a whole-tree push was sent instead.
+    pub full: bool,
+    /// Stopped before the end (stop flag, or the engine went away).
+    pub stopped: bool,
+}
+
+/// Walk `source` and send, in chunks, what changed at or after `since_ns`.
+pub fn walk_changed(
+    source: &Path,
+    exclude: &ExcludeSet,
+    since_ns: i64,
+    stop: &AtomicBool,
+    mut send: impl FnMut(Vec<Change>) -> bool,
+) -> WalkSummary {
+    let mut sum = WalkSummary::default();
+    let root_changed = match fs::symlink_metadata(source) {
+        Ok(m) => classify(since_ns, ctime_ns(&m), true) != Found::Unchanged,
+        Err(e) => {
+            log::warn!(
+                "catch-up: cannot inspect {} ({e}); pushing the whole tree",
+                source.display()
+            );
+            true
+        }
+    };
+    if root_changed {
+        sum.full = true;
+        sum.stopped = !send(vec![Change::Full]);
+        return sum;
+    }
+    let mut out: Vec<Change> = Vec::new();
+    let mut stack: Vec<RelPath> = vec![Vec::new()];
+    while let Some(dir) = stack.pop() {
+        if stop.load(Ordering::Relaxed) {
+            sum.stopped = true;
+            return sum;
+        }
+        let rd = match fs::read_dir(abs(source, &dir)) {
+            Ok(rd) => rd,
+            Err(e) if vanished(&e) => continue,
+            Err(e) => {
+                log::warn!(
+                    "catch-up: cannot read {} ({e}); pushing it whole",
+                    abs(source, &dir).display()
+                );
+                if dir.is_empty() {
+                    sum.full = true;
+                    sum.stopped = !send(vec![Change::Full]);
+                    return sum;
+                }
+                sum.dirs += 1;
+                out.push(Change::Tree(dir));
+                continue;
+            }
+        };
+        for entry in rd {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) if vanished(&e) => continue,
+                Err(e) => {
+                    log::warn!(
+                        "catch-up: error reading {} ({e}); pushing it whole",
+                        abs(source, &dir).display()
+                    );
+                    if dir.is_empty() {
+                        sum.full = true;
+                        sum.stopped = !send(vec![Change::Full]);
+                        return sum;
+                    }
+                    out.push(Change::Tree(dir.clone()));
+                    break;
+                }
+            };
+            let rel = child(&dir, entry.file_name().as_bytes());
+            if exclude.matches_self(&rel) {
+                continue;
+            }
+            sum.entries += 1;
+            // DirEntry::metadata is an lstat: symlinks are not followed.
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if vanished(&e) => continue,
+                Err(_) => {
+                    // Cannot tell: push it (rsync sees it as it is).
+                    sum.paths += 1;
+                    out.push(Change::Path(rel));
+                    continue;
+                }
+            };
+            match classify(since_ns, ctime_ns(&meta), meta.is_dir()) {
+                Found::Unchanged if meta.is_dir() => stack.push(rel),
+                Found::Unchanged => {}
+                Found::Path => {
+                    sum.paths += 1;
+                    out.push(Change::Path(rel));
+                }
+                Found::Tree => {
+                    sum.dirs += 1;
+                    out.push(Change::Tree(rel));
+                }
+            }
+        }
+        if out.len() >= CHUNK && !send(std::mem::take(&mut out)) {
+            sum.stopped = true;
+            return sum;
+        }
+    }
+    if !out.is_empty() && !send(out) {
+        sum.stopped = true;
+    }
+    sum
+}
+
+fn run_walk(
+    job: &SyncJob,
+    since: i64,
+    stop: &AtomicBool,
+    done: &AtomicBool,
+    send: impl FnMut(Vec<Change>) -> bool,
+) {
+    let started = Instant::now();
+    let sum = walk_changed(&job.source, &job.exclude, since, stop, send);
+    let when = humantime::format_rfc3339_seconds(from_ns(since));
+    if sum.stopped {
+        log::info!(
+            "{}: catch-up walk interrupted after {} entries; the next start walks again",
+            job.name,
+            sum.entries
+        );
+        return;
+    }
+    if sum.full {
+        log::info!(
+            "{}: catch-up: the top directory changed since {when}; full sync (only a whole-tree push can reconcile it)",
+            job.name
+        );
+    } else {
+        log::info!(
+            "{}: catch-up: {} changed path{} and {} director{} since {when} (walked {} entries in {:.2}s)",
+            job.name,
+            sum.paths,
+            if sum.paths == 1 { "" } else { "s" },
+            sum.dirs,
+            if sum.dirs == 1 { "y" } else { "ies" },
+            sum.entries,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    done.store(true, Ordering::Release);
+}
+
+fn ctime_ns(m: &fs::Metadata) -> i64 {
+    m.ctime().saturating_mul(NS).saturating_add(m.ctime_nsec())
+}
+
+/// Unix nanoseconds of `t` (negative before 1970).
+pub fn wall_ns(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+    }
+}
+
+fn from_ns(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns.unsigned_abs())
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+fn boottime_ns() -> Option<i64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (r == 0).then(|| ts.tv_sec.saturating_mul(NS).saturating_add(ts.tv_nsec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Target;
+    use crate::rsync::tests::{job, local};
+
+    const S: i64 = NS;
+
+    fn target(name: &str) -> Target {
+        Target {
+            name: name.into(),
+            ..local("/backup")
+        }
+    }
+
+    fn the_job() -> SyncJob {
+        let mut j = job("/data", vec![target("b1")]);
+        j.name = "web".into();
+        j.exclude = ExcludeSet::new(&[r"\.tmp$"]).unwrap();
+        j
+    }
+
+    /// A clean record for `the_job()` with T = 1000 s, written at 1001 s, boot clock 50 s.
+    fn marker() -> Marker {
+        Marker {
+            version: VERSION,
+            state: "stopped".into(),
+            pid: 1,
+            written_ns: 1001 * S,
+            boottime_ns: Some(50 * S),
+            boot_id: Some("boot-a".into()),
+            syncs: vec![MarkerSync::new(&the_job(), Some(1000 * S))],
+        }
+    }
+
+    fn clock(wall: i64, boot: i64, id: &str) -> Clock {
+        Clock {
+            wall_ns: wall * S,
+            boottime_ns: Some(boot * S),
+            boot_id: Some(id.into()),
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let later = clock(2001, 1050, "boot-a"); // 1000 s of wall and boot time: consistent
+        let full = |s: &str| Decision::Full(s.into());
+        type Case = (&'static str, SyncJob, Option<Marker>, bool, Clock, Decision);
+        let mut cases: Vec<Case> = vec![
+            (
+                "clean record, same config",
+                the_job(),
+                Some(marker()),
+                true,
+                later.clone(),
+                Decision::CtimeSince(1000 * S),
+            ),
+            (
+                "first start ever",
+                the_job(),
+                None,
+                false,
+                later.clone(),
+                Decision::Nothing,
+            ),
+            (
+                "previous worker did not stop cleanly",
+                the_job(),
+                None,
+                true,
+                later.clone(),
+                full("no clean-stop record from the previous worker (it was killed, crashed, or the machine lost power)"),
+            ),
+            (
+                "other boot: only the future check applies",
+                the_job(),
+                Some(marker()),
+                true,
+                clock(1500, 3, "boot-b"),
+                Decision::CtimeSince(1000 * S),
+            ),
+            (
+                "clock behind T",
+                the_job(),
+                Some(marker()),
+                true,
+                clock(999, 3, "boot-b"),
+                full("the system clock is behind the clean-stop record (it was set back)"),
+            ),
+            (
+                "same boot, wall clock set back while stopped",
+                the_job(),
+                Some(marker()),
+                true,
+                clock(1101, 1050, "boot-a"), // 100 s of wall time, 1000 s of boot time
+                full("the system clock was set back while syncd was stopped"),
+            ),
+            (
+                "same boot, within the slack",
+                the_job(),
+                Some(marker()),
+                true,
+                clock(2000, 1050, "boot-a"),
+                Decision::CtimeSince(1000 * S),
+            ),
+        ];
+        let mut j = the_job();
+        j.initial_sync = true;
+        cases.push((
+            "initial_sync wins",
+            j,
+            Some(marker()),
+            true,
+            later.clone(),
+            full("initial_sync is set"),
+        ));
+        let mut j = the_job();
+        j.name = "new".into();
+        cases.push((
+            "sync not in the record: new in the config",
+            j,
+            Some(marker()),
+            true,
+            later.clone(),
+            Decision::Nothing,
+        ));
+        let mut m = marker();
+        m.syncs[0].since_ns = None;
+        cases.push((
+            "record without T for this sync",
+            the_job(),
+            Some(m),
+            true,
+            later.clone(),
+            full("the previous worker could not vouch for this sync when it stopped (directories unwatched, fail log not saved, or watches never complete)"),
+        ));
+        let mut j = the_job();
+        j.source = "/data2".into();
+        cases.push((
+            "source changed",
+            j,
+            Some(marker()),
+            true,
+            later.clone(),
+            full("the source changed from /data to /data2"),
+        ));
+        let mut j = the_job();
+        j.exclude = ExcludeSet::default();
+        cases.push((
+            "excludes changed",
+            j,
+            Some(marker()),
+            true,
+            later.clone(),
+            full("the exclude patterns changed"),
+        ));
+        let mut j = the_job();
+        j.targets.push(target("b2"));
+        cases.push((
+            "a target was added",
+            j,
+            Some(marker()),
+            true,
+            later.clone(),
+            full("target b2 is new"),
+        ));
+        let mut m = marker();
+        m.syncs[0].targets.push("gone".into());
+        cases.push((
+            "a target was removed: still cheap",
+            the_job(),
+            Some(m),
+            true,
+            later.clone(),
+            Decision::CtimeSince(1000 * S),
+        ));
+        for (name, job, marker, previous, now, want) in cases {
+            assert_eq!(
+                decide(&job, marker.as_ref(), previous, &now),
+                want,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn classification() {
+        let cases = [
+            (10, 9, false, Found::Unchanged),
+            (10, 9, true, Found::Unchanged),
+            (10, 10, false, Found::Path),
+            (10, 10, true, Found::Tree),
+            (10, 11, false, Found::Path),
+            (10, 11, true, Found::Tree),
+        ];
+        for (since, ctime, dir, want) in cases {
+            assert_eq!(classify(since, ctime, dir), want, "{since} {ctime} {dir}");
+        }
+    }
+
+    #[test]
+    fn what_a_stop_vouches_for() {
+        let slack = SLACK.as_nanos() as i64;
+        let t = Decision::CtimeSince(100 * S);
+        let full = Decision::Full("x".into());
+        let cases = [
+            (
+                "clean, watermark set",
+                &full,
+                true,
+                0,
+                Some(500 * S),
+                false,
+                Some(500 * S - slack),
+            ),
+            (
+                "nothing decided, watermark set",
+                &Decision::Nothing,
+                true,
+                0,
+                Some(500 * S),
+                false,
+                Some(500 * S - slack),
+            ),
+            (
+                "walk done",
+                &t,
+                true,
+                0,
+                Some(500 * S),
+                true,
+                Some(500 * S - slack),
+            ),
+            (
+                "walk not done: keep T",
+                &t,
+                true,
+                0,
+                Some(500 * S),
+                false,
+                Some(100 * S),
+            ),
+            (
+                "never ready: keep T",
+                &t,
+                false,
+                0,
+                None,
+                false,
+                Some(100 * S),
+            ),
+            (
+                "never ready, full not queued",
+                &full,
+                false,
+                0,
+                None,
+                false,
+                None,
+            ),
+            (
+                "never caught up, full queued",
+                &full,
+                true,
+                0,
+                None,
+                false,
+                None,
+            ),
+            ("unwatched dirs", &t, true, 3, Some(500 * S), true, None),
+        ];
+        for (name, d, ready, unwatched, mark, done, want) in cases {
+            assert_eq!(vouch(d, ready, unwatched, mark, done), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn marker_round_trip_and_begin_replaces_it() {
+        let state = tempfile::tempdir().unwrap();
+        let text = format!(
+            "state_dir = {p:?}\n[[sync]]\nsource = {p:?}\n[[sync.target]]\ndest = \"/backup\"\n",
+            p = state.path().display().to_string()
+        );
+        let mut config =
+            crate::config::parse(text.as_bytes(), Path::new("test.toml")).expect("valid config");
+        // First start: nothing there.
+        let r = Restart::begin(&config).unwrap();
+        assert!(r.marker.is_none() && !r.previous_run);
+        // A running record is a previous run without a clean stop.
+        let r = Restart::begin(&config).unwrap();
+        assert!(r.marker.is_none() && r.previous_run);
+        config.syncs = vec![the_job()];
+        write_marker(state.path(), vec![MarkerSync::new(&the_job(), Some(7 * S))]).unwrap();
+        let r = Restart::begin(&config).unwrap();
+        let m = r.marker.clone().expect("the clean record");
+        assert_eq!(m.syncs, vec![MarkerSync::new(&the_job(), Some(7 * S))]);
+        assert_eq!(
+            r.tracker(&the_job()).decision(),
+            &Decision::CtimeSince(7 * S)
+        );
+        // Read once: the file now says "running".
+        let again: Marker =
+            serde_json::from_slice(&fs::read(state.path().join(MARKER_FILE)).unwrap()).unwrap();
+        assert_eq!(again.state, "running");
+        assert!(again.syncs.is_empty());
+    }
+
+    fn ctime_of(p: &Path) -> i64 {
+        ctime_ns(&fs::symlink_metadata(p).unwrap())
+    }
+
+    /// Rewrite `probe` until its ctime is past `t` (the kernel's timestamp clock ticks
+    /// every few ms): from then on, every change gets a ctime after `t`.
+    fn wait_ctime_past(probe: &Path, t: i64) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            fs::write(probe, "tick").unwrap();
+            if ctime_of(probe) > t {
+                return;
+            }
+            assert!(Instant::now() < deadline, "ctime did not advance past {t}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn walk_all(src: &Path, ex: &ExcludeSet, since: i64) -> (WalkSummary, Vec<Change>) {
+        let mut got = Vec::new();
+        let stop = AtomicBool::new(false);
+        let sum = walk_changed(src, ex, since, &stop, |c| {
+            got.extend(c);
+            true
+        });
+        got.sort_by_key(|c| format!("{c:?}"));
+        (sum, got)
+    }
+
+    #[test]
+    fn walk_queues_what_changed_after_t_only() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, aside) = (t.path().join("src"), t.path().join("probe"));
+        for d in ["a", "b", "c/deep", "cache", "e/deep"] {
+            fs::create_dir_all(src.join(d)).unwrap();
+        }
+        for f in [
+            "a/old", "b/old", "c/deep/f", "cache/f", "e/deep/f", "e/deep/g",
+        ] {
+            fs::write(src.join(f), "old").unwrap();
+        }
+        std::os::unix::fs::symlink("/nowhere", src.join("c/link")).unwrap();
+        let ex = ExcludeSet::new(&["^cache$"]).unwrap();
+        // T: just after the newest ctime in the tree as it was.
+        let mut newest = i64::MIN;
+        let mut stack = vec![src.clone()];
+        while let Some(d) = stack.pop() {
+            newest = newest.max(ctime_of(&d));
+            for e in fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                newest = newest.max(ctime_of(&p));
+                if fs::symlink_metadata(&p).unwrap().is_dir() {
+                    stack.push(p);
+                }
+            }
+        }
+        let since = newest + 1;
+        let (sum, got) = walk_all(&src, &ex, since);
+        assert_eq!(got, vec![], "nothing changed yet");
+        assert_eq!((sum.paths, sum.dirs, sum.full), (0, 0, false));
+        assert_eq!(
+            sum.entries, 12,
+            "every entry but the excluded dir's contents"
+        );
+
+        wait_ctime_past(&aside, newest);
+        fs::write(src.join("a/old"), "new content").unwrap(); // modified in place
+        fs::write(src.join("b/new"), "n").unwrap(); // created: b changed
+        fs::remove_file(src.join("b/old")).unwrap(); // deleted: b changed
+        fs::set_permissions(
+            src.join("e/deep/f"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap(); // chmod deep down: found by descending
+        fs::write(src.join("cache/f"), "excluded").unwrap();
+        let (sum, got) = walk_all(&src, &ex, since);
+        let want = vec![
+            Change::Path(b"a/old".to_vec()),
+            Change::Path(b"e/deep/f".to_vec()),
+            Change::Tree(b"b".to_vec()),
+        ];
+        let mut want_sorted = want.clone();
+        want_sorted.sort_by_key(|c| format!("{c:?}"));
+        assert_eq!(got, want_sorted);
+        assert_eq!((sum.paths, sum.dirs, sum.full), (2, 1, false));
+
+        // A rename at the top changes the top directory: only a full push reconciles it.
+        fs::rename(src.join("c"), src.join("c2")).unwrap();
+        let (sum, got) = walk_all(&src, &ex, since);
+        assert_eq!(got, vec![Change::Full]);
+        assert!(sum.full);
+
+        // A stop request ends the walk early.
+        let stop = AtomicBool::new(true);
+        let sum = walk_changed(&src, &ex, i64::MAX, &stop, |_| true);
+        assert!(sum.stopped);
+    }
+
+    #[test]
+    fn watermark_advances_only_when_the_watcher_has_delivered_everything() {
+        let t = tempfile::tempdir().unwrap();
+        let mut w = crate::watch::Watcher::new(&job(t.path(), vec![])).unwrap();
+        let mark = Watermark::default();
+        assert_eq!(mark.get(), None);
+        mark.advance_if(|| w.caught_up());
+        let first = mark.get().expect("nothing queued yet: caught up");
+
+        fs::write(t.path().join("f"), "x").unwrap();
+        // The event is queued in the kernel by the time write(2) returns: not caught up.
+        mark.advance_if(|| w.caught_up());
+        assert_eq!(mark.get(), Some(first));
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !out.contains(&Change::Path(b"f".to_vec())) {
+            assert!(Instant::now() < deadline, "no event for f: {out:?}");
+            w.poll(Duration::from_millis(50), &mut out).unwrap();
+        }
+        // Drain what else the write produced (CREATE, then CLOSE_WRITE).
+        while !w.caught_up() {
+            assert!(Instant::now() < deadline, "watcher never caught up");
+            w.poll(Duration::from_millis(50), &mut out).unwrap();
+        }
+        mark.advance_if(|| w.caught_up());
+        assert!(mark.get().expect("set") > first);
+
+        // A move out of the tree: until its MOVED_FROM comes out as `Gone` (unread, then
+        // held back ~20 ms waiting for a MOVED_TO), the watcher is not caught up.
+        let outside = tempfile::tempdir().unwrap();
+        fs::rename(t.path().join("f"), outside.path().join("f")).unwrap();
+        let gone = Change::Gone(b"f".to_vec());
+        while !out.contains(&gone) {
+            assert!(!w.caught_up(), "caught up with a move not yet delivered");
+            assert!(Instant::now() < deadline, "move never delivered: {out:?}");
+            w.poll(Duration::from_millis(5), &mut out).unwrap();
+        }
+        assert!(w.caught_up());
+    }
+}

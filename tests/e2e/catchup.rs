@@ -1,0 +1,231 @@
+//! Cheap restart: what changed while the worker was stopped reaches the target without a
+//! whole-tree rsync after a clean stop, and with one after a SIGKILL.
+//!
+//! The proof that a push did *not* cover the whole tree is a sentinel: a file that exists
+//! only on the target, in a directory nobody touched. A whole-tree push (`--delete`)
+//! removes it; a catch-up leaves it alone.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::harness::tree::{chmod, write_file};
+use crate::harness::{Site, SyncCheck, TreeWriter, Worker};
+
+const SENTINEL: &str = "keep/target-only.txt";
+
+/// The record a clean stop leaves (`<state_dir>/catchup.json`), as JSON.
+fn marker(site: &Site) -> serde_json::Value {
+    let path = site.state.path().join("catchup.json");
+    let data = fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_slice(&data).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// Newest ctime in the tree (the root included).
+fn newest_ctime(root: &Path) -> SystemTime {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
+        let ctime = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(u64::try_from(m.ctime()).expect("ctime after 1970"))
+            + Duration::from_nanos(u64::try_from(m.ctime_nsec()).expect("ns"));
+        newest = newest.max(ctime);
+        if m.is_dir() {
+            for e in fs::read_dir(&p).unwrap_or_else(|e| panic!("ls {}: {e}", p.display())) {
+                stack.push(e.expect("dir entry").path());
+            }
+        }
+    }
+    newest
+}
+
+/// Wait until the clock is past the tree's newest ctime plus the worker's slack (2 s) and
+/// a margin, so a stop now records a time after the seeding: the catch-up then finds only
+/// what the test changes while the worker is stopped. (A wait for a clock condition, not a
+/// guess: the duration is computed from the tree.)
+fn wait_past_seed(root: &Path) {
+    let until = newest_ctime(root) + Duration::from_millis(2600);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while SystemTime::now() < until {
+        assert!(Instant::now() < deadline, "clock does not advance");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A source with files in several directories, pushed to the target by plain rsync; the
+/// target also gets the sentinel.
+fn seed(site: &Site) -> Vec<PathBuf> {
+    let src = site.src();
+    let files = TreeWriter::new(31).files(
+        src,
+        &["keep", "mod", "del", "ren", "work/olddir", "deep/x/y"],
+        120,
+        100,
+        3000,
+    );
+    fs::create_dir_all(src.join("del/sub/inner")).expect("mkdir del/sub/inner");
+    write_file(&src.join("del/sub/inner/f"), b"doomed");
+    site.daemon.push_with_rsync(src);
+    write_file(&site.dst().join(SENTINEL), b"only on the target");
+    files
+}
+
+fn start_and_stop_cleanly(site: &Site) {
+    let mut w = Worker::start(&site.config());
+    wait_past_seed(site.src());
+    w.stop();
+    assert_eq!(marker(site)["state"], "stopped", "{}", w.log());
+}
+
+/// Wait until the worker logged the end of its first push (the target can equal the source
+/// a moment before the log line is written).
+fn wait_first_push(w: &mut Worker, site: &Site) {
+    w.wait_status(
+        "the first push finished",
+        Duration::from_secs(30),
+        &[&site.daemon],
+        |s| s.syncs[0].targets[0].pushes_ok >= 1,
+    );
+}
+
+#[test]
+fn changes_made_while_stopped_arrive_by_catch_up_not_full_sync() {
+    let site = Site::new();
+    seed(&site);
+    start_and_stop_cleanly(&site);
+
+    // While stopped: create, modify, delete, rename files and directories (below the
+    // top directory: a change of the top directory itself needs a full sync).
+    let src = site.src();
+    write_file(&src.join("mod/new.txt"), b"created while stopped");
+    write_file(
+        &src.join("mod/f00001"),
+        b"modified while stopped, other size",
+    );
+    fs::remove_file(src.join("del/f00002")).expect("rm del/f00002");
+    fs::remove_dir_all(src.join("del/sub")).expect("rm -r del/sub");
+    fs::rename(src.join("ren/f00003"), src.join("ren/renamed")).expect("rename file");
+    fs::rename(src.join("mod/f00007"), src.join("ren/from-mod")).expect("move file");
+    fs::rename(src.join("work/olddir"), src.join("work/moved")).expect("rename dir");
+    write_file(&src.join("work/newdir/a/b/c.txt"), b"new nested dir");
+    chmod(&src.join("deep/x/y/f00005"), 0o600);
+
+    let mut w = Worker::start(&site.config());
+    SyncCheck::new(src, &site.dst())
+        .ignore(|p| p == Path::new(SENTINEL))
+        .with(&w)
+        .with(&site.daemon)
+        .within(Duration::from_secs(30))
+        .wait();
+    wait_first_push(&mut w, &site);
+    let log = w.log();
+    // mod, del, ren, work changed (entries created, removed, renamed in them) and are
+    // pushed whole; the chmod deep down is one path.
+    assert!(
+        log.contains("catch-up: 1 changed path and 4 directories since"),
+        "expected the catch-up count in the log:\n{log}"
+    );
+    assert!(
+        !log.contains("full sync") && !log.contains("the whole tree"),
+        "no full sync expected:\n{log}"
+    );
+    assert!(
+        site.dst().join(SENTINEL).exists(),
+        "the untouched directory keep/ was pushed (its target-only file is gone):\n{log}"
+    );
+    w.stop();
+}
+
+#[test]
+fn files_not_touched_while_stopped_are_not_sent_again() {
+    let site = Site::new();
+    let files = seed(&site);
+    start_and_stop_cleanly(&site);
+    let inode = |p: &Path| fs::metadata(p).map(|m| m.ino()).ok();
+    let on_target = |p: &Path| site.dst().join(p.strip_prefix(site.src()).expect("in src"));
+    let before: Vec<Option<u64>> = files.iter().map(|p| inode(&on_target(p))).collect();
+
+    // Rewrite three files in place (their directories do not change).
+    let changed = [&files[1], &files[8], &files[15]];
+    for (i, p) in changed.iter().enumerate() {
+        write_file(p, format!("rewritten {i} with a new size").as_bytes());
+    }
+
+    let mut w = Worker::start(&site.config());
+    SyncCheck::new(site.src(), &site.dst())
+        .ignore(|p| p == Path::new(SENTINEL))
+        .with(&w)
+        .with(&site.daemon)
+        .within(Duration::from_secs(30))
+        .wait();
+    wait_first_push(&mut w, &site);
+    let log = w.log();
+    assert!(
+        log.contains("catch-up: 3 changed paths and 0 directories since")
+            && log.contains("walked 132 entries"),
+        "expected 3 of 132 entries found:\n{log}"
+    );
+    assert!(
+        log.contains("pushed 3 paths in") && !log.contains("whole"),
+        "expected one push of the 3 paths and nothing else:\n{log}"
+    );
+    // rsync replaces a file it sends (new inode); the 117 others kept theirs.
+    let mut resent = Vec::new();
+    for (p, ino) in files.iter().zip(&before) {
+        if *ino != inode(&on_target(p)) {
+            resent.push(p.strip_prefix(site.src()).expect("in src").to_path_buf());
+        }
+    }
+    let want: Vec<PathBuf> = changed
+        .iter()
+        .map(|p| p.strip_prefix(site.src()).expect("in src").to_path_buf())
+        .collect();
+    assert_eq!(resent, want, "only the rewritten files may be sent again");
+    assert!(site.dst().join(SENTINEL).exists());
+    w.stop();
+}
+
+#[test]
+fn after_sigkill_the_next_start_runs_a_full_sync() {
+    let site = &Site::new();
+    seed(site);
+    let mut w = Worker::start(&site.config());
+    let pid = w.status().expect("status of a started worker").pid;
+    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    // SAFETY: kill(2) on our own unreaped child (the worker started above).
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.poll_exit().is_none() {
+        assert!(Instant::now() < deadline, "worker survived SIGKILL");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        marker(site)["state"],
+        "running",
+        "a killed worker leaves no clean record"
+    );
+
+    let src = site.src();
+    write_file(&src.join("mod/after-kill.txt"), b"written while dead");
+    fs::remove_file(src.join("del/f00002")).expect("rm del/f00002");
+
+    let mut w = Worker::start(&site.config());
+    // No ignore: the full sync must delete the target-only sentinel too.
+    SyncCheck::new(src, &site.dst())
+        .with(&w)
+        .with(&site.daemon)
+        .within(Duration::from_secs(30))
+        .wait();
+    wait_first_push(&mut w, site);
+    let log = w.log();
+    assert!(
+        log.contains("full sync at start: no clean-stop record from the previous worker"),
+        "expected the reason for the full sync in the log:\n{log}"
+    );
+    assert!(log.contains("pushed the whole tree"), "{log}");
+    w.stop();
+}
