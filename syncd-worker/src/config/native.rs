@@ -11,14 +11,27 @@ use toml::Spanned;
 
 use super::diag::{At, Diags, Pos, Problem};
 use super::model::{EventSet, Mode};
-use super::spec::{self, CommandSpec, FileSpec, Format, HttpSpec, SyncSpec, TargetSpec};
+use super::spec::{
+    self, CommandSpec, DaemonSpec, FileSpec, Format, HttpSpec, SyncSpec, TargetSpec,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
     state_dir: Option<Spanned<String>>,
     status_file: Option<Spanned<String>>,
+    pid_file: Option<Spanned<String>>,
+    log_file: Option<Spanned<String>>,
+    inotify: Option<RawInotify>,
     sync: Option<Vec<Spanned<RawSync>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInotify {
+    max_user_watches: Option<Spanned<i64>>,
+    max_queued_events: Option<Spanned<i64>>,
+    persist: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -127,9 +140,20 @@ pub(super) fn read(text: &str, d: &mut Diags) -> Option<FileSpec> {
         }
     };
     let r = Reader { text };
+    let (watches, queued, persist) = match raw.inotify {
+        Some(i) => (i.max_user_watches, i.max_queued_events, i.persist),
+        None => (None, None, None),
+    };
     Some(FileSpec {
         state_dir: raw.state_dir.map(|s| r.at(s)),
         status_file: raw.status_file.map(|s| r.at(s)),
+        daemon: DaemonSpec {
+            pid_file: raw.pid_file.map(|s| r.at(s)),
+            log_file: raw.log_file.map(|s| r.at(s)),
+            max_user_watches: watches.map(|v| r.at(v)),
+            max_queued_events: queued.map(|v| r.at(v)),
+            persist: persist.unwrap_or(false),
+        },
         syncs: raw
             .sync
             .unwrap_or_default()

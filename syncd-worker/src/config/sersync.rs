@@ -190,6 +190,7 @@ impl Globals<'_, '_> {
             status_file: None,
             syncs,
             syncs_at: self.sersync_at.unwrap_or(Pos::START),
+            daemon: Default::default(),
         }
     }
 

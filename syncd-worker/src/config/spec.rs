@@ -26,6 +26,8 @@ pub(super) const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 pub(super) const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 pub(super) const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_THREADS: i64 = 64;
+/// `fs.inotify.max_queued_events` is a C `int` in the kernel (`proc_dointvec_minmax`).
+const MAX_QUEUED_EVENTS_LIMIT: i64 = i32::MAX as i64;
 
 /// Which file format a spec came from: decides how keys are named in warnings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,18 @@ pub(super) struct FileSpec {
     pub syncs: Vec<SyncSpec>,
     /// Where to point when there is no sync at all.
     pub syncs_at: Pos,
+    /// The controller's keys (sersync's confxml.xml has none: all default).
+    pub daemon: DaemonSpec,
+}
+
+/// `pid_file`, `log_file` and `[inotify]`, before checking.
+#[derive(Debug, Default)]
+pub(super) struct DaemonSpec {
+    pub pid_file: Option<At<String>>,
+    pub log_file: Option<At<String>>,
+    pub max_user_watches: Option<At<i64>>,
+    pub max_queued_events: Option<At<i64>>,
+    pub persist: bool,
 }
 
 /// One sync (a `[[sync]]` block or a sersync `<localpath>`), before checking.
@@ -173,8 +187,43 @@ pub(super) fn build(file: FileSpec, path: &Path, d: &mut Diags) -> Config {
         state_dir,
         status_file,
         syncs,
-        daemon: DaemonSettings::default(),
+        daemon: build_daemon(&file.daemon, d),
         warnings: Vec::new(),
+    }
+}
+
+/// The controller's settings: absolute paths, limits above zero.
+fn build_daemon(spec: &DaemonSpec, d: &mut Diags) -> DaemonSettings {
+    let limit = |v: &Option<At<i64>>, key: &str, max: i64, d: &mut Diags| -> Option<u64> {
+        let v = v.as_ref()?;
+        if v.value < 1 || v.value > max {
+            let range = if max == i64::MAX {
+                "at least 1".to_string()
+            } else {
+                format!("between 1 and {max}")
+            };
+            d.error_with(
+                v.at,
+                format!("inotify {key} is {}; it must be {range}", v.value),
+                &["leave it out to let syncd size it; syncd only ever raises the kernel's value"],
+            );
+            return None;
+        }
+        u64::try_from(v.value).ok()
+    };
+    DaemonSettings {
+        pid_file: absolute(spec.pid_file.as_ref(), "pid_file", d),
+        log_file: absolute(spec.log_file.as_ref(), "log_file", d),
+        inotify: InotifyLimits {
+            max_user_watches: limit(&spec.max_user_watches, "max_user_watches", i64::MAX, d),
+            max_queued_events: limit(
+                &spec.max_queued_events,
+                "max_queued_events",
+                MAX_QUEUED_EVENTS_LIMIT,
+                d,
+            ),
+            persist: spec.persist,
+        },
     }
 }
 

@@ -31,6 +31,7 @@ fn shipped_toml_gives_the_documented_defaults() {
     let config = parse(text.as_bytes(), Path::new("/etc/syncd/syncd.toml")).unwrap();
     assert_eq!(config.state_dir, Path::new("/var/lib/syncd"));
     assert_eq!(config.status_file, Path::new("/var/lib/syncd/status.json"));
+    assert_eq!(config.daemon, DaemonSettings::default());
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     assert_eq!(config.syncs.len(), 1);
     let s = &config.syncs[0];
@@ -96,6 +97,18 @@ fn shipped_toml_commented_keys_are_valid_when_uncommented() {
     }
     let (_dir, text) = with_source(&out.replace("source = \"/data\"", "source = \"{src}\""));
     let config = parse(text.as_bytes(), Path::new("syncd.toml")).unwrap();
+    assert_eq!(
+        config.daemon,
+        DaemonSettings {
+            pid_file: Some("/run/syncd/syncd.pid".into()),
+            log_file: Some("/var/log/syncd/syncd.log".into()),
+            inotify: InotifyLimits {
+                max_user_watches: Some(1_048_576),
+                max_queued_events: Some(262_144),
+                persist: false,
+            },
+        }
+    );
     let s = &config.syncs[0];
     assert_eq!(s.name, "data");
     assert_eq!(s.targets[0].name, "backup");
@@ -111,6 +124,12 @@ fn shipped_toml_commented_keys_are_valid_when_uncommented() {
 fn every_key_can_be_set() {
     let (dir, text) = with_source(
         r#"state_dir = "/srv/syncd"
+pid_file = "/tmp/syncd-test/s.pid"
+log_file = "/tmp/syncd-test/s.log"
+[inotify]
+max_user_watches = 524288
+max_queued_events = 65536
+persist = true
 [[sync]]
 source = "{src}/"
 name = "www"
@@ -152,6 +171,18 @@ timeout = "5s"
     );
     let config = parse(text.as_bytes(), Path::new("syncd.toml")).unwrap();
     assert_eq!(config.status_file, Path::new("/srv/syncd/status.json"));
+    assert_eq!(
+        config.daemon,
+        DaemonSettings {
+            pid_file: Some("/tmp/syncd-test/s.pid".into()),
+            log_file: Some("/tmp/syncd-test/s.log".into()),
+            inotify: InotifyLimits {
+                max_user_watches: Some(524_288),
+                max_queued_events: Some(65_536),
+                persist: true,
+            },
+        }
+    );
     let s = &config.syncs[0];
     assert_eq!(s.source, dir.path(), "trailing slash dropped");
     assert_eq!(s.name, "www");
@@ -315,6 +346,86 @@ fn bad_toml_configs_point_at_the_value() {
 }
 
 #[test]
+fn controller_keys_good_values() {
+    const SYNC: &str = "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/b\"\n";
+    let none = InotifyLimits::default();
+    let cases: &[(&str, DaemonSettings)] = &[
+        ("", DaemonSettings::default()),
+        (
+            "pid_file = \"/tmp/x/p.pid\"\n",
+            DaemonSettings {
+                pid_file: Some("/tmp/x/p.pid".into()),
+                ..DaemonSettings::default()
+            },
+        ),
+        (
+            "log_file = \"/l/s.log\"\n",
+            DaemonSettings {
+                log_file: Some("/l/s.log".into()),
+                ..DaemonSettings::default()
+            },
+        ),
+        ("[inotify]\n", DaemonSettings::default()),
+        (
+            "[inotify]\nmax_user_watches = 1\n",
+            DaemonSettings {
+                inotify: InotifyLimits {
+                    max_user_watches: Some(1),
+                    ..none.clone()
+                },
+                ..DaemonSettings::default()
+            },
+        ),
+        (
+            "[inotify]\nmax_user_watches = 9223372036854775807\n",
+            DaemonSettings {
+                inotify: InotifyLimits {
+                    max_user_watches: Some(i64::MAX as u64),
+                    ..none.clone()
+                },
+                ..DaemonSettings::default()
+            },
+        ),
+        (
+            "[inotify]\nmax_queued_events = 2147483647\npersist = true\n",
+            DaemonSettings {
+                inotify: InotifyLimits {
+                    max_queued_events: Some(2_147_483_647),
+                    persist: true,
+                    ..none.clone()
+                },
+                ..DaemonSettings::default()
+            },
+        ),
+        ("[inotify]\npersist = false\n", DaemonSettings::default()),
+    ];
+    for (head, want) in cases {
+        let (_dir, text) = with_source(&format!("{head}{SYNC}"));
+        let config =
+            parse(text.as_bytes(), Path::new("c.toml")).unwrap_or_else(|e| panic!("{head:?}: {e}"));
+        assert_eq!(&config.daemon, want, "{head:?}");
+    }
+}
+
+#[test]
+fn controller_keys_bad_values_point_at_the_value() {
+    let cases: &[Case] = &[
+        ("relative pid_file", "pid_file = \"run/s.pid\"\n[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/b\"\n", 1, 12, "pid_file \"run/s.pid\" is not an absolute path"),
+        ("relative log_file", "log_file = \"s.log\"\n[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/b\"\n", 1, 12, "log_file \"s.log\" is not an absolute path"),
+        ("pid_file not a string", "pid_file = 1\n", 1, 12, "invalid type: integer `1`, expected a string"),
+        ("unknown inotify key", "[inotify]\nmax_watches = 5\n", 2, 1, "unknown field `max_watches`, expected one of `max_user_watches`, `max_queued_events`, `persist`"),
+        ("watches zero", "[inotify]\nmax_user_watches = 0\n[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/b\"\n", 2, 20, "max_user_watches is 0; it must be at least 1"),
+        ("watches negative", "[inotify]\nmax_user_watches = -5\n[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/b\"\n", 2, 20, "max_user_watches is -5"),
+        ("watches as string", "[inotify]\nmax_user_watches = \"1M\"\n", 2, 20, "expected i64"),
+        ("queued zero", "[inotify]\nmax_queued_events = 0\n[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/b\"\n", 2, 21, "between 1 and 2147483647"),
+        ("queued above int", "[inotify]\nmax_queued_events = 2147483648\n[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/b\"\n", 2, 21, "max_queued_events is 2147483648"),
+        ("persist not a bool", "[inotify]\npersist = \"yes\"\n", 2, 11, "expected a boolean"),
+        ("inotify as array of tables", "[[inotify]]\npersist = true\n", 1, 1, "inotify"),
+    ];
+    check_cases("/etc/syncd/syncd.toml", cases);
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let (_dir, text) = with_source(
         "[[sync]]\nsource = \"{src}\"\ndelay = \"fast\"\nthreads = 0\nexclude = ['(']\n[[sync.target]]\ndest = \"garbage\"\n",
@@ -383,6 +494,11 @@ fn shipped_confxml_maps_onto_the_config() {
     let (dir, text) = with_source(&shipped_xml(&[]));
     let config = parse(text.as_bytes(), Path::new("/etc/syncd/confxml.xml")).unwrap();
     assert_eq!(config.state_dir, Path::new("/var/lib/syncd"));
+    assert_eq!(
+        config.daemon,
+        DaemonSettings::default(),
+        "confxml.xml has none"
+    );
     assert_eq!(config.syncs.len(), 1);
     let s = &config.syncs[0];
     assert_eq!(s.source, dir.path());

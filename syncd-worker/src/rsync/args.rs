@@ -305,7 +305,8 @@ fn ssh_command(port: Option<u16>, ssh_args: &[String]) -> String {
         .join(" ")
 }
 
-fn quote_rsh_word(w: &str) -> String {
+/// One word of rsync's `-e` string: single quotes keep spaces, `''` is a quote inside.
+pub fn quote_rsh_word(w: &str) -> String {
     if !w.is_empty() && !w.contains([' ', '\'', '"']) {
         return w.to_string();
     }

@@ -98,7 +98,7 @@ fn probe_name(source: &Path) -> Vec<u8> {
 
 /// `rsync  version 3.5.0  protocol version 32` -> (3, 5, 0); also `3.2.7-1ubuntu1.4`,
 /// `3.1.2pre1`, `3.4.1-dev` style suffixes.
-fn parse_version(line: &str) -> Option<(u32, u32, u32)> {
+pub fn parse_version(line: &str) -> Option<(u32, u32, u32)> {
     let mut words = line.split_whitespace();
     if words.next() != Some("rsync") || words.next() != Some("version") {
         return None;
