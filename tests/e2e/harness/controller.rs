@@ -7,7 +7,9 @@
 //! workers) that `/proc/PID/comm` still names a syncd process, so no process outlives a
 //! test. Every controller holds a shared guard on the inotify sysctls (its worker calls
 //! `inotify_init`), except one made with `new_exclusive` by a test that holds the write
-//! guard. Must not: signal a pid that is not a syncd process, or wait without a deadline.
+//! guard; only that one may change the machine's inotify sysctls (the others run with
+//! `SYNCD_NO_SYSCTL=1`). Must not: signal a pid that is not a syncd process, or wait
+//! without a deadline.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -61,6 +63,9 @@ pub struct Controller {
     state_dir: PathBuf,
     /// Every controller and worker pid seen, for Drop's last resort.
     seen: RefCell<BTreeSet<u32>>,
+    /// May the daemon change the machine's inotify sysctls? Only for a test that holds
+    /// the exclusive sysctl guard; every other one runs with `SYNCD_NO_SYSCTL=1`.
+    may_tune: bool,
     _shared: Option<SharedHold>,
 }
 
@@ -76,11 +81,13 @@ impl Controller {
     pub fn with_config(config_text: &str, file_name: &str, state_dir: &Path) -> Controller {
         let mut c = Controller::unguarded(config_text, file_name, state_dir);
         c._shared = Some(SharedHold::take());
+        c.may_tune = false;
         c
     }
 
     /// A controller for a test that holds the exclusive sysctl guard (it changes an
-    /// inotify sysctl through the controller): it takes no shared guard of its own.
+    /// inotify sysctl through the controller): it takes no shared guard of its own, and
+    /// its daemon may raise the inotify sysctls.
     pub fn new_exclusive(cfg: &WorkerConfig, _guard: &RwLockWriteGuard<'static, ()>) -> Controller {
         Controller::unguarded(&cfg.to_toml(), "syncd.toml", cfg.state_dir())
     }
@@ -98,6 +105,7 @@ impl Controller {
             config_text: config_text.to_string(),
             state_dir: state_dir.to_path_buf(),
             seen: RefCell::new(BTreeSet::new()),
+            may_tune: true,
             _shared: None,
         }
     }
@@ -159,7 +167,9 @@ impl Controller {
         let out_path = self.dir.path().join(format!("cmd{n}.out"));
         let err_path = self.dir.path().join(format!("cmd{n}.err"));
         let bin = syncd_bin();
-        let mut child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        self.sysctl_env(&mut command);
+        let mut child = command
             .args(args)
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
@@ -373,7 +383,9 @@ impl Controller {
             .expect("open the log file");
         let log_err = log.try_clone().expect("dup the log file");
         let bin = syncd_bin();
-        let child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        self.sysctl_env(&mut command);
+        let child = command
             .arg("--config")
             .arg(&self.config_path)
             .args(self.path_flags())
@@ -387,6 +399,14 @@ impl Controller {
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
         self.remember(child.id());
         child
+    }
+
+    fn sysctl_env(&self, command: &mut Command) {
+        if self.may_tune {
+            command.env_remove("SYNCD_NO_SYSCTL");
+        } else {
+            command.env("SYNCD_NO_SYSCTL", "1");
+        }
     }
 
     /// Pids of live processes whose command line mentions this fixture's tempdir (its
