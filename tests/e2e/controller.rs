@@ -45,7 +45,42 @@ fn start_status_sync_stop_leaves_no_process() {
     let (code, v) = c.status_json();
     assert_eq!(code, Some(0), "{v:#}");
     assert_running(&v, pid, &c);
+    for key in [
+        "code",
+        "running",
+        "pid",
+        "phase",
+        "worker_pid",
+        "restarts",
+        "last_exit",
+        "error",
+        "message",
+        "worker",
+    ] {
+        assert!(v.get(key).is_some(), "status --json lacks {key:?}\n{v:#}");
+    }
+    let state = c.controller_state().expect("<state_dir>/controller.json");
+    for key in [
+        "pid",
+        "started_at",
+        "phase",
+        "worker_pid",
+        "worker_started_at",
+        "restarts",
+        "last_exit",
+        "restart_at",
+        "error",
+    ] {
+        assert!(
+            state.get(key).is_some(),
+            "controller.json lacks {key:?}\n{state:#}"
+        );
+    }
+    assert_eq!(state["pid"].as_u64(), Some(u64::from(pid)), "{state:#}");
     let worker = c.worker_pid().expect("a worker pid in controller.json");
+    // Global flags work after the command too.
+    let after = c.cmd_flags_after(&["status", "--json"]);
+    assert_eq!(after.status.code(), Some(0), "{}", show(&after));
     assert_eq!(v["worker_pid"].as_u64(), Some(u64::from(worker)), "{v:#}");
     assert!(is_alive(pid) && is_alive(worker), "{v:#}");
     // The human form has the same exit code.
@@ -497,3 +532,4 @@ fn run_in_the_foreground_sends_ready_and_exits_0_on_sigterm() {
     let (code, v) = c.status_json();
     assert_eq!(code, Some(3), "{v:#}");
 }
+

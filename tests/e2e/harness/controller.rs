@@ -154,6 +154,15 @@ impl Controller {
         self.run(&all)
     }
 
+    /// Run `syncd <args> --config FILE <path flags>`: the global flags after the command.
+    pub fn cmd_flags_after(&self, args: &[&str]) -> Output {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.push("--config".into());
+        all.push(self.config_path.to_string_lossy().into_owned());
+        all.extend(self.path_flags());
+        self.run(&all)
+    }
+
     /// Run `syncd <path flags> <args>` (no `--config`: sersync's `-o` names it).
     pub fn cmd_without_config(&self, args: &[&str]) -> Output {
         let mut all = self.path_flags();
