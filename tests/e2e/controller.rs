@@ -532,4 +532,3 @@ fn run_in_the_foreground_sends_ready_and_exits_0_on_sigterm() {
     let (code, v) = c.status_json();
     assert_eq!(code, Some(3), "{v:#}");
 }
-
