@@ -1,6 +1,6 @@
 //! syncd's end-to-end tests: a real `rsync --daemon` on 127.0.0.1, the real `syncd-worker`
-//! binary, real files. One test binary; the table of contents is below. Build the workspace
-//! first (`cargo build --workspace`), then `cargo test -p syncd-tests`.
+//! and `syncd` binaries, real files. One test binary; the table of contents is below. Build
+//! the workspace first (`cargo build --workspace`), then `cargo test -p syncd-tests`.
 
 mod harness;
 
@@ -11,6 +11,9 @@ mod harness_selftest;
 mod catchup;
 /// Bursts, deletes, renames, the new-dir race, hard names, tree mode.
 mod changes;
+/// The controller `syncd`: start/stop/status, stale pidfiles, reload and SIGHUP, bad
+/// configs, sersync's flags, `syncd run` with `$NOTIFY_SOCKET`.
+mod controller;
 /// New symlinks, hard links, empty files, chmod — each alone.
 mod events;
 /// Excluded paths never reach the target and are not deleted there.
@@ -28,6 +31,9 @@ mod periodic;
 mod reload;
 /// Initial sync, sersync confxml.xml, bad configs.
 mod startup;
+/// Supervision: worker or controller killed with SIGKILL, stop during a burst, inotify
+/// sysctls raised at start (changes a sysctl under the exclusive lock).
+mod supervision;
 /// Target down and up, several targets, restart with pending changes.
 mod targets;
 /// Out of inotify watches (changes a sysctl under the exclusive lock).

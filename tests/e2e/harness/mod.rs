@@ -6,6 +6,7 @@
 //! failure message show every fixture's log. Must not: sleep in place of a condition, talk
 //! to anything but 127.0.0.1, or leave a process or a tempdir behind.
 
+pub mod controller;
 pub mod daemon;
 pub mod site;
 pub mod sysctl;
@@ -16,6 +17,7 @@ use std::cell::RefCell;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
+pub use controller::Controller;
 pub use daemon::RsyncDaemon;
 pub use site::Site;
 pub use sysctl::SysctlOverride;

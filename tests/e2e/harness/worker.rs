@@ -77,6 +77,8 @@ pub struct WorkerConfig {
     targets: Vec<TargetSpec>,
     /// Raw TOML tables of the sync (e.g. `[sync.full_sync]`), appended as written.
     raw: Vec<String>,
+    /// Raw `key = value` lines of the `[[sync]]` table itself (e.g. `max_batch = 50`).
+    keys: Vec<String>,
 }
 
 impl WorkerConfig {
@@ -92,6 +94,7 @@ impl WorkerConfig {
             retry: Some(("200ms".into(), "1s".into())),
             targets: Vec::new(),
             raw: Vec::new(),
+            keys: Vec::new(),
         }
     }
 
@@ -156,6 +159,12 @@ impl WorkerConfig {
         self
     }
 
+    /// Set a key of the `[[sync]]` table; `value` is raw TOML (`"50"`, `"\"1s\""`).
+    pub fn key(mut self, key: &str, value: &str) -> Self {
+        self.keys.push(format!("{key} = {value}"));
+        self
+    }
+
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
     }
@@ -184,6 +193,9 @@ impl WorkerConfig {
         if !self.exclude.is_empty() {
             let list: Vec<String> = self.exclude.iter().map(|e| toml_str(e)).collect();
             let _ = writeln!(t, "exclude = [{}]", list.join(", "));
+        }
+        for k in &self.keys {
+            let _ = writeln!(t, "{k}");
         }
         if let Some((min, max)) = &self.retry {
             let _ = writeln!(t, "\n[sync.retry]");

@@ -1,0 +1,614 @@
+//! `Controller`: the `syncd` controller under test, driven through its command line as an
+//! operator would (`syncd start|stop|status|reload|run`), with every path it uses — config,
+//! pidfile (and its `.lock`), log file — in its own tempdir and the state dir of the test's
+//! `Site`. Commands run with a deadline; waits poll a condition with a deadline.
+//!
+//! Drop runs `syncd stop`, then SIGKILLs every pid the fixture has seen (controllers and
+//! workers) that `/proc/PID/comm` still names a syncd process, so no process outlives a
+//! test. Every controller holds a shared guard on the inotify sysctls (its worker calls
+//! `inotify_init`), except one made with `new_exclusive` by a test that holds the write
+//! guard; only that one may change the machine's inotify sysctls (the others run with
+//! `SYNCD_NO_SYSCTL=1`). Must not: signal a pid that is not a syncd process, or wait
+//! without a deadline.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::RwLockWriteGuard;
+use std::time::{Duration, Instant};
+
+use super::worker::worker_bin;
+use super::{diagnostics, tail, Diagnose, SharedHold, WorkerConfig, POLL};
+
+/// How long one `syncd` command may run (`start` waits for the watches, `stop` for the
+/// drain) before the harness kills it and fails the test.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(40);
+/// `syncd stop --timeout` used by `stop()` and Drop.
+const STOP_TIMEOUT: &str = "20s";
+
+/// The `syncd` binary: `$SYNCD_BIN`, or beside the test executable
+/// (`target/debug/deps/e2e-…` → `target/debug/syncd`).
+pub fn syncd_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SYNCD_BIN") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "SYNCD_BIN={} is not a file; build the workspace first: cargo build --workspace",
+            p.display()
+        );
+        return p;
+    }
+    let exe = std::env::current_exe().expect("path of the test executable");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("syncd"))
+        .expect("the test executable lives in target/<profile>/deps");
+    assert!(
+        bin.is_file(),
+        "{} not found; build the workspace first: cargo build --workspace",
+        bin.display()
+    );
+    bin
+}
+
+pub struct Controller {
+    dir: tempfile::TempDir,
+    config_path: PathBuf,
+    config_text: String,
+    state_dir: PathBuf,
+    /// Every controller and worker pid seen, for Drop's last resort.
+    seen: RefCell<BTreeSet<u32>>,
+    /// May the daemon change the machine's inotify sysctls? Only for a test that holds
+    /// the exclusive sysctl guard; every other one runs with `SYNCD_NO_SYSCTL=1`.
+    may_tune: bool,
+    _shared: Option<SharedHold>,
+}
+
+impl Controller {
+    /// A controller for `cfg` (written as `syncd.toml`); the state dir is the config's.
+    /// Nothing is started.
+    pub fn new(cfg: &WorkerConfig) -> Controller {
+        Controller::with_config(&cfg.to_toml(), "syncd.toml", cfg.state_dir())
+    }
+
+    /// A controller reading `config_text` from a file called `file_name` (e.g.
+    /// `confxml.xml`), with `state_dir` passed as `--state-dir`.
+    pub fn with_config(config_text: &str, file_name: &str, state_dir: &Path) -> Controller {
+        let mut c = Controller::unguarded(config_text, file_name, state_dir);
+        c._shared = Some(SharedHold::take());
+        c.may_tune = false;
+        c
+    }
+
+    /// A controller for a test that holds the exclusive sysctl guard (it changes an
+    /// inotify sysctl through the controller): it takes no shared guard of its own, and
+    /// its daemon may raise the inotify sysctls.
+    pub fn new_exclusive(cfg: &WorkerConfig, _guard: &RwLockWriteGuard<'static, ()>) -> Controller {
+        Controller::unguarded(&cfg.to_toml(), "syncd.toml", cfg.state_dir())
+    }
+
+    fn unguarded(config_text: &str, file_name: &str, state_dir: &Path) -> Controller {
+        let dir = tempfile::Builder::new()
+            .prefix("syncd-e2e-ctl.")
+            .tempdir()
+            .expect("create the controller's tempdir");
+        let config_path = dir.path().join(file_name);
+        fs::write(&config_path, config_text).expect("write the controller's config");
+        Controller {
+            dir,
+            config_path,
+            config_text: config_text.to_string(),
+            state_dir: state_dir.to_path_buf(),
+            seen: RefCell::new(BTreeSet::new()),
+            may_tune: true,
+            _shared: None,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pidfile(&self) -> PathBuf {
+        self.dir.path().join("syncd.pid")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("syncd.log")
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The path flags every command gets (all but `--config`).
+    pub fn path_flags(&self) -> Vec<String> {
+        vec![
+            "--pidfile".into(),
+            self.pidfile().to_string_lossy().into_owned(),
+            "--log-file".into(),
+            self.log_path().to_string_lossy().into_owned(),
+            "--state-dir".into(),
+            self.state_dir.to_string_lossy().into_owned(),
+            "--worker".into(),
+            worker_bin().to_string_lossy().into_owned(),
+            "--log-level".into(),
+            "debug".into(),
+        ]
+    }
+
+    /// Run `syncd --config FILE <path flags> <args>` to its exit (at most
+    /// `COMMAND_TIMEOUT`).
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        let mut all = vec![
+            "--config".to_string(),
+            self.config_path.to_string_lossy().into_owned(),
+        ];
+        all.extend(self.path_flags());
+        all.extend(args.iter().map(|a| a.to_string()));
+        self.run(&all)
+    }
+
+    /// Run `syncd <args> --config FILE <path flags>`: the global flags after the command.
+    pub fn cmd_flags_after(&self, args: &[&str]) -> Output {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.push("--config".into());
+        all.push(self.config_path.to_string_lossy().into_owned());
+        all.extend(self.path_flags());
+        self.run(&all)
+    }
+
+    /// Run `syncd <path flags> <args>` (no `--config`: sersync's `-o` names it).
+    pub fn cmd_without_config(&self, args: &[&str]) -> Output {
+        let mut all = self.path_flags();
+        all.extend(args.iter().map(|a| a.to_string()));
+        self.run(&all)
+    }
+
+    fn run(&self, args: &[String]) -> Output {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let out_path = self.dir.path().join(format!("cmd{n}.out"));
+        let err_path = self.dir.path().join(format!("cmd{n}.err"));
+        let bin = syncd_bin();
+        let mut command = Command::new(&bin);
+        self.sysctl_env(&mut command);
+        let mut child = command
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out_path).expect("create a command's stdout file"))
+            .stderr(fs::File::create(&err_path).expect("create a command's stderr file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        let status = wait_child(&mut child, COMMAND_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "`syncd {}` did not exit within {COMMAND_TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}\n{}",
+                args.join(" "),
+                fs::read_to_string(&out_path).unwrap_or_default(),
+                fs::read_to_string(&err_path).unwrap_or_default(),
+                self.diagnose()
+            )
+        });
+        let out = Output {
+            status,
+            stdout: fs::read(&out_path).unwrap_or_default(),
+            stderr: fs::read(&err_path).unwrap_or_default(),
+        };
+        let _ = fs::remove_file(&out_path);
+        let _ = fs::remove_file(&err_path);
+        self.remember_pids();
+        out
+    }
+
+    /// `syncd start <args>`: must exit 0 saying "started". Returns the controller's pid.
+    pub fn start_with(&self, args: &[&str]) -> u32 {
+        let mut all = vec!["start"];
+        all.extend_from_slice(args);
+        let out = self.cmd(&all);
+        self.expect_started(&out, &format!("syncd {}", all.join(" ")))
+    }
+
+    pub fn start(&self) -> u32 {
+        self.start_with(&[])
+    }
+
+    /// Check that `out` is a successful start; return the pid in the pidfile.
+    pub fn expect_started(&self, out: &Output, what: &str) -> u32 {
+        assert!(
+            out.status.success() && text(&out.stdout).contains("started"),
+            "`{what}`: expected exit 0 and \"started\", got {}\n{}\n{}",
+            out.status,
+            show(out),
+            self.diagnose()
+        );
+        self.controller_pid().unwrap_or_else(|| {
+            panic!(
+                "`{what}` succeeded but the pidfile {} holds no pid\n{}",
+                self.pidfile().display(),
+                self.diagnose()
+            )
+        })
+    }
+
+    /// `syncd stop`: must exit 0, and afterwards the controller and worker that ran are
+    /// gone and the pidfile is removed.
+    pub fn stop(&self) {
+        let before = (self.controller_pid(), self.worker_pid());
+        let out = self.cmd(&["stop", "--timeout", STOP_TIMEOUT]);
+        assert!(
+            out.status.success(),
+            "`syncd stop` failed ({})\n{}\n{}",
+            out.status,
+            show(&out),
+            self.diagnose()
+        );
+        for pid in [before.0, before.1].into_iter().flatten() {
+            wait_gone(
+                pid,
+                Duration::from_secs(10),
+                "a syncd process after `syncd stop`",
+                &[self],
+            );
+        }
+        assert!(
+            !self.pidfile().exists(),
+            "pidfile {} still exists after `syncd stop`\n{}",
+            self.pidfile().display(),
+            self.diagnose()
+        );
+    }
+
+    /// `syncd status --json`: the exit code and the document (which must agree).
+    pub fn status_json(&self) -> (Option<i32>, serde_json::Value) {
+        let out = self.cmd(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "`syncd status --json` printed no JSON object ({e})\n{}\n{}",
+                show(&out),
+                self.diagnose()
+            )
+        });
+        let code = out.status.code();
+        assert_eq!(
+            v["code"].as_i64(),
+            code.map(i64::from),
+            "`syncd status --json`: \"code\" differs from the exit code\n{v:#}"
+        );
+        (code, v)
+    }
+
+    /// Poll `syncd status --json` until `pred` holds; panic after `timeout` naming `what`.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        others: &[&dyn Diagnose],
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, v) = self.status_json();
+            if pred(&v) {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for `syncd status`: {what}\nlast status:\n{v:#}\n{}\n{}",
+                    self.diagnose(),
+                    diagnostics(others)
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The pid in the pidfile, if any.
+    pub fn controller_pid(&self) -> Option<u32> {
+        let pid = fs::read_to_string(self.pidfile())
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        if let Some(p) = pid {
+            self.remember(p);
+        }
+        pid
+    }
+
+    /// The worker pid from `<state_dir>/controller.json`, if any.
+    pub fn worker_pid(&self) -> Option<u32> {
+        let pid = self.controller_state()?["worker_pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok());
+        if let Some(p) = pid {
+            self.remember(p);
+        }
+        pid
+    }
+
+    /// `<state_dir>/controller.json`, if it can be read.
+    pub fn controller_state(&self) -> Option<serde_json::Value> {
+        let text = fs::read_to_string(self.state_dir.join("controller.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Note a pid to clean up on Drop (if it is still a syncd process then).
+    pub fn remember(&self, pid: u32) {
+        self.seen.borrow_mut().insert(pid);
+    }
+
+    fn remember_pids(&self) {
+        // Reads record what they find.
+        let _ = self.controller_pid();
+        let _ = self.worker_pid();
+    }
+
+    /// Everything the daemon (controller and worker) logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Wait until the log holds a line containing every one of `needles`; return it.
+    pub fn wait_log(&self, needles: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self
+                .log()
+                .lines()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return line.to_string();
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no line with {needles:?} in the log after {timeout:?}\n{}",
+                    self.diagnose()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Replace the config file (atomically, as editors do) for a following reload/start.
+    pub fn rewrite_config(&mut self, config_text: &str) {
+        let tmp = self.config_path.with_extension("new");
+        fs::write(&tmp, config_text).expect("write the new config");
+        fs::rename(&tmp, &self.config_path).expect("replace the config");
+        self.config_text = config_text.to_string();
+    }
+
+    /// Spawn `syncd --config FILE <path flags> run <args>` in the foreground, with
+    /// `$NOTIFY_SOCKET` set to `notify_socket`; its output goes to the log file. The
+    /// caller owns (and must end) the child; its pid is remembered for Drop.
+    pub fn spawn_run(&self, args: &[&str], notify_socket: &Path) -> Child {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open the log file");
+        let log_err = log.try_clone().expect("dup the log file");
+        let bin = syncd_bin();
+        let mut command = Command::new(&bin);
+        self.sysctl_env(&mut command);
+        let child = command
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(self.path_flags())
+            .arg("run")
+            .args(args)
+            .env("NOTIFY_SOCKET", notify_socket)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        self.remember(child.id());
+        child
+    }
+
+    fn sysctl_env(&self, command: &mut Command) {
+        if self.may_tune {
+            command.env_remove("SYNCD_NO_SYSCTL");
+        } else {
+            command.env("SYNCD_NO_SYSCTL", "1");
+        }
+    }
+
+    /// Pids of live processes whose command line mentions this fixture's tempdir (its
+    /// controller and worker, whatever state they are in).
+    pub fn processes(&self) -> Vec<u32> {
+        processes_mentioning(self.dir.path())
+    }
+
+    /// Wait until no live process mentions this fixture's tempdir.
+    pub fn wait_no_processes(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = self.processes();
+            if left.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let who: Vec<String> = left.iter().map(|&p| describe(p)).collect();
+                panic!(
+                    "processes of this syncd still alive after {timeout:?}: {who:?}\n{}",
+                    self.diagnose()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Diagnose for Controller {
+    fn diagnose(&self) -> String {
+        let ctl = fs::read_to_string(self.state_dir.join("controller.json"))
+            .unwrap_or_else(|e| format!("(none: {e})"));
+        let status = fs::read_to_string(self.state_dir.join("status.json"))
+            .unwrap_or_else(|e| format!("(none: {e})"));
+        let pidfile = fs::read_to_string(self.pidfile()).unwrap_or_else(|e| format!("(none: {e})"));
+        let procs: Vec<String> = self.processes().iter().map(|&p| describe(p)).collect();
+        format!(
+            "--- syncd controller in {} ---\nconfig:\n{}\npidfile: {}\nprocesses: {procs:?}\n\
+             --- controller.json ---\n{}\n--- status.json ---\n{}\n--- log tail ---\n{}",
+            self.dir.path().display(),
+            self.config_text.trim_end(),
+            pidfile.trim(),
+            ctl.trim_end(),
+            tail(status.trim_end(), 40),
+            tail(&self.log(), 80)
+        )
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let mut pids: BTreeSet<u32> = self.seen.borrow().clone();
+        let running = pids.iter().any(|&p| is_syncd(p)) || !self.processes().is_empty();
+        if running {
+            // Not `cmd`: that panics on a timeout, and Drop may run during a panic.
+            let mut args = vec![
+                "--config".to_string(),
+                self.config_path.to_string_lossy().into_owned(),
+            ];
+            args.extend(self.path_flags());
+            args.extend(["stop".into(), "--timeout".into(), "5s".into()]);
+            if let Ok(mut child) = Command::new(syncd_bin())
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                if wait_child(&mut child, Duration::from_secs(30)).is_none() {
+                    eprintln!("syncd stop did not finish in Drop; killing what is left");
+                }
+            }
+        }
+        pids.extend(self.processes());
+        for pid in pids {
+            if is_syncd(pid) {
+                eprintln!("Controller drop: SIGKILL to {}", describe(pid));
+                kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Wait for `child` up to `timeout`; on timeout kill it, reap it and return None.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A process's state letter from `/proc/PID/stat` (after the `(comm)` field), or None
+/// when there is no such process.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.trim_start().chars().next()
+}
+
+/// Alive: exists and is neither a zombie nor dead (init may take a while to reap).
+pub fn is_alive(pid: u32) -> bool {
+    matches!(proc_state(pid), Some(s) if s != 'Z' && s != 'X' && s != 'x')
+}
+
+/// `/proc/PID/comm`, if the process exists.
+pub fn comm(pid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim_end().to_string())
+}
+
+/// Alive and named `syncd` or `syncd-worker`.
+pub fn is_syncd(pid: u32) -> bool {
+    is_alive(pid) && matches!(comm(pid).as_deref(), Some("syncd" | "syncd-worker"))
+}
+
+fn describe(pid: u32) -> String {
+    match (proc_state(pid), comm(pid)) {
+        (Some(s), Some(c)) => format!("pid {pid} ({c}, state {s})"),
+        _ => format!("pid {pid} (gone)"),
+    }
+}
+
+/// Wait until `pid` is gone (a zombie counts as gone); panic after `timeout`.
+pub fn wait_gone(pid: u32, timeout: Duration, what: &str, fixtures: &[&dyn Diagnose]) {
+    let deadline = Instant::now() + timeout;
+    while is_alive(pid) {
+        if Instant::now() >= deadline {
+            panic!(
+                "{what} ({}) still alive after {timeout:?}\n{}",
+                describe(pid),
+                diagnostics(fixtures)
+            );
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Send `sig` to `pid`.
+pub fn kill(pid: u32, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    // SAFETY: kill(2) has no memory-safety concerns; callers pass a pid they checked.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// Live processes whose command line contains `needle` (a path).
+pub fn processes_mentioning(needle: &Path) -> Vec<u32> {
+    let needle = needle.as_os_str().as_encoded_bytes();
+    let me = std::process::id();
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me && is_alive(pid))
+        .filter(|&pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| c.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Bytes as text (lossy).
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A command's exit, stdout and stderr for a failure message.
+pub fn show(out: &Output) -> String {
+    let how = match (out.status.code(), out.status.signal()) {
+        (Some(c), _) => format!("exit {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => format!("{}", out.status),
+    };
+    format!(
+        "[{how}]\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        text(&out.stdout).trim_end(),
+        text(&out.stderr).trim_end()
+    )
+}
+
+/// Does `out`'s stdout or stderr contain `needle`?
+pub fn says(out: &Output, needle: &str) -> bool {
+    text(&out.stdout).contains(needle) || text(&out.stderr).contains(needle)
+}

@@ -1,0 +1,252 @@
+//! The controller keeps the worker alive and never leaves one orphaned: a worker killed
+//! with SIGKILL is restarted and what changed meanwhile arrives; a controller killed with
+//! SIGKILL takes its worker with it (parent-death signal), `status` says "dead" (1) and
+//! `start` recovers; `stop` during a large burst loses nothing across the next start; and
+//! `start` raises the inotify sysctls the config asks for (never lowers them).
+
+use std::fs;
+use std::time::Duration;
+
+use crate::harness::controller::{is_alive, kill, wait_gone};
+use crate::harness::tree::{snapshot, write_file, Kind};
+use crate::harness::{
+    assert_in_sync, is_root, sysctl_exclusive, Controller, Diagnose, Site, SyncCheck,
+    SysctlOverride, TreeWriter,
+};
+
+const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
+/// A worker killed now is restarted after about a second; allow for a loaded machine.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[test]
+fn worker_killed_with_sigkill_is_restarted_and_changes_made_meanwhile_arrive() {
+    let site = Site::new();
+    // No initial sync in the config: only the restart's catch-up can bring the changes
+    // made while no worker watched.
+    let c = Controller::new(&site.config().initial_sync(false));
+    let pid = c.start();
+    write_file(&site.src().join("keep/a.txt"), b"a");
+    write_file(
+        &site.src().join("gone.txt"),
+        b"deleted while no worker runs",
+    );
+    assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
+
+    let old = c.worker_pid().expect("worker pid");
+    kill(old, libc::SIGKILL);
+    wait_gone(old, RESTART_TIMEOUT, "the SIGKILLed worker", &[&c]);
+    // Changes while no worker runs: new files in new and old dirs, a delete.
+    TreeWriter::new(51).files(site.src(), &["while-dead", "keep"], 80, 0, 5000);
+    fs::remove_file(site.src().join("gone.txt")).expect("rm gone.txt");
+
+    let v = c.wait_status(
+        "a new worker running after kill -9 of the old one",
+        RESTART_TIMEOUT,
+        &[&site.daemon],
+        |v| {
+            v["phase"] == "running"
+                && v["restarts"].as_u64().is_some_and(|r| r >= 1)
+                && v["worker_pid"]
+                    .as_u64()
+                    .is_some_and(|w| w != u64::from(old))
+        },
+    );
+    assert_eq!(
+        v["pid"].as_u64(),
+        Some(u64::from(pid)),
+        "the controller changed\n{v:#}"
+    );
+    assert!(
+        v["last_exit"].is_string(),
+        "last_exit should say how the worker ended\n{v:#}"
+    );
+    assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
+    // The new worker watches live.
+    write_file(&site.src().join("after-restart.txt"), b"live");
+    assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
+    c.stop();
+}
+
+#[test]
+fn controller_killed_with_sigkill_takes_its_worker_and_start_recovers() {
+    let site = Site::new();
+    let c = Controller::new(&site.config());
+    let pid = c.start();
+    let worker = c.worker_pid().expect("worker pid");
+    write_file(&site.src().join("before.txt"), b"before");
+    assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
+
+    kill(pid, libc::SIGKILL);
+    wait_gone(
+        pid,
+        Duration::from_secs(10),
+        "the SIGKILLed controller",
+        &[&c],
+    );
+    // The parent-death signal makes the worker drain and exit: no orphan.
+    wait_gone(
+        worker,
+        Duration::from_secs(30),
+        "the worker of a SIGKILLed controller (it must not live on)",
+        &[&c],
+    );
+    let (code, v) = c.status_json();
+    assert_eq!(
+        code,
+        Some(1),
+        "controller dead, pidfile left: status must be 1\n{v:#}"
+    );
+    assert!(v["running"] == false, "{v:#}");
+    c.wait_no_processes(Duration::from_secs(10));
+
+    let new = c.start();
+    assert_ne!(new, pid);
+    let (code, v) = c.status_json();
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(v["pid"].as_u64(), Some(u64::from(new)), "{v:#}");
+    assert!(!is_alive(pid) && !is_alive(worker));
+    write_file(&site.src().join("after.txt"), b"after the recovery");
+    TreeWriter::new(52).files(site.src(), &["r"], 40, 0, 4000);
+    assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
+    c.stop();
+}
+
+/// How many regular files `dir` holds (recursively).
+fn file_count(dir: &std::path::Path) -> usize {
+    snapshot(dir)
+        .values()
+        .filter(|e| matches!(e.kind, Kind::File { .. }))
+        .count()
+}
+
+#[test]
+fn stop_during_a_large_burst_then_start_brings_the_target_level() {
+    let site = Site::new();
+    // Small batches, one run at a time, and a settle window that holds the first push back
+    // until the burst is written: the burst is one batch of many rsync runs. No initial
+    // sync: the next start must replay what the stopping worker saved.
+    let cfg = site
+        .config()
+        .initial_sync(false)
+        .delay(Some("500ms"))
+        .key("max_delay", "\"5s\"")
+        .key("max_batch", "200")
+        .key("threads", "1");
+    // The burst goes into directories that exist already (a new directory is pushed
+    // whole, in one run) and are on the target.
+    let dirs = ["b0", "b1/x", "b2/y/z"];
+    for d in dirs {
+        write_file(&site.src().join(d).join("seed"), b"seed");
+    }
+    site.daemon.push_with_rsync(site.src());
+    let c = Controller::new(&cfg);
+    c.start();
+    let mut tw = TreeWriter::new(53);
+    tw.files(site.src(), &dirs, 3000, 0, 2000);
+    // As soon as the first files of the burst arrive (its push is in flight)...
+    let seeds = dirs.len();
+    let deadline = std::time::Instant::now() + SYNC_TIMEOUT;
+    while file_count(&site.dst()) <= seeds {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no file of the burst arrived within {SYNC_TIMEOUT:?}\n{}",
+            c.diagnose()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // ...more changes queue up behind it; once the worker has them, stop.
+    for i in 0..300 {
+        write_file(
+            &site
+                .src()
+                .join(dirs[i % dirs.len()])
+                .join(format!("late{i:03}")),
+            format!("late {i}").as_bytes(),
+        );
+    }
+    c.wait_status(
+        "the 300 late files queued behind the push in flight",
+        SYNC_TIMEOUT,
+        &[&site.daemon],
+        |v| {
+            let t = &v["worker"]["syncs"][0]["targets"][0];
+            t["in_flight"].as_u64().is_some_and(|n| n > 0)
+                && t["queue_depth"].as_u64().is_some_and(|n| n >= 300)
+        },
+    );
+    c.stop();
+    let total = file_count(site.src());
+    let arrived = file_count(&site.dst());
+    assert!(
+        arrived < total,
+        "all {total} files arrived before the stop finished: the stop should finish the \
+         push in flight and save the queue, not push the queue\n{}",
+        c.diagnose()
+    );
+
+    c.start();
+    SyncCheck::new(site.src(), &site.dst())
+        .with(&c)
+        .with(&site.daemon)
+        .within(Duration::from_secs(60))
+        .wait();
+    c.stop();
+}
+
+fn read_sysctl(name: &str) -> u64 {
+    let path = format!("/proc/sys/fs/inotify/{name}");
+    fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {path}: {e}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{path} is not a number: {e}"))
+}
+
+#[test]
+fn start_raises_inotify_sysctls_the_config_asks_for_and_never_lowers_them() {
+    if !is_root() {
+        eprintln!("skipped: changing fs.inotify.max_user_watches needs root");
+        return;
+    }
+    let site = Site::new();
+    let guard = sysctl_exclusive();
+    let before = read_sysctl("max_user_watches");
+    // Setting the value it already has: records the original, put back on Drop (panic too).
+    let _restore = SysctlOverride::set(&guard, "max_user_watches", before);
+    let want = before + 1000;
+    let cfg = site
+        .config()
+        .raw(&format!("[inotify]\nmax_user_watches = {want}"));
+    {
+        let c = Controller::new_exclusive(&cfg, &guard);
+        c.start();
+        assert_eq!(
+            read_sysctl("max_user_watches"),
+            want,
+            "after start the kernel value should be the config's\n{}",
+            c.diagnose()
+        );
+        c.wait_log(
+            &["max_user_watches", &before.to_string(), &want.to_string()],
+            SYNC_TIMEOUT,
+        );
+        write_file(&site.src().join("x.txt"), b"x");
+        assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
+        c.stop();
+    }
+
+    // Asking for less than the kernel has changes nothing.
+    let now = read_sysctl("max_user_watches");
+    let cfg = site
+        .config()
+        .raw(&format!("[inotify]\nmax_user_watches = {}", now - 500));
+    let c = Controller::new_exclusive(&cfg, &guard);
+    c.start();
+    assert_eq!(
+        read_sysctl("max_user_watches"),
+        now,
+        "start lowered max_user_watches\n{}",
+        c.diagnose()
+    );
+    c.stop();
+}
