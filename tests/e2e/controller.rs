@@ -532,3 +532,70 @@ fn run_in_the_foreground_sends_ready_and_exits_0_on_sigterm() {
     let (code, v) = c.status_json();
     assert_eq!(code, Some(3), "{v:#}");
 }
+
+#[test]
+fn restart_replaces_both_processes_and_keeps_syncing() {
+    let site = Site::new();
+    let c = Controller::new(&site.config());
+    let pid = c.start();
+    let worker = c.worker_pid().expect("worker pid");
+    let out = c.cmd(&["restart"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        show(&out),
+        c.diagnose()
+    );
+    assert!(
+        says(&out, "stopped") && says(&out, "started"),
+        "{}",
+        show(&out)
+    );
+    let new_pid = c.controller_pid().expect("a pidfile after restart");
+    assert_ne!(new_pid, pid, "a new controller");
+    wait_gone(pid, Duration::from_secs(10), "the old controller", &[&c]);
+    wait_gone(worker, Duration::from_secs(10), "the old worker", &[&c]);
+    write_file(&site.src().join("after-restart.txt"), b"x");
+    assert_in_sync(
+        site.src(),
+        &site.dst(),
+        Duration::from_secs(20),
+        &[&c, &site.daemon],
+    );
+    c.stop();
+}
+
+#[test]
+fn sync_full_through_the_running_daemon_repairs_the_target() {
+    let site = Site::new();
+    let c = Controller::new(&site.config().initial_sync(false));
+    c.start();
+    TreeWriter::new(7).files(site.src(), &["a", "b/c"], 40, 0, 4000);
+    assert_in_sync(
+        site.src(),
+        &site.dst(),
+        Duration::from_secs(20),
+        &[&c, &site.daemon],
+    );
+    // Damage the target behind syncd's back: only a full push can see it.
+    std::fs::remove_dir_all(site.dst().join("a")).expect("damage the target");
+    write_file(&site.dst().join("stray.txt"), b"not in the source");
+    let out = c.cmd(&["sync", "--full"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        show(&out),
+        c.diagnose()
+    );
+    // `sync --full` returns once the full push is done: no waiting needed here.
+    let diff = SyncCheck::new(site.src(), &site.dst()).differences(5);
+    assert!(
+        diff.is_empty(),
+        "target differs right after `sync --full`: {diff:?}\n{}",
+        c.diagnose()
+    );
+    assert!(c.worker_pid().is_some(), "still running");
+    c.stop();
+}

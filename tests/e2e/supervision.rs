@@ -250,3 +250,93 @@ fn start_raises_inotify_sysctls_the_config_asks_for_and_never_lowers_them() {
     );
     c.stop();
 }
+
+#[test]
+fn a_worker_rejecting_the_config_ends_supervision_at_once_and_status_says_why() {
+    let site = Site::new();
+    let c = Controller::new(&site.config().initial_sync(false));
+    let pid = c.start();
+    let worker = c.worker_pid().expect("worker pid");
+    // The source vanishes: the running worker exits ("nothing left to watch"); the
+    // restarted one finds a config naming a missing directory (exit 2). Restarting again
+    // cannot help: the controller gives up at once, leaving its pidfile (status 1).
+    fs::remove_dir_all(site.src()).expect("remove the source");
+    wait_gone(
+        worker,
+        RESTART_TIMEOUT,
+        "the worker whose source vanished",
+        &[&c],
+    );
+    let v = c.wait_status(
+        "the controller to give up on a rejected config",
+        RESTART_TIMEOUT,
+        &[&site.daemon],
+        |v| v["phase"] == "gave-up",
+    );
+    assert_eq!(v["code"], 1, "{v:#}");
+    assert_eq!(v["restarts"], 1, "one restart, then no more\n{v:#}");
+    let message = v["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("dead but pidfile") && message.contains("rejected the configuration"),
+        "the one-line message says why\n{v:#}"
+    );
+    wait_gone(pid, RESTART_TIMEOUT, "the controller that gave up", &[&c]);
+}
+
+#[test]
+fn a_worker_dying_fast_again_and_again_is_restarted_with_backoff_then_given_up_on() {
+    let site = Site::new();
+    // The first worker is the real one; every later one exits 1 at once (a crash loop).
+    let tools = tempfile::tempdir().expect("tempdir");
+    let wrapper = tools.path().join("crashing-worker.sh");
+    let marker = tools.path().join("first-worker-started");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ -e '{m}' ]; then echo 'simulated crash' >&2; exit 1; fi\n: > '{m}'\nexec '{w}' \"$@\"\n",
+            m = marker.display(),
+            w = crate::harness::worker::worker_bin().display()
+        ),
+    )
+    .expect("write the wrapper");
+    crate::harness::tree::chmod(&wrapper, 0o755);
+    let c = Controller::new(&site.config().initial_sync(false)).with_worker(&wrapper);
+    let pid = c.start();
+    kill(c.worker_pid().expect("worker pid"), libc::SIGKILL);
+    // Backoff 1 + 2 + 4 + 8 s, then the 5th fast death in a row ends supervision.
+    let v = c.wait_status(
+        "the controller to give up after repeated fast worker deaths",
+        Duration::from_secs(45),
+        &[&site.daemon],
+        |v| v["phase"] == "gave-up",
+    );
+    assert_eq!(v["code"], 1, "gave up: dead with its pidfile left\n{v:#}");
+    assert_eq!(v["restarts"], 4, "{v:#}");
+    assert_eq!(v["last_exit"], "exited with code 1", "{v:#}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("5 times in a row"),
+        "status says why\n{v:#}"
+    );
+    wait_gone(pid, RESTART_TIMEOUT, "the controller that gave up", &[&c]);
+    let log = c.log();
+    for wait in ["1.0s", "2.0s", "4.0s", "8.0s"] {
+        assert!(
+            log.contains(&format!("restarting the worker in {wait}")),
+            "backoff doubles: no restart after {wait}\n{log}"
+        );
+    }
+    assert!(
+        log.contains("simulated crash"),
+        "the worker's stderr is in the log\n{log}"
+    );
+    let out = c.cmd(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("giving up"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -66,6 +66,8 @@ pub struct Controller {
     /// May the daemon change the machine's inotify sysctls? Only for a test that holds
     /// the exclusive sysctl guard; every other one runs with `SYNCD_NO_SYSCTL=1`.
     may_tune: bool,
+    /// `--worker`: the real syncd-worker unless a test wraps it.
+    worker: PathBuf,
     _shared: Option<SharedHold>,
 }
 
@@ -106,8 +108,15 @@ impl Controller {
             state_dir: state_dir.to_path_buf(),
             seen: RefCell::new(BTreeSet::new()),
             may_tune: true,
+            worker: worker_bin(),
             _shared: None,
         }
+    }
+
+    /// Start workers through `path` (e.g. a wrapper script around the real worker).
+    pub fn with_worker(mut self, path: &Path) -> Controller {
+        self.worker = path.to_path_buf();
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -136,7 +145,7 @@ impl Controller {
             "--state-dir".into(),
             self.state_dir.to_string_lossy().into_owned(),
             "--worker".into(),
-            worker_bin().to_string_lossy().into_owned(),
+            self.worker.to_string_lossy().into_owned(),
             "--log-level".into(),
             "debug".into(),
         ]
