@@ -21,7 +21,7 @@ use anyhow::Context;
 
 use crate::batch::Batch;
 use crate::catchup::{self, Restart, Tracker, Watermark};
-use crate::config::{Config, Mode, SyncJob, Target, TargetKind};
+use crate::config::{Config, Mode, SyncJob, Target};
 use crate::faillog::FailLog;
 use crate::hooks::{HookRunner, Pushed};
 use crate::progress::{self, SharedProgress};
@@ -30,8 +30,7 @@ use crate::queue::{Change, Limits, Queue};
 use crate::reload::{self, SyncChange, SyncPlan, TargetChange};
 use crate::rsync::args::{dest_arg, Caps};
 use crate::rsync::exit::{Class, Outcome};
-use crate::rsync::password::check_password_file;
-use crate::rsync::probe::probe;
+use crate::rsync::probe::probe_target;
 use crate::status::{State, Status, SyncStatus, TargetStatus};
 use crate::watch::{WatchStats, Watcher};
 
@@ -1206,29 +1205,6 @@ fn discard_target(sync: &str, t: TargetState) {
     );
     if let Err(e) = t.faillog.save(&Batch::default()) {
         log::error!("{e:#}");
-    }
-}
-
-/// Check the password file, then probe what the target's rsync supports.
-fn probe_target(job: &SyncJob, target: &Target) -> Result<Caps, Outcome> {
-    if let TargetKind::Daemon {
-        password_file: Some(pw),
-        ..
-    } = &target.kind
-    {
-        check_password_file(pw).map_err(|message| Outcome {
-            class: Class::ConfigError,
-            code: None,
-            message,
-        })?;
-    }
-    match probe(job, target) {
-        Ok(r) => r,
-        Err(e) => Err(Outcome {
-            class: Class::Retry,
-            code: None,
-            message: format!("{e:#}"),
-        }),
     }
 }
 

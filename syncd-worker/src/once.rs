@@ -19,15 +19,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::batch::Batch;
-use crate::config::{Config, Mode, SyncJob, Target, TargetKind};
+use crate::config::{Config, Mode, SyncJob, Target};
 use crate::engine::lock_state_dir;
 use crate::faillog::FailLog;
 use crate::progress::{self, Progress, SharedProgress};
 use crate::push::{execute, PushReport};
 use crate::rsync::args::Caps;
 use crate::rsync::exit::{Class, Outcome};
-use crate::rsync::password::check_password_file;
-use crate::rsync::probe::probe;
+use crate::rsync::probe::probe_target;
 
 /// How often the terminal bar is redrawn.
 const BAR_TICK: Duration = Duration::from_millis(100);
@@ -122,7 +121,7 @@ fn push_target(
             faillog.path().display()
         )
     };
-    let mut caps = match caps_for(job, target) {
+    let mut caps = match probe_target(job, target) {
         Ok(c) => c,
         Err(o) => anyhow::bail!("{}; {}", o.message, owed()),
     };
@@ -202,29 +201,6 @@ fn push_with_display(
         runs: 0,
         elapsed: Duration::ZERO,
     })
-}
-
-/// Check the password file, then ask the target what it supports.
-fn caps_for(job: &SyncJob, target: &Target) -> Result<Caps, Outcome> {
-    if let TargetKind::Daemon {
-        password_file: Some(pw),
-        ..
-    } = &target.kind
-    {
-        check_password_file(pw).map_err(|message| Outcome {
-            class: Class::ConfigError,
-            code: None,
-            message,
-        })?;
-    }
-    match probe(job, target) {
-        Ok(r) => r,
-        Err(e) => Err(Outcome {
-            class: Class::Retry,
-            code: None,
-            message: format!("{e:#}"),
-        }),
-    }
 }
 
 fn describe(b: &Batch) -> String {

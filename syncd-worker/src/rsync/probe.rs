@@ -10,9 +10,10 @@ use anyhow::{bail, Context};
 
 use super::args::{plan, Caps, Invocation};
 use super::exit::{classify, Class, Outcome};
+use super::password::check_password_file;
 use super::run::run;
 use crate::batch::Batch;
-use crate::config::model::{Mode, SyncJob, Target};
+use crate::config::model::{Mode, SyncJob, Target, TargetKind};
 
 /// `--delete-missing-args` appeared in rsync 3.1.0.
 const DELETE_MISSING_ARGS_SINCE: (u32, u32, u32) = (3, 1, 0);
@@ -67,6 +68,30 @@ pub fn probe(job: &SyncJob, target: &Target) -> anyhow::Result<Result<Caps, Outc
 
 /// A `--dry-run` paths run with `--delete-missing-args` listing one missing name (in
 /// files mode whatever the job's mode: a tree-mode job would plan a whole-tree run).
+/// Check the password file, then probe what the target's rsync supports; every failure
+/// is an `Outcome` (a bad password file is a `ConfigError`, anything else a `Retry`).
+pub fn probe_target(job: &SyncJob, target: &Target) -> Result<Caps, Outcome> {
+    if let TargetKind::Daemon {
+        password_file: Some(pw),
+        ..
+    } = &target.kind
+    {
+        check_password_file(pw).map_err(|message| Outcome {
+            class: Class::ConfigError,
+            code: None,
+            message,
+        })?;
+    }
+    match probe(job, target) {
+        Ok(r) => r,
+        Err(e) => Err(Outcome {
+            class: Class::Retry,
+            code: None,
+            message: format!("{e:#}"),
+        }),
+    }
+}
+
 fn probe_invocation(job: &SyncJob, target: &Target) -> Invocation {
     let mut files_job = job.clone();
     files_job.mode = Mode::Files;
@@ -276,7 +301,7 @@ exit 2
         // Port 1 on 127.0.0.1: nothing listens there, so the connect is refused.
         let t = Target {
             name: "down".into(),
-            kind: crate::config::model::TargetKind::Daemon {
+            kind: TargetKind::Daemon {
                 user: None,
                 host: "127.0.0.1".into(),
                 module: "mod".into(),

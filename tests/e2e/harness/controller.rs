@@ -33,27 +33,7 @@ const STOP_TIMEOUT: &str = "20s";
 /// The `syncd` binary: `$SYNCD_BIN`, or beside the test executable
 /// (`target/debug/deps/e2e-…` → `target/debug/syncd`).
 pub fn syncd_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("SYNCD_BIN") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "SYNCD_BIN={} is not a file; build the workspace first: cargo build --workspace",
-            p.display()
-        );
-        return p;
-    }
-    let exe = std::env::current_exe().expect("path of the test executable");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("syncd"))
-        .expect("the test executable lives in target/<profile>/deps");
-    assert!(
-        bin.is_file(),
-        "{} not found; build the workspace first: cargo build --workspace",
-        bin.display()
-    );
-    bin
+    super::worker::built_bin("syncd", "SYNCD_BIN")
 }
 
 pub struct Controller {

@@ -27,11 +27,18 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The `syncd-worker` binary: `$SYNCD_WORKER_BIN`, or beside the test executable
 /// (`target/debug/deps/e2e-…` → `target/debug/syncd-worker`).
 pub fn worker_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("SYNCD_WORKER_BIN") {
+    built_bin("syncd-worker", "SYNCD_WORKER_BIN")
+}
+
+/// A binary of the workspace: `$env` if set, else `name` beside the test executable's
+/// directory. Fails loudly when it is missing: `cargo test` does not build other
+/// packages' binaries.
+pub fn built_bin(name: &str, env: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
         let p = PathBuf::from(p);
         assert!(
             p.is_file(),
-            "SYNCD_WORKER_BIN={} is not a file; build the workspace first: cargo build --workspace",
+            "{env}={} is not a file; build the workspace first: cargo build --workspace",
             p.display()
         );
         return p;
@@ -40,7 +47,7 @@ pub fn worker_bin() -> PathBuf {
     let bin = exe
         .parent()
         .and_then(Path::parent)
-        .map(|d| d.join("syncd-worker"))
+        .map(|d| d.join(name))
         .expect("the test executable lives in target/<profile>/deps");
     assert!(
         bin.is_file(),
