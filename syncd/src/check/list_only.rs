@@ -1,0 +1,257 @@
+//! Reaching a target with `rsync --list-only`: the argv (password file, ssh in batch
+//! mode with a connect timeout), a run in its own session killed at a deadline, and the
+//! classification of how it ended into a [`Finding`].
+
+use super::*;
+
+/// The argv of the `rsync --list-only` that tests a daemon or ssh target.
+pub(super) fn list_only_args(target: &Target, timeout: Duration) -> Vec<OsString> {
+    let secs = timeout.as_secs().max(1);
+    let mut args: Vec<OsString> = vec!["--list-only".into(), format!("--timeout={secs}").into()];
+    match &target.kind {
+        TargetKind::Daemon {
+            port,
+            password_file,
+            ..
+        } => {
+            args.push(format!("--contimeout={secs}").into());
+            if let Some(p) = port {
+                args.push(format!("--port={p}").into());
+            }
+            if let Some(pw) = password_file {
+                let mut a = OsString::from("--password-file=");
+                a.push(pw);
+                args.push(a);
+            }
+        }
+        TargetKind::Ssh { port, ssh_args, .. } => {
+            let mut words = vec!["ssh".to_string()];
+            if let Some(p) = port {
+                words.extend(["-p".to_string(), p.to_string()]);
+            }
+            words.extend([
+                "-o".to_string(),
+                "BatchMode=yes".to_string(),
+                "-o".to_string(),
+                format!("ConnectTimeout={secs}"),
+            ]);
+            words.extend(ssh_args.iter().cloned());
+            let rsh: Vec<String> = words.iter().map(|w| quote_rsh_word(w)).collect();
+            args.push("-e".into());
+            args.push(rsh.join(" ").into());
+        }
+        TargetKind::Local { .. } => {}
+    }
+    args.push(dest_arg(target));
+    args
+}
+
+/// How a `--list-only` run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ran {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stderr: String,
+    /// Killed after the deadline.
+    pub timed_out: bool,
+}
+
+pub(super) fn reach(job: &SyncJob, target: &Target, subject: &str, timeout: Duration) -> Finding {
+    let mut cmd = Command::new(&job.rsync.binary);
+    cmd.args(list_only_args(target, timeout)).env("LC_ALL", "C");
+    match run_bounded(cmd, timeout + REACH_GRACE) {
+        Ok(ran) => reach_finding(subject, target, &ran, timeout),
+        Err(e) => Finding::new(
+            Status::Problem,
+            subject,
+            format!("cannot run {}: {e}", job.rsync.binary.display()),
+        )
+        .fix("install rsync, or set rsync.binary to its full path"),
+    }
+}
+
+/// Run `cmd` in a session of its own (no terminal: rsync and ssh cannot stop to ask for
+/// a password), stdout discarded, stderr kept; kill its process group after `limit`.
+pub(super) fn run_bounded(mut cmd: Command, limit: Duration) -> io::Result<Ran> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent; it is
+    // the only thing run between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let (tx, rx) = mpsc::channel::<()>();
+    let mut stdout = child.stdout.take().expect("stdout was piped");
+    let tx_out = tx.clone();
+    let out_thread = std::thread::spawn(move || {
+        let _ = io::copy(&mut stdout, &mut io::sink());
+        let _ = tx_out.send(());
+    });
+    let mut stderr = child.stderr.take().expect("stderr was piped");
+    let err_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.by_ref().take(64 * 1024).read_to_end(&mut buf);
+        let _ = io::copy(&mut stderr, &mut io::sink());
+        let _ = tx.send(());
+        buf
+    });
+    // Both pipes close when rsync (and its ssh) are gone.
+    let deadline = Instant::now() + limit;
+    let mut closed = 0;
+    let mut timed_out = false;
+    while closed < 2 {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(()) => closed += 1,
+            Err(_) => {
+                timed_out = true;
+                break;
+            }
+        }
+    }
+    if timed_out {
+        let pid = libc::pid_t::try_from(child.id()).unwrap_or(0);
+        if pid > 0 {
+            // SAFETY: `pid` is our child, not yet reaped, and the leader of its own
+            // session and process group (setsid above), so the group is ours to signal.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+    }
+    let status = child.wait()?;
+    let _ = out_thread.join();
+    let stderr = err_thread.join().unwrap_or_default();
+    Ok(Ran {
+        code: status.code(),
+        signal: status.signal(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        timed_out,
+    })
+}
+
+/// What a `--list-only` result means for this target, and what to do about it.
+pub(super) fn reach_finding(
+    subject: &str,
+    target: &Target,
+    ran: &Ran,
+    timeout: Duration,
+) -> Finding {
+    let (host, port) = match &target.kind {
+        TargetKind::Daemon { host, port, .. } => (host.as_str(), port.unwrap_or(873)),
+        TargetKind::Ssh { host, port, .. } => (host.as_str(), port.unwrap_or(22)),
+        TargetKind::Local { .. } => ("localhost", 0),
+    };
+    if ran.timed_out {
+        return Finding::new(
+            Status::Problem,
+            subject,
+            format!(
+                "no answer from {host}:{port} within {}s",
+                timeout.as_secs() + REACH_GRACE.as_secs()
+            ),
+        )
+        .fix(format!(
+            "check that {host} is up and that a firewall lets port {port} through"
+        ));
+    }
+    if ran.code == Some(0) && ran.signal.is_none() {
+        let how = match target.kind {
+            TargetKind::Ssh { .. } => "reachable over ssh (rsync --list-only works)",
+            _ => "reachable, login and module ok (rsync --list-only works)",
+        };
+        return Finding::ok(subject, how);
+    }
+    let outcome = classify(ran.code, ran.signal, &ran.stderr);
+    let err = &ran.stderr;
+    let (status, fix) = if err.contains("auth failed") {
+        let fix = match &target.kind {
+            TargetKind::Daemon {
+                user,
+                password_file: Some(pw),
+                ..
+            } => format!(
+                "the first line of {} must be the password of {} in the daemon's secrets file, \
+                 and that user must be in the module's `auth users`",
+                pw.display(),
+                user.as_deref().unwrap_or("the user")
+            ),
+            _ => "the module wants a password: set password_file".to_string(),
+        };
+        (Status::Problem, fix)
+    } else if err.contains("Unknown module") {
+        let module = match &target.kind {
+            TargetKind::Daemon { module, .. } => module.split('/').next().unwrap_or(module),
+            _ => "",
+        };
+        (
+            Status::Problem,
+            format!(
+                "the daemon on {host}:{port} has no module {module:?}; `rsync --port={port} \
+                 {host}::` lists the modules it offers"
+            ),
+        )
+    } else if err.contains("max connections") {
+        (
+            Status::Warning,
+            "the daemon is busy; syncd retries, but raise `max connections` (0 = unlimited) \
+             if it stays busy"
+                .to_string(),
+        )
+    } else if err.contains("Connection refused") {
+        (
+            Status::Problem,
+            match target.kind {
+                TargetKind::Ssh { .. } => {
+                    format!("nothing listens on {host}:{port}: start sshd, or fix the host or port")
+                }
+                _ => format!(
+                    "no rsync daemon listens on {host}:{port}: start it (`systemctl start rsync` \
+                     or `rsync --daemon`), or fix the host or port"
+                ),
+            },
+        )
+    } else if err.contains("Permission denied (publickey")
+        || err.contains("Host key verification failed")
+    {
+        (
+            Status::Problem,
+            format!(
+                "ssh cannot log in without a prompt: as the user syncd runs as, `ssh -o \
+                 BatchMode=yes {host} true` must work (key in authorized_keys, host key in \
+                 known_hosts)"
+            ),
+        )
+    } else if err.contains("Name or service not known")
+        || err.contains("Could not resolve")
+        || err.contains("failed to resolve")
+        || err.contains("Temporary failure in name resolution")
+    {
+        (
+            Status::Problem,
+            format!("the host name {host} does not resolve: fix it or use an IP address"),
+        )
+    } else if matches!(ran.code, Some(30 | 35)) || err.contains("timed out") {
+        (
+            Status::Problem,
+            format!("check that {host} is up and that a firewall lets port {port} through"),
+        )
+    } else if err.contains("No such file or directory") || err.contains("chdir failed") {
+        (
+            Status::Problem,
+            "the directory on the target does not exist: create it, or fix dest".to_string(),
+        )
+    } else {
+        (
+            Status::Problem,
+            "run the same rsync --list-only by hand to see more".to_string(),
+        )
+    };
+    Finding::new(status, subject, outcome.message).fix(fix)
+}
