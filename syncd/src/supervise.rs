@@ -33,6 +33,8 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(120);
 /// this much, this often (EXTEND_TIMEOUT_USEC, systemd ≥ 236).
 const EXTEND_EVERY: Duration = Duration::from_secs(10);
 const EXTEND_BY: Duration = Duration::from_secs(30);
+/// Before the worker starts, the sysctl tuning counts the sources' directories.
+const TUNE_EXTEND: Duration = Duration::from_secs(300);
 
 enum Msg {
     Signal(i32),
@@ -155,6 +157,12 @@ impl<'a> Supervisor<'a> {
             std::process::id(),
             self.settings.config.display()
         );
+        // Counting the directories of a very large tree takes a while: keep systemd's
+        // start timeout from firing meanwhile.
+        notify::send(&format!(
+            "EXTEND_TIMEOUT_USEC={}\nSTATUS=counting directories to size the inotify limits",
+            TUNE_EXTEND.as_micros()
+        ));
         crate::sysctl::tune(&self.config);
         self.spawn(&socket, &tx, false)?;
         loop {
