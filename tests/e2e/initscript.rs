@@ -4,8 +4,8 @@
 //! stopped 7; an unknown action 2), RHEL's `/var/lock/subsys/syncd` touched on start and
 //! removed on stop (status 2 when it outlives the daemon), a file synced to a local
 //! directory while the script's daemon runs, the RHEL and Debian function libraries used
-//! when present, a removed binary (stop 0, status 4, start 5), and the header chkconfig
-//! and insserv read.
+//! when present, a removed binary (stop 0, status 4, start 5), the header chkconfig
+//! and insserv read; and the example configs in `init/` load with the worker's loader.
 //!
 //! Each test builds a fake root (`SYNCD_INIT_ROOT`) holding the defaults file, which points
 //! `SYNCD_BIN` at the built `syncd` and `SYNCD_OPTS` at the `Controller` fixture's paths,
@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use crate::harness::controller::{is_alive, show, syncd_bin, wait_child, wait_gone};
 use crate::harness::tree::write_file;
-use crate::harness::{assert_in_sync, Controller, Diagnose, WorkerConfig};
+use crate::harness::worker::run_to_exit;
+use crate::harness::{assert_in_sync, toml_str, Controller, Diagnose, WorkerConfig};
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
 /// One action of the script (start waits for the watches, stop for the drain).
@@ -403,4 +404,53 @@ fn header_is_what_chkconfig_and_insserv_read() {
         value("Required-Start:").contains(&"$remote_fs"),
         "NFS sources need $remote_fs"
     );
+}
+
+/// The shipped example configs load with the worker's own loader. They name /data, which
+/// the loader insists exists: as shipped the only complaint may be that, and a copy whose
+/// source is a real directory must be accepted.
+#[test]
+fn example_configs_load_with_the_workers_loader() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../init");
+    let src = tempfile::Builder::new()
+        .prefix("syncd-e2e-src.")
+        .tempdir()
+        .expect("create a source tempdir");
+    let conf = tempfile::Builder::new()
+        .prefix("syncd-e2e-conf.")
+        .tempdir()
+        .expect("create a config tempdir");
+    for name in ["syncd-nfs.toml", "syncd.toml"] {
+        let path = root.join(name);
+        let text = fs::read_to_string(&path).expect("read the example config");
+        let line = "source = \"/data\"\n";
+        assert_eq!(
+            text.matches(line).count(),
+            1,
+            "{name}: expected one `{}` line",
+            line.trim_end()
+        );
+        let (status, out, err) = run_to_exit(&check_args(&path), Duration::from_secs(20));
+        assert!(
+            status.code() == Some(2)
+                && err.contains("source directory /data does not exist")
+                && err.lines().filter(|l| l.contains(name)).count() == 1,
+            "{name} as shipped: only the missing /data may be wrong\n{status}\n{out}\n{err}"
+        );
+        let copy = conf.path().join(name);
+        let replaced = text.replace(
+            line,
+            &format!("source = {}\n", toml_str(&src.path().to_string_lossy())),
+        );
+        fs::write(&copy, replaced).expect("write the config copy");
+        let (status, out, err) = run_to_exit(&check_args(&copy), Duration::from_secs(20));
+        assert!(
+            status.success() && out.contains("OK"),
+            "{name} with an existing source must load\n{status}\n{out}\n{err}"
+        );
+    }
+}
+
+fn check_args(config: &Path) -> Vec<std::ffi::OsString> {
+    vec!["--config".into(), config.into(), "--check".into()]
 }

@@ -16,11 +16,11 @@ mod changes;
 mod controller;
 /// New symlinks, hard links, empty files, chmod — each alone.
 mod events;
-/// `init/syncd.init` with the real controller: LSB codes, the subsys lock, function
-/// libraries, a removed binary, the chkconfig/LSB header.
-mod initscript;
 /// Excluded paths never reach the target and are not deleted there.
 mod excludes;
+/// `init/syncd.init` with the real controller: LSB codes, the subsys lock, function
+/// libraries, a removed binary, the chkconfig/LSB header; the example configs load.
+mod initscript;
 /// Directories moved in from outside and out of the tree.
 mod moves;
 /// Push now: `syncd-worker --once [--full]` (fail-log replay, whole-tree push with
