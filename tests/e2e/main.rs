@@ -18,6 +18,9 @@ mod controller;
 mod events;
 /// Excluded paths never reach the target and are not deleted there.
 mod excludes;
+/// `init/syncd.init` with the real controller: LSB codes, the subsys lock, function
+/// libraries, a removed binary, the chkconfig/LSB header; the example configs load.
+mod initscript;
 /// Directories moved in from outside and out of the tree.
 mod moves;
 /// Push now: `syncd-worker --once [--full]` (fail-log replay, whole-tree push with
