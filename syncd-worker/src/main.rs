@@ -51,10 +51,44 @@ struct Cli {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
+    /// Packaging: write the man page syncd-worker.1 into DIR and exit.
+    #[arg(long, value_name = "DIR", hide = true)]
+    gen_man: Option<PathBuf>,
+}
+
+/// Write `dir/syncd-worker.1` from the clap definition above (for `packaging/build`).
+fn gen_man(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create {}: check the path and its permissions",
+            dir.display()
+        )
+    })?;
+    let path = dir.join("syncd-worker.1");
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut page)
+        .context("cannot render the syncd-worker man page")?;
+    std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(dir) = &cli.gen_man {
+        return match gen_man(dir) {
+            Ok(path) => {
+                println!("{}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("syncd-worker: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let level = match syncd_worker::logger::parse_level(&cli.log_level) {
         Ok(l) => l,
         Err(e) => {
@@ -112,5 +146,22 @@ fn main() -> ExitCode {
             log::error!("{e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gen_man_writes_one_page_with_the_visible_flags_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = gen_man(&dir.path().join("dist")).expect("gen_man");
+        assert_eq!(path, dir.path().join("dist/syncd-worker.1"));
+        let page = std::fs::read_to_string(&path).expect("read page");
+        assert!(page.starts_with(".ie"), "not roff");
+        assert!(page.contains("syncd\\-worker"), "no NAME:\n{page}");
+        assert!(page.contains("\\-\\-once"), "no --once:\n{page}");
+        assert!(!page.contains("gen\\-man"), "hidden flag leaked:\n{page}");
     }
 }

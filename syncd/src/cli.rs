@@ -103,6 +103,9 @@ pub enum Command {
     /// Push now, in the foreground, with progress: what is pending, or every tree whole
     /// with --full. Goes through the daemon when it is running.
     Sync(SyncArgs),
+    /// Packaging: write the man pages and shell completions into DIR.
+    #[command(hide = true)]
+    GenAssets(GenAssetsArgs),
 }
 
 /// Options of the worker that `start`, `restart` and `run` launch.
@@ -156,6 +159,14 @@ pub struct SyncArgs {
     /// Push every tree whole (rsync -a --delete of the tree), not just what is pending.
     #[arg(long)]
     pub full: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GenAssetsArgs {
+    /// Directory to write syncd.1, syncd-<command>.1, syncd.bash, _syncd and syncd.fish into
+    /// (created if missing).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[cfg(test)]

@@ -110,6 +110,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             crate::sync::run(&settings, &config, args.full)
         }
+        Command::GenAssets(args) => {
+            for path in crate::assets::generate(&args.dir)? {
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! one module per thing the controller owns (lock, processes, supervision, sysctls…).
 //! `main.rs` only hands the parsed command line to [`dispatch::run`].
 
+pub mod assets;
 pub mod check;
 pub mod cli;
 pub mod dispatch;
