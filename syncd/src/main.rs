@@ -6,6 +6,16 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = syncd::cli::Cli::parse();
+    if !matches!(cli.command, Some(syncd::cli::Command::Run(_))) {
+        // A command whose output is piped into `head` or `grep -q` should end quietly when
+        // the reader goes away, as other Unix tools do, not panic in println!. The daemon
+        // (`run`) keeps Rust's default (SIGPIPE ignored, EPIPE as an error).
+        // SAFETY: signal(2) with SIG_DFL installs no handler; called before any thread
+        // exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match syncd::dispatch::run(cli) {
         Ok(code) => code,
         Err(e) => {
