@@ -710,7 +710,8 @@ mod tests {
         };
         let modify = EventSet { modify: true, ..on };
         // (case, events, lstat as (regular file, links), waits)
-        let cases: Vec<(&str, EventSet, Option<(bool, u64)>, bool)> = vec![
+        type Case = (&'static str, EventSet, Option<(bool, u64)>, bool);
+        let cases: Vec<Case> = vec![
             ("new regular file", on, Some((true, 1)), true),
             ("hard link: no close will come", on, Some((true, 2)), false),
             ("symlink, fifo, socket, device", on, Some((false, 1)), false),
