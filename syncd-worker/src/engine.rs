@@ -489,7 +489,8 @@ impl Engine {
                     s.job.name,
                     t.cfg.name,
                     describe(&batch),
-                    since.map_or(0.0, |o| now.saturating_duration_since(o).as_secs_f64() * 1e3),
+                    since.map_or(0.0, |o| now.saturating_duration_since(o).as_secs_f64()
+                        * 1e3),
                     settled.map_or(0.0, |d| d.as_secs_f64() * 1e3)
                 );
                 if s.job.mode == Mode::Tree {
