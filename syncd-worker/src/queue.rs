@@ -14,13 +14,18 @@
 //! A push reads the tree as it is at push time, so the queue only has to remember *which*
 //! paths changed, never what they contained: over-listing is harmless, missing one is not.
 //!
-//! When: pending changes are due once the oldest of them is `delay` old (leading edge),
+//! When: pending paths are due once the oldest of them is `delay` old (leading edge),
 //! however many arrive after it. The engine keeps one push per target in flight, so
 //! during a stream of changes what arrives while a push runs becomes the next batch, due
 //! the moment that push ends: batches grow with the push time instead of waiting for the
 //! stream to pause. (A settle window counted from the newest change would hold the first
 //! push back for `max_delay` during any burst longer than `delay`, measured: 1 s lost on
-//! a 2,000-file copy that took 1.1 s.)
+//! a 2,000-file copy that took 1.1 s.) A batch holding a directory pushed whole or a
+//! full push keeps the settle window (due once no change arrived for `delay`, at the
+//! latest `max_delay` after the oldest): rsync recurses into it with the excluded paths
+//! found by a walk just before, so a file created between that walk and rsync's scan
+//! under an excluded name would leak to the target; pushing a tree still being filled
+//! widens that window.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -72,6 +77,9 @@ pub struct Queue {
     collapses: u64,
     /// Asked to push what is pending without waiting for the settle window.
     urgent: bool,
+    /// A `Tree` was queued since the last take (it may have been dropped since: then the
+    /// settle window applies needlessly, never wrongly).
+    has_tree: bool,
 }
 
 impl Queue {
@@ -84,6 +92,7 @@ impl Queue {
             newest: None,
             collapses: 0,
             urgent: false,
+            has_tree: false,
         }
     }
 
@@ -147,6 +156,7 @@ impl Queue {
                 if !self.covered(&p) {
                     self.drop_below(&p);
                     self.entries.insert(p, Kind::Tree);
+                    self.has_tree = true;
                 }
             }
             Change::Gone(p) => {
@@ -235,6 +245,10 @@ impl Queue {
             return self.oldest;
         }
         let oldest = self.oldest?;
+        if self.full || self.has_tree {
+            let settle = self.newest? + self.limits.delay;
+            return Some(settle.min(oldest + self.limits.max_delay));
+        }
         Some(oldest + self.limits.delay.min(self.limits.max_delay))
     }
 
@@ -276,6 +290,7 @@ impl Queue {
         self.oldest = None;
         self.newest = None;
         self.urgent = false;
+        self.has_tree = false;
         (batch, since)
     }
 }
@@ -478,6 +493,57 @@ mod tests {
                 assert!(q.is_due(t0 + ms(w)), "{name}: not due");
             }
         }
+    }
+
+    #[test]
+    fn trees_and_full_pushes_keep_the_settle_window() {
+        let ms = Duration::from_millis;
+        // (case, changes with arrival in ms, deadline in ms); delay 50, max_delay 1000
+        type Case = (&'static str, Vec<(Change, u64)>, u64);
+        let stream = |first: Change| -> Vec<(Change, u64)> {
+            std::iter::once((first, 0))
+                .chain((1..30).map(|i| (Change::Path(p(&format!("f{i}"))), i * 40)))
+                .collect()
+        };
+        let cases: Vec<Case> = vec![
+            ("a tree alone: settle", vec![(Change::Tree(p("d")), 0)], 50),
+            (
+                "a tree, then a quiet spell",
+                vec![(Change::Tree(p("d")), 0), (Change::Path(p("x")), 30)],
+                80,
+            ),
+            (
+                "a tree in a stream: max_delay",
+                stream(Change::Tree(p("d"))),
+                1000,
+            ),
+            (
+                "a full push in a stream: max_delay",
+                stream(Change::Full),
+                1000,
+            ),
+            (
+                "paths only in a stream: leading edge",
+                stream(Change::Path(p("a"))),
+                50,
+            ),
+        ];
+        for (name, changes, want) in cases {
+            let mut q = Queue::new(limits());
+            let t0 = Instant::now();
+            for (c, at) in changes {
+                q.push(c, t0 + ms(at));
+            }
+            assert_eq!(q.deadline(), Some(t0 + ms(want)), "{name}");
+        }
+        // Taken: the next batch of paths is back to the leading edge.
+        let mut q = Queue::new(limits());
+        let t0 = Instant::now();
+        q.push(Change::Tree(p("d")), t0);
+        q.take();
+        q.push(Change::Path(p("a")), t0 + ms(100));
+        q.push(Change::Path(p("b")), t0 + ms(140));
+        assert_eq!(q.deadline(), Some(t0 + ms(150)));
     }
 
     #[test]
