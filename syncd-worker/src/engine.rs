@@ -375,6 +375,9 @@ fn watch_loop(id: Id, job: &SyncJob, tx: &Sender<Msg>, stop: &AtomicBool, waterm
             );
             out.push(Change::Full);
         }
+        if !out.is_empty() {
+            log::trace!("{}: {} changes from inotify", job.name, out.len());
+        }
         if !out.is_empty() && tx.send(Msg::Changes(id, out)).is_err() {
             return;
         }
@@ -479,7 +482,17 @@ impl Engine {
                 if !t.queue.is_due(now) {
                     continue;
                 }
+                let settled = t.queue.newest().map(|n| now.saturating_duration_since(n));
                 let (mut batch, since) = t.queue.take();
+                log::debug!(
+                    "{} → {}: taking {} (oldest change {:.0} ms ago, newest {:.0} ms ago)",
+                    s.job.name,
+                    t.cfg.name,
+                    describe(&batch),
+                    since.map_or(0.0, |o| now.saturating_duration_since(o).as_secs_f64()
+                        * 1e3),
+                    settled.map_or(0.0, |d| d.as_secs_f64() * 1e3)
+                );
                 if s.job.mode == Mode::Tree {
                     batch = Batch::full();
                 }

@@ -3,6 +3,11 @@
 //! between watch descriptors and relative paths. It turns raw events into queue
 //! [`Change`]s and keeps the watches in step with the tree:
 //!
+//! * a new regular file (`IN_CREATE`) is held back until its `IN_CLOSE_WRITE` when that
+//!   event is on: pushing it at creation would push it half-written and then again. Only
+//!   a file that will get a close can wait — one with a single link (a hard link gets no
+//!   close) — and none waits longer than [`CREATE_CLOSE_WAIT`] (a file created without
+//!   write access, or a link whose other name was removed before we looked);
 //! * a directory created or moved in gets its watch, then is read, and so is every
 //!   directory found in it (watch first, then read: nothing created in between is
 //!   missed), and is pushed whole;
@@ -22,6 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -38,6 +44,20 @@ use crate::walk::{abs, child, count_dirs, vanished};
 /// as a move out of the tree. The kernel queues both halves of one rename back to back,
 /// so this only has to cover a pair split across two reads.
 const MOVE_PAIR_WAIT: Duration = Duration::from_millis(20);
+
+/// How long a new regular file waits for its `IN_CLOSE_WRITE` before it is pushed anyway
+/// (still open, or created in a way that never closes it for writing). Nothing is lost
+/// either way: its close, if it comes later, pushes it again.
+const CREATE_CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Should a new entry seen by `IN_CREATE` wait for its `IN_CLOSE_WRITE` instead of being
+/// pushed now? Only a regular file with one link, and only when closes are watched and
+/// writes are not (with `modify` on, the operator wants files pushed while written);
+/// `meta` is its lstat: (regular file, link count), None when it is gone already or
+/// cannot be read (pushed now: rsync sees what is there).
+fn create_waits_for_close(events: &EventSet, meta: Option<(bool, u64)>) -> bool {
+    events.close_write && !events.modify && matches!(meta, Some((true, 1)))
+}
 
 /// Counters the status file shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,6 +85,10 @@ pub struct Watcher {
     /// relative path → wd id, ordered so a subtree is a range.
     by_path: BTreeMap<RelPath, i32>,
     pending_moves: Vec<PendingMove>,
+    /// New regular files waiting for their `IN_CLOSE_WRITE`, with when they were created.
+    open_creates: BTreeMap<RelPath, Instant>,
+    /// [`CREATE_CLOSE_WAIT`] (shorter in tests).
+    create_close_wait: Duration,
     /// Directories that could not be watched at the last attempt.
     unwatched: u64,
     overflows: u64,
@@ -103,6 +127,8 @@ impl Watcher {
             by_wd: HashMap::new(),
             by_path: BTreeMap::new(),
             pending_moves: Vec::new(),
+            open_creates: BTreeMap::new(),
+            create_close_wait: CREATE_CLOSE_WAIT,
             unwatched: 0,
             overflows: 0,
             enospc_reported: false,
@@ -129,11 +155,14 @@ impl Watcher {
     }
 
     /// True when every event the kernel queued before this call has already come out of
-    /// `poll` as changes: the inotify queue is empty and no half of a move is held back.
+    /// `poll` as changes: the inotify queue is empty, no half of a move is held back and
+    /// no new file waits for its close.
     /// With a zero timeout `poll(2)` does not sleep, so a signal cannot make an unread
     /// queue look empty.
     pub fn caught_up(&self) -> bool {
-        self.pending_moves.is_empty() && matches!(self.readable(Duration::ZERO), Ok(false))
+        self.pending_moves.is_empty()
+            && self.open_creates.is_empty()
+            && matches!(self.readable(Duration::ZERO), Ok(false))
     }
 
     /// True once the source directory itself was deleted or moved away.
@@ -153,10 +182,19 @@ impl Watcher {
     /// Wait up to `timeout` for events and translate them into `out`. Returns when events
     /// were handled or the time ran out.
     pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Change>) -> anyhow::Result<()> {
-        let wait = match self.pending_moves.first() {
-            Some(m) => {
-                timeout.min((m.at + MOVE_PAIR_WAIT).saturating_duration_since(Instant::now()))
-            }
+        let next = self
+            .pending_moves
+            .first()
+            .map(|m| m.at + MOVE_PAIR_WAIT)
+            .into_iter()
+            .chain(
+                self.open_creates
+                    .values()
+                    .map(|at| *at + self.create_close_wait),
+            )
+            .min();
+        let wait = match next {
+            Some(at) => timeout.min(at.saturating_duration_since(Instant::now())),
             None => timeout,
         };
         if self.readable(wait)? {
@@ -170,6 +208,17 @@ impl Watcher {
         self.pending_moves = kept;
         for m in expired {
             self.moved_out(m, out);
+        }
+        // New files still not closed: push what is there now.
+        let waited: Vec<RelPath> = self
+            .open_creates
+            .iter()
+            .filter(|(_, at)| now >= **at + self.create_close_wait)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in waited {
+            self.open_creates.remove(&p);
+            out.push(Change::Path(p));
         }
         Ok(())
     }
@@ -239,6 +288,8 @@ impl Watcher {
                 self.root.display()
             );
             self.rewatch_all();
+            // The whole-tree push reads every file, and closes still to come push again.
+            self.open_creates.clear();
             out.push(Change::Full);
             return;
         }
@@ -272,6 +323,8 @@ impl Watcher {
             if excluded {
                 return;
             }
+            // Its close (if any) comes under the new name, which the move pushes.
+            self.open_creates.remove(&rel);
             self.pending_moves.push(PendingMove {
                 cookie,
                 from: rel,
@@ -326,7 +379,14 @@ impl Watcher {
                     out.push(Change::Tree(rel));
                 }
             } else if self.events.create_file {
-                out.push(Change::Path(rel));
+                let meta = std::fs::symlink_metadata(abs(&self.root, &rel))
+                    .ok()
+                    .map(|m| (m.file_type().is_file(), m.nlink()));
+                if create_waits_for_close(&self.events, meta) {
+                    self.open_creates.insert(rel, Instant::now());
+                } else {
+                    out.push(Change::Path(rel));
+                }
             }
             return;
         }
@@ -334,9 +394,16 @@ impl Watcher {
             if is_dir {
                 self.forget_subtree(&rel, false);
             }
+            self.open_creates.remove(&rel);
             if self.events.delete {
                 out.push(Change::Gone(rel));
             }
+            return;
+        }
+        if mask.contains(EventMask::CLOSE_WRITE) {
+            self.open_creates.remove(&rel);
+        } else if self.open_creates.contains_key(&rel) {
+            // Written or chmod-ed before its close: the close (or the wait) pushes it.
             return;
         }
         let wanted = (mask.contains(EventMask::CLOSE_WRITE) && self.events.close_write)
@@ -352,6 +419,7 @@ impl Watcher {
         if m.is_dir {
             self.forget_subtree(&m.from, true);
         }
+        self.open_creates.remove(&m.from);
         if self.events.move_from {
             out.push(Change::Gone(m.from));
         }
@@ -631,6 +699,85 @@ mod tests {
         let mut seen = vec![];
         until(&mut w, &mut seen, |c| c.contains(&Change::Path(s("ok"))));
         assert!(!seen.contains(&Change::Path(s("a.tmp"))), "{seen:?}");
+    }
+
+    #[test]
+    fn which_new_entries_wait_for_their_close() {
+        let on = EventSet::default();
+        let no_close = EventSet {
+            close_write: false,
+            ..on
+        };
+        let modify = EventSet { modify: true, ..on };
+        // (case, events, lstat as (regular file, links), waits)
+        type Case = (&'static str, EventSet, Option<(bool, u64)>, bool);
+        let cases: Vec<Case> = vec![
+            ("new regular file", on, Some((true, 1)), true),
+            ("hard link: no close will come", on, Some((true, 2)), false),
+            ("symlink, fifo, socket, device", on, Some((false, 1)), false),
+            ("gone already", on, None, false),
+            ("closes not watched", no_close, Some((true, 1)), false),
+            (
+                "writes watched: push while written",
+                modify,
+                Some((true, 1)),
+                false,
+            ),
+        ];
+        for (name, events, meta, want) in cases {
+            assert_eq!(create_waits_for_close(&events, meta), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn new_file_is_pushed_once_closed_not_at_creation() {
+        use std::io::Write;
+        let t = tempfile::tempdir().unwrap();
+        let mut w = Watcher::new(&job(t.path())).unwrap();
+        let mut f = fs::File::create(t.path().join("big")).unwrap();
+        f.write_all(&[b'x'; 100_000]).unwrap();
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        // A symlink is pushed at creation; its event comes after the file's create, write
+        // and chmod, so once it is seen those were handled.
+        std::os::unix::fs::symlink("big", t.path().join("marker")).unwrap();
+        let mut seen = vec![];
+        until(&mut w, &mut seen, |c| {
+            c.contains(&Change::Path(s("marker")))
+        });
+        assert!(
+            !seen.contains(&Change::Path(s("big"))),
+            "pushed while open: {seen:?}"
+        );
+        assert!(
+            !w.caught_up(),
+            "a file waiting for its close is not caught up"
+        );
+        drop(f);
+        until(&mut w, &mut seen, |c| c.contains(&Change::Path(s("big"))));
+        assert_eq!(
+            seen.iter()
+                .filter(|c| **c == Change::Path(s("big")))
+                .count(),
+            1,
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn new_file_never_closed_is_pushed_after_the_wait() {
+        let t = tempfile::tempdir().unwrap();
+        let mut w = Watcher::new(&job(t.path())).unwrap();
+        w.create_close_wait = Duration::from_millis(100);
+        let f = fs::File::create(t.path().join("held")).unwrap();
+        let mut seen = vec![];
+        until(&mut w, &mut seen, |c| c.contains(&Change::Path(s("held"))));
+        assert!(w.open_creates.is_empty());
+        drop(f);
+        // Its close later pushes it again (harmless), and nothing is left waiting.
+        until(&mut w, &mut seen, |c| {
+            c.iter().filter(|x| **x == Change::Path(s("held"))).count() == 2
+        });
     }
 
     #[test]

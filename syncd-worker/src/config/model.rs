@@ -63,9 +63,10 @@ pub struct SyncJob {
     /// Regular expressions on the path relative to `source`: matched paths (and all below
     /// them) are neither watched nor pushed.
     pub exclude: ExcludeSet,
-    /// Settle window: a batch is pushed once no new change arrived for this long.
+    /// Batching window: paths are due once the oldest change is this old; a batch with a
+    /// tree or a full push once no change arrived for this long.
     pub delay: Duration,
-    /// Upper bound on how long a change waits, even under a constant stream of changes.
+    /// Upper bound on how long a change waits.
     pub max_delay: Duration,
     /// Most paths in one rsync run; larger batches are split over several runs.
     pub max_batch: usize,
