@@ -271,7 +271,8 @@ fn a_worker_rejecting_the_config_ends_supervision_at_once_and_status_says_why() 
         "the controller to give up on a rejected config",
         RESTART_TIMEOUT,
         &[&site.daemon],
-        |v| v["phase"] == "gave-up",
+        // The phase is written before the controller exits: wait for the lock to go too.
+        |v| v["phase"] == "gave-up" && v["code"] == 1,
     );
     assert_eq!(v["code"], 1, "{v:#}");
     assert_eq!(v["restarts"], 1, "one restart, then no more\n{v:#}");
@@ -308,7 +309,8 @@ fn a_worker_dying_fast_again_and_again_is_restarted_with_backoff_then_given_up_o
         "the controller to give up after repeated fast worker deaths",
         Duration::from_secs(45),
         &[&site.daemon],
-        |v| v["phase"] == "gave-up",
+        // The phase is written before the controller exits: wait for the lock to go too.
+        |v| v["phase"] == "gave-up" && v["code"] == 1,
     );
     assert_eq!(v["code"], 1, "gave up: dead with its pidfile left\n{v:#}");
     assert_eq!(v["restarts"], 4, "{v:#}");
