@@ -22,10 +22,9 @@ fn wait_for(what: &str, w: &Worker, bound: Duration, ok: impl Fn() -> bool) {
 #[test]
 fn periodic_full_sync_repairs_the_target_and_the_command_hook_gets_pushed_paths() {
     let site = Site::new();
-    let hook_log = site.src().parent().unwrap().join(format!(
-        "{}-hook.log",
-        site.src().file_name().unwrap().to_string_lossy()
-    ));
+    // Outside the watched tree, removed on drop even when the test fails.
+    let hook_dir = tempfile::tempdir().expect("tempdir for the hook's log");
+    let hook_log = hook_dir.path().join("hook.log");
     let hook = format!(
         "[sync.full_sync]\ninterval = \"1s\"\n\n[sync.hooks.command]\nargv = [\"/bin/sh\", \"-c\", {}, \"sh\"]",
         toml_str(&format!("printf '%s\\n' \"$@\" >> '{}'", hook_log.display()))
@@ -56,5 +55,4 @@ fn periodic_full_sync_repairs_the_target_and_the_command_hook_gets_pushed_paths(
         |s| s.syncs[0].targets[0].full_syncs >= 1,
     );
     w.stop();
-    let _ = fs::remove_file(&hook_log);
 }
