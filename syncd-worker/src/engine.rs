@@ -71,9 +71,7 @@ pub struct Overrides {
 impl Overrides {
     pub fn apply(&self, config: &mut Config) {
         if let Some(dir) = &self.state_dir {
-            if config.status_file == config.state_dir.join("status.json") {
-                config.status_file = dir.join("status.json");
-            }
+            config.status_file = config.status_file_in(dir);
             config.state_dir = dir.clone();
         }
         if let Some(n) = self.threads {

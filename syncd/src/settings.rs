@@ -13,7 +13,7 @@ use crate::cli::GlobalArgs;
 pub const DEFAULT_CONFIG: &str = "/etc/syncd/syncd.toml";
 pub const DEFAULT_PIDFILE: &str = "/run/syncd/syncd.pid";
 pub const DEFAULT_LOG_FILE: &str = "/var/log/syncd/syncd.log";
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/syncd";
+pub use syncd_worker::config::DEFAULT_STATE_DIR;
 
 /// The resolved paths and options every command works with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,11 +63,10 @@ impl Settings {
             .as_deref()
             .or(config.map(|c| c.state_dir.as_path()))
             .unwrap_or(Path::new(DEFAULT_STATE_DIR)));
-        // Same rule as syncd-worker's --state-dir: a status file left at its default
-        // follows the state directory.
+        // The worker's own rule for --state-dir.
         let status_file = match config {
-            Some(c) if c.status_file != c.state_dir.join("status.json") => c.status_file.clone(),
-            _ => state_dir.join("status.json"),
+            Some(c) => c.status_file_in(&state_dir),
+            None => state_dir.join("status.json"),
         };
         Ok(Settings {
             config: config_path,

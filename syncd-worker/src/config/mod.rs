@@ -18,6 +18,7 @@ use std::path::Path;
 pub use dest::parse_dest;
 pub use diag::{ConfigError, Pos, Problem};
 pub use model::*;
+pub use spec::DEFAULT_STATE_DIR;
 
 use diag::Diags;
 

@@ -26,6 +26,19 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
+impl Config {
+    /// Where the status file is when the state directory becomes `dir` (`--state-dir`): one
+    /// left at its default (`<state_dir>/status.json`) follows the directory; one the config
+    /// sets explicitly stays where it is. The worker and the controller both use this.
+    pub fn status_file_in(&self, dir: &std::path::Path) -> PathBuf {
+        if self.status_file == self.state_dir.join("status.json") {
+            dir.join("status.json")
+        } else {
+            self.status_file.clone()
+        }
+    }
+}
+
 /// Settings of the `syncd` controller. Command-line flags override them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DaemonSettings {

@@ -14,7 +14,7 @@ use super::model::*;
 use super::params::check_params;
 use crate::exclude::ExcludeSet;
 
-pub(super) const DEFAULT_STATE_DIR: &str = "/var/lib/syncd";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/syncd";
 pub(super) const DEFAULT_DELAY: Duration = Duration::from_millis(50);
 pub(super) const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(1);
 pub(super) const DEFAULT_MAX_BATCH: i64 = 20_000;
