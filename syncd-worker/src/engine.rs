@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 
@@ -31,7 +31,7 @@ use crate::reload::{self, SyncChange, SyncPlan, TargetChange};
 use crate::rsync::args::{dest_arg, Caps};
 use crate::rsync::exit::{Class, Outcome};
 use crate::rsync::probe::probe_target;
-use crate::status::{State, Status, SyncStatus, TargetStatus};
+use crate::status::{unix_secs, State, Status, SyncStatus, TargetStatus};
 use crate::watch::{WatchStats, Watcher};
 
 /// While directories are unwatched (watch shortage), how often the watcher retries the
@@ -1155,7 +1155,7 @@ impl Engine {
                                 queue_depth: t.queue.len() as u64,
                                 full_pending: t.queue.full_pending(),
                                 in_flight: t.in_flight.as_ref().map_or(0, |f| f.batch.len() as u64),
-                                last_success: t.last_success.map(unix),
+                                last_success: t.last_success.map(unix_secs),
                                 lag_seconds: oldest.map_or(0.0, |o| {
                                     now.saturating_duration_since(o).as_secs_f64()
                                 }),
@@ -1166,7 +1166,7 @@ impl Engine {
                                 retry_backlog: t.backlog,
                                 next_retry_at: t
                                     .retry_at
-                                    .map(|r| unix(sys_now + r.saturating_duration_since(now))),
+                                    .map(|r| unix_secs(sys_now + r.saturating_duration_since(now))),
                                 full_syncs: t.full_syncs,
                                 delete_method: match t.caps {
                                     Some(Caps {
@@ -1197,8 +1197,8 @@ impl Engine {
         };
         Status {
             pid: std::process::id(),
-            started_at: unix(self.started_at),
-            updated_at: unix(sys_now),
+            started_at: unix_secs(self.started_at),
+            updated_at: unix_secs(sys_now),
             state,
             syncs,
         }
@@ -1268,11 +1268,6 @@ fn describe(b: &Batch) -> String {
         ));
     }
     parts.join(" and ")
-}
-
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

@@ -12,9 +12,9 @@ use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -354,21 +354,13 @@ fn run_one(args: &[OsString], p: &Pushed, timeout: Duration) -> anyhow::Result<R
         Some(status) if status.success() => Ok(()),
         Some(status) => Err(format!(
             "hook {program} {}{stderr_note}",
-            describe_exit(status)
+            crate::process::describe_exit(status)
         )),
         None => Err(format!(
             "hook {program} did not finish within {} and was killed{stderr_note}",
             humantime::format_duration(timeout)
         )),
     })
-}
-
-fn describe_exit(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(sig)) => format!("was killed by signal {sig}"),
-        (None, None) => format!("ended with {status}"),
-    }
 }
 
 /// SIGKILL the hook's process group (it leads it: spawned with `process_group(0)`), then

@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod logger;
 pub mod notify;
 pub mod once;
+pub mod process;
 pub mod progress;
 pub mod push;
 pub mod queue;

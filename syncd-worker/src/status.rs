@@ -79,6 +79,12 @@ pub struct TargetStatus {
     pub progress: Option<Progress>,
 }
 
+/// A wall-clock time as the status files write it: Unix seconds (0.0 before 1970).
+pub fn unix_secs(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 impl Status {
     /// Write `self` to `path` atomically (temp file in the same directory, then rename).
     pub fn write_atomic(&self, path: &Path) -> anyhow::Result<()> {

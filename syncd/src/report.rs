@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::Serialize;
 use syncd_worker::status::Status;
@@ -116,9 +116,7 @@ pub fn status(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    syncd_worker::status::unix_secs(SystemTime::now())
 }
 
 /// The human summary: one line, then one per sync and target.

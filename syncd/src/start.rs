@@ -98,7 +98,7 @@ pub fn start(settings: &Settings, args: &StartArgs) -> anyhow::Result<ExitCode> 
         if let Some(status) = child.try_wait().context("failed to check on the daemon")? {
             eprintln!(
                 "syncd failed to start ({}). From {}:\n{}",
-                crate::supervise::describe_exit(status),
+                syncd_worker::process::describe_exit(status),
                 settings.log_file.display(),
                 log_since(&settings.log_file, log_start)
             );

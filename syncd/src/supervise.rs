@@ -9,15 +9,17 @@
 //! reaches only the controller, which then drains the worker properly) with
 //! PR_SET_PDEATHSIG, so it never outlives a controller killed with SIGKILL.
 
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2};
 use syncd_worker::config::Config;
 use syncd_worker::notify;
+use syncd_worker::process::describe_exit;
+use syncd_worker::status::unix_secs;
 
 use crate::cli::WorkerArgs;
 use crate::lock::PidLock;
@@ -119,7 +121,7 @@ impl<'a> Supervisor<'a> {
             args,
             state: ControllerState {
                 pid: std::process::id(),
-                started_at: unix(SystemTime::now()),
+                started_at: unix_secs(SystemTime::now()),
                 phase: Phase::Starting,
                 worker_pid: None,
                 worker_started_at: None,
@@ -293,7 +295,7 @@ impl<'a> Supervisor<'a> {
         });
         self.state.phase = Phase::Starting;
         self.state.worker_pid = Some(pid);
-        self.state.worker_started_at = Some(unix(SystemTime::now()));
+        self.state.worker_started_at = Some(unix_secs(SystemTime::now()));
         self.save_state();
         Ok(())
     }
@@ -378,7 +380,7 @@ impl<'a> Supervisor<'a> {
                 log::warn!("restarting the worker in {:.1}s", wait.as_secs_f64());
                 self.restart_at = Some(at);
                 self.state.phase = Phase::Restarting;
-                self.state.restart_at = Some(unix(SystemTime::now() + wait));
+                self.state.restart_at = Some(unix_secs(SystemTime::now() + wait));
                 self.save_state();
                 None
             }
@@ -518,48 +520,4 @@ fn spawn_listener(listener: notify::Listener, tx: Sender<Msg>) {
             }
         }
     });
-}
-
-/// "exited with code 1", "was killed by signal 9 (SIGKILL)".
-pub fn describe_exit(status: ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        return format!("exited with code {code}");
-    }
-    match status.signal() {
-        Some(sig) => format!("was killed by signal {sig}{}", signal_name(sig)),
-        None => format!("ended ({status})"),
-    }
-}
-
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGKILL => " (SIGKILL)",
-        libc::SIGTERM => " (SIGTERM)",
-        libc::SIGSEGV => " (SIGSEGV)",
-        libc::SIGABRT => " (SIGABRT)",
-        libc::SIGINT => " (SIGINT)",
-        _ => "",
-    }
-}
-
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_descriptions() {
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(1 << 8)),
-            "exited with code 1"
-        );
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(9)),
-            "was killed by signal 9 (SIGKILL)"
-        );
-    }
 }

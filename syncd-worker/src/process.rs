@@ -1,0 +1,48 @@
+//! Words for how a child process ended, for log lines and status files: "exited with
+//! code 1", "was killed by signal 9 (SIGKILL)". Pure.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+
+/// "exited with code 1", "was killed by signal 9 (SIGKILL)".
+pub fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with code {code}");
+    }
+    match status.signal() {
+        Some(sig) => format!("was killed by signal {sig}{}", signal_name(sig)),
+        None => format!("ended ({status})"),
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGKILL => " (SIGKILL)",
+        libc::SIGTERM => " (SIGTERM)",
+        libc::SIGSEGV => " (SIGSEGV)",
+        libc::SIGABRT => " (SIGABRT)",
+        libc::SIGINT => " (SIGINT)",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_descriptions() {
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(1 << 8)),
+            "exited with code 1"
+        );
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(9)),
+            "was killed by signal 9 (SIGKILL)"
+        );
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(10)),
+            "was killed by signal 10"
+        );
+    }
+}
