@@ -422,47 +422,7 @@ fn sersync_flags_start_a_daemon_with_an_initial_push() {
     // Existing files only arrive through the initial push (-r).
     TreeWriter::new(43).files(site.src(), &["web", "web/img"], 120, 0, 10_000);
     write_file(&site.dst().join("stale"), b"not in the source");
-    let xml = format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1"?>
-<head version="2.5">
-    <host hostip="localhost" port="8008"></host>
-    <debug start="false"/>
-    <fileSystem xfs="false"/>
-    <filter start="false">
-        <exclude expression="(.*)\.svn"></exclude>
-    </filter>
-    <inotify>
-        <delete start="true"/>
-        <createFolder start="true"/>
-        <createFile start="true"/>
-        <closeWrite start="true"/>
-        <moveFrom start="true"/>
-        <moveTo start="true"/>
-        <attrib start="false"/>
-        <modify start="false"/>
-    </inotify>
-    <sersync>
-        <localpath watch="{src}">
-            <remote ip="127.0.0.1" name="backup"/>
-        </localpath>
-        <rsync>
-            <commonParams params="-artuz"/>
-            <auth start="true" users="rsync_backup" passwordfile="{pw}"/>
-            <userDefinedPort start="true" port="{port}"/>
-            <timeout start="false" time="100"/>
-            <ssh start="false"/>
-        </rsync>
-        <failLog path="{faillog}" timeToExecute="60"/>
-        <crontab start="false" schedule="600"></crontab>
-        <plugin start="false" name="command"/>
-    </sersync>
-</head>
-"#,
-        src = site.src().display(),
-        pw = site.daemon.password_file().display(),
-        port = site.daemon.port(),
-        faillog = site.state.path().join("rsync_fail_log.sh").display(),
-    );
+    let xml = site.sersync_confxml(&[], &[]);
     let c = Controller::with_config(&xml, "confxml.xml", site.state.path());
     let conf = c.config_path().to_string_lossy().into_owned();
     let out = c.cmd_without_config(&["-d", "-r", "-n", "2", "-o", &conf]);

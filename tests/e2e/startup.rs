@@ -61,53 +61,7 @@ fn initial_sync_flag_pushes_existing_files_to_local_target() {
 #[test]
 fn sersync_confxml_runs_with_its_filter_honoured() {
     let site = Site::new();
-    let faillog = site.state.path().join("rsync_fail_log.sh");
-    let xml = format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1"?>
-<head version="2.5">
-    <host hostip="localhost" port="8008"></host>
-    <debug start="false"/>
-    <fileSystem xfs="false"/>
-    <filter start="true">
-        <exclude expression="(.*)\.tmp"></exclude>
-        <exclude expression="^cache/*"></exclude>
-    </filter>
-    <inotify>
-        <delete start="true"/>
-        <createFolder start="true"/>
-        <createFile start="true"/>
-        <closeWrite start="true"/>
-        <moveFrom start="true"/>
-        <moveTo start="true"/>
-        <attrib start="false"/>
-        <modify start="false"/>
-    </inotify>
-    <sersync>
-        <localpath watch="{src}">
-            <remote ip="127.0.0.1" name="backup"/>
-        </localpath>
-        <rsync>
-            <commonParams params="-artuz"/>
-            <auth start="true" users="rsync_backup" passwordfile="{pw}"/>
-            <userDefinedPort start="true" port="{port}"/>
-            <timeout start="false" time="100"/>
-            <ssh start="false"/>
-        </rsync>
-        <failLog path="{faillog}" timeToExecute="60"/>
-        <crontab start="false" schedule="600">
-            <crontabfilter start="false">
-                <exclude expression="*.php"></exclude>
-            </crontabfilter>
-        </crontab>
-        <plugin start="false" name="command"/>
-    </sersync>
-</head>
-"#,
-        src = site.src().display(),
-        pw = site.daemon.password_file().display(),
-        port = site.daemon.port(),
-        faillog = faillog.display(),
-    );
+    let xml = site.sersync_confxml(&["(.*)\\.tmp", "^cache/*"], &["*.php"]);
     let state = site.state.path().to_string_lossy().into_owned();
     let mut w = Worker::start_with(
         &xml,

@@ -39,4 +39,66 @@ impl Site {
     pub fn config(&self) -> WorkerConfig {
         WorkerConfig::new(self.state.path(), self.src()).daemon(&self.daemon)
     }
+
+    /// sersync's own `confxml.xml` for this site: watch `src`, push to the daemon's module
+    /// with its user, password file and port. `filter`: the `<filter>` excludes (none =
+    /// the filter switched off); `crontab_filter`: the excludes of the (switched off)
+    /// `<crontab>`, which the loader still reads.
+    pub fn sersync_confxml(&self, filter: &[&str], crontab_filter: &[&str]) -> String {
+        let excludes = |list: &[&str], indent: &str| -> String {
+            list.iter()
+                .map(|e| format!("{indent}<exclude expression=\"{e}\"></exclude>\n"))
+                .collect()
+        };
+        let crontab = if crontab_filter.is_empty() {
+            "<crontab start=\"false\" schedule=\"600\"></crontab>".to_string()
+        } else {
+            format!(
+                "<crontab start=\"false\" schedule=\"600\">\n            <crontabfilter start=\"false\">\n{}            </crontabfilter>\n        </crontab>",
+                excludes(crontab_filter, "                ")
+            )
+        };
+        format!(
+            r#"<?xml version="1.0" encoding="ISO-8859-1"?>
+<head version="2.5">
+    <host hostip="localhost" port="8008"></host>
+    <debug start="false"/>
+    <fileSystem xfs="false"/>
+    <filter start="{filter_on}">
+{filter}    </filter>
+    <inotify>
+        <delete start="true"/>
+        <createFolder start="true"/>
+        <createFile start="true"/>
+        <closeWrite start="true"/>
+        <moveFrom start="true"/>
+        <moveTo start="true"/>
+        <attrib start="false"/>
+        <modify start="false"/>
+    </inotify>
+    <sersync>
+        <localpath watch="{src}">
+            <remote ip="127.0.0.1" name="backup"/>
+        </localpath>
+        <rsync>
+            <commonParams params="-artuz"/>
+            <auth start="true" users="rsync_backup" passwordfile="{pw}"/>
+            <userDefinedPort start="true" port="{port}"/>
+            <timeout start="false" time="100"/>
+            <ssh start="false"/>
+        </rsync>
+        <failLog path="{faillog}" timeToExecute="60"/>
+        {crontab}
+        <plugin start="false" name="command"/>
+    </sersync>
+</head>
+"#,
+            filter_on = !filter.is_empty(),
+            filter = excludes(filter, "        "),
+            src = self.src().display(),
+            pw = self.daemon.password_file().display(),
+            port = self.daemon.port(),
+            faillog = self.state.path().join("rsync_fail_log.sh").display(),
+        )
+    }
 }
