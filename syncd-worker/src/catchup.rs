@@ -406,6 +406,19 @@ impl Tracker {
         }
     }
 
+    /// The source was lost (unmounted, moved away, replaced) while watched: when it
+    /// comes back, catch up from what the sync could vouch for until now — a ctime walk
+    /// from its watermark, or a whole-tree push when it cannot vouch for anything.
+    pub fn lost(&mut self, unwatched: u64) {
+        self.decision = match self.vouch(true, unwatched) {
+            Some(t) => Decision::CtimeSince(t),
+            None => Decision::Full(
+                "the source was lost before syncd could vouch for what it had pushed".into(),
+            ),
+        };
+        self.walk_done = Arc::new(AtomicBool::new(false));
+    }
+
     /// T for the clean-stop record, given what the engine knows at the stop (read before
     /// the final drain of the channel). None = push this sync whole next time.
     pub fn vouch(&self, ready: bool, unwatched: u64) -> Option<i64> {

@@ -31,12 +31,11 @@ use crate::reload::{self, SyncChange, SyncPlan, TargetChange};
 use crate::rsync::args::{dest_arg, Caps};
 use crate::rsync::exit::{Class, Outcome};
 use crate::rsync::probe::probe_target;
+use crate::source_id::{self, SourceId};
 use crate::status::{unix_secs, State, Status, SyncStatus, TargetStatus};
-use crate::watch::{WatchStats, Watcher};
+use crate::watch::WatchStats;
+use crate::watch_thread::{self, Expect, Report};
 
-/// While directories are unwatched (watch shortage), how often the watcher retries the
-/// missing watches and asks for a whole-tree push.
-const UNWATCHED_RESCAN: Duration = Duration::from_secs(60);
 /// Status file: at most this often while things change, at least this often when idle.
 const STATUS_MIN_GAP: Duration = Duration::from_millis(200);
 const STATUS_IDLE_GAP: Duration = Duration::from_secs(2);
@@ -49,8 +48,11 @@ type Id = u64;
 /// they were started with.
 enum Msg {
     Changes(Id, Vec<Change>),
-    Ready(Id, WatchStats),
+    /// Watches in place on this source; `true` when after a `Lost`.
+    Ready(Id, WatchStats, SourceId, bool),
     Stats(Id, WatchStats),
+    /// The source path no longer names the watched directory: why.
+    Lost(Id, String),
     Fatal(Id, String),
     Probed(Id, u64, Result<Caps, Outcome>),
     Pushed(Id, u64, PushReport),
@@ -139,6 +141,12 @@ struct SyncState {
     hooks: HookRunner,
     targets: Vec<TargetState>,
     catchup: Tracker,
+    /// The directory being watched (set when the watches are in place): every push
+    /// first checks the source path still names it.
+    source: Option<SourceId>,
+    /// Why the source is not the watched directory (unmounted, moved away, replaced):
+    /// while set, nothing of this sync is pushed.
+    lost: Option<String>,
 }
 
 struct Engine {
@@ -154,6 +162,8 @@ struct Engine {
     status_dirty: bool,
     last_status: Option<Instant>,
     fatal: Option<String>,
+    /// The sources' identities, as last written to `sources.json`.
+    sources: source_id::Record,
 }
 
 /// Run the worker until SIGTERM/SIGINT (exit code 0) or a fatal error. `overrides` are
@@ -202,7 +212,9 @@ pub fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
         status_dirty: true,
         last_status: None,
         fatal: None,
+        sources: source_id::Record::default(),
     };
+    engine.sources = source_id::Record::load(&engine.config.state_dir);
     let now = Instant::now();
     let jobs = engine.config.syncs.clone();
     let mut targets = Vec::with_capacity(jobs.len());
@@ -215,7 +227,13 @@ pub fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
     }
     for (job, ts) in jobs.into_iter().zip(targets) {
         let tracker = restart.tracker(&job);
-        let s = engine.start_sync(job, ts, false, tracker);
+        let expect = match engine.sources.expected(&job.name, &job.source) {
+            Some(id) => Expect::Exactly(id),
+            None => Expect::Any {
+                wait_if_missing: false,
+            },
+        };
+        let s = engine.start_sync(job, ts, false, tracker, expect);
         engine.syncs.push(s);
     }
     engine.write_status();
@@ -315,6 +333,7 @@ fn spawn_watcher(
     tx: Sender<Msg>,
     prev: Option<JoinHandle<()>>,
     watermark: Watermark,
+    expect: Expect,
 ) -> WatchHandle {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -322,71 +341,28 @@ fn spawn_watcher(
         if let Some(prev) = prev {
             let _ = prev.join();
         }
-        watch_loop(id, &job, &tx, &flag, &watermark);
+        if flag.load(Ordering::Relaxed) {
+            return;
+        }
+        watch_thread::run(&job, expect, &flag, &watermark, |r| {
+            tx.send(match r {
+                Report::Ready {
+                    stats,
+                    source,
+                    resumed,
+                } => Msg::Ready(id, stats, source, resumed),
+                Report::Changes(c) => Msg::Changes(id, c),
+                Report::Stats(st) => Msg::Stats(id, st),
+                Report::Lost(why) => Msg::Lost(id, why),
+                Report::Fatal(e) => Msg::Fatal(id, e),
+            })
+            .is_ok()
+        });
     });
     WatchHandle {
         id,
         stop,
         thread: Some(thread),
-    }
-}
-
-fn watch_loop(id: Id, job: &SyncJob, tx: &Sender<Msg>, stop: &AtomicBool, watermark: &Watermark) {
-    if stop.load(Ordering::Relaxed) {
-        return;
-    }
-    let mut w = match Watcher::new(job) {
-        Ok(w) => w,
-        Err(e) => {
-            let _ = tx.send(Msg::Fatal(id, format!("{e:#}")));
-            return;
-        }
-    };
-    let mut last = w.stats();
-    if tx.send(Msg::Ready(id, last)).is_err() {
-        return;
-    }
-    let mut next_rescan = Instant::now() + UNWATCHED_RESCAN;
-    while !stop.load(Ordering::Relaxed) {
-        let mut out = Vec::new();
-        if let Err(e) = w.poll(Duration::from_millis(200), &mut out) {
-            let _ = tx.send(Msg::Fatal(id, format!("{e:#}")));
-            return;
-        }
-        if w.root_gone() {
-            let _ = tx.send(Msg::Fatal(
-                id,
-                format!(
-                    "source directory {} was deleted or moved away; nothing left to watch",
-                    job.source.display()
-                ),
-            ));
-            return;
-        }
-        let st = w.stats();
-        if st.unwatched > 0 && Instant::now() >= next_rescan {
-            next_rescan = Instant::now() + UNWATCHED_RESCAN;
-            let left = w.rewatch_all();
-            log::warn!(
-                "{}: {left} directories still unwatched; pushing the whole tree",
-                job.name
-            );
-            out.push(Change::Full);
-        }
-        if !out.is_empty() {
-            log::trace!("{}: {} changes from inotify", job.name, out.len());
-        }
-        if !out.is_empty() && tx.send(Msg::Changes(id, out)).is_err() {
-            return;
-        }
-        watermark.advance_if(|| w.caught_up());
-        let st = w.stats();
-        if st != last {
-            last = st;
-            if tx.send(Msg::Stats(id, st)).is_err() {
-                return;
-            }
-        }
     }
 }
 
@@ -413,6 +389,27 @@ impl Engine {
                 self.handle(m);
             }
         }
+    }
+
+    /// READY=1 once every sync has its watches in place or is waiting for a lost source
+    /// (the worker runs and says so in its status; a source that is not mounted at boot
+    /// must not fail the start).
+    fn maybe_notify_ready(&mut self) {
+        if self.notified_ready || !self.syncs.iter().all(|s| s.ready || s.lost.is_some()) {
+            return;
+        }
+        self.notified_ready = true;
+        let dirs: u64 = self.syncs.iter().map(|s| s.stats.watched).sum();
+        let lost = self.syncs.iter().filter(|s| s.lost.is_some()).count();
+        crate::notify::send(&format!(
+            "READY=1\nSTATUS=watching {dirs} director{}{}",
+            if dirs == 1 { "y" } else { "ies" },
+            if lost > 0 {
+                format!("; {lost} source(s) missing or replaced, see syncd status")
+            } else {
+                String::new()
+            }
+        ));
     }
 
     fn in_flight(&self) -> usize {
@@ -502,9 +499,9 @@ impl Engine {
                 });
                 self.status_dirty = true;
                 let (job, cfg, tx) = (s.job.clone(), t.cfg.clone(), self.tx.clone());
-                let (id, cfg_gen) = (t.id, t.cfg_gen);
+                let (id, cfg_gen, source) = (t.id, t.cfg_gen, s.source);
                 std::thread::spawn(move || {
-                    let report = execute(&job, &cfg, &batch, caps, Some(&progress));
+                    let report = execute(&job, &cfg, &batch, caps, source, Some(&progress));
                     let _ = tx.send(Msg::Pushed(id, cfg_gen, report));
                 });
             }
@@ -531,13 +528,21 @@ impl Engine {
                     }
                 }
             }
-            Msg::Ready(wid, stats) => {
+            Msg::Ready(wid, stats, source, resumed) => {
                 let tx = self.tx.clone();
                 let Some(s) = self.sync_watched_by(wid) else {
                     return;
                 };
                 s.ready = true;
                 s.stats = stats;
+                s.source = Some(source);
+                if let Some(why) = s.lost.take() {
+                    log::info!(
+                        "{}: the source {} is back (it was lost: {why}); catching up",
+                        s.job.name,
+                        s.job.source.display()
+                    );
+                }
                 log::info!(
                     "{}: watching {} directories under {}{}",
                     s.job.name,
@@ -549,12 +554,13 @@ impl Engine {
                         String::new()
                     }
                 );
-                if s.full_on_ready || s.job.initial_sync {
+                let initial = s.job.initial_sync && !resumed;
+                if s.full_on_ready || initial {
                     log::info!(
                         "{}: {}",
                         s.job.name,
                         if s.full_on_ready {
-                            "pushing the whole tree (watches replaced or added by a reload)"
+                            "pushing the whole tree (watches replaced or added by a reload, or a new source accepted)"
                         } else {
                             "initial full sync"
                         }
@@ -564,9 +570,20 @@ impl Engine {
                     }
                 }
                 if !s.full_on_ready {
+                    let resumed_full = match s.catchup.decision() {
+                        catchup::Decision::Full(reason) if resumed => Some(reason.clone()),
+                        _ => None,
+                    };
                     let wid = s.watch.id;
                     let send = move |c| tx.send(Msg::Changes(wid, c)).is_ok();
-                    if let Some(c) = s.catchup.on_ready(&s.job, &s.watch.stop, send) {
+                    let change = match resumed_full {
+                        Some(reason) => {
+                            log::info!("{}: full sync: {reason}", s.job.name);
+                            Some(Change::Full)
+                        }
+                        None => s.catchup.on_ready(&s.job, &s.watch.stop, send),
+                    };
+                    if let Some(c) = change {
                         for t in &mut s.targets {
                             t.queue.push(c.clone(), now);
                         }
@@ -574,16 +591,29 @@ impl Engine {
                 }
                 s.full_on_ready = false;
                 s.next_full = s.job.full_sync.interval.map(|i| now + i);
+                let (name, path) = (s.job.name.clone(), s.job.source.clone());
+                if self.sources.set(&name, &path, source) {
+                    if let Err(e) = self.sources.save(&self.config.state_dir) {
+                        log::error!("{e:#}");
+                    }
+                }
                 // Write at once: "not starting any more" is what callers wait for.
                 self.write_status();
-                if !self.notified_ready && self.syncs.iter().all(|s| s.ready) {
-                    self.notified_ready = true;
-                    let dirs: u64 = self.syncs.iter().map(|s| s.stats.watched).sum();
-                    crate::notify::send(&format!(
-                        "READY=1\nSTATUS=watching {dirs} director{}",
-                        if dirs == 1 { "y" } else { "ies" }
-                    ));
+                self.maybe_notify_ready();
+            }
+            Msg::Lost(wid, why) => {
+                let Some(s) = self.sync_watched_by(wid) else {
+                    return;
+                };
+                if s.ready {
+                    // What it could vouch for until now is what the catch-up starts from.
+                    s.catchup.lost(s.stats.unwatched);
                 }
+                s.ready = false;
+                s.next_full = None;
+                s.lost = Some(why);
+                self.write_status();
+                self.maybe_notify_ready();
             }
             Msg::Stats(wid, stats) => {
                 if let Some(s) = self.sync_watched_by(wid) {
@@ -635,6 +665,12 @@ impl Engine {
                 let Some(done) = t.in_flight.take() else {
                     return;
                 };
+                if let Some(why) = report.source_lost {
+                    // Nothing ran: the batch waits for the source, no failure counted.
+                    t.queue.restore(done.batch, done.since.unwrap_or(now));
+                    self.source_lost(si, why);
+                    return;
+                }
                 if report.outcome.class == Class::Success {
                     log::info!(
                         "{} → {}: pushed {} in {:.2}s ({} rsync run{})",
@@ -697,11 +733,18 @@ impl Engine {
                 }
             }
             Msg::Signal(sig @ (signal_hook::consts::SIGUSR1 | signal_hook::consts::SIGUSR2)) => {
-                self.push_now(sig == signal_hook::consts::SIGUSR2, now);
+                let full = sig == signal_hook::consts::SIGUSR2;
+                if full && !self.stopping {
+                    self.accept_lost_sources();
+                }
+                self.push_now(full, now);
             }
             Msg::Signal(sig) => {
                 if sig == signal_hook::consts::SIGHUP {
                     self.reload();
+                    if !self.stopping {
+                        self.accept_lost_sources();
+                    }
                     return;
                 }
                 if self.stopping {
@@ -717,6 +760,68 @@ impl Engine {
                 // At once: a SIGKILL after a drain that takes too long then loses nothing.
                 self.save_pending();
             }
+        }
+    }
+
+    /// A push found the source path naming another directory than the watched one
+    /// (before the watcher noticed, or without an event: a parent moved). Hold the
+    /// sync and let a new watcher wait for the watched directory to come back.
+    fn source_lost(&mut self, si: usize, why: String) {
+        let tx = self.tx.clone();
+        let id = self.fresh_id();
+        let s = &mut self.syncs[si];
+        if s.lost.is_some() {
+            return;
+        }
+        log::warn!(
+            "{}: {why}; push not run, holding every push of this sync until the source is back",
+            s.job.name
+        );
+        if s.ready {
+            s.catchup.lost(s.stats.unwatched);
+        }
+        let expect = match s.source {
+            Some(id) => Expect::Exactly(id),
+            None => Expect::Any {
+                wait_if_missing: true,
+            },
+        };
+        let prev = s.watch.stop();
+        s.watch = spawn_watcher(id, s.job.clone(), tx, prev, s.catchup.watermark(), expect);
+        s.ready = false;
+        s.next_full = None;
+        s.lost = Some(why);
+        self.status_dirty = true;
+    }
+
+    /// An operator accepts whatever directory the lost sources' paths name now (`syncd
+    /// reload`, `syncd sync --full`): watch it and push it whole (the deletion guard still
+    /// applies to that push).
+    fn accept_lost_sources(&mut self) {
+        let tx = self.tx.clone();
+        for si in 0..self.syncs.len() {
+            if self.syncs[si].lost.is_none() {
+                continue;
+            }
+            let id = self.fresh_id();
+            let s = &mut self.syncs[si];
+            log::info!(
+                "{}: accepting whatever {} is now as the source; it is pushed whole once watched",
+                s.job.name,
+                s.job.source.display()
+            );
+            let prev = s.watch.stop();
+            s.watch = spawn_watcher(
+                id,
+                s.job.clone(),
+                tx.clone(),
+                prev,
+                s.catchup.watermark(),
+                Expect::Any {
+                    wait_if_missing: true,
+                },
+            );
+            s.full_on_ready = true;
         }
     }
 
@@ -872,6 +977,7 @@ impl Engine {
         targets: Vec<TargetState>,
         full_on_ready: bool,
         catchup: Tracker,
+        expect: Expect,
     ) -> SyncState {
         let job = Arc::new(job);
         let watch = spawn_watcher(
@@ -880,6 +986,7 @@ impl Engine {
             self.tx.clone(),
             None,
             catchup.watermark(),
+            expect,
         );
         SyncState {
             catchup,
@@ -891,6 +998,8 @@ impl Engine {
             full_on_ready,
             next_full: None,
             targets,
+            source: None,
+            lost: None,
         }
     }
 
@@ -978,6 +1087,9 @@ impl Engine {
                     ts.into_iter().flatten().collect(),
                     true,
                     Tracker::none(),
+                    Expect::Any {
+                        wait_if_missing: false,
+                    },
                 );
                 self.syncs.push(s);
                 continue;
@@ -1072,12 +1184,21 @@ impl Engine {
                 job.name
             );
             let prev = s.watch.stop();
+            // The same source path must still name the same directory; a new path is
+            // taken as it is.
+            let expect = match s.source {
+                Some(id) if job.source == s.job.source => Expect::Exactly(id),
+                _ => Expect::Any {
+                    wait_if_missing: false,
+                },
+            };
             s.watch = spawn_watcher(
                 self.fresh_id(),
                 job.clone(),
                 self.tx.clone(),
                 prev,
                 s.catchup.watermark(),
+                expect,
             );
             s.ready = false;
             s.full_on_ready = true;
@@ -1130,10 +1251,11 @@ impl Engine {
             .syncs
             .iter()
             .map(|s| {
-                degraded |= s.stats.unwatched > 0;
+                degraded |= s.stats.unwatched > 0 || s.lost.is_some();
                 SyncStatus {
                     name: s.job.name.clone(),
                     source: s.job.source.display().to_string(),
+                    source_problem: s.lost.clone(),
                     watched_dirs: s.stats.watched,
                     unwatched_dirs: s.stats.unwatched,
                     overflows: s.stats.overflows,
@@ -1186,7 +1308,7 @@ impl Engine {
             .collect();
         let state = if self.stopping {
             State::Stopping
-        } else if self.syncs.iter().any(|s| !s.ready) {
+        } else if self.syncs.iter().any(|s| !s.ready && s.lost.is_none()) {
             State::Starting
         } else if degraded {
             State::Degraded

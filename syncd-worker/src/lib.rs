@@ -19,6 +19,8 @@ pub mod push;
 pub mod queue;
 pub mod reload;
 pub mod rsync;
+pub mod source_id;
 pub mod status;
 pub mod walk;
 pub mod watch;
+pub mod watch_thread;

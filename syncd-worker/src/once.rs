@@ -27,6 +27,7 @@ use crate::push::{execute, PushReport};
 use crate::rsync::args::Caps;
 use crate::rsync::exit::{Class, Outcome};
 use crate::rsync::probe::probe_target;
+use crate::source_id::{Record, SourceId};
 
 /// How often the terminal bar is redrawn.
 const BAR_TICK: Duration = Duration::from_millis(100);
@@ -48,12 +49,15 @@ pub fn run(config: &Config, full: bool) -> anyhow::Result<bool> {
         log::warn!("{w}");
     }
     let _lock = lock_state_dir(&config.state_dir)?;
+    // The directories the daemon watched: never push from another one.
+    let sources = Record::load(&config.state_dir);
     let mut display = Display::new();
     let mut failed = Vec::new();
     let mut pushed = 0usize;
     for job in &config.syncs {
         for target in &job.targets {
-            match push_target(job, target, full, &config.state_dir, &mut display) {
+            let source = sources.expected(&job.name, &job.source);
+            match push_target(job, target, full, source, &config.state_dir, &mut display) {
                 Ok(true) => pushed += 1,
                 Ok(false) => {}
                 Err(e) => {
@@ -92,6 +96,7 @@ fn push_target(
     job: &SyncJob,
     target: &Target,
     full: bool,
+    source: Option<SourceId>,
     state_dir: &Path,
     display: &mut Display,
 ) -> anyhow::Result<bool> {
@@ -133,7 +138,7 @@ fn push_target(
     );
     let slot = progress::shared();
     let report = loop {
-        let report = push_with_display(job, target, &batch, caps, &slot, display);
+        let report = push_with_display(job, target, &batch, caps, source, &slot, display);
         if report.outcome.class == Class::DeleteMissingArgsUnsupported && caps.delete_missing_args {
             log::warn!(
                 "{} → {}: {}; retrying with the include-filter form",
@@ -169,6 +174,7 @@ fn push_with_display(
     target: &Target,
     batch: &Batch,
     caps: Caps,
+    source: Option<SourceId>,
     slot: &SharedProgress,
     display: &mut Display,
 ) -> PushReport {
@@ -177,7 +183,7 @@ fn push_with_display(
         // The push thread spawns and waits for its rsync children itself (see
         // `rsync::run`), so their parent-death signal is tied to it, not to this thread.
         scope.spawn(move || {
-            let _ = tx.send(execute(job, target, batch, caps, Some(slot)));
+            let _ = tx.send(execute(job, target, batch, caps, source, Some(slot)));
         });
         loop {
             match rx.recv_timeout(display.tick()) {
@@ -200,6 +206,7 @@ fn push_with_display(
         },
         runs: 0,
         elapsed: Duration::ZERO,
+        source_lost: None,
     })
 }
 

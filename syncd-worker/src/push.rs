@@ -19,6 +19,7 @@ use crate::progress::SharedProgress;
 use crate::rsync::args::{plan, Caps, Invocation};
 use crate::rsync::exit::{classify, Class, Outcome};
 use crate::rsync::run::run_observed;
+use crate::source_id::SourceId;
 use crate::walk::excluded_paths;
 
 /// What a push came to.
@@ -28,6 +29,8 @@ pub struct PushReport {
     /// rsync processes started.
     pub runs: usize,
     pub elapsed: Duration,
+    /// Nothing was run: the source path no longer names the watched directory (why).
+    pub source_lost: Option<String>,
 }
 
 /// A paths-only batch this large reports progress too.
@@ -40,9 +43,24 @@ pub fn execute(
     target: &Target,
     batch: &Batch,
     caps: Caps,
+    source: Option<SourceId>,
     progress: Option<&SharedProgress>,
 ) -> PushReport {
     let started = Instant::now();
+    // Safety rule: never push (above all, never delete) from a directory that is not the
+    // one watched — an unmounted file system's empty mount point, a swapped-in directory.
+    if let Some(Err(why)) = source.map(|id| id.check(&job.source)) {
+        return PushReport {
+            outcome: Outcome {
+                class: Class::Retry,
+                code: None,
+                message: why.clone(),
+            },
+            runs: 0,
+            elapsed: started.elapsed(),
+            source_lost: Some(why),
+        };
+    }
     let excluded = match excluded_for(job, batch) {
         Ok(x) => x,
         Err(e) => {
@@ -57,6 +75,7 @@ pub fn execute(
                 },
                 runs: 0,
                 elapsed: started.elapsed(),
+                source_lost: None,
             }
         }
     };
@@ -73,6 +92,7 @@ pub fn execute(
         runs: invocations.len(),
         outcome: worst(outcomes),
         elapsed: started.elapsed(),
+        source_lost: None,
     }
 }
 
@@ -202,7 +222,7 @@ mod tests {
         let target = local(dst.path());
         let j = job(src.path(), vec![target.clone()]);
         let slot = shared();
-        let report = execute(&j, &target, &Batch::full(), DMA, Some(&slot));
+        let report = execute(&j, &target, &Batch::full(), DMA, None, Some(&slot));
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         let p = snapshot(&slot).expect("a whole-tree push reports progress");
         assert_eq!(p.bytes, 120 * 20_000, "{p:?}");
@@ -224,11 +244,11 @@ mod tests {
             paths: vec![b"d0".to_vec(), b"d0/f0".to_vec()],
             ..Batch::default()
         };
-        let report = execute(&j, &target, &batch, DMA, Some(&slot));
+        let report = execute(&j, &target, &batch, DMA, None, Some(&slot));
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         assert_eq!(snapshot(&slot), None);
         assert!(dst.path().join("d0/f0").is_file());
-        let report = execute(&j, &target, &Batch::full(), DMA, None);
+        let report = execute(&j, &target, &Batch::full(), DMA, None, None);
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         assert!(dst.path().join("d2/f2").is_file());
     }

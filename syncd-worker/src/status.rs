@@ -39,6 +39,11 @@ pub enum State {
 pub struct SyncStatus {
     pub name: String,
     pub source: String,
+    /// Why the source path does not name the watched directory (unmounted, moved away,
+    /// replaced): nothing of this sync is pushed until it is back or accepted. Absent
+    /// from status files of older workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_problem: Option<String>,
     pub watched_dirs: u64,
     /// Directories that could not be watched (e.g. max_user_watches too low).
     pub unwatched_dirs: u64,

@@ -94,7 +94,8 @@ pub struct Watcher {
     overflows: u64,
     /// Set once ENOSPC was explained, so the log says it once per shortage, not per dir.
     enospc_reported: bool,
-    root_gone: bool,
+    /// Why the root stopped being watchable (deleted, moved away, unmounted).
+    root_lost: Option<String>,
     buffer: Vec<u8>,
 }
 
@@ -132,7 +133,7 @@ impl Watcher {
             unwatched: 0,
             overflows: 0,
             enospc_reported: false,
-            root_gone: false,
+            root_lost: None,
             buffer: vec![0; 64 * 1024],
         };
         w.add_one(&[]).with_context(|| {
@@ -165,9 +166,11 @@ impl Watcher {
             && matches!(self.readable(Duration::ZERO), Ok(false))
     }
 
-    /// True once the source directory itself was deleted or moved away.
-    pub fn root_gone(&self) -> bool {
-        self.root_gone
+    /// Why the source directory itself is no longer watched (deleted, moved away, its
+    /// file system unmounted); None while it is. Once set, the watcher is of no further
+    /// use: its events no longer describe the source path.
+    pub fn root_lost(&self) -> Option<&str> {
+        self.root_lost.as_deref()
     }
 
     /// Walk the whole tree again and add every missing watch (after an overflow, or to
@@ -281,6 +284,10 @@ impl Watcher {
         name: Option<RelPath>,
         out: &mut Vec<Change>,
     ) {
+        if self.root_lost.is_some() {
+            // Events from a tree that is no longer the source (moved away, unmounted).
+            return;
+        }
         if mask.contains(EventMask::Q_OVERFLOW) {
             self.overflows += 1;
             log::warn!(
@@ -297,15 +304,30 @@ impl Watcher {
             return; // a watch already removed; its last events are stale
         };
         let dir = dir.clone();
+        if dir.is_empty() {
+            let lost = if mask.contains(EventMask::UNMOUNT) {
+                Some("its file system was unmounted")
+            } else if mask.contains(EventMask::MOVE_SELF) {
+                Some("it was moved away")
+            } else if mask.contains(EventMask::DELETE_SELF) {
+                Some("it was deleted")
+            } else if mask.contains(EventMask::IGNORED) {
+                Some("its watch was removed")
+            } else {
+                None
+            };
+            if let Some(why) = lost {
+                if self.root_lost.is_none() {
+                    self.root_lost = Some(format!("{}: {why}", self.root.display()));
+                }
+                if mask.contains(EventMask::IGNORED) {
+                    self.forget_wd(wd);
+                }
+                return;
+            }
+        }
         if mask.contains(EventMask::IGNORED) {
             self.forget_wd(wd);
-            if dir.is_empty() {
-                self.root_gone = true;
-            }
-            return;
-        }
-        if mask.intersects(EventMask::DELETE_SELF) && dir.is_empty() {
-            self.root_gone = true;
             return;
         }
         let Some(name) = name else {
@@ -463,7 +485,14 @@ impl Watcher {
 
     fn add_one(&mut self, rel: &[u8]) -> io::Result<()> {
         let path = abs(&self.root, rel);
-        let wd = self.inotify.watches().add(&path, self.mask)?;
+        // The root also reports being moved away (IN_MOVE_SELF; its IN_DELETE_SELF,
+        // IN_UNMOUNT and IN_IGNORED come with every mask).
+        let mask = if rel.is_empty() {
+            self.mask | WatchMask::MOVE_SELF
+        } else {
+            self.mask
+        };
+        let wd = self.inotify.watches().add(&path, mask)?;
         let id = wd.get_watch_descriptor_id();
         // The same directory reached under a new name (an unpaired rename) keeps its wd:
         // point the wd at the new path.

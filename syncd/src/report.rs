@@ -154,6 +154,12 @@ pub fn human(r: &Report, now: f64) -> String {
             let _ = write!(out, ", {} queue overflows", s.overflows);
         }
         out.push_str(")\n");
+        if let Some(why) = &s.source_problem {
+            let _ = writeln!(
+                out,
+                "    SOURCE LOST: {why}; nothing is pushed until it is back (or `syncd sync --full` accepts what is there now)"
+            );
+        }
         for t in &s.targets {
             let state = if t.consecutive_failures > 0 {
                 format!(

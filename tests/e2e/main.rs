@@ -32,6 +32,9 @@ mod overflow;
 mod periodic;
 /// SIGHUP: exclude, target and source changed in place; an invalid new config is refused.
 mod reload;
+/// The source unmounted, moved away and replaced, or not mounted at a restart: nothing
+/// pushed from the wrong directory, status degraded, resumes when it is back.
+mod source;
 /// Initial sync, sersync confxml.xml, bad configs.
 mod startup;
 /// Supervision: worker or controller killed with SIGKILL, stop during a burst, inotify

@@ -257,14 +257,19 @@ fn a_worker_rejecting_the_config_ends_supervision_at_once_and_status_says_why() 
     let c = Controller::new(&site.config().initial_sync(false));
     let pid = c.start();
     let worker = c.worker_pid().expect("worker pid");
-    // The source vanishes: the running worker exits ("nothing left to watch"); the
-    // restarted one finds a config naming a missing directory (exit 2). Restarting again
-    // cannot help: the controller gives up at once, leaving its pidfile (status 1).
+    // The source vanishes: the running worker holds its pushes and waits for it to come
+    // back; killed, its successor finds a config naming a missing directory (exit 2).
+    // Restarting again cannot help: the controller gives up at once, leaving its pidfile
+    // (status 1).
     fs::remove_dir_all(site.src()).expect("remove the source");
+    c.wait_status("the source reported lost", RESTART_TIMEOUT, &[], |v| {
+        v["worker"]["syncs"][0]["source_problem"].is_string()
+    });
+    kill(worker, libc::SIGKILL);
     wait_gone(
         worker,
         RESTART_TIMEOUT,
-        "the worker whose source vanished",
+        "the killed worker whose source vanished",
         &[&c],
     );
     let v = c.wait_status(

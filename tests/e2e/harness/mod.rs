@@ -8,6 +8,7 @@
 
 pub mod controller;
 pub mod daemon;
+pub mod mount;
 pub mod site;
 pub mod sysctl;
 pub mod tree;

@@ -12,7 +12,7 @@ use std::fs;
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{diagnostics, Diagnose, POLL};
 
@@ -376,4 +376,36 @@ pub fn source_dir() -> tempfile::TempDir {
         .prefix("syncd-e2e-src.")
         .tempdir()
         .expect("create a source tempdir")
+}
+
+/// Newest ctime in the tree (the root included).
+pub fn newest_ctime(root: &Path) -> SystemTime {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
+        let ctime = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(u64::try_from(m.ctime()).expect("ctime after 1970"))
+            + Duration::from_nanos(u64::try_from(m.ctime_nsec()).expect("ns"));
+        newest = newest.max(ctime);
+        if m.is_dir() {
+            for e in fs::read_dir(&p).unwrap_or_else(|e| panic!("ls {}: {e}", p.display())) {
+                stack.push(e.expect("dir entry").path());
+            }
+        }
+    }
+    newest
+}
+
+/// Wait until the clock is past the tree's newest ctime plus the worker's slack (2 s) and
+/// a margin, so a stop now records a time after the seeding: the catch-up then finds only
+/// what the test changes while the worker is stopped. (A wait for a clock condition, not a
+/// guess: the duration is computed from the tree.)
+pub fn wait_past_seed(root: &Path) {
+    let until = newest_ctime(root) + Duration::from_millis(2600);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while SystemTime::now() < until {
+        assert!(Instant::now() < deadline, "clock does not advance");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

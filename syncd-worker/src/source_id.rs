@@ -1,0 +1,321 @@
+//! Which directory a sync's source really is, and whether the path still names it.
+//!
+//! A backup daemon that pushes `--delete` from the wrong directory empties the backup:
+//! the source's file system unmounted (the mount point left behind is empty), the root
+//! moved away and replaced (`mv /data /data.old && mkdir /data`), or a boot that did not
+//! mount the source before syncd started. So every sync records the identity of its
+//! source when its watches are added — the file system's id (`statvfs` `f_fsid`, which
+//! follows the file system across remounts, unlike `st_dev` for NFS or a loop device),
+//! the directory's inode, and whether it is a mount point — and every push first checks
+//! that the path still names that directory ([`SourceId::check`]).
+//!
+//! The identities are also kept on disk ([`Record`], `<state_dir>/sources.json`, written
+//! when a sync's watches are in place), so a worker started after a crash or a reboot
+//! knows what its source was before it pushes anything.
+//!
+//! The comparison ([`SourceId::differs`]) is pure; [`SourceId::of`] and the record are the
+//! adapters (a few system calls, no walk).
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// The record's file name under the state directory.
+pub const RECORD_FILE: &str = "sources.json";
+const VERSION: u32 = 1;
+
+/// The identity of a source directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceId {
+    /// The file system's id (`statvfs` `f_fsid`): the same after a remount of the same
+    /// file system (ext4, xfs: from its UUID; NFS: from the server's), a new one for a
+    /// new tmpfs.
+    pub fsid: u64,
+    /// `st_dev`, for the log only: it can change across a remount.
+    pub dev: u64,
+    pub ino: u64,
+    /// The directory is the root of a mounted file system.
+    pub mount_point: bool,
+}
+
+impl SourceId {
+    /// The identity of the directory `path` names now. `NotFound` when there is none,
+    /// `NotADirectory`-like errors (`Other`) when it is not a directory.
+    pub fn of(path: &Path) -> io::Result<SourceId> {
+        let meta = std::fs::metadata(path)?;
+        if !meta.is_dir() {
+            return Err(io::Error::other(format!(
+                "{} is not a directory",
+                path.display()
+            )));
+        }
+        let parent = std::fs::metadata(path.join(".."))?;
+        // "/" is its own parent: a mount point all the same.
+        let mount_point = parent.dev() != meta.dev() || parent.ino() == meta.ino();
+        Ok(SourceId {
+            fsid: fsid(path)?,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mount_point,
+        })
+    }
+
+    /// Why `now` (the directory the path names today; None: nothing there) is not the
+    /// directory `self` identifies, in words for the log and the status; None when it is.
+    pub fn differs(&self, now: Option<&SourceId>) -> Option<String> {
+        let Some(now) = now else {
+            return Some(
+                "the source directory is gone (deleted, moved away, or its file system unmounted)"
+                    .into(),
+            );
+        };
+        if self.mount_point && !now.mount_point {
+            return Some(
+                "the source is no longer a mount point: its file system was unmounted (or never mounted)"
+                    .into(),
+            );
+        }
+        if self.fsid != now.fsid {
+            return Some(format!(
+                "the source is now on another file system (fsid {:016x}, watched: {:016x}): unmounted, or replaced by another mount",
+                now.fsid, self.fsid
+            ));
+        }
+        if self.ino != now.ino {
+            return Some(format!(
+                "the source path names another directory (inode {}, watched: {}): moved away and replaced",
+                now.ino, self.ino
+            ));
+        }
+        None
+    }
+
+    /// Does `path` still name this directory? Err with the reason when it does not.
+    pub fn check(&self, path: &Path) -> Result<(), String> {
+        let now = match SourceId::of(path) {
+            Ok(id) => Some(id),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("cannot look at the source {}: {e}", path.display())),
+        };
+        match self.differs(now.as_ref()) {
+            Some(why) => Err(format!("{}: {why}", path.display())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `statvfs(path).f_fsid`.
+fn fsid(path: &Path) -> io::Result<u64> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    let mut buf = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated string and `buf` points to writable memory of
+    // the right size; statvfs fills it completely when it returns 0.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), buf.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so `buf` is initialised.
+    let buf = unsafe { buf.assume_init() };
+    #[allow(clippy::useless_conversion)] // c_ulong is u32 on 32-bit targets
+    Ok(u64::from(buf.f_fsid))
+}
+
+/// One sync in the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSync {
+    pub name: String,
+    pub source: String,
+    pub id: SourceId,
+}
+
+/// `<state_dir>/sources.json`: the source identities of the last run, per sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub version: u32,
+    pub syncs: Vec<RecordSync>,
+}
+
+impl Record {
+    /// Read the record; a missing file is an empty record, a damaged one is set aside
+    /// (`sources.json.corrupt`) with a warning and counts as empty: syncd never refuses
+    /// to start over its own state.
+    pub fn load(state_dir: &Path) -> Record {
+        let path = state_dir.join(RECORD_FILE);
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Record::default(),
+            Err(e) => {
+                log::warn!(
+                    "cannot read {}: {e}; the sources' identities from the last run are unknown",
+                    path.display()
+                );
+                return Record::default();
+            }
+        };
+        match serde_json::from_slice::<Record>(&data) {
+            Ok(r) => r,
+            Err(e) => {
+                let aside = state_dir.join(format!("{RECORD_FILE}.corrupt"));
+                let moved = std::fs::rename(&path, &aside);
+                log::warn!(
+                    "{} is damaged ({e}){}; the sources' identities from the last run are unknown",
+                    path.display(),
+                    match moved {
+                        Ok(()) => format!(", moved aside to {}", aside.display()),
+                        Err(_) => String::new(),
+                    }
+                );
+                Record::default()
+            }
+        }
+    }
+
+    /// The identity recorded for the sync `name` watching `source`; None when the sync
+    /// is new or its source path changed in the config since.
+    pub fn expected(&self, name: &str, source: &Path) -> Option<SourceId> {
+        let source = source.to_string_lossy();
+        self.syncs
+            .iter()
+            .find(|s| s.name == name && s.source == source)
+            .map(|s| s.id)
+    }
+
+    /// Record `id` for the sync `name`; true when that changed the record.
+    pub fn set(&mut self, name: &str, source: &Path, id: SourceId) -> bool {
+        let entry = RecordSync {
+            name: name.to_string(),
+            source: source.to_string_lossy().into_owned(),
+            id,
+        };
+        self.version = VERSION;
+        match self.syncs.iter_mut().find(|s| s.name == name) {
+            Some(s) if *s == entry => false,
+            Some(s) => {
+                *s = entry;
+                true
+            }
+            None => {
+                self.syncs.push(entry);
+                true
+            }
+        }
+    }
+
+    pub fn save(&self, state_dir: &Path) -> anyhow::Result<()> {
+        let path = state_dir.join(RECORD_FILE);
+        let data = serde_json::to_vec_pretty(self).context("failed to encode sources.json")?;
+        crate::status::write_atomic(&path, &data, 0o644).with_context(|| {
+            format!(
+                "failed to write the source identities to {}",
+                path.display()
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIR: SourceId = SourceId {
+        fsid: 7,
+        dev: 40,
+        ino: 100,
+        mount_point: false,
+    };
+    const MOUNT: SourceId = SourceId {
+        fsid: 9,
+        dev: 41,
+        ino: 2,
+        mount_point: true,
+    };
+
+    #[test]
+    fn differs_names_what_happened() {
+        let remounted = SourceId { dev: 99, ..MOUNT };
+        let empty_mount_point = SourceId {
+            fsid: 7,
+            dev: 40,
+            ino: 555,
+            mount_point: false,
+        };
+        let other_tmpfs = SourceId { fsid: 10, ..MOUNT };
+        let swapped = SourceId { ino: 101, ..DIR };
+        // (watched, now, None = same directory / Some(word in the reason))
+        let cases: [(SourceId, Option<SourceId>, Option<&str>); 7] = [
+            (DIR, Some(DIR), None),
+            // A remount of the same file system: st_dev may change, fsid does not.
+            (MOUNT, Some(remounted), None),
+            (DIR, None, Some("gone")),
+            (
+                MOUNT,
+                Some(empty_mount_point),
+                Some("no longer a mount point"),
+            ),
+            (MOUNT, Some(other_tmpfs), Some("another file system")),
+            (DIR, Some(swapped), Some("moved away and replaced")),
+            (MOUNT, None, Some("gone")),
+        ];
+        for (watched, now, want) in cases {
+            let got = watched.differs(now.as_ref());
+            match want {
+                None => assert_eq!(got, None, "{watched:?} vs {now:?}"),
+                Some(word) => {
+                    let got = got.unwrap_or_else(|| panic!("{watched:?} vs {now:?}: same?"));
+                    assert!(got.contains(word), "{got:?} lacks {word:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn of_and_check_on_real_directories() {
+        let top = tempfile::tempdir().expect("tempdir");
+        let data = top.path().join("data");
+        std::fs::create_dir(&data).expect("mkdir");
+        let id = SourceId::of(&data).expect("identity");
+        assert!(!id.mount_point);
+        assert_eq!(id.check(&data), Ok(()));
+        // The deploy swap: moved away, a new directory in its place.
+        std::fs::rename(&data, top.path().join("data.old")).expect("mv");
+        let gone = id.check(&data).expect_err("moved away");
+        assert!(gone.contains("gone"), "{gone}");
+        std::fs::create_dir(&data).expect("mkdir");
+        let swapped = id.check(&data).expect_err("replaced");
+        assert!(swapped.contains("replaced"), "{swapped}");
+        // A file in its place is no directory either.
+        std::fs::remove_dir(&data).expect("rmdir");
+        std::fs::write(&data, b"x").expect("write");
+        let file = id.check(&data).expect_err("a file");
+        assert!(file.contains("not a directory"), "{file}");
+        assert!(SourceId::of(Path::new("/")).expect("/").mount_point);
+    }
+
+    #[test]
+    fn record_round_trip_and_damage() {
+        let state = tempfile::tempdir().expect("tempdir");
+        let mut r = Record::load(state.path());
+        assert_eq!(r, Record::default());
+        assert!(r.set("a", Path::new("/data"), DIR));
+        assert!(!r.set("a", Path::new("/data"), DIR));
+        assert!(r.set("b", Path::new("/srv"), MOUNT));
+        r.save(state.path()).expect("save");
+        let back = Record::load(state.path());
+        assert_eq!(back.expected("a", Path::new("/data")), Some(DIR));
+        assert_eq!(back.expected("b", Path::new("/srv")), Some(MOUNT));
+        // The source path changed in the config: nothing expected.
+        assert_eq!(back.expected("a", Path::new("/data2")), None);
+        assert_eq!(back.expected("c", Path::new("/data")), None);
+        // A torn file after a power cut is set aside, not fatal.
+        std::fs::write(state.path().join(RECORD_FILE), b"{\"version\":1,\"sy").expect("tear");
+        assert_eq!(Record::load(state.path()), Record::default());
+        assert!(state.path().join("sources.json.corrupt").is_file());
+        assert!(!state.path().join(RECORD_FILE).exists());
+    }
+}

@@ -1,0 +1,240 @@
+//! The watcher thread of one sync: makes sure the source path names the directory it
+//! should, watches it ([`Watcher`]), and reports to the engine through a callback. It
+//! owns the source's lifecycle as seen from inotify:
+//!
+//! * before adding watches, the directory at the source path is compared with the one
+//!   expected ([`SourceId`]: from the last run's record, or the one watched until it was
+//!   lost). A different or missing directory is reported as [`Report::Lost`], and the
+//!   path is looked at again every [`LOST_POLL`] until the expected directory is back;
+//! * while watching, the root being unmounted, moved away or deleted (inotify), or the
+//!   path naming another directory (checked every [`LOST_POLL`]: a moved parent gives
+//!   the root no event), ends the watches and reports `Lost`; then the same wait;
+//! * when the expected directory is back, its watches are added again and
+//!   [`Report::Ready`] says so with `resumed` set.
+//!
+//! It never pushes and never decides what to push: the engine holds a lost sync's pushes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::catchup::Watermark;
+use crate::config::SyncJob;
+use crate::queue::Change;
+use crate::source_id::SourceId;
+use crate::watch::{WatchStats, Watcher};
+
+/// How often a lost source is looked at again, and a watched one checked for having been
+/// replaced without an event.
+pub const LOST_POLL: Duration = Duration::from_secs(2);
+/// While directories are unwatched (watch shortage), how often the watcher retries the
+/// missing watches and asks for a whole-tree push.
+const UNWATCHED_RESCAN: Duration = Duration::from_secs(60);
+/// How long one wait for events lasts; the stop flag is looked at in between.
+const TICK: Duration = Duration::from_millis(200);
+
+/// What the thread tells the engine.
+#[derive(Debug)]
+pub enum Report {
+    /// Every watch is in place on `source`. `resumed`: after a [`Report::Lost`].
+    Ready {
+        stats: WatchStats,
+        source: SourceId,
+        resumed: bool,
+    },
+    Changes(Vec<Change>),
+    Stats(WatchStats),
+    /// The source path does not name the expected directory (the reason, with the path).
+    Lost(String),
+    /// The thread cannot go on (the source cannot be watched at all).
+    Fatal(String),
+}
+
+/// What the source path must name before watches are added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// This directory (known from before).
+    Exactly(SourceId),
+    /// Whatever directory is there: a first start (a missing one is fatal, as a bad
+    /// config is), or an operator accepting a new source (a missing one is waited for).
+    Any { wait_if_missing: bool },
+}
+
+/// Run until `stop` is set or `send` returns false (the engine is gone).
+pub fn run(
+    job: &SyncJob,
+    mut expect: Expect,
+    stop: &AtomicBool,
+    watermark: &Watermark,
+    mut send: impl FnMut(Report) -> bool,
+) {
+    let mut resumed = false;
+    // Why the source was just lost, as inotify told it: said instead of what the first
+    // look at the path finds (less precise: "gone" for an unmount).
+    let mut lost: Option<String> = None;
+    loop {
+        let Some(source) = wait_for_source(job, expect, stop, lost.take(), &mut send) else {
+            return;
+        };
+        let mut w = match Watcher::new(job) {
+            Ok(w) => w,
+            Err(e) => {
+                if source.check(&job.source).is_err() {
+                    // Replaced while the watches were being added: wait again.
+                    expect = Expect::Exactly(source);
+                    continue;
+                }
+                send(Report::Fatal(format!("{e:#}")));
+                return;
+            }
+        };
+        // The path may have changed while the watches were added (their events would
+        // not say so if the change came before the root's watch).
+        if let Err(why) = source.check(&job.source) {
+            drop(w);
+            lost = Some(why);
+            expect = Expect::Exactly(source);
+            resumed = true;
+            continue;
+        }
+        if !send(Report::Ready {
+            stats: w.stats(),
+            source,
+            resumed,
+        }) {
+            return;
+        }
+        match watch(job, &mut w, source, stop, watermark, &mut send) {
+            Ended::Stopped => return,
+            Ended::Lost(why) => {
+                drop(w);
+                lost = Some(why);
+                expect = Expect::Exactly(source);
+                resumed = true;
+            }
+        }
+    }
+}
+
+enum Ended {
+    Stopped,
+    Lost(String),
+}
+
+/// Poll `w` and report its changes until stop or until the source is lost.
+fn watch(
+    job: &SyncJob,
+    w: &mut Watcher,
+    source: SourceId,
+    stop: &AtomicBool,
+    watermark: &Watermark,
+    send: &mut impl FnMut(Report) -> bool,
+) -> Ended {
+    let mut last = w.stats();
+    let mut next_rescan = Instant::now() + UNWATCHED_RESCAN;
+    let mut next_check = Instant::now() + LOST_POLL;
+    while !stop.load(Ordering::Relaxed) {
+        let mut out = Vec::new();
+        if let Err(e) = w.poll(TICK, &mut out) {
+            send(Report::Fatal(format!("{e:#}")));
+            return Ended::Stopped;
+        }
+        if let Some(why) = w.root_lost() {
+            // What the same read brought before the loss is real: the engine keeps it
+            // and pushes it once the source is back.
+            if !out.is_empty() && !send(Report::Changes(out)) {
+                return Ended::Stopped;
+            }
+            return Ended::Lost(why.to_string());
+        }
+        let now = Instant::now();
+        if now >= next_check {
+            next_check = now + LOST_POLL;
+            if let Err(why) = source.check(&job.source) {
+                return Ended::Lost(why);
+            }
+        }
+        let st = w.stats();
+        if st.unwatched > 0 && now >= next_rescan {
+            next_rescan = now + UNWATCHED_RESCAN;
+            let left = w.rewatch_all();
+            log::warn!(
+                "{}: {left} directories still unwatched; pushing the whole tree",
+                job.name
+            );
+            out.push(Change::Full);
+        }
+        if !out.is_empty() {
+            log::trace!("{}: {} changes from inotify", job.name, out.len());
+        }
+        if !out.is_empty() && !send(Report::Changes(out)) {
+            return Ended::Stopped;
+        }
+        watermark.advance_if(|| w.caught_up());
+        let st = w.stats();
+        if st != last {
+            last = st;
+            if !send(Report::Stats(st)) {
+                return Ended::Stopped;
+            }
+        }
+    }
+    Ended::Stopped
+}
+
+/// Wait until the source path names a directory `expect` accepts, reporting `Lost` once
+/// (and again when what the path names changes) while it does not; `first` is said
+/// instead of the first finding. None: stop, or the engine is gone, or nothing to watch
+/// (a fatal error was sent).
+fn wait_for_source(
+    job: &SyncJob,
+    expect: Expect,
+    stop: &AtomicBool,
+    mut first: Option<String>,
+    send: &mut impl FnMut(Report) -> bool,
+) -> Option<SourceId> {
+    // The last finding reported (or replaced by `first`).
+    let mut seen: Option<String> = None;
+    let mut next_look = Instant::now();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        if Instant::now() >= next_look {
+            next_look = Instant::now() + LOST_POLL;
+            let why = match (expect, SourceId::of(&job.source)) {
+                (Expect::Exactly(want), now) => match want.differs(now.as_ref().ok()) {
+                    None => return now.ok(),
+                    Some(why) => format!("{}: {why}", job.source.display()),
+                },
+                (Expect::Any { .. }, Ok(now)) => return Some(now),
+                (Expect::Any { wait_if_missing }, Err(e)) => {
+                    if !wait_if_missing {
+                        send(Report::Fatal(format!(
+                            "cannot watch source directory {}: {e}; check that it exists, is a directory and is readable",
+                            job.source.display()
+                        )));
+                        return None;
+                    }
+                    format!("{}: {e}", job.source.display())
+                }
+            };
+            if seen.as_deref() != Some(why.as_str()) {
+                seen = Some(why.clone());
+                let why = first.take().unwrap_or(why);
+                log::warn!(
+                    "{}: {why}; holding every push of this sync until {}",
+                    job.name,
+                    match expect {
+                        Expect::Exactly(_) =>
+                            "the directory that was watched is back (or an operator accepts the new one with `syncd reload` or `syncd sync --full`)",
+                        Expect::Any { .. } => "a directory is there",
+                    }
+                );
+                if !send(Report::Lost(why)) {
+                    return None;
+                }
+            }
+        }
+        std::thread::sleep(TICK);
+    }
+}

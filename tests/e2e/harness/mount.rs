@@ -1,0 +1,75 @@
+//! `LoopFs`: a small ext4 file system in an image file (tempdir), mounted and unmounted
+//! with `mount -o loop` like a data disk, for tests of a source whose file system goes
+//! away. ext4 keeps its fsid (from its UUID) across mounts, as a real disk or an NFS
+//! export does, so a remount is "the same source back".
+//!
+//! Needs root (tests run as root; CI does). Drop unmounts whatever is still mounted (lazily
+//! if busy) and removes the image: no mount or loop device is left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct LoopFs {
+    dir: tempfile::TempDir,
+    mounted: Vec<PathBuf>,
+}
+
+impl LoopFs {
+    /// A fresh ext4 image of `mib` MiB.
+    pub fn new(mib: u32) -> LoopFs {
+        let dir = tempfile::Builder::new()
+            .prefix("syncd-e2e-loopfs.")
+            .tempdir()
+            .expect("create a tempdir for the image");
+        let image = dir.path().join("fs.img");
+        let f = std::fs::File::create(&image).expect("create the image");
+        f.set_len(u64::from(mib) << 20).expect("size the image");
+        drop(f);
+        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
+        LoopFs {
+            dir,
+            mounted: Vec::new(),
+        }
+    }
+
+    /// Mount the file system on `at` (an existing directory).
+    pub fn mount(&mut self, at: &Path) {
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(self.dir.path().join("fs.img"))
+            .arg(at));
+        self.mounted.push(at.to_path_buf());
+    }
+
+    /// Unmount it from `at`.
+    pub fn umount(&mut self, at: &Path) {
+        run(Command::new("umount").arg(at));
+        self.mounted.retain(|m| m != at);
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        for at in self.mounted.drain(..).rev() {
+            let ok = Command::new("umount")
+                .arg(&at)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = Command::new("umount").arg("-l").arg(&at).status();
+            }
+        }
+    }
+}
