@@ -111,6 +111,8 @@ struct TargetState {
     consecutive_failures: u64,
     last_error: Option<String>,
     full_syncs: u64,
+    /// `syncd sync --full --force`: the next whole-tree push may delete past the guard.
+    force_full: bool,
 }
 
 /// The watcher thread of one sync.
@@ -499,9 +501,9 @@ impl Engine {
                 });
                 self.status_dirty = true;
                 let (job, cfg, tx) = (s.job.clone(), t.cfg.clone(), self.tx.clone());
-                let (id, cfg_gen, source) = (t.id, t.cfg_gen, s.source);
+                let (id, cfg_gen, source, guard) = (t.id, t.cfg_gen, s.source, !t.force_full);
                 std::thread::spawn(move || {
-                    let report = execute(&job, &cfg, &batch, caps, source, Some(&progress));
+                    let report = execute(&job, &cfg, &batch, caps, source, guard, Some(&progress));
                     let _ = tx.send(Msg::Pushed(id, cfg_gen, report));
                 });
             }
@@ -687,8 +689,9 @@ impl Engine {
                     t.retry_at = None;
                     t.last_error = None;
                     t.last_success = Some(SystemTime::now());
-                    if done.batch.full {
-                        t.full_syncs += 1;
+                    if done.batch.full || s.job.mode == Mode::Tree {
+                        t.full_syncs += u64::from(done.batch.full);
+                        t.force_full = false;
                     }
                     if t.backlog > 0 {
                         if let Err(e) = t.faillog.save(&t.queue.snapshot()) {
@@ -735,6 +738,14 @@ impl Engine {
             Msg::Signal(sig @ (signal_hook::consts::SIGUSR1 | signal_hook::consts::SIGUSR2)) => {
                 let full = sig == signal_hook::consts::SIGUSR2;
                 if full && !self.stopping {
+                    if crate::force::take(&self.config.state_dir) {
+                        log::warn!(
+                            "syncd sync --full --force: the next whole-tree push of every target may delete past max_delete"
+                        );
+                        for t in self.syncs.iter_mut().flat_map(|s| &mut s.targets) {
+                            t.force_full = true;
+                        }
+                    }
                     self.accept_lost_sources();
                 }
                 self.push_now(full, now);
@@ -967,6 +978,7 @@ impl Engine {
             consecutive_failures: 0,
             last_error: None,
             full_syncs: 0,
+            force_full: false,
         })
     }
 

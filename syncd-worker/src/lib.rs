@@ -9,6 +9,8 @@ pub mod config;
 pub mod engine;
 pub mod exclude;
 pub mod faillog;
+pub mod force;
+pub mod guard;
 pub mod hooks;
 pub mod logger;
 pub mod notify;

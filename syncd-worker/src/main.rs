@@ -48,6 +48,11 @@ struct Cli {
     /// With --once: push every tree whole, not just the fail logs' entries.
     #[arg(long, requires = "once")]
     full: bool,
+    /// With --full: push past the deletion guard (`max_delete`) and from the source as it
+    /// is now, even when it is not the directory the daemon watched. Check the source
+    /// first.
+    #[arg(long, requires = "full")]
+    force: bool,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
@@ -131,7 +136,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if cli.once {
-        return match syncd_worker::once::run(&config, cli.full) {
+        return match syncd_worker::once::run(&config, cli.full, cli.force) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => {

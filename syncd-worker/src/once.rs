@@ -38,7 +38,7 @@ pub const LINE_EVERY: Duration = Duration::from_secs(2);
 /// `Ok(true)` when everything was pushed, `Ok(false)` when something failed (each
 /// failure was logged, and what it owes stays in its fail log); `Err` when the run could
 /// not start (state directory, lock).
-pub fn run(config: &Config, full: bool) -> anyhow::Result<bool> {
+pub fn run(config: &Config, full: bool, force: bool) -> anyhow::Result<bool> {
     std::fs::create_dir_all(&config.state_dir).with_context(|| {
         format!(
             "failed to create state directory {}",
@@ -56,8 +56,16 @@ pub fn run(config: &Config, full: bool) -> anyhow::Result<bool> {
     let mut pushed = 0usize;
     for job in &config.syncs {
         for target in &job.targets {
-            let source = sources.expected(&job.name, &job.source);
-            match push_target(job, target, full, source, &config.state_dir, &mut display) {
+            // --force: the source as it is now, whatever it was.
+            let source = sources.expected(&job.name, &job.source).filter(|_| !force);
+            match push_target(
+                job,
+                target,
+                (full, force),
+                source,
+                &config.state_dir,
+                &mut display,
+            ) {
                 Ok(true) => pushed += 1,
                 Ok(false) => {}
                 Err(e) => {
@@ -95,7 +103,7 @@ pub fn run(config: &Config, full: bool) -> anyhow::Result<bool> {
 fn push_target(
     job: &SyncJob,
     target: &Target,
-    full: bool,
+    (full, force): (bool, bool),
     source: Option<SourceId>,
     state_dir: &Path,
     display: &mut Display,
@@ -138,7 +146,7 @@ fn push_target(
     );
     let slot = progress::shared();
     let report = loop {
-        let report = push_with_display(job, target, &batch, caps, source, &slot, display);
+        let report = push_with_display(job, target, &batch, caps, (source, !force), &slot, display);
         if report.outcome.class == Class::DeleteMissingArgsUnsupported && caps.delete_missing_args {
             log::warn!(
                 "{} → {}: {}; retrying with the include-filter form",
@@ -174,7 +182,7 @@ fn push_with_display(
     target: &Target,
     batch: &Batch,
     caps: Caps,
-    source: Option<SourceId>,
+    (source, guard): (Option<SourceId>, bool),
     slot: &SharedProgress,
     display: &mut Display,
 ) -> PushReport {
@@ -183,7 +191,7 @@ fn push_with_display(
         // The push thread spawns and waits for its rsync children itself (see
         // `rsync::run`), so their parent-death signal is tied to it, not to this thread.
         scope.spawn(move || {
-            let _ = tx.send(execute(job, target, batch, caps, source, Some(slot)));
+            let _ = tx.send(execute(job, target, batch, caps, source, guard, Some(slot)));
         });
         loop {
             match rx.recv_timeout(display.tick()) {
@@ -376,7 +384,7 @@ mod tests {
         })
         .expect("save");
 
-        assert!(run(&cfg, false).expect("runs"));
+        assert!(run(&cfg, false, false).expect("runs"));
         assert!(dst.path().join("logged").is_file());
         assert!(
             !dst.path().join("other").exists(),
@@ -385,10 +393,10 @@ mod tests {
         assert!(!log.path().exists(), "a pushed fail log is cleared");
 
         assert!(
-            run(&cfg, false).expect("runs"),
+            run(&cfg, false, false).expect("runs"),
             "nothing pending is success"
         );
-        assert!(run(&cfg, true).expect("runs"));
+        assert!(run(&cfg, true, false).expect("runs"));
         assert!(dst.path().join("other").is_file());
     }
 
@@ -400,7 +408,7 @@ mod tests {
         // A local target whose parent does not exist: rsync cannot create it.
         let target = local(src.path().join("no/such/parent/dir"));
         let cfg = config(state.path(), vec![job(src.path(), vec![target.clone()])]);
-        assert!(!run(&cfg, true).expect("runs"));
+        assert!(!run(&cfg, true, false).expect("runs"));
         let log = FailLog::open(state.path(), "test", "local").expect("faillog");
         assert_eq!(log.load().expect("load"), Batch::full());
     }

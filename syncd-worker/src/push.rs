@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use crate::batch::Batch;
 use crate::config::{Mode, SyncJob, Target};
+use crate::guard::{stats_counts, DeleteGuard};
 use crate::progress::SharedProgress;
 use crate::rsync::args::{plan, Caps, Invocation};
 use crate::rsync::exit::{classify, Class, Outcome};
-use crate::rsync::run::run_observed;
+use crate::rsync::run::{run_capture, run_observed};
 use crate::source_id::SourceId;
 use crate::walk::excluded_paths;
 
@@ -44,6 +45,7 @@ pub fn execute(
     batch: &Batch,
     caps: Caps,
     source: Option<SourceId>,
+    guard: bool,
     progress: Option<&SharedProgress>,
 ) -> PushReport {
     let started = Instant::now();
@@ -87,13 +89,76 @@ pub fn execute(
             .map(Invocation::with_progress)
             .collect();
     }
-    let outcomes = run_all(&invocations, job.threads.max(1), progress);
+    let guarded = guard && job.max_delete != DeleteGuard::Off && pushes_whole_tree(job, batch);
+    let outcomes = if guarded {
+        invocations
+            .iter()
+            .map(|inv| run_guarded(job, inv, progress))
+            .collect()
+    } else {
+        run_all(&invocations, job.threads.max(1), progress)
+    };
     PushReport {
         runs: invocations.len(),
         outcome: worst(outcomes),
         elapsed: started.elapsed(),
         source_lost: None,
     }
+}
+
+/// A whole-tree push: `-r --delete` from the top, the one kind the deletion guard checks.
+fn pushes_whole_tree(job: &SyncJob, batch: &Batch) -> bool {
+    batch.full || job.mode == Mode::Tree
+}
+
+/// One whole-tree run under the deletion guard ([`crate::guard`]): a dry run with
+/// `--stats` counts what the push would delete; only if the guard allows that many does
+/// the push run (with `--max-delete` at what the guard allows, should the source change
+/// in between). The dry run is one more file-list exchange per whole-tree push.
+fn run_guarded(job: &SyncJob, inv: &Invocation, progress: Option<&SharedProgress>) -> Outcome {
+    let dry = inv.clone().with_dry_run_stats();
+    log::debug!("rsync {} ({})", dry.summary, describe_args(&dry));
+    let (r, stdout) = match run_capture(&dry) {
+        Ok(x) => x,
+        Err(e) => {
+            return Outcome {
+                class: Class::Retry,
+                code: None,
+                message: format!("{e:#}"),
+            }
+        }
+    };
+    let checked = classify(r.code, r.signal, &r.stderr);
+    if checked.class != Class::Success {
+        return checked;
+    }
+    let Some((source_entries, deletions)) = stats_counts(&stdout) else {
+        return Outcome {
+            class: Class::ConfigError,
+            code: r.code,
+            message: "deletion guard: rsync's --stats did not say how many entries the push would delete (rsync before 3.1?); nothing pushed. Upgrade rsync, or set max_delete = \"off\" for this sync".into(),
+        };
+    };
+    if let Some(why) = job.max_delete.verdict(deletions, source_entries) {
+        return Outcome {
+            class: Class::ConfigError,
+            code: None,
+            message: format!(
+                "deletion guard: {why}; nothing was pushed. Check the source {} (mounted? emptied or restored by mistake?); if the deletions are right, run `syncd sync --full --force` (or raise max_delete)",
+                job.source.display()
+            ),
+        };
+    }
+    if deletions > 0 {
+        log::info!(
+            "{}: whole-tree push: deleting {deletions} entr{} on the target (max_delete = {}, {source_entries} entries in the source)",
+            job.name,
+            if deletions == 1 { "y" } else { "ies" },
+            job.max_delete
+        );
+    }
+    let allowed = job.max_delete.allowed(source_entries).unwrap_or(deletions);
+    run_one(&inv.clone().with_max_delete(allowed), progress)
 }
 
 /// Is this push big enough to be worth a progress display?
@@ -222,7 +287,7 @@ mod tests {
         let target = local(dst.path());
         let j = job(src.path(), vec![target.clone()]);
         let slot = shared();
-        let report = execute(&j, &target, &Batch::full(), DMA, None, Some(&slot));
+        let report = execute(&j, &target, &Batch::full(), DMA, None, true, Some(&slot));
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         let p = snapshot(&slot).expect("a whole-tree push reports progress");
         assert_eq!(p.bytes, 120 * 20_000, "{p:?}");
@@ -244,11 +309,11 @@ mod tests {
             paths: vec![b"d0".to_vec(), b"d0/f0".to_vec()],
             ..Batch::default()
         };
-        let report = execute(&j, &target, &batch, DMA, None, Some(&slot));
+        let report = execute(&j, &target, &batch, DMA, None, true, Some(&slot));
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         assert_eq!(snapshot(&slot), None);
         assert!(dst.path().join("d0/f0").is_file());
-        let report = execute(&j, &target, &Batch::full(), DMA, None, None);
+        let report = execute(&j, &target, &Batch::full(), DMA, None, true, None);
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         assert!(dst.path().join("d2/f2").is_file());
     }

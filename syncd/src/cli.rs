@@ -157,8 +157,13 @@ pub struct StatusArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub struct SyncArgs {
     /// Push every tree whole (rsync -a --delete of the tree), not just what is pending.
+    /// A source that was lost (unmounted, replaced) is accepted as it is now.
     #[arg(long)]
     pub full: bool,
+    /// With --full: let the push delete past the deletion guard (`max_delete`), and push
+    /// from the source as it is now whatever its identity. Only after checking the source.
+    #[arg(long, requires = "full")]
+    pub force: bool,
 }
 
 #[derive(Args, Debug, Clone)]

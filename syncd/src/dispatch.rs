@@ -108,7 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some((settings, config)) = with_config(&global)? else {
                 return Ok(ExitCode::from(EXIT_BAD_CONFIG));
             };
-            crate::sync::run(&settings, &config, args.full)
+            crate::sync::run(&settings, &config, args.full, args.force)
         }
         Command::GenAssets(args) => {
             for path in crate::assets::generate(&args.dir)? {

@@ -35,9 +35,17 @@ const FIRST_STATUS_WAIT: Duration = Duration::from_secs(30);
 const IDLE_LIMIT: Duration = Duration::from_secs(30);
 
 /// Push now in the foreground with progress; through the daemon when it runs.
-pub fn run(settings: &Settings, _config: &Config, full: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    settings: &Settings,
+    _config: &Config,
+    full: bool,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
     match probe(&settings.pidfile, &settings.lockfile)? {
         LockState::Held { pid: Some(pid) } if Proc::of(pid).is(Role::Controller) => {
+            if force {
+                syncd_worker::force::request(&settings.state_dir)?;
+            }
             through_daemon(settings, pid, full)
         }
         LockState::Held { pid } => bail!(
@@ -50,12 +58,12 @@ pub fn run(settings: &Settings, _config: &Config, full: bool) -> anyhow::Result<
                 None => "no pid".to_string(),
             }
         ),
-        LockState::Free { .. } => foreground(settings, full),
+        LockState::Free { .. } => foreground(settings, full, force),
     }
 }
 
 /// No daemon: `syncd-worker --once [--full]` with our stdio; its exit code is ours.
-fn foreground(settings: &Settings, full: bool) -> anyhow::Result<ExitCode> {
+fn foreground(settings: &Settings, full: bool, force: bool) -> anyhow::Result<ExitCode> {
     let mut cmd = Command::new(&settings.worker_bin);
     cmd.arg("--config")
         .arg(&settings.config)
@@ -66,6 +74,9 @@ fn foreground(settings: &Settings, full: bool) -> anyhow::Result<ExitCode> {
     cmd.arg("--once");
     if full {
         cmd.arg("--full");
+    }
+    if force {
+        cmd.arg("--force");
     }
     let status = cmd.status().with_context(|| {
         format!(
@@ -553,7 +564,7 @@ mod tests {
         fn without_a_daemon_the_worker_runs_once() {
             let f = Fixture::new();
             std::fs::write(f.path("src/a.txt"), "a").expect("write");
-            let code = run(&f.settings, &f.config, true).expect("runs");
+            let code = run(&f.settings, &f.config, true, false).expect("runs");
             assert_eq!(code, ExitCode::SUCCESS);
             assert!(f.path("dst/a.txt").is_file());
         }
@@ -606,13 +617,13 @@ mod tests {
                 Status::read(&f.settings.status_file)
                     .is_ok_and(|s| s.syncs[0].targets[0].queue_depth > 0)
             });
-            let code = run(&f.settings, &f.config, false).expect("sync");
+            let code = run(&f.settings, &f.config, false, false).expect("sync");
             assert_eq!(code, ExitCode::SUCCESS);
             assert!(f.path("dst/pending.txt").is_file());
 
             // --full repairs what inotify cannot see.
             std::fs::remove_file(f.path("dst/pending.txt")).expect("rm on target");
-            let code = run(&f.settings, &f.config, true).expect("sync --full");
+            let code = run(&f.settings, &f.config, true, false).expect("sync --full");
             assert_eq!(code, ExitCode::SUCCESS);
             assert!(f.path("dst/pending.txt").is_file());
             let s = Status::read(&f.settings.status_file).expect("status");

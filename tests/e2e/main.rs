@@ -18,6 +18,8 @@ mod controller;
 mod events;
 /// Excluded paths never reach the target and are not deleted there.
 mod excludes;
+/// The deletion guard: a whole-tree push deleting most of the target waits for --force.
+mod guard;
 /// `init/syncd.init` with the real controller: LSB codes, the subsys lock, function
 /// libraries, a removed binary, the chkconfig/LSB header; the example configs load.
 mod initscript;

@@ -173,7 +173,8 @@ fn source_root_moved_away_and_replaced_is_held_until_accepted() {
         w.log()
     );
 
-    // The operator fills the new directory and accepts it (`syncd sync --full`).
+    // The operator fills the new directory and accepts it (`syncd sync --full`). It
+    // lacks most of what the target has: the deletion guard holds that push back too.
     TreeWriter::new(82).files(&data, &["keep", "fresh"], 10, 10, 2000);
     w.signal(libc::SIGUSR2);
     w.wait_status(
@@ -182,6 +183,20 @@ fn source_root_moved_away_and_replaced_is_held_until_accepted() {
         &[&site.daemon],
         back,
     );
+    w.wait_status("the guard tripped", SYNC_TIMEOUT, &[&site.daemon], |s| {
+        s.syncs[0].targets[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("deletion guard"))
+    });
+    assert_eq!(
+        snapshot(&site.dst()),
+        before,
+        "the guarded push changed the target"
+    );
+    // Checked: this is the new source (`syncd sync --full --force`).
+    syncd_worker::force::request(site.state.path()).expect("request --force");
+    w.signal(libc::SIGUSR2);
     SyncCheck::new(&data, &site.dst())
         .with(&w)
         .with(&site.daemon)

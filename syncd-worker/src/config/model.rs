@@ -91,6 +91,9 @@ pub struct SyncJob {
     pub mode: Mode,
     /// Push the whole tree once at start, after the watches are in place (sersync's `-r`).
     pub initial_sync: bool,
+    /// How much of the target a whole-tree push may delete before it stops and waits
+    /// for `syncd sync --full --force` (`max_delete`, default 50%).
+    pub max_delete: crate::guard::DeleteGuard,
     pub rsync: RsyncOptions,
     pub retry: RetryPolicy,
     pub full_sync: FullSync,

@@ -46,6 +46,7 @@ struct RawSync {
     max_queue: Option<Spanned<i64>>,
     threads: Option<Spanned<i64>>,
     initial_sync: Option<bool>,
+    max_delete: Option<Spanned<toml::Value>>,
     exclude: Option<Vec<Spanned<String>>>,
     events: Option<Spanned<RawEvents>>,
     rsync: Option<RawRsync>,
@@ -284,6 +285,14 @@ impl Reader<'_> {
             spec.threads = self.at(v);
         }
         spec.initial_sync = raw.initial_sync.unwrap_or(false);
+        spec.max_delete = raw.max_delete.map(|v| {
+            let at = self.pos(v.span());
+            let text = match v.into_inner() {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            At::new(text, at)
+        });
         spec.exclude = self.list(raw.exclude).unwrap_or_default();
         if let Some(ev) = raw.events {
             spec.events_at = self.pos(ev.span());

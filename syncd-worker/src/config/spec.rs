@@ -13,6 +13,7 @@ use super::diag::{At, Diags, Pos};
 use super::model::*;
 use super::params::check_params;
 use crate::exclude::ExcludeSet;
+use crate::guard::DeleteGuard;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/syncd";
 pub(super) const DEFAULT_DELAY: Duration = Duration::from_millis(50);
@@ -73,6 +74,8 @@ pub(super) struct SyncSpec {
     pub max_queue: At<i64>,
     pub threads: At<i64>,
     pub initial_sync: bool,
+    /// `max_delete` as written (a number is turned into its digits).
+    pub max_delete: Option<At<String>>,
     pub exclude: Vec<At<String>>,
     pub events: EventSet,
     pub events_at: Pos,
@@ -104,6 +107,7 @@ impl SyncSpec {
             max_queue: At::new(DEFAULT_MAX_QUEUE, at),
             threads: At::new(DEFAULT_THREADS, at),
             initial_sync: false,
+            max_delete: None,
             exclude: Vec::new(),
             events: EventSet::default(),
             events_at: at,
@@ -293,6 +297,13 @@ fn build_sync(spec: SyncSpec, d: &mut Diags) -> SyncJob {
     let max_queue = count(&spec.max_queue, "max_queue", 1, i64::MAX, d);
     let threads = count(&spec.threads, "threads", 1, MAX_THREADS, d);
 
+    let max_delete = match &spec.max_delete {
+        None => DeleteGuard::default(),
+        Some(v) => DeleteGuard::parse(&v.value).unwrap_or_else(|e| {
+            d.error(v.at, e);
+            DeleteGuard::default()
+        }),
+    };
     let exclude = compile(&spec.exclude, "exclude", d);
     let full_exclude = spec
         .full_exclude
@@ -377,6 +388,7 @@ fn build_sync(spec: SyncSpec, d: &mut Diags) -> SyncJob {
         threads,
         mode: spec.mode,
         initial_sync: spec.initial_sync,
+        max_delete,
         rsync: RsyncOptions {
             binary: PathBuf::from(&spec.rsync_binary.value),
             params,

@@ -60,6 +60,27 @@ impl Invocation {
     }
 }
 
+impl Invocation {
+    /// The same run with rsync's `--max-delete=N` (deletions past N are skipped): the
+    /// deletion guard's cap (see [`crate::guard`]).
+    pub fn with_max_delete(mut self, n: u64) -> Invocation {
+        let at = self.args.len().saturating_sub(2);
+        self.args.insert(at, format!("--max-delete={n}").into());
+        self
+    }
+
+    /// The same run as a dry run reporting `--stats` (and no progress): what the
+    /// deletion guard counts before a whole-tree push.
+    pub fn with_dry_run_stats(mut self) -> Invocation {
+        self.args.retain(|a| a != "--info=progress2");
+        let at = self.args.len().saturating_sub(2);
+        self.args.insert(at, "--stats".into());
+        self.args.insert(at, "--dry-run".into());
+        self.summary = format!("{} (dry run, counting deletions)", self.summary);
+        self
+    }
+}
+
 /// The destination argument: `[user@]host::module/` (daemon), `[user@]host:path/` (ssh)
 /// or `path/` (local). The trailing slash makes rsync treat it as a directory.
 pub fn dest_arg(target: &Target) -> OsString {

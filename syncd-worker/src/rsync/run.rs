@@ -47,12 +47,26 @@ pub fn run_observed(
     inv: &Invocation,
     progress: Option<&SharedProgress>,
 ) -> anyhow::Result<RunResult> {
+    run_inner(inv, progress, false).map(|(r, _)| r)
+}
+
+/// [`run`], keeping the end of rsync's stdout too (the last 64 KiB: enough for the
+/// `--stats` block, which comes last).
+pub fn run_capture(inv: &Invocation) -> anyhow::Result<(RunResult, String)> {
+    run_inner(inv, None, true).map(|(r, out)| (r, String::from_utf8_lossy(&out).into_owned()))
+}
+
+fn run_inner(
+    inv: &Invocation,
+    progress: Option<&SharedProgress>,
+    capture: bool,
+) -> anyhow::Result<(RunResult, Vec<u8>)> {
     let started = Instant::now();
     let mut cmd = Command::new(&inv.program);
     cmd.args(&inv.args)
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
-        .stdout(if progress.is_some() {
+        .stdout(if progress.is_some() || capture {
             Stdio::piped()
         } else {
             Stdio::null()
@@ -81,8 +95,12 @@ pub fn run_observed(
     let watcher = match (progress, child.stdout.take()) {
         (Some(slot), Some(stdout)) => {
             let slot = slot.clone();
-            Some(thread::spawn(move || read_progress(stdout, &slot)))
+            Some(thread::spawn(move || {
+                read_progress(stdout, &slot);
+                Vec::new()
+            }))
         }
+        (None, Some(stdout)) => Some(thread::spawn(move || read_tail(stdout, STDERR_KEEP))),
         _ => None,
     };
 
@@ -95,10 +113,12 @@ pub fn run_observed(
     let write_result = writer
         .join()
         .map_err(|_| anyhow::anyhow!("the rsync stdin writer thread panicked"))?;
-    if let Some(w) = watcher {
-        w.join()
-            .map_err(|_| anyhow::anyhow!("the rsync progress reader thread panicked"))?;
-    }
+    let stdout = match watcher {
+        Some(w) => w
+            .join()
+            .map_err(|_| anyhow::anyhow!("the rsync stdout reader thread panicked"))?,
+        None => Vec::new(),
+    };
 
     let mut stderr = String::from_utf8_lossy(&tail).into_owned();
     if let Err(e) = write_result {
@@ -110,12 +130,15 @@ pub fn run_observed(
             ));
         }
     }
-    Ok(RunResult {
-        code: status.code(),
-        signal: status.signal(),
-        stderr,
-        elapsed: started.elapsed(),
-    })
+    Ok((
+        RunResult {
+            code: status.code(),
+            signal: status.signal(),
+            stderr,
+            elapsed: started.elapsed(),
+        },
+        stdout,
+    ))
 }
 
 /// In the child, before exec: ask for SIGTERM when the spawning thread ends, then make

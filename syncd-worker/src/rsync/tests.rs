@@ -34,6 +34,7 @@ pub(crate) fn job(source: impl AsRef<Path>, targets: Vec<Target>) -> SyncJob {
         threads: 2,
         mode: Mode::Files,
         initial_sync: false,
+        max_delete: crate::guard::DeleteGuard::default(),
         rsync: RsyncOptions {
             binary: "rsync".into(),
             params: vec!["-a".into()],
