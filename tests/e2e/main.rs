@@ -32,6 +32,9 @@ mod overflow;
 mod periodic;
 /// SIGHUP: exclude, target and source changed in place; an invalid new config is refused.
 mod reload;
+/// Never destroy the backup: read errors hold deletions back, a queued directory that
+/// became a file arrives as a file, excludes mean the same in every push, `-u` dropped.
+mod safety;
 /// Initial sync, sersync confxml.xml, bad configs.
 mod startup;
 /// Supervision: worker or controller killed with SIGKILL, stop during a burst, inotify
