@@ -76,3 +76,50 @@ fn a_source_dir_the_worker_cannot_read_keeps_its_target_copy_in_a_full_push() {
     assert!(!site.dst().join("junk").exists());
     w.stop();
 }
+
+#[test]
+fn a_file_restored_with_an_older_mtime_reaches_the_target_despite_artuz() {
+    // sersync's example params: `-u` would skip the restored file (the target's copy is
+    // newer), so the backup would keep the wrong content. syncd drops `-u` at start.
+    let site = Site::new();
+    let cfg = site.config().raw("[sync.rsync]\nparams = [\"-artuz\"]");
+    let mut w = Worker::start(&cfg);
+    assert!(
+        w.log().contains("\"-artuz\" became \"-atz\"") && w.log().contains("older"),
+        "the worker warns that -u was dropped\n{}",
+        w.log()
+    );
+    let file = site.src().join("report.txt");
+    write_file(&file, b"version 2, written today");
+    assert_in_sync(
+        site.src(),
+        &site.dst(),
+        Duration::from_secs(20),
+        &[&w, &site.daemon],
+    );
+
+    // Restored from an old backup the way restore tools do it: written aside with its
+    // old time, then renamed into place.
+    let aside = tempfile::tempdir_in(site.src().parent().expect("source has a parent"))
+        .expect("tempdir beside the source");
+    let restored = aside.path().join("report.txt");
+    write_file(&restored, b"version 1");
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(1_577_836_800); // 2020-01-01
+    std::fs::File::options()
+        .write(true)
+        .open(&restored)
+        .and_then(|f| f.set_modified(old))
+        .expect("set the old mtime");
+    std::fs::rename(&restored, &file).expect("rename into the source");
+    assert_in_sync(
+        site.src(),
+        &site.dst(),
+        Duration::from_secs(20),
+        &[&w, &site.daemon],
+    );
+    assert_eq!(
+        std::fs::read(site.dst().join("report.txt")).expect("target copy"),
+        b"version 1"
+    );
+    w.stop();
+}
