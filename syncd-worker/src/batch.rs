@@ -18,6 +18,7 @@ pub struct Batch {
     pub paths: Vec<RelPath>,
     /// Directories pushed whole, recursively, deleting extraneous entries inside them (a
     /// directory created or moved in). No path in `paths` lies below one of these. Sorted.
+    /// One that is no longer a directory at push time is pushed as a path instead.
     pub trees: Vec<RelPath>,
 }
 

@@ -1,14 +1,17 @@
 //! One push: the rsync runs that carry one batch to one target. Runs on its own thread
-//! (the engine keeps at most one push in flight per target), plans the runs, finds the
-//! concrete excluded paths under whatever rsync will recurse into, runs up to `threads`
-//! rsync processes at once, and reduces their exit codes to one [`Outcome`]. It never
-//! touches the queue, the fail log or the status: it reports, the engine decides.
+//! (the engine keeps at most one push in flight per target), looks at what each
+//! directory queued to go whole is now (lstat: one that became a file, a symlink or
+//! nothing is pushed as a path, see [`as_it_is_now`]), plans the runs, finds the concrete
+//! excluded paths under whatever rsync will recurse into, runs up to `threads` rsync
+//! processes at once, and reduces their exit codes to one [`Outcome`]. It never touches
+//! the queue, the fail log or the status: it reports, the engine decides.
 //!
 //! Progress: given a [`SharedProgress`], a push that may take a while (a whole-tree push,
 //! directories pushed whole, or [`PROGRESS_MIN_PATHS`] paths and more) asks rsync for
 //! `--info=progress2` and keeps the latest record of its runs there (runs of one split
 //! batch take turns in it).
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -19,7 +22,7 @@ use crate::progress::SharedProgress;
 use crate::rsync::args::{plan, Caps, Invocation};
 use crate::rsync::exit::{classify, Class, Outcome};
 use crate::rsync::run::run_observed;
-use crate::walk::excluded_paths;
+use crate::walk::{abs, excluded_paths};
 
 /// What a push came to.
 #[derive(Debug)]
@@ -43,6 +46,7 @@ pub fn execute(
     progress: Option<&SharedProgress>,
 ) -> PushReport {
     let started = Instant::now();
+    let batch = &as_it_is_now(&job.source, batch);
     let excluded = match excluded_for(job, batch) {
         Ok(x) => x,
         Err(e) => {
@@ -74,6 +78,48 @@ pub fn execute(
         outcome: worst(outcomes),
         elapsed: started.elapsed(),
     }
+}
+
+/// `batch` with every tree that is no longer a directory moved to the paths. A directory
+/// queued to go whole may be a file, a symlink or gone by push time (`mkdir d; ...; rm -r
+/// d; echo data > d`: the queue keeps the `Tree`). The trees run's `+ /d/***` rule only
+/// matches a directory, so rsync would delete the target's `d`, exit 0, and never send
+/// the file; the paths run pushes a path as whatever it is, and deletes a missing one. A
+/// tree that cannot be looked at (not "not found") stays a tree: rsync reports the error.
+fn as_it_is_now(source: &Path, batch: &Batch) -> Batch {
+    if batch.trees.is_empty() {
+        return batch.clone();
+    }
+    let mut out = Batch {
+        trees: Vec::with_capacity(batch.trees.len()),
+        ..batch.clone()
+    };
+    let mut moved = false;
+    for tree in &batch.trees {
+        let now = match std::fs::symlink_metadata(abs(source, tree)) {
+            Ok(meta) if meta.is_dir() => None,
+            Ok(meta) if meta.is_symlink() => Some("a symlink"),
+            Ok(_) => Some("a file"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("gone"),
+            Err(_) => None,
+        };
+        match now {
+            None => out.trees.push(tree.clone()),
+            Some(what) => {
+                log::debug!(
+                    "{}: queued as a directory, now {what}: pushed as a path",
+                    String::from_utf8_lossy(tree)
+                );
+                out.paths.push(tree.clone());
+                moved = true;
+            }
+        }
+    }
+    if moved {
+        out.paths.sort();
+        out.paths.dedup();
+    }
+    out
 }
 
 /// Is this push big enough to be worth a progress display?
@@ -231,6 +277,83 @@ mod tests {
         let report = execute(&j, &target, &Batch::full(), DMA, None);
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         assert!(dst.path().join("d2/f2").is_file());
+    }
+
+    #[test]
+    fn a_queued_tree_is_pushed_as_what_it_is_now() {
+        // The target holds each name as a directory with contents; at push time the
+        // source has a file, a symlink or nothing there, and a path queued as a file is
+        // now a directory (the reverse).
+        let (src, dst) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let (s, d) = (src.path(), dst.path());
+        for name in ["now-file", "now-link", "now-gone", "still-dir"] {
+            std::fs::create_dir_all(d.join(name).join("sub")).expect("mkdir");
+            std::fs::write(d.join(name).join("sub/f"), b"old").expect("write");
+        }
+        std::fs::write(d.join("was-file"), b"a file on the target").expect("write");
+        std::fs::write(s.join("now-file"), b"data").expect("write");
+        std::os::unix::fs::symlink("now-file", s.join("now-link")).expect("symlink");
+        std::fs::create_dir(s.join("still-dir")).expect("mkdir");
+        std::fs::write(s.join("still-dir/new"), b"new").expect("write");
+        std::fs::create_dir(s.join("was-file")).expect("mkdir");
+        let target = local(d);
+        let j = job(s, vec![target.clone()]);
+        let batch = Batch {
+            paths: vec![b"was-file".to_vec()],
+            trees: ["now-file", "now-gone", "now-link", "still-dir"]
+                .iter()
+                .map(|t| t.as_bytes().to_vec())
+                .collect(),
+            ..Batch::default()
+        };
+        for caps in [
+            DMA,
+            Caps {
+                delete_missing_args: false,
+            },
+        ] {
+            let report = execute(&j, &target, &batch, caps, None);
+            assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
+            assert_eq!(
+                std::fs::read(d.join("now-file")).ok(),
+                Some(b"data".to_vec())
+            );
+            assert_eq!(
+                std::fs::read_link(d.join("now-link")).ok(),
+                Some(std::path::PathBuf::from("now-file"))
+            );
+            assert!(d.join("now-gone").symlink_metadata().is_err());
+            assert!(d.join("still-dir/new").is_file() && !d.join("still-dir/sub").exists());
+            assert!(d.join("was-file").is_dir());
+        }
+    }
+
+    #[test]
+    fn as_it_is_now_moves_only_non_directories_and_keeps_paths_sorted() {
+        let src = tempfile::tempdir().expect("tempdir");
+        let s = src.path();
+        std::fs::create_dir(s.join("dir")).expect("mkdir");
+        std::fs::write(s.join("b-file"), b"x").expect("write");
+        let batch = Batch {
+            paths: vec![b"a".to_vec(), b"c".to_vec()],
+            trees: vec![b"b-file".to_vec(), b"dir".to_vec(), b"d-gone".to_vec()],
+            ..Batch::default()
+        };
+        let now = as_it_is_now(s, &batch);
+        assert_eq!(now.trees, vec![b"dir".to_vec()]);
+        assert_eq!(
+            now.paths,
+            vec![
+                b"a".to_vec(),
+                b"b-file".to_vec(),
+                b"c".to_vec(),
+                b"d-gone".to_vec()
+            ]
+        );
+        assert_eq!(as_it_is_now(s, &Batch::full()), Batch::full());
     }
 
     #[test]

@@ -123,3 +123,28 @@ fn a_file_restored_with_an_older_mtime_reaches_the_target_despite_artuz() {
     );
     w.stop();
 }
+
+#[test]
+fn a_new_dir_replaced_by_a_file_before_its_push_arrives_as_the_file() {
+    // The queue holds a `Tree` for `d` (created, then deleted and created again as a
+    // file: a pending tree stays a tree). A delay longer than these few system calls
+    // keeps them in one batch.
+    let site = Site::new();
+    let mut w = Worker::start(&site.config().delay(Some("500ms")));
+    let d = site.src().join("d");
+    std::fs::create_dir(&d).expect("mkdir d");
+    write_file(&d.join("f"), b"x");
+    std::fs::remove_dir_all(&d).expect("rm -r d");
+    write_file(&d, b"data");
+    assert_in_sync(
+        site.src(),
+        &site.dst(),
+        Duration::from_secs(20),
+        &[&w, &site.daemon],
+    );
+    assert_eq!(
+        std::fs::read(site.dst().join("d")).expect("d on the target"),
+        b"data"
+    );
+    w.stop();
+}
