@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, RelPath};
 use crate::config::{Mode, SyncJob, Target};
 use crate::progress::SharedProgress;
 use crate::rsync::args::{plan, Caps, Invocation};
@@ -47,24 +47,27 @@ pub fn execute(
 ) -> PushReport {
     let started = Instant::now();
     let batch = &as_it_is_now(&job.source, batch);
-    let excluded = match excluded_for(job, batch) {
-        Ok(x) => x,
-        Err(e) => {
-            return PushReport {
-                outcome: Outcome {
-                    class: Class::Retry,
-                    code: None,
-                    message: format!(
-                        "cannot walk {} to find excluded paths: {e}",
-                        job.source.display()
-                    ),
-                },
-                runs: 0,
-                elapsed: started.elapsed(),
+    let mut invocations = Vec::new();
+    for part in parts(job, batch) {
+        let excluded = match excluded_for(job, &part) {
+            Ok(x) => x,
+            Err(e) => {
+                return PushReport {
+                    outcome: Outcome {
+                        class: Class::Retry,
+                        code: None,
+                        message: format!(
+                            "cannot walk {} to find excluded paths: {e}",
+                            job.source.display()
+                        ),
+                    },
+                    runs: 0,
+                    elapsed: started.elapsed(),
+                }
             }
-        }
-    };
-    let mut invocations = plan(job, target, batch, caps, &excluded);
+        };
+        invocations.extend(plan(job, target, &part, caps, &excluded));
+    }
     let progress = progress.filter(|_| wants_progress(job, batch));
     if progress.is_some() {
         invocations = invocations
@@ -130,17 +133,60 @@ fn wants_progress(job: &SyncJob, batch: &Batch) -> bool {
         || batch.paths.len() >= PROGRESS_MIN_PATHS
 }
 
+/// The batches to plan separately. A periodic full push is its own part (planned with
+/// its own excludes); the changes queued with it that `full_sync.exclude` leaves out of
+/// it are a second part, planned with the sync's excludes only. Anything else is one
+/// part.
+fn parts(job: &SyncJob, batch: &Batch) -> Vec<Batch> {
+    if !(batch.full && batch.periodic) {
+        return vec![batch.clone()];
+    }
+    let Some(periodic) = job.full_sync.exclude.as_ref() else {
+        return vec![Batch::full()];
+    };
+    let left_out = |list: &[RelPath]| -> Vec<RelPath> {
+        list.iter()
+            .filter(|p| periodic.is_excluded(p))
+            .cloned()
+            .collect()
+    };
+    let rest = Batch {
+        paths: left_out(&batch.paths),
+        trees: left_out(&batch.trees),
+        ..Batch::default()
+    };
+    vec![Batch::periodic(), rest]
+}
+
 /// Concrete excluded paths under what the runs will recurse into: the trees, or the
-/// whole source for a full push (which uses the full-sync excludes when set).
+/// whole source for a full push. The sync's `exclude` applies to every push; the periodic
+/// full push leaves out what `full_sync.exclude` matches too.
 fn excluded_for(job: &SyncJob, batch: &Batch) -> std::io::Result<Vec<Vec<u8>>> {
     if batch.full {
-        let set = job.full_sync.exclude.as_ref().unwrap_or(&job.exclude);
-        excluded_paths(&job.source, &[], set)
+        let mut found = excluded_paths(&job.source, &[], &job.exclude)?;
+        if let Some(periodic) = job.full_sync.exclude.as_ref().filter(|_| batch.periodic) {
+            found.extend(excluded_paths(&job.source, &[], periodic)?);
+            found = highest_only(found);
+        }
+        Ok(found)
     } else if !batch.trees.is_empty() {
         excluded_paths(&job.source, &batch.trees, &job.exclude)
     } else {
         Ok(Vec::new())
     }
+}
+
+/// Sorted, without duplicates, and without paths below another one of the list.
+fn highest_only(paths: Vec<RelPath>) -> Vec<RelPath> {
+    let all: std::collections::BTreeSet<RelPath> = paths.into_iter().collect();
+    all.iter()
+        .filter(|p| {
+            !p.iter()
+                .enumerate()
+                .any(|(i, b)| *b == b'/' && all.contains(&p[..i]))
+        })
+        .cloned()
+        .collect()
 }
 
 /// Run every invocation, at most `threads` at a time; outcomes in no particular order.
@@ -354,6 +400,117 @@ mod tests {
             ]
         );
         assert_eq!(as_it_is_now(s, &Batch::full()), Batch::full());
+    }
+
+    fn excludes(patterns: &[&str]) -> crate::exclude::ExcludeSet {
+        crate::exclude::ExcludeSet::new(patterns).expect("valid patterns")
+    }
+
+    #[test]
+    fn exclude_applies_to_every_full_push_and_full_sync_exclude_to_the_periodic_one() {
+        let src = tree(0, 0);
+        let s = src.path();
+        for f in ["cache/x", "big/y", "plain"] {
+            std::fs::create_dir_all(s.join(f).parent().expect("parent")).expect("mkdir");
+            std::fs::write(s.join(f), f).expect("write");
+        }
+        let push = |batch: &Batch| {
+            let dst = tempfile::tempdir().expect("tempdir");
+            let target = local(dst.path());
+            let mut j = job(s, vec![target.clone()]);
+            j.exclude = excludes(&["^cache$"]);
+            // Narrower than `exclude`, and different.
+            j.full_sync.exclude = Some(excludes(&["^big$"]));
+            let report = execute(&j, &target, batch, DMA, None);
+            assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
+            let has = |f: &str| dst.path().join(f).exists();
+            (has("plain"), has("cache/x"), has("big/y"))
+        };
+        assert_eq!(
+            push(&Batch::full()),
+            (true, false, true),
+            "ordinary full push"
+        );
+        assert_eq!(
+            push(&Batch::periodic()),
+            (true, false, false),
+            "periodic push"
+        );
+        // A change queued with the periodic push that the periodic excludes leave out
+        // still goes (beside it), with the sync's own excludes.
+        let with_change = Batch {
+            paths: vec![b"big/y".to_vec(), b"plain".to_vec()],
+            ..Batch::periodic()
+        };
+        assert_eq!(
+            push(&with_change),
+            (true, false, true),
+            "periodic + changes"
+        );
+    }
+
+    #[test]
+    fn parts_of_a_periodic_push_with_changes() {
+        let src = tempfile::tempdir().expect("tempdir");
+        let mut j = job(src.path(), vec![]);
+        let batch = Batch {
+            paths: vec![b"a".to_vec(), b"big/f".to_vec()],
+            trees: vec![b"big".to_vec(), b"d".to_vec()],
+            ..Batch::periodic()
+        };
+        assert_eq!(
+            parts(&j, &batch),
+            vec![Batch::full()],
+            "no full_sync.exclude"
+        );
+        j.full_sync.exclude = Some(excludes(&["^big$"]));
+        let rest = Batch {
+            paths: vec![b"big/f".to_vec()],
+            trees: vec![b"big".to_vec()],
+            ..Batch::default()
+        };
+        assert_eq!(parts(&j, &batch), vec![Batch::periodic(), rest]);
+        assert_eq!(parts(&j, &Batch::full()), vec![Batch::full()]);
+    }
+
+    #[test]
+    fn highest_only_keeps_the_outermost_paths() {
+        let v = |l: &[&str]| -> Vec<RelPath> { l.iter().map(|s| s.as_bytes().to_vec()).collect() };
+        assert_eq!(
+            highest_only(v(&["a/b", "a b", "a", "c/d/e", "c/d", "a/b/c", "c/d"])),
+            v(&["a", "a b", "c/d"])
+        );
+    }
+
+    #[test]
+    fn a_target_only_path_matching_an_exclude_is_not_protected_by_a_full_push() {
+        // Documented limit (init/syncd.toml, `exclude`): excludes are regular expressions,
+        // rsync filters are globs, so syncd hands rsync the excluded paths it finds in the
+        // source. One that exists only on the target is extraneous to rsync and deleted
+        // by a push that deletes (full push, or a tree it is inside); one that also exists
+        // in the source is left alone on the target.
+        let src = tree(0, 0);
+        let dst = tempfile::tempdir().expect("tempdir");
+        let (s, d) = (src.path(), dst.path());
+        std::fs::create_dir_all(s.join("logs")).expect("mkdir");
+        std::fs::write(s.join("logs/debug.log"), b"source copy").expect("write");
+        std::fs::write(d.join("x.swp"), b"target only").expect("write");
+        std::fs::create_dir_all(d.join("logs")).expect("mkdir");
+        std::fs::write(d.join("logs/debug.log"), b"target copy").expect("write");
+        let target = local(d);
+        let mut j = job(s, vec![target.clone()]);
+        j.exclude = excludes(&["\\.swp$", "^logs/debug\\.log$"]);
+        let report = execute(&j, &target, &Batch::full(), DMA, None);
+        assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
+        assert!(
+            !d.join("x.swp").exists(),
+            "target-only excluded file deleted"
+        );
+        assert_eq!(
+            std::fs::read(d.join("logs/debug.log")).ok(),
+            Some(b"target copy".to_vec()),
+            "excluded in the source too: protected"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::harness::tree::{chmod, write_file};
+use crate::harness::tree::{chmod, write_file, SyncCheck};
 use crate::harness::{assert_in_sync, Site, Worker};
 
 /// The worker (and so its rsync runs) without root's right to read whatever it likes:
@@ -146,5 +146,73 @@ fn a_new_dir_replaced_by_a_file_before_its_push_arrives_as_the_file() {
         std::fs::read(site.dst().join("d")).expect("d on the target"),
         b"data"
     );
+    w.stop();
+}
+
+/// `exclude` hides `secret`; `full_sync.exclude` hides `big` from the periodic push only
+/// (narrower than `exclude`: it does not name `secret`). Both exist before the worker
+/// starts, so only a whole-tree push can carry them.
+fn two_exclude_site(interval: &str) -> (Site, Worker) {
+    let site = Site::new();
+    write_file(&site.src().join("secret/key"), b"never on the backup");
+    write_file(&site.src().join("big/blob"), b"not in the periodic push");
+    write_file(&site.src().join("plain"), b"everywhere");
+    let cfg = site.config().exclude("^secret$").raw(&format!(
+        "[sync.full_sync]\ninterval = \"{interval}\"\nexclude = [\"^big$\"]"
+    ));
+    let w = Worker::start(&cfg);
+    (site, w)
+}
+
+fn is_secret(rel: &std::path::Path) -> bool {
+    rel.starts_with("secret")
+}
+
+#[test]
+fn an_operators_full_push_uses_exclude_not_the_periodic_excludes() {
+    let (site, mut w) = two_exclude_site("0");
+    w.signal(libc::SIGUSR2);
+    w.wait_status(
+        "the whole-tree push after SIGUSR2",
+        Duration::from_secs(20),
+        &[&site.daemon],
+        |s| s.syncs[0].targets[0].full_syncs >= 1,
+    );
+    // `big` arrives (only the periodic push leaves it out); `secret` never does.
+    SyncCheck::new(site.src(), &site.dst())
+        .ignore(is_secret)
+        .forbid_on_target(is_secret)
+        .with(&w)
+        .with(&site.daemon)
+        .within(Duration::from_secs(20))
+        .wait();
+    w.stop();
+}
+
+#[test]
+fn the_periodic_push_adds_full_sync_exclude_and_changes_under_it_still_arrive() {
+    let (site, mut w) = two_exclude_site("1s");
+    // Nothing else pushes the whole tree here (no initial sync, first start).
+    w.wait_status(
+        "a periodic full push",
+        Duration::from_secs(20),
+        &[&site.daemon],
+        |s| s.syncs[0].targets[0].full_syncs >= 1,
+    );
+    assert!(site.dst().join("plain").is_file(), "{}", w.log());
+    assert!(
+        !site.dst().join("big").exists(),
+        "the periodic push leaves big out"
+    );
+    assert!(!site.dst().join("secret").exists(), "exclude applies too");
+    // A change under `big` is an ordinary change: pushed with `exclude` alone.
+    write_file(&site.src().join("big/new"), b"changed while watched");
+    SyncCheck::new(site.src(), &site.dst())
+        .ignore(|rel| is_secret(rel) || rel == std::path::Path::new("big/blob"))
+        .forbid_on_target(is_secret)
+        .with(&w)
+        .with(&site.daemon)
+        .within(Duration::from_secs(20))
+        .wait();
     w.stop();
 }

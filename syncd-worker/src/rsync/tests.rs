@@ -481,6 +481,7 @@ fn change_matrix(caps: Caps) {
     ];
     let batch = Batch {
         full: false,
+        periodic: false,
         paths: paths.iter().map(|p| p.to_vec()).collect(),
         trees: vec![b"f2d".to_vec(), b"newdir".to_vec()],
     };
