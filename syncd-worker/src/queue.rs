@@ -192,7 +192,8 @@ impl Queue {
             Change::Gone(p) => {
                 if !self.covered(&p) {
                     self.drop_below(&p);
-                    // A pending Tree for p stays a Tree: pushing a missing tree deletes it.
+                    // A pending Tree for p stays a Tree: the push looks at p again and
+                    // pushes what it is then (deleted when missing, see push.rs).
                     self.entries.entry(p).or_insert(Kind::Path);
                 }
             }
