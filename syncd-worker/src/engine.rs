@@ -456,7 +456,7 @@ impl Engine {
                 if now >= f {
                     log::info!("{}: periodic full sync due", s.job.name);
                     for t in &mut s.targets {
-                        t.queue.push(Change::Full, now);
+                        t.queue.push(Change::PeriodicFull, now);
                     }
                     s.next_full = s.job.full_sync.interval.map(|i| now + i);
                 }
@@ -490,7 +490,7 @@ impl Engine {
                         * 1e3),
                     settled.map_or(0.0, |d| d.as_secs_f64() * 1e3)
                 );
-                if s.job.mode == Mode::Tree {
+                if s.job.mode == Mode::Tree && !batch.full {
                     batch = Batch::full();
                 }
                 let progress = progress::shared();
@@ -1383,10 +1383,13 @@ fn fail(job: &SyncJob, t: &mut TargetState, outcome: Outcome, now: Instant) {
 }
 
 fn describe(b: &Batch) -> String {
-    if b.full {
+    if b.full && !b.periodic {
         return "the whole tree".into();
     }
     let mut parts = Vec::new();
+    if b.full {
+        parts.push("the whole tree (periodic: full_sync.exclude applies)".to_string());
+    }
     if !b.paths.is_empty() {
         parts.push(format!(
             "{} path{}",

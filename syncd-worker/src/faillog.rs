@@ -289,6 +289,7 @@ mod tests {
         );
         let batch = Batch {
             full: false,
+            periodic: false,
             paths: vec![
                 b"a b/new\nline.txt".to_vec(),
                 b"latin1-\xe9\xff".to_vec(),

@@ -1,19 +1,22 @@
 //! One push: the rsync runs that carry one batch to one target. Runs on its own thread
-//! (the engine keeps at most one push in flight per target), plans the runs, finds the
-//! concrete excluded paths under whatever rsync will recurse into, runs up to `threads`
-//! rsync processes at once, and reduces their exit codes to one [`Outcome`]. It never
-//! touches the queue, the fail log or the status: it reports, the engine decides.
+//! (the engine keeps at most one push in flight per target), looks at what each
+//! directory queued to go whole is now (lstat: one that became a file, a symlink or
+//! nothing is pushed as a path, see [`as_it_is_now`]), plans the runs, finds the concrete
+//! excluded paths under whatever rsync will recurse into, runs up to `threads` rsync
+//! processes at once, and reduces their exit codes to one [`Outcome`]. It never touches
+//! the queue, the fail log or the status: it reports, the engine decides.
 //!
 //! Progress: given a [`SharedProgress`], a push that may take a while (a whole-tree push,
 //! directories pushed whole, or [`PROGRESS_MIN_PATHS`] paths and more) asks rsync for
 //! `--info=progress2` and keeps the latest record of its runs there (runs of one split
 //! batch take turns in it).
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, RelPath};
 use crate::config::{Mode, SyncJob, Target};
 use crate::guard::{stats_counts, DeleteGuard};
 use crate::progress::SharedProgress;
@@ -21,7 +24,7 @@ use crate::rsync::args::{plan, Caps, Invocation};
 use crate::rsync::exit::{classify, Class, Outcome};
 use crate::rsync::run::{run_capture, run_observed};
 use crate::source_id::SourceId;
-use crate::walk::excluded_paths;
+use crate::walk::{abs, excluded_paths};
 
 /// What a push came to.
 #[derive(Debug)]
@@ -63,25 +66,34 @@ pub fn execute(
             source_lost: Some(why),
         };
     }
-    let excluded = match excluded_for(job, batch) {
-        Ok(x) => x,
-        Err(e) => {
-            return PushReport {
-                outcome: Outcome {
-                    class: Class::Retry,
-                    code: None,
-                    message: format!(
-                        "cannot walk {} to find excluded paths: {e}",
-                        job.source.display()
-                    ),
-                },
-                runs: 0,
-                elapsed: started.elapsed(),
-                source_lost: None,
+    let batch = &as_it_is_now(&job.source, batch);
+    let mut invocations = Vec::new();
+    // Which runs push a whole tree (the deletion guard checks those).
+    let mut whole = Vec::new();
+    for part in parts(job, batch) {
+        let excluded = match excluded_for(job, &part) {
+            Ok(x) => x,
+            Err(e) => {
+                return PushReport {
+                    outcome: Outcome {
+                        class: Class::Retry,
+                        code: None,
+                        message: format!(
+                            "cannot walk {} to find excluded paths: {e}",
+                            job.source.display()
+                        ),
+                    },
+                    runs: 0,
+                    elapsed: started.elapsed(),
+                    source_lost: None,
+                }
             }
-        }
-    };
-    let mut invocations = plan(job, target, batch, caps, &excluded);
+        };
+        let planned = plan(job, target, &part, caps, &excluded);
+        let guarded = guard && job.max_delete != DeleteGuard::Off && pushes_whole_tree(job, &part);
+        whole.extend(std::iter::repeat_n(guarded, planned.len()));
+        invocations.extend(planned);
+    }
     let progress = progress.filter(|_| wants_progress(job, batch));
     if progress.is_some() {
         invocations = invocations
@@ -89,11 +101,15 @@ pub fn execute(
             .map(Invocation::with_progress)
             .collect();
     }
-    let guarded = guard && job.max_delete != DeleteGuard::Off && pushes_whole_tree(job, batch);
-    let outcomes = if guarded {
+    let outcomes = if whole.contains(&true) {
+        // Whole-tree runs one after the other, each checked first.
         invocations
             .iter()
-            .map(|inv| run_guarded(job, inv, progress))
+            .zip(&whole)
+            .map(|(inv, &guarded)| match guarded {
+                true => run_guarded(job, inv, progress),
+                false => run_one(inv, progress),
+            })
             .collect()
     } else {
         run_all(&invocations, job.threads.max(1), progress)
@@ -161,6 +177,48 @@ fn run_guarded(job: &SyncJob, inv: &Invocation, progress: Option<&SharedProgress
     run_one(&inv.clone().with_max_delete(allowed), progress)
 }
 
+/// `batch` with every tree that is no longer a directory moved to the paths. A directory
+/// queued to go whole may be a file, a symlink or gone by push time (`mkdir d; ...; rm -r
+/// d; echo data > d`: the queue keeps the `Tree`). The trees run's `+ /d/***` rule only
+/// matches a directory, so rsync would delete the target's `d`, exit 0, and never send
+/// the file; the paths run pushes a path as whatever it is, and deletes a missing one. A
+/// tree that cannot be looked at (not "not found") stays a tree: rsync reports the error.
+fn as_it_is_now(source: &Path, batch: &Batch) -> Batch {
+    if batch.trees.is_empty() {
+        return batch.clone();
+    }
+    let mut out = Batch {
+        trees: Vec::with_capacity(batch.trees.len()),
+        ..batch.clone()
+    };
+    let mut moved = false;
+    for tree in &batch.trees {
+        let now = match std::fs::symlink_metadata(abs(source, tree)) {
+            Ok(meta) if meta.is_dir() => None,
+            Ok(meta) if meta.is_symlink() => Some("a symlink"),
+            Ok(_) => Some("a file"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("gone"),
+            Err(_) => None,
+        };
+        match now {
+            None => out.trees.push(tree.clone()),
+            Some(what) => {
+                log::debug!(
+                    "{}: queued as a directory, now {what}: pushed as a path",
+                    String::from_utf8_lossy(tree)
+                );
+                out.paths.push(tree.clone());
+                moved = true;
+            }
+        }
+    }
+    if moved {
+        out.paths.sort();
+        out.paths.dedup();
+    }
+    out
+}
+
 /// Is this push big enough to be worth a progress display?
 fn wants_progress(job: &SyncJob, batch: &Batch) -> bool {
     batch.full
@@ -169,17 +227,60 @@ fn wants_progress(job: &SyncJob, batch: &Batch) -> bool {
         || batch.paths.len() >= PROGRESS_MIN_PATHS
 }
 
+/// The batches to plan separately. A periodic full push is its own part (planned with
+/// its own excludes); the changes queued with it that `full_sync.exclude` leaves out of
+/// it are a second part, planned with the sync's excludes only. Anything else is one
+/// part.
+fn parts(job: &SyncJob, batch: &Batch) -> Vec<Batch> {
+    if !(batch.full && batch.periodic) {
+        return vec![batch.clone()];
+    }
+    let Some(periodic) = job.full_sync.exclude.as_ref() else {
+        return vec![Batch::full()];
+    };
+    let left_out = |list: &[RelPath]| -> Vec<RelPath> {
+        list.iter()
+            .filter(|p| periodic.is_excluded(p))
+            .cloned()
+            .collect()
+    };
+    let rest = Batch {
+        paths: left_out(&batch.paths),
+        trees: left_out(&batch.trees),
+        ..Batch::default()
+    };
+    vec![Batch::periodic(), rest]
+}
+
 /// Concrete excluded paths under what the runs will recurse into: the trees, or the
-/// whole source for a full push (which uses the full-sync excludes when set).
+/// whole source for a full push. The sync's `exclude` applies to every push; the periodic
+/// full push leaves out what `full_sync.exclude` matches too.
 fn excluded_for(job: &SyncJob, batch: &Batch) -> std::io::Result<Vec<Vec<u8>>> {
     if batch.full {
-        let set = job.full_sync.exclude.as_ref().unwrap_or(&job.exclude);
-        excluded_paths(&job.source, &[], set)
+        let mut found = excluded_paths(&job.source, &[], &job.exclude)?;
+        if let Some(periodic) = job.full_sync.exclude.as_ref().filter(|_| batch.periodic) {
+            found.extend(excluded_paths(&job.source, &[], periodic)?);
+            found = highest_only(found);
+        }
+        Ok(found)
     } else if !batch.trees.is_empty() {
         excluded_paths(&job.source, &batch.trees, &job.exclude)
     } else {
         Ok(Vec::new())
     }
+}
+
+/// Sorted, without duplicates, and without paths below another one of the list.
+fn highest_only(paths: Vec<RelPath>) -> Vec<RelPath> {
+    let all: std::collections::BTreeSet<RelPath> = paths.into_iter().collect();
+    all.iter()
+        .filter(|p| {
+            !p.iter()
+                .enumerate()
+                .any(|(i, b)| *b == b'/' && all.contains(&p[..i]))
+        })
+        .cloned()
+        .collect()
 }
 
 /// Run every invocation, at most `threads` at a time; outcomes in no particular order.
@@ -316,6 +417,194 @@ mod tests {
         let report = execute(&j, &target, &Batch::full(), DMA, None, true, None);
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         assert!(dst.path().join("d2/f2").is_file());
+    }
+
+    #[test]
+    fn a_queued_tree_is_pushed_as_what_it_is_now() {
+        // The target holds each name as a directory with contents; at push time the
+        // source has a file, a symlink or nothing there, and a path queued as a file is
+        // now a directory (the reverse).
+        let (src, dst) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let (s, d) = (src.path(), dst.path());
+        for name in ["now-file", "now-link", "now-gone", "still-dir"] {
+            std::fs::create_dir_all(d.join(name).join("sub")).expect("mkdir");
+            std::fs::write(d.join(name).join("sub/f"), b"old").expect("write");
+        }
+        std::fs::write(d.join("was-file"), b"a file on the target").expect("write");
+        std::fs::write(s.join("now-file"), b"data").expect("write");
+        std::os::unix::fs::symlink("now-file", s.join("now-link")).expect("symlink");
+        std::fs::create_dir(s.join("still-dir")).expect("mkdir");
+        std::fs::write(s.join("still-dir/new"), b"new").expect("write");
+        std::fs::create_dir(s.join("was-file")).expect("mkdir");
+        let target = local(d);
+        let j = job(s, vec![target.clone()]);
+        let batch = Batch {
+            paths: vec![b"was-file".to_vec()],
+            trees: ["now-file", "now-gone", "now-link", "still-dir"]
+                .iter()
+                .map(|t| t.as_bytes().to_vec())
+                .collect(),
+            ..Batch::default()
+        };
+        for caps in [
+            DMA,
+            Caps {
+                delete_missing_args: false,
+            },
+        ] {
+            let report = execute(&j, &target, &batch, caps, None, true, None);
+            assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
+            assert_eq!(
+                std::fs::read(d.join("now-file")).ok(),
+                Some(b"data".to_vec())
+            );
+            assert_eq!(
+                std::fs::read_link(d.join("now-link")).ok(),
+                Some(std::path::PathBuf::from("now-file"))
+            );
+            assert!(d.join("now-gone").symlink_metadata().is_err());
+            assert!(d.join("still-dir/new").is_file() && !d.join("still-dir/sub").exists());
+            assert!(d.join("was-file").is_dir());
+        }
+    }
+
+    #[test]
+    fn as_it_is_now_moves_only_non_directories_and_keeps_paths_sorted() {
+        let src = tempfile::tempdir().expect("tempdir");
+        let s = src.path();
+        std::fs::create_dir(s.join("dir")).expect("mkdir");
+        std::fs::write(s.join("b-file"), b"x").expect("write");
+        let batch = Batch {
+            paths: vec![b"a".to_vec(), b"c".to_vec()],
+            trees: vec![b"b-file".to_vec(), b"dir".to_vec(), b"d-gone".to_vec()],
+            ..Batch::default()
+        };
+        let now = as_it_is_now(s, &batch);
+        assert_eq!(now.trees, vec![b"dir".to_vec()]);
+        assert_eq!(
+            now.paths,
+            vec![
+                b"a".to_vec(),
+                b"b-file".to_vec(),
+                b"c".to_vec(),
+                b"d-gone".to_vec()
+            ]
+        );
+        assert_eq!(as_it_is_now(s, &Batch::full()), Batch::full());
+    }
+
+    fn excludes(patterns: &[&str]) -> crate::exclude::ExcludeSet {
+        crate::exclude::ExcludeSet::new(patterns).expect("valid patterns")
+    }
+
+    #[test]
+    fn exclude_applies_to_every_full_push_and_full_sync_exclude_to_the_periodic_one() {
+        let src = tree(0, 0);
+        let s = src.path();
+        for f in ["cache/x", "big/y", "plain"] {
+            std::fs::create_dir_all(s.join(f).parent().expect("parent")).expect("mkdir");
+            std::fs::write(s.join(f), f).expect("write");
+        }
+        let push = |batch: &Batch| {
+            let dst = tempfile::tempdir().expect("tempdir");
+            let target = local(dst.path());
+            let mut j = job(s, vec![target.clone()]);
+            j.exclude = excludes(&["^cache$"]);
+            // Narrower than `exclude`, and different.
+            j.full_sync.exclude = Some(excludes(&["^big$"]));
+            let report = execute(&j, &target, batch, DMA, None, true, None);
+            assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
+            let has = |f: &str| dst.path().join(f).exists();
+            (has("plain"), has("cache/x"), has("big/y"))
+        };
+        assert_eq!(
+            push(&Batch::full()),
+            (true, false, true),
+            "ordinary full push"
+        );
+        assert_eq!(
+            push(&Batch::periodic()),
+            (true, false, false),
+            "periodic push"
+        );
+        // A change queued with the periodic push that the periodic excludes leave out
+        // still goes (beside it), with the sync's own excludes.
+        let with_change = Batch {
+            paths: vec![b"big/y".to_vec(), b"plain".to_vec()],
+            ..Batch::periodic()
+        };
+        assert_eq!(
+            push(&with_change),
+            (true, false, true),
+            "periodic + changes"
+        );
+    }
+
+    #[test]
+    fn parts_of_a_periodic_push_with_changes() {
+        let src = tempfile::tempdir().expect("tempdir");
+        let mut j = job(src.path(), vec![]);
+        let batch = Batch {
+            paths: vec![b"a".to_vec(), b"big/f".to_vec()],
+            trees: vec![b"big".to_vec(), b"d".to_vec()],
+            ..Batch::periodic()
+        };
+        assert_eq!(
+            parts(&j, &batch),
+            vec![Batch::full()],
+            "no full_sync.exclude"
+        );
+        j.full_sync.exclude = Some(excludes(&["^big$"]));
+        let rest = Batch {
+            paths: vec![b"big/f".to_vec()],
+            trees: vec![b"big".to_vec()],
+            ..Batch::default()
+        };
+        assert_eq!(parts(&j, &batch), vec![Batch::periodic(), rest]);
+        assert_eq!(parts(&j, &Batch::full()), vec![Batch::full()]);
+    }
+
+    #[test]
+    fn highest_only_keeps_the_outermost_paths() {
+        let v = |l: &[&str]| -> Vec<RelPath> { l.iter().map(|s| s.as_bytes().to_vec()).collect() };
+        assert_eq!(
+            highest_only(v(&["a/b", "a b", "a", "c/d/e", "c/d", "a/b/c", "c/d"])),
+            v(&["a", "a b", "c/d"])
+        );
+    }
+
+    #[test]
+    fn a_target_only_path_matching_an_exclude_is_not_protected_by_a_full_push() {
+        // Documented limit (init/syncd.toml, `exclude`): excludes are regular expressions,
+        // rsync filters are globs, so syncd hands rsync the excluded paths it finds in the
+        // source. One that exists only on the target is extraneous to rsync and deleted
+        // by a push that deletes (full push, or a tree it is inside); one that also exists
+        // in the source is left alone on the target.
+        let src = tree(0, 0);
+        let dst = tempfile::tempdir().expect("tempdir");
+        let (s, d) = (src.path(), dst.path());
+        std::fs::create_dir_all(s.join("logs")).expect("mkdir");
+        std::fs::write(s.join("logs/debug.log"), b"source copy").expect("write");
+        std::fs::write(d.join("x.swp"), b"target only").expect("write");
+        std::fs::create_dir_all(d.join("logs")).expect("mkdir");
+        std::fs::write(d.join("logs/debug.log"), b"target copy").expect("write");
+        let target = local(d);
+        let mut j = job(s, vec![target.clone()]);
+        j.exclude = excludes(&["\\.swp$", "^logs/debug\\.log$"]);
+        let report = execute(&j, &target, &Batch::full(), DMA, None, true, None);
+        assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
+        assert!(
+            !d.join("x.swp").exists(),
+            "target-only excluded file deleted"
+        );
+        assert_eq!(
+            std::fs::read(d.join("logs/debug.log")).ok(),
+            Some(b"target copy".to_vec()),
+            "excluded in the source too: protected"
+        );
     }
 
     #[test]

@@ -8,8 +8,12 @@
 //! * a directory pushed whole (`Tree`) covers everything below it: children already queued
 //!   are dropped and later ones are not added;
 //! * a path that is gone (`Gone`) drops everything queued below it (all of it is gone too);
-//! * a pending full push covers everything;
-//! * past `max_queue` entries the queue collapses into one full push (bounded memory).
+//! * a pending full push covers everything — except the periodic one (`PeriodicFull`),
+//!   which skips `full_sync.exclude` too: changes queued with it are kept and pushed
+//!   beside it, and a periodic full merged with any other full push becomes an ordinary
+//!   one (the other needs the sync's own excludes only);
+//! * past `max_queue` entries the queue collapses into one (ordinary) full push (bounded
+//!   memory).
 //!
 //! A push reads the tree as it is at push time, so the queue only has to remember *which*
 //! paths changed, never what they contained: over-listing is harmless, missing one is not.
@@ -42,8 +46,12 @@ pub enum Change {
     Tree(RelPath),
     /// This path (and all below it) was deleted or moved away.
     Gone(RelPath),
-    /// Push the whole tree (events were lost, or a full sync is due).
+    /// Push the whole tree (events were lost, a queue collapsed, a catch-up, an operator's
+    /// `sync --full`, the initial sync): the sync's `exclude` applies.
     Full,
+    /// The periodic whole-tree push (`full_sync.interval`): `full_sync.exclude` applies
+    /// on top of `exclude`.
+    PeriodicFull,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +77,9 @@ pub struct Queue {
     limits: Limits,
     entries: BTreeMap<RelPath, Kind>,
     full: bool,
+    /// The pending full push is the periodic one only (`full` is set; `entries` may hold
+    /// changes it would leave out).
+    periodic: bool,
     /// Arrival of the oldest change not yet taken (for `max_delay` and lag).
     oldest: Option<Instant>,
     /// Arrival of the newest change not yet taken (for logs).
@@ -88,6 +99,7 @@ impl Queue {
             limits,
             entries: BTreeMap::new(),
             full: false,
+            periodic: false,
             oldest: None,
             newest: None,
             collapses: 0,
@@ -101,10 +113,16 @@ impl Queue {
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
         if self.entries.len() > self.limits.max_queue {
-            self.entries.clear();
-            self.full = true;
-            self.collapses += 1;
+            self.collapse();
         }
+    }
+
+    /// Too many entries: one ordinary full push instead.
+    fn collapse(&mut self) {
+        self.entries.clear();
+        self.full = true;
+        self.periodic = false;
+        self.collapses += 1;
     }
 
     /// Record one change that happened at `now`.
@@ -122,7 +140,11 @@ impl Queue {
         let newest = self.newest.unwrap_or(since).max(since);
         self.touch(since, newest);
         if batch.full {
-            self.apply(Change::Full);
+            self.apply(if batch.periodic {
+                Change::PeriodicFull
+            } else {
+                Change::Full
+            });
         }
         for p in batch.trees {
             self.apply(Change::Tree(p));
@@ -139,13 +161,21 @@ impl Queue {
     }
 
     fn apply(&mut self, change: Change) {
-        if self.full {
+        if self.full && !self.periodic {
             return;
         }
         match change {
             Change::Full => {
                 self.entries.clear();
                 self.full = true;
+                self.periodic = false;
+            }
+            Change::PeriodicFull => {
+                // Entries stay: the periodic push may leave them out.
+                if !self.full {
+                    self.full = true;
+                    self.periodic = true;
+                }
             }
             Change::Path(p) => {
                 if !self.covered(&p) {
@@ -162,15 +192,14 @@ impl Queue {
             Change::Gone(p) => {
                 if !self.covered(&p) {
                     self.drop_below(&p);
-                    // A pending Tree for p stays a Tree: pushing a missing tree deletes it.
+                    // A pending Tree for p stays a Tree: the push looks at p again and
+                    // pushes what it is then (deleted when missing, see push.rs).
                     self.entries.entry(p).or_insert(Kind::Path);
                 }
             }
         }
         if self.entries.len() > self.limits.max_queue {
-            self.entries.clear();
-            self.full = true;
-            self.collapses += 1;
+            self.collapse();
         }
     }
 
@@ -206,6 +235,11 @@ impl Queue {
 
     pub fn full_pending(&self) -> bool {
         self.full
+    }
+
+    /// The pending full push is the periodic one (and nothing asked for an ordinary one).
+    pub fn periodic_pending(&self) -> bool {
+        self.full && self.periodic
     }
 
     pub fn collapses(&self) -> u64 {
@@ -261,6 +295,7 @@ impl Queue {
     pub fn snapshot(&self) -> Batch {
         let mut batch = Batch {
             full: self.full,
+            periodic: self.full && self.periodic,
             ..Batch::default()
         };
         for (path, kind) in &self.entries {
@@ -278,6 +313,7 @@ impl Queue {
         let since = self.oldest();
         let mut batch = Batch {
             full: self.full,
+            periodic: self.full && self.periodic,
             ..Batch::default()
         };
         for (path, kind) in std::mem::take(&mut self.entries) {
@@ -287,6 +323,7 @@ impl Queue {
             }
         }
         self.full = false;
+        self.periodic = false;
         self.oldest = None;
         self.newest = None;
         self.urgent = false;
@@ -429,6 +466,132 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn periodic_full_merges_into_an_ordinary_one_and_keeps_changes_beside_it() {
+        use Change::*;
+        // (case, changes, paths, trees, full, periodic)
+        type Case = (
+            &'static str,
+            Vec<Change>,
+            Vec<&'static str>,
+            Vec<&'static str>,
+            bool,
+            bool,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "periodic alone",
+                vec![PeriodicFull],
+                vec![],
+                vec![],
+                true,
+                true,
+            ),
+            (
+                "two periodic stay periodic",
+                vec![PeriodicFull, PeriodicFull],
+                vec![],
+                vec![],
+                true,
+                true,
+            ),
+            (
+                "periodic then full: ordinary",
+                vec![PeriodicFull, Full],
+                vec![],
+                vec![],
+                true,
+                false,
+            ),
+            (
+                "full then periodic: ordinary",
+                vec![Full, PeriodicFull],
+                vec![],
+                vec![],
+                true,
+                false,
+            ),
+            (
+                "changes after a periodic are kept beside it",
+                vec![PeriodicFull, Path(p("a")), Tree(p("d")), Path(p("d/x"))],
+                vec!["a"],
+                vec!["d"],
+                true,
+                true,
+            ),
+            (
+                "changes before a periodic are kept beside it",
+                vec![Path(p("a")), Gone(p("g")), PeriodicFull],
+                vec!["a", "g"],
+                vec![],
+                true,
+                true,
+            ),
+            (
+                "an ordinary full drops them",
+                vec![Path(p("a")), PeriodicFull, Tree(p("d")), Full, Path(p("b"))],
+                vec![],
+                vec![],
+                true,
+                false,
+            ),
+        ];
+        for (name, changes, paths, trees, full, periodic) in cases {
+            let mut q = Queue::new(limits());
+            let t = Instant::now();
+            for c in changes {
+                q.push(c, t);
+            }
+            assert_eq!(q.periodic_pending(), periodic, "{name}");
+            assert_eq!(q.snapshot(), q.clone().take().0, "{name}");
+            let (b, _) = q.take();
+            assert_eq!(
+                (strs(&b.paths), strs(&b.trees), b.full, b.periodic),
+                (
+                    paths.iter().map(|s| s.to_string()).collect(),
+                    trees.iter().map(|s| s.to_string()).collect(),
+                    full,
+                    periodic
+                ),
+                "{name}"
+            );
+            assert!(!q.periodic_pending() && q.is_empty(), "{name}: taken");
+        }
+    }
+
+    #[test]
+    fn a_periodic_full_collapses_and_restores_as_it_should() {
+        let t = Instant::now();
+        // Past the cap: an ordinary full push (the kept changes need the real excludes).
+        let mut q = Queue::new(Limits {
+            max_queue: 2,
+            ..limits()
+        });
+        q.push(Change::PeriodicFull, t);
+        for name in ["a", "b", "c"] {
+            q.push(Change::Path(p(name)), t);
+        }
+        assert_eq!(q.take().0, Batch::full());
+        assert_eq!(q.collapses(), 1);
+        // A failed periodic push comes back periodic, with what was queued beside it...
+        let mut q = Queue::new(limits());
+        let failed = Batch {
+            paths: vec![p("x")],
+            ..Batch::periodic()
+        };
+        q.restore(failed.clone(), t);
+        q.push(Change::Path(p("y")), t);
+        let (b, _) = q.take();
+        assert_eq!(
+            (b.periodic, strs(&b.paths)),
+            (true, vec!["x".into(), "y".into()])
+        );
+        // ...unless an ordinary full push was queued meanwhile.
+        q.push(Change::Full, t);
+        q.restore(failed, t);
+        assert_eq!(q.take().0, Batch::full());
     }
 
     #[test]

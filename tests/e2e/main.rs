@@ -34,6 +34,9 @@ mod overflow;
 mod periodic;
 /// SIGHUP: exclude, target and source changed in place; an invalid new config is refused.
 mod reload;
+/// Never destroy the backup: read errors hold deletions back, a queued directory that
+/// became a file arrives as a file, excludes mean the same in every push, `-u` dropped.
+mod safety;
 /// The source unmounted, moved away and replaced, or not mounted at a restart: nothing
 /// pushed from the wrong directory, status degraded, resumes when it is back.
 mod source;

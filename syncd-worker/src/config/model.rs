@@ -198,7 +198,8 @@ pub struct RetryPolicy {
 pub struct FullSync {
     /// None = off.
     pub interval: Option<Duration>,
-    /// Excludes for the periodic full push; None = the sync's own `exclude`.
+    /// More excludes for the periodic full push only, on top of the sync's `exclude`
+    /// (which every push uses); None = none more.
     pub exclude: Option<ExcludeSet>,
 }
 

@@ -1,8 +1,13 @@
 //! Checking the rsync parameters the operator wrote (`params`, `extra`, sersync's
 //! `commonParams`) against the ones syncd must control itself. A recursive flag is
 //! removed (with a warning) in files mode, because syncd passes `-r` only for directories
-//! that must be pushed whole; options that would fight syncd's own (`--files-from`,
-//! `--delete`, filters, ...) are errors naming the config key to use instead. Pure.
+//! that must be pushed whole. `-u`/`--update` is removed (with a warning) in every mode:
+//! it skips a file whose target copy is newer, so a file restored on the source with its
+//! older mtime never reaches the backup (sersync's example has `-artuz`, so it is dropped
+//! rather than refused: those configs keep starting). Options that would fight syncd's
+//! own (`--files-from`, `--delete`, filters, ...) or stop the target from mirroring the
+//! source (`--existing`, `--ignore-existing`: deliberate, so refused, not dropped) are
+//! errors naming what to do instead. Pure.
 
 /// Short options that take an argument: the rest of a cluster after one is its value.
 const SHORT_WITH_ARG: &[char] = &['B', 'e', 'f', 'T', 'M', '@'];
@@ -23,6 +28,9 @@ const DELETE: &str = "remove it: syncd decides deletions itself (files mode: \
      --delete-missing-args for what was deleted at the source; tree mode: --delete)";
 const PASSWORD: &str = "remove it and set `password_file` in the [[sync.target]] block \
      (sersync: <auth start=\"true\" passwordfile=...>)";
+const SKIP: &str = "remove it: syncd keeps the target an exact copy of the source, and this \
+     option makes rsync skip files (new ones with --existing, changed ones with \
+     --ignore-existing), so the backup would silently differ";
 const FILTER: &str = "remove it and use `exclude` in the [[sync]] block (regular expressions \
      on the relative path), or `exclude` in [sync.full_sync] for the periodic full push only";
 
@@ -39,6 +47,8 @@ pub(super) fn check_params(words: &[String], strip_recursive: bool) -> ParamChec
                 Some(DELETE)
             } else if name == "password-file" {
                 Some(PASSWORD)
+            } else if ["existing", "ignore-existing", "ignore-non-existing"].contains(&name) {
+                Some(SKIP)
             } else if ["include", "exclude", "filter"]
                 .iter()
                 .any(|f| name.starts_with(f))
@@ -51,7 +61,11 @@ pub(super) fn check_params(words: &[String], strip_recursive: bool) -> ParamChec
                 out.errors
                     .push((i, format!("{word:?} is controlled by syncd"), advice));
             } else if name == "recursive" && strip_recursive {
-                out.warnings.push((i, recursive_warning(word, None)));
+                out.warnings
+                    .push((i, dropped_warning(word, None, &[RECURSIVE])));
+            } else if name == "update" {
+                out.warnings
+                    .push((i, dropped_warning(word, None, &[UPDATE])));
             } else {
                 out.kept.push(word.clone());
             }
@@ -64,6 +78,7 @@ pub(super) fn check_params(words: &[String], strip_recursive: bool) -> ParamChec
         let mut kept = String::from("-");
         let mut refused = None;
         let mut in_value = false;
+        let mut why = Vec::new();
         for c in cluster.chars() {
             if in_value {
                 kept.push(c);
@@ -72,7 +87,18 @@ pub(super) fn check_params(words: &[String], strip_recursive: bool) -> ParamChec
             match c {
                 '0' => refused = Some(PATHS),
                 'f' => refused = Some(FILTER),
-                'r' if strip_recursive => continue,
+                'r' if strip_recursive => {
+                    if !why.contains(&RECURSIVE) {
+                        why.push(RECURSIVE);
+                    }
+                    continue;
+                }
+                'u' => {
+                    if !why.contains(&UPDATE) {
+                        why.push(UPDATE);
+                    }
+                    continue;
+                }
                 _ => {}
             }
             in_value = SHORT_WITH_ARG.contains(&c);
@@ -84,24 +110,27 @@ pub(super) fn check_params(words: &[String], strip_recursive: bool) -> ParamChec
         } else if kept.len() == word.len() {
             out.kept.push(word.clone());
         } else if kept == "-" {
-            out.warnings.push((i, recursive_warning(word, None)));
+            out.warnings.push((i, dropped_warning(word, None, &why)));
         } else {
-            out.warnings.push((i, recursive_warning(word, Some(&kept))));
+            out.warnings
+                .push((i, dropped_warning(word, Some(&kept), &why)));
             out.kept.push(kept);
         }
     }
     out
 }
 
-fn recursive_warning(word: &str, now: Option<&str>) -> String {
+const RECURSIVE: &str =
+    "in files mode syncd adds -r itself, only for directories that must be pushed whole";
+const UPDATE: &str = "-u/--update skips files that are newer on the target, so a file \
+     restored on the source with an older modification time would never reach the backup";
+
+fn dropped_warning(word: &str, now: Option<&str>, why: &[&str]) -> String {
     let change = match now {
         Some(now) => format!("{word:?} became {now:?}"),
         None => format!("{word:?} was removed"),
     };
-    format!(
-        "{change}: in files mode syncd adds -r itself, only for directories \
-         that must be pushed whole"
-    )
+    format!("{change}: {}", why.join("; "))
 }
 
 #[cfg(test)]
@@ -116,7 +145,7 @@ mod tests {
     fn recursive_flags_are_stripped_in_files_mode() {
         // (params, kept, number of warnings)
         let cases = [
-            ("-artuz", "-atuz", 1),
+            ("-artuz", "-atz", 1),
             ("-a", "-a", 0),
             ("-r -a", "-a", 1),
             ("--recursive -a", "-a", 1),
@@ -138,9 +167,57 @@ mod tests {
 
     #[test]
     fn tree_mode_keeps_recursion() {
-        let got = check_params(&words("-artuz --recursive"), false);
-        assert_eq!(got.kept, words("-artuz --recursive"));
+        let got = check_params(&words("-artz --recursive"), false);
+        assert_eq!(got.kept, words("-artz --recursive"));
         assert!(got.warnings.is_empty());
+    }
+
+    #[test]
+    fn update_is_dropped_in_every_mode_with_a_warning() {
+        // (params, files mode?, kept, warnings that must each hold these words)
+        type Case = (&'static str, bool, &'static str, &'static [&'static str]);
+        let cases: &[Case] = &[
+            (
+                "-artuz",
+                true,
+                "-atz",
+                &["\"-artuz\" became \"-atz\"", "-r itself", "older"],
+            ),
+            (
+                "-artuz",
+                false,
+                "-artz",
+                &["\"-artuz\" became \"-artz\"", "older"],
+            ),
+            ("-u -a", true, "-a", &["\"-u\" was removed", "older"]),
+            ("-uu", false, "", &["\"-uu\" was removed"]),
+            (
+                "--update -a",
+                false,
+                "-a",
+                &["\"--update\" was removed", "older"],
+            ),
+            ("-a --no-update", true, "-a --no-update", &[]),
+            ("-Bu", true, "-Bu", &[]), // the u is -B's value
+            ("-e ssh -u", true, "-e ssh", &["\"-u\" was removed"]),
+        ];
+        for (params, files, kept, warned) in cases {
+            let got = check_params(&words(params), *files);
+            assert_eq!(got.kept, words(kept), "{params}");
+            assert!(got.errors.is_empty(), "{params}: {:?}", got.errors);
+            assert_eq!(
+                got.warnings.len(),
+                usize::from(!warned.is_empty()),
+                "{params}"
+            );
+            for w in *warned {
+                assert!(
+                    got.warnings.iter().any(|(_, text)| text.contains(w)),
+                    "{params}: {:?} lacks {w:?}",
+                    got.warnings
+                );
+            }
+        }
     }
 
     #[test]
@@ -161,6 +238,9 @@ mod tests {
             ("--filter=- x", "exclude"),
             ("-f- x", "exclude"),
             ("-avf", "exclude"),
+            ("--existing", "exact copy"),
+            ("--ignore-existing", "exact copy"),
+            ("--ignore-non-existing", "exact copy"),
         ];
         for (param, advice) in cases {
             let got = check_params(&[param.to_string(), "-a".to_string()], true);

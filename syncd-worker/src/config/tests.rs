@@ -146,7 +146,7 @@ modify = true
 close_write = false
 [sync.rsync]
 binary = "/usr/local/bin/rsync"
-params = ["-artuz"]
+params = ["-artz"]
 timeout = "0"
 extra = ["--bwlimit=20m"]
 [sync.retry]
@@ -196,7 +196,7 @@ timeout = "5s"
     assert!(s.exclude.is_excluded(b"cache/x") && s.exclude.is_excluded(b"a/.b.swp"));
     assert!(s.events.modify && !s.events.close_write && s.events.attrib);
     assert_eq!(s.rsync.binary, Path::new("/usr/local/bin/rsync"));
-    assert_eq!(s.rsync.params, vec!["-artuz"], "tree mode keeps -r");
+    assert_eq!(s.rsync.params, vec!["-artz"], "tree mode keeps -r");
     assert_eq!(s.rsync.timeout, None);
     assert_eq!(s.rsync.extra, vec!["--bwlimit=20m"]);
     assert_eq!(s.retry.min_interval, Duration::from_secs(2));
@@ -253,7 +253,7 @@ dest = "/backup/www"
 "#,
     );
     let config = parse(text.as_bytes(), Path::new("s.toml")).unwrap();
-    assert_eq!(config.syncs[0].rsync.params, vec!["-atuz"]);
+    assert_eq!(config.syncs[0].rsync.params, vec!["-atz"]);
     let w = &config.warnings;
     assert_eq!(w.len(), 3, "{w:?}");
     assert!(
@@ -265,7 +265,7 @@ dest = "/backup/www"
         "{w:?}"
     );
     assert!(
-        w[2].starts_with("s.toml:7:11: ") && w[2].contains("\"-atuz\""),
+        w[2].starts_with("s.toml:7:11: ") && w[2].contains("\"-atz\"") && w[2].contains("older"),
         "{w:?}"
     );
 }
@@ -504,7 +504,7 @@ fn shipped_confxml_maps_onto_the_config() {
     assert_eq!(s.source, dir.path());
     assert_eq!(s.events, EventSet::default());
     assert!(s.exclude.is_empty(), "filter start=false");
-    assert_eq!(s.rsync.params, vec!["-atuz"]);
+    assert_eq!(s.rsync.params, vec!["-atz"]);
     assert_eq!(s.rsync.timeout, Some(Duration::from_secs(100)));
     assert_eq!(s.retry.max_interval, Duration::from_secs(3600));
     assert_eq!(s.retry.min_interval, Duration::from_secs(1));
@@ -533,7 +533,7 @@ fn shipped_confxml_maps_onto_the_config() {
         "<debug> has no meaning",
         "<fileSystem> has no meaning",
         "<failLog path=\"/tmp/rsync_fail_log.sh\"> is not used",
-        "\"-artuz\" became \"-atuz\"",
+        "\"-artuz\" became \"-atz\"",
     ] {
         assert!(w.contains(needle), "{needle:?} missing in\n{w}");
     }

@@ -8,8 +8,8 @@
 //! *file's* name does.
 //!
 //! Run kinds (why each option is there is in `peers-and-pitfalls.md` §3.3):
-//! * paths run: `--files-from=- --delete-missing-args --force --ignore-errors`; no `-r`,
-//!   so a listed directory is created but not descended.
+//! * paths run: `--files-from=- --delete-missing-args --force`; no `-r`, so a listed
+//!   directory is created but not descended.
 //! * paths run, filter form (the target's rsync rejects `--delete-missing-args` with
 //!   `--files-from`, rsync 3.4.3): lsyncd's include list, `-r --delete` with every listed
 //!   path and its ancestors included and everything else excluded by a *perishable*
@@ -19,6 +19,12 @@
 //! * trees run: directories pushed whole, `-r --delete` scoped to the trees by merge rules
 //!   read from stdin (`--filter=". -"`), excluded paths hidden and protected.
 //! * full run: `SOURCE/ DEST` with `-r --delete`, excluded paths from stdin.
+//!
+//! No run passes `--ignore-errors`: after a read error on the source (EIO, a directory
+//! it may not read, root_squash NFS) rsync then skips the deletions that follow ("IO
+//! error encountered -- skipping file deletion", exit 23, retried) instead of deleting
+//! the target's copy of what it could not read. A file that merely vanished (exit 24) is
+//! not such an error: deletions go on.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -159,7 +165,6 @@ fn paths_run(job: &SyncJob, target: &Target, paths: &[RelPath]) -> Invocation {
         "--files-from=-",
         "--delete-missing-args",
         "--force",
-        "--ignore-errors",
     ];
     invocation(
         job,
@@ -185,7 +190,6 @@ fn paths_filter_run(job: &SyncJob, target: &Target, paths: &[RelPath]) -> Invoca
     let opts = [
         "-r",
         "--delete",
-        "--ignore-errors",
         "--force",
         "--from0",
         "--include-from=-",
@@ -220,14 +224,7 @@ fn trees_run(
         rules.push(rule(b"+ ", pattern(t, b"/***")));
     }
     rules.push(b"-p *".to_vec());
-    let opts = [
-        "-r",
-        "--delete",
-        "--ignore-errors",
-        "--force",
-        "--from0",
-        "--filter=. -",
-    ];
+    let opts = ["-r", "--delete", "--force", "--from0", "--filter=. -"];
     invocation(
         job,
         target,
@@ -239,7 +236,7 @@ fn trees_run(
 }
 
 fn full_run(job: &SyncJob, target: &Target, excluded: &[RelPath]) -> Invocation {
-    let mut opts = vec!["-r", "--delete", "--ignore-errors", "--force"];
+    let mut opts = vec!["-r", "--delete", "--force"];
     let mut stdin = Vec::new();
     if !excluded.is_empty() {
         opts.extend(["--from0", "--exclude-from=-"]);
@@ -561,7 +558,6 @@ mod tests {
                 "--files-from=-",
                 "--delete-missing-args",
                 "--force",
-                "--ignore-errors",
                 "/data/",
                 "rsync_backup@127.0.0.1::nfsbackup/",
             ]
@@ -651,7 +647,6 @@ mod tests {
                 "--files-from=-",
                 "--delete-missing-args",
                 "--force",
-                "--ignore-errors",
                 "/data/",
                 "/backup/",
             ]
@@ -699,7 +694,6 @@ mod tests {
             [
                 "-r",
                 "--delete",
-                "--ignore-errors",
                 "--force",
                 "--from0",
                 "--include-from=-",
@@ -758,7 +752,6 @@ mod tests {
             [
                 "-r",
                 "--delete",
-                "--ignore-errors",
                 "--force",
                 "--from0",
                 "--filter=. -",
@@ -804,7 +797,6 @@ mod tests {
             [
                 "-r",
                 "--delete",
-                "--ignore-errors",
                 "--force",
                 "/data/",
                 "rsync_backup@127.0.0.1::nfsbackup/"
@@ -821,15 +813,8 @@ mod tests {
             &[b"cache".to_vec(), b"x[1]".to_vec()],
         );
         assert_eq!(
-            argv(&inv[0])[5..11],
-            [
-                "-r",
-                "--delete",
-                "--ignore-errors",
-                "--force",
-                "--from0",
-                "--exclude-from=-"
-            ]
+            argv(&inv[0])[5..10],
+            ["-r", "--delete", "--force", "--from0", "--exclude-from=-"]
         );
         assert_eq!(stdin_items(&inv[0]), ["/cache", "/x\\[1]"]);
         assert_eq!(inv[0].summary, "full tree (2 paths excluded)");

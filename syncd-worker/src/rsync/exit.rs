@@ -88,6 +88,13 @@ pub fn classify(code: Option<i32>, signal: Option<i32>, stderr: &str) -> Outcome
                 Retry,
                 "error allocating core memory buffers (code 22)".into(),
             ),
+            23 if source_unreadable(stderr) => (
+                Retry,
+                "rsync could not read a source path and deleted nothing on the target \
+                 after that error (code 23; retried until it can: make the path readable \
+                 for syncd, or exclude it)"
+                    .into(),
+            ),
             23 => (Retry, "partial transfer due to error (code 23)".into()),
             25 => (
                 ConfigError,
@@ -102,7 +109,13 @@ pub fn classify(code: Option<i32>, signal: Option<i32>, stderr: &str) -> Outcome
             n => (Retry, format!("unknown rsync exit code {n}")),
         },
     };
-    let message = match (class, telling_line(stderr)) {
+    let line = match code {
+        Some(23) => sender_read_error(stderr)
+            .map(|l| truncate(l, 300))
+            .or_else(|| telling_line(stderr)),
+        _ => telling_line(stderr),
+    };
+    let message = match (class, line) {
         (Success, _) | (_, None) => meaning,
         (_, Some(line)) => format!("{meaning}: {line}"),
     };
@@ -111,6 +124,22 @@ pub fn classify(code: Option<i32>, signal: Option<i32>, stderr: &str) -> Outcome
         code,
         message,
     }
+}
+
+/// Did the sending side fail to read something (`rsync: [sender] opendir "…" failed:
+/// Permission denied (13)`, `read errors mapping …`)? rsync then skips the deletions that
+/// follow the error ("IO error encountered -- skipping file deletion": we never pass
+/// `--ignore-errors`), so the target keeps its copy of what could not be read.
+fn source_unreadable(stderr: &str) -> bool {
+    sender_read_error(stderr).is_some()
+}
+
+/// The first line saying what the sending side could not read (it names the path).
+fn sender_read_error(stderr: &str) -> Option<&str> {
+    stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains("[sender]") && (l.contains("failed:") || l.contains("read error")))
 }
 
 /// Exit 5: a busy daemon is transient; a refused login or module needs the operator.
@@ -186,7 +215,34 @@ mod tests {
                 "rsync: [sender] link_stat \"/d/x\" failed: No such file or directory (2)\n\
                  rsync error: some files/attrs were not transferred (see previous errors) (code 23)\n",
                 Retry,
-                "partial transfer due to error (code 23): rsync: [sender] link_stat",
+                "could not read a source path and deleted nothing on the target after that \
+                 error (code 23; retried until it can: make the path readable for syncd, or \
+                 exclude it): rsync: [sender] link_stat",
+            ),
+            (
+                Some(23),
+                None,
+                "rsync: [sender] opendir \"/d/locked\" failed: Permission denied (13)\n\
+                 rsync error: some files/attrs were not transferred (see previous errors) (code 23)\n",
+                Retry,
+                "deleted nothing on the target after that error (code 23; retried until it \
+                 can: make the path readable for syncd, or exclude it): rsync: [sender] opendir \
+                 \"/d/locked\" failed: Permission denied (13)",
+            ),
+            (
+                Some(23),
+                None,
+                "file has vanished: \"/d/tmp.1\"\n\
+                 rsync: [sender] read errors mapping \"/d/bad\": Input/output error (5)\n",
+                Retry,
+                "exclude it): rsync: [sender] read errors mapping \"/d/bad\": Input/output error (5)",
+            ),
+            (
+                Some(23),
+                None,
+                "rsync: [receiver] mkstemp \"/b/.f.x\" failed: Permission denied (13)\n",
+                Retry,
+                "partial transfer due to error (code 23): rsync: [receiver] mkstemp",
             ),
             (
                 Some(5),

@@ -275,31 +275,135 @@ fn exclude_star_keeps_a_deleted_dir_but_a_perishable_exclude_does_not() {
     assert!(!exists(dst.path(), b"gone"));
 }
 
+/// `inv` run the way an rsync without root's file-reading privilege runs: through
+/// `setpriv`, with CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH out of the bounding set, so
+/// rsync (still uid 0) obeys mode bits like any other user. Tests run as root.
+fn without_dac_caps(mut inv: Invocation) -> Invocation {
+    let mut args: Vec<OsString> = [
+        "--bounding-set=-dac_override,-dac_read_search",
+        "--inh-caps=-all",
+    ]
+    .iter()
+    .map(|a| os(a))
+    .collect();
+    args.push(inv.program.into_os_string());
+    args.append(&mut inv.args);
+    inv.program = "setpriv".into();
+    inv.args = args;
+    inv
+}
+
 #[test]
-fn ignore_errors_keeps_deletions_going_after_a_sender_io_error() {
-    // `f/x` below a regular file: the sender's link_stat fails (ENOTDIR), an I/O error.
-    let args = ["-a", "-r", "--delete", "--from0", "--files-from=-"];
-    for ignore in [false, true] {
+fn a_source_dir_rsync_cannot_read_keeps_its_target_copy_in_every_run_kind() {
+    // `t/locked` (mode 000) cannot be read by an rsync without DAC capabilities: the
+    // sender sees the directory but none of its entries. Without `--ignore-errors` rsync
+    // answers the read error with "IO error encountered -- skipping file deletion" (exit
+    // 23) instead of deleting the target's copy of what it could not read.
+    let batches: Vec<(&str, Batch, Caps)> = vec![
+        ("full run", Batch::full(), DMA),
+        (
+            "trees run",
+            Batch {
+                trees: vec![b"t".to_vec()],
+                ..Batch::default()
+            },
+            DMA,
+        ),
+        (
+            "paths run",
+            paths_batch(&[b"t/gone", b"t/locked/secret"]),
+            DMA,
+        ),
+        (
+            "paths run, filter form",
+            paths_batch(&[b"t/gone", b"t/locked/secret"]),
+            FILTER,
+        ),
+    ];
+    for (kind, batch, caps) in batches {
         let (src, dst) = (
             tempfile::tempdir().expect("tmp"),
             tempfile::tempdir().expect("tmp"),
         );
-        write(src.path(), b"f", b"file");
-        fs::create_dir(src.path().join("d")).expect("mkdir");
-        write(dst.path(), b"d/extra", b"x");
-        let mut a = args.to_vec();
-        if ignore {
-            a.push("--ignore-errors");
+        let (s, d) = (src.path(), dst.path());
+        write(s, b"t/keep", b"k");
+        write(s, b"t/locked/secret", b"s");
+        write(d, b"t/keep", b"k");
+        write(d, b"t/locked/secret", b"s");
+        write(d, b"t/locked/sub/deep", b"d");
+        write(d, b"t/gone", b"deleted at the source");
+        fs::set_permissions(s.join("t/locked"), fs::Permissions::from_mode(0o000))
+            .expect("chmod 000");
+        let t = local(d);
+        let mut j = job(s, vec![t.clone()]);
+        // No `-p`: with `-a` the target's `t/locked` would become mode 000 too, and the
+        // receiver, just as unprivileged here (a daemon receiver is not), could not read
+        // it to delete in it either.
+        j.rsync.params = vec!["-lt".into()];
+        for inv in plan(&j, &t, &batch, caps, &[]) {
+            let r = run(&without_dac_caps(inv)).expect("setpriv rsync runs");
+            let o = classify(r.code, r.signal, &r.stderr);
+            assert_eq!(o.class, Class::Retry, "{kind}: {}\n{}", o.message, r.stderr);
+            assert!(
+                o.message.contains("locked") && o.message.contains("Permission denied"),
+                "{kind}: the message names what could not be read: {}",
+                o.message
+            );
         }
-        let r = rsync_by_hand(&a, src.path(), dst.path(), b"f/x\0d\0");
-        assert_eq!(r.code, Some(23), "{}", r.stderr);
-        if ignore {
-            assert!(!exists(dst.path(), b"d/extra"), "deleted despite the error");
-        } else {
-            // rsync: "IO error encountered -- skipping file deletion" (on stdout)
-            assert!(exists(dst.path(), b"d/extra"));
+        for kept in [&b"t/locked/secret"[..], b"t/locked/sub/deep", b"t/keep"] {
+            assert!(
+                exists(d, kept),
+                "{kind}: {:?} deleted after a read error",
+                String::from_utf8_lossy(kept)
+            );
         }
+        fs::set_permissions(s.join("t/locked"), fs::Permissions::from_mode(0o755))
+            .expect("chmod back");
     }
+}
+
+#[test]
+fn vanished_source_files_do_not_hold_back_deletions() {
+    // A file that vanishes while rsync runs (exit 24) is no read error: the deletions
+    // the run owes still happen. `a-big` is sent slowly; `b-small` is removed while it
+    // is in transfer (its temporary file on the target is the sign), so the sender finds
+    // `b-small` gone when its turn comes.
+    let (src, dst) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let (s, d) = (src.path(), dst.path());
+    write(s, b"dir/a-big", &vec![b'x'; 2_000_000]);
+    write(s, b"dir/b-small", b"doomed");
+    write(d, b"dir/stale", b"deleted at the source");
+    write(d, b"stale-top", b"deleted at the source");
+    let t = local(d);
+    let mut j = job(s, vec![t.clone()]);
+    j.rsync.extra = vec!["--bwlimit=1000".into()];
+    let inv = plan(&j, &t, &Batch::full(), DMA, &[]).remove(0);
+    let rsync = std::thread::spawn(move || run(&inv).expect("rsync runs"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let in_transfer = || {
+        fs::read_dir(d.join("dir")).is_ok_and(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().as_bytes().starts_with(b".a-big."))
+        })
+    };
+    while !in_transfer() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a-big never started arriving"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    fs::remove_file(s.join("dir/b-small")).expect("rm b-small");
+    let r = rsync.join().expect("rsync thread");
+    assert_eq!(r.code, Some(24), "{}", r.stderr);
+    assert!(r.stderr.contains("vanished"), "{}", r.stderr);
+    assert_eq!(classify(r.code, r.signal, &r.stderr).class, Class::Success);
+    assert!(!exists(d, b"dir/stale") && !exists(d, b"stale-top"));
+    assert!(!exists(d, b"dir/b-small"));
+    assert_same_tree(s, d, "after the vanished file");
 }
 
 #[test]
@@ -378,6 +482,7 @@ fn change_matrix(caps: Caps) {
     ];
     let batch = Batch {
         full: false,
+        periodic: false,
         paths: paths.iter().map(|p| p.to_vec()).collect(),
         trees: vec![b"f2d".to_vec(), b"newdir".to_vec()],
     };

@@ -283,8 +283,24 @@ impl Worker {
         state_dir: &Path,
         args: &[&str],
     ) -> Worker {
+        Worker::start_wrapped(config_text, file_name, state_dir, args, &[])
+    }
+
+    /// [`Worker::start`] with the worker run by `wrapper` (a program and its arguments,
+    /// e.g. `setpriv` dropping capabilities), which must exec the worker in place.
+    pub fn start_under(cfg: &WorkerConfig, wrapper: &[&str]) -> Worker {
+        Worker::start_wrapped(&cfg.to_toml(), "syncd.toml", cfg.state_dir(), &[], wrapper)
+    }
+
+    fn start_wrapped(
+        config_text: &str,
+        file_name: &str,
+        state_dir: &Path,
+        args: &[&str],
+        wrapper: &[&str],
+    ) -> Worker {
         let guard = SharedHold::take();
-        let mut w = Worker::spawn(config_text, file_name, state_dir, args);
+        let mut w = Worker::spawn(config_text, file_name, state_dir, args, wrapper);
         w.shared = Some(guard);
         w.wait_started();
         w
@@ -300,7 +316,7 @@ impl Worker {
         _guard: &RwLockWriteGuard<'static, ()>,
         after_inotify_init: impl FnOnce(),
     ) -> Worker {
-        let mut w = Worker::spawn(&cfg.to_toml(), "syncd.toml", cfg.state_dir(), &[]);
+        let mut w = Worker::spawn(&cfg.to_toml(), "syncd.toml", cfg.state_dir(), &[], &[]);
         let deadline = Instant::now() + START_TIMEOUT;
         while !w.has_inotify_fd() {
             if let Some(st) = w.poll_exit() {
@@ -346,7 +362,13 @@ impl Worker {
         }
     }
 
-    fn spawn(config_text: &str, file_name: &str, state_dir: &Path, args: &[&str]) -> Worker {
+    fn spawn(
+        config_text: &str,
+        file_name: &str,
+        state_dir: &Path,
+        args: &[&str],
+        wrapper: &[&str],
+    ) -> Worker {
         let dir = tempfile::Builder::new()
             .prefix("syncd-e2e-worker.")
             .tempdir()
@@ -356,7 +378,15 @@ impl Worker {
         let stderr = fs::File::create(dir.path().join("stderr.log")).expect("create stderr.log");
         let stdout = fs::File::create(dir.path().join("stdout.log")).expect("create stdout.log");
         let bin = worker_bin();
-        let child = Command::new(&bin)
+        let mut cmd = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut c = Command::new(program);
+                c.args(wrapper_args).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let child = cmd
             .arg("--config")
             .arg(&config)
             .args(["--log-level", "debug"])
