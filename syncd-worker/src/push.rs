@@ -157,13 +157,15 @@ fn describe_args(inv: &Invocation) -> String {
 }
 
 /// The outcome that matters most: a needed fallback, then a configuration error, then a
-/// retry; success only when every run succeeded.
+/// retry, then a daemon that stayed busy (the only trouble: try again soon); success
+/// only when every run succeeded.
 fn worst(outcomes: Vec<Outcome>) -> Outcome {
     let rank = |c: &Class| match c {
         Class::Success => 0,
-        Class::Retry => 1,
-        Class::ConfigError => 2,
-        Class::DeleteMissingArgsUnsupported => 3,
+        Class::Busy => 1,
+        Class::Retry => 2,
+        Class::ConfigError => 3,
+        Class::DeleteMissingArgsUnsupported => 4,
     };
     outcomes
         .into_iter()
