@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 
 use crate::batch::Batch;
+use crate::busy;
 use crate::catchup::{self, Restart, Tracker, Watermark};
 use crate::config::{Config, Mode, SyncJob, Target};
 use crate::faillog::FailLog;
@@ -101,6 +102,12 @@ struct TargetState {
     probing: bool,
     retry_at: Option<Instant>,
     backoff: Duration,
+    /// The daemon limits connections (it refused a run as busy): push one run at a time.
+    /// Forgotten when a reload changes the target's settings.
+    limited: bool,
+    /// Since when the daemon has had no connection free (None: not busy now); the busy
+    /// episode is logged once, at its start and its end.
+    busy_since: Option<Instant>,
     faillog: FailLog,
     backlog: u64,
     last_success: Option<SystemTime>,
@@ -502,9 +509,9 @@ impl Engine {
                 });
                 self.status_dirty = true;
                 let (job, cfg, tx) = (s.job.clone(), t.cfg.clone(), self.tx.clone());
-                let (id, cfg_gen) = (t.id, t.cfg_gen);
+                let (id, cfg_gen, limited) = (t.id, t.cfg_gen, t.limited);
                 std::thread::spawn(move || {
-                    let report = execute(&job, &cfg, &batch, caps, Some(&progress));
+                    let report = execute(&job, &cfg, &batch, caps, limited, Some(&progress));
                     let _ = tx.send(Msg::Pushed(id, cfg_gen, report));
                 });
             }
@@ -621,8 +628,14 @@ impl Engine {
                         t.caps = Some(caps);
                         t.retry_at = None;
                         t.last_error = None;
+                        end_busy(&s.job, t, now);
                     }
-                    Err(outcome) => fail(&s.job, t, outcome, now),
+                    Err(outcome) => {
+                        if outcome.class == Class::Busy {
+                            learn_limited(&s.job, t);
+                        }
+                        fail(&s.job, t, outcome, now);
+                    }
                 }
             }
             Msg::Pushed(tid, cfg_gen, report) => {
@@ -635,7 +648,11 @@ impl Engine {
                 let Some(done) = t.in_flight.take() else {
                     return;
                 };
+                if report.refused_busy && cfg_gen == t.cfg_gen {
+                    learn_limited(&s.job, t);
+                }
                 if report.outcome.class == Class::Success {
+                    end_busy(&s.job, t, now);
                     log::info!(
                         "{} → {}: pushed {} in {:.2}s ({} rsync run{})",
                         s.job.name,
@@ -854,6 +871,8 @@ impl Engine {
             probing: false,
             retry_at: None,
             backoff: Duration::ZERO,
+            limited: false,
+            busy_since: None,
             faillog,
             backlog,
             last_success: None,
@@ -1039,6 +1058,8 @@ impl Engine {
                 t.caps = None;
                 t.retry_at = None;
                 t.backoff = Duration::ZERO;
+                t.limited = false;
+                t.busy_since = None;
                 t.last_error = None;
                 if *tc == TargetChange::Moved {
                     log::info!(
@@ -1219,16 +1240,44 @@ fn discard_target(sync: &str, t: TargetState) {
     }
 }
 
-/// Record a failure and schedule the next try.
+/// Record a failure and schedule the next try. A busy daemon ([`Class::Busy`]) is tried
+/// again soon, without touching the backoff, and logged once per episode.
 fn fail(job: &SyncJob, t: &mut TargetState, outcome: Outcome, now: Instant) {
     t.consecutive_failures += 1;
+    let msg = outcome.message.clone();
+    if outcome.class == Class::Busy {
+        let wait = busy::retry_after(job.retry.min_interval);
+        t.retry_at = Some(now + wait);
+        let first = t.busy_since.is_none();
+        let since = *t.busy_since.get_or_insert(now);
+        if first {
+            log::warn!(
+                "{} → {}: {msg}; waiting for a free connection, trying again every {:.1?} (changes kept)",
+                job.name,
+                t.cfg.name,
+                wait
+            );
+        } else {
+            log::debug!(
+                "{} → {}: still busy after {:.1}s",
+                job.name,
+                t.cfg.name,
+                now.saturating_duration_since(since).as_secs_f64()
+            );
+        }
+        t.last_error = Some(format!(
+            "waiting for a busy daemon (no free connection for {:.0}s): {msg}",
+            now.saturating_duration_since(since).as_secs_f64()
+        ));
+        return;
+    }
+    end_busy(job, t, now);
     t.backoff = match outcome.class {
         Class::ConfigError => job.retry.max_interval,
         _ if t.backoff.is_zero() => job.retry.min_interval,
         _ => (t.backoff * 2).min(job.retry.max_interval),
     };
     t.retry_at = Some(now + t.backoff);
-    let msg = outcome.message.clone();
     if outcome.class == Class::ConfigError {
         log::error!(
             "{} → {}: {msg} — fix the configuration or the target; retrying in {:.0?}",
@@ -1246,6 +1295,31 @@ fn fail(job: &SyncJob, t: &mut TargetState, outcome: Outcome, now: Instant) {
         );
     }
     t.last_error = Some(msg);
+}
+
+/// The daemon refused a run as busy: it limits connections, so from now on push to it
+/// one run at a time (said once per target and settings).
+fn learn_limited(job: &SyncJob, t: &mut TargetState) {
+    if !t.limited {
+        t.limited = true;
+        log::info!(
+            "{} → {}: the daemon limits connections (max connections); pushing to it one rsync run at a time",
+            job.name,
+            t.cfg.name
+        );
+    }
+}
+
+/// A busy episode is over (a run got through, or the target failed otherwise).
+fn end_busy(job: &SyncJob, t: &mut TargetState, now: Instant) {
+    if let Some(since) = t.busy_since.take() {
+        log::info!(
+            "{} → {}: no longer waiting for a busy daemon (waited {:.1}s)",
+            job.name,
+            t.cfg.name,
+            now.saturating_duration_since(since).as_secs_f64()
+        );
+    }
 }
 
 fn describe(b: &Batch) -> String {

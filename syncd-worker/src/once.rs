@@ -177,7 +177,7 @@ fn push_with_display(
         // The push thread spawns and waits for its rsync children itself (see
         // `rsync::run`), so their parent-death signal is tied to it, not to this thread.
         scope.spawn(move || {
-            let _ = tx.send(execute(job, target, batch, caps, Some(slot)));
+            let _ = tx.send(execute(job, target, batch, caps, false, Some(slot)));
         });
         loop {
             match rx.recv_timeout(display.tick()) {
@@ -199,6 +199,7 @@ fn push_with_display(
             message: "the push thread panicked (a bug in syncd; please report it)".into(),
         },
         runs: 0,
+        refused_busy: false,
         elapsed: Duration::ZERO,
     })
 }

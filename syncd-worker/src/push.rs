@@ -4,42 +4,55 @@
 //! rsync processes at once, and reduces their exit codes to one [`Outcome`]. It never
 //! touches the queue, the fail log or the status: it reports, the engine decides.
 //!
+//! A busy daemon (`max connections` reached, [`Class::Busy`]): the refused run is tried
+//! again after a short pause ([`crate::busy::Pauses`]: 100 ms growing to 2 s), and from
+//! then on the push runs its remaining invocations one at a time (runs already under
+//! way finish; none that succeeded is repeated): see [`runs`]. Only a daemon still busy
+//! after the patience makes the push report Busy. A target known to limit connections
+//! is pushed one run at a time from the start.
+//!
 //! Progress: given a [`SharedProgress`], a push that may take a while (a whole-tree push,
 //! directories pushed whole, or [`PROGRESS_MIN_PATHS`] paths and more) asks rsync for
 //! `--info=progress2` and keeps the latest record of its runs there (runs of one split
 //! batch take turns in it).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+mod runs;
+
 use std::time::{Duration, Instant};
 
 use crate::batch::Batch;
+use crate::busy::patience;
 use crate::config::{Mode, SyncJob, Target};
 use crate::progress::SharedProgress;
 use crate::rsync::args::{plan, Caps, Invocation};
-use crate::rsync::exit::{classify, Class, Outcome};
-use crate::rsync::run::run_observed;
+use crate::rsync::exit::{Class, Outcome};
 use crate::walk::excluded_paths;
+use runs::run_all;
 
 /// What a push came to.
 #[derive(Debug)]
 pub struct PushReport {
     pub outcome: Outcome,
-    /// rsync processes started.
+    /// rsync processes started (runs tried again after a refusal count again).
     pub runs: usize,
+    /// The daemon refused a run as busy (it limits connections), even if a later try
+    /// got through.
+    pub refused_busy: bool,
     pub elapsed: Duration,
 }
 
 /// A paths-only batch this large reports progress too.
 pub const PROGRESS_MIN_PATHS: usize = 1000;
 
-/// Push `batch` to `target` now, blocking until every run has ended. With `progress`,
-/// a large push publishes rsync's progress there as it goes.
+/// Push `batch` to `target` now, blocking until every run has ended. `one_at_a_time`:
+/// the target is known to limit connections, so its runs do not overlap. With
+/// `progress`, a large push publishes rsync's progress there as it goes.
 pub fn execute(
     job: &SyncJob,
     target: &Target,
     batch: &Batch,
     caps: Caps,
+    one_at_a_time: bool,
     progress: Option<&SharedProgress>,
 ) -> PushReport {
     let started = Instant::now();
@@ -56,6 +69,7 @@ pub fn execute(
                     ),
                 },
                 runs: 0,
+                refused_busy: false,
                 elapsed: started.elapsed(),
             }
         }
@@ -68,10 +82,17 @@ pub fn execute(
             .map(Invocation::with_progress)
             .collect();
     }
-    let outcomes = run_all(&invocations, job.threads.max(1), progress);
+    let runs = run_all(
+        &invocations,
+        job.threads.max(1),
+        one_at_a_time,
+        patience(job.rsync.timeout),
+        progress,
+    );
     PushReport {
-        runs: invocations.len(),
-        outcome: worst(outcomes),
+        runs: runs.started,
+        refused_busy: runs.refused_busy,
+        outcome: worst(runs.outcomes),
         elapsed: started.elapsed(),
     }
 }
@@ -95,65 +116,6 @@ fn excluded_for(job: &SyncJob, batch: &Batch) -> std::io::Result<Vec<Vec<u8>>> {
     } else {
         Ok(Vec::new())
     }
-}
-
-/// Run every invocation, at most `threads` at a time; outcomes in no particular order.
-fn run_all(
-    invocations: &[Invocation],
-    threads: usize,
-    progress: Option<&SharedProgress>,
-) -> Vec<Outcome> {
-    let next = AtomicUsize::new(0);
-    let outcomes = Mutex::new(Vec::with_capacity(invocations.len()));
-    std::thread::scope(|scope| {
-        for _ in 0..threads.min(invocations.len()) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(inv) = invocations.get(i) else {
-                    break;
-                };
-                let outcome = run_one(inv, progress);
-                outcomes
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .push(outcome);
-            });
-        }
-    });
-    outcomes
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn run_one(inv: &Invocation, progress: Option<&SharedProgress>) -> Outcome {
-    log::debug!("rsync {} ({})", inv.summary, describe_args(inv));
-    match run_observed(inv, progress) {
-        Ok(r) => {
-            let outcome = classify(r.code, r.signal, &r.stderr);
-            log::debug!(
-                "rsync {} ended after {:.2}s: {:?} {}",
-                inv.summary,
-                r.elapsed.as_secs_f64(),
-                outcome.class,
-                outcome.message
-            );
-            outcome
-        }
-        Err(e) => Outcome {
-            class: Class::Retry,
-            code: None,
-            message: format!("{e:#}"),
-        },
-    }
-}
-
-/// The argv for debug logs (no secret is ever on it: passwords travel in files).
-fn describe_args(inv: &Invocation) -> String {
-    inv.args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The outcome that matters most: a needed fallback, then a configuration error, then a
@@ -204,7 +166,7 @@ mod tests {
         let target = local(dst.path());
         let j = job(src.path(), vec![target.clone()]);
         let slot = shared();
-        let report = execute(&j, &target, &Batch::full(), DMA, Some(&slot));
+        let report = execute(&j, &target, &Batch::full(), DMA, false, Some(&slot));
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         let p = snapshot(&slot).expect("a whole-tree push reports progress");
         assert_eq!(p.bytes, 120 * 20_000, "{p:?}");
@@ -226,13 +188,33 @@ mod tests {
             paths: vec![b"d0".to_vec(), b"d0/f0".to_vec()],
             ..Batch::default()
         };
-        let report = execute(&j, &target, &batch, DMA, Some(&slot));
+        let report = execute(&j, &target, &batch, DMA, false, Some(&slot));
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         assert_eq!(snapshot(&slot), None);
         assert!(dst.path().join("d0/f0").is_file());
-        let report = execute(&j, &target, &Batch::full(), DMA, None);
+        let report = execute(&j, &target, &Batch::full(), DMA, false, None);
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         assert!(dst.path().join("d2/f2").is_file());
+    }
+
+    #[test]
+    fn worst_ranks_busy_below_every_real_failure() {
+        let o = |class| Outcome {
+            class,
+            code: None,
+            message: String::new(),
+        };
+        let cases = [
+            (vec![Class::Success, Class::Busy], Class::Busy),
+            (vec![Class::Busy, Class::Retry], Class::Retry),
+            (vec![Class::ConfigError, Class::Busy], Class::ConfigError),
+            (vec![Class::Success], Class::Success),
+            (vec![], Class::Success),
+        ];
+        for (classes, want) in cases {
+            let got = worst(classes.iter().map(|c| o(*c)).collect()).class;
+            assert_eq!(got, want, "{classes:?}");
+        }
     }
 
     #[test]
