@@ -12,8 +12,8 @@
 //!   again after at most [`RETRY`], never doubled towards `max_interval`: the backlog
 //!   goes the moment a connection is free.
 //!
-//! The patience is short on purpose: while a push waits, the status file cannot say so,
-//! and a stop waits for the push in flight.
+//! The patience is short on purpose: a stop waits for the push in flight, and the
+//! engine's own retry keeps trying anyway.
 
 use std::time::{Duration, Instant};
 

@@ -26,7 +26,7 @@ use crate::config::{Config, Mode, SyncJob, Target};
 use crate::faillog::FailLog;
 use crate::hooks::{HookRunner, Pushed};
 use crate::progress::{self, SharedProgress};
-use crate::push::{execute, PushReport};
+use crate::push::{execute, shared_waiting, waiting_since, PushReport, SharedWaiting};
 use crate::queue::{Change, Limits, Queue};
 use crate::reload::{self, SyncChange, SyncPlan, TargetChange};
 use crate::rsync::args::{dest_arg, Caps};
@@ -88,6 +88,8 @@ struct InFlight {
     since: Option<Instant>,
     /// rsync's progress, published by the push thread.
     progress: SharedProgress,
+    /// Since when the push has been waiting for a busy daemon, published by the push thread.
+    waiting: SharedWaiting,
 }
 
 struct TargetState {
@@ -502,16 +504,26 @@ impl Engine {
                     batch = Batch::full();
                 }
                 let progress = progress::shared();
+                let waiting = shared_waiting();
                 t.in_flight = Some(InFlight {
                     batch: batch.clone(),
                     since,
                     progress: progress.clone(),
+                    waiting: waiting.clone(),
                 });
                 self.status_dirty = true;
                 let (job, cfg, tx) = (s.job.clone(), t.cfg.clone(), self.tx.clone());
                 let (id, cfg_gen, limited) = (t.id, t.cfg_gen, t.limited);
                 std::thread::spawn(move || {
-                    let report = execute(&job, &cfg, &batch, caps, limited, Some(&progress));
+                    let report = execute(
+                        &job,
+                        &cfg,
+                        &batch,
+                        caps,
+                        limited,
+                        Some(&progress),
+                        Some(&waiting),
+                    );
                     let _ = tx.send(Msg::Pushed(id, cfg_gen, report));
                 });
             }
@@ -1163,7 +1175,18 @@ impl Engine {
                         .iter()
                         .map(|t| {
                             any_pending |= !t.queue.is_empty() || t.in_flight.is_some();
+                            let waiting = t
+                                .in_flight
+                                .as_ref()
+                                .and_then(|f| waiting_since(&f.waiting))
+                                .filter(|since| {
+                                    now.saturating_duration_since(*since) >= WAITING_SHOWN_AFTER
+                                })
+                                .map(|since| {
+                                    busy_message(now, t.busy_since.unwrap_or(since), BUSY)
+                                });
                             degraded |= t.consecutive_failures > 0
+                                || waiting.is_some()
                                 || (t.caps.is_none() && t.last_error.is_some());
                             let oldest =
                                 [t.queue.oldest(), t.in_flight.as_ref().and_then(|f| f.since)]
@@ -1183,7 +1206,7 @@ impl Engine {
                                 pushes_ok: t.pushes_ok,
                                 pushes_failed: t.pushes_failed,
                                 consecutive_failures: t.consecutive_failures,
-                                last_error: t.last_error.clone(),
+                                last_error: waiting.or_else(|| t.last_error.clone()),
                                 retry_backlog: t.backlog,
                                 next_retry_at: t
                                     .retry_at
@@ -1265,10 +1288,7 @@ fn fail(job: &SyncJob, t: &mut TargetState, outcome: Outcome, now: Instant) {
                 now.saturating_duration_since(since).as_secs_f64()
             );
         }
-        t.last_error = Some(format!(
-            "waiting for a busy daemon (no free connection for {:.0}s): {msg}",
-            now.saturating_duration_since(since).as_secs_f64()
-        ));
+        t.last_error = Some(busy_message(now, since, &msg));
         return;
     }
     end_busy(job, t, now);
@@ -1296,6 +1316,21 @@ fn fail(job: &SyncJob, t: &mut TargetState, outcome: Outcome, now: Instant) {
     }
     t.last_error = Some(msg);
 }
+
+/// What the status says of a target waiting for a busy daemon since `since`.
+fn busy_message(now: Instant, since: Instant, why: &str) -> String {
+    format!(
+        "waiting for a busy daemon (no free connection for {:.0}s): {why}",
+        now.saturating_duration_since(since).as_secs_f64()
+    )
+}
+
+/// A push in flight waiting for a busy daemon shows in the status from this long on (a
+/// daemon still reaping the previous run's child refuses the next for a moment).
+const WAITING_SHOWN_AFTER: Duration = Duration::from_secs(1);
+
+/// Why a push in flight waits, for the status (its own message comes with its report).
+const BUSY: &str = "the daemon is busy (max connections reached)";
 
 /// The daemon refused a run as busy: it limits connections, so from now on push to it
 /// one run at a time (said once per target and settings).

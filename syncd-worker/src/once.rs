@@ -177,7 +177,7 @@ fn push_with_display(
         // The push thread spawns and waits for its rsync children itself (see
         // `rsync::run`), so their parent-death signal is tied to it, not to this thread.
         scope.spawn(move || {
-            let _ = tx.send(execute(job, target, batch, caps, false, Some(slot)));
+            let _ = tx.send(execute(job, target, batch, caps, false, Some(slot), None));
         });
         loop {
             match rx.recv_timeout(display.tick()) {

@@ -28,6 +28,7 @@ use crate::rsync::args::{plan, Caps, Invocation};
 use crate::rsync::exit::{Class, Outcome};
 use crate::walk::excluded_paths;
 use runs::run_all;
+pub use runs::{shared_waiting, waiting_since, SharedWaiting};
 
 /// What a push came to.
 #[derive(Debug)]
@@ -46,7 +47,8 @@ pub const PROGRESS_MIN_PATHS: usize = 1000;
 
 /// Push `batch` to `target` now, blocking until every run has ended. `one_at_a_time`:
 /// the target is known to limit connections, so its runs do not overlap. With
-/// `progress`, a large push publishes rsync's progress there as it goes.
+/// `progress`, a large push publishes rsync's progress there as it goes; with
+/// `waiting`, the push says there since when it has been waiting for a busy daemon.
 pub fn execute(
     job: &SyncJob,
     target: &Target,
@@ -54,6 +56,7 @@ pub fn execute(
     caps: Caps,
     one_at_a_time: bool,
     progress: Option<&SharedProgress>,
+    waiting: Option<&SharedWaiting>,
 ) -> PushReport {
     let started = Instant::now();
     let excluded = match excluded_for(job, batch) {
@@ -88,6 +91,7 @@ pub fn execute(
         one_at_a_time,
         patience(job.rsync.timeout),
         progress,
+        waiting,
     );
     PushReport {
         runs: runs.started,
@@ -166,7 +170,7 @@ mod tests {
         let target = local(dst.path());
         let j = job(src.path(), vec![target.clone()]);
         let slot = shared();
-        let report = execute(&j, &target, &Batch::full(), DMA, false, Some(&slot));
+        let report = execute(&j, &target, &Batch::full(), DMA, false, Some(&slot), None);
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         let p = snapshot(&slot).expect("a whole-tree push reports progress");
         assert_eq!(p.bytes, 120 * 20_000, "{p:?}");
@@ -188,11 +192,11 @@ mod tests {
             paths: vec![b"d0".to_vec(), b"d0/f0".to_vec()],
             ..Batch::default()
         };
-        let report = execute(&j, &target, &batch, DMA, false, Some(&slot));
+        let report = execute(&j, &target, &batch, DMA, false, Some(&slot), None);
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         assert_eq!(snapshot(&slot), None);
         assert!(dst.path().join("d0/f0").is_file());
-        let report = execute(&j, &target, &Batch::full(), DMA, false, None);
+        let report = execute(&j, &target, &Batch::full(), DMA, false, None, None);
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         assert!(dst.path().join("d2/f2").is_file());
     }

@@ -81,11 +81,24 @@ fn changes_arrive_soon_after_another_client_frees_the_only_slot() {
     new_dirs_and_changed_files(site.src(), 0);
     site.daemon
         .wait_log(REFUSED, refused, Duration::from_secs(10), &[&w]);
+    let first_refusal = Instant::now();
+    // The push waits inside (within its patience) and the status says so meanwhile.
+    w.wait_status(
+        "the push in flight shown waiting for a busy daemon",
+        Duration::from_secs(5),
+        &[&site.daemon],
+        |s| {
+            s.syncs[0].targets[0]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("waiting for a busy daemon"))
+        },
+    );
     // The slot stays taken for a while: long enough that a doubling backoff (tries 1, 3,
     // 7, 15 s after the first refusal) is 7 s from its next try when the slot is freed,
     // short enough that the worker is still within one push's patience (15 s).
     let hold = Duration::from_secs(8);
-    std::thread::sleep(hold);
+    std::thread::sleep(hold.saturating_sub(first_refusal.elapsed()));
     assert!(
         !SyncCheck::new(site.src(), &site.dst())
             .ignore(not_hold)
@@ -104,6 +117,12 @@ fn changes_arrive_soon_after_another_client_frees_the_only_slot() {
     eprintln!(
         "in sync {:.2}s after the slot was freed",
         freed.elapsed().as_secs_f64()
+    );
+    w.wait_status(
+        "last_error cleared once the push got through",
+        Duration::from_secs(5),
+        &[&site.daemon],
+        |s| s.syncs[0].targets[0].last_error.is_none(),
     );
     w.stop();
 }

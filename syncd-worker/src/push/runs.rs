@@ -7,7 +7,7 @@
 //! runs start. Owns no state beyond one push; never touches the queue or the status.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::busy::Pauses;
@@ -15,6 +15,20 @@ use crate::progress::SharedProgress;
 use crate::rsync::args::Invocation;
 use crate::rsync::exit::{classify, Class, Outcome};
 use crate::rsync::run::run_observed;
+
+/// Since when the push in flight has been waiting for a busy daemon (None: it is not),
+/// kept here for whoever shows the push's state (the engine's status file).
+pub type SharedWaiting = Arc<Mutex<Option<Instant>>>;
+
+/// A new [`SharedWaiting`]: not waiting.
+pub fn shared_waiting() -> SharedWaiting {
+    Arc::new(Mutex::new(None))
+}
+
+/// Since when the push has been waiting for a busy daemon, if it is.
+pub fn waiting_since(slot: &SharedWaiting) -> Option<Instant> {
+    *slot.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Run every invocation, at most `threads` at a time (one at a time when `serial`, or
 /// from the first refusal as busy on); see the module doc. Outcomes in no particular
@@ -25,10 +39,12 @@ pub(super) fn run_all(
     serial: bool,
     patience: Duration,
     progress: Option<&SharedProgress>,
+    waiting: Option<&SharedWaiting>,
 ) -> Runs {
     let runs = Runner {
         invocations,
         progress,
+        waiting,
         patience,
         next: AtomicUsize::new(0),
         serial: AtomicBool::new(serial),
@@ -44,6 +60,7 @@ pub(super) fn run_all(
             scope.spawn(|| runs.work());
         }
     });
+    runs.set_waiting(None);
     Runs {
         outcomes: runs
             .outcomes
@@ -65,6 +82,7 @@ pub(super) struct Runs {
 struct Runner<'a> {
     invocations: &'a [Invocation],
     progress: Option<&'a SharedProgress>,
+    waiting: Option<&'a SharedWaiting>,
     patience: Duration,
     /// The next invocation to start.
     next: AtomicUsize,
@@ -82,6 +100,15 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
+    /// Say the push is waiting for a busy daemon (`Some`: since then, unless it already
+    /// was) or not (`None`).
+    fn set_waiting(&self, now: Option<Instant>) {
+        if let Some(slot) = self.waiting {
+            let mut since = slot.lock().unwrap_or_else(|p| p.into_inner());
+            *since = now.map(|n| since.unwrap_or(n));
+        }
+    }
+
     /// One thread: take invocations until none is left or the daemon stayed busy.
     fn work(&self) {
         while !self.gave_up.load(Ordering::Relaxed) {
@@ -116,6 +143,7 @@ impl Runner<'_> {
             self.started.fetch_add(1, Ordering::Relaxed);
             let outcome = run_one(inv, self.progress);
             if outcome.class != Class::Busy {
+                self.set_waiting(None);
                 return outcome;
             }
             if !self.refused.swap(true, Ordering::Relaxed) {
@@ -125,7 +153,9 @@ impl Runner<'_> {
                 self.serial.store(true, Ordering::Relaxed);
                 turn = Some(self.turn.lock().unwrap_or_else(|p| p.into_inner()));
             }
-            let Some(pause) = pauses.refused(Instant::now()) else {
+            let now = Instant::now();
+            self.set_waiting(Some(now));
+            let Some(pause) = pauses.refused(now) else {
                 self.gave_up.store(true, Ordering::Relaxed);
                 return outcome;
             };
@@ -233,7 +263,7 @@ exit 0
             .iter()
             .map(|n| named(&base, n))
             .collect();
-        let runs = run_all(&invs, 4, false, Duration::from_secs(20), None);
+        let runs = run_all(&invs, 4, false, Duration::from_secs(20), None, None);
         assert!(runs.refused_busy, "four runs at once on one slot");
         assert_eq!(runs.outcomes.len(), 4);
         assert!(
@@ -247,11 +277,49 @@ exit 0
     }
 
     #[test]
+    fn a_push_says_it_is_waiting_while_the_slot_is_held_and_not_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = one_slot_rsync(dir.path());
+        let slot = dir.path().join("slot");
+        std::fs::create_dir(&slot).expect("take the slot");
+        let invs = vec![named(&base, "a")];
+        let waiting = shared_waiting();
+        std::thread::scope(|scope| {
+            let push = scope.spawn(|| {
+                run_all(
+                    &invs,
+                    2,
+                    false,
+                    Duration::from_secs(20),
+                    None,
+                    Some(&waiting),
+                )
+            });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while waiting_since(&waiting).is_none() {
+                assert!(Instant::now() < deadline, "never said it was waiting");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::fs::remove_dir(&slot).expect("free the slot");
+            let runs = push.join().expect("the push thread");
+            assert_eq!(runs.outcomes.len(), 1);
+            assert_eq!(
+                runs.outcomes[0].class,
+                Class::Success,
+                "{:?}",
+                runs.outcomes
+            );
+        });
+        assert_eq!(waiting_since(&waiting), None);
+        assert_eq!(done(dir.path()), ["a"]);
+    }
+
+    #[test]
     fn known_limited_target_runs_one_at_a_time_from_the_start() {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = one_slot_rsync(dir.path());
         let invs: Vec<Invocation> = ["a", "b", "c"].iter().map(|n| named(&base, n)).collect();
-        let runs = run_all(&invs, 4, true, Duration::from_secs(20), None);
+        let runs = run_all(&invs, 4, true, Duration::from_secs(20), None, None);
         assert!(!runs.refused_busy, "{:?}", runs.outcomes);
         assert_eq!(runs.started, 3);
         assert_eq!(done(dir.path()), ["a", "b", "c"]);
@@ -265,7 +333,7 @@ exit 0
         std::fs::create_dir(dir.path().join("slot")).expect("take the slot");
         let invs: Vec<Invocation> = ["a", "b", "c"].iter().map(|n| named(&base, n)).collect();
         let started = Instant::now();
-        let runs = run_all(&invs, 2, false, Duration::from_millis(500), None);
+        let runs = run_all(&invs, 2, false, Duration::from_millis(500), None, None);
         let took = started.elapsed();
         assert!(runs.refused_busy);
         assert!(
