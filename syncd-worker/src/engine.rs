@@ -20,12 +20,13 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 
 use crate::batch::Batch;
+use crate::busy;
 use crate::catchup::{self, Restart, Tracker, Watermark};
 use crate::config::{Config, Mode, SyncJob, Target};
 use crate::faillog::FailLog;
 use crate::hooks::{HookRunner, Pushed};
 use crate::progress::{self, SharedProgress};
-use crate::push::{execute, PushReport};
+use crate::push::{execute, shared_waiting, waiting_since, Checks, PushReport, SharedWaiting};
 use crate::queue::{Change, Limits, Queue};
 use crate::reload::{self, SyncChange, SyncPlan, TargetChange};
 use crate::rsync::args::{dest_arg, Caps};
@@ -89,6 +90,8 @@ struct InFlight {
     since: Option<Instant>,
     /// rsync's progress, published by the push thread.
     progress: SharedProgress,
+    /// Since when the push has been waiting for a busy daemon, published by the push thread.
+    waiting: SharedWaiting,
 }
 
 struct TargetState {
@@ -103,6 +106,12 @@ struct TargetState {
     probing: bool,
     retry_at: Option<Instant>,
     backoff: Duration,
+    /// The daemon limits connections (it refused a run as busy): push one run at a time.
+    /// Forgotten when a reload changes the target's settings.
+    limited: bool,
+    /// Since when the daemon has had no connection free (None: not busy now); the busy
+    /// episode is logged once, at its start and its end.
+    busy_since: Option<Instant>,
     faillog: FailLog,
     backlog: u64,
     last_success: Option<SystemTime>,
@@ -494,16 +503,31 @@ impl Engine {
                     batch = Batch::full();
                 }
                 let progress = progress::shared();
+                let waiting = shared_waiting();
                 t.in_flight = Some(InFlight {
                     batch: batch.clone(),
                     since,
                     progress: progress.clone(),
+                    waiting: waiting.clone(),
                 });
                 self.status_dirty = true;
                 let (job, cfg, tx) = (s.job.clone(), t.cfg.clone(), self.tx.clone());
-                let (id, cfg_gen, source, guard) = (t.id, t.cfg_gen, s.source, !t.force_full);
+                let (id, cfg_gen) = (t.id, t.cfg_gen);
+                let checks = Checks {
+                    source: s.source,
+                    guard: !t.force_full,
+                    one_at_a_time: t.limited,
+                };
                 std::thread::spawn(move || {
-                    let report = execute(&job, &cfg, &batch, caps, source, guard, Some(&progress));
+                    let report = execute(
+                        &job,
+                        &cfg,
+                        &batch,
+                        caps,
+                        checks,
+                        Some(&progress),
+                        Some(&waiting),
+                    );
                     let _ = tx.send(Msg::Pushed(id, cfg_gen, report));
                 });
             }
@@ -653,8 +677,14 @@ impl Engine {
                         t.caps = Some(caps);
                         t.retry_at = None;
                         t.last_error = None;
+                        end_busy(&s.job, t, now);
                     }
-                    Err(outcome) => fail(&s.job, t, outcome, now),
+                    Err(outcome) => {
+                        if outcome.class == Class::Busy {
+                            learn_limited(&s.job, t);
+                        }
+                        fail(&s.job, t, outcome, now);
+                    }
                 }
             }
             Msg::Pushed(tid, cfg_gen, report) => {
@@ -673,7 +703,11 @@ impl Engine {
                     self.source_lost(si, why);
                     return;
                 }
+                if report.refused_busy && cfg_gen == t.cfg_gen {
+                    learn_limited(&s.job, t);
+                }
                 if report.outcome.class == Class::Success {
+                    end_busy(&s.job, t, now);
                     log::info!(
                         "{} → {}: pushed {} in {:.2}s ({} rsync run{})",
                         s.job.name,
@@ -970,6 +1004,8 @@ impl Engine {
             probing: false,
             retry_at: None,
             backoff: Duration::ZERO,
+            limited: false,
+            busy_since: None,
             faillog,
             backlog,
             last_success: None,
@@ -1163,6 +1199,8 @@ impl Engine {
                 t.caps = None;
                 t.retry_at = None;
                 t.backoff = Duration::ZERO;
+                t.limited = false;
+                t.busy_since = None;
                 t.last_error = None;
                 if *tc == TargetChange::Moved {
                     log::info!(
@@ -1276,7 +1314,18 @@ impl Engine {
                         .iter()
                         .map(|t| {
                             any_pending |= !t.queue.is_empty() || t.in_flight.is_some();
+                            let waiting = t
+                                .in_flight
+                                .as_ref()
+                                .and_then(|f| waiting_since(&f.waiting))
+                                .filter(|since| {
+                                    now.saturating_duration_since(*since) >= WAITING_SHOWN_AFTER
+                                })
+                                .map(|since| {
+                                    busy_message(now, t.busy_since.unwrap_or(since), BUSY)
+                                });
                             degraded |= t.consecutive_failures > 0
+                                || waiting.is_some()
                                 || (t.caps.is_none() && t.last_error.is_some());
                             let oldest =
                                 [t.queue.oldest(), t.in_flight.as_ref().and_then(|f| f.since)]
@@ -1296,7 +1345,7 @@ impl Engine {
                                 pushes_ok: t.pushes_ok,
                                 pushes_failed: t.pushes_failed,
                                 consecutive_failures: t.consecutive_failures,
-                                last_error: t.last_error.clone(),
+                                last_error: waiting.or_else(|| t.last_error.clone()),
                                 retry_backlog: t.backlog,
                                 next_retry_at: t
                                     .retry_at
@@ -1353,16 +1402,41 @@ fn discard_target(sync: &str, t: TargetState) {
     }
 }
 
-/// Record a failure and schedule the next try.
+/// Record a failure and schedule the next try. A busy daemon ([`Class::Busy`]) is tried
+/// again soon, without touching the backoff, and logged once per episode.
 fn fail(job: &SyncJob, t: &mut TargetState, outcome: Outcome, now: Instant) {
     t.consecutive_failures += 1;
+    let msg = outcome.message.clone();
+    if outcome.class == Class::Busy {
+        let wait = busy::retry_after(job.retry.min_interval);
+        t.retry_at = Some(now + wait);
+        let first = t.busy_since.is_none();
+        let since = *t.busy_since.get_or_insert(now);
+        if first {
+            log::warn!(
+                "{} → {}: {msg}; waiting for a free connection, trying again every {:.1?} (changes kept)",
+                job.name,
+                t.cfg.name,
+                wait
+            );
+        } else {
+            log::debug!(
+                "{} → {}: still busy after {:.1}s",
+                job.name,
+                t.cfg.name,
+                now.saturating_duration_since(since).as_secs_f64()
+            );
+        }
+        t.last_error = Some(busy_message(now, since, &msg));
+        return;
+    }
+    end_busy(job, t, now);
     t.backoff = match outcome.class {
         Class::ConfigError => job.retry.max_interval,
         _ if t.backoff.is_zero() => job.retry.min_interval,
         _ => (t.backoff * 2).min(job.retry.max_interval),
     };
     t.retry_at = Some(now + t.backoff);
-    let msg = outcome.message.clone();
     if outcome.class == Class::ConfigError {
         log::error!(
             "{} → {}: {msg} — fix the configuration or the target; retrying in {:.0?}",
@@ -1380,6 +1454,46 @@ fn fail(job: &SyncJob, t: &mut TargetState, outcome: Outcome, now: Instant) {
         );
     }
     t.last_error = Some(msg);
+}
+
+/// What the status says of a target waiting for a busy daemon since `since`.
+fn busy_message(now: Instant, since: Instant, why: &str) -> String {
+    format!(
+        "waiting for a busy daemon (no free connection for {:.0}s): {why}",
+        now.saturating_duration_since(since).as_secs_f64()
+    )
+}
+
+/// A push in flight waiting for a busy daemon shows in the status from this long on (a
+/// daemon still reaping the previous run's child refuses the next for a moment).
+const WAITING_SHOWN_AFTER: Duration = Duration::from_secs(1);
+
+/// Why a push in flight waits, for the status (its own message comes with its report).
+const BUSY: &str = "the daemon is busy (max connections reached)";
+
+/// The daemon refused a run as busy: it limits connections, so from now on push to it
+/// one run at a time (said once per target and settings).
+fn learn_limited(job: &SyncJob, t: &mut TargetState) {
+    if !t.limited {
+        t.limited = true;
+        log::info!(
+            "{} → {}: the daemon limits connections (max connections); pushing to it one rsync run at a time",
+            job.name,
+            t.cfg.name
+        );
+    }
+}
+
+/// A busy episode is over (a run got through, or the target failed otherwise).
+fn end_busy(job: &SyncJob, t: &mut TargetState, now: Instant) {
+    if let Some(since) = t.busy_since.take() {
+        log::info!(
+            "{} → {}: no longer waiting for a busy daemon (waited {:.1}s)",
+            job.name,
+            t.cfg.name,
+            now.saturating_duration_since(since).as_secs_f64()
+        );
+    }
 }
 
 fn describe(b: &Batch) -> String {

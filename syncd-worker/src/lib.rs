@@ -4,6 +4,7 @@
 //! controller reads [`config`] and [`status`].
 
 pub mod batch;
+pub mod busy;
 pub mod catchup;
 pub mod config;
 pub mod engine;

@@ -23,7 +23,7 @@ use crate::config::{Config, Mode, SyncJob, Target};
 use crate::engine::lock_state_dir;
 use crate::faillog::FailLog;
 use crate::progress::{self, Progress, SharedProgress};
-use crate::push::{execute, PushReport};
+use crate::push::{execute, Checks, PushReport};
 use crate::rsync::args::Caps;
 use crate::rsync::exit::{Class, Outcome};
 use crate::rsync::probe::probe_target;
@@ -191,7 +191,12 @@ fn push_with_display(
         // The push thread spawns and waits for its rsync children itself (see
         // `rsync::run`), so their parent-death signal is tied to it, not to this thread.
         scope.spawn(move || {
-            let _ = tx.send(execute(job, target, batch, caps, source, guard, Some(slot)));
+            let checks = Checks {
+                source,
+                guard,
+                one_at_a_time: false,
+            };
+            let _ = tx.send(execute(job, target, batch, caps, checks, Some(slot), None));
         });
         loop {
             match rx.recv_timeout(display.tick()) {
@@ -213,6 +218,7 @@ fn push_with_display(
             message: "the push thread panicked (a bug in syncd; please report it)".into(),
         },
         runs: 0,
+        refused_busy: false,
         elapsed: Duration::ZERO,
         source_lost: None,
     })

@@ -1,70 +1,99 @@
 //! One push: the rsync runs that carry one batch to one target. Runs on its own thread
-//! (the engine keeps at most one push in flight per target), looks at what each
+//! (the engine keeps at most one push in flight per target), checks first that the
+//! source path still names the watched directory ([`Checks::source`]), looks at what each
 //! directory queued to go whole is now (lstat: one that became a file, a symlink or
 //! nothing is pushed as a path, see [`as_it_is_now`]), plans the runs, finds the concrete
-//! excluded paths under whatever rsync will recurse into, runs up to `threads` rsync
+//! excluded paths under whatever rsync will recurse into, counts what a whole-tree run
+//! would delete (the deletion guard, [`crate::guard`]), runs up to `threads` rsync
 //! processes at once, and reduces their exit codes to one [`Outcome`]. It never touches
 //! the queue, the fail log or the status: it reports, the engine decides.
+//!
+//! A busy daemon (`max connections` reached, [`Class::Busy`]): the refused run is tried
+//! again after a short pause ([`crate::busy::Pauses`]: 100 ms growing to 2 s), and from
+//! then on the push runs its remaining invocations one at a time (runs already under
+//! way finish; none that succeeded is repeated): see [`runs`]. Only a daemon still busy
+//! after the patience makes the push report Busy. A target known to limit connections
+//! is pushed one run at a time from the start.
 //!
 //! Progress: given a [`SharedProgress`], a push that may take a while (a whole-tree push,
 //! directories pushed whole, or [`PROGRESS_MIN_PATHS`] paths and more) asks rsync for
 //! `--info=progress2` and keeps the latest record of its runs there (runs of one split
 //! batch take turns in it).
 
+mod runs;
+
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::batch::{Batch, RelPath};
+use crate::busy::patience;
 use crate::config::{Mode, SyncJob, Target};
 use crate::guard::{stats_counts, DeleteGuard};
 use crate::progress::SharedProgress;
 use crate::rsync::args::{plan, Caps, Invocation};
-use crate::rsync::exit::{classify, Class, Outcome};
-use crate::rsync::run::{run_capture, run_observed};
+use crate::rsync::exit::{Class, Outcome};
 use crate::source_id::SourceId;
 use crate::walk::{abs, excluded_paths};
+use runs::{run_all, run_capturing};
+pub use runs::{shared_waiting, waiting_since, SharedWaiting};
 
 /// What a push came to.
 #[derive(Debug)]
 pub struct PushReport {
     pub outcome: Outcome,
-    /// rsync processes started.
+    /// rsync processes started (runs tried again after a refusal count again).
     pub runs: usize,
+    /// The daemon refused a run as busy (it limits connections), even if a later try
+    /// got through.
+    pub refused_busy: bool,
     pub elapsed: Duration,
     /// Nothing was run: the source path no longer names the watched directory (why).
     pub source_lost: Option<String>,
 }
 
+/// What a push checks before it runs, and how it runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Checks {
+    /// The watched directory: the source path must still name it (None: not checked).
+    pub source: Option<SourceId>,
+    /// Whole-tree runs go through the deletion guard (false: `sync --full --force`).
+    pub guard: bool,
+    /// The target is known to limit connections: its runs do not overlap.
+    pub one_at_a_time: bool,
+}
+
 /// A paths-only batch this large reports progress too.
 pub const PROGRESS_MIN_PATHS: usize = 1000;
 
-/// Push `batch` to `target` now, blocking until every run has ended. With `progress`,
-/// a large push publishes rsync's progress there as it goes.
+/// Push `batch` to `target` now, blocking until every run has ended. With `progress`, a
+/// large push publishes rsync's progress there as it goes; with `waiting`, the push says
+/// there since when it has been waiting for a busy daemon.
 pub fn execute(
     job: &SyncJob,
     target: &Target,
     batch: &Batch,
     caps: Caps,
-    source: Option<SourceId>,
-    guard: bool,
+    checks: Checks,
     progress: Option<&SharedProgress>,
+    waiting: Option<&SharedWaiting>,
 ) -> PushReport {
     let started = Instant::now();
+    let nothing_run = |outcome: Outcome, source_lost: Option<String>| PushReport {
+        outcome,
+        runs: 0,
+        refused_busy: false,
+        elapsed: started.elapsed(),
+        source_lost,
+    };
     // Safety rule: never push (above all, never delete) from a directory that is not the
     // one watched — an unmounted file system's empty mount point, a swapped-in directory.
-    if let Some(Err(why)) = source.map(|id| id.check(&job.source)) {
-        return PushReport {
-            outcome: Outcome {
-                class: Class::Retry,
-                code: None,
-                message: why.clone(),
-            },
-            runs: 0,
-            elapsed: started.elapsed(),
-            source_lost: Some(why),
+    if let Some(Err(why)) = checks.source.map(|id| id.check(&job.source)) {
+        let outcome = Outcome {
+            class: Class::Retry,
+            code: None,
+            message: why.clone(),
         };
+        return nothing_run(outcome, Some(why));
     }
     let batch = &as_it_is_now(&job.source, batch);
     let mut invocations = Vec::new();
@@ -74,23 +103,20 @@ pub fn execute(
         let excluded = match excluded_for(job, &part) {
             Ok(x) => x,
             Err(e) => {
-                return PushReport {
-                    outcome: Outcome {
-                        class: Class::Retry,
-                        code: None,
-                        message: format!(
-                            "cannot walk {} to find excluded paths: {e}",
-                            job.source.display()
-                        ),
-                    },
-                    runs: 0,
-                    elapsed: started.elapsed(),
-                    source_lost: None,
-                }
+                let outcome = Outcome {
+                    class: Class::Retry,
+                    code: None,
+                    message: format!(
+                        "cannot walk {} to find excluded paths: {e}",
+                        job.source.display()
+                    ),
+                };
+                return nothing_run(outcome, None);
             }
         };
         let planned = plan(job, target, &part, caps, &excluded);
-        let guarded = guard && job.max_delete != DeleteGuard::Off && pushes_whole_tree(job, &part);
+        let guarded =
+            checks.guard && job.max_delete != DeleteGuard::Off && pushes_whole_tree(job, &part);
         whole.extend(std::iter::repeat_n(guarded, planned.len()));
         invocations.extend(planned);
     }
@@ -101,21 +127,35 @@ pub fn execute(
             .map(Invocation::with_progress)
             .collect();
     }
-    let outcomes = if whole.contains(&true) {
-        // Whole-tree runs one after the other, each checked first.
-        invocations
-            .iter()
-            .zip(&whole)
-            .map(|(inv, &guarded)| match guarded {
-                true => run_guarded(job, inv, progress),
-                false => run_one(inv, progress),
-            })
-            .collect()
-    } else {
-        run_all(&invocations, job.threads.max(1), progress)
-    };
+    let patience = patience(job.rsync.timeout);
+    let mut outcomes = Vec::new();
+    let (mut dry_runs, mut refused_busy) = (0, false);
+    let mut cleared = Vec::with_capacity(invocations.len());
+    for (inv, guarded) in invocations.into_iter().zip(whole) {
+        if !guarded {
+            cleared.push(inv);
+            continue;
+        }
+        let (verdict, runs, refused) = check_guard(job, &inv, patience, waiting);
+        dry_runs += runs;
+        refused_busy |= refused;
+        match verdict {
+            Ok(allowed) => cleared.push(inv.with_max_delete(allowed)),
+            Err(outcome) => outcomes.push(outcome),
+        }
+    }
+    let runs = run_all(
+        &cleared,
+        job.threads.max(1),
+        checks.one_at_a_time || refused_busy,
+        patience,
+        progress,
+        waiting,
+    );
+    outcomes.extend(runs.outcomes);
     PushReport {
-        runs: invocations.len(),
+        runs: runs.started + dry_runs,
+        refused_busy: runs.refused_busy || refused_busy,
         outcome: worst(outcomes),
         elapsed: started.elapsed(),
         source_lost: None,
@@ -127,54 +167,51 @@ fn pushes_whole_tree(job: &SyncJob, batch: &Batch) -> bool {
     batch.full || job.mode == Mode::Tree
 }
 
-/// One whole-tree run under the deletion guard ([`crate::guard`]): a dry run with
-/// `--stats` counts what the push would delete; only if the guard allows that many does
-/// the push run (with `--max-delete` at what the guard allows, should the source change
-/// in between). The dry run is one more file-list exchange per whole-tree push.
-fn run_guarded(job: &SyncJob, inv: &Invocation, progress: Option<&SharedProgress>) -> Outcome {
+/// The deletion guard for one whole-tree run ([`crate::guard`]): a dry run with
+/// `--stats` counts what it would delete. Ok(the `--max-delete` to run it with: what the
+/// guard allows, a cap should the source change in between) or Err(why not: nothing is
+/// run). Also returns the rsync processes started and whether the daemon refused one as
+/// busy. The dry run is one more file-list exchange per whole-tree push.
+fn check_guard(
+    job: &SyncJob,
+    inv: &Invocation,
+    patience: Duration,
+    waiting: Option<&SharedWaiting>,
+) -> (Result<u64, Outcome>, usize, bool) {
     let dry = inv.clone().with_dry_run_stats();
-    log::debug!("rsync {} ({})", dry.summary, describe_args(&dry));
-    let (r, stdout) = match run_capture(&dry) {
-        Ok(x) => x,
-        Err(e) => {
-            return Outcome {
-                class: Class::Retry,
-                code: None,
-                message: format!("{e:#}"),
-            }
-        }
-    };
-    let checked = classify(r.code, r.signal, &r.stderr);
-    if checked.class != Class::Success {
-        return checked;
+    let (outcome, stdout, runs, refused) = run_capturing(&dry, patience, waiting);
+    if outcome.class != Class::Success {
+        return (Err(outcome), runs, refused);
     }
-    let Some((source_entries, deletions)) = stats_counts(&stdout) else {
-        return Outcome {
-            class: Class::ConfigError,
-            code: r.code,
-            message: "deletion guard: rsync's --stats did not say how many entries the push would delete (rsync before 3.1?); nothing pushed. Upgrade rsync, or set max_delete = \"off\" for this sync".into(),
-        };
-    };
-    if let Some(why) = job.max_delete.verdict(deletions, source_entries) {
-        return Outcome {
+    let verdict = match stats_counts(&stdout) {
+        None => Err(Outcome {
             class: Class::ConfigError,
             code: None,
-            message: format!(
-                "deletion guard: {why}; nothing was pushed. Check the source {} (mounted? emptied or restored by mistake?); if the deletions are right, run `syncd sync --full --force` (or raise max_delete)",
-                job.source.display()
-            ),
-        };
-    }
-    if deletions > 0 {
-        log::info!(
-            "{}: whole-tree push: deleting {deletions} entr{} on the target (max_delete = {}, {source_entries} entries in the source)",
-            job.name,
-            if deletions == 1 { "y" } else { "ies" },
-            job.max_delete
-        );
-    }
-    let allowed = job.max_delete.allowed(source_entries).unwrap_or(deletions);
-    run_one(&inv.clone().with_max_delete(allowed), progress)
+            message: "deletion guard: rsync's --stats did not say how many entries the push would delete (rsync before 3.1?); nothing pushed. Upgrade rsync, or set max_delete = \"off\" for this sync".into(),
+        }),
+        Some((source_entries, deletions)) => match job.max_delete.verdict(deletions, source_entries) {
+            Some(why) => Err(Outcome {
+                class: Class::ConfigError,
+                code: None,
+                message: format!(
+                    "deletion guard: {why}; nothing was pushed. Check the source {} (mounted? emptied or restored by mistake?); if the deletions are right, run `syncd sync --full --force` (or raise max_delete)",
+                    job.source.display()
+                ),
+            }),
+            None => {
+                if deletions > 0 {
+                    log::info!(
+                        "{}: whole-tree push: deleting {deletions} entr{} on the target (max_delete = {}, {source_entries} entries in the source)",
+                        job.name,
+                        if deletions == 1 { "y" } else { "ies" },
+                        job.max_delete
+                    );
+                }
+                Ok(job.max_delete.allowed(source_entries).unwrap_or(deletions))
+            }
+        },
+    };
+    (verdict, runs, refused)
 }
 
 /// `batch` with every tree that is no longer a directory moved to the paths. A directory
@@ -283,73 +320,16 @@ fn highest_only(paths: Vec<RelPath>) -> Vec<RelPath> {
         .collect()
 }
 
-/// Run every invocation, at most `threads` at a time; outcomes in no particular order.
-fn run_all(
-    invocations: &[Invocation],
-    threads: usize,
-    progress: Option<&SharedProgress>,
-) -> Vec<Outcome> {
-    let next = AtomicUsize::new(0);
-    let outcomes = Mutex::new(Vec::with_capacity(invocations.len()));
-    std::thread::scope(|scope| {
-        for _ in 0..threads.min(invocations.len()) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(inv) = invocations.get(i) else {
-                    break;
-                };
-                let outcome = run_one(inv, progress);
-                outcomes
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .push(outcome);
-            });
-        }
-    });
-    outcomes
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn run_one(inv: &Invocation, progress: Option<&SharedProgress>) -> Outcome {
-    log::debug!("rsync {} ({})", inv.summary, describe_args(inv));
-    match run_observed(inv, progress) {
-        Ok(r) => {
-            let outcome = classify(r.code, r.signal, &r.stderr);
-            log::debug!(
-                "rsync {} ended after {:.2}s: {:?} {}",
-                inv.summary,
-                r.elapsed.as_secs_f64(),
-                outcome.class,
-                outcome.message
-            );
-            outcome
-        }
-        Err(e) => Outcome {
-            class: Class::Retry,
-            code: None,
-            message: format!("{e:#}"),
-        },
-    }
-}
-
-/// The argv for debug logs (no secret is ever on it: passwords travel in files).
-fn describe_args(inv: &Invocation) -> String {
-    inv.args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// The outcome that matters most: a needed fallback, then a configuration error, then a
-/// retry; success only when every run succeeded.
+/// retry, then a daemon that stayed busy (the only trouble: try again soon); success
+/// only when every run succeeded.
 fn worst(outcomes: Vec<Outcome>) -> Outcome {
     let rank = |c: &Class| match c {
         Class::Success => 0,
-        Class::Retry => 1,
-        Class::ConfigError => 2,
-        Class::DeleteMissingArgsUnsupported => 3,
+        Class::Busy => 1,
+        Class::Retry => 2,
+        Class::ConfigError => 3,
+        Class::DeleteMissingArgsUnsupported => 4,
     };
     outcomes
         .into_iter()
@@ -370,6 +350,11 @@ mod tests {
     const DMA: Caps = Caps {
         delete_missing_args: true,
     };
+    const GUARDED: Checks = Checks {
+        source: None,
+        guard: true,
+        one_at_a_time: false,
+    };
 
     fn tree(files: usize, size: usize) -> tempfile::TempDir {
         let src = tempfile::tempdir().expect("tempdir");
@@ -388,7 +373,7 @@ mod tests {
         let target = local(dst.path());
         let j = job(src.path(), vec![target.clone()]);
         let slot = shared();
-        let report = execute(&j, &target, &Batch::full(), DMA, None, true, Some(&slot));
+        let report = execute(&j, &target, &Batch::full(), DMA, GUARDED, Some(&slot), None);
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         let p = snapshot(&slot).expect("a whole-tree push reports progress");
         assert_eq!(p.bytes, 120 * 20_000, "{p:?}");
@@ -410,11 +395,11 @@ mod tests {
             paths: vec![b"d0".to_vec(), b"d0/f0".to_vec()],
             ..Batch::default()
         };
-        let report = execute(&j, &target, &batch, DMA, None, true, Some(&slot));
+        let report = execute(&j, &target, &batch, DMA, GUARDED, Some(&slot), None);
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         assert_eq!(snapshot(&slot), None);
         assert!(dst.path().join("d0/f0").is_file());
-        let report = execute(&j, &target, &Batch::full(), DMA, None, true, None);
+        let report = execute(&j, &target, &Batch::full(), DMA, GUARDED, None, None);
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         assert!(dst.path().join("d2/f2").is_file());
     }
@@ -455,7 +440,7 @@ mod tests {
                 delete_missing_args: false,
             },
         ] {
-            let report = execute(&j, &target, &batch, caps, None, true, None);
+            let report = execute(&j, &target, &batch, caps, GUARDED, None, None);
             assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
             assert_eq!(
                 std::fs::read(d.join("now-file")).ok(),
@@ -515,7 +500,7 @@ mod tests {
             j.exclude = excludes(&["^cache$"]);
             // Narrower than `exclude`, and different.
             j.full_sync.exclude = Some(excludes(&["^big$"]));
-            let report = execute(&j, &target, batch, DMA, None, true, None);
+            let report = execute(&j, &target, batch, DMA, GUARDED, None, None);
             assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
             let has = |f: &str| dst.path().join(f).exists();
             (has("plain"), has("cache/x"), has("big/y"))
@@ -594,7 +579,7 @@ mod tests {
         let target = local(d);
         let mut j = job(s, vec![target.clone()]);
         j.exclude = excludes(&["\\.swp$", "^logs/debug\\.log$"]);
-        let report = execute(&j, &target, &Batch::full(), DMA, None, true, None);
+        let report = execute(&j, &target, &Batch::full(), DMA, GUARDED, None, None);
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         assert!(
             !d.join("x.swp").exists(),
@@ -605,6 +590,26 @@ mod tests {
             Some(b"target copy".to_vec()),
             "excluded in the source too: protected"
         );
+    }
+
+    #[test]
+    fn worst_ranks_busy_below_every_real_failure() {
+        let o = |class| Outcome {
+            class,
+            code: None,
+            message: String::new(),
+        };
+        let cases = [
+            (vec![Class::Success, Class::Busy], Class::Busy),
+            (vec![Class::Busy, Class::Retry], Class::Retry),
+            (vec![Class::ConfigError, Class::Busy], Class::ConfigError),
+            (vec![Class::Success], Class::Success),
+            (vec![], Class::Success),
+        ];
+        for (classes, want) in cases {
+            let got = worst(classes.iter().map(|c| o(*c)).collect()).class;
+            assert_eq!(got, want, "{classes:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@ mod harness;
 /// The harness proves itself with plain rsync, no syncd.
 mod harness_selftest;
 
+/// A daemon module with `max connections = 1`: parallel runs, a slot held by another client.
+mod busy;
 /// Restart after a clean stop catches up by ctime, not by a full sync; after SIGKILL, full.
 mod catchup;
 /// Bursts, deletes, renames, the new-dir race, hard names, tree mode.

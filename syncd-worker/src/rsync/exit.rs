@@ -9,6 +9,9 @@ pub enum Class {
     Success,
     /// Transient: try the same paths again with backoff.
     Retry,
+    /// The daemon has no connection free (`@ERROR: max connections (N) reached`, exit 5):
+    /// not a failure of the batch but "try again shortly, one run at a time".
+    Busy,
     /// Needs the operator (bad password, unknown module, bad option): keep the paths,
     /// alert, retry slowly.
     ConfigError,
@@ -58,9 +61,7 @@ pub fn classify(code: Option<i32>, signal: Option<i32>, stderr: &str) -> Outcome
             5 => {
                 let class = daemon_error_class(stderr);
                 let what = match class {
-                    Retry if stderr.contains("max connections") => {
-                        "the daemon is busy (max connections reached)"
-                    }
+                    Busy => "the daemon is busy (max connections reached)",
                     ConfigError => "the daemon refused the session",
                     _ => "error starting the client-server protocol",
                 };
@@ -142,7 +143,8 @@ fn sender_read_error(stderr: &str) -> Option<&str> {
         .find(|l| l.contains("[sender]") && (l.contains("failed:") || l.contains("read error")))
 }
 
-/// Exit 5: a busy daemon is transient; a refused login or module needs the operator.
+/// Exit 5: a busy daemon waits for a free connection; a refused login or module needs the
+/// operator; anything else is transient.
 fn daemon_error_class(stderr: &str) -> Class {
     let Some(line) = stderr.lines().find(|l| l.contains("@ERROR")) else {
         return Class::Retry;
@@ -154,7 +156,7 @@ fn daemon_error_class(stderr: &str) -> Class {
         "access denied",
     ];
     if line.contains("max connections") {
-        Class::Retry
+        Class::Busy
     } else if config.iter().any(|c| line.contains(c)) {
         Class::ConfigError
     } else {
@@ -248,8 +250,32 @@ mod tests {
                 Some(5),
                 None,
                 "@ERROR: max connections (1) reached -- try again later\n",
+                Busy,
+                "busy (max connections reached) (code 5): @ERROR: max connections (1)",
+            ),
+            (
+                Some(5),
+                None,
+                "@ERROR: max connections (20) reached -- try again later\n\
+                 rsync error: error starting client-server protocol (code 5) at main.c(1863) [sender=3.5.0]\n",
+                Busy,
+                "busy (max connections reached) (code 5): @ERROR: max connections (20)",
+            ),
+            (
+                // Only the @ERROR line counts: a file named so in another message does not.
+                Some(5),
+                None,
+                "rsync: max connections.txt\n@ERROR: Unknown module 'nope'\n",
+                ConfigError,
+                "refused the session",
+            ),
+            (
+                // Busy is a code 5 answer only.
+                Some(10),
+                None,
+                "@ERROR: max connections (1) reached -- try again later\n",
                 Retry,
-                "busy (max connections reached) (code 5): @ERROR: max connections",
+                "socket I/O (code 10)",
             ),
             (
                 Some(5),

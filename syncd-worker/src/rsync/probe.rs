@@ -44,8 +44,9 @@ pub fn local_version(binary: &Path) -> anyhow::Result<(u32, u32, u32)> {
 }
 
 /// `Ok(Ok(caps))` when the pair works (with or without `--delete-missing-args`);
-/// `Ok(Err(outcome))` when the target could not be probed (unreachable, bad password:
-/// retry later); `Err` when the local rsync cannot be run at all.
+/// `Ok(Err(outcome))` when the target could not be probed (unreachable, bad password,
+/// a daemon with no connection free (`Busy`, never a configuration error): retry
+/// later); `Err` when the local rsync cannot be run at all.
 pub fn probe(job: &SyncJob, target: &Target) -> anyhow::Result<Result<Caps, Outcome>> {
     if local_version(&job.rsync.binary)? < DELETE_MISSING_ARGS_SINCE {
         return Ok(Ok(Caps {
@@ -62,7 +63,7 @@ pub fn probe(job: &SyncJob, target: &Target) -> anyhow::Result<Result<Caps, Outc
         Class::DeleteMissingArgsUnsupported => Ok(Caps {
             delete_missing_args: false,
         }),
-        Class::Retry | Class::ConfigError => Err(outcome),
+        Class::Retry | Class::Busy | Class::ConfigError => Err(outcome),
     })
 }
 

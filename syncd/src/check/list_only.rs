@@ -200,8 +200,8 @@ pub(super) fn reach_finding(
     } else if err.contains("max connections") {
         (
             Status::Warning,
-            "the daemon is busy; syncd retries, but raise `max connections` (0 = unlimited) \
-             if it stays busy"
+            "the daemon is busy; syncd waits for a free connection and then pushes one run \
+             at a time, but raise `max connections` (0 = unlimited) if it stays busy"
                 .to_string(),
         )
     } else if err.contains("Connection refused") {

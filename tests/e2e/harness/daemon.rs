@@ -1,13 +1,16 @@
 //! `RsyncDaemon`: a real `rsync --daemon --no-detach` on 127.0.0.1 serving one module,
 //! `backup`, with auth user `rsync_backup`, a secrets file and a client password file (both
-//! mode 0600), in its own tempdir. It can be stopped and started again on the same port
-//! ("target down, then up"). Drop kills it (by pid) and removes the tempdir.
+//! mode 0600), in its own tempdir; extra module settings (`max connections = 1`) can be
+//! given at start, and a `lock file` is always set so such a limit works. It can be
+//! stopped and started again on the same port ("target down, then up"). Drop kills it
+//! (by pid) and removes the tempdir.
 //!
 //! Must not: listen anywhere but 127.0.0.1, or sleep in place of a readiness check.
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,11 +27,19 @@ pub struct RsyncDaemon {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    /// Extra `key = value` lines of the module's section.
+    module_settings: String,
 }
 
 impl RsyncDaemon {
     /// Start a daemon on a free port and wait until it accepts connections.
     pub fn start() -> RsyncDaemon {
+        RsyncDaemon::start_with_module_settings("")
+    }
+
+    /// [`RsyncDaemon::start`], with `settings` (`key = value` lines) added to the module's
+    /// section, e.g. `max connections = 1`.
+    pub fn start_with_module_settings(settings: &str) -> RsyncDaemon {
         let dir = tempfile::Builder::new()
             .prefix("syncd-e2e-daemon.")
             .tempdir()
@@ -44,6 +55,7 @@ impl RsyncDaemon {
             dir,
             port: 0,
             child: None,
+            module_settings: settings.lines().map(|l| format!("{l}\n")).collect(),
         };
         // A free port is found by binding port 0 and releasing it; another process may take
         // it before rsync binds, so a failed bind is retried on a fresh port.
@@ -158,9 +170,11 @@ impl RsyncDaemon {
         };
         // `use chroot = no` turns `munge symlinks` on by default, which would rewrite every
         // symlink target to "/rsyncd-munged/..."; a backup must keep them as they are.
+        // `lock file` is what a module's `max connections` counts in.
         let conf = format!(
             "pid file = {pid}\n\
              log file = {log}\n\
+             lock file = {lock}\n\
              use chroot = no\n\
              reverse lookup = no\n\
              max connections = 0\n\
@@ -171,8 +185,11 @@ impl RsyncDaemon {
              munge symlinks = no\n\
              auth users = {USER}\n\
              secrets file = {secrets}\n\
-             strict modes = yes\n",
+             strict modes = yes\n\
+             {extra}",
             pid = d.join("rsyncd.pid").display(),
+            lock = d.join("rsyncd.lock").display(),
+            extra = self.module_settings,
             log = d.join("rsyncd.log").display(),
             module = d.join("module").display(),
             secrets = d.join("secrets").display(),
@@ -220,6 +237,138 @@ impl RsyncDaemon {
 
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("rsyncd.log")).unwrap_or_default()
+    }
+
+    /// How many lines of the daemon's log contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Wait (up to `timeout`) until the daemon's log has more than `after` lines holding
+    /// `needle`; panic with the fixtures' diagnostics otherwise.
+    pub fn wait_log(
+        &self,
+        needle: &str,
+        after: usize,
+        timeout: Duration,
+        others: &[&dyn Diagnose],
+    ) {
+        let deadline = Instant::now() + timeout;
+        while self.log_count(needle) <= after {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not log {needle:?} within {timeout:?}\n{}\n{}",
+                self.diagnose(),
+                super::diagnostics(others)
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Take a connection slot of the module and keep it: a plain `rsync` reads a big file
+    /// ([`HOLD_FILE`], written into the module here) at 32 KiB/s into a tempdir. Returns
+    /// once the daemon logged that transfer and a second client is refused with "max
+    /// connections", i.e. the slot is really held (the module must have `max connections
+    /// = 1`). A holder refused itself (another client had the slot) is started again.
+    pub fn hold_slot(&self) -> SlotHolder {
+        let big = vec![b'h'; 16 * 1024 * 1024];
+        fs::write(self.path().join(HOLD_FILE), big).expect("write the slot holder's file");
+        let into = tempfile::Builder::new()
+            .prefix("syncd-e2e-holder.")
+            .tempdir()
+            .expect("create the slot holder's tempdir");
+        let mut holder = SlotHolder { child: None, into };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut logged = 0;
+        loop {
+            let running = match &mut holder.child {
+                Some(c) => matches!(c.try_wait(), Ok(None)),
+                None => false,
+            };
+            if !running {
+                holder.release();
+                logged = self.log_count(HOLD_FILE);
+                holder.child = Some(self.spawn_holder(holder.into.path()));
+            } else if self.log_count(HOLD_FILE) > logged && self.refuses_as_busy() {
+                return holder;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the module's slot is not held after {READY_TIMEOUT:?}\n{}",
+                self.diagnose()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The holding client, in a process group of its own: a receiving rsync forks, and
+    /// its second process holds the connection as much as the first.
+    fn spawn_holder(&self, into: &Path) -> Child {
+        Command::new("rsync")
+            .process_group(0)
+            .arg("--bwlimit=32")
+            .arg(format!(
+                "--password-file={}",
+                self.password_file().display()
+            ))
+            .arg(format!("--port={}", self.port))
+            .arg(format!("{}/{HOLD_FILE}", self.dest()))
+            .arg(into)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run rsync (is it installed?)")
+    }
+
+    /// Is a new client refused with "max connections ... reached" right now?
+    fn refuses_as_busy(&self) -> bool {
+        let out = Command::new("rsync")
+            .arg("--list-only")
+            .arg(format!(
+                "--password-file={}",
+                self.password_file().display()
+            ))
+            .arg(format!("--port={}", self.port))
+            .arg(format!("{}/{HOLD_FILE}", self.dest()))
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rsync (is it installed?)");
+        String::from_utf8_lossy(&out.stderr).contains("max connections")
+    }
+}
+
+/// The file [`RsyncDaemon::hold_slot`] reads from the module (leave it out of comparisons).
+pub const HOLD_FILE: &str = "slot-holder.bin";
+
+/// A client holding one of the module's connection slots; [`SlotHolder::release`] (or
+/// Drop) kills it and reaps it.
+pub struct SlotHolder {
+    child: Option<Child>,
+    into: tempfile::TempDir,
+}
+
+impl SlotHolder {
+    /// End the holding client: SIGKILL to its process group (whose id is the pid of our
+    /// unreaped child, so it cannot name anyone else's), then wait for the child.
+    pub fn release(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pgid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+            // SAFETY: kill(2) on the process group our own unreaped child leads has no
+            // memory-safety concerns.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for SlotHolder {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

@@ -16,13 +16,18 @@ pub struct Site {
 
 impl Site {
     pub fn new() -> Site {
+        Site::with_daemon(RsyncDaemon::start())
+    }
+
+    /// A site pushing to `daemon` (e.g. one started with module settings).
+    pub fn with_daemon(daemon: RsyncDaemon) -> Site {
         Site {
             src: source_dir(),
             state: tempfile::Builder::new()
                 .prefix("syncd-e2e-state.")
                 .tempdir()
                 .expect("create a state tempdir"),
-            daemon: RsyncDaemon::start(),
+            daemon,
         }
     }
 

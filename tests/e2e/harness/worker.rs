@@ -154,6 +154,13 @@ impl WorkerConfig {
         self
     }
 
+    /// `[sync.retry]` `min_interval` and `max_interval`; `None` leaves the table out (the
+    /// worker's defaults, 1 s doubling to 5 min, apply).
+    pub fn retry(mut self, retry: Option<(&str, &str)>) -> Self {
+        self.retry = retry.map(|(min, max)| (min.to_string(), max.to_string()));
+        self
+    }
+
     /// `None` leaves the key out (the worker's default applies).
     pub fn delay(mut self, delay: Option<&str>) -> Self {
         self.delay = delay.map(str::to_string);
