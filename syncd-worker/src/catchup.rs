@@ -34,7 +34,9 @@
 //!
 //! [`Restart::begin`] reads the record and at once replaces it with a "running" record,
 //! so a worker that dies later never leaves a valid clean-stop record behind, and the next
-//! start knows a previous worker existed. Per sync ([`decide`]):
+//! start knows a previous worker existed. A record that cannot be parsed (torn or empty
+//! after a power cut) is moved aside to `catchup.json.corrupt-<unix time>` with a warning
+//! and counts as an unclean stop. Per sync ([`decide`]):
 //! * `initial_sync` → whole-tree push (the operator asked; the engine does it);
 //! * a clean record naming this sync, with the same source, the same excludes, no new
 //!   target, and a clock that did not go back → [`Decision::CtimeSince`];
@@ -82,9 +84,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::RelPath;
 use crate::config::{Config, SyncJob};
+use crate::durable::{self, Flush};
 use crate::exclude::ExcludeSet;
 use crate::queue::Change;
-use crate::status::write_atomic;
 use crate::walk::{abs, child, vanished};
 
 /// The record's file name under the state directory.
@@ -191,10 +193,7 @@ impl Restart {
                     Ok(m) if m.version == VERSION && m.state == "stopped" => Some(m),
                     Ok(_) => None,
                     Err(e) => {
-                        log::warn!(
-                            "{} is not a valid clean-stop record ({e}); treating the previous stop as unclean",
-                            path.display()
-                        );
+                        set_aside_damaged(&path, &e.to_string());
                         None
                     }
                 }
@@ -221,7 +220,7 @@ impl Restart {
             syncs: Vec::new(),
         };
         let data = serde_json::to_vec_pretty(&running).context("failed to encode catchup.json")?;
-        write_atomic(&path, &data, 0o644).with_context(|| {
+        durable::replace(&path, &data, 0o644, Flush::Durable).with_context(|| {
             format!(
                 "cannot replace the clean-stop record {}: make the state directory writable",
                 path.display()
@@ -243,6 +242,20 @@ impl Restart {
             watermark: Watermark::default(),
         }
     }
+}
+
+/// A record that is not JSON of the expected shape (torn or emptied by a power cut):
+/// move it aside for the operator and say what syncd does about it.
+fn set_aside_damaged(path: &Path, why: &str) {
+    let moved = match durable::set_aside(path) {
+        Ok(aside) => format!("moved it to {}", aside.display()),
+        Err(e) => format!("could not move it aside ({e})"),
+    };
+    log::warn!(
+        "the clean-stop record {} is damaged ({why}); {moved}. syncd treats the previous \
+         stop as unclean: every sync gets a whole-tree push",
+        path.display()
+    );
 }
 
 /// The decision for one sync. Pure.
@@ -458,7 +471,7 @@ pub fn write_marker(state_dir: &Path, entries: Vec<MarkerSync>) -> anyhow::Resul
     };
     let path = state_dir.join(MARKER_FILE);
     let data = serde_json::to_vec_pretty(&m).context("failed to encode catchup.json")?;
-    write_atomic(&path, &data, 0o644)
+    durable::replace(&path, &data, 0o644, Flush::Durable)
         .with_context(|| format!("failed to write the clean-stop record {}", path.display()))
 }
 
@@ -955,6 +968,35 @@ mod tests {
             serde_json::from_slice(&fs::read(state.path().join(MARKER_FILE)).unwrap()).unwrap();
         assert_eq!(again.state, "running");
         assert!(again.syncs.is_empty());
+    }
+
+    #[test]
+    fn damaged_record_is_set_aside_and_means_a_full_push() {
+        for damaged in [&b""[..], b"{\"version\": 1, \"sta", b"\0\0\0\0", b"[]"] {
+            let state = tempfile::tempdir().unwrap();
+            let text = format!(
+                "state_dir = {p:?}\n[[sync]]\nsource = {p:?}\n[[sync.target]]\ndest = \"/b\"\n",
+                p = state.path().display().to_string()
+            );
+            let config = crate::config::parse(text.as_bytes(), Path::new("t.toml")).unwrap();
+            let path = state.path().join(MARKER_FILE);
+            fs::write(&path, damaged).unwrap();
+            let r = Restart::begin(&config).expect("a damaged record never stops a start");
+            assert!(r.marker.is_none() && r.previous_run, "{damaged:?}");
+            assert!(
+                matches!(r.tracker(&the_job()).decision(), Decision::Full(_)),
+                "{damaged:?}"
+            );
+            let aside: Vec<_> = fs::read_dir(state.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("catchup.json.corrupt-"))
+                .collect();
+            assert_eq!(aside.len(), 1, "{damaged:?}: {aside:?}");
+            assert_eq!(fs::read(state.path().join(&aside[0])).unwrap(), damaged);
+            let now: Marker = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+            assert_eq!(now.state, "running");
+        }
     }
 
     fn ctime_of(p: &Path) -> i64 {

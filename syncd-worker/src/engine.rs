@@ -831,7 +831,7 @@ impl Engine {
     ) -> anyhow::Result<TargetState> {
         let faillog = FailLog::open(&self.config.state_dir, &job.name, &t.name)?;
         let mut queue = Queue::new(limits(job));
-        let saved = faillog.load()?;
+        let saved = faillog.load();
         let backlog = saved.len() as u64;
         if !saved.is_empty() {
             log::info!(

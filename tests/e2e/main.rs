@@ -14,6 +14,9 @@ mod changes;
 /// The controller `syncd`: start/stop/status, stale pidfiles, reload and SIGHUP, bad
 /// configs, sersync's flags, `syncd run` with `$NOTIFY_SOCKET`.
 mod controller;
+/// Damaged state files (fail log, clean-stop record) are set aside and answered by a
+/// whole-tree push; the worker still starts.
+mod damaged_state;
 /// New symlinks, hard links, empty files, chmod — each alone.
 mod events;
 /// Excluded paths never reach the target and are not deleted there.
