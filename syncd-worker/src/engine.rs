@@ -22,6 +22,7 @@ use anyhow::Context;
 use crate::batch::Batch;
 use crate::catchup::{self, Restart, Tracker, Watermark};
 use crate::config::{Config, Mode, SyncJob, Target};
+use crate::deadline::{self, after, wall_after};
 use crate::faillog::FailLog;
 use crate::hooks::{HookRunner, Pushed};
 use crate::progress::{self, SharedProgress};
@@ -346,7 +347,7 @@ fn watch_loop(id: Id, job: &SyncJob, tx: &Sender<Msg>, stop: &AtomicBool, waterm
     if tx.send(Msg::Ready(id, last)).is_err() {
         return;
     }
-    let mut next_rescan = Instant::now() + UNWATCHED_RESCAN;
+    let mut next_rescan = after(Instant::now(), UNWATCHED_RESCAN);
     while !stop.load(Ordering::Relaxed) {
         let mut out = Vec::new();
         if let Err(e) = w.poll(Duration::from_millis(200), &mut out) {
@@ -365,7 +366,7 @@ fn watch_loop(id: Id, job: &SyncJob, tx: &Sender<Msg>, stop: &AtomicBool, waterm
         }
         let st = w.stats();
         if st.unwatched > 0 && Instant::now() >= next_rescan {
-            next_rescan = Instant::now() + UNWATCHED_RESCAN;
+            next_rescan = after(Instant::now(), UNWATCHED_RESCAN);
             let left = w.rewatch_all();
             log::warn!(
                 "{}: {left} directories still unwatched; pushing the whole tree",
@@ -443,7 +444,7 @@ impl Engine {
             }
         }
         if self.status_stale() {
-            min(self.last_status.map_or(now, |l| l + STATUS_MIN_GAP));
+            min(self.last_status.map_or(now, |l| after(l, STATUS_MIN_GAP)));
         }
         d
     }
@@ -459,7 +460,7 @@ impl Engine {
                     for t in &mut s.targets {
                         t.queue.push(Change::Full, now);
                     }
-                    s.next_full = s.job.full_sync.interval.map(|i| now + i);
+                    s.next_full = s.job.full_sync.interval.map(|i| after(now, i));
                 }
             }
             for t in &mut s.targets {
@@ -573,7 +574,7 @@ impl Engine {
                     }
                 }
                 s.full_on_ready = false;
-                s.next_full = s.job.full_sync.interval.map(|i| now + i);
+                s.next_full = s.job.full_sync.interval.map(|i| after(now, i));
                 // Write at once: "not starting any more" is what callers wait for.
                 self.write_status();
                 if !self.notified_ready && self.syncs.iter().all(|s| s.ready) {
@@ -1064,7 +1065,7 @@ impl Engine {
             std::thread::spawn(move || drop(old_hooks));
         }
         if job.full_sync.interval != s.job.full_sync.interval && s.ready {
-            s.next_full = job.full_sync.interval.map(|i| now + i);
+            s.next_full = job.full_sync.interval.map(|i| after(now, i));
         }
         if sp.change == SyncChange::Rewatched {
             log::info!(
@@ -1104,7 +1105,8 @@ impl Engine {
         let due = match self.last_status {
             None => true,
             Some(l) => {
-                (self.status_stale() && now >= l + STATUS_MIN_GAP) || now >= l + STATUS_IDLE_GAP
+                (self.status_stale() && now >= after(l, STATUS_MIN_GAP))
+                    || now >= after(l, STATUS_IDLE_GAP)
             }
         };
         if due {
@@ -1164,9 +1166,9 @@ impl Engine {
                                 consecutive_failures: t.consecutive_failures,
                                 last_error: t.last_error.clone(),
                                 retry_backlog: t.backlog,
-                                next_retry_at: t
-                                    .retry_at
-                                    .map(|r| unix_secs(sys_now + r.saturating_duration_since(now))),
+                                next_retry_at: t.retry_at.map(|r| {
+                                    unix_secs(wall_after(sys_now, r.saturating_duration_since(now)))
+                                }),
                                 full_syncs: t.full_syncs,
                                 delete_method: match t.caps {
                                     Some(Caps {
@@ -1224,10 +1226,9 @@ fn fail(job: &SyncJob, t: &mut TargetState, outcome: Outcome, now: Instant) {
     t.consecutive_failures += 1;
     t.backoff = match outcome.class {
         Class::ConfigError => job.retry.max_interval,
-        _ if t.backoff.is_zero() => job.retry.min_interval,
-        _ => (t.backoff * 2).min(job.retry.max_interval),
+        _ => deadline::double(t.backoff, job.retry.min_interval, job.retry.max_interval),
     };
-    t.retry_at = Some(now + t.backoff);
+    t.retry_at = Some(after(now, t.backoff));
     let msg = outcome.message.clone();
     if outcome.class == Class::ConfigError {
         log::error!(

@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod catchup;
 pub mod config;
+pub mod deadline;
 pub mod durable;
 pub mod engine;
 pub mod exclude;
