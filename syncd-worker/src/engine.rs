@@ -41,6 +41,8 @@ const UNWATCHED_RESCAN: Duration = Duration::from_secs(60);
 /// Status file: at most this often while things change, at least this often when idle.
 const STATUS_MIN_GAP: Duration = Duration::from_millis(200);
 const STATUS_IDLE_GAP: Duration = Duration::from_secs(2);
+/// How often the running catch-up checkpoint is considered (written only when it moved).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
 /// Identity of one watcher or one target, never reused within a run.
 type Id = u64;
@@ -155,6 +157,10 @@ struct Engine {
     status_dirty: bool,
     last_status: Option<Instant>,
     fatal: Option<String>,
+    /// When the running catch-up checkpoint is next considered.
+    next_checkpoint: Instant,
+    /// What the last checkpoint written said.
+    last_checkpoint: Option<Vec<catchup::MarkerSync>>,
 }
 
 /// Run the worker until SIGTERM/SIGINT (exit code 0) or a fatal error. `overrides` are
@@ -203,6 +209,8 @@ pub fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
         status_dirty: true,
         last_status: None,
         fatal: None,
+        next_checkpoint: Instant::now(),
+        last_checkpoint: None,
     };
     let now = Instant::now();
     let jobs = engine.config.syncs.clone();
@@ -402,6 +410,10 @@ impl Engine {
                 return;
             }
             self.maybe_write_status(now);
+            if !self.stopping && now >= self.next_checkpoint {
+                self.checkpoint();
+                self.next_checkpoint = after(now, CHECKPOINT_EVERY);
+            }
             let wait = self
                 .next_deadline(now)
                 .map_or(STATUS_IDLE_GAP, |d| d.saturating_duration_since(now));
@@ -410,9 +422,55 @@ impl Engine {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
+            // Watermarks first, then empty the channel: see `note_quiet`.
+            let marks: Vec<(Id, Option<i64>)> = self
+                .syncs
+                .iter()
+                .map(|s| (s.watch.id, s.catchup.sample()))
+                .collect();
             while let Ok(m) = rx.try_recv() {
                 self.handle(m);
             }
+            self.note_quiet(&marks);
+        }
+    }
+
+    /// After a drain of the channel that began after `marks` were sampled: a sync with
+    /// every watch in place and nothing queued or in flight for any target has pushed
+    /// every change from before its mark (the watcher sent them before recording it).
+    fn note_quiet(&mut self, marks: &[(Id, Option<i64>)]) {
+        for &(wid, mark) in marks {
+            let Some(mark) = mark else { continue };
+            let Some(s) = self.sync_watched_by(wid) else {
+                continue;
+            };
+            let idle = s
+                .targets
+                .iter()
+                .all(|t| t.queue.is_empty() && t.in_flight.is_none());
+            if s.ready && s.stats.unwatched == 0 && idle {
+                s.catchup.note_quiet(mark);
+            }
+        }
+    }
+
+    /// Write the running catch-up checkpoint (durably) when it says something new: what a
+    /// worker killed from now on can vouch for (see the catchup module).
+    fn checkpoint(&mut self) {
+        let entries: Vec<catchup::MarkerSync> = self
+            .syncs
+            .iter()
+            .map(|s| {
+                catchup::MarkerSync::new(&s.job, s.catchup.checkpoint(s.ready, s.stats.unwatched))
+            })
+            .collect();
+        if self.last_checkpoint.as_ref() == Some(&entries) {
+            return;
+        }
+        match catchup::write_checkpoint(&self.config.state_dir, entries.clone()) {
+            Ok(()) => self.last_checkpoint = Some(entries),
+            // The previous record stays: older, so still true.
+            Err(e) => log::error!("{e:#}; retrying in {CHECKPOINT_EVERY:?}"),
         }
     }
 
@@ -445,6 +503,9 @@ impl Engine {
         }
         if self.status_stale() {
             min(self.last_status.map_or(now, |l| after(l, STATUS_MIN_GAP)));
+        }
+        if !self.stopping {
+            min(self.next_checkpoint);
         }
         d
     }
@@ -521,6 +582,7 @@ impl Engine {
                 let Some(s) = self.sync_watched_by(wid) else {
                     return;
                 };
+                s.catchup.note_activity();
                 for c in changes {
                     let c = if s.job.mode == Mode::Tree {
                         Change::Full
@@ -1008,6 +1070,9 @@ impl Engine {
         now: Instant,
     ) {
         let job = Arc::new(job.clone());
+        // A target added or moved, or a new source, is not pushed yet: the running
+        // checkpoint vouches again only after the next quiet moment.
+        s.catchup.reset_quiet();
         let mut old = std::mem::take(&mut s.targets);
         for name in &sp.removed_targets {
             if let Some(i) = old.iter().position(|t| &t.cfg.name == name) {

@@ -7,7 +7,8 @@ mod harness;
 /// The harness proves itself with plain rsync, no syncd.
 mod harness_selftest;
 
-/// Restart after a clean stop catches up by ctime, not by a full sync; after SIGKILL, full.
+/// Restart after a clean stop, or after SIGKILL once a running checkpoint vouches,
+/// catches up by ctime, not by a full sync; after SIGKILL before any checkpoint, full.
 mod catchup;
 /// Bursts, deletes, renames, the new-dir race, hard names, tree mode.
 mod changes;
