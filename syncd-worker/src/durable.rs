@@ -78,14 +78,6 @@ const NAME_TRIES: u32 = 4;
 /// Replace `path` with `data` (mode `mode`), atomically; with [`Flush::Durable`], also
 /// durably. See the module doc for the steps.
 pub fn replace(path: &Path, data: &[u8], mode: u32, flush: Flush) -> Result<(), Error> {
-    let err = |step, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| Error {
-            step,
-            path: p,
-            source,
-        }
-    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -102,7 +94,11 @@ pub fn replace(path: &Path, data: &[u8], mode: u32, flush: Flush) -> Result<(), 
     }
     written?;
     if flush == Flush::Durable {
-        sync_dir(dir).map_err(err("fsync the directory", dir))?;
+        sync_dir(dir).map_err(|source| Error {
+            step: "fsync the directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
     Ok(())
 }
