@@ -23,7 +23,31 @@
 //! whose timestamps have 1-second granularity (ext3 with small inodes).
 //!
 //! No record is written after a fatal error or a second stop signal (exit without
-//! waiting): the "running" record stays, and the next start pushes everything whole.
+//! waiting): the last running checkpoint stays (below).
+//!
+//! # Running checkpoints
+//!
+//! While it runs, the engine rewrites the record as a "running" checkpoint (durably, at
+//! most every 5 s, only when it says something new), so a worker killed with SIGKILL, by
+//! the OOM killer or a power cut is caught up by a walk too. Its T must vouch for the same
+//! thing as the clean stop's, but the queues are not saved, so the live watermark will not
+//! do: a change queued (or in flight) may have a ctime long before it (the watcher lags a
+//! big new directory) and ctimes are not known at queue time. Instead the engine samples
+//! each watcher's watermark ([`Tracker::sample`]) *before* emptying its channel; if after
+//! that drain every target of the sync has nothing queued or in flight, the sync is
+//! *quiet* at that mark ([`Tracker::note_quiet`]): every change before it was sent
+//! before the mark was taken, so it was handled and pushed (a failed push goes back into
+//! the queue, so a failing target is never quiet). The checkpoint's T is the last quiet
+//! mark minus [`SLACK`], through the same [`vouch`] rules (carried T while a catch-up walk
+//! runs — no sample is taken until it finished —, none with unwatched directories or
+//! before the sync is ready). The mark moves only until it is SLACK past the last
+//! changes received: an idle worker does not rewrite the record. A reload that changes a
+//! sync (new target, moved target, new source or excludes) forgets its mark until the next
+//! quiet moment, after the whole-tree push it queued.
+//!
+//! The record written at start lists no syncs, and the first checkpoint (at once) lists
+//! every sync with its carried T or none. So after a crash: a sync with a T in the last
+//! checkpoint → the walk; a sync without one, or not named → whole-tree push.
 //!
 //! A sync gets no T (`since: null`, so the next start pushes it whole) when its watches
 //! were incomplete (unwatched directories), its fail log could not be saved, or it never
@@ -34,15 +58,20 @@
 //!
 //! [`Restart::begin`] reads the record and at once replaces it with a "running" record,
 //! so a worker that dies later never leaves a valid clean-stop record behind, and the next
-//! start knows a previous worker existed. Per sync ([`decide`]):
+//! start knows a previous worker existed. A record that cannot be parsed (torn or empty
+//! after a power cut) is moved aside to `catchup.json.corrupt-<unix time>` with a warning
+//! and counts as an unclean stop. Per sync ([`decide`]):
 //! * `initial_sync` → whole-tree push (the operator asked; the engine does it);
 //! * a clean record naming this sync, with the same source, the same excludes, no new
 //!   target, and a clock that did not go back → [`Decision::CtimeSince`];
 //! * a clean record without this sync → nothing (the sync is new in the config: the same
 //!   as a first start); an entry with `since: null` → whole-tree push;
-//! * no clean record, but a previous worker ran here (a "running" record, an unreadable
-//!   record, or — for state directories from before this record existed — a status file
-//!   or a fail-log directory) → whole-tree push: it was killed, crashed, or lost power;
+//! * a running checkpoint: the same checks with its T; a sync it does not name or gives
+//!   no T → whole-tree push (the worker was killed, crashed, or lost power before it
+//!   could vouch for it);
+//! * no record, but a previous worker ran here (an unreadable record, or — for state
+//!   directories from before this record existed — a status file or a fail-log
+//!   directory) → whole-tree push;
 //! * no record and no trace of a previous worker (first start ever) → nothing.
 //!
 //! Clock checks: T in the future means the clock went back → whole-tree push. Within the
@@ -82,9 +111,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::RelPath;
 use crate::config::{Config, SyncJob};
+use crate::durable::{self, Flush};
 use crate::exclude::ExcludeSet;
 use crate::queue::Change;
-use crate::status::write_atomic;
 use crate::walk::{abs, child, vanished};
 
 /// The record's file name under the state directory.
@@ -95,6 +124,13 @@ pub const SLACK: Duration = Duration::from_secs(2);
 /// Changes per message to the engine during the walk.
 const CHUNK: usize = 1000;
 const VERSION: u32 = 1;
+/// The record's `state`: written at a clean stop.
+const STOPPED: &str = "stopped";
+/// The record's `state`: written at start (no syncs) and by the running checkpoints.
+const RUNNING: &str = "running";
+/// Why a sync is pushed whole after a worker that did not stop cleanly.
+const UNCLEAN: &str =
+    "no clean-stop record from the previous worker (it was killed, crashed, or the machine lost power)";
 const NS: i64 = 1_000_000_000;
 
 /// The clean-stop record, or the "running" record that replaces it while a worker runs.
@@ -188,13 +224,12 @@ impl Restart {
             Ok(data) => {
                 previous_run = true;
                 match serde_json::from_slice::<Marker>(&data) {
-                    Ok(m) if m.version == VERSION && m.state == "stopped" => Some(m),
+                    Ok(m) if m.version == VERSION && (m.state == STOPPED || m.state == RUNNING) => {
+                        Some(m)
+                    }
                     Ok(_) => None,
                     Err(e) => {
-                        log::warn!(
-                            "{} is not a valid clean-stop record ({e}); treating the previous stop as unclean",
-                            path.display()
-                        );
+                        set_aside_damaged(&path, &e.to_string());
                         None
                     }
                 }
@@ -213,7 +248,7 @@ impl Restart {
         let now = Clock::now();
         let running = Marker {
             version: VERSION,
-            state: "running".into(),
+            state: RUNNING.into(),
             pid: std::process::id(),
             written_ns: now.wall_ns,
             boottime_ns: now.boottime_ns,
@@ -221,7 +256,7 @@ impl Restart {
             syncs: Vec::new(),
         };
         let data = serde_json::to_vec_pretty(&running).context("failed to encode catchup.json")?;
-        write_atomic(&path, &data, 0o644).with_context(|| {
+        durable::replace(&path, &data, 0o644, Flush::Durable).with_context(|| {
             format!(
                 "cannot replace the clean-stop record {}: make the state directory writable",
                 path.display()
@@ -241,8 +276,24 @@ impl Restart {
             decision: decide(job, self.marker.as_ref(), self.previous_run, &now),
             walk_done: Arc::new(AtomicBool::new(false)),
             watermark: Watermark::default(),
+            quiet: None,
+            activity: None,
         }
     }
+}
+
+/// A record that is not JSON of the expected shape (torn or emptied by a power cut):
+/// move it aside for the operator and say what syncd does about it.
+fn set_aside_damaged(path: &Path, why: &str) {
+    let moved = match durable::set_aside(path) {
+        Ok(aside) => format!("moved it to {}", aside.display()),
+        Err(e) => format!("could not move it aside ({e})"),
+    };
+    log::warn!(
+        "the clean-stop record {} is damaged ({why}); {moved}. syncd treats the previous \
+         stop as unclean: every sync gets a whole-tree push",
+        path.display()
+    );
 }
 
 /// The decision for one sync. Pure.
@@ -252,22 +303,27 @@ pub fn decide(job: &SyncJob, marker: Option<&Marker>, previous_run: bool, now: &
     }
     let Some(m) = marker else {
         return if previous_run {
-            Decision::Full(
-                "no clean-stop record from the previous worker (it was killed, crashed, or the machine lost power)"
-                    .into(),
-            )
+            Decision::Full(UNCLEAN.into())
         } else {
             Decision::Nothing
         };
     };
+    let running = m.state != STOPPED;
     let Some(entry) = m.syncs.iter().find(|s| s.name == job.name) else {
-        return Decision::Nothing;
+        // After a clean stop: the sync is new in the config. After a crash: unknown.
+        return if running {
+            Decision::Full(format!("{UNCLEAN}, and no checkpoint names this sync"))
+        } else {
+            Decision::Nothing
+        };
     };
     let Some(since) = entry.since_ns else {
-        return Decision::Full(
+        return Decision::Full(if running {
+            format!("{UNCLEAN}, and its last checkpoint could not vouch for this sync yet")
+        } else {
             "the previous worker could not vouch for this sync when it stopped (directories unwatched, fail log not saved, or watches never complete)"
-                .into(),
-        );
+                .into()
+        });
     };
     let mine = MarkerSync::new(job, None);
     if entry.source != mine.source {
@@ -284,7 +340,7 @@ pub fn decide(job: &SyncJob, marker: Option<&Marker>, previous_run: bool, now: &
     }
     if since > now.wall_ns || m.written_ns > now.wall_ns {
         return Decision::Full(
-            "the system clock is behind the clean-stop record (it was set back)".into(),
+            "the system clock is behind the catch-up record (it was set back)".into(),
         );
     }
     if let (Some(b0), Some(b1), Some(id0), Some(id1)) =
@@ -351,12 +407,18 @@ impl Watermark {
     }
 }
 
-/// One sync's catch-up: its decision, whether its walk finished, its watermark.
+/// One sync's catch-up: its decision, whether its walk finished, its watermark, and the
+/// last watermark at which everything before it was pushed (the running checkpoint's).
 #[derive(Debug)]
 pub struct Tracker {
     decision: Decision,
     walk_done: Arc<AtomicBool>,
     watermark: Watermark,
+    /// A watermark sampled (by [`Tracker::sample`]) before the engine drained its
+    /// channel, after which every target of the sync had nothing queued or in flight.
+    quiet: Option<i64>,
+    /// Wall time the engine last received changes for the sync.
+    activity: Option<i64>,
 }
 
 impl Tracker {
@@ -367,6 +429,8 @@ impl Tracker {
             decision: Decision::Nothing,
             walk_done: Arc::new(AtomicBool::new(false)),
             watermark: Watermark::default(),
+            quiet: None,
+            activity: None,
         }
     }
 
@@ -408,15 +472,71 @@ impl Tracker {
 
     /// The source was lost (unmounted, moved away, replaced) while watched: when it
     /// comes back, catch up from what the sync could vouch for until now — a ctime walk
-    /// from its watermark, or a whole-tree push when it cannot vouch for anything.
+    /// from its last quiet mark (as the running checkpoint: changes held in the queues
+    /// are not pushed yet, and a kill while lost must not lose them), or a whole-tree
+    /// push when it cannot vouch for anything.
     pub fn lost(&mut self, unwatched: u64) {
-        self.decision = match self.vouch(true, unwatched) {
+        self.decision = match self.checkpoint(true, unwatched) {
             Some(t) => Decision::CtimeSince(t),
             None => Decision::Full(
                 "the source was lost before syncd could vouch for what it had pushed".into(),
             ),
         };
         self.walk_done = Arc::new(AtomicBool::new(false));
+    }
+
+    /// The watermark to offer [`Tracker::note_quiet`], read before the engine drains its
+    /// channel: None while a catch-up walk still sends (its changes may have ctimes
+    /// before the watermark; once `walk_done` is seen, all of them are in the channel).
+    pub fn sample(&self) -> Option<i64> {
+        let walking = matches!(self.decision, Decision::CtimeSince(_))
+            && !self.walk_done.load(Ordering::Acquire);
+        if walking {
+            None
+        } else {
+            self.watermark.get()
+        }
+    }
+
+    /// The engine drained its channel after [`Tracker::sample`] gave `mark`, and every
+    /// target of the sync has nothing queued or in flight: every change before `mark` is
+    /// pushed.
+    ///
+    /// The mark only moves while it is needed: until it is more than [`SLACK`] past the
+    /// last changes received, so that T (mark − slack) passes them. An idle sync keeps its
+    /// T, and the checkpoint is not rewritten for nothing.
+    pub fn note_quiet(&mut self, mark: i64) {
+        let slack = SLACK.as_nanos() as i64;
+        let needed = match (self.quiet, self.activity) {
+            (None, _) => true,
+            (Some(q), Some(a)) => q <= a.saturating_add(slack),
+            (Some(_), None) => false,
+        };
+        if needed {
+            self.quiet = Some(self.quiet.map_or(mark, |q| q.max(mark)));
+        }
+    }
+
+    /// The engine received changes for the sync (now).
+    pub fn note_activity(&mut self) {
+        self.activity = Some(wall_ns(SystemTime::now()));
+    }
+
+    /// Forget the quiet mark (the watches were replaced: the new source is not pushed yet).
+    pub fn reset_quiet(&mut self) {
+        self.quiet = None;
+    }
+
+    /// T for a running checkpoint: like [`Tracker::vouch`], from the last quiet mark
+    /// instead of the live watermark (changes before the live one may still be queued).
+    pub fn checkpoint(&self, ready: bool, unwatched: u64) -> Option<i64> {
+        vouch(
+            &self.decision,
+            ready,
+            unwatched,
+            self.quiet,
+            self.walk_done.load(Ordering::Acquire),
+        )
     }
 
     /// T for the clean-stop record, given what the engine knows at the stop (read before
@@ -459,10 +579,22 @@ pub fn vouch(
 
 /// Write the clean-stop record (`entries` one per sync).
 pub fn write_marker(state_dir: &Path, entries: Vec<MarkerSync>) -> anyhow::Result<()> {
+    write_record(state_dir, STOPPED, entries)
+        .with_context(|| "failed to write the clean-stop record".to_string())
+}
+
+/// Write a running checkpoint (`entries` one per sync): what a worker killed from now on
+/// can vouch for.
+pub fn write_checkpoint(state_dir: &Path, entries: Vec<MarkerSync>) -> anyhow::Result<()> {
+    write_record(state_dir, RUNNING, entries)
+        .with_context(|| "failed to write the catch-up checkpoint".to_string())
+}
+
+fn write_record(state_dir: &Path, state: &str, entries: Vec<MarkerSync>) -> anyhow::Result<()> {
     let now = Clock::now();
     let m = Marker {
         version: VERSION,
-        state: "stopped".into(),
+        state: state.into(),
         pid: std::process::id(),
         written_ns: now.wall_ns,
         boottime_ns: now.boottime_ns,
@@ -471,8 +603,8 @@ pub fn write_marker(state_dir: &Path, entries: Vec<MarkerSync>) -> anyhow::Resul
     };
     let path = state_dir.join(MARKER_FILE);
     let data = serde_json::to_vec_pretty(&m).context("failed to encode catchup.json")?;
-    write_atomic(&path, &data, 0o644)
-        .with_context(|| format!("failed to write the clean-stop record {}", path.display()))
+    durable::replace(&path, &data, 0o644, Flush::Durable)
+        .with_context(|| format!("failed to write {}", path.display()))
 }
 
 /// What a walk found.
@@ -750,7 +882,7 @@ mod tests {
                 Some(marker()),
                 true,
                 clock(999, 3, "boot-b"),
-                full("the system clock is behind the clean-stop record (it was set back)"),
+                full("the system clock is behind the catch-up record (it was set back)"),
             ),
             (
                 "same boot, wall clock set back while stopped",
@@ -839,6 +971,55 @@ mod tests {
             later.clone(),
             Decision::CtimeSince(1000 * S),
         ));
+        // Running checkpoints (the previous worker was killed after writing one).
+        let mut m = marker();
+        m.state = RUNNING.into();
+        cases.push((
+            "checkpoint with T: walk from it",
+            the_job(),
+            Some(m.clone()),
+            true,
+            later.clone(),
+            Decision::CtimeSince(1000 * S),
+        ));
+        cases.push((
+            "checkpoint, clock behind it",
+            the_job(),
+            Some(m.clone()),
+            true,
+            clock(999, 3, "boot-b"),
+            full("the system clock is behind the catch-up record (it was set back)"),
+        ));
+        let mut j = the_job();
+        j.name = "new".into();
+        cases.push((
+            "checkpoint without this sync: full, not nothing",
+            j,
+            Some(m.clone()),
+            true,
+            later.clone(),
+            full(&format!("{UNCLEAN}, and no checkpoint names this sync")),
+        ));
+        m.syncs[0].since_ns = None;
+        cases.push((
+            "checkpoint that could not vouch yet",
+            the_job(),
+            Some(m.clone()),
+            true,
+            later.clone(),
+            full(&format!(
+                "{UNCLEAN}, and its last checkpoint could not vouch for this sync yet"
+            )),
+        ));
+        m.syncs.clear();
+        cases.push((
+            "the start record (no syncs) of a killed worker",
+            the_job(),
+            Some(m),
+            true,
+            later.clone(),
+            full(&format!("{UNCLEAN}, and no checkpoint names this sync")),
+        ));
         for (name, job, marker, previous, now, want) in cases {
             assert_eq!(
                 decide(&job, marker.as_ref(), previous, &now),
@@ -861,6 +1042,62 @@ mod tests {
         for (since, ctime, dir, want) in cases {
             assert_eq!(classify(since, ctime, dir), want, "{since} {ctime} {dir}");
         }
+    }
+
+    #[test]
+    fn running_checkpoint_follows_quiet_marks_only() {
+        let slack = SLACK.as_nanos() as i64;
+        let mut t = Tracker::none();
+        // Ready, never quiet: nothing to vouch for (Decision::Nothing carries no T).
+        t.watermark.set(100 * S);
+        assert_eq!(t.checkpoint(true, 0), None);
+        // The first quiet mark is taken.
+        t.note_quiet(100 * S);
+        assert_eq!(t.checkpoint(true, 0), Some(100 * S - slack));
+        assert_eq!(t.checkpoint(false, 0), None, "not ready: no T");
+        assert_eq!(t.checkpoint(true, 1), None, "unwatched dirs: no T");
+        // Idle (no changes received since): the mark stays, nothing to rewrite.
+        t.note_quiet(200 * S);
+        assert_eq!(t.checkpoint(true, 0), Some(100 * S - slack));
+        // Changes received now: the mark moves until it is SLACK past them.
+        t.note_activity();
+        let a = t.activity.expect("noted");
+        t.note_quiet(a);
+        assert_eq!(t.quiet, Some(a));
+        t.note_quiet(a + slack);
+        assert_eq!(t.quiet, Some(a + slack));
+        t.note_quiet(a + slack + 1);
+        assert_eq!(
+            t.quiet,
+            Some(a + slack + 1),
+            "T = mark - slack now passes them"
+        );
+        t.note_quiet(a + 10 * slack);
+        assert_eq!(t.quiet, Some(a + slack + 1), "then it stays");
+        // Never backwards.
+        t.quiet = Some(a);
+        t.note_quiet(a - S);
+        assert_eq!(t.quiet, Some(a));
+        // Watches replaced: vouch for nothing until the next quiet moment.
+        t.reset_quiet();
+        assert_eq!(t.checkpoint(true, 0), None);
+
+        // A catch-up walk in progress: no sample, and T stays the one it started from.
+        let mut w = Tracker {
+            decision: Decision::CtimeSince(50 * S),
+            walk_done: Arc::new(AtomicBool::new(false)),
+            watermark: Watermark::default(),
+            quiet: None,
+            activity: None,
+        };
+        w.watermark.set(300 * S);
+        assert_eq!(w.sample(), None);
+        assert_eq!(w.checkpoint(true, 0), Some(50 * S));
+        w.walk_done.store(true, Ordering::Release);
+        assert_eq!(w.sample(), Some(300 * S));
+        assert_eq!(w.checkpoint(true, 0), Some(50 * S), "no quiet mark yet");
+        w.note_quiet(300 * S);
+        assert_eq!(w.checkpoint(true, 0), Some(300 * S - slack));
     }
 
     #[test]
@@ -951,9 +1188,15 @@ mod tests {
         // First start: nothing there.
         let r = Restart::begin(&config).unwrap();
         assert!(r.marker.is_none() && !r.previous_run);
-        // A running record is a previous run without a clean stop.
+        // A running record is a previous run without a clean stop: read, not trusted
+        // further than the checkpoints it holds (none here).
         let r = Restart::begin(&config).unwrap();
-        assert!(r.marker.is_none() && r.previous_run);
+        let m = r.marker.clone().expect("the running record");
+        assert!(m.state == RUNNING && m.syncs.is_empty() && r.previous_run);
+        assert!(matches!(
+            r.tracker(&the_job()).decision(),
+            Decision::Full(_)
+        ));
         config.syncs = vec![the_job()];
         write_marker(state.path(), vec![MarkerSync::new(&the_job(), Some(7 * S))]).unwrap();
         let r = Restart::begin(&config).unwrap();
@@ -968,6 +1211,35 @@ mod tests {
             serde_json::from_slice(&fs::read(state.path().join(MARKER_FILE)).unwrap()).unwrap();
         assert_eq!(again.state, "running");
         assert!(again.syncs.is_empty());
+    }
+
+    #[test]
+    fn damaged_record_is_set_aside_and_means_a_full_push() {
+        for damaged in [&b""[..], b"{\"version\": 1, \"sta", b"\0\0\0\0", b"[]"] {
+            let state = tempfile::tempdir().unwrap();
+            let text = format!(
+                "state_dir = {p:?}\n[[sync]]\nsource = {p:?}\n[[sync.target]]\ndest = \"/b\"\n",
+                p = state.path().display().to_string()
+            );
+            let config = crate::config::parse(text.as_bytes(), Path::new("t.toml")).unwrap();
+            let path = state.path().join(MARKER_FILE);
+            fs::write(&path, damaged).unwrap();
+            let r = Restart::begin(&config).expect("a damaged record never stops a start");
+            assert!(r.marker.is_none() && r.previous_run, "{damaged:?}");
+            assert!(
+                matches!(r.tracker(&the_job()).decision(), Decision::Full(_)),
+                "{damaged:?}"
+            );
+            let aside: Vec<_> = fs::read_dir(state.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("catchup.json.corrupt-"))
+                .collect();
+            assert_eq!(aside.len(), 1, "{damaged:?}: {aside:?}");
+            assert_eq!(fs::read(state.path().join(&aside[0])).unwrap(), damaged);
+            let now: Marker = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+            assert_eq!(now.state, "running");
+        }
     }
 
     fn ctime_of(p: &Path) -> i64 {

@@ -23,6 +23,7 @@ use crate::batch::Batch;
 use crate::busy;
 use crate::catchup::{self, Restart, Tracker, Watermark};
 use crate::config::{Config, Mode, SyncJob, Target};
+use crate::deadline::{self, after, wall_after};
 use crate::faillog::FailLog;
 use crate::hooks::{HookRunner, Pushed};
 use crate::progress::{self, SharedProgress};
@@ -40,6 +41,8 @@ use crate::watch_thread::{self, Expect, Report};
 /// Status file: at most this often while things change, at least this often when idle.
 const STATUS_MIN_GAP: Duration = Duration::from_millis(200);
 const STATUS_IDLE_GAP: Duration = Duration::from_secs(2);
+/// How often the running catch-up checkpoint is considered (written only when it moved).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
 /// Identity of one watcher or one target, never reused within a run.
 type Id = u64;
@@ -175,6 +178,10 @@ struct Engine {
     fatal: Option<String>,
     /// The sources' identities, as last written to `sources.json`.
     sources: source_id::Record,
+    /// When the running catch-up checkpoint is next considered.
+    next_checkpoint: Instant,
+    /// What the last checkpoint written said.
+    last_checkpoint: Option<Vec<catchup::MarkerSync>>,
 }
 
 /// Run the worker until SIGTERM/SIGINT (exit code 0) or a fatal error. `overrides` are
@@ -224,6 +231,8 @@ pub fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
         last_status: None,
         fatal: None,
         sources: source_id::Record::default(),
+        next_checkpoint: Instant::now(),
+        last_checkpoint: None,
     };
     engine.sources = source_id::Record::load(&engine.config.state_dir);
     let now = Instant::now();
@@ -388,6 +397,10 @@ impl Engine {
                 return;
             }
             self.maybe_write_status(now);
+            if !self.stopping && now >= self.next_checkpoint {
+                self.checkpoint();
+                self.next_checkpoint = after(now, CHECKPOINT_EVERY);
+            }
             let wait = self
                 .next_deadline(now)
                 .map_or(STATUS_IDLE_GAP, |d| d.saturating_duration_since(now));
@@ -396,9 +409,55 @@ impl Engine {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
+            // Watermarks first, then empty the channel: see `note_quiet`.
+            let marks: Vec<(Id, Option<i64>)> = self
+                .syncs
+                .iter()
+                .map(|s| (s.watch.id, s.catchup.sample()))
+                .collect();
             while let Ok(m) = rx.try_recv() {
                 self.handle(m);
             }
+            self.note_quiet(&marks);
+        }
+    }
+
+    /// After a drain of the channel that began after `marks` were sampled: a sync with
+    /// every watch in place and nothing queued or in flight for any target has pushed
+    /// every change from before its mark (the watcher sent them before recording it).
+    fn note_quiet(&mut self, marks: &[(Id, Option<i64>)]) {
+        for &(wid, mark) in marks {
+            let Some(mark) = mark else { continue };
+            let Some(s) = self.sync_watched_by(wid) else {
+                continue;
+            };
+            let idle = s
+                .targets
+                .iter()
+                .all(|t| t.queue.is_empty() && t.in_flight.is_none());
+            if s.ready && s.stats.unwatched == 0 && idle {
+                s.catchup.note_quiet(mark);
+            }
+        }
+    }
+
+    /// Write the running catch-up checkpoint (durably) when it says something new: what a
+    /// worker killed from now on can vouch for (see the catchup module).
+    fn checkpoint(&mut self) {
+        let entries: Vec<catchup::MarkerSync> = self
+            .syncs
+            .iter()
+            .map(|s| {
+                catchup::MarkerSync::new(&s.job, s.catchup.checkpoint(s.ready, s.stats.unwatched))
+            })
+            .collect();
+        if self.last_checkpoint.as_ref() == Some(&entries) {
+            return;
+        }
+        match catchup::write_checkpoint(&self.config.state_dir, entries.clone()) {
+            Ok(()) => self.last_checkpoint = Some(entries),
+            // The previous record stays: older, so still true.
+            Err(e) => log::error!("{e:#}; retrying in {CHECKPOINT_EVERY:?}"),
         }
     }
 
@@ -451,7 +510,10 @@ impl Engine {
             }
         }
         if self.status_stale() {
-            min(self.last_status.map_or(now, |l| l + STATUS_MIN_GAP));
+            min(self.last_status.map_or(now, |l| after(l, STATUS_MIN_GAP)));
+        }
+        if !self.stopping {
+            min(self.next_checkpoint);
         }
         d
     }
@@ -467,7 +529,7 @@ impl Engine {
                     for t in &mut s.targets {
                         t.queue.push(Change::PeriodicFull, now);
                     }
-                    s.next_full = s.job.full_sync.interval.map(|i| now + i);
+                    s.next_full = s.job.full_sync.interval.map(|i| after(now, i));
                 }
             }
             for t in &mut s.targets {
@@ -543,6 +605,7 @@ impl Engine {
                 let Some(s) = self.sync_watched_by(wid) else {
                     return;
                 };
+                s.catchup.note_activity();
                 for c in changes {
                     let c = if s.job.mode == Mode::Tree {
                         Change::Full
@@ -616,7 +679,7 @@ impl Engine {
                     }
                 }
                 s.full_on_ready = false;
-                s.next_full = s.job.full_sync.interval.map(|i| now + i);
+                s.next_full = s.job.full_sync.interval.map(|i| after(now, i));
                 let (name, path) = (s.job.name.clone(), s.job.source.clone());
                 if self.sources.set(&name, &path, source) {
                     if let Err(e) = self.sources.save(&self.config.state_dir) {
@@ -867,6 +930,7 @@ impl Engine {
                 },
             );
             s.full_on_ready = true;
+            s.catchup.reset_quiet();
         }
     }
 
@@ -981,7 +1045,7 @@ impl Engine {
     ) -> anyhow::Result<TargetState> {
         let faillog = FailLog::open(&self.config.state_dir, &job.name, &t.name)?;
         let mut queue = Queue::new(limits(job));
-        let saved = faillog.load()?;
+        let saved = faillog.load();
         let backlog = saved.len() as u64;
         if !saved.is_empty() {
             log::info!(
@@ -1167,6 +1231,9 @@ impl Engine {
         now: Instant,
     ) {
         let job = Arc::new(job.clone());
+        // A target added or moved, or a new source, is not pushed yet: the running
+        // checkpoint vouches again only after the next quiet moment.
+        s.catchup.reset_quiet();
         let mut old = std::mem::take(&mut s.targets);
         for name in &sp.removed_targets {
             if let Some(i) = old.iter().position(|t| &t.cfg.name == name) {
@@ -1226,7 +1293,7 @@ impl Engine {
             std::thread::spawn(move || drop(old_hooks));
         }
         if job.full_sync.interval != s.job.full_sync.interval && s.ready {
-            s.next_full = job.full_sync.interval.map(|i| now + i);
+            s.next_full = job.full_sync.interval.map(|i| after(now, i));
         }
         if sp.change == SyncChange::Rewatched {
             log::info!(
@@ -1275,7 +1342,8 @@ impl Engine {
         let due = match self.last_status {
             None => true,
             Some(l) => {
-                (self.status_stale() && now >= l + STATUS_MIN_GAP) || now >= l + STATUS_IDLE_GAP
+                (self.status_stale() && now >= after(l, STATUS_MIN_GAP))
+                    || now >= after(l, STATUS_IDLE_GAP)
             }
         };
         if due {
@@ -1347,9 +1415,9 @@ impl Engine {
                                 consecutive_failures: t.consecutive_failures,
                                 last_error: waiting.or_else(|| t.last_error.clone()),
                                 retry_backlog: t.backlog,
-                                next_retry_at: t
-                                    .retry_at
-                                    .map(|r| unix_secs(sys_now + r.saturating_duration_since(now))),
+                                next_retry_at: t.retry_at.map(|r| {
+                                    unix_secs(wall_after(sys_now, r.saturating_duration_since(now)))
+                                }),
                                 full_syncs: t.full_syncs,
                                 delete_method: match t.caps {
                                     Some(Caps {
@@ -1433,10 +1501,9 @@ fn fail(job: &SyncJob, t: &mut TargetState, outcome: Outcome, now: Instant) {
     end_busy(job, t, now);
     t.backoff = match outcome.class {
         Class::ConfigError => job.retry.max_interval,
-        _ if t.backoff.is_zero() => job.retry.min_interval,
-        _ => (t.backoff * 2).min(job.retry.max_interval),
+        _ => deadline::double(t.backoff, job.retry.min_interval, job.retry.max_interval),
     };
-    t.retry_at = Some(now + t.backoff);
+    t.retry_at = Some(after(now, t.backoff));
     if outcome.class == Class::ConfigError {
         log::error!(
             "{} → {}: {msg} — fix the configuration or the target; retrying in {:.0?}",

@@ -1,6 +1,8 @@
 //! The fail log: the paths one target still owes after failed pushes, kept on disk as
 //! data so they survive a restart and are retried. One file per (sync, target) under
-//! `<state_dir>/faillog/` (mode 0700), replaced atomically (mode 0600).
+//! `<state_dir>/faillog/` (mode 0700), replaced durably (mode 0600, [`crate::durable`]).
+//! A file that cannot be read back (torn or emptied by a power cut) is set aside and read
+//! as a whole-tree push: it never stops a start.
 //!
 //! It is never a script and never executed (sersync's fail log is a world-writable shell
 //! script run as root). This module owns the file format and nothing else: it does not
@@ -26,7 +28,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use crate::batch::{Batch, RelPath};
-use crate::status::write_atomic;
+use crate::durable::{self, Flush};
 
 /// The first word of the header line, and the version this code writes and reads.
 const MAGIC: &str = "syncd-faillog";
@@ -84,25 +86,34 @@ impl FailLog {
         &self.path
     }
 
-    /// Read the pending work. A missing file is an empty batch. A damaged file is an
-    /// error naming the file and the bad record; it is left in place.
-    pub fn load(&self) -> anyhow::Result<Batch> {
-        let data = match fs::read(&self.path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Batch::default()),
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("failed to read fail log {}", self.path.display()))
-            }
+    /// Read the pending work. A missing file is an empty batch. A file that cannot be
+    /// read or decoded (torn or emptied by a power cut, written by another version) never
+    /// stops a start: it is set aside (`<file>.corrupt-<unix time>`), a warning says so,
+    /// and the answer is a whole-tree push, which covers whatever it held. That push is
+    /// saved as the new fail log at once: the debt must survive another crash (a
+    /// catch-up walk would not find what the damaged file held).
+    pub fn load(&self) -> Batch {
+        let why = match fs::read(&self.path) {
+            Ok(data) => match decode(&data, &self.header) {
+                Ok(batch) => return batch,
+                Err(why) => format!("is damaged: {why}"),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Batch::default(),
+            Err(e) => format!("cannot be read: {e}"),
         };
-        decode(&data, &self.header).map_err(|why| {
-            anyhow::anyhow!(
-                "fail log {} is damaged: {why}. Move it aside (mv {p} {p}.damaged) and \
-                 restart syncd; the paths it held then need a full push",
-                self.path.display(),
-                p = self.path.display()
-            )
-        })
+        let moved = match durable::set_aside(&self.path) {
+            Ok(aside) => format!("moved it to {}", aside.display()),
+            Err(e) => format!("could not move it aside ({e}); the next save replaces it"),
+        };
+        log::warn!(
+            "fail log {} {why}; {moved}. syncd pushes the whole tree to this target instead \
+             of the paths it held",
+            self.path.display()
+        );
+        if let Err(e) = self.save(&Batch::full()) {
+            log::error!("{e:#}; the whole-tree push owed is only in memory");
+        }
+        Batch::full()
     }
 
     /// Replace the file with `pending` (atomic, mode 0600). An empty batch removes it.
@@ -116,7 +127,7 @@ impl FailLog {
             };
         }
         let data = encode(pending, &self.header);
-        write_atomic(&self.path, &data, 0o600)
+        durable::replace(&self.path, &data, 0o600, Flush::Durable)
             .with_context(|| format!("failed to save fail log {}", self.path.display()))
     }
 }
@@ -282,11 +293,7 @@ mod tests {
     fn round_trip_hard_names_with_modes() {
         let dir = tempfile::tempdir().unwrap();
         let log = FailLog::open(dir.path(), "web", "backup").unwrap();
-        assert_eq!(
-            log.load().unwrap(),
-            Batch::default(),
-            "missing file is empty"
-        );
+        assert_eq!(log.load(), Batch::default(), "missing file is empty");
         let batch = Batch {
             full: false,
             periodic: false,
@@ -299,14 +306,14 @@ mod tests {
             trees: vec![b"dir\nwith newline".to_vec(), b"t".to_vec()],
         };
         log.save(&batch).unwrap();
-        assert_eq!(log.load().unwrap(), batch);
+        assert_eq!(log.load(), batch);
         assert_eq!(mode(log.path()), 0o600);
         assert_eq!(mode(&dir.path().join("faillog")), 0o700);
         let data = fs::read(log.path()).unwrap();
         assert!(data.starts_with(b"syncd-faillog v1 sync=\"web\" target=\"backup\"\n"));
 
         log.save(&Batch::full()).unwrap();
-        assert_eq!(log.load().unwrap(), Batch::full());
+        assert_eq!(log.load(), Batch::full());
     }
 
     #[test]
@@ -347,37 +354,66 @@ mod tests {
     }
 
     #[test]
-    fn damaged_files_are_clear_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = FailLog::open(dir.path(), "web", "backup").unwrap();
+    fn damaged_files_are_set_aside_and_answered_by_a_full_push() {
+        let head = "syncd-faillog v1 sync=\"web\" target=\"backup\"\n";
+        let cases: &[&[u8]] = &[
+            b"",                                  // zero length: power cut after rename
+            b"syncd-faillog v1 sync=\"web\" tar", // torn header
+            b"#!/bin/sh\nrsync ...\n",
+            b"syncd-faillog v9 sync=\"web\" target=\"backup\"\n",
+            b"syncd-faillog v1 sync=\"other\" target=\"backup\"\n",
+            b"HEADp ok\0x what\0",
+            b"HEADp ok\0p \0",
+            b"HEADp /abs\0",
+            b"HEADp cu", // torn record
+        ];
+        for body in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let log = FailLog::open(dir.path(), "web", "backup").unwrap();
+            let data = match body.strip_prefix(b"HEAD") {
+                Some(rest) => [head.as_bytes(), rest].concat(),
+                None => body.to_vec(),
+            };
+            fs::write(log.path(), &data).unwrap();
+            assert_eq!(log.load(), Batch::full(), "{body:?}");
+            let aside: Vec<PathBuf> = fs::read_dir(dir.path().join("faillog"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p != log.path())
+                .collect();
+            assert_eq!(aside.len(), 1, "{aside:?}");
+            let name = aside[0].file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.contains(".faillog.corrupt-"), "{name}");
+            assert_eq!(fs::read(&aside[0]).unwrap(), data, "kept as it was");
+            // The whole-tree push owed is on disk at once, readable.
+            assert!(log.path().exists(), "{body:?}");
+            assert_eq!(log.load(), Batch::full());
+            assert_eq!(fs::read_dir(dir.path().join("faillog")).unwrap().count(), 2);
+        }
+    }
+
+    #[test]
+    fn decode_says_what_is_wrong_where() {
         let head = "syncd-faillog v1 sync=\"web\" target=\"backup\"\n";
         let cases: &[(&[u8], &str)] = &[
             (b"", "no header line"),
             (b"#!/bin/sh\nrsync ...\n", "does not start with"),
-            (
-                b"syncd-faillog v9 sync=\"web\" target=\"backup\"\n",
-                "format version",
-            ),
+            (b"syncd-faillog v9 x\n", "format version"),
             (
                 b"syncd-faillog v1 sync=\"other\" target=\"backup\"\n",
                 "another sync",
             ),
-            (b"p ok\0x what\0", "record 2 at byte"),
-            (b"p ok\0p \0", "record 2"),
-            (b"p /abs\0", "record 1"),
-            (b"p cut", "cut short"),
+            (b"HEADp ok\0x what\0", "record 2 at byte"),
+            (b"HEADp /abs\0", "record 1"),
+            (b"HEADp cut", "cut short"),
         ];
         for (body, want) in cases {
-            let mut data = Vec::new();
-            if !body.starts_with(b"syncd") && !body.starts_with(b"#!") && !body.is_empty() {
-                data.extend_from_slice(head.as_bytes());
-            }
-            data.extend_from_slice(body);
-            fs::write(log.path(), &data).unwrap();
-            let err = format!("{:#}", log.load().unwrap_err());
+            let data = match body.strip_prefix(b"HEAD") {
+                Some(rest) => [head.as_bytes(), rest].concat(),
+                None => body.to_vec(),
+            };
+            let err = decode(&data, head).unwrap_err();
             assert!(err.contains(want), "{body:?}: {err}");
-            assert!(err.contains(&log.path().display().to_string()), "{err}");
-            assert!(err.contains("Move it aside"), "{err}");
         }
     }
 
@@ -389,7 +425,7 @@ mod tests {
         let mut data = head.into_bytes();
         data.extend_from_slice(b"p b\0p a\0p b\0t d\0p d/x\0t d/e\0p dd\0");
         fs::write(log.path(), &data).unwrap();
-        let got = log.load().unwrap();
+        let got = log.load();
         assert_eq!(
             got.paths,
             vec![b"a".to_vec(), b"b".to_vec(), b"dd".to_vec()]
@@ -398,6 +434,6 @@ mod tests {
 
         data.extend_from_slice(b"full\0");
         fs::write(log.path(), &data).unwrap();
-        assert_eq!(log.load().unwrap(), Batch::full());
+        assert_eq!(log.load(), Batch::full());
     }
 }

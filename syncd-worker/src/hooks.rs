@@ -83,7 +83,7 @@ pub fn post_http(hook: &HttpHook, p: &Pushed) -> anyhow::Result<()> {
     let url = HttpUrl::parse(&hook.url)?;
     let body = serde_json::to_vec(&json_body(p)).context("failed to encode the hook's JSON")?;
     let timeout = hook.timeout.max(Duration::from_millis(1));
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::deadline::after(Instant::now(), timeout);
     let what = || format!("http hook {}", hook.url);
 
     let mut stream = connect(&url, deadline).with_context(what)?;
@@ -325,7 +325,7 @@ fn run_one(args: &[OsString], p: &Pushed, timeout: Duration) -> anyhow::Result<R
         })?;
     let stderr = StderrTail::start(child.stderr.take());
 
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::deadline::after(Instant::now(), timeout);
     let mut pause = Duration::from_millis(1);
     let status = loop {
         match child.try_wait() {

@@ -1,12 +1,14 @@
 //! syncd's sync engine as a library: the config model and loaders, the pure core (queue,
 //! rsync planning, exit-code classes) and the adapters around it (inotify, rsync processes,
-//! fail log, hooks, status file). The `syncd-worker` binary runs [`engine`]; the `syncd`
+//! fail log, hooks, status file, the durable file write). The `syncd-worker` binary runs [`engine`]; the `syncd`
 //! controller reads [`config`] and [`status`].
 
 pub mod batch;
 pub mod busy;
 pub mod catchup;
 pub mod config;
+pub mod deadline;
+pub mod durable;
 pub mod engine;
 pub mod exclude;
 pub mod faillog;

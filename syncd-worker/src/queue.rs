@@ -35,6 +35,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::batch::{Batch, RelPath};
+use crate::deadline::after;
 
 /// One thing that happened in the source tree, as the watcher reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,10 +281,10 @@ impl Queue {
         }
         let oldest = self.oldest?;
         if self.full || self.has_tree {
-            let settle = self.newest? + self.limits.delay;
-            return Some(settle.min(oldest + self.limits.max_delay));
+            let settle = after(self.newest?, self.limits.delay);
+            return Some(settle.min(after(oldest, self.limits.max_delay)));
         }
-        Some(oldest + self.limits.delay.min(self.limits.max_delay))
+        Some(after(oldest, self.limits.delay.min(self.limits.max_delay)))
     }
 
     /// Are the pending changes due at `now`?
@@ -592,6 +593,22 @@ mod tests {
         q.push(Change::Full, t);
         q.restore(failed, t);
         assert_eq!(q.take().0, Batch::full());
+    }
+
+    #[test]
+    fn huge_delays_saturate_instead_of_panicking() {
+        let mut q = Queue::new(Limits {
+            delay: Duration::MAX,
+            max_delay: Duration::MAX,
+            max_queue: 100,
+        });
+        let t = Instant::now();
+        q.push(Change::Path(p("a")), t);
+        let d = q.deadline().expect("pending");
+        assert!(d > t + Duration::from_secs(3600 * 24 * 365), "far ahead");
+        assert!(!q.is_due(t + Duration::from_secs(3600)));
+        q.push(Change::Tree(p("dir")), t);
+        assert!(q.deadline().expect("pending") > t);
     }
 
     #[test]

@@ -143,7 +143,7 @@ pub struct Record {
 
 impl Record {
     /// Read the record; a missing file is an empty record, a damaged one is set aside
-    /// (`sources.json.corrupt`) with a warning and counts as empty: syncd never refuses
+    /// (`sources.json.corrupt-<time>`) with a warning and counts as empty: syncd never refuses
     /// to start over its own state.
     pub fn load(state_dir: &Path) -> Record {
         let path = state_dir.join(RECORD_FILE);
@@ -161,13 +161,12 @@ impl Record {
         match serde_json::from_slice::<Record>(&data) {
             Ok(r) => r,
             Err(e) => {
-                let aside = state_dir.join(format!("{RECORD_FILE}.corrupt"));
-                let moved = std::fs::rename(&path, &aside);
+                let moved = crate::durable::set_aside(&path);
                 log::warn!(
                     "{} is damaged ({e}){}; the sources' identities from the last run are unknown",
                     path.display(),
                     match moved {
-                        Ok(()) => format!(", moved aside to {}", aside.display()),
+                        Ok(aside) => format!(", moved aside to {}", aside.display()),
                         Err(_) => String::new(),
                     }
                 );
@@ -210,12 +209,14 @@ impl Record {
     pub fn save(&self, state_dir: &Path) -> anyhow::Result<()> {
         let path = state_dir.join(RECORD_FILE);
         let data = serde_json::to_vec_pretty(self).context("failed to encode sources.json")?;
-        crate::status::write_atomic(&path, &data, 0o644).with_context(|| {
-            format!(
-                "failed to write the source identities to {}",
-                path.display()
-            )
-        })
+        crate::durable::replace(&path, &data, 0o644, crate::durable::Flush::Durable).with_context(
+            || {
+                format!(
+                    "failed to write the source identities to {}",
+                    path.display()
+                )
+            },
+        )
     }
 }
 
@@ -315,7 +316,15 @@ mod tests {
         // A torn file after a power cut is set aside, not fatal.
         std::fs::write(state.path().join(RECORD_FILE), b"{\"version\":1,\"sy").expect("tear");
         assert_eq!(Record::load(state.path()), Record::default());
-        assert!(state.path().join("sources.json.corrupt").is_file());
+        let aside = std::fs::read_dir(state.path())
+            .expect("ls")
+            .flatten()
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("sources.json.corrupt")
+            });
+        assert!(aside, "the damaged record is kept aside");
         assert!(!state.path().join(RECORD_FILE).exists());
     }
 }

@@ -1,12 +1,13 @@
 //! The worker's status file: its JSON model (shared with the controller, which reads it)
-//! and the atomic write (temp file + rename, so a reader never sees half a file).
+//! and its write ([`crate::durable::replace`] without fsync: a report, not state — see
+//! the durable module).
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::durable::{self, Flush};
 use crate::progress::Progress;
 
 /// Top-level status document. Times are Unix seconds (f64, millisecond precision).
@@ -91,10 +92,12 @@ pub fn unix_secs(t: std::time::SystemTime) -> f64 {
 }
 
 impl Status {
-    /// Write `self` to `path` atomically (temp file in the same directory, then rename).
+    /// Write `self` to `path` atomically (a reader never sees half a file), mode 0644
+    /// (`syncd status` may run as another user), not fsynced.
     pub fn write_atomic(&self, path: &Path) -> anyhow::Result<()> {
         let data = serde_json::to_vec_pretty(self).context("failed to encode status")?;
-        write_atomic(path, &data, 0o644)
+        durable::replace(path, &data, 0o644, Flush::Atomic)
+            .with_context(|| format!("failed to write status file {}", path.display()))
     }
 
     /// Read a status file written by `write_atomic`.
@@ -104,27 +107,4 @@ impl Status {
         serde_json::from_slice(&data)
             .with_context(|| format!("status file {} is not valid JSON", path.display()))
     }
-}
-
-/// Replace `path` with `data` atomically, creating the file with `mode`.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("failed to create {}", tmp.display()))?;
-    f.write_all(data)
-        .with_context(|| format!("failed to write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("failed to rename {} to {}", tmp.display(), path.display()))?;
-    Ok(())
 }

@@ -4,6 +4,13 @@
 //! alive. The lock file is never unlinked (that would race); the pidfile is written after
 //! the lock is taken and removed by the holder on a clean exit, so a pidfile without a
 //! held lock means "died" (LSB status 1).
+//!
+//! Durability: the pidfile is not the locked file here, so it is written like every
+//! other state file ([`syncd_worker::durable::replace`], fsynced, once per start): after
+//! a power cut it holds the dead controller's whole pid or is absent, never empty or
+//! torn, and `status` says 1 ("dead, pidfile exists") as it should. The lock file holds
+//! no data and is never replaced: a lock file lost in a power cut is simply created again
+//! by the next start, so there is nothing in it to fsync.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
@@ -11,6 +18,7 @@ use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use syncd_worker::durable::{self, Flush};
 
 /// What the lock and pidfile say, without taking anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,9 +187,15 @@ impl PidLock {
         self.file.as_raw_fd()
     }
 
-    /// Write `pid` to the pidfile (atomically, mode 644).
+    /// Write `pid` to the pidfile (durably, mode 644: see the module doc).
     pub fn write_pid(&self, pid: u32) -> anyhow::Result<()> {
-        syncd_worker::status::write_atomic(&self.pidfile, format!("{pid}\n").as_bytes(), 0o644)
+        durable::replace(
+            &self.pidfile,
+            format!("{pid}\n").as_bytes(),
+            0o644,
+            Flush::Durable,
+        )
+        .with_context(|| format!("failed to write pidfile {}", self.pidfile.display()))
     }
 
     /// Remove the pidfile (a clean exit, or a stale one found at start). Missing is fine.

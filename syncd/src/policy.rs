@@ -77,7 +77,7 @@ impl Restarts {
         }
         let delay = self.backoff;
         self.backoff = (self.backoff * 2).min(self.policy.max_backoff);
-        Decision::RestartAt(now + delay)
+        Decision::RestartAt(syncd_worker::deadline::after(now, delay))
     }
 }
 

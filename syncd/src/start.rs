@@ -13,6 +13,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use syncd_worker::deadline::after;
 use syncd_worker::notify;
 
 use crate::cli::StartArgs;
@@ -92,7 +93,7 @@ pub fn start(settings: &Settings, args: &StartArgs) -> anyhow::Result<ExitCode> 
     let mut child = cmd.spawn().context("failed to start the syncd daemon")?;
     // The daemon holds the lock through its own descriptor now.
     drop(lock);
-    let deadline = Instant::now() + args.wait;
+    let deadline = after(Instant::now(), args.wait);
     let mut last_status = String::new();
     loop {
         if let Some(status) = child.try_wait().context("failed to check on the daemon")? {

@@ -1,12 +1,13 @@
 //! The controller's state file (`<state_dir>/controller.json`): what `status` cannot
 //! learn from the worker's own status file — the worker's pid, how often it was
-//! restarted, why it last exited, and whether supervision gave up. Written atomically
-//! by the controller on every change; read by `status`, `stop` and `sync`.
+//! restarted, why it last exited, and whether supervision gave up. Written durably
+//! ([`syncd_worker::durable`]) by the controller on every change; read by `status`, `stop` and `sync`.
 
 use std::path::Path;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use syncd_worker::durable::{self, Flush};
 
 /// Supervision phase.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -47,7 +48,8 @@ pub struct ControllerState {
 impl ControllerState {
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
         let data = serde_json::to_vec_pretty(self).context("failed to encode controller state")?;
-        syncd_worker::status::write_atomic(path, &data, 0o644)
+        durable::replace(path, &data, 0o644, Flush::Durable)
+            .with_context(|| format!("failed to write controller state {}", path.display()))
     }
 
     /// Read it; `Ok(None)` when there is none.

@@ -6,6 +6,8 @@
 use std::process::{Child, ExitCode, ExitStatus};
 use std::time::{Duration, Instant};
 
+use syncd_worker::deadline::after;
+
 use crate::lock::{self, LockState, PidLock};
 use crate::procs::{self, Proc, Role};
 use crate::settings::Settings;
@@ -142,7 +144,7 @@ pub fn reload(settings: &Settings) -> anyhow::Result<ExitCode> {
 
 /// Wait up to `timeout` for a child to exit; kill it after that.
 pub fn wait_for_exit(child: &mut Child, timeout: Duration) -> std::io::Result<ExitStatus> {
-    let deadline = Instant::now() + timeout;
+    let deadline = after(Instant::now(), timeout);
     loop {
         if let Some(s) = child.try_wait()? {
             return Ok(s);

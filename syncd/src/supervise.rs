@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2};
 use syncd_worker::config::Config;
+use syncd_worker::deadline::{after, wall_after};
 use syncd_worker::notify;
 use syncd_worker::process::describe_exit;
 use syncd_worker::status::unix_secs;
@@ -187,10 +188,13 @@ impl<'a> Supervisor<'a> {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let mut d = [self.restart_at, self.stopping.map(|s| s + DRAIN_LIMIT)]
-            .into_iter()
-            .flatten()
-            .min();
+        let mut d = [
+            self.restart_at,
+            self.stopping.map(|s| after(s, DRAIN_LIMIT)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if !self.ever_ready && self.worker.is_some() {
             d = Some(d.map_or(self.next_extend, |x| x.min(self.next_extend)));
         }
@@ -205,10 +209,10 @@ impl<'a> Supervisor<'a> {
     ) -> anyhow::Result<Option<Outcome>> {
         if !self.ever_ready && self.worker.is_some() && now >= self.next_extend {
             notify::send(&format!("EXTEND_TIMEOUT_USEC={}", EXTEND_BY.as_micros()));
-            self.next_extend = now + EXTEND_EVERY;
+            self.next_extend = after(now, EXTEND_EVERY);
         }
         if let Some(s) = self.stopping {
-            if now >= s + DRAIN_LIMIT {
+            if now >= after(s, DRAIN_LIMIT) {
                 if let Some(w) = &self.worker {
                     log::error!(
                         "worker pid {} did not finish draining within {}s; killing it",
@@ -380,7 +384,7 @@ impl<'a> Supervisor<'a> {
                 log::warn!("restarting the worker in {:.1}s", wait.as_secs_f64());
                 self.restart_at = Some(at);
                 self.state.phase = Phase::Restarting;
-                self.state.restart_at = Some(unix_secs(SystemTime::now() + wait));
+                self.state.restart_at = Some(unix_secs(wall_after(SystemTime::now(), wait)));
                 self.save_state();
                 None
             }

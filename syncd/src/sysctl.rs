@@ -20,11 +20,11 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use log::Level;
 use syncd_worker::config::{Config, InotifyLimits};
+use syncd_worker::durable::{self, Flush};
 
 /// Where the kernel's sysctls live.
 pub const PROC_SYS: &str = "/proc/sys";
@@ -371,35 +371,17 @@ pub fn persist(path: &Path, values: Limits) -> Persisted {
     }
 }
 
-/// Write a temp file beside `path` (mode 0644), sync it, rename it over `path`.
+/// Create `path`'s directory if needed, then replace `path` durably (mode 0644). The
+/// error keeps its OS code (for [`is_privilege_error`]) and names the file and the step.
 fn write_atomic(path: &Path, content: &str) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(content.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable; not worth failing for.
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
+    durable::replace(path, content.as_bytes(), 0o644, Flush::Durable).map_err(|e| {
+        match e.io().raw_os_error() {
+            Some(code) if is_privilege_error(e.io()) => io::Error::from_raw_os_error(code),
+            _ => io::Error::new(e.io().kind(), e.to_string()),
         }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    })
 }
 
 /// Directories in all sources together, excludes left out: the watches the worker needs.

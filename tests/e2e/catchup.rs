@@ -1,5 +1,6 @@
 //! Cheap restart: what changed while the worker was stopped reaches the target without a
-//! whole-tree rsync after a clean stop, and with one after a SIGKILL.
+//! whole-tree rsync after a clean stop or after a SIGKILL once a running checkpoint
+//! vouches for the pushes, and with one after a SIGKILL before any checkpoint.
 //!
 //! The proof that a push did *not* cover the whole tree is a sentinel: a file that exists
 //! only on the target, in a directory nobody touched. A whole-tree push (`--delete`)
@@ -8,9 +9,9 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::harness::tree::{chmod, wait_past_seed, write_file};
+use crate::harness::tree::{chmod, newest_ctime, wait_past_seed, write_file};
 use crate::harness::{Site, SyncCheck, TreeWriter, Worker};
 
 const SENTINEL: &str = "keep/target-only.txt";
@@ -195,5 +196,85 @@ fn after_sigkill_the_next_start_runs_a_full_sync() {
         "expected the reason for the full sync in the log:\n{log}"
     );
     assert!(log.contains("pushed the whole tree"), "{log}");
+    w.stop();
+}
+
+/// Wall time as the record writes it: Unix nanoseconds.
+fn unix_ns(t: SystemTime) -> i64 {
+    let d = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970");
+    i64::try_from(d.as_nanos()).expect("fits i64")
+}
+
+#[test]
+fn after_sigkill_while_idle_the_checkpoint_limits_the_catch_up_to_what_changed() {
+    let site = &Site::new();
+    let files = seed(site);
+    let src = site.src();
+    let mut w = Worker::start(&site.config());
+    // Some pushes by this worker.
+    for i in 0..3 {
+        write_file(&src.join(format!("mod/pushed-{i}.txt")), b"pushed live");
+    }
+    SyncCheck::new(src, &site.dst())
+        .ignore(|p| p == Path::new(SENTINEL))
+        .with(&w)
+        .with(&site.daemon)
+        .within(Duration::from_secs(30))
+        .wait();
+    wait_first_push(&mut w, site);
+
+    // Idle: wait for a checkpoint whose T is past every ctime in the tree (it moves once
+    // the pushes are done and the watcher is SLACK past them; written every 5 s).
+    let newest = unix_ns(newest_ctime(src));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = marker(site);
+        let since = m["syncs"][0]["since_ns"].as_i64();
+        if m["state"] == "running" && since.is_some_and(|t| t > newest) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint past {newest} within 30 s: {m}\n{}",
+            w.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    w.kill();
+    assert_eq!(marker(site)["state"], "running", "killed: no clean record");
+
+    // Ten files rewritten in place while nothing watches (their directories unchanged).
+    let changed: Vec<&PathBuf> = files.iter().step_by(7).take(10).collect();
+    assert_eq!(changed.len(), 10);
+    for (i, p) in changed.iter().enumerate() {
+        write_file(
+            p,
+            format!("changed {i} while the worker was dead").as_bytes(),
+        );
+    }
+
+    let mut w = Worker::start(&site.config());
+    SyncCheck::new(src, &site.dst())
+        .ignore(|p| p == Path::new(SENTINEL))
+        .with(&w)
+        .with(&site.daemon)
+        .within(Duration::from_secs(30))
+        .wait();
+    wait_first_push(&mut w, site);
+    let log = w.log();
+    assert!(
+        log.contains("catch-up: 10 changed paths and 0 directories since"),
+        "expected the walk to find exactly the ten changes:\n{log}"
+    );
+    assert!(
+        log.contains("pushed 10 paths in") && !log.contains("whole"),
+        "expected one push of the ten paths and no whole-tree push:\n{log}"
+    );
+    assert!(
+        site.dst().join(SENTINEL).exists(),
+        "a whole-tree push ran (the target-only file is gone):\n{log}"
+    );
     w.stop();
 }

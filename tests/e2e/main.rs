@@ -9,13 +9,17 @@ mod harness_selftest;
 
 /// A daemon module with `max connections = 1`: parallel runs, a slot held by another client.
 mod busy;
-/// Restart after a clean stop catches up by ctime, not by a full sync; after SIGKILL, full.
+/// Restart after a clean stop, or after SIGKILL once a running checkpoint vouches,
+/// catches up by ctime, not by a full sync; after SIGKILL before any checkpoint, full.
 mod catchup;
 /// Bursts, deletes, renames, the new-dir race, hard names, tree mode.
 mod changes;
 /// The controller `syncd`: start/stop/status, stale pidfiles, reload and SIGHUP, bad
 /// configs, sersync's flags, `syncd run` with `$NOTIFY_SOCKET`.
 mod controller;
+/// Damaged state files (fail log, clean-stop record) are set aside and answered by a
+/// whole-tree push; the worker still starts.
+mod damaged_state;
 /// New symlinks, hard links, empty files, chmod — each alone.
 mod events;
 /// Excluded paths never reach the target and are not deleted there.

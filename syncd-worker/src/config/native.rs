@@ -12,7 +12,8 @@ use toml::Spanned;
 use super::diag::{At, Diags, Pos, Problem};
 use super::model::{EventSet, Mode};
 use super::spec::{
-    self, CommandSpec, DaemonSpec, FileSpec, Format, HttpSpec, SyncSpec, TargetSpec,
+    self, CommandSpec, DaemonSpec, FileSpec, Format, HttpSpec, SyncSpec, TargetSpec, MAX_DURATION,
+    MAX_FULL_INTERVAL,
 };
 
 #[derive(Deserialize)]
@@ -207,19 +208,31 @@ impl Reader<'_> {
         v.map(|v| v.into_iter().map(|s| self.at(s)).collect())
     }
 
-    /// A duration string; errors keep `default` so checking can go on.
+    /// A duration string of at most `max`; errors keep `default` so checking can go on.
     fn duration(
         &self,
         v: Option<Spanned<toml::Value>>,
         key: &str,
         default: At<Duration>,
+        max: Duration,
         d: &mut Diags,
     ) -> At<Duration> {
         let Some(v) = v else { return default };
         let at = self.pos(v.span());
         match v.get_ref() {
             toml::Value::String(s) => match parse_duration(s) {
-                Ok(value) => At::new(value, at),
+                Ok(value) if value <= max => At::new(value, at),
+                Ok(_) => {
+                    let max = humantime::format_duration(max);
+                    d.error_with(
+                        at,
+                        format!("{key} = {s:?} is too long: at most {max}"),
+                        &[&format!(
+                            "write at most \"{max}\": longer waits are mistakes (and overflow timers)"
+                        )],
+                    );
+                    default
+                }
                 Err(e) => {
                     d.error_with(
                         at,
@@ -257,9 +270,10 @@ impl Reader<'_> {
         key: &str,
         default: Option<Duration>,
         at: Pos,
+        max: Duration,
         d: &mut Diags,
     ) -> Option<Duration> {
-        let got = self.duration(v, key, At::new(default.unwrap_or_default(), at), d);
+        let got = self.duration(v, key, At::new(default.unwrap_or_default(), at), max, d);
         Some(got.value).filter(|v| !v.is_zero())
     }
 
@@ -273,8 +287,8 @@ impl Reader<'_> {
             Some(RawMode::Tree) => Mode::Tree,
             Some(RawMode::Files) | None => Mode::Files,
         };
-        spec.delay = self.duration(raw.delay, "delay", spec.delay, d);
-        spec.max_delay = self.duration(raw.max_delay, "max_delay", spec.max_delay, d);
+        spec.delay = self.duration(raw.delay, "delay", spec.delay, MAX_DURATION, d);
+        spec.max_delay = self.duration(raw.max_delay, "max_delay", spec.max_delay, MAX_DURATION, d);
         if let Some(v) = raw.max_batch {
             spec.max_batch = self.at(v);
         }
@@ -305,16 +319,35 @@ impl Reader<'_> {
             if let Some(p) = r.params {
                 spec.params = self.list(Some(p)).unwrap_or_default();
             }
-            spec.rsync_timeout =
-                self.optional_duration(r.timeout, "timeout", spec.rsync_timeout, at, d);
+            spec.rsync_timeout = self.optional_duration(
+                r.timeout,
+                "timeout",
+                spec.rsync_timeout,
+                at,
+                MAX_DURATION,
+                d,
+            );
             spec.extra = self.list(r.extra).unwrap_or_default();
         }
         if let Some(r) = raw.retry {
-            spec.retry_min = self.duration(r.min_interval, "min_interval", spec.retry_min, d);
-            spec.retry_max = self.duration(r.max_interval, "max_interval", spec.retry_max, d);
+            spec.retry_min = self.duration(
+                r.min_interval,
+                "min_interval",
+                spec.retry_min,
+                MAX_DURATION,
+                d,
+            );
+            spec.retry_max = self.duration(
+                r.max_interval,
+                "max_interval",
+                spec.retry_max,
+                MAX_DURATION,
+                d,
+            );
         }
         if let Some(f) = raw.full_sync {
-            spec.full_interval = self.optional_duration(f.interval, "interval", None, at, d);
+            spec.full_interval =
+                self.optional_duration(f.interval, "interval", None, at, MAX_FULL_INTERVAL, d);
             spec.full_exclude = self.list(f.exclude);
         }
         spec.targets = raw
@@ -336,6 +369,7 @@ impl Reader<'_> {
                             c.timeout,
                             "timeout",
                             At::new(spec::DEFAULT_COMMAND_TIMEOUT, at),
+                            MAX_DURATION,
                             d,
                         )
                         .value,
@@ -352,6 +386,7 @@ impl Reader<'_> {
                             h.timeout,
                             "timeout",
                             At::new(spec::DEFAULT_HTTP_TIMEOUT, at),
+                            MAX_DURATION,
                             d,
                         )
                         .value,

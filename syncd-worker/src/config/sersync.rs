@@ -13,7 +13,9 @@ use roxmltree::{Document, Node};
 use super::diag::{At, Diags, Pos};
 use super::glob::glob_to_regex;
 use super::model::EventSet;
-use super::spec::{self, CommandSpec, FileSpec, Format, SyncSpec, TargetSpec};
+use super::spec::{
+    self, CommandSpec, FileSpec, Format, SyncSpec, TargetSpec, MAX_DURATION, MAX_FULL_INTERVAL,
+};
 
 /// Decode a confxml.xml: UTF-8 when it is, else Latin-1 (sersync's stock file declares
 /// ISO-8859-1). A byte-order mark is dropped.
@@ -311,6 +313,34 @@ impl<'a, 'input> Xml<'a, 'input> {
         }
     }
 
+    /// A whole number of `unit`s (at least 1 for minutes, 0 for seconds, as sersync
+    /// reads them), at most `max`: an error at the attribute otherwise.
+    fn duration(
+        &self,
+        node: Node,
+        name: &str,
+        unit: Duration,
+        max: Duration,
+        d: &mut Diags,
+    ) -> Option<At<Duration>> {
+        let min = i64::from(unit == MINUTE);
+        let n = self.number(node, name, min, d)?;
+        let most = max.as_secs() / unit.as_secs();
+        let unit_name = if unit == MINUTE { "minutes" } else { "seconds" };
+        if n.value.unsigned_abs() > most {
+            d.error(
+                n.at,
+                format!(
+                    "{name}=\"{}\": at most {most} {unit_name} ({})",
+                    n.value,
+                    humantime::format_duration(max)
+                ),
+            );
+            return None;
+        }
+        Some(At::new(unit * u32::try_from(n.value).ok()?, n.at))
+    }
+
     /// `<TAG expression="..."/>` children of `node`.
     fn expressions(&self, node: Node, tag: &str, d: &mut Diags) -> Vec<At<String>> {
         let mut out = Vec::new();
@@ -360,8 +390,8 @@ impl<'a, 'input> Xml<'a, 'input> {
                 "localpath" => g.localpaths.push(n),
                 "rsync" => self.rsync(n, g, d),
                 "failLog" => {
-                    if let Some(m) = self.number(n, "timeToExecute", 1, d) {
-                        g.retry_max = Some(At::new(minutes(m.value), m.at));
+                    if let Some(m) = self.duration(n, "timeToExecute", MINUTE, MAX_DURATION, d) {
+                        g.retry_max = Some(m);
                     }
                     let path = n.attribute("path").unwrap_or("");
                     d.warn(
@@ -375,7 +405,7 @@ impl<'a, 'input> Xml<'a, 'input> {
                 }
                 "crontab" => {
                     let on = self.flag(n, "start", d);
-                    let schedule = self.number(n, "schedule", 1, d);
+                    let schedule = self.duration(n, "schedule", MINUTE, MAX_FULL_INTERVAL, d);
                     for f in self.children(n) {
                         if f.tag_name().name() != "crontabfilter" {
                             self.unknown(f, f.tag_name().name(), "<crontab>", "crontabfilter", d);
@@ -393,7 +423,7 @@ impl<'a, 'input> Xml<'a, 'input> {
                         }
                     }
                     if on {
-                        g.full_interval = schedule.map(|m| minutes(m.value));
+                        g.full_interval = schedule.map(|m| m.value);
                     }
                 }
                 "plugin" => {
@@ -448,8 +478,8 @@ impl<'a, 'input> Xml<'a, 'input> {
                 "timeout" => {
                     if self.flag(n, "start", d) {
                         g.timeout = self
-                            .number(n, "time", 0, d)
-                            .map(|t| Duration::from_secs(t.value.unsigned_abs()));
+                            .duration(n, "time", Duration::from_secs(1), MAX_DURATION, d)
+                            .map(|t| t.value);
                     }
                 }
                 "ssh" => g.ssh = self.flag(n, "start", d),
@@ -535,6 +565,4 @@ impl<'a, 'input> Xml<'a, 'input> {
     }
 }
 
-fn minutes(m: i64) -> Duration {
-    Duration::from_secs(m.unsigned_abs().saturating_mul(60))
-}
+const MINUTE: Duration = Duration::from_secs(60);

@@ -26,6 +26,13 @@ pub(super) const DEFAULT_RETRY_MIN: Duration = Duration::from_secs(1);
 pub(super) const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 pub(super) const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 pub(super) const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest `[sync.full_sync] interval` (sersync: `<crontab schedule>`): a year (365.25
+/// days, humantime's "1year").
+pub(super) const MAX_FULL_INTERVAL: Duration = Duration::from_secs(31_557_600);
+/// Longest value of every other duration key — `delay`, `max_delay`, rsync and hook
+/// timeouts, retry intervals (sersync: `<timeout time>`, `<failLog timeToExecute>`): a
+/// day. Longer waits are mistakes, and unbounded ones overflow `Instant` arithmetic.
+pub(super) const MAX_DURATION: Duration = Duration::from_secs(86_400);
 const MAX_THREADS: i64 = 64;
 /// `fs.inotify.max_queued_events` is a C `int` in the kernel (`proc_dointvec_minmax`).
 const MAX_QUEUED_EVENTS_LIMIT: i64 = i32::MAX as i64;

@@ -341,6 +341,16 @@ fn bad_toml_configs_point_at_the_value() {
         ("two syncs one source", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/a\"\n[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/b\"\n", 6, 10, "a second sync is named"),
         ("relative state_dir", "state_dir = \"state\"\n[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/b\"\n", 1, 13, "not an absolute path"),
         ("retry min > max", "[[sync]]\nsource = \"{src}\"\n[sync.retry]\nmin_interval = \"10m\"\nmax_interval = \"1m\"\n[[sync.target]]\ndest = \"/b\"\n", 4, 16, "longer than max_interval"),
+        // Durations past their maximum would overflow `Instant` arithmetic at run time.
+        ("full_sync interval huge", "[[sync]]\nsource = \"{src}\"\n[sync.full_sync]\ninterval = \"500000000000y\"\n[[sync.target]]\ndest = \"/b\"\n", 4, 12, "at most 1year"),
+        ("full_sync interval 2y", "[[sync]]\nsource = \"{src}\"\n[sync.full_sync]\ninterval = \"2y\"\n[[sync.target]]\ndest = \"/b\"\n", 4, 12, "at most 1year"),
+        ("delay huge", "[[sync]]\nsource = \"{src}\"\ndelay = \"100y\"\nmax_delay = \"200y\"\n[[sync.target]]\ndest = \"/b\"\n", 3, 9, "at most 1day"),
+        ("max_delay huge", "[[sync]]\nsource = \"{src}\"\nmax_delay = \"2days\"\n[[sync.target]]\ndest = \"/b\"\n", 3, 13, "at most 1day"),
+        ("rsync timeout huge", "[[sync]]\nsource = \"{src}\"\n[sync.rsync]\ntimeout = \"25h\"\n[[sync.target]]\ndest = \"/b\"\n", 4, 11, "at most 1day"),
+        ("retry max huge", "[[sync]]\nsource = \"{src}\"\n[sync.retry]\nmax_interval = \"9999999999999s\"\n[[sync.target]]\ndest = \"/b\"\n", 4, 16, "at most 1day"),
+        ("retry min huge", "[[sync]]\nsource = \"{src}\"\n[sync.retry]\nmin_interval = \"3days\"\nmax_interval = \"4days\"\n[[sync.target]]\ndest = \"/b\"\n", 4, 16, "at most 1day"),
+        ("command hook timeout huge", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/backup\"\n[sync.hooks.command]\nargv = [\"/bin/true\"]\ntimeout = \"1000y\"\n", 7, 11, "at most 1day"),
+        ("http hook timeout huge", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/backup\"\n[sync.hooks.http]\nurl = \"http://cdn.example/x\"\ntimeout = \"1000y\"\n", 7, 11, "at most 1day"),
     ];
     check_cases("/etc/syncd/syncd.toml", cases);
 }
@@ -676,6 +686,9 @@ fn bad_confxml_points_at_the_element() {
         ("no remote", format!("{HEAD}<sersync>\n<localpath watch=\"{{src}}\">\n</localpath>\n</sersync>\n</head>\n"), 4, 1, "has no target"),
         ("no sersync", format!("{HEAD}</head>\n"), 2, 1, "there is no <sersync> element"),
         ("bad failLog", format!("{HEAD}{SERSYNC}<failLog path=\"/tmp/x.sh\" timeToExecute=\"soon\"/>\n</sersync>\n</head>\n"), 7, 42, "whole number"),
+        ("huge failLog", format!("{HEAD}{SERSYNC}<failLog path=\"/tmp/x.sh\" timeToExecute=\"9223372036854775807\"/>\n</sersync>\n</head>\n"), 7, 42, "at most 1440"),
+        ("huge crontab", format!("{HEAD}{SERSYNC}<crontab start=\"true\" schedule=\"600000000000\"/>\n</sersync>\n</head>\n"), 7, 33, "at most 525960"),
+        ("huge rsync timeout", format!("{HEAD}{SERSYNC}<rsync><timeout start=\"true\" time=\"86401\"/></rsync>\n</sersync>\n</head>\n"), 7, 36, "at most 86400"),
         ("bad filter regex", format!("{HEAD}<filter start=\"true\"><exclude expression=\"(\"/></filter>\n{SERSYNC}</sersync>\n</head>\n"), 3, 43, "invalid regular expression"),
         ("forbidden commonParams", format!("{HEAD}{SERSYNC}<rsync><commonParams params=\"-artuz --delete\"/></rsync>\n</sersync>\n</head>\n"), 7, 30, "decides deletions itself"),
         ("not xml", format!("{HEAD}<sersync>\n</head>\n"), 4, 1, "not well-formed XML"),
