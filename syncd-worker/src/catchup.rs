@@ -471,12 +471,19 @@ impl Tracker {
     }
 
     /// The source was lost (unmounted, moved away, replaced) while watched: when it
-    /// comes back, catch up from what the sync could vouch for until now — a ctime walk
-    /// from its last quiet mark (as the running checkpoint: changes held in the queues
-    /// are not pushed yet, and a kill while lost must not lose them), or a whole-tree
-    /// push when it cannot vouch for anything.
-    pub fn lost(&mut self, unwatched: u64) {
-        self.decision = match self.checkpoint(true, unwatched) {
+    /// comes back, catch up from what the sync could vouch for until now — a ctime walk,
+    /// or a whole-tree push when it cannot vouch for anything. `idle`: every change the
+    /// watcher sent is pushed (nothing queued or in flight, and the watcher, stopped, sent
+    /// all before saying so), so its final watermark vouches; otherwise the last quiet
+    /// mark does (as for the running checkpoint: held changes are not pushed yet, and a
+    /// kill while the source is away must not lose them).
+    pub fn lost(&mut self, unwatched: u64, idle: bool) {
+        let t = if idle {
+            self.vouch(true, unwatched)
+        } else {
+            self.checkpoint(true, unwatched)
+        };
+        self.decision = match t {
             Some(t) => Decision::CtimeSince(t),
             None => Decision::Full(
                 "the source was lost before syncd could vouch for what it had pushed".into(),

@@ -696,7 +696,11 @@ impl Engine {
                 };
                 if s.ready {
                     // What it could vouch for until now is what the catch-up starts from.
-                    s.catchup.lost(s.stats.unwatched);
+                    let idle = s
+                        .targets
+                        .iter()
+                        .all(|t| t.queue.is_empty() && t.in_flight.is_none());
+                    s.catchup.lost(s.stats.unwatched, idle);
                 }
                 s.ready = false;
                 s.next_full = None;
@@ -886,7 +890,8 @@ impl Engine {
             s.job.name
         );
         if s.ready {
-            s.catchup.lost(s.stats.unwatched);
+            // The batch just put back is not pushed: only the quiet mark vouches.
+            s.catchup.lost(s.stats.unwatched, false);
         }
         let expect = match s.source {
             Some(id) => Expect::Exactly(id),
