@@ -247,7 +247,10 @@ impl<'a> Supervisor<'a> {
         if self.settings.state_dir_flag {
             cmd.arg("--state-dir").arg(&self.settings.state_dir);
         }
-        if self.args.initial_sync || catch_up {
+        // A restarted worker catches up by itself: its predecessor's running checkpoint
+        // (catchup.json) gives the ctime walk its start, and without one (it died before
+        // its first quiet moment) the worker pushes every tree whole.
+        if self.args.initial_sync && !catch_up {
             cmd.arg("--initial-sync");
         }
         if let Some(n) = self.args.threads {
@@ -281,7 +284,7 @@ impl<'a> Supervisor<'a> {
         log::info!(
             "worker pid {pid} started{}",
             if catch_up {
-                " (replays the saved queue, then a catch-up full sync)"
+                " (replays the fail log, then catches up from its predecessor's checkpoint)"
             } else {
                 ""
             }

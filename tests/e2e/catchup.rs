@@ -11,8 +11,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::harness::controller::{kill, wait_gone};
 use crate::harness::tree::{chmod, newest_ctime, wait_past_seed, write_file};
-use crate::harness::{Site, SyncCheck, TreeWriter, Worker};
+use crate::harness::{Controller, Site, SyncCheck, TreeWriter, Worker};
 
 const SENTINEL: &str = "keep/target-only.txt";
 
@@ -227,21 +228,7 @@ fn after_sigkill_while_idle_the_checkpoint_limits_the_catch_up_to_what_changed()
 
     // Idle: wait for a checkpoint whose T is past every ctime in the tree (it moves once
     // the pushes are done and the watcher is SLACK past them; written every 5 s).
-    let newest = unix_ns(newest_ctime(src));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let m = marker(site);
-        let since = m["syncs"][0]["since_ns"].as_i64();
-        if m["state"] == "running" && since.is_some_and(|t| t > newest) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint past {newest} within 30 s: {m}\n{}",
-            w.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_checkpoint_past_the_tree(site, &|| w.log());
     w.kill();
     assert_eq!(marker(site)["state"], "running", "killed: no clean record");
 
@@ -277,4 +264,72 @@ fn after_sigkill_while_idle_the_checkpoint_limits_the_catch_up_to_what_changed()
         "a whole-tree push ran (the target-only file is gone):\n{log}"
     );
     w.stop();
+}
+
+/// Wait for a running checkpoint whose T is past every ctime in the source.
+fn wait_checkpoint_past_the_tree(site: &Site, log: &dyn Fn() -> String) {
+    let newest = unix_ns(newest_ctime(site.src()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = marker(site);
+        let since = m["syncs"][0]["since_ns"].as_i64();
+        if m["state"] == "running" && since.is_some_and(|t| t > newest) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint past {newest} within 30 s: {m}\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The OOM killer's case: the controller restarts a SIGKILLed worker, and the new one
+/// catches up from its predecessor's checkpoint instead of pushing the whole tree.
+#[test]
+fn worker_killed_under_the_controller_is_restarted_and_catches_up_without_a_full_push() {
+    let site = &Site::new();
+    let files = seed(site);
+    let src = site.src();
+    let c = Controller::new(&site.config());
+    c.start();
+    write_file(&src.join("mod/pushed-live.txt"), b"pushed live");
+    SyncCheck::new(src, &site.dst())
+        .ignore(|p| p == Path::new(SENTINEL))
+        .with(&c)
+        .with(&site.daemon)
+        .within(Duration::from_secs(30))
+        .wait();
+    wait_checkpoint_past_the_tree(site, &|| c.log());
+
+    let old = c.worker_pid().expect("worker pid");
+    kill(old, libc::SIGKILL);
+    wait_gone(old, Duration::from_secs(15), "the SIGKILLed worker", &[&c]);
+    let changed: Vec<&PathBuf> = files.iter().step_by(7).take(10).collect();
+    for (i, p) in changed.iter().enumerate() {
+        write_file(p, format!("changed {i} while no worker ran").as_bytes());
+    }
+    c.wait_status("a restarted worker", Duration::from_secs(15), &[], |v| {
+        v["worker_pid"]
+            .as_u64()
+            .is_some_and(|p| p != u64::from(old))
+            && v["worker"]["state"] == "watching"
+    });
+    SyncCheck::new(src, &site.dst())
+        .ignore(|p| p == Path::new(SENTINEL))
+        .with(&c)
+        .with(&site.daemon)
+        .within(Duration::from_secs(30))
+        .wait();
+    let log = c.log();
+    assert!(
+        log.contains("catch-up: 10 changed paths and 0 directories since"),
+        "expected the restarted worker's walk to find exactly the ten changes:\n{log}"
+    );
+    assert!(
+        site.dst().join(SENTINEL).exists(),
+        "the restarted worker pushed the whole tree (the target-only file is gone):\n{log}"
+    );
+    c.stop();
 }
