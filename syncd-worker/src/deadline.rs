@@ -13,27 +13,23 @@ pub const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// `now + d`, or the farthest instant up to `FAR` ahead when that overflows.
 pub fn after(now: Instant, d: Duration) -> Instant {
-    if let Some(t) = now.checked_add(d) {
-        return t;
-    }
-    let mut step = d.min(FAR);
-    while !step.is_zero() {
-        if let Some(t) = now.checked_add(step) {
-            return t;
-        }
-        step /= 2;
-    }
-    now
+    saturating(now, d, Instant::checked_add)
 }
 
 /// `now + d` on the wall clock, saturating the same way (for times shown in the status).
 pub fn wall_after(now: SystemTime, d: Duration) -> SystemTime {
-    if let Some(t) = now.checked_add(d) {
+    saturating(now, d, SystemTime::checked_add)
+}
+
+/// `add(now, d)`, else the largest step towards it (at most `FAR`, halved until it
+/// fits), else `now`.
+fn saturating<T: Copy>(now: T, d: Duration, add: impl Fn(&T, Duration) -> Option<T>) -> T {
+    if let Some(t) = add(&now, d) {
         return t;
     }
     let mut step = d.min(FAR);
     while !step.is_zero() {
-        if let Some(t) = now.checked_add(step) {
+        if let Some(t) = add(&now, step) {
             return t;
         }
         step /= 2;
