@@ -163,10 +163,14 @@ pub fn gather(settings: &Settings, config: &Config, env: &Env) -> Vec<Finding> {
     }
 
     let mut dirs = 0u64;
+    let sources = syncd_worker::source_id::Record::load(&settings.state_dir);
     for job in &config.syncs {
         let (finding, n) = source_finding(job);
         out.push(finding);
         dirs = dirs.saturating_add(n);
+        if let Some(f) = source_identity_finding(job, &sources) {
+            out.push(f);
+        }
     }
 
     let mut daemon_seen = false;
@@ -347,6 +351,34 @@ fn source_finding(job: &SyncJob) -> (Finding, u64) {
         format!("readable, {dirs} directories to watch (excludes left out)"),
     );
     (f, dirs)
+}
+
+/// Is the source still the directory the daemon watched (`sources.json`)? None for a
+/// sync that has never been watched (nothing to compare with).
+fn source_identity_finding(
+    job: &SyncJob,
+    sources: &syncd_worker::source_id::Record,
+) -> Option<Finding> {
+    let expected = sources.expected(&job.name, &job.source)?;
+    let subject = format!("source {}", job.source.display());
+    Some(match expected.check(&job.source) {
+        Ok(()) => Finding::ok(
+            subject,
+            if expected.mount_point {
+                "the same mounted file system as syncd watched before"
+            } else {
+                "the same directory as syncd watched before"
+            },
+        ),
+        Err(why) => Finding::new(
+            Status::Problem,
+            subject,
+            format!("is not the directory syncd watched before: {why}"),
+        )
+        .fix(
+            "mount the source's file system (syncd pushes nothing from another directory and resumes when it is back); if the new directory is right, `syncd sync --full` accepts it",
+        ),
+    })
 }
 
 /// `faccessat(2)` with the effective ids.

@@ -848,3 +848,30 @@ fn writable_dirs_and_local_targets() {
         assert!(render(&f).contains(needle), "{}", render(&f));
     }
 }
+
+#[test]
+fn source_identity_against_what_the_daemon_watched() {
+    let top = tempfile::tempdir().expect("tempdir");
+    let data = top.path().join("data");
+    fs::create_dir(&data).expect("mkdir");
+    let (_dir, mut config) = config_with(vec![]);
+    config.syncs[0].source = data.clone();
+    let job = job_of(&config);
+    let mut record = syncd_worker::source_id::Record::default();
+    // Never watched: nothing to compare with.
+    assert!(source_identity_finding(job, &record).is_none());
+    let id = syncd_worker::source_id::SourceId::of(&data).expect("identity");
+    record.set(&job.name, &job.source, id);
+    let same = source_identity_finding(job, &record).expect("a finding");
+    assert_eq!(same.status, Status::Ok, "{}", render(&same));
+    // The deploy swap.
+    fs::rename(&data, top.path().join("data.old")).expect("mv");
+    fs::create_dir(&data).expect("mkdir");
+    let swapped = source_identity_finding(job, &record).expect("a finding");
+    assert_eq!(swapped.status, Status::Problem, "{}", render(&swapped));
+    let text = render(&swapped);
+    assert!(
+        text.contains("not the directory syncd watched before") && text.contains("sync --full"),
+        "{text}"
+    );
+}
