@@ -273,3 +273,75 @@ fn worker_restarted_while_the_source_is_unmounted_pushes_nothing() {
         .wait();
     c.stop();
 }
+
+/// `rm -rf` of the source root, then a restored copy in its place, accepted by `syncd
+/// reload` (SIGHUP): nothing pushed in between, then the restored tree (the deletion
+/// guard allows it: it holds what the target has).
+#[test]
+fn deleted_source_root_waits_and_a_reload_accepts_its_replacement() {
+    let site = Site::new();
+    let data = data_dir(&site);
+    seed(&data);
+    let cfg = WorkerConfig::new(site.state.path(), &data)
+        .daemon(&site.daemon)
+        .initial_sync(true);
+    let mut w = Worker::start(&cfg);
+    SyncCheck::new(&data, &site.dst())
+        .with(&w)
+        .with(&site.daemon)
+        .within(SYNC_TIMEOUT)
+        .wait();
+    let before = snapshot(&site.dst());
+    let copy = site.src().join("copy");
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&data)
+        .arg(&copy)
+        .status()
+        .expect("run cp");
+    assert!(cp.success(), "cp -a data copy");
+    fs::remove_dir_all(&data).expect("rm -rf data");
+    let st = w.wait_status(
+        "the root reported gone",
+        LOST_TIMEOUT,
+        &[&site.daemon],
+        lost,
+    );
+    let why = st.syncs[0].source_problem.clone().unwrap_or_default();
+    assert!(why.contains("deleted"), "reason should say deleted: {why}");
+    poke(&mut w);
+    assert_eq!(
+        snapshot(&site.dst()),
+        before,
+        "pushed while the source was gone"
+    );
+
+    // Restored from the copy: a new directory (new inode), not the watched one.
+    fs::rename(&copy, &data).expect("restore");
+    write_file(&data.join("keep/restored.txt"), b"restored");
+    w.wait_status(
+        "the new directory reported as not the watched one",
+        LOST_TIMEOUT,
+        &[&site.daemon],
+        |s| {
+            s.syncs[0]
+                .source_problem
+                .as_deref()
+                .is_some_and(|p| p.contains("replaced"))
+        },
+    );
+    assert_eq!(snapshot(&site.dst()), before, "pushed from the replacement");
+    w.reload();
+    w.wait_status(
+        "the replacement accepted",
+        LOST_TIMEOUT,
+        &[&site.daemon],
+        back,
+    );
+    SyncCheck::new(&data, &site.dst())
+        .with(&w)
+        .with(&site.daemon)
+        .within(SYNC_TIMEOUT)
+        .wait();
+    w.stop();
+}
