@@ -233,9 +233,9 @@ fn f01_worker_sigkilled_in_a_5000_file_burst() {
 ///
 /// The stop finishes the batch in flight and saves the rest. Every file of the burst is
 /// written more than the catch-up's slack (2 s) before the stop, so what the walk finds
-/// can only be the edits made while stopped: a settle window collects the first part of
-/// the burst into one big batch, slow enough (1,500 paths at 100 KiB/s) to still be in
-/// flight after the late part is written and the slack has passed.
+/// can only be the edits made while stopped: the burst ends with a 2 MiB file, whose
+/// batch (at 200 KiB/s) is still in flight after the late part of the burst has been
+/// written behind it (once the big file is seen arriving) and the slack has passed.
 #[test]
 fn f02_stop_mid_burst_changes_while_stopped_then_start_catches_up_only_those() {
     let mut row = Row::new(2, "`syncd stop` mid-burst, changes while stopped, start");
@@ -244,11 +244,9 @@ fn f02_stop_mid_burst_changes_while_stopped_then_start_catches_up_only_those() {
     let cfg = site
         .config()
         .initial_sync(false)
-        .delay(Some("1s"))
-        .key("max_delay", "\"20s\"")
         .key("max_batch", "200")
         .key("threads", "1")
-        .raw("[sync.rsync]\nextra = [\"--bwlimit=100\"]");
+        .raw("[sync.rsync]\nextra = [\"--bwlimit=200\"]");
     // The burst goes into directories that exist already and are on the target (a new
     // directory is pushed whole, in one run).
     let dirs = ["b0", "b1/x", "b2/y/z"];
@@ -258,6 +256,7 @@ fn f02_stop_mid_burst_changes_while_stopped_then_start_catches_up_only_those() {
     c.start();
     let mut tw = TreeWriter::new(103);
     tw.files(site.src(), &dirs, 1500, 0, 1000);
+    tw.file(&site.src().join("b0/big"), 2 << 20);
     let in_flight = |v: &serde_json::Value| {
         v["worker"]["syncs"][0]["targets"][0]["in_flight"]
             .as_u64()
@@ -268,12 +267,22 @@ fn f02_stop_mid_burst_changes_while_stopped_then_start_catches_up_only_those() {
             .as_u64()
             .unwrap_or(0)
     };
-    c.wait_status(
-        "the first part of the burst in flight",
-        SYNC_TIMEOUT,
-        &[&site.daemon],
-        |v| in_flight(v) > 0,
-    );
+    // rsync receives the big file into a temp file `.big.XXXXXX` beside it.
+    let receiving = site.dst().join("b0");
+    let deadline = Instant::now() + SYNC_TIMEOUT;
+    while !fs::read_dir(&receiving)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with(".big."))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the big file was not seen arriving within {SYNC_TIMEOUT:?}\n{}",
+            c.diagnose()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // The late part of the burst queues up behind the push in flight.
     for i in 0..300 {
         tw.file(
@@ -955,6 +964,10 @@ fn f12_a_new_dir_replaced_by_a_file_before_its_push_arrives_as_the_file() {
 /// rewriting its fail log (the daemon is down, so every push fails, and a writer keeps
 /// adding files); then the daemon back and `syncd start`: nothing is lost. Timed from
 /// the start.
+///
+/// The kill is aimed at a rewrite in progress: as soon as the fail log's temp file
+/// (`.<name>.<hex>.tmp`, there from its creation to its rename) is seen, or after 5 s of
+/// looking (the window is short on a fast disk); the test says on stderr which it was.
 #[test]
 fn f13_both_processes_sigkilled_while_the_fail_log_is_written() {
     let mut row = Row::new(
@@ -1001,8 +1014,27 @@ fn f13_both_processes_sigkilled_while_the_fail_log_is_written() {
         );
         let ctl = c.controller_pid().expect("controller pid");
         let worker = c.worker_pid().expect("worker pid");
+        let aim = Instant::now() + Duration::from_secs(5);
+        let mid_write = loop {
+            let writing = fs::read_dir(&faillog)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"));
+            if writing || Instant::now() >= aim {
+                break writing;
+            }
+        };
         kill(worker, libc::SIGKILL);
         kill(ctl, libc::SIGKILL);
+        eprintln!(
+            "kill -9 {}",
+            if mid_write {
+                "with a fail-log rewrite in progress (its temp file seen)"
+            } else {
+                "after 5 s without catching a fail-log rewrite in progress"
+            }
+        );
         stop.store(true, Ordering::Relaxed);
         writer.join().expect("the writer");
         (ctl, worker)
@@ -1011,6 +1043,26 @@ fn f13_both_processes_sigkilled_while_the_fail_log_is_written() {
         wait_gone(pid, RESTART_TIMEOUT, "a SIGKILLed syncd process", &[&c]);
     }
     c.wait_no_processes(Duration::from_secs(10));
+    let left: Vec<String> = fs::read_dir(&faillog)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    eprintln!("the fail-log directory after the kill: {left:?}");
+    let state_temps = |dir: &Path| -> Vec<String> {
+        fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.') && n.ends_with(".tmp"))
+            .collect()
+    };
+    eprintln!(
+        "temp files in the state directory after the kill: {:?}",
+        state_temps(site.state.path())
+    );
     site.daemon.restart();
     row.lifted();
     let before = c.log().len();
@@ -1022,6 +1074,26 @@ fn f13_both_processes_sigkilled_while_the_fail_log_is_written() {
             .within(BURST_TIMEOUT),
     );
     row.catch_up_from(&c.log()[before..]);
+    let after: Vec<String> = fs::read_dir(&faillog)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let temps: Vec<&String> = after.iter().filter(|n| n.ends_with(".tmp")).collect();
+    assert!(
+        temps.is_empty(),
+        "the temp file of the interrupted fail-log write is still there after the restart: \
+         {temps:?}\n{}",
+        c.diagnose()
+    );
+    let temps = state_temps(site.state.path());
+    assert!(
+        temps.is_empty(),
+        "temp files of interrupted writes left in the state directory after the restart: \
+         {temps:?}\n{}",
+        c.diagnose()
+    );
     assert!(!is_alive(ctl) && !is_alive(worker));
     stop_controller(&c);
     row.survived();
