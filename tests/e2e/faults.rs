@@ -129,8 +129,14 @@ fn catch_up_summary(log: &str) -> String {
     if let Some((paths, dirs)) = catch_up_counts(line) {
         return format!("{paths} paths, {dirs} dirs");
     }
-    if line.contains("full sync") {
-        return "whole tree".to_string();
+    if let Some(at) = line.find("full sync at start: ") {
+        let reason = &line[at + "full sync at start: ".len()..];
+        let reason = reason.split(" (").next().unwrap_or(reason).trim();
+        return format!("whole tree ({reason})");
+    }
+    if line.contains("initial full sync") {
+        return "whole tree (the controller restarts a crashed worker with a full sync)"
+            .to_string();
     }
     "no catch-up logged".to_string()
 }
@@ -1347,12 +1353,12 @@ fn catch_up_counts_are_read_from_the_log_line() {
     );
     assert_eq!(catch_up_summary(line), "10 paths, 0 dirs");
     assert_eq!(
-        catch_up_summary("web: full sync at start: no clean-stop record"),
-        "whole tree"
+        catch_up_summary("web: full sync at start: no clean-stop record (it was killed)"),
+        "whole tree (no clean-stop record)"
     );
     assert_eq!(
         catch_up_summary("web: initial full sync\nworker ready"),
-        "whole tree"
+        "whole tree (the controller restarts a crashed worker with a full sync)"
     );
     assert_eq!(catch_up_summary("nothing"), "no catch-up logged");
 }
