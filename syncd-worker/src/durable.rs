@@ -18,9 +18,10 @@
 //! fsyncs per rewrite would buy nothing. It still gets the exclusive temp and the cleanup.
 //!
 //! A directory fsync that the file system does not support (`EINVAL`, `EOPNOTSUPP`) is
-//! not an error: there is nothing more to do there. Must not: follow a symlink for the
-//! temp file, leave a temp file behind on an error it can see, or create directories
-//! (callers decide where their files may go).
+//! not an error: there is nothing more to do there. A temp file left by a writer killed
+//! before its rename is removed by the file's next writer ([`remove_leftover_temps`]).
+//! Must not: follow a symlink for the temp file, leave a temp file behind on an error it
+//! can see, or create directories (callers decide where their files may go).
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -127,6 +128,64 @@ pub fn set_aside(path: &Path) -> Result<PathBuf, Error> {
         source,
     })?;
     Ok(aside)
+}
+
+/// Remove the temp files that writes of `path` killed between creating and renaming them
+/// (SIGKILL, OOM, power cut) left beside it: `.<name>.<16 hex digits>.tmp`, regular files
+/// only. No start reads them, but each interrupted write would leave one more (as big as
+/// the file: a fail log can be megabytes). Only for the file's one writer, before it
+/// writes (it holds the state directory's lock): a write in progress would lose its temp
+/// file. Returns the names removed; a failure to list or remove is logged and skipped
+/// (housekeeping is never a reason not to start).
+pub fn remove_leftover_temps(path: &Path) -> Vec<String> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            log::warn!(
+                "cannot list {} for temp files of interrupted writes: {e}",
+                dir.display()
+            );
+            return Vec::new();
+        }
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let is_temp = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !is_temp || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => removed.push(file.to_string()),
+            Err(e) => log::warn!(
+                "cannot remove {} (left by an interrupted write): {e}",
+                entry.path().display()
+            ),
+        }
+    }
+    if !removed.is_empty() {
+        log::info!(
+            "removed {} temp file{} of {} left by an interrupted write",
+            removed.len(),
+            if removed.len() == 1 { "" } else { "s" },
+            path.display()
+        );
+    }
+    removed
 }
 
 /// A new temp file beside the destination, created exclusively, never through a symlink.
@@ -265,6 +324,38 @@ mod tests {
         assert_eq!(fs::read(&a).unwrap(), b"one");
         assert_eq!(fs::read(&b).unwrap(), b"two");
         assert!(set_aside(&p).is_err(), "nothing left to move");
+    }
+
+    #[test]
+    fn leftover_temps_of_the_file_are_removed_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.faillog");
+        replace(&p, b"kept", 0o600, Flush::Durable).unwrap();
+        for name in [
+            ".x.faillog.0123456789abcdef.tmp", // left by a killed write: removed
+            ".x.faillog.0123456789abcde.tmp",  // 15 digits: not ours
+            ".x.faillog.0123456789abcdeg.tmp", // not hex
+            ".y.faillog.0123456789abcdef.tmp", // another file's
+            "x.faillog.0123456789abcdef.tmp",  // no leading dot
+        ] {
+            fs::write(d.path().join(name), b"partial").unwrap();
+        }
+        fs::create_dir(d.path().join(".x.faillog.fedcba9876543210.tmp")).unwrap();
+        let removed = remove_leftover_temps(&p);
+        assert_eq!(removed, vec![".x.faillog.0123456789abcdef.tmp".to_string()]);
+        assert_eq!(
+            entries(d.path()),
+            vec![
+                ".x.faillog.0123456789abcde.tmp",
+                ".x.faillog.0123456789abcdeg.tmp",
+                ".x.faillog.fedcba9876543210.tmp",
+                ".y.faillog.0123456789abcdef.tmp",
+                "x.faillog",
+                "x.faillog.0123456789abcdef.tmp",
+            ]
+        );
+        assert_eq!(fs::read(&p).unwrap(), b"kept");
+        assert!(remove_leftover_temps(&d.path().join("missing/none")).is_empty());
     }
 
     #[test]

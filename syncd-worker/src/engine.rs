@@ -197,6 +197,15 @@ pub fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
         log::warn!("{w}");
     }
     let _state_lock = lock_state_dir(&config.state_dir)?;
+    // A worker killed mid-write left temp files beside its state files (the fail logs'
+    // are removed as each is opened); only this worker writes these, and only from now.
+    for file in [
+        config.state_dir.join(catchup::MARKER_FILE),
+        config.state_dir.join(source_id::RECORD_FILE),
+        config.status_file.clone(),
+    ] {
+        crate::durable::remove_leftover_temps(&file);
+    }
     // Before the fail logs and the status file exist: they are signs of a previous run.
     let restart = Restart::begin(&config)?;
     let (tx, rx) = mpsc::channel();

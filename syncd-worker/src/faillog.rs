@@ -45,7 +45,9 @@ pub struct FailLog {
 
 impl FailLog {
     /// Prepare the fail log of `sync` → `target`: creates `<state_dir>/faillog/` (mode
-    /// 0700) if needed. Does not read or create the file itself.
+    /// 0700) if needed and removes the temp files a killed write of this fail log left
+    /// (the caller holds the state directory's lock: no other writer). Does not read or
+    /// create the file itself.
     pub fn open(state_dir: &Path, sync: &str, target: &str) -> anyhow::Result<FailLog> {
         let dir = state_dir.join("faillog");
         fs::create_dir_all(state_dir)
@@ -76,8 +78,10 @@ impl FailLog {
                 )
             })?;
         }
+        let path = dir.join(file_name(sync, target));
+        durable::remove_leftover_temps(&path);
         Ok(FailLog {
-            path: dir.join(file_name(sync, target)),
+            path,
             header: format!("{MAGIC} {VERSION} sync={sync:?} target={target:?}\n"),
         })
     }

@@ -70,6 +70,11 @@ pub fn run(settings: &Settings, config: Config, args: &WorkerArgs) -> anyhow::Re
             }
         },
     };
+    // Holding the lock, this controller is the one writer of its pidfile and state file:
+    // remove the temp files a controller killed mid-write left beside them.
+    for file in [&settings.pidfile, &settings.controller_file] {
+        syncd_worker::durable::remove_leftover_temps(file);
+    }
     lock.write_pid(std::process::id())?;
     let mut sup = Supervisor::new(settings, config, args.clone());
     let result = sup.run();

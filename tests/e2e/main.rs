@@ -7,7 +7,7 @@ mod harness;
 /// The harness proves itself with plain rsync, no syncd.
 mod harness_selftest;
 
-/// A daemon module with `max connections = 1`: parallel runs, a slot held by another client.
+/// A daemon module with `max connections = 1`: parallel runs, busy from the start.
 mod busy;
 /// Restart after a clean stop, or after SIGKILL once a running checkpoint vouches,
 /// catches up by ctime, not by a full sync; after SIGKILL before any checkpoint, full.
@@ -24,8 +24,12 @@ mod damaged_state;
 mod events;
 /// Excluded paths never reach the target and are not deleted there.
 mod excludes;
-/// The deletion guard: a whole-tree push deleting most of the target waits for --force.
-mod guard;
+/// Fault injection, one test per fault ("Never destroy the backup"): kill -9 of the
+/// worker, of both processes, `syncd stop` mid-burst, the daemon down, busy or full, an
+/// inotify overflow and the watch limit (sysctls changed under the exclusive lock), the
+/// source unmounted, swapped, unreadable, changing under a push, the deletion guard.
+/// Each records a row for `scripts/faults` (`SYNCD_FAULTS_REPORT`).
+mod faults;
 /// `init/syncd.init` with the real controller: LSB codes, the subsys lock, function
 /// libraries, a removed binary, the chkconfig/LSB header; the example configs load.
 mod initscript;
@@ -34,17 +38,14 @@ mod moves;
 /// Push now: `syncd-worker --once [--full]` (fail-log replay, whole-tree push with
 /// progress, no rsync left behind by a SIGKILLed worker) and SIGUSR1/SIGUSR2.
 mod oneshot;
-/// inotify queue overflow (changes a sysctl under the exclusive lock).
-mod overflow;
 /// Periodic full sync and the command hook.
 mod periodic;
 /// SIGHUP: exclude, target and source changed in place; an invalid new config is refused.
 mod reload;
-/// Never destroy the backup: read errors hold deletions back, a queued directory that
-/// became a file arrives as a file, excludes mean the same in every push, `-u` dropped.
+/// Never destroy the backup: excludes mean the same in every push, `-u` dropped.
 mod safety;
-/// The source unmounted, moved away and replaced, or not mounted at a restart: nothing
-/// pushed from the wrong directory, status degraded, resumes when it is back.
+/// The source not mounted at a restart: nothing pushed from the wrong directory, status
+/// degraded, resumes when it is back.
 mod source;
 /// Initial sync, sersync confxml.xml, bad configs.
 mod startup;
@@ -53,5 +54,3 @@ mod startup;
 mod supervision;
 /// Target down and up, several targets, restart with pending changes.
 mod targets;
-/// Out of inotify watches (changes a sysctl under the exclusive lock).
-mod watch_limit;

@@ -1,81 +1,19 @@
 //! Never destroy the backup: the pushes' own safety rules, with the real worker and a real
-//! daemon. A source directory the worker may not read keeps its target copy.
+//! daemon: excludes mean the same in every push, `-u` dropped. An unreadable source
+//! directory and a directory replaced by a file are faults in `faults.rs`.
 
 use std::time::Duration;
 
-use crate::harness::tree::{chmod, write_file, SyncCheck};
+use crate::harness::tree::{write_file, SyncCheck};
 use crate::harness::{assert_in_sync, Site, Worker};
 
 /// The worker (and so its rsync runs) without root's right to read whatever it likes:
 /// still uid 0, but mode bits apply to it as to anyone.
-const WITHOUT_DAC_CAPS: &[&str] = &[
+pub(crate) const WITHOUT_DAC_CAPS: &[&str] = &[
     "setpriv",
     "--bounding-set=-dac_override,-dac_read_search",
     "--inh-caps=-all",
 ];
-
-#[test]
-fn a_source_dir_the_worker_cannot_read_keeps_its_target_copy_in_a_full_push() {
-    let site = Site::new();
-    write_file(
-        &site.src().join("locked/secret"),
-        b"only copy left on the backup",
-    );
-    write_file(&site.src().join("locked/sub/deep"), b"deep");
-    write_file(&site.src().join("keep.txt"), b"keep");
-    site.daemon.push_with_rsync(site.src());
-    let mut w = Worker::start_under(&site.config(), WITHOUT_DAC_CAPS);
-
-    // The directory becomes unreadable for the worker (EACCES, as with root_squash NFS).
-    chmod(&site.src().join("locked"), 0o000);
-    // Behind syncd's back: only a whole-tree push deletes this (rsync deletes it before
-    // it meets the read error or after the retry; either is right).
-    write_file(&site.dst().join("junk"), b"target only");
-    w.signal(libc::SIGUSR2);
-    let s = w.wait_status(
-        "the whole-tree push to fail on the unreadable directory",
-        Duration::from_secs(20),
-        &[&site.daemon],
-        |s| {
-            s.syncs[0].targets[0]
-                .last_error
-                .as_deref()
-                .is_some_and(|e| e.contains("locked"))
-        },
-    );
-    let error = s.syncs[0].targets[0].last_error.clone().unwrap_or_default();
-    assert!(
-        error.contains("deleted nothing on the target after that error")
-            && error.contains("Permission denied"),
-        "the error says why nothing was deleted: {error}"
-    );
-    for kept in ["locked/secret", "locked/sub/deep", "keep.txt"] {
-        assert!(
-            site.dst().join(kept).is_file(),
-            "{kept} deleted on the target after a read error\n{}",
-            w.log()
-        );
-    }
-    assert!(w.log().contains("locked"), "{}", w.log());
-
-    // Readable again: the retry completes the push.
-    let before = w.status().expect("status").syncs[0].targets[0].full_syncs;
-    chmod(&site.src().join("locked"), 0o755);
-    w.wait_status(
-        "the retried whole-tree push to succeed",
-        Duration::from_secs(20),
-        &[&site.daemon],
-        |s| s.syncs[0].targets[0].full_syncs > before,
-    );
-    assert_in_sync(
-        site.src(),
-        &site.dst(),
-        Duration::from_secs(20),
-        &[&w, &site.daemon],
-    );
-    assert!(!site.dst().join("junk").exists());
-    w.stop();
-}
 
 #[test]
 fn a_file_restored_with_an_older_mtime_reaches_the_target_despite_artuz() {
@@ -120,31 +58,6 @@ fn a_file_restored_with_an_older_mtime_reaches_the_target_despite_artuz() {
     assert_eq!(
         std::fs::read(site.dst().join("report.txt")).expect("target copy"),
         b"version 1"
-    );
-    w.stop();
-}
-
-#[test]
-fn a_new_dir_replaced_by_a_file_before_its_push_arrives_as_the_file() {
-    // The queue holds a `Tree` for `d` (created, then deleted and created again as a
-    // file: a pending tree stays a tree). A delay longer than these few system calls
-    // keeps them in one batch.
-    let site = Site::new();
-    let mut w = Worker::start(&site.config().delay(Some("500ms")));
-    let d = site.src().join("d");
-    std::fs::create_dir(&d).expect("mkdir d");
-    write_file(&d.join("f"), b"x");
-    std::fs::remove_dir_all(&d).expect("rm -r d");
-    write_file(&d, b"data");
-    assert_in_sync(
-        site.src(),
-        &site.dst(),
-        Duration::from_secs(20),
-        &[&w, &site.daemon],
-    );
-    assert_eq!(
-        std::fs::read(site.dst().join("d")).expect("d on the target"),
-        b"data"
     );
     w.stop();
 }

@@ -73,3 +73,37 @@ impl Drop for LoopFs {
         }
     }
 }
+
+/// A tmpfs of a given size mounted on a directory (e.g. a daemon module's path, to fill the
+/// target's disk). Drop unmounts it (lazily if busy): no mount is left behind.
+pub struct Tmpfs {
+    at: Option<PathBuf>,
+}
+
+impl Tmpfs {
+    /// Mount a tmpfs of `size` (`mount -o size=`, e.g. "8m") on `at` (an existing directory).
+    pub fn mount(at: &Path, size: &str) -> Tmpfs {
+        run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size},mode=0755"))
+            .arg("syncd-e2e-tmpfs")
+            .arg(at));
+        Tmpfs {
+            at: Some(at.to_path_buf()),
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if let Some(at) = self.at.take() {
+            let ok = Command::new("umount")
+                .arg(&at)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = Command::new("umount").arg("-l").arg(&at).status();
+            }
+        }
+    }
+}
