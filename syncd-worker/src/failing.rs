@@ -47,7 +47,12 @@ pub fn split(batch: &Batch, failed: &[FailedPath]) -> Option<Split> {
     if batch.full || failed.is_empty() {
         return None;
     }
-    let listed = |p: &[u8]| batch.paths.iter().any(|x| x == p);
+    let listed = |p: &[u8]| {
+        batch
+            .paths
+            .binary_search_by(|x| x.as_slice().cmp(p))
+            .is_ok()
+    };
     let in_tree = |p: &[u8]| batch.trees.iter().any(|t| t == p || is_below(p, t));
     let parent = |p: &[u8]| {
         batch
@@ -158,16 +163,18 @@ impl Failing {
     }
 
     /// `batch` reached the target: what it carried leaves the list (all of it, for a
-    /// whole-tree push).
-    pub fn pushed(&mut self, batch: &Batch) {
+    /// whole-tree push). Returns whether any path left.
+    pub fn pushed(&mut self, batch: &Batch) -> bool {
+        let before = self.entries.len();
         if batch.full {
             self.entries.clear();
-            return;
+        } else {
+            self.entries.retain(|p, _| {
+                !(batch.paths.binary_search(p).is_ok()
+                    || batch.trees.iter().any(|t| t == p || is_below(p, t)))
+            });
         }
-        self.entries.retain(|p, _| {
-            !(batch.paths.iter().any(|x| x == p)
-                || batch.trees.iter().any(|t| t == p || is_below(p, t)))
-        });
+        self.entries.len() != before
     }
 
     /// The failing paths whose retry time has come, as changes for the queue; they are

@@ -359,6 +359,7 @@ mod tests {
                             full_syncs,
                             delete_method: "delete-missing-args".into(),
                             progress: None,
+                            failing_paths: None,
                         },
                     )
                     .collect(),
