@@ -24,6 +24,8 @@ mod damaged_state;
 mod events;
 /// Excluded paths never reach the target and are not deleted there.
 mod excludes;
+/// A path that keeps failing is retried on its own; the target's other changes go on.
+mod failing;
 /// The deletion guard: a whole-tree push deleting most of the target waits for --force.
 mod guard;
 /// `init/syncd.init` with the real controller: LSB codes, the subsys lock, function
