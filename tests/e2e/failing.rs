@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::tree::{chmod, write_file};
+use crate::harness::tree::{chmod, wait_past_seed, write_file};
 use crate::harness::{assert_in_sync, Site, Worker};
 
 /// The worker (and its rsync runs) still uid 0 but without root's right to read
@@ -122,5 +122,110 @@ fn a_path_that_keeps_failing_is_retried_on_its_own_while_other_changes_arrive() 
         &[&w, &site.daemon],
     );
     assert!(!fail_log_names(cfg.state_dir(), "stuck/secret.txt"));
+    w.stop();
+}
+
+/// A directory of the target made immutable (`chattr +i`: even the daemon's root cannot
+/// create, rename or delete in it); made mutable again when dropped, also after a panic,
+/// so the daemon's tempdir can go.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(dir: &Path) -> Immutable {
+        std::fs::create_dir_all(dir).expect("create the target directory");
+        chattr("+i", dir);
+        Immutable(dir.to_path_buf())
+    }
+
+    fn clear(&self) {
+        chattr("-i", &self.0);
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn chattr(flag: &str, path: &Path) {
+    let out = std::process::Command::new("chattr")
+        .arg(flag)
+        .arg(path)
+        .output()
+        .expect("run chattr (e2fsprogs)");
+    assert!(
+        out.status.success(),
+        "chattr {flag} {}: {} — this test needs a file system with the immutable flag (ext4, xfs, btrfs) under the temp dir",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_target_directory_the_daemon_cannot_write_holds_back_only_its_own_paths_also_across_a_restart()
+{
+    let site = Site::new();
+    let cfg = site.config().retry(Some((BACKOFF, BACKOFF)));
+    // Directories made before the start: a restart's catch-up then walks for changed
+    // files instead of pushing the whole tree (a whole-tree push is never split).
+    for dir in ["locked", "free"] {
+        std::fs::create_dir_all(site.src().join(dir)).expect("mkdir");
+    }
+    wait_past_seed(site.src());
+    let lock = Immutable::set(&site.dst().join("locked"));
+    let mut w = Worker::start(&cfg);
+
+    write_file(&site.src().join("locked/a.txt"), b"cannot land yet");
+    w.wait_log("mkstemp", QUICK);
+    for round in 0..3 {
+        let name = format!("free/{round}.txt");
+        write_file(&site.src().join(&name), name.as_bytes());
+        arrives(&w, &site, &name, name.as_bytes(), QUICK);
+    }
+    let listed = |s: &syncd_worker::status::Status| {
+        s.syncs[0].targets[0]
+            .failing_paths
+            .as_ref()
+            .is_some_and(|f| {
+                f.examples.iter().any(|e| {
+                    e.path == "locked/a.txt" && e.reason.contains("the target cannot create it")
+                })
+            })
+    };
+    let s = w.status().expect("status");
+    assert!(listed(&s), "{:?}\n{}", s.syncs[0].targets[0], w.log());
+    assert_eq!(s.syncs[0].targets[0].consecutive_failures, 0);
+
+    // A restart keeps it: the fail log replays it, it fails again and is listed again.
+    w.stop();
+    assert!(fail_log_names(cfg.state_dir(), "locked/a.txt"));
+    let mut w = Worker::start(&cfg);
+    let pid = w.pid();
+    w.wait_status(
+        "the restarted worker to list the failing path again",
+        Duration::from_secs(10),
+        &[&site.daemon],
+        |s| Some(s.pid) == pid && listed(s),
+    );
+    write_file(&site.src().join("free/after-restart.txt"), b"y");
+    arrives(&w, &site, "free/after-restart.txt", b"y", QUICK);
+
+    lock.clear();
+    w.wait_status(
+        "the failing path to leave the list",
+        Duration::from_secs(30),
+        &[&site.daemon],
+        |s| s.syncs[0].targets[0].failing_paths.is_none(),
+    );
+    assert_in_sync(
+        site.src(),
+        &site.dst(),
+        Duration::from_secs(20),
+        &[&w, &site.daemon],
+    );
     w.stop();
 }
