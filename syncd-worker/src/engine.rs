@@ -791,10 +791,10 @@ impl Engine {
                 if report.refused_busy && cfg_gen == t.cfg_gen {
                     learn_limited(&s.job, t);
                 }
-                let split = match &report.failed {
-                    Some(failed) if s.job.mode != Mode::Tree => failing::split(&done.batch, failed),
-                    _ => None,
-                };
+                let split = report
+                    .failed
+                    .as_ref()
+                    .and_then(|failed| failing::split(&done.batch, failed));
                 if report.outcome.class == Class::Success || split.is_some() {
                     end_busy(&s.job, t, now);
                     let runs = format!(

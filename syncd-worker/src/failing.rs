@@ -2,8 +2,8 @@
 //! local"). Pure: no I/O, no clock — `now` is passed in.
 //!
 //! A push that ends in rsync exit 23 with every failing path named ([`crate::rsync::failures`])
-//! and each of them part of the batch is split by [`split`]: the rest of the batch
-//! counts as pushed, the failing paths are kept here, each with its own backoff
+//! and each of them part of the batch (any path is part of a whole-tree push) is split by
+//! [`split`]: the rest of the batch counts as pushed, the failing paths are kept here, each with its own backoff
 //! (`retry.min_interval` doubling to `retry.max_interval`) and the reason rsync gave.
 //! The target's own backoff is not touched: its other changes go out on their normal
 //! schedule. A failing path waits here, not in the queue: when its time comes, [`Failing::due`]
@@ -40,12 +40,30 @@ pub struct Split {
     pub failed: Vec<(RelPath, bool, String)>,
 }
 
-/// Split `batch` by the paths that failed in it, or None when it cannot be split: a
-/// whole-tree push, no failure, or a failure that is not part of the batch (neither a
-/// listed path, nor inside a directory pushed whole, nor a parent rsync created for one).
+/// Split `batch` by the paths that failed in it, or None when it cannot be split: no
+/// failure, or a failure that is not part of the batch (neither a listed path, nor inside
+/// a directory pushed whole, nor a parent rsync created for one). A whole-tree push holds
+/// every path: it went, but for the failing paths (rsync deleted and sent everything
+/// else: measured, rsync 3.5.0, with a receiver's failed mkdir and a sender's failed
+/// open in one `-r --delete` run), so it counts as done and they wait on their own. Were
+/// it retried whole instead, the full push pending in the queue would cover every later
+/// change, and the whole target would wait for the failing path's backoff.
 pub fn split(batch: &Batch, failed: &[FailedPath]) -> Option<Split> {
-    if batch.full || failed.is_empty() {
+    if failed.is_empty() {
         return None;
+    }
+    if batch.full {
+        let mut out: BTreeMap<RelPath, (bool, String)> = BTreeMap::new();
+        for f in failed {
+            let e = out
+                .entry(f.path.clone())
+                .or_insert_with(|| (f.below_too, f.reason.clone()));
+            e.0 |= f.below_too;
+        }
+        return Some(Split {
+            pushed: batch.clone(),
+            failed: out.into_iter().map(|(p, (w, r))| (p, w, r)).collect(),
+        });
     }
     let listed = |p: &[u8]| {
         batch
@@ -339,10 +357,10 @@ mod tests {
                 None,
             ),
             (
-                "a whole-tree push is never split",
+                "a whole-tree push went but for what failed in it",
                 Batch::full(),
-                vec![failed("a", false)],
-                None,
+                vec![failed("a", false), failed("d", true)],
+                Some((vec![], vec![], vec![("a", false), ("d", true)])),
             ),
             ("nothing named: not split", batch(&["a"], &[]), vec![], None),
         ];

@@ -107,6 +107,22 @@ fn a_path_that_keeps_failing_is_retried_on_its_own_while_other_changes_arrive() 
         "the fail log keeps the failing path"
     );
 
+    // A whole-tree push meets it too (`syncd sync --full`, a restart's catch-up, the
+    // periodic full sync): the push counts as done but for it, and later changes still
+    // go on their normal schedule (retried whole, the pending full push would cover them
+    // all and wait for the backoff).
+    let full_syncs = |s: &syncd_worker::status::Status| s.syncs[0].targets[0].full_syncs;
+    let before = full_syncs(&w.status().expect("status"));
+    w.signal(libc::SIGUSR2);
+    w.wait_status(
+        "the whole-tree push to count as done but for the failing path",
+        QUICK,
+        &[&site.daemon],
+        |s| full_syncs(s) > before && s.syncs[0].targets[0].failing_paths.is_some(),
+    );
+    write_file(&site.src().join("after-full.txt"), b"z");
+    arrives(&w, &site, "after-full.txt", b"z", QUICK);
+
     // The cause removed: it arrives on its own retry and leaves the list.
     chmod(&secret, 0o644);
     w.wait_status(
