@@ -208,7 +208,7 @@ pub fn human(r: &Report, now: f64) -> String {
 
 /// `2 paths failing (each retried on its own): a/b.txt (cannot be read on the source:
 /// Permission denied (13)), c (…)`, with `, …` when the status shows only some.
-fn failing_line(f: &syncd_worker::status::FailingPaths) -> String {
+pub(crate) fn failing_line(f: &syncd_worker::status::FailingPaths) -> String {
     let examples: Vec<String> = f
         .examples
         .iter()
