@@ -812,7 +812,7 @@ impl Engine {
                                 t.cfg.name,
                                 describe(&done.batch)
                             );
-                            let changed = t.failing.pushed(&done.batch);
+                            let changed = t.failing.pushed(&done.batch, now);
                             (done.batch, changed)
                         }
                     };
@@ -1587,7 +1587,7 @@ fn isolate(
     took: &str,
     now: Instant,
 ) -> Batch {
-    t.failing.pushed(&split.pushed);
+    t.failing.pushed(&split.pushed, now);
     let first = split
         .failed
         .first()

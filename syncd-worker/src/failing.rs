@@ -180,9 +180,11 @@ impl Failing {
         }
     }
 
-    /// `batch` reached the target: what it carried leaves the list (all of it, for a
-    /// whole-tree push). Returns whether any path left.
-    pub fn pushed(&mut self, batch: &Batch) -> bool {
+    /// `batch` reached the target at `now`: what it carried leaves the list (all of it,
+    /// for a whole-tree push). Returns whether any path left. A path handed back for its
+    /// retry that the batch did not carry was absorbed by the queue (a parent deleted,
+    /// `Gone`, dropped it): it is due again at once, so it never stays listed unpushed.
+    pub fn pushed(&mut self, batch: &Batch, now: Instant) -> bool {
         let before = self.entries.len();
         if batch.full {
             self.entries.clear();
@@ -191,6 +193,10 @@ impl Failing {
                 !(batch.paths.binary_search(p).is_ok()
                     || batch.trees.iter().any(|t| t == p || is_below(p, t)))
             });
+        }
+        for e in self.entries.values_mut().filter(|e| e.requeued) {
+            e.requeued = false;
+            e.retry_at = now;
         }
         self.entries.len() != before
     }
@@ -439,9 +445,17 @@ mod tests {
             min,
             max,
         );
-        f.pushed(&batch(&["a"], &["d"]));
+        f.pushed(&batch(&["a"], &["d"]), t0);
         assert_eq!(strs(&f.owed().paths), ["e"]);
-        f.pushed(&Batch::full());
+        // Handed back, but the queue dropped it (its parent was deleted, `Gone`): the
+        // push that went without it leaves it due again at once, not listed forever.
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(f.due(later), vec![Change::Path(p("e"))]);
+        assert_eq!(f.deadline(), None);
+        f.pushed(&batch(&["d"], &[]), later);
+        assert_eq!(f.deadline(), Some(later));
+        assert_eq!(f.due(later), vec![Change::Path(p("e"))]);
+        f.pushed(&Batch::full(), later);
         assert!(f.is_empty());
     }
 
