@@ -241,7 +241,8 @@ fn run_one(inv: &Invocation, progress: Option<&SharedProgress>) -> (Outcome, Opt
     log::debug!("rsync {} ({})", inv.summary, describe_args(inv));
     match run_observed(inv, progress) {
         Ok(r) => {
-            let named = (r.code == Some(23))
+            // A stderr whose start was dropped may have named more failures.
+            let named = (r.code == Some(23) && !r.stderr_truncated)
                 .then(|| failures::parse(&r.stderr))
                 .flatten();
             let outcome = classify(r.code, r.signal, &r.stderr);
