@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::harness::tree::{chmod, wait_past_seed, write_file};
-use crate::harness::{assert_in_sync, Site, Worker};
+use crate::harness::{assert_in_sync, Site, Worker, WorkerConfig};
 
 /// The worker (and its rsync runs) still uid 0 but without root's right to read
 /// whatever it likes: mode bits apply to it as to anyone.
@@ -24,7 +24,12 @@ const QUICK: Duration = Duration::from_secs(3);
 
 /// Wait until `path` on the target holds `data`; panic after `within` with the logs.
 fn arrives(w: &Worker, site: &Site, path: &str, data: &[u8], within: Duration) {
-    let target = site.dst().join(path);
+    arrives_in(w, &site.dst(), path, data, within);
+}
+
+/// [`arrives`] for the target directory `dst`.
+fn arrives_in(w: &Worker, dst: &Path, path: &str, data: &[u8], within: Duration) {
+    let target = dst.join(path);
     let started = Instant::now();
     while std::fs::read(&target).ok().as_deref() != Some(data) {
         assert!(
@@ -243,5 +248,54 @@ fn a_target_directory_the_daemon_cannot_write_holds_back_only_its_own_paths_also
         Duration::from_secs(20),
         &[&w, &site.daemon],
     );
+    w.stop();
+}
+
+#[test]
+fn a_local_target_directory_that_cannot_be_written_holds_back_only_its_own_paths() {
+    // A local receiver names paths absolutely (`mkstemp "/dst/locked/.a.txt.XXXXXX"`).
+    let site = Site::new();
+    let dst = tempfile::Builder::new()
+        .prefix("syncd-e2e-local.")
+        .tempdir()
+        .expect("a local target");
+    let cfg = WorkerConfig::new(site.state.path(), site.src())
+        .local(dst.path(), None)
+        .retry(Some((BACKOFF, BACKOFF)));
+    for dir in ["locked", "free"] {
+        std::fs::create_dir_all(site.src().join(dir)).expect("mkdir");
+    }
+    let lock = Immutable::set(&dst.path().join("locked"));
+    let mut w = Worker::start(&cfg);
+
+    write_file(&site.src().join("locked/a.txt"), b"cannot land yet");
+    w.wait_log("mkstemp", QUICK);
+    for round in 0..2 {
+        let name = format!("free/{round}.txt");
+        write_file(&site.src().join(&name), name.as_bytes());
+        arrives_in(&w, dst.path(), &name, name.as_bytes(), QUICK);
+    }
+    let s = w.status().expect("status");
+    let t = &s.syncs[0].targets[0];
+    let failing = t
+        .failing_paths
+        .clone()
+        .unwrap_or_else(|| panic!("{t:?}\n{}", w.log()));
+    assert!(
+        failing
+            .examples
+            .iter()
+            .any(|e| e.path == "locked/a.txt" && e.reason.contains("Operation not permitted")),
+        "{failing:?}"
+    );
+
+    lock.clear();
+    w.wait_status(
+        "the failing path to leave the list",
+        Duration::from_secs(30),
+        &[],
+        |s| s.syncs[0].targets[0].failing_paths.is_none(),
+    );
+    assert_in_sync(site.src(), dst.path(), Duration::from_secs(20), &[&w]);
     w.stop();
 }
