@@ -35,9 +35,7 @@ use crate::rsync::args::{dest_arg, Caps};
 use crate::rsync::exit::{Class, Outcome};
 use crate::rsync::probe::probe_target;
 use crate::source_id::{self, SourceId};
-use crate::status::{
-    unix_secs, FailingPath, FailingPaths, State, Status, SyncStatus, TargetStatus,
-};
+use crate::status::{unix_secs, State, Status, SyncStatus, TargetStatus};
 use crate::watch::WatchStats;
 use crate::watch_thread::{self, Expect, Report};
 
@@ -1471,7 +1469,7 @@ impl Engine {
                                     .in_flight
                                     .as_ref()
                                     .and_then(|f| progress::snapshot(&f.progress)),
-                                failing_paths: failing_paths(&t.failing),
+                                failing_paths: t.failing.summary(FAILING_EXAMPLES),
                             }
                         })
                         .collect(),
@@ -1615,20 +1613,6 @@ fn isolate(
 
 /// How many failing paths the status shows with their reasons.
 const FAILING_EXAMPLES: usize = 3;
-
-fn failing_paths(f: &Failing) -> Option<FailingPaths> {
-    (!f.is_empty()).then(|| FailingPaths {
-        count: f.len() as u64,
-        examples: f
-            .examples(FAILING_EXAMPLES)
-            .into_iter()
-            .map(|e| FailingPath {
-                path: e.path,
-                reason: e.reason,
-            })
-            .collect(),
-    })
-}
 
 /// What the status says of a target waiting for a busy daemon since `since`.
 fn busy_message(now: Instant, since: Instant, why: &str) -> String {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::batch::{Batch, RelPath};
 use crate::deadline::{after, double};
 use crate::queue::Change;
+use crate::status::{FailingPath, FailingPaths};
 
 /// A path that failed in a push, relative to the source root, with why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,13 +132,6 @@ struct Entry {
     retry_at: Instant,
     /// Handed back to the queue for its retry, not yet reported on.
     requeued: bool,
-}
-
-/// One failing path for the status: the path (lossy UTF-8) and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Example {
-    pub path: String,
-    pub reason: String,
 }
 
 /// The failing paths of one target.
@@ -274,16 +268,21 @@ impl Failing {
         b
     }
 
-    /// Up to `n` failing paths with their reasons, in path order.
-    pub fn examples(&self, n: usize) -> Vec<Example> {
-        self.entries
-            .iter()
-            .take(n)
-            .map(|(p, e)| Example {
-                path: String::from_utf8_lossy(p).into_owned(),
-                reason: e.reason.clone(),
-            })
-            .collect()
+    /// For the status: how many paths fail, and the first `n` (in path order) with their
+    /// reasons; None when none fails.
+    pub fn summary(&self, n: usize) -> Option<FailingPaths> {
+        (!self.is_empty()).then(|| FailingPaths {
+            count: self.entries.len() as u64,
+            examples: self
+                .entries
+                .iter()
+                .take(n)
+                .map(|(p, e)| FailingPath {
+                    path: String::from_utf8_lossy(p).into_owned(),
+                    reason: e.reason.clone(),
+                })
+                .collect(),
+        })
     }
 }
 
@@ -455,8 +454,11 @@ mod tests {
         f.pushed(&batch(&["d"], &[]), later);
         assert_eq!(f.deadline(), Some(later));
         assert_eq!(f.due(later), vec![Change::Path(p("e"))]);
+        let summary = f.summary(3).expect("e fails");
+        assert_eq!((summary.count, summary.examples[0].path.as_str()), (1, "e"));
         f.pushed(&Batch::full(), later);
         assert!(f.is_empty());
+        assert_eq!(f.summary(3), None);
     }
 
     #[test]
