@@ -93,8 +93,7 @@ pub fn split(batch: &Batch, failed: &[FailedPath]) -> Option<Split> {
     }
     // Below a directory that could not be created, nothing went either.
     let blocked = |p: &[u8]| {
-        out.iter()
-            .any(|(f, (whole, _))| f.as_slice() == p || (*whole && is_below(p, f)))
+        out.contains_key(p) || parents(p).any(|d| out.get(d).is_some_and(|(whole, _)| *whole))
     };
     let pushed = Batch {
         full: false,
@@ -116,6 +115,14 @@ pub fn split(batch: &Batch, failed: &[FailedPath]) -> Option<Split> {
         pushed,
         failed: out.into_iter().map(|(p, (w, r))| (p, w, r)).collect(),
     })
+}
+
+/// The parent directories of `p`: `a/b/c` → `a`, `a/b`.
+fn parents(p: &[u8]) -> impl Iterator<Item = &[u8]> {
+    p.iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'/')
+        .map(move |(i, _)| &p[..i])
 }
 
 /// Is `p` strictly below `dir`?
@@ -236,9 +243,8 @@ impl Failing {
             return batch;
         }
         let waiting = |entries: &BTreeMap<RelPath, Entry>, p: &[u8]| {
-            entries
-                .iter()
-                .any(|(f, e)| !e.requeued && (f.as_slice() == p || (e.tree && is_below(p, f))))
+            entries.get(p).is_some_and(|e| !e.requeued)
+                || parents(p).any(|d| entries.get(d).is_some_and(|e| !e.requeued && e.tree))
         };
         batch.paths.retain(|p| !waiting(&self.entries, p));
         let mut trees = Vec::with_capacity(batch.trees.len());
