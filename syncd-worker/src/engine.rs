@@ -814,12 +814,17 @@ impl Engine {
                             (done.batch, changed)
                         }
                     };
-                    t.pushes_ok += 1;
+                    // The target works; a push whose every path failed (a failing path
+                    // tried alone) pushed nothing, though: no success, no hooks.
+                    let went = !batch.is_empty();
+                    if went {
+                        t.pushes_ok += 1;
+                        t.last_success = Some(SystemTime::now());
+                    }
                     t.consecutive_failures = 0;
                     t.backoff = Duration::ZERO;
                     t.retry_at = None;
                     t.last_error = None;
-                    t.last_success = Some(SystemTime::now());
                     if batch.full || s.job.mode == Mode::Tree {
                         t.full_syncs += u64::from(batch.full);
                         t.force_full = false;
@@ -834,15 +839,17 @@ impl Engine {
                         }
                         t.backlog = owed.len() as u64;
                     }
-                    let mut paths = batch.paths;
-                    paths.extend(batch.trees);
-                    s.hooks.submit(Pushed {
-                        sync: s.job.name.clone(),
-                        source: s.job.source.clone(),
-                        target: t.cfg.name.clone(),
-                        full: batch.full,
-                        paths,
-                    });
+                    if went {
+                        let mut paths = batch.paths;
+                        paths.extend(batch.trees);
+                        s.hooks.submit(Pushed {
+                            sync: s.job.name.clone(),
+                            source: s.job.source.clone(),
+                            target: t.cfg.name.clone(),
+                            full: batch.full,
+                            paths,
+                        });
+                    }
                 } else {
                     t.queue.restore(done.batch, done.since.unwrap_or(now));
                     if report.outcome.class == Class::DeleteMissingArgsUnsupported {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::harness::tree::{chmod, wait_past_seed, write_file};
-use crate::harness::{assert_in_sync, Site, Worker, WorkerConfig};
+use crate::harness::{assert_in_sync, toml_str, Site, Worker, WorkerConfig};
 
 /// The worker (and its rsync runs) still uid 0 but without root's right to read
 /// whatever it likes: mode bits apply to it as to anyone.
@@ -190,7 +190,20 @@ fn chattr(flag: &str, path: &Path) {
 fn a_target_directory_the_daemon_cannot_write_holds_back_only_its_own_paths_also_across_a_restart()
 {
     let site = Site::new();
-    let cfg = site.config().retry(Some((BACKOFF, BACKOFF)));
+    // The command hook logs every path a push reports as pushed.
+    let hook_log = site.state.path().join("hooked");
+    let hook = format!(
+        "[sync.hooks.command]\nargv = [\"/bin/sh\", \"-c\", {}, \"sh\"]",
+        toml_str(&format!(
+            "printf '%s\\n' \"$@\" >> '{}'",
+            hook_log.display()
+        ))
+    );
+    let cfg = site.config().retry(Some((BACKOFF, BACKOFF))).raw(&hook);
+    let hooked = |rel: &str| {
+        let want = site.src().join(rel).to_string_lossy().into_owned();
+        std::fs::read_to_string(&hook_log).is_ok_and(|l| l.lines().any(|x| x == want))
+    };
     // Directories made before the start: a restart's catch-up then walks for changed
     // files instead of pushing the whole tree (a whole-tree push is never split).
     for dir in ["locked", "free"] {
@@ -220,6 +233,17 @@ fn a_target_directory_the_daemon_cannot_write_holds_back_only_its_own_paths_also
     let s = w.status().expect("status");
     assert!(listed(&s), "{:?}\n{}", s.syncs[0].targets[0], w.log());
     assert_eq!(s.syncs[0].targets[0].consecutive_failures, 0);
+    // Hooks fire for what went, never for the failing path.
+    let started = Instant::now();
+    while !hooked("free/2.txt") {
+        assert!(
+            started.elapsed() < QUICK,
+            "no hook for free/2.txt\n{}",
+            w.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!hooked("locked/a.txt"), "a hook fired for the failing path");
 
     // A restart keeps it: the fail log replays it, it fails again and is listed again.
     w.stop();
@@ -235,6 +259,8 @@ fn a_target_directory_the_daemon_cannot_write_holds_back_only_its_own_paths_also
     write_file(&site.src().join("free/after-restart.txt"), b"y");
     arrives(&w, &site, "free/after-restart.txt", b"y", QUICK);
 
+    assert!(!hooked("locked/a.txt"), "a hook fired for the failing path");
+
     lock.clear();
     w.wait_status(
         "the failing path to leave the list",
@@ -248,6 +274,15 @@ fn a_target_directory_the_daemon_cannot_write_holds_back_only_its_own_paths_also
         Duration::from_secs(20),
         &[&w, &site.daemon],
     );
+    let started = Instant::now();
+    while !hooked("locked/a.txt") {
+        assert!(
+            started.elapsed() < QUICK,
+            "no hook once it went\n{}",
+            w.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     w.stop();
 }
 
