@@ -284,6 +284,43 @@ mod tests {
         )
         .expect("an older worker's target status");
         assert_eq!(t.failing_paths, None);
+        // `syncd status` shows the line under its target.
+        let mut t = t;
+        t.failing_paths = Some(one);
+        let r = Report {
+            code: 0,
+            running: true,
+            pid: Some(1),
+            phase: None,
+            worker_pid: Some(2),
+            restarts: 0,
+            last_exit: None,
+            error: None,
+            message: "syncd is running".into(),
+            worker: Some(Status {
+                pid: 2,
+                started_at: 0.0,
+                updated_at: 0.0,
+                state: syncd_worker::status::State::Degraded,
+                syncs: vec![syncd_worker::status::SyncStatus {
+                    name: "s".into(),
+                    source: "/src".into(),
+                    source_problem: None,
+                    watched_dirs: 1,
+                    unwatched_dirs: 0,
+                    overflows: 0,
+                    targets: vec![t],
+                }],
+            }),
+        };
+        let text = human(&r, 0.0);
+        assert!(
+            text.contains("→ t (d): in step")
+                && text.contains(
+                    "\n      1 path failing (each retried on its own): a/b.txt (cannot be read"
+                ),
+            "{text}"
+        );
     }
 
     #[test]
