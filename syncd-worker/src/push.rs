@@ -181,10 +181,15 @@ pub fn execute(
 
 /// Where rsync's messages about `job` → `target` are rooted: the source directory, and
 /// the destination directory when the receiver prints absolute paths (a local target,
-/// an ssh target with an absolute path; a daemon prints paths in its module).
+/// an ssh target with an absolute path). A daemon prints paths relative to its module
+/// (`"a/b" (in mod)`), or, for a destination below it (`host::mod/sub`), as
+/// `"/sub/a/b" (in mod)` (measured, rsync 3.5.0).
 fn roots(job: &SyncJob, target: &Target) -> Roots {
     use std::os::unix::ffi::OsStrExt;
     let dest = match &target.kind {
+        TargetKind::Daemon { module, .. } => module
+            .split_once('/')
+            .map(|(_, sub)| format!("/{sub}").into_bytes()),
         TargetKind::Local { path } if path.is_absolute() => {
             Some(path.as_os_str().as_bytes().to_vec())
         }
@@ -750,8 +755,30 @@ mod tests {
             ),
             ("rsync: [receiver] write failed on \"DST/a\": No space left on device (28)\n".into(), 11, None),
         ];
-        for (stderr, code, want) in rows {
-            let target = local(dst.path());
+        let daemon_sub = Target {
+            name: "daemon".into(),
+            kind: TargetKind::Daemon {
+                user: None,
+                host: "127.0.0.1".into(),
+                module: "mod/sub/dir".into(),
+                port: None,
+                password_file: None,
+            },
+        };
+        // Measured against a daemon with the destination below the module (`mod/sub`):
+        // full names start with `/sub`, a rename's target and a delete are bare.
+        let sub_rows: Vec<(String, i32, Option<Vec<&str>>)> = vec![(
+            format!("rsync: [receiver] mkstemp \"/sub/dir/.#hash.AbCdEf\" (in mod) failed: Operation not permitted (1)\n\
+                     rsync: [receiver] rename \"/sub/dir/a/.ok.txt.Hhvh5n\" (in mod) -> \"a/ok.txt\": Operation not permitted (1)\n\
+                     rsync: [generator] delete_file: unlink(a/b.txt) failed: Operation not permitted (1)\n{summary}"),
+            23,
+            Some(vec!["#hash", "a/ok.txt", "a/b.txt"]),
+        )];
+        let rows = rows
+            .into_iter()
+            .map(|r| (local(dst.path()), r))
+            .chain(sub_rows.into_iter().map(|r| (daemon_sub.clone(), r)));
+        for (target, (stderr, code, want)) in rows {
             let mut j = job(src.path(), vec![target.clone()]);
             j.rsync.binary = saying(bin.path(), src.path(), dst.path(), &stderr, code);
             let report = execute(&j, &target, &batch, DMA, GUARDED, None, None);

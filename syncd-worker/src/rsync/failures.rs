@@ -261,7 +261,8 @@ pub struct Roots {
     /// The source directory (absolute, as rsync was given it).
     pub source: Vec<u8>,
     /// The destination directory when the receiver prints absolute paths (a local
-    /// target, an ssh target with an absolute path); None for a daemon module.
+    /// target, an ssh target with an absolute path, `/sub` for a daemon destination
+    /// `mod/sub`); None for a daemon module itself.
     pub dest: Option<Vec<u8>>,
 }
 
@@ -342,6 +343,15 @@ mod tests {
             (
                 "rsync: [receiver] mkstemp \".top.txt.Ab12Cd\" (in mod) failed: Permission denied (13)",
                 Some((Target, "top.txt", false, "the target cannot create it")),
+            ),
+            (
+                // A daemon destination below the module (`mod/sub/`).
+                "rsync: [receiver] mkstemp \"/sub/imm/.f.FtTVnW\" (in mod) failed: Operation not permitted (1)",
+                Some((Target, "/sub/imm/f", false, "the target cannot create it")),
+            ),
+            (
+                "rsync: [receiver] rename \"/sub/imm/.f.Hhvh5n\" (in mod) -> \"imm/f\": Operation not permitted (1)",
+                Some((Target, "imm/f", false, "the target cannot put it in place")),
             ),
             (
                 "rsync: [receiver] rename \"imm/.f.eMhl4x\" (in mod) -> \"imm/f\": Operation not permitted (1)",
@@ -439,6 +449,10 @@ mod tests {
             source: b"/data/".to_vec(),
             dest: None,
         };
+        let daemon_sub = Roots {
+            source: b"/data".to_vec(),
+            dest: Some(b"/sub/dir".to_vec()),
+        };
         let local = Roots {
             source: b"/data".to_vec(),
             dest: Some(b"/backup/".to_vec()),
@@ -461,6 +475,9 @@ mod tests {
             (&daemon, f(Target, "a/b.txt"), Some("a/b.txt")),
             (&daemon, f(Target, "/backup/a"), None),
             (&daemon, f(Target, "../etc/x"), None),
+            (&daemon_sub, f(Target, "/sub/dir/a/b.txt"), Some("a/b.txt")),
+            (&daemon_sub, f(Target, "a/b.txt"), Some("a/b.txt")),
+            (&daemon_sub, f(Target, "/sub/a/b.txt"), None),
             (&local, f(Target, "/backup/a/b.txt"), Some("a/b.txt")),
             (&local, f(Target, "a/b.txt"), Some("a/b.txt")),
             (&local, f(Target, "/backupx/a"), None),
