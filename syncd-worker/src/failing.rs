@@ -1,18 +1,21 @@
 //! The paths of one target that keep failing on their own (safety rule "a failure stays
 //! local"). Pure: no I/O, no clock — `now` is passed in.
 //!
-//! A push that ends in rsync exit 23 with every failing path named ([`crate::rsync::failures`])
-//! and each of them part of the batch (any path is part of a whole-tree push) is split by
-//! [`split`]: the rest of the batch counts as pushed, the failing paths are kept here, each with its own backoff
-//! (`retry.min_interval` doubling to `retry.max_interval`) and the reason rsync gave.
-//! The target's own backoff is not touched: its other changes go out on their normal
-//! schedule. A failing path waits here, not in the queue: when its time comes, [`Failing::due`]
-//! hands it back to the queue (marked as handed back) and it goes with the next batch;
-//! until then [`Failing::hold`] takes it (and what lies below a directory that could not
-//! be created) out of any batch a new change put it in. A push that carries it leaves the
-//! list when it succeeds ([`Failing::pushed`]) or doubles its backoff when it fails again.
+//! A push that ends in rsync exit 23 with every failing path named
+//! ([`crate::rsync::failures`]) and each of them part of the batch (any path is part of
+//! a whole-tree push) is split by [`split`]: the rest of the batch counts as pushed, the
+//! failing paths are kept here, each with its own backoff (`retry.min_interval`
+//! doubling to `retry.max_interval`) and the reason rsync gave. The target's own backoff
+//! is not touched: its other changes go out on their normal schedule. A failing path
+//! waits here, not in the queue: when its time comes, [`Failing::due`] hands it back to
+//! the queue (marked as handed back) and it goes with the next batch; until then
+//! [`Failing::hold`] takes it (and what lies below a directory that could not be
+//! created) out of any batch a new change put it in. A push that carries it removes it
+//! from the list when it succeeds ([`Failing::pushed`]), or doubles its backoff when it
+//! fails again.
 //!
-//! What is kept here is owed to the target: the fail log holds it too ([`Failing::owed`]).
+//! What is kept here is owed to the target: the fail log holds it too
+//! ([`Failing::owed`]), and the status shows it ([`Failing::summary`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
