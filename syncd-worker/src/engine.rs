@@ -24,6 +24,7 @@ use crate::busy;
 use crate::catchup::{self, Restart, Tracker, Watermark};
 use crate::config::{Config, Mode, SyncJob, Target};
 use crate::deadline::{self, after, wall_after};
+use crate::failing::{self, Failing};
 use crate::faillog::FailLog;
 use crate::hooks::{HookRunner, Pushed};
 use crate::progress::{self, SharedProgress};
@@ -117,6 +118,8 @@ struct TargetState {
     busy_since: Option<Instant>,
     faillog: FailLog,
     backlog: u64,
+    /// Paths that keep failing on their own (exit 23 naming them), each with its backoff.
+    failing: Failing,
     last_success: Option<SystemTime>,
     pushes_ok: u64,
     pushes_failed: u64,
@@ -513,8 +516,13 @@ impl Engine {
                 let retry = t.retry_at.unwrap_or(now);
                 if t.caps.is_none() && s.ready {
                     min(retry);
-                } else if let Some(q) = t.queue.deadline() {
-                    min(q.max(retry));
+                } else {
+                    for q in [t.queue.deadline(), t.failing.deadline()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        min(q.max(retry));
+                    }
                 }
             }
         }
@@ -556,11 +564,19 @@ impl Engine {
                     });
                     continue;
                 };
+                for c in t.failing.due(now) {
+                    t.queue.push(c, now);
+                }
                 if !t.queue.is_due(now) {
                     continue;
                 }
                 let settled = t.queue.newest().map(|n| now.saturating_duration_since(n));
-                let (mut batch, since) = t.queue.take();
+                let (batch, since) = t.queue.take();
+                // Failing paths waiting for their own retry stay out of it.
+                let mut batch = t.failing.hold(batch);
+                if batch.is_empty() {
+                    continue;
+                }
                 log::debug!(
                     "{} → {}: taking {} (oldest change {:.0} ms ago, newest {:.0} ms ago)",
                     s.job.name,
@@ -782,42 +798,67 @@ impl Engine {
                 if report.refused_busy && cfg_gen == t.cfg_gen {
                     learn_limited(&s.job, t);
                 }
-                if report.outcome.class == Class::Success {
+                let split = report
+                    .failed
+                    .as_ref()
+                    .and_then(|failed| failing::split(&done.batch, failed));
+                if report.outcome.class == Class::Success || split.is_some() {
                     end_busy(&s.job, t, now);
-                    log::info!(
-                        "{} → {}: pushed {} in {:.2}s ({} rsync run{})",
-                        s.job.name,
-                        t.cfg.name,
-                        describe(&done.batch),
+                    let runs = format!(
+                        "{:.2}s ({} rsync run{})",
                         report.elapsed.as_secs_f64(),
                         report.runs,
                         if report.runs == 1 { "" } else { "s" }
                     );
-                    t.pushes_ok += 1;
+                    let (batch, failing_changed) = match split {
+                        Some(split) => (isolate(&s.job, t, &done.batch, split, &runs, now), true),
+                        None => {
+                            log::info!(
+                                "{} → {}: pushed {} in {runs}",
+                                s.job.name,
+                                t.cfg.name,
+                                describe(&done.batch)
+                            );
+                            let changed = t.failing.pushed(&done.batch, now);
+                            (done.batch, changed)
+                        }
+                    };
+                    // The target works; a push whose every path failed (a failing path
+                    // tried alone) pushed nothing, though: no success, no hooks.
+                    let went = !batch.is_empty();
+                    if went {
+                        t.pushes_ok += 1;
+                        t.last_success = Some(SystemTime::now());
+                    }
                     t.consecutive_failures = 0;
                     t.backoff = Duration::ZERO;
                     t.retry_at = None;
                     t.last_error = None;
-                    t.last_success = Some(SystemTime::now());
-                    if done.batch.full || s.job.mode == Mode::Tree {
-                        t.full_syncs += u64::from(done.batch.full);
+                    if batch.full || s.job.mode == Mode::Tree {
+                        t.full_syncs += u64::from(batch.full);
                         t.force_full = false;
                     }
-                    if t.backlog > 0 {
-                        if let Err(e) = t.faillog.save(&t.queue.snapshot()) {
+                    // The fail log holds the failing paths; rewritten when what it owes
+                    // changed (a count that differs from the failing set's: queued
+                    // entries saved by an earlier failure were pushed since).
+                    if failing_changed || t.backlog != t.failing.len() as u64 {
+                        let owed = owed(t);
+                        if let Err(e) = t.faillog.save(&owed) {
                             log::error!("{e:#}");
                         }
-                        t.backlog = t.queue.len() as u64;
+                        t.backlog = owed.len() as u64;
                     }
-                    let mut paths = done.batch.paths;
-                    paths.extend(done.batch.trees);
-                    s.hooks.submit(Pushed {
-                        sync: s.job.name.clone(),
-                        source: s.job.source.clone(),
-                        target: t.cfg.name.clone(),
-                        full: done.batch.full,
-                        paths,
-                    });
+                    if went {
+                        let mut paths = batch.paths;
+                        paths.extend(batch.trees);
+                        s.hooks.submit(Pushed {
+                            sync: s.job.name.clone(),
+                            source: s.job.source.clone(),
+                            target: t.cfg.name.clone(),
+                            full: batch.full,
+                            paths,
+                        });
+                    }
                 } else {
                     t.queue.restore(done.batch, done.since.unwrap_or(now));
                     if report.outcome.class == Class::DeleteMissingArgsUnsupported {
@@ -838,7 +879,7 @@ impl Engine {
                     }
                     t.pushes_failed += 1;
                     fail(&s.job, t, report.outcome, now);
-                    let snapshot = t.queue.snapshot();
+                    let snapshot = owed(t);
                     t.backlog = snapshot.len() as u64;
                     if let Err(e) = t.faillog.save(&snapshot) {
                         log::error!("{e:#}");
@@ -969,6 +1010,7 @@ impl Engine {
                     t.queue.push(Change::Full, now);
                 }
                 t.queue.flush_now();
+                t.failing.retry_now(now);
                 t.retry_at = None;
             }
         }
@@ -994,14 +1036,12 @@ impl Engine {
             let mut ok = true;
             for t in &mut s.targets {
                 // A push still in flight may not finish: keep its batch too.
-                let pending = match &t.in_flight {
-                    Some(f) => {
-                        let mut q = t.queue.clone();
-                        q.restore(f.batch.clone(), f.since.unwrap_or_else(Instant::now));
-                        q.snapshot()
-                    }
-                    None => t.queue.snapshot(),
-                };
+                let mut q = t.queue.clone();
+                if let Some(f) = &t.in_flight {
+                    q.restore(f.batch.clone(), f.since.unwrap_or_else(Instant::now));
+                }
+                q.restore(t.failing.owed(), Instant::now());
+                let pending = q.snapshot();
                 if pending.is_empty() && t.backlog == 0 {
                     continue;
                 }
@@ -1086,6 +1126,7 @@ impl Engine {
             busy_since: None,
             faillog,
             backlog,
+            failing: Failing::default(),
             last_success: None,
             pushes_ok: 0,
             pushes_failed: 0,
@@ -1407,6 +1448,7 @@ impl Engine {
                                     busy_message(now, t.busy_since.unwrap_or(since), BUSY)
                                 });
                             degraded |= t.consecutive_failures > 0
+                                || !t.failing.is_empty()
                                 || waiting.is_some()
                                 || (t.caps.is_none() && t.last_error.is_some());
                             let oldest =
@@ -1443,6 +1485,7 @@ impl Engine {
                                     .in_flight
                                     .as_ref()
                                     .and_then(|f| progress::snapshot(&f.progress)),
+                                failing_paths: t.failing.summary(FAILING_EXAMPLES),
                             }
                         })
                         .collect(),
@@ -1536,6 +1579,56 @@ fn fail(job: &SyncJob, t: &mut TargetState, outcome: Outcome, now: Instant) {
     }
     t.last_error = Some(msg);
 }
+
+/// What the target is owed, for the fail log: its queue and its failing paths.
+fn owed(t: &TargetState) -> Batch {
+    if t.failing.is_empty() {
+        return t.queue.snapshot();
+    }
+    let mut q = t.queue.clone();
+    q.restore(t.failing.owed(), Instant::now());
+    q.snapshot()
+}
+
+/// A push failed only on paths it names (exit 23): the rest of `batch` counts as pushed
+/// and each failing path waits for its own retry ([`crate::failing`]); the target's
+/// backoff is left alone. Returns what was pushed.
+fn isolate(
+    job: &SyncJob,
+    t: &mut TargetState,
+    batch: &Batch,
+    split: failing::Split,
+    took: &str,
+    now: Instant,
+) -> Batch {
+    t.failing.pushed(&split.pushed, now);
+    let first = split
+        .failed
+        .first()
+        .map(|(p, _, why)| format!("{} ({why})", String::from_utf8_lossy(p)))
+        .unwrap_or_default();
+    let n = split.failed.len();
+    t.failing.record(
+        split.failed,
+        now,
+        job.retry.min_interval,
+        job.retry.max_interval,
+    );
+    log::warn!(
+        "{} → {}: pushed {} in {took} except {n} failing path{}: {first}{}; each is retried on its own (from {:.1?}, doubling to {:.0?}), the target's other changes go on",
+        job.name,
+        t.cfg.name,
+        describe(batch),
+        if n == 1 { "" } else { "s" },
+        if n > 1 { ", …" } else { "" },
+        job.retry.min_interval,
+        job.retry.max_interval,
+    );
+    split.pushed
+}
+
+/// How many failing paths the status shows with their reasons.
+const FAILING_EXAMPLES: usize = 3;
 
 /// What the status says of a target waiting for a busy daemon since `since`.
 fn busy_message(now: Instant, since: Instant, why: &str) -> String {

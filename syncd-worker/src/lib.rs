@@ -11,6 +11,7 @@ pub mod deadline;
 pub mod durable;
 pub mod engine;
 pub mod exclude;
+pub mod failing;
 pub mod faillog;
 pub mod force;
 pub mod guard;

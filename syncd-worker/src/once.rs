@@ -221,6 +221,7 @@ fn push_with_display(
         refused_busy: false,
         elapsed: Duration::ZERO,
         source_lost: None,
+        failed: None,
     })
 }
 

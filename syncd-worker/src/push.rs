@@ -27,11 +27,13 @@ use std::time::{Duration, Instant};
 
 use crate::batch::{Batch, RelPath};
 use crate::busy::patience;
-use crate::config::{Mode, SyncJob, Target};
+use crate::config::{Mode, SyncJob, Target, TargetKind};
+use crate::failing::FailedPath;
 use crate::guard::{stats_counts, DeleteGuard};
 use crate::progress::SharedProgress;
 use crate::rsync::args::{plan, Caps, Invocation};
 use crate::rsync::exit::{Class, Outcome};
+use crate::rsync::failures::{relative, Failure, Roots};
 use crate::source_id::SourceId;
 use crate::walk::{abs, excluded_paths};
 use runs::{run_all, run_capturing};
@@ -49,6 +51,11 @@ pub struct PushReport {
     pub elapsed: Duration,
     /// Nothing was run: the source path no longer names the watched directory (why).
     pub source_lost: Option<String>,
+    /// The push failed only because of these paths (every failed run was an exit 23 whose
+    /// stderr names each of them, relative to the source root); None when it did not
+    /// fail, or failed otherwise. Whether they are part of the batch is the engine's
+    /// question ([`crate::failing::split`]).
+    pub failed: Option<Vec<FailedPath>>,
 }
 
 /// What a push checks before it runs, and how it runs.
@@ -84,6 +91,7 @@ pub fn execute(
         refused_busy: false,
         elapsed: started.elapsed(),
         source_lost,
+        failed: None,
     };
     // Safety rule: never push (above all, never delete) from a directory that is not the
     // one watched — an unmounted file system's empty mount point, a swapped-in directory.
@@ -144,6 +152,7 @@ pub fn execute(
             Err(outcome) => outcomes.push(outcome),
         }
     }
+    let guard_failed = !outcomes.is_empty();
     let runs = run_all(
         &cleared,
         job.threads.max(1),
@@ -153,13 +162,59 @@ pub fn execute(
         waiting,
     );
     outcomes.extend(runs.outcomes);
+    let outcome = worst(outcomes);
+    let failed = match runs.named {
+        Some(named) if outcome.class == Class::Retry && !guard_failed && !named.is_empty() => {
+            name_failures(&named, &roots(job, target))
+        }
+        _ => None,
+    };
     PushReport {
         runs: runs.started + dry_runs,
         refused_busy: runs.refused_busy || refused_busy,
-        outcome: worst(outcomes),
+        outcome,
         elapsed: started.elapsed(),
         source_lost: None,
+        failed,
     }
+}
+
+/// Where rsync's messages about `job` → `target` are rooted: the source directory, and
+/// the destination directory when the receiver prints absolute paths (a local target,
+/// an ssh target with an absolute path). A daemon prints paths relative to its module
+/// (`"a/b" (in mod)`), or, for a destination below it (`host::mod/sub`), as
+/// `"/sub/a/b" (in mod)` (measured, rsync 3.5.0).
+fn roots(job: &SyncJob, target: &Target) -> Roots {
+    use std::os::unix::ffi::OsStrExt;
+    let dest = match &target.kind {
+        TargetKind::Daemon { module, .. } => module
+            .split_once('/')
+            .map(|(_, sub)| format!("/{sub}").into_bytes()),
+        TargetKind::Local { path } if path.is_absolute() => {
+            Some(path.as_os_str().as_bytes().to_vec())
+        }
+        TargetKind::Ssh { path, .. } if path.starts_with('/') => Some(path.as_bytes().to_vec()),
+        _ => None,
+    };
+    Roots {
+        source: job.source.as_os_str().as_bytes().to_vec(),
+        dest,
+    }
+}
+
+/// rsync's failures as paths relative to the source root with their reasons, or None
+/// when one cannot be placed.
+fn name_failures(named: &[Failure], roots: &Roots) -> Option<Vec<FailedPath>> {
+    named
+        .iter()
+        .map(|f| {
+            Some(FailedPath {
+                path: relative(f, roots)?,
+                below_too: f.below_too,
+                reason: format!("{}: {}", f.what, f.error),
+            })
+        })
+        .collect()
 }
 
 /// A whole-tree push: `-r --delete` from the top, the one kind the deletion guard checks.
@@ -648,5 +703,93 @@ mod tests {
         }
         j.mode = Mode::Tree;
         assert!(wants_progress(&j, &cases[2].0));
+    }
+
+    /// A stand-in rsync that prints `stderr` (the real lines of rsync 3.5.0, `SRC` and
+    /// `DST` replaced by the source and destination) and exits with `code`.
+    fn saying(dir: &Path, src: &Path, dst: &Path, stderr: &str, code: i32) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let text = stderr
+            .replace("SRC", &src.display().to_string())
+            .replace("DST", &dst.display().to_string());
+        std::fs::write(dir.join("stderr"), text).expect("write stderr");
+        let script = dir.join("rsync-says");
+        let body = format!(
+            "#!/bin/sh\ncat >/dev/null\ncat \"{}\" >&2\nexit {code}\n",
+            dir.join("stderr").display()
+        );
+        std::fs::write(&script, body).expect("write the stand-in");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the stand-in");
+        script
+    }
+
+    #[test]
+    fn an_exit_23_names_its_failing_paths_relative_to_the_source() {
+        let (bin, src, dst) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let summary = "rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1394) [sender=3.5.0]\n";
+        let batch = Batch {
+            paths: vec![b"#hash".to_vec(), b"a/b.txt".to_vec(), b"a/ok.txt".to_vec()],
+            ..Batch::default()
+        };
+        // (stderr, exit code, want the failing paths named)
+        let rows: Vec<(String, i32, Option<Vec<&str>>)> = vec![
+            (
+                format!("rsync: [sender] send_files failed to open \"SRC/a/b.txt\": Permission denied (13)\nrsync: [receiver] mkstemp \"DST/.#hash.AbCdEf\" failed: Permission denied (13)\n{summary}"),
+                23,
+                Some(vec!["a/b.txt", "#hash"]),
+            ),
+            (
+                format!("rsync: [sender] opendir \"SRC/a\" failed: Permission denied (13)\n{summary}"),
+                23,
+                None,
+            ),
+            (
+                format!("rsync: [sender] send_files failed to open \"/elsewhere/a/b.txt\": Permission denied (13)\n{summary}"),
+                23,
+                None,
+            ),
+            ("rsync: [receiver] write failed on \"DST/a\": No space left on device (28)\n".into(), 11, None),
+        ];
+        let daemon_sub = Target {
+            name: "daemon".into(),
+            kind: TargetKind::Daemon {
+                user: None,
+                host: "127.0.0.1".into(),
+                module: "mod/sub/dir".into(),
+                port: None,
+                password_file: None,
+            },
+        };
+        // Measured against a daemon with the destination below the module (`mod/sub`):
+        // full names start with `/sub`, a rename's target and a delete are bare.
+        let sub_rows: Vec<(String, i32, Option<Vec<&str>>)> = vec![(
+            format!("rsync: [receiver] mkstemp \"/sub/dir/.#hash.AbCdEf\" (in mod) failed: Operation not permitted (1)\n\
+                     rsync: [receiver] rename \"/sub/dir/a/.ok.txt.Hhvh5n\" (in mod) -> \"a/ok.txt\": Operation not permitted (1)\n\
+                     rsync: [generator] delete_file: unlink(a/b.txt) failed: Operation not permitted (1)\n{summary}"),
+            23,
+            Some(vec!["#hash", "a/ok.txt", "a/b.txt"]),
+        )];
+        let rows = rows
+            .into_iter()
+            .map(|r| (local(dst.path()), r))
+            .chain(sub_rows.into_iter().map(|r| (daemon_sub.clone(), r)));
+        for (target, (stderr, code, want)) in rows {
+            let mut j = job(src.path(), vec![target.clone()]);
+            j.rsync.binary = saying(bin.path(), src.path(), dst.path(), &stderr, code);
+            let report = execute(&j, &target, &batch, DMA, GUARDED, None, None);
+            assert_eq!(report.outcome.class, Class::Retry, "{stderr}");
+            let got: Option<Vec<String>> = report.failed.map(|f| {
+                f.iter()
+                    .map(|f| String::from_utf8_lossy(&f.path).into_owned())
+                    .collect()
+            });
+            let want: Option<Vec<String>> = want.map(|w| w.iter().map(|s| s.to_string()).collect());
+            assert_eq!(got, want, "{stderr}");
+        }
     }
 }

@@ -83,6 +83,27 @@ pub struct TargetStatus {
     /// directories, many paths). Absent from status files of older workers.
     #[serde(default)]
     pub progress: Option<Progress>,
+    /// Paths that keep failing on their own (rsync named them, exit 23) while the rest of
+    /// the target's changes go on; each is retried with its own backoff and leaves the
+    /// list once pushed. Absent when none fails, and from status files of older workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_paths: Option<FailingPaths>,
+}
+
+/// A target's failing paths: how many, and a few of them with rsync's reason.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FailingPaths {
+    pub count: u64,
+    /// The first few, in path order.
+    pub examples: Vec<FailingPath>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FailingPath {
+    /// Relative to the sync's source (lossy UTF-8).
+    pub path: String,
+    /// "the target cannot create it: Permission denied (13)".
+    pub reason: String,
 }
 
 /// A wall-clock time as the status files write it: Unix seconds (0.0 before 1970).

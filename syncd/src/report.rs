@@ -198,9 +198,33 @@ pub fn human(r: &Report, now: f64) -> String {
                     String::new()
                 }
             );
+            if let Some(f) = &t.failing_paths {
+                let _ = writeln!(out, "      {}", failing_line(f));
+            }
         }
     }
     out
+}
+
+/// `2 paths failing (each retried on its own): a/b.txt (cannot be read on the source:
+/// Permission denied (13)), c (…)`, with `, …` when the status shows only some.
+pub(crate) fn failing_line(f: &syncd_worker::status::FailingPaths) -> String {
+    let examples: Vec<String> = f
+        .examples
+        .iter()
+        .map(|e| format!("{} ({})", e.path, e.reason))
+        .collect();
+    format!(
+        "{} path{} failing (each retried on its own): {}{}",
+        f.count,
+        if f.count == 1 { "" } else { "s" },
+        examples.join(", "),
+        if f.count > f.examples.len() as u64 {
+            ", …"
+        } else {
+            ""
+        }
+    )
 }
 
 fn ago(secs: f64) -> String {
@@ -227,6 +251,76 @@ mod tests {
         ] {
             assert_eq!(ago(s), want);
         }
+    }
+
+    #[test]
+    fn failing_paths_line() {
+        use syncd_worker::status::{FailingPath, FailingPaths};
+        let ex = |p: &str| FailingPath {
+            path: p.into(),
+            reason: "cannot be read on the source: Permission denied (13)".into(),
+        };
+        let one = FailingPaths {
+            count: 1,
+            examples: vec![ex("a/b.txt")],
+        };
+        assert_eq!(
+            failing_line(&one),
+            "1 path failing (each retried on its own): a/b.txt (cannot be read on the source: Permission denied (13))"
+        );
+        let more = FailingPaths {
+            count: 5,
+            examples: vec![ex("a"), ex("b")],
+        };
+        let line = failing_line(&more);
+        assert!(line.starts_with("5 paths failing"), "{line}");
+        assert!(line.ends_with("Permission denied (13)), …"), "{line}");
+        // A status file of an older worker has no such field.
+        let t: syncd_worker::status::TargetStatus = serde_json::from_str(
+            r#"{"name":"t","dest":"d","queue_depth":0,"full_pending":false,"in_flight":0,
+               "last_success":null,"lag_seconds":0.0,"pushes_ok":0,"pushes_failed":0,
+               "consecutive_failures":0,"last_error":null,"retry_backlog":0,
+               "next_retry_at":null,"full_syncs":0,"delete_method":"delete-missing-args"}"#,
+        )
+        .expect("an older worker's target status");
+        assert_eq!(t.failing_paths, None);
+        // `syncd status` shows the line under its target.
+        let mut t = t;
+        t.failing_paths = Some(one);
+        let r = Report {
+            code: 0,
+            running: true,
+            pid: Some(1),
+            phase: None,
+            worker_pid: Some(2),
+            restarts: 0,
+            last_exit: None,
+            error: None,
+            message: "syncd is running".into(),
+            worker: Some(Status {
+                pid: 2,
+                started_at: 0.0,
+                updated_at: 0.0,
+                state: syncd_worker::status::State::Degraded,
+                syncs: vec![syncd_worker::status::SyncStatus {
+                    name: "s".into(),
+                    source: "/src".into(),
+                    source_problem: None,
+                    watched_dirs: 1,
+                    unwatched_dirs: 0,
+                    overflows: 0,
+                    targets: vec![t],
+                }],
+            }),
+        };
+        let text = human(&r, 0.0);
+        assert!(
+            text.contains("→ t (d): in step")
+                && text.contains(
+                    "\n      1 path failing (each retried on its own): a/b.txt (cannot be read"
+                ),
+            "{text}"
+        );
     }
 
     #[test]

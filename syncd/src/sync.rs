@@ -237,7 +237,7 @@ fn through_daemon(settings: &Settings, pid: u32, full: bool) -> anyhow::Result<E
             break Err(stale(settings));
         }
         match judge(&base, &status, full) {
-            Verdict::Done => break Ok(()),
+            Verdict::Done => break Ok(status),
             Verdict::Failed(why) => break Err(anyhow::anyhow!(why)),
             Verdict::Waiting => show(&mut display, &status),
         }
@@ -253,7 +253,17 @@ fn through_daemon(settings: &Settings, pid: u32, full: bool) -> anyhow::Result<E
         }
     };
     display.clear();
-    outcome?;
+    let status = outcome?;
+    let failing = still_failing(&status);
+    if !failing.is_empty() {
+        for line in &failing {
+            eprintln!("syncd sync: {line}");
+        }
+        bail!(
+            "everything else was pushed, but {} target(s) have paths that keep failing; fix the cause rsync gives (they are retried on their own), see `syncd status`",
+            failing.len()
+        );
+    }
     println!(
         "syncd sync: {}",
         if full {
@@ -263,6 +273,26 @@ fn through_daemon(settings: &Settings, pid: u32, full: bool) -> anyhow::Result<E
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line per target with paths that keep failing (see `crate::report`).
+fn still_failing(status: &Status) -> Vec<String> {
+    status
+        .syncs
+        .iter()
+        .flat_map(|s| {
+            s.targets.iter().filter_map(move |t| {
+                t.failing_paths.as_ref().map(|f| {
+                    format!(
+                        "{} → {}: {}",
+                        s.name,
+                        t.name,
+                        crate::report::failing_line(f)
+                    )
+                })
+            })
+        })
+        .collect()
 }
 
 /// The progress of the first push that reports one, else a count of what waits.
@@ -359,6 +389,7 @@ mod tests {
                             full_syncs,
                             delete_method: "delete-missing-args".into(),
                             progress: None,
+                            failing_paths: None,
                         },
                     )
                     .collect(),
@@ -458,6 +489,24 @@ mod tests {
         }
         let back: Status = serde_json::from_value(old).expect("decode");
         assert!(back.syncs[0].targets.iter().all(|t| t.progress.is_none()));
+    }
+
+    #[test]
+    fn paths_that_keep_failing_are_named_per_target() {
+        use syncd_worker::status::{FailingPath, FailingPaths};
+        let mut s = status(1, &[("a", 0, 0, 0, 0), ("b", 0, 0, 0, 0)]);
+        assert!(still_failing(&s).is_empty());
+        s.syncs[0].targets[1].failing_paths = Some(FailingPaths {
+            count: 1,
+            examples: vec![FailingPath {
+                path: "x/y".into(),
+                reason: "the target cannot create it: Operation not permitted (1)".into(),
+            }],
+        });
+        assert_eq!(
+            still_failing(&s),
+            ["web → b: 1 path failing (each retried on its own): x/y (the target cannot create it: Operation not permitted (1))"]
+        );
     }
 
     /// Real processes: the `syncd-worker` binary of this build (beside the test

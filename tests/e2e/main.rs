@@ -24,6 +24,8 @@ mod damaged_state;
 mod events;
 /// Excluded paths never reach the target and are not deleted there.
 mod excludes;
+/// A path that keeps failing is retried on its own; the target's other changes go on.
+mod failing;
 /// Fault injection, one test per fault ("Never destroy the backup"): kill -9 of the
 /// worker, of both processes, `syncd stop` mid-burst, the daemon down, busy or full, an
 /// inotify overflow and the watch limit (sysctls changed under the exclusive lock), the

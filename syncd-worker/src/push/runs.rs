@@ -14,6 +14,7 @@ use crate::busy::Pauses;
 use crate::progress::SharedProgress;
 use crate::rsync::args::Invocation;
 use crate::rsync::exit::{classify, Class, Outcome};
+use crate::rsync::failures::{self, Failure};
 use crate::rsync::run::{run_capture, run_observed};
 
 /// Since when the push in flight has been waiting for a busy daemon (None: it is not),
@@ -53,6 +54,7 @@ pub(super) fn run_all(
         refused: AtomicBool::new(false),
         started: AtomicUsize::new(0),
         outcomes: Mutex::new(Vec::with_capacity(invocations.len())),
+        named: Mutex::new(Some(Vec::new())),
     };
     let threads = if serial { 1 } else { threads };
     std::thread::scope(|scope| {
@@ -68,6 +70,10 @@ pub(super) fn run_all(
             .unwrap_or_else(|poisoned| poisoned.into_inner()),
         refused_busy: runs.refused.into_inner(),
         started: runs.started.into_inner(),
+        named: runs
+            .named
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
     }
 }
 
@@ -76,6 +82,9 @@ pub(super) struct Runs {
     pub outcomes: Vec<Outcome>,
     pub refused_busy: bool,
     pub started: usize,
+    /// The failures of the runs that failed, when every one of them was an exit 23 whose
+    /// stderr names each failing path ([`failures::parse`]); None otherwise.
+    pub named: Option<Vec<Failure>>,
 }
 
 /// The runs of one push, shared by its threads.
@@ -97,6 +106,8 @@ struct Runner<'a> {
     /// rsync processes started.
     started: AtomicUsize,
     outcomes: Mutex<Vec<Outcome>>,
+    /// See [`Runs::named`].
+    named: Mutex<Option<Vec<Failure>>>,
 }
 
 impl Runner<'_> {
@@ -116,7 +127,14 @@ impl Runner<'_> {
             let Some(inv) = self.invocations.get(i) else {
                 break;
             };
-            let outcome = self.run_patiently(inv);
+            let (outcome, named) = self.run_patiently(inv);
+            if outcome.class != Class::Success {
+                let mut all = self.named.lock().unwrap_or_else(|p| p.into_inner());
+                match (all.as_mut(), named) {
+                    (Some(all), Some(named)) => all.extend(named),
+                    _ => *all = None,
+                }
+            }
             self.outcomes
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -125,8 +143,9 @@ impl Runner<'_> {
     }
 
     /// Run `inv`; while the daemon refuses it as busy, pause and run it again (one run
-    /// at a time from then on), up to the patience.
-    fn run_patiently(&self, inv: &Invocation) -> Outcome {
+    /// at a time from then on), up to the patience. Also returns the failures its stderr
+    /// names (see [`run_one`]).
+    fn run_patiently(&self, inv: &Invocation) -> (Outcome, Option<Vec<Failure>>) {
         let mut pauses = Pauses::new(self.patience);
         let mut turn = None;
         loop {
@@ -134,17 +153,18 @@ impl Runner<'_> {
                 turn = Some(self.turn.lock().unwrap_or_else(|p| p.into_inner()));
             }
             if self.gave_up.load(Ordering::Relaxed) {
-                return Outcome {
+                let outcome = Outcome {
                     class: Class::Busy,
                     code: None,
                     message: format!("rsync {} not run: the daemon stayed busy", inv.summary),
                 };
+                return (outcome, None);
             }
             self.started.fetch_add(1, Ordering::Relaxed);
-            let outcome = run_one(inv, self.progress);
+            let (outcome, named) = run_one(inv, self.progress);
             if outcome.class != Class::Busy {
                 self.set_waiting(None);
-                return outcome;
+                return (outcome, named);
             }
             if !self.refused.swap(true, Ordering::Relaxed) {
                 log::debug!("the daemon is busy: running the rest of this push one run at a time");
@@ -157,7 +177,7 @@ impl Runner<'_> {
             self.set_waiting(Some(now));
             let Some(pause) = pauses.refused(now) else {
                 self.gave_up.store(true, Ordering::Relaxed);
-                return outcome;
+                return (outcome, None);
             };
             log::debug!(
                 "rsync {}: the daemon is busy; trying again in {} ms",
@@ -215,10 +235,16 @@ pub(super) fn run_capturing(
     }
 }
 
-fn run_one(inv: &Invocation, progress: Option<&SharedProgress>) -> Outcome {
+/// Run `inv` once: its outcome and, for an exit 23, the failing paths its stderr names
+/// (None when it names none or not all of them).
+fn run_one(inv: &Invocation, progress: Option<&SharedProgress>) -> (Outcome, Option<Vec<Failure>>) {
     log::debug!("rsync {} ({})", inv.summary, describe_args(inv));
     match run_observed(inv, progress) {
         Ok(r) => {
+            // A stderr whose start was dropped may have named more failures.
+            let named = (r.code == Some(23) && !r.stderr_truncated)
+                .then(|| failures::parse(&r.stderr))
+                .flatten();
             let outcome = classify(r.code, r.signal, &r.stderr);
             log::debug!(
                 "rsync {} ended after {:.2}s: {:?} {}",
@@ -227,13 +253,16 @@ fn run_one(inv: &Invocation, progress: Option<&SharedProgress>) -> Outcome {
                 outcome.class,
                 outcome.message
             );
-            outcome
+            (outcome, named)
         }
-        Err(e) => Outcome {
-            class: Class::Retry,
-            code: None,
-            message: format!("{e:#}"),
-        },
+        Err(e) => {
+            let outcome = Outcome {
+                class: Class::Retry,
+                code: None,
+                message: format!("{e:#}"),
+            };
+            (outcome, None)
+        }
     }
 }
 

@@ -136,11 +136,14 @@ fn source_unreadable(stderr: &str) -> bool {
 }
 
 /// The first line saying what the sending side could not read (it names the path).
+/// Not `send_files failed to open`: that file could not be opened while sending, after
+/// the file list, and deletions went on (measured, rsync 3.5.0).
 fn sender_read_error(stderr: &str) -> Option<&str> {
-    stderr
-        .lines()
-        .map(str::trim)
-        .find(|l| l.contains("[sender]") && (l.contains("failed:") || l.contains("read error")))
+    stderr.lines().map(str::trim).find(|l| {
+        l.contains("[sender]")
+            && !l.contains("send_files failed to open")
+            && (l.contains("failed:") || l.contains("read error"))
+    })
 }
 
 /// Exit 5: a busy daemon waits for a free connection; a refused login or module needs the
@@ -238,6 +241,15 @@ mod tests {
                  rsync: [sender] read errors mapping \"/d/bad\": Input/output error (5)\n",
                 Retry,
                 "exclude it): rsync: [sender] read errors mapping \"/d/bad\": Input/output error (5)",
+            ),
+            (
+                // Could not open one file while sending: deletions went on.
+                Some(23),
+                None,
+                "rsync: [sender] send_files failed to open \"/d/a/b.txt\": Permission denied (13)\n\
+                 rsync error: some files/attrs were not transferred (see previous errors) (code 23)\n",
+                Retry,
+                "partial transfer due to error (code 23): rsync: [sender] send_files failed to open",
             ),
             (
                 Some(23),

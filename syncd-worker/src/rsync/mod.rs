@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod exit;
+pub mod failures;
 pub mod password;
 pub mod probe;
 pub mod run;

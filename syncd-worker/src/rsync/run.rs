@@ -31,6 +31,9 @@ pub struct RunResult {
     pub signal: Option<i32>,
     /// The last 64 KiB of stderr, lossily decoded.
     pub stderr: String,
+    /// rsync wrote more than that: earlier lines were dropped (so its per-file errors
+    /// cannot all be named).
+    pub stderr_truncated: bool,
     pub elapsed: Duration,
 }
 
@@ -100,7 +103,7 @@ fn run_inner(
                 Vec::new()
             }))
         }
-        (None, Some(stdout)) => Some(thread::spawn(move || read_tail(stdout, STDERR_KEEP))),
+        (None, Some(stdout)) => Some(thread::spawn(move || read_tail(stdout, STDERR_KEEP).0)),
         _ => None,
     };
 
@@ -120,6 +123,7 @@ fn run_inner(
         None => Vec::new(),
     };
 
+    let (tail, stderr_truncated) = tail;
     let mut stderr = String::from_utf8_lossy(&tail).into_owned();
     if let Err(e) = write_result {
         // rsync closing its stdin early (it failed before reading the list) is not news:
@@ -135,6 +139,7 @@ fn run_inner(
             code: status.code(),
             signal: status.signal(),
             stderr,
+            stderr_truncated,
             elapsed: started.elapsed(),
         },
         stdout,
@@ -182,8 +187,10 @@ fn write_all_then_close(mut stdin: std::process::ChildStdin, data: &[u8]) -> io:
 }
 
 /// Read `r` to its end, keeping only the last `keep` bytes.
-fn read_tail(mut r: impl Read, keep: usize) -> Vec<u8> {
+/// The last `keep` bytes `r` gives, and whether anything before them was dropped.
+fn read_tail(mut r: impl Read, keep: usize) -> (Vec<u8>, bool) {
     let mut kept: Vec<u8> = Vec::new();
+    let mut dropped = false;
     let mut buf = [0u8; 8192];
     loop {
         match r.read(&mut buf) {
@@ -192,6 +199,7 @@ fn read_tail(mut r: impl Read, keep: usize) -> Vec<u8> {
                 kept.extend_from_slice(&buf[..n]);
                 if kept.len() > 2 * keep {
                     kept.drain(..kept.len() - keep);
+                    dropped = true;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -200,8 +208,9 @@ fn read_tail(mut r: impl Read, keep: usize) -> Vec<u8> {
     }
     if kept.len() > keep {
         kept.drain(..kept.len() - keep);
+        dropped = true;
     }
-    kept
+    (kept, dropped)
 }
 
 #[cfg(test)]
@@ -302,10 +311,14 @@ mod tests {
 
     #[test]
     fn read_tail_table() {
-        let cases: &[(&[u8], usize, &[u8])] =
-            &[(b"", 4, b""), (b"abc", 4, b"abc"), (b"abcdef", 4, b"cdef")];
-        for (input, keep, want) in cases {
-            assert_eq!(read_tail(*input, *keep), want.to_vec());
+        let cases: &[(&[u8], usize, &[u8], bool)] = &[
+            (b"", 4, b"", false),
+            (b"abc", 4, b"abc", false),
+            (b"abcd", 4, b"abcd", false),
+            (b"abcdef", 4, b"cdef", true),
+        ];
+        for (input, keep, want, dropped) in cases {
+            assert_eq!(read_tail(*input, *keep), (want.to_vec(), *dropped));
         }
     }
 }

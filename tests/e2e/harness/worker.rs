@@ -440,6 +440,11 @@ impl Worker {
         }
     }
 
+    /// The worker's process id (the wrapper's, which execs the worker in place).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The exit status if the process has exited (reaping it).
     pub fn poll_exit(&mut self) -> Option<ExitStatus> {
         if self.exited.is_none() {
