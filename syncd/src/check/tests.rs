@@ -450,7 +450,14 @@ fn ssh_target_with_nothing_listening_is_a_problem() {
         Duration::from_secs(5),
     );
     assert_eq!(f.status, Status::Problem, "{}", render(&f));
-    assert!(f.message.contains("code 255"), "{}", render(&f));
+    // rsync reports ssh's exit (255), or, when it notices the closed pipe first, the
+    // broken protocol stream (12): seen both ways under load. Either way the fix names
+    // what is wrong.
+    assert!(
+        f.message.contains("code 255") || f.message.contains("code 12"),
+        "{}",
+        render(&f)
+    );
     assert!(
         f.fix
             .as_deref()
