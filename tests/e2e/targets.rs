@@ -36,6 +36,15 @@ fn target_down_then_up_is_caught_up_and_failures_show_in_status() {
     seed_base(site.src());
     site.daemon.push_with_rsync(site.src());
     let mut w = Worker::start(&site.config());
+    // One push first: the target is probed and known, so what fails next is a push (a
+    // failed first probe counts in consecutive_failures, not in pushes_failed).
+    write_file(&site.src().join("before-down.txt"), b"up");
+    w.wait_status(
+        "a first push",
+        Duration::from_secs(20),
+        &[&site.daemon],
+        |s| s.syncs[0].targets[0].pushes_ok > 0,
+    );
 
     site.daemon.stop();
     change_while_down(site.src(), 8);
