@@ -126,6 +126,21 @@ fn fsid(path: &Path) -> io::Result<u64> {
     Ok(u64::from(buf.f_fsid))
 }
 
+/// Why the record could not be read.
+enum Unread {
+    Io(io::Error),
+    Damaged(serde_json::Error),
+}
+
+/// The record at `path`; a missing file is an empty record.
+fn read(path: &Path) -> Result<Record, Unread> {
+    match std::fs::read(path) {
+        Ok(data) => serde_json::from_slice(&data).map_err(Unread::Damaged),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Record::default()),
+        Err(e) => Err(Unread::Io(e)),
+    }
+}
+
 /// One sync in the record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordSync {
@@ -144,23 +159,19 @@ pub struct Record {
 impl Record {
     /// Read the record; a missing file is an empty record, a damaged one is set aside
     /// (`sources.json.corrupt-<time>`) with a warning and counts as empty: syncd never refuses
-    /// to start over its own state.
+    /// to start over its own state. For the worker, the record's one writer.
     pub fn load(state_dir: &Path) -> Record {
         let path = state_dir.join(RECORD_FILE);
-        let data = match std::fs::read(&path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Record::default(),
-            Err(e) => {
+        match read(&path) {
+            Ok(r) => r,
+            Err(Unread::Io(e)) => {
                 log::warn!(
                     "cannot read {}: {e}; the sources' identities from the last run are unknown",
                     path.display()
                 );
-                return Record::default();
+                Record::default()
             }
-        };
-        match serde_json::from_slice::<Record>(&data) {
-            Ok(r) => r,
-            Err(e) => {
+            Err(Unread::Damaged(e)) => {
                 let moved = crate::durable::set_aside(&path);
                 log::warn!(
                     "{} is damaged ({e}){}; the sources' identities from the last run are unknown",
@@ -173,6 +184,12 @@ impl Record {
                 Record::default()
             }
         }
+    }
+
+    /// The record as it is, touching nothing (for readers such as `syncd check`): empty
+    /// when missing, unreadable or damaged.
+    pub fn peek(state_dir: &Path) -> Record {
+        read(&state_dir.join(RECORD_FILE)).unwrap_or_default()
     }
 
     /// The identity recorded for the sync `name` watching `source`; None when the sync
@@ -313,8 +330,13 @@ mod tests {
         // The source path changed in the config: nothing expected.
         assert_eq!(back.expected("a", Path::new("/data2")), None);
         assert_eq!(back.expected("c", Path::new("/data")), None);
-        // A torn file after a power cut is set aside, not fatal.
+        // A torn file after a power cut is set aside, not fatal; a reader leaves it.
         std::fs::write(state.path().join(RECORD_FILE), b"{\"version\":1,\"sy").expect("tear");
+        assert_eq!(Record::peek(state.path()), Record::default());
+        assert!(
+            state.path().join(RECORD_FILE).exists(),
+            "peek moved nothing"
+        );
         assert_eq!(Record::load(state.path()), Record::default());
         let aside = std::fs::read_dir(state.path())
             .expect("ls")

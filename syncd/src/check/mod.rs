@@ -163,7 +163,8 @@ pub fn gather(settings: &Settings, config: &Config, env: &Env) -> Vec<Finding> {
     }
 
     let mut dirs = 0u64;
-    let sources = syncd_worker::source_id::Record::load(&settings.state_dir);
+    // Read only: `check` never moves the worker's state aside.
+    let sources = syncd_worker::source_id::Record::peek(&settings.state_dir);
     for job in &config.syncs {
         let (finding, n) = source_finding(job);
         out.push(finding);
