@@ -146,6 +146,23 @@ impl WatchHandle {
     }
 }
 
+impl SyncState {
+    /// Nothing queued or in flight for any target: every change received is pushed.
+    fn idle(&self) -> bool {
+        self.targets
+            .iter()
+            .all(|t| t.queue.is_empty() && t.in_flight.is_none())
+    }
+
+    /// Replace the watcher thread by a new one (`id`, watching `job`'s source once it is
+    /// what `expect` says); the new thread joins the old one before it adds watches.
+    fn rewatch(&mut self, id: Id, job: Arc<SyncJob>, tx: Sender<Msg>, expect: Expect) {
+        let prev = self.watch.stop();
+        self.watch = spawn_watcher(id, job, tx, prev, self.catchup.watermark(), expect);
+        self.ready = false;
+    }
+}
+
 struct SyncState {
     job: Arc<SyncJob>,
     watch: WatchHandle,
@@ -259,12 +276,7 @@ pub fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
     }
     for (job, ts) in jobs.into_iter().zip(targets) {
         let tracker = restart.tracker(&job);
-        let expect = match engine.sources.expected(&job.name, &job.source) {
-            Some(id) => Expect::Exactly(id),
-            None => Expect::Any {
-                wait_if_missing: false,
-            },
-        };
+        let expect = Expect::known(engine.sources.expected(&job.name, &job.source), false);
         let s = engine.start_sync(job, ts, false, tracker, expect);
         engine.syncs.push(s);
     }
@@ -443,11 +455,7 @@ impl Engine {
             let Some(s) = self.sync_watched_by(wid) else {
                 continue;
             };
-            let idle = s
-                .targets
-                .iter()
-                .all(|t| t.queue.is_empty() && t.in_flight.is_none());
-            if s.ready && s.stats.unwatched == 0 && idle {
+            if s.ready && s.stats.unwatched == 0 && s.idle() {
                 s.catchup.note_quiet(mark);
             }
         }
@@ -721,10 +729,7 @@ impl Engine {
                 };
                 if s.ready {
                     // What it could vouch for until now is what the catch-up starts from.
-                    let idle = s
-                        .targets
-                        .iter()
-                        .all(|t| t.queue.is_empty() && t.in_flight.is_none());
+                    let idle = s.idle();
                     s.catchup.lost(s.stats.unwatched, idle);
                 }
                 s.ready = false;
@@ -943,15 +948,8 @@ impl Engine {
             // The batch just put back is not pushed: only the quiet mark vouches.
             s.catchup.lost(s.stats.unwatched, false);
         }
-        let expect = match s.source {
-            Some(id) => Expect::Exactly(id),
-            None => Expect::Any {
-                wait_if_missing: true,
-            },
-        };
-        let prev = s.watch.stop();
-        s.watch = spawn_watcher(id, s.job.clone(), tx, prev, s.catchup.watermark(), expect);
-        s.ready = false;
+        let expect = Expect::known(s.source, true);
+        s.rewatch(id, s.job.clone(), tx, expect);
         s.next_full = None;
         s.lost = Some(why);
         self.status_dirty = true;
@@ -973,17 +971,10 @@ impl Engine {
                 s.job.name,
                 s.job.source.display()
             );
-            let prev = s.watch.stop();
-            s.watch = spawn_watcher(
-                id,
-                s.job.clone(),
-                tx.clone(),
-                prev,
-                s.catchup.watermark(),
-                Expect::Any {
-                    wait_if_missing: true,
-                },
-            );
+            let expect = Expect::Any {
+                wait_if_missing: true,
+            };
+            s.rewatch(id, s.job.clone(), tx.clone(), expect);
             s.full_on_ready = true;
             s.catchup.reset_quiet();
         }
@@ -1355,24 +1346,11 @@ impl Engine {
                 "{}: source, exclude or events changed; replacing its watches, then pushing the whole tree",
                 job.name
             );
-            let prev = s.watch.stop();
             // The same source path must still name the same directory; a new path is
             // taken as it is.
-            let expect = match s.source {
-                Some(id) if job.source == s.job.source => Expect::Exactly(id),
-                _ => Expect::Any {
-                    wait_if_missing: false,
-                },
-            };
-            s.watch = spawn_watcher(
-                self.fresh_id(),
-                job.clone(),
-                self.tx.clone(),
-                prev,
-                s.catchup.watermark(),
-                expect,
-            );
-            s.ready = false;
+            let same_path = job.source == s.job.source;
+            let expect = Expect::known(s.source.filter(|_| same_path), false);
+            s.rewatch(self.fresh_id(), job.clone(), self.tx.clone(), expect);
             s.full_on_ready = true;
             s.next_full = None;
         }

@@ -59,6 +59,16 @@ pub enum Expect {
     Any { wait_if_missing: bool },
 }
 
+impl Expect {
+    /// `Exactly` the directory known from before, else `Any`.
+    pub fn known(id: Option<SourceId>, wait_if_missing: bool) -> Expect {
+        match id {
+            Some(id) => Expect::Exactly(id),
+            None => Expect::Any { wait_if_missing },
+        }
+    }
+}
+
 /// Run until `stop` is set or `send` returns false (the engine is gone).
 pub fn run(
     job: &SyncJob,

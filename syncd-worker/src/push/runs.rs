@@ -114,10 +114,7 @@ impl Runner<'_> {
     /// Say the push is waiting for a busy daemon (`Some`: since then, unless it already
     /// was) or not (`None`).
     fn set_waiting(&self, now: Option<Instant>) {
-        if let Some(slot) = self.waiting {
-            let mut since = slot.lock().unwrap_or_else(|p| p.into_inner());
-            *since = now.map(|n| since.unwrap_or(n));
-        }
+        set_waiting(self.waiting, now);
     }
 
     /// One thread: take invocations until none is left or the daemon stayed busy.
@@ -200,33 +197,20 @@ pub(super) fn run_capturing(
 ) -> (Outcome, String, usize, bool) {
     let mut pauses = Pauses::new(patience);
     let (mut started, mut refused) = (0, false);
-    let set_waiting = |now: Option<Instant>| {
-        if let Some(slot) = waiting {
-            let mut since = slot.lock().unwrap_or_else(|p| p.into_inner());
-            *since = now.map(|n| since.unwrap_or(n));
-        }
-    };
     loop {
         log::debug!("rsync {} ({})", inv.summary, describe_args(inv));
         started += 1;
         let (outcome, stdout) = match run_capture(inv) {
             Ok((r, out)) => (classify(r.code, r.signal, &r.stderr), out),
-            Err(e) => (
-                Outcome {
-                    class: Class::Retry,
-                    code: None,
-                    message: format!("{e:#}"),
-                },
-                String::new(),
-            ),
+            Err(e) => (not_run(&e), String::new()),
         };
         if outcome.class != Class::Busy {
-            set_waiting(None);
+            set_waiting(waiting, None);
             return (outcome, stdout, started, refused);
         }
         refused = true;
         let now = Instant::now();
-        set_waiting(Some(now));
+        set_waiting(waiting, Some(now));
         let Some(pause) = pauses.refused(now) else {
             return (outcome, stdout, started, refused);
         };
@@ -255,14 +239,25 @@ fn run_one(inv: &Invocation, progress: Option<&SharedProgress>) -> (Outcome, Opt
             );
             (outcome, named)
         }
-        Err(e) => {
-            let outcome = Outcome {
-                class: Class::Retry,
-                code: None,
-                message: format!("{e:#}"),
-            };
-            (outcome, None)
-        }
+        Err(e) => (not_run(&e), None),
+    }
+}
+
+/// rsync could not be started or waited for: retried like any transient failure.
+fn not_run(e: &anyhow::Error) -> Outcome {
+    Outcome {
+        class: Class::Retry,
+        code: None,
+        message: format!("{e:#}"),
+    }
+}
+
+/// Say in `slot` that the push is waiting for a busy daemon (`Some`: since then, unless
+/// it already was) or not (`None`).
+fn set_waiting(slot: Option<&SharedWaiting>, now: Option<Instant>) {
+    if let Some(slot) = slot {
+        let mut since = slot.lock().unwrap_or_else(|p| p.into_inner());
+        *since = now.map(|n| since.unwrap_or(n));
     }
 }
 
