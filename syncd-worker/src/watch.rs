@@ -15,6 +15,9 @@
 //!   and the paths of its whole subtree are updated; moved out, its watches are removed;
 //! * `IN_IGNORED` drops a watch (deleted directory); events of unknown watches are
 //!   dropped (they may still be queued after a removal);
+//! * the root unmounted (`IN_UNMOUNT`), moved away (`IN_MOVE_SELF`, the root's mask
+//!   only), deleted or unwatched makes the watcher lost ([`Watcher::root_lost`]): its
+//!   later events no longer describe the source path and are ignored;
 //! * `IN_Q_OVERFLOW` means events were lost: every directory is walked again to add any
 //!   missing watch, and a whole-tree push is asked for;
 //! * a watch that cannot be added for lack of watches (`ENOSPC`) is reported with the
