@@ -253,11 +253,8 @@ fn worker_killed_under_the_controller_is_restarted_and_catches_up_without_a_full
     for (i, p) in changed.iter().enumerate() {
         write_file(p, format!("changed {i} while no worker ran").as_bytes());
     }
-    c.wait_status("a restarted worker", Duration::from_secs(15), &[], |v| {
-        v["worker_pid"]
-            .as_u64()
-            .is_some_and(|p| p != u64::from(old))
-            && v["worker"]["state"] == "watching"
+    c.wait_restarted(old, Duration::from_secs(15), &[], |v| {
+        v["worker"]["state"] == "watching"
     });
     SyncCheck::new(src, &site.dst())
         .ignore(|p| p == Path::new(SENTINEL))

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::harness::tree::write_file;
-use crate::harness::{Site, SyncCheck, TreeWriter, Worker};
+use crate::harness::{assert_in_sync, Site, TreeWriter, Worker};
 
 const SENTINEL: &str = "keep/target-only.txt";
 
@@ -80,11 +80,12 @@ fn set_aside(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 /// (sentinel included: it must be gone) and the first push is done; return its log.
 fn start_and_catch_up(site: &Site) -> (Worker, String) {
     let mut w = Worker::start(&site.config());
-    SyncCheck::new(site.src(), &site.dst())
-        .with(&w)
-        .with(&site.daemon)
-        .within(Duration::from_secs(30))
-        .wait();
+    assert_in_sync(
+        site.src(),
+        &site.dst(),
+        Duration::from_secs(30),
+        &[&w, &site.daemon],
+    );
     w.wait_status(
         "the first push finished",
         Duration::from_secs(30),

@@ -27,7 +27,7 @@ use crate::harness::mount::{LoopFs, Tmpfs};
 use crate::harness::tree::{chmod, snapshot, wait_past_seed, write_file, Kind, SyncCheck};
 use crate::harness::{
     assert_in_sync, sysctl_exclusive, Controller, Diagnose, RsyncDaemon, Site, SysctlOverride,
-    TreeWriter, Worker, WorkerConfig,
+    TreeWriter, Worker,
 };
 use crate::{busy, catchup, safety, source};
 
@@ -210,18 +210,7 @@ fn f01_worker_sigkilled_in_a_5000_file_burst() {
         "the whole burst had arrived before the kill: the test proves nothing"
     );
     wait_gone(old, RESTART_TIMEOUT, "the SIGKILLed worker", &[&c]);
-    c.wait_status(
-        "a new worker running after kill -9 of the old one",
-        RESTART_TIMEOUT,
-        &[&site.daemon],
-        |v| {
-            v["phase"] == "running"
-                && v["restarts"].as_u64().is_some_and(|r| r >= 1)
-                && v["worker_pid"]
-                    .as_u64()
-                    .is_some_and(|w| w != u64::from(old))
-        },
-    );
+    c.wait_restarted(old, RESTART_TIMEOUT, &[&site.daemon], |_| true);
     row.converge(
         SyncCheck::new(site.src(), &site.dst())
             .with(&c)
@@ -718,15 +707,7 @@ fn f09_source_root_moved_away_and_replaced_is_held_until_accepted() {
     let site = Site::new();
     let data = source::data_dir(&site);
     source::seed(&data);
-    let cfg = WorkerConfig::new(site.state.path(), &data)
-        .daemon(&site.daemon)
-        .initial_sync(true);
-    let mut w = Worker::start(&cfg);
-    SyncCheck::new(&data, &site.dst())
-        .with(&w)
-        .with(&site.daemon)
-        .within(SYNC_TIMEOUT)
-        .wait();
+    let mut w = source::start_synced(&site, &data);
     let before = snapshot(&site.dst());
 
     // The deploy swap.
@@ -790,10 +771,7 @@ fn f09_source_root_moved_away_and_replaced_is_held_until_accepted() {
             .within(SYNC_TIMEOUT),
     );
     write_file(&data.join("fresh/live.txt"), b"watched live");
-    SyncCheck::new(&data, &site.dst())
-        .with(&w)
-        .within(SYNC_TIMEOUT)
-        .wait();
+    assert_in_sync(&data, &site.dst(), SYNC_TIMEOUT, &[&w]);
     w.stop();
     row.survived();
 }
@@ -811,15 +789,7 @@ fn f10_unmounted_source_keeps_the_target_and_resumes_after_remount() {
     let mut disk = LoopFs::new(32);
     disk.mount(&data);
     source::seed(&data);
-    let cfg = WorkerConfig::new(site.state.path(), &data)
-        .daemon(&site.daemon)
-        .initial_sync(true);
-    let mut w = Worker::start(&cfg);
-    SyncCheck::new(&data, &site.dst())
-        .with(&w)
-        .with(&site.daemon)
-        .within(SYNC_TIMEOUT)
-        .wait();
+    let mut w = source::start_synced(&site, &data);
     write_file(&site.dst().join(source::SENTINEL), b"only on the target");
     // Everything seeded is older than what the worker will vouch for at the loss.
     wait_past_seed(&data);
@@ -892,10 +862,7 @@ fn f10_unmounted_source_keeps_the_target_and_resumes_after_remount() {
         .wait();
     // The sentinel is the test's own: without it the trees are equal.
     fs::remove_file(site.dst().join(source::SENTINEL)).expect("rm the sentinel");
-    SyncCheck::new(&data, &site.dst())
-        .with(&w)
-        .within(SYNC_TIMEOUT)
-        .wait();
+    assert_in_sync(&data, &site.dst(), SYNC_TIMEOUT, &[&w]);
     w.stop();
     row.survived();
 }
@@ -1174,10 +1141,7 @@ fn f14_after_sigkill_while_idle_the_checkpoint_limits_the_catch_up_to_what_chang
     );
     // The sentinel is the test's own: without it the trees are equal.
     fs::remove_file(site.dst().join(catchup::SENTINEL)).expect("rm the sentinel");
-    SyncCheck::new(src, &site.dst())
-        .with(&w)
-        .within(SYNC_TIMEOUT)
-        .wait();
+    assert_in_sync(src, &site.dst(), SYNC_TIMEOUT, &[&w]);
     w.stop();
     row.survived();
 }
@@ -1276,11 +1240,7 @@ fn f16_whole_tree_push_deleting_most_of_the_target_stops_until_forced() {
     write_file(&site.dst().join("d/stray2"), b"x");
     let cfg = site.config().initial_sync(true);
     let mut w = Worker::start(&cfg);
-    SyncCheck::new(site.src(), &site.dst())
-        .with(&w)
-        .with(&site.daemon)
-        .within(SYNC_TIMEOUT)
-        .wait();
+    assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
     w.wait_log("deleting 2 entries on the target", SYNC_TIMEOUT);
 
     // 180 entries on the target that the source lacks: deleting them is 90 % of it.

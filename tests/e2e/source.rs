@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::harness::controller::{kill, wait_gone};
 use crate::harness::mount::LoopFs;
 use crate::harness::tree::{snapshot, write_file};
-use crate::harness::{Controller, Site, SyncCheck, TreeWriter, Worker, WorkerConfig};
+use crate::harness::{assert_in_sync, Controller, Site, TreeWriter, Worker, WorkerConfig};
 use syncd_worker::status::{State, Status};
 
 pub(crate) const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,6 +41,16 @@ pub(crate) fn data_dir(site: &Site) -> PathBuf {
 
 pub(crate) fn seed(data: &Path) {
     TreeWriter::new(81).files(data, &["keep", "work", "work/sub"], 30, 10, 3000);
+}
+
+/// A worker watching `data` (pushing it whole at start), once the target equals it.
+pub(crate) fn start_synced(site: &Site, data: &Path) -> Worker {
+    let cfg = WorkerConfig::new(site.state.path(), data)
+        .daemon(&site.daemon)
+        .initial_sync(true);
+    let w = Worker::start(&cfg);
+    assert_in_sync(data, &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
+    w
 }
 
 /// The worker has seen a push-now (SIGUSR1) and written its status again since: whatever
@@ -70,11 +80,7 @@ fn worker_restarted_while_the_source_is_unmounted_pushes_nothing() {
             .initial_sync(true),
     );
     c.start();
-    SyncCheck::new(&data, &site.dst())
-        .with(&c)
-        .with(&site.daemon)
-        .within(SYNC_TIMEOUT)
-        .wait();
+    assert_in_sync(&data, &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
     // No rsync left in the file system (a push in flight keeps it busy).
     c.wait_status("the worker idle", SYNC_TIMEOUT, &[&site.daemon], |v| {
         v["worker"]["state"] == "watching"
@@ -87,17 +93,8 @@ fn worker_restarted_while_the_source_is_unmounted_pushes_nothing() {
     let old = c.worker_pid().expect("worker pid");
     kill(old, libc::SIGKILL);
     wait_gone(old, SYNC_TIMEOUT, "the SIGKILLed worker", &[&c]);
-    c.wait_status(
-        "a restarted worker that reports the lost source",
-        SYNC_TIMEOUT,
-        &[&site.daemon],
-        |v| {
-            v["worker_pid"]
-                .as_u64()
-                .is_some_and(|p| p != u64::from(old))
-                && problem(v)
-        },
-    );
+    // The restarted worker reports the lost source.
+    c.wait_restarted(old, SYNC_TIMEOUT, &[&site.daemon], problem);
     assert_eq!(
         snapshot(&site.dst()),
         before,
@@ -110,11 +107,7 @@ fn worker_restarted_while_the_source_is_unmounted_pushes_nothing() {
     c.wait_status("the source back", LOST_TIMEOUT, &[&site.daemon], |v| {
         v["worker"]["syncs"][0]["source_problem"].is_null()
     });
-    SyncCheck::new(&data, &site.dst())
-        .with(&c)
-        .with(&site.daemon)
-        .within(SYNC_TIMEOUT)
-        .wait();
+    assert_in_sync(&data, &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
     c.stop();
 }
 
@@ -126,15 +119,7 @@ fn deleted_source_root_waits_and_a_reload_accepts_its_replacement() {
     let site = Site::new();
     let data = data_dir(&site);
     seed(&data);
-    let cfg = WorkerConfig::new(site.state.path(), &data)
-        .daemon(&site.daemon)
-        .initial_sync(true);
-    let mut w = Worker::start(&cfg);
-    SyncCheck::new(&data, &site.dst())
-        .with(&w)
-        .with(&site.daemon)
-        .within(SYNC_TIMEOUT)
-        .wait();
+    let mut w = start_synced(&site, &data);
     let before = snapshot(&site.dst());
     let copy = site.src().join("copy");
     let cp = std::process::Command::new("cp")
@@ -182,10 +167,6 @@ fn deleted_source_root_waits_and_a_reload_accepts_its_replacement() {
         &[&site.daemon],
         back,
     );
-    SyncCheck::new(&data, &site.dst())
-        .with(&w)
-        .with(&site.daemon)
-        .within(SYNC_TIMEOUT)
-        .wait();
+    assert_in_sync(&data, &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
     w.stop();
 }

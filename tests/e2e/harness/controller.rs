@@ -297,6 +297,30 @@ impl Controller {
         }
     }
 
+    /// Wait until the controller runs a new worker in place of `old` (killed), after at
+    /// least one restart, and `also` holds; returns that status.
+    pub fn wait_restarted(
+        &self,
+        old: u32,
+        timeout: Duration,
+        others: &[&dyn Diagnose],
+        also: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        self.wait_status(
+            "a new worker running after kill -9 of the old one",
+            timeout,
+            others,
+            |v| {
+                v["phase"] == "running"
+                    && v["restarts"].as_u64().is_some_and(|r| r >= 1)
+                    && v["worker_pid"]
+                        .as_u64()
+                        .is_some_and(|w| w != u64::from(old))
+                    && also(v)
+            },
+        )
+    }
+
     /// The pid in the pidfile, if any.
     pub fn controller_pid(&self) -> Option<u32> {
         let pid = fs::read_to_string(self.pidfile())
