@@ -1,9 +1,17 @@
-//! Parsing an rsync destination as written by the operator (`user@host::module/sub`,
-//! `rsync://user@host:port/module/sub`, `user@host:/path`, `/local/path`) into a
-//! [`TargetKind`]. Follows rsync's own rule: a `:` before the first `/` means a remote
-//! host. Pure: never touches the filesystem or the network.
+//! A target's destination: parsing it as written by the operator
+//! (`user@host::module/sub`, `rsync://user@host:port/module/sub`, `user@host:/path`,
+//! `/local/path`) into a [`TargetKind`], and what each kind means to rsync and to a
+//! reload: its transport options ([`TargetKind::transport_args`]), its destination
+//! argument ([`TargetKind::dest_arg`]) and its identity ([`TargetKind::location`]).
+//! Parsing follows rsync's own rule: a `:` before the first `/` means a remote host.
+//!
+//! The one place that knows how each kind is reached: the push planner (`rsync::args`)
+//! and `syncd check`'s `--list-only` both take their transport words from here. Pure:
+//! never touches the filesystem or the network; paths stay bytes (never lossy).
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 
 use super::model::TargetKind;
 
@@ -162,6 +170,178 @@ fn trim_trailing_slashes(s: &str) -> &str {
     }
 }
 
+/// Where a target's files land: what decides whether its content is still known (a
+/// reload that changes it pushes the whole tree). The user, password file and ssh
+/// arguments are how rsync logs in, not where the files go, and are not part of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Location {
+    Daemon {
+        host: String,
+        port: Option<u16>,
+        module: String,
+    },
+    Ssh {
+        host: String,
+        port: Option<u16>,
+        path: String,
+    },
+    /// The path as given, byte for byte (not necessarily UTF-8).
+    Local(PathBuf),
+}
+
+/// Connect timeouts in whole seconds for [`TargetKind::transport_args`]: `daemon` as
+/// rsync's `--contimeout`, `ssh` as ssh's `-o ConnectTimeout`. None leaves the default.
+/// Pushes set only `daemon` (from `rsync.timeout`); `syncd check` sets both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectTimeouts {
+    pub daemon: Option<u64>,
+    pub ssh: Option<u64>,
+}
+
+impl TargetKind {
+    /// The rsync options that say how to reach this kind of target, in rsync's order:
+    /// `--contimeout=S --port=P --password-file=F` for a daemon, `-e "ssh ..."` for ssh
+    /// (see [`ssh_command`]), nothing for a local directory. The password file's *name*
+    /// only, never its content.
+    pub fn transport_args(&self, connect: ConnectTimeouts) -> Vec<OsString> {
+        let mut args = Vec::new();
+        match self {
+            TargetKind::Daemon {
+                port,
+                password_file,
+                ..
+            } => {
+                if let Some(secs) = connect.daemon {
+                    args.push(format!("--contimeout={secs}").into());
+                }
+                if let Some(port) = port {
+                    args.push(format!("--port={port}").into());
+                }
+                if let Some(pw) = password_file {
+                    let mut a = OsString::from("--password-file=");
+                    a.push(pw);
+                    args.push(a);
+                }
+            }
+            TargetKind::Ssh { port, ssh_args, .. } => {
+                args.push("-e".into());
+                args.push(ssh_command(*port, connect.ssh, ssh_args).into());
+            }
+            TargetKind::Local { .. } => {}
+        }
+        args
+    }
+
+    /// The destination argument: `[user@]host::module/` (daemon), `[user@]host:path/`
+    /// (ssh) or `path/` (local). The trailing slash makes rsync treat it as a directory.
+    pub fn dest_arg(&self) -> OsString {
+        match self {
+            TargetKind::Daemon {
+                user, host, module, ..
+            } => OsString::from(format!("{}{}::{module}/", user_at(user), host_arg(host))),
+            TargetKind::Ssh {
+                user, host, path, ..
+            } => {
+                let mut path = path.clone();
+                if !path.is_empty() && !path.ends_with('/') {
+                    path.push('/');
+                }
+                OsString::from(format!("{}{}:{path}", user_at(user), host_arg(host)))
+            }
+            TargetKind::Local { path } => {
+                let mut bytes = path.as_os_str().as_bytes().to_vec();
+                // A relative local path with a colon before its first slash would be
+                // taken for `host:path`.
+                let colon = bytes.iter().position(|b| *b == b':');
+                let slash = bytes.iter().position(|b| *b == b'/');
+                if bytes.first() != Some(&b'/')
+                    && colon.is_some_and(|c| slash.is_none_or(|s| c < s))
+                {
+                    bytes.splice(0..0, *b"./");
+                }
+                if bytes.last() != Some(&b'/') {
+                    bytes.push(b'/');
+                }
+                OsString::from_vec(bytes)
+            }
+        }
+    }
+
+    /// Where this target's files land (see [`Location`]).
+    pub fn location(&self) -> Location {
+        match self {
+            TargetKind::Daemon {
+                host, port, module, ..
+            } => Location::Daemon {
+                host: host.clone(),
+                port: *port,
+                module: module.clone(),
+            },
+            TargetKind::Ssh {
+                host, port, path, ..
+            } => Location::Ssh {
+                host: host.clone(),
+                port: *port,
+                path: path.clone(),
+            },
+            TargetKind::Local { path } => Location::Local(path.clone()),
+        }
+    }
+
+    /// The daemon's `--password-file`, if this is a daemon target with one.
+    pub fn password_file(&self) -> Option<&Path> {
+        match self {
+            TargetKind::Daemon {
+                password_file: Some(pw),
+                ..
+            } => Some(pw),
+            _ => None,
+        }
+    }
+}
+
+/// The `-e` value: `ssh [-p PORT] -o BatchMode=yes [-o ConnectTimeout=S] ARGS...`, each
+/// word quoted the way rsync splits this string (see [`quote_rsh_word`]).
+fn ssh_command(port: Option<u16>, connect_timeout: Option<u64>, ssh_args: &[String]) -> String {
+    let mut words = vec!["ssh".to_string()];
+    if let Some(p) = port {
+        words.extend(["-p".to_string(), p.to_string()]);
+    }
+    words.extend(["-o".to_string(), "BatchMode=yes".to_string()]);
+    if let Some(secs) = connect_timeout {
+        words.extend(["-o".to_string(), format!("ConnectTimeout={secs}")]);
+    }
+    words.extend(ssh_args.iter().cloned());
+    words
+        .iter()
+        .map(|w| quote_rsh_word(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One word of rsync's `-e` string: rsync splits it at spaces; single or double quotes
+/// keep spaces, a doubled quote inside quotes is a literal quote, backslashes are not
+/// special.
+fn quote_rsh_word(w: &str) -> String {
+    if !w.is_empty() && !w.contains([' ', '\'', '"']) {
+        return w.to_string();
+    }
+    format!("'{}'", w.replace('\'', "''"))
+}
+
+fn user_at(user: &Option<String>) -> String {
+    user.as_ref().map(|u| format!("{u}@")).unwrap_or_default()
+}
+
+/// IPv6 literals need brackets in `host::module` and `host:path`.
+fn host_arg(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +428,206 @@ mod tests {
             let err = parse_dest(text).expect_err(text);
             assert!(err.contains(want), "{text}: {err}");
         }
+    }
+
+    fn os(s: &str) -> OsString {
+        OsString::from(s)
+    }
+
+    #[test]
+    fn dest_arg_per_kind() {
+        let cases: Vec<(TargetKind, OsString)> = vec![
+            (
+                daemon(Some("rsync_backup"), "127.0.0.1", "nfsbackup", Some(18873)),
+                os("rsync_backup@127.0.0.1::nfsbackup/"),
+            ),
+            (daemon(None, "::1", "mod/sub", None), os("[::1]::mod/sub/")),
+            (
+                ssh(Some("root"), "backup.example", "/srv/data"),
+                os("root@backup.example:/srv/data/"),
+            ),
+            (ssh(None, "h", "rel/"), os("h:rel/")),
+            (ssh(None, "h", ""), os("h:")),
+            (local("/backup/data"), os("/backup/data/")),
+            (local("/backup/"), os("/backup/")),
+            (local("/b/x:y"), os("/b/x:y/")),
+            (local("x:y/z"), os("./x:y/z/")),
+            (
+                TargetKind::Local {
+                    path: PathBuf::from(OsString::from_vec(b"/tmp/caf\xe9".to_vec())),
+                },
+                OsString::from_vec(b"/tmp/caf\xe9/".to_vec()),
+            ),
+        ];
+        for (kind, want) in cases {
+            assert_eq!(kind.dest_arg(), want, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn transport_args_per_kind() {
+        let push = |secs| ConnectTimeouts {
+            daemon: secs,
+            ssh: None,
+        };
+        let check = ConnectTimeouts {
+            daemon: Some(7),
+            ssh: Some(7),
+        };
+        let with = |kind: TargetKind, f: &dyn Fn(&mut TargetKind)| {
+            let mut kind = kind;
+            f(&mut kind);
+            kind
+        };
+        let full_daemon = with(
+            daemon(Some("u"), "h", "m/sub", Some(8873)),
+            &|k: &mut TargetKind| {
+                if let TargetKind::Daemon { password_file, .. } = k {
+                    *password_file = Some("/etc/rsync.password".into());
+                }
+            },
+        );
+        let odd_password = with(daemon(None, "h", "m", None), &|k: &mut TargetKind| {
+            if let TargetKind::Daemon { password_file, .. } = k {
+                *password_file = Some(PathBuf::from(OsString::from_vec(b"/etc/p\xff".to_vec())));
+            }
+        });
+        let ssh_with = |port: Option<u16>, extra: &[&str]| {
+            with(ssh(Some("root"), "h", "/srv"), &|k: &mut TargetKind| {
+                if let TargetKind::Ssh {
+                    port: p, ssh_args, ..
+                } = k
+                {
+                    *p = port;
+                    *ssh_args = extra.iter().map(|s| s.to_string()).collect();
+                }
+            })
+        };
+        let cases: Vec<(TargetKind, ConnectTimeouts, Vec<OsString>)> = vec![
+            // Daemon: contimeout (when given), port, password file, in that order.
+            (
+                full_daemon.clone(),
+                push(Some(300)),
+                vec![
+                    os("--contimeout=300"),
+                    os("--port=8873"),
+                    os("--password-file=/etc/rsync.password"),
+                ],
+            ),
+            (
+                full_daemon.clone(),
+                push(None),
+                vec![os("--port=8873"), os("--password-file=/etc/rsync.password")],
+            ),
+            (
+                full_daemon,
+                check,
+                vec![
+                    os("--contimeout=7"),
+                    os("--port=8873"),
+                    os("--password-file=/etc/rsync.password"),
+                ],
+            ),
+            (daemon(None, "h", "m", None), push(None), vec![]),
+            (
+                odd_password,
+                push(None),
+                vec![OsString::from_vec(b"--password-file=/etc/p\xff".to_vec())],
+            ),
+            // Ssh: one -e word; ConnectTimeout only when asked (check), never from a push.
+            (
+                ssh_with(None, &[]),
+                push(Some(300)),
+                vec![os("-e"), os("ssh -o BatchMode=yes")],
+            ),
+            (
+                ssh_with(Some(2222), &["-i", "/root/.ssh/backup_key"]),
+                push(Some(300)),
+                vec![
+                    os("-e"),
+                    os("ssh -p 2222 -o BatchMode=yes -i /root/.ssh/backup_key"),
+                ],
+            ),
+            (
+                ssh_with(Some(2222), &["-i", "/root/my key"]),
+                check,
+                vec![
+                    os("-e"),
+                    os("ssh -p 2222 -o BatchMode=yes -o ConnectTimeout=7 -i '/root/my key'"),
+                ],
+            ),
+            (
+                ssh_with(
+                    None,
+                    &["-o", "ProxyCommand=nc -X 5 %h %p", "it's", "", "a\\b"],
+                ),
+                push(None),
+                vec![
+                    os("-e"),
+                    os("ssh -o BatchMode=yes -o 'ProxyCommand=nc -X 5 %h %p' 'it''s' '' a\\b"),
+                ],
+            ),
+            // Local: nothing.
+            (local("/backup"), push(Some(300)), vec![]),
+            (local("/backup"), check, vec![]),
+        ];
+        for (kind, connect, want) in cases {
+            assert_eq!(kind.transport_args(connect), want, "{kind:?} {connect:?}");
+        }
+    }
+
+    #[test]
+    fn location_is_where_the_files_land() {
+        let bytes = |b: &[u8]| TargetKind::Local {
+            path: PathBuf::from(OsString::from_vec(b.to_vec())),
+        };
+        let with_login = TargetKind::Daemon {
+            user: Some("other".into()),
+            host: "h".into(),
+            module: "m".into(),
+            port: None,
+            password_file: Some("/etc/pw".into()),
+        };
+        // (a, b, same location)
+        let cases: Vec<(TargetKind, TargetKind, bool)> = vec![
+            (daemon(Some("u"), "h", "m", None), with_login, true),
+            (
+                daemon(None, "h", "m", None),
+                daemon(None, "h", "m", Some(873)),
+                false,
+            ),
+            (
+                daemon(None, "h", "m", None),
+                daemon(None, "h2", "m", None),
+                false,
+            ),
+            (
+                daemon(None, "h", "m", None),
+                daemon(None, "h", "m/sub", None),
+                false,
+            ),
+            (daemon(None, "h", "m", None), ssh(None, "h", "m"), false),
+            (ssh(Some("a"), "h", "/p"), ssh(Some("b"), "h", "/p"), true),
+            (ssh(None, "h", "/p"), ssh(None, "h", "/q"), false),
+            (local("/b"), local("/b"), true),
+            (local("/b"), local("/c"), false),
+            (bytes(b"/tmp/x\xff"), bytes(b"/tmp/x\xfe"), false),
+            (bytes(b"/tmp/x\xff"), bytes(b"/tmp/x\xff"), true),
+        ];
+        for (a, b, same) in cases {
+            assert_eq!(a.location() == b.location(), same, "{a:?} {b:?}");
+        }
+    }
+
+    #[test]
+    fn password_file_only_of_a_daemon() {
+        let mut d = daemon(None, "h", "m", None);
+        assert_eq!(d.password_file(), None);
+        if let TargetKind::Daemon { password_file, .. } = &mut d {
+            *password_file = Some("/etc/pw".into());
+        }
+        assert_eq!(d.password_file(), Some(Path::new("/etc/pw")));
+        assert_eq!(ssh(None, "h", "/p").password_file(), None);
+        assert_eq!(local("/b").password_file(), None);
     }
 }

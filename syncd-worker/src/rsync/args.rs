@@ -32,7 +32,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::batch::{Batch, RelPath};
-use crate::config::model::{Mode, SyncJob, Target, TargetKind};
+use crate::config::model::{Mode, SyncJob, Target};
+use crate::config::ConnectTimeouts;
 
 /// What the rsync pair (local binary and target) supports, found by [`super::probe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,35 +88,9 @@ impl Invocation {
     }
 }
 
-/// The destination argument: `[user@]host::module/` (daemon), `[user@]host:path/` (ssh)
-/// or `path/` (local). The trailing slash makes rsync treat it as a directory.
+/// The destination argument of `target` (see [`crate::config::TargetKind::dest_arg`]).
 pub fn dest_arg(target: &Target) -> OsString {
-    match &target.kind {
-        TargetKind::Daemon {
-            user, host, module, ..
-        } => OsString::from(format!("{}{}::{module}/", user_at(user), host_arg(host))),
-        TargetKind::Ssh {
-            user, host, path, ..
-        } => {
-            let mut path = path.clone();
-            if !path.is_empty() && !path.ends_with('/') {
-                path.push('/');
-            }
-            OsString::from(format!("{}{}:{path}", user_at(user), host_arg(host)))
-        }
-        TargetKind::Local { path } => {
-            let mut bytes = path.as_os_str().as_bytes().to_vec();
-            // A relative local path with a colon before its first slash would be taken
-            // for `host:path`.
-            let colon = bytes.iter().position(|b| *b == b':');
-            let slash = bytes.iter().position(|b| *b == b'/');
-            if bytes.first() != Some(&b'/') && colon.is_some_and(|c| slash.is_none_or(|s| c < s)) {
-                bytes.splice(0..0, *b"./");
-            }
-            with_trailing_slash(&mut bytes);
-            OsString::from_vec(bytes)
-        }
-    }
+    target.kind.dest_arg()
 }
 
 /// The rsync runs that push `batch` to `target`, in the order they must run. Empty when
@@ -260,41 +235,21 @@ fn invocation(
     summary: String,
 ) -> Invocation {
     let mut args: Vec<OsString> = job.rsync.params.iter().map(OsString::from).collect();
-    let daemon = matches!(target.kind, TargetKind::Daemon { .. });
-    if let Some(t) = job.rsync.timeout {
-        let secs = whole_seconds(t);
+    let secs = job.rsync.timeout.map(whole_seconds);
+    if let Some(secs) = secs {
         args.push(format!("--timeout={secs}").into());
-        if daemon {
-            args.push(format!("--contimeout={secs}").into());
-        }
     }
-    match &target.kind {
-        TargetKind::Daemon {
-            port,
-            password_file,
-            ..
-        } => {
-            if let Some(port) = port {
-                args.push(format!("--port={port}").into());
-            }
-            if let Some(pw) = password_file {
-                let mut a = OsString::from("--password-file=");
-                a.push(pw);
-                args.push(a);
-            }
-        }
-        TargetKind::Ssh { port, ssh_args, .. } => {
-            args.push("-e".into());
-            args.push(ssh_command(*port, ssh_args).into());
-        }
-        TargetKind::Local { .. } => {}
-    }
+    // A daemon gets `--contimeout` too; ssh's connect timeout is left to ssh.
+    args.extend(target.kind.transport_args(ConnectTimeouts {
+        daemon: secs,
+        ssh: None,
+    }));
     args.extend(job.rsync.extra.iter().map(OsString::from));
     args.extend(run_opts.iter().map(OsString::from));
     let mut source = job.source.as_os_str().as_bytes().to_vec();
     with_trailing_slash(&mut source);
     args.push(OsString::from_vec(source));
-    args.push(dest_arg(target));
+    args.push(target.kind.dest_arg());
     Invocation {
         program: job.rsync.binary.clone(),
         args,
@@ -304,31 +259,6 @@ fn invocation(
         entries,
         summary,
     }
-}
-
-/// The `-e` value: `ssh [-p PORT] -o BatchMode=yes ARGS...`, each word quoted the way
-/// rsync splits this string (spaces separate words; single or double quotes keep spaces;
-/// a doubled quote inside quotes is a literal quote; backslashes are not special).
-fn ssh_command(port: Option<u16>, ssh_args: &[String]) -> String {
-    let mut words = vec!["ssh".to_string()];
-    if let Some(p) = port {
-        words.extend(["-p".to_string(), p.to_string()]);
-    }
-    words.extend(["-o".to_string(), "BatchMode=yes".to_string()]);
-    words.extend(ssh_args.iter().cloned());
-    words
-        .iter()
-        .map(|w| quote_rsh_word(w))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// One word of rsync's `-e` string: single quotes keep spaces, `''` is a quote inside.
-pub fn quote_rsh_word(w: &str) -> String {
-    if !w.is_empty() && !w.contains([' ', '\'', '"']) {
-        return w.to_string();
-    }
-    format!("'{}'", w.replace('\'', "''"))
 }
 
 /// An anchored rsync filter pattern `/rel<suffix>`. rsync treats `\` as an escape only in
@@ -385,19 +315,6 @@ fn with_trailing_slash(bytes: &mut Vec<u8>) {
     }
 }
 
-fn user_at(user: &Option<String>) -> String {
-    user.as_ref().map(|u| format!("{u}@")).unwrap_or_default()
-}
-
-/// IPv6 literals need brackets in `host::module` and `host:path`.
-fn host_arg(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    }
-}
-
 fn whole_seconds(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
@@ -413,6 +330,7 @@ fn count(n: usize, what: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TargetKind;
     use crate::rsync::tests::{job, local, os};
 
     fn daemon() -> Target {
@@ -471,75 +389,6 @@ mod tests {
     const FILTER: Caps = Caps {
         delete_missing_args: false,
     };
-
-    #[test]
-    fn dest_arg_per_target_kind() {
-        let cases: Vec<(TargetKind, &str)> = vec![
-            (daemon().kind, "rsync_backup@127.0.0.1::nfsbackup/"),
-            (
-                TargetKind::Daemon {
-                    user: None,
-                    host: "::1".into(),
-                    module: "mod/sub".into(),
-                    port: None,
-                    password_file: None,
-                },
-                "[::1]::mod/sub/",
-            ),
-            (ssh(None, &[]).kind, "root@backup.example:/srv/data/"),
-            (
-                TargetKind::Ssh {
-                    user: None,
-                    host: "h".into(),
-                    path: "rel/".into(),
-                    port: None,
-                    ssh_args: vec![],
-                },
-                "h:rel/",
-            ),
-            (
-                TargetKind::Ssh {
-                    user: None,
-                    host: "h".into(),
-                    path: String::new(),
-                    port: None,
-                    ssh_args: vec![],
-                },
-                "h:",
-            ),
-            (
-                TargetKind::Local {
-                    path: "/backup/data".into(),
-                },
-                "/backup/data/",
-            ),
-            (
-                TargetKind::Local {
-                    path: "/backup/".into(),
-                },
-                "/backup/",
-            ),
-            (
-                TargetKind::Local {
-                    path: "/b/x:y".into(),
-                },
-                "/b/x:y/",
-            ),
-            (
-                TargetKind::Local {
-                    path: "x:y/z".into(),
-                },
-                "./x:y/z/",
-            ),
-        ];
-        for (kind, want) in cases {
-            let t = Target {
-                name: "t".into(),
-                kind: kind.clone(),
-            };
-            assert_eq!(dest_arg(&t), OsString::from(want), "{kind:?}");
-        }
-    }
 
     #[test]
     fn paths_run_to_daemon_with_port_password_and_timeout() {

@@ -13,7 +13,7 @@ use super::exit::{classify, Class, Outcome};
 use super::password::check_password_file;
 use super::run::run;
 use crate::batch::Batch;
-use crate::config::model::{Mode, SyncJob, Target, TargetKind};
+use crate::config::model::{Mode, SyncJob, Target};
 
 /// `--delete-missing-args` appeared in rsync 3.1.0.
 const DELETE_MISSING_ARGS_SINCE: (u32, u32, u32) = (3, 1, 0);
@@ -72,11 +72,7 @@ pub fn probe(job: &SyncJob, target: &Target) -> anyhow::Result<Result<Caps, Outc
 /// Check the password file, then probe what the target's rsync supports; every failure
 /// is an `Outcome` (a bad password file is a `ConfigError`, anything else a `Retry`).
 pub fn probe_target(job: &SyncJob, target: &Target) -> Result<Caps, Outcome> {
-    if let TargetKind::Daemon {
-        password_file: Some(pw),
-        ..
-    } = &target.kind
-    {
+    if let Some(pw) = target.kind.password_file() {
         check_password_file(pw).map_err(|message| Outcome {
             class: Class::ConfigError,
             code: None,
@@ -143,6 +139,7 @@ pub fn parse_version(line: &str) -> Option<(u32, u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TargetKind;
     use crate::rsync::tests::{job, local};
     use std::fs;
     use std::os::unix::fs::PermissionsExt;

@@ -4,45 +4,17 @@
 
 use super::*;
 
-/// The argv of the `rsync --list-only` that tests a daemon or ssh target.
+/// The argv of the `rsync --list-only` that tests a daemon or ssh target: the push's
+/// transport options (see [`TargetKind::transport_args`]) with a connect timeout for
+/// ssh as well as for the daemon.
 pub(super) fn list_only_args(target: &Target, timeout: Duration) -> Vec<OsString> {
     let secs = timeout.as_secs().max(1);
     let mut args: Vec<OsString> = vec!["--list-only".into(), format!("--timeout={secs}").into()];
-    match &target.kind {
-        TargetKind::Daemon {
-            port,
-            password_file,
-            ..
-        } => {
-            args.push(format!("--contimeout={secs}").into());
-            if let Some(p) = port {
-                args.push(format!("--port={p}").into());
-            }
-            if let Some(pw) = password_file {
-                let mut a = OsString::from("--password-file=");
-                a.push(pw);
-                args.push(a);
-            }
-        }
-        TargetKind::Ssh { port, ssh_args, .. } => {
-            let mut words = vec!["ssh".to_string()];
-            if let Some(p) = port {
-                words.extend(["-p".to_string(), p.to_string()]);
-            }
-            words.extend([
-                "-o".to_string(),
-                "BatchMode=yes".to_string(),
-                "-o".to_string(),
-                format!("ConnectTimeout={secs}"),
-            ]);
-            words.extend(ssh_args.iter().cloned());
-            let rsh: Vec<String> = words.iter().map(|w| quote_rsh_word(w)).collect();
-            args.push("-e".into());
-            args.push(rsh.join(" ").into());
-        }
-        TargetKind::Local { .. } => {}
-    }
-    args.push(dest_arg(target));
+    args.extend(target.kind.transport_args(ConnectTimeouts {
+        daemon: Some(secs),
+        ssh: Some(secs),
+    }));
+    args.push(target.kind.dest_arg());
     args
 }
 

@@ -17,10 +17,9 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use syncd_worker::config::{Config, SyncJob, Target, TargetKind};
-use syncd_worker::rsync::args::quote_rsh_word;
+use syncd_worker::config::{Config, ConnectTimeouts, SyncJob, Target, TargetKind};
 use syncd_worker::rsync::probe::parse_version;
-use syncd_worker::rsync::{check_password_file, classify, dest_arg};
+use syncd_worker::rsync::{check_password_file, classify};
 
 use crate::settings::Settings;
 
