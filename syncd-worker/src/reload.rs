@@ -7,7 +7,7 @@
 //! queues, watchers and push threads and applies the plan. It must never decide to drop a
 //! queue that could be kept.
 
-use crate::config::{CommandHook, Config, Hooks, SyncJob, Target, TargetKind};
+use crate::config::{CommandHook, Config, Hooks, SyncJob, Target};
 use crate::exclude::ExcludeSet;
 
 /// What happens to one sync of the new configuration.
@@ -181,23 +181,10 @@ fn same_opt_set(a: &Option<ExcludeSet>, b: &Option<ExcludeSet>) -> bool {
 fn diff_target(old: &Target, new: &Target) -> TargetChange {
     if old == new {
         TargetChange::Unchanged
-    } else if location(&old.kind) != location(&new.kind) {
+    } else if old.kind.location() != new.kind.location() {
         TargetChange::Moved
     } else {
         TargetChange::Updated
-    }
-}
-
-/// Where a target's files land: what decides whether its content is still known.
-fn location(kind: &TargetKind) -> (u8, &str, Option<u16>, &str) {
-    match kind {
-        TargetKind::Daemon {
-            host, module, port, ..
-        } => (0, host.as_str(), *port, module.as_str()),
-        TargetKind::Ssh {
-            host, path, port, ..
-        } => (1, host.as_str(), *port, path.as_str()),
-        TargetKind::Local { path } => (2, "", None, path.to_str().unwrap_or("\u{fffd}")),
     }
 }
 
@@ -276,7 +263,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{DaemonSettings, HttpHook, Mode};
+    use crate::config::{DaemonSettings, HttpHook, Mode, TargetKind};
     use crate::rsync::tests::{job, local};
 
     fn named(name: &str, job: SyncJob) -> SyncJob {
@@ -515,6 +502,32 @@ mod tests {
                 .map(|s| (s.change, s.targets.clone()))
                 .collect();
             assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn local_target_moved_between_non_utf8_paths_is_moved() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let at = |bytes: &[u8]| {
+            edit(|c| {
+                web(c).targets[1].kind = TargetKind::Local {
+                    path: PathBuf::from(OsString::from_vec(bytes.to_vec())),
+                }
+            })
+        };
+        let cases: [(&[u8], &[u8], TargetChange); 3] = [
+            (b"/tmp/x\xff", b"/tmp/x\xfe", TargetChange::Moved),
+            (b"/tmp/x\xff", b"/tmp/x\xff", TargetChange::Unchanged),
+            (b"/tmp/x\xff", b"/tmp/x", TargetChange::Moved),
+        ];
+        for (old, new, want) in cases {
+            let plan = diff(&at(old), &at(new));
+            assert_eq!(
+                plan.syncs[0].targets,
+                [TargetChange::Unchanged, want],
+                "{old:?} -> {new:?}"
+            );
         }
     }
 
