@@ -474,34 +474,21 @@ mod tests {
             daemon: Some(7),
             ssh: Some(7),
         };
-        let with = |kind: TargetKind, f: &dyn Fn(&mut TargetKind)| {
-            let mut kind = kind;
-            f(&mut kind);
-            kind
+        let daemon_pw = |port: Option<u16>, pw: &[u8]| TargetKind::Daemon {
+            user: Some("u".into()),
+            host: "h".into(),
+            module: "m/sub".into(),
+            port,
+            password_file: Some(PathBuf::from(OsString::from_vec(pw.to_vec()))),
         };
-        let full_daemon = with(
-            daemon(Some("u"), "h", "m/sub", Some(8873)),
-            &|k: &mut TargetKind| {
-                if let TargetKind::Daemon { password_file, .. } = k {
-                    *password_file = Some("/etc/rsync.password".into());
-                }
-            },
-        );
-        let odd_password = with(daemon(None, "h", "m", None), &|k: &mut TargetKind| {
-            if let TargetKind::Daemon { password_file, .. } = k {
-                *password_file = Some(PathBuf::from(OsString::from_vec(b"/etc/p\xff".to_vec())));
-            }
-        });
-        let ssh_with = |port: Option<u16>, extra: &[&str]| {
-            with(ssh(Some("root"), "h", "/srv"), &|k: &mut TargetKind| {
-                if let TargetKind::Ssh {
-                    port: p, ssh_args, ..
-                } = k
-                {
-                    *p = port;
-                    *ssh_args = extra.iter().map(|s| s.to_string()).collect();
-                }
-            })
+        let full_daemon = daemon_pw(Some(8873), b"/etc/rsync.password");
+        let odd_password = daemon_pw(None, b"/etc/p\xff");
+        let ssh_with = |port: Option<u16>, extra: &[&str]| TargetKind::Ssh {
+            user: Some("root".into()),
+            host: "h".into(),
+            path: "/srv".into(),
+            port,
+            ssh_args: extra.iter().map(|s| s.to_string()).collect(),
         };
         let cases: Vec<(TargetKind, ConnectTimeouts, Vec<OsString>)> = vec![
             // Daemon: contimeout (when given), port, password file, in that order.
