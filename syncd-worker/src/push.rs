@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::batch::{Batch, RelPath};
 use crate::busy::patience;
-use crate::config::{Mode, SyncJob, Target, TargetKind};
+use crate::config::{Mode, SyncJob, Target};
 use crate::failing::FailedPath;
 use crate::guard::{stats_counts, DeleteGuard};
 use crate::progress::SharedProgress;
@@ -180,25 +180,13 @@ pub fn execute(
 }
 
 /// Where rsync's messages about `job` → `target` are rooted: the source directory, and
-/// the destination directory when the receiver prints absolute paths (a local target,
-/// an ssh target with an absolute path). A daemon prints paths relative to its module
-/// (`"a/b" (in mod)`), or, for a destination below it (`host::mod/sub`), as
-/// `"/sub/a/b" (in mod)` (measured, rsync 3.5.0).
+/// the destination directory when the receiver prints absolute paths (see
+/// [`crate::config::TargetKind::receiver_root`]).
 fn roots(job: &SyncJob, target: &Target) -> Roots {
     use std::os::unix::ffi::OsStrExt;
-    let dest = match &target.kind {
-        TargetKind::Daemon { module, .. } => module
-            .split_once('/')
-            .map(|(_, sub)| format!("/{sub}").into_bytes()),
-        TargetKind::Local { path } if path.is_absolute() => {
-            Some(path.as_os_str().as_bytes().to_vec())
-        }
-        TargetKind::Ssh { path, .. } if path.starts_with('/') => Some(path.as_bytes().to_vec()),
-        _ => None,
-    };
     Roots {
         source: job.source.as_os_str().as_bytes().to_vec(),
-        dest,
+        dest: target.kind.receiver_root(),
     }
 }
 
@@ -399,6 +387,7 @@ fn worst(outcomes: Vec<Outcome>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TargetKind;
     use crate::progress::{shared, snapshot};
     use crate::rsync::tests::{job, local};
 

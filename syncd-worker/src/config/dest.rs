@@ -288,6 +288,24 @@ impl TargetKind {
         }
     }
 
+    /// The directory the receiving rsync names files under in its messages, when it
+    /// names them absolutely: a local target's absolute path, an ssh target's absolute
+    /// path, or `/sub` for a daemon destination `mod/sub` (a daemon prints paths
+    /// relative to its module, `"/sub/a/b" (in mod)`; measured, rsync 3.5.0). None when
+    /// the messages name files relative to the destination itself.
+    pub fn receiver_root(&self) -> Option<Vec<u8>> {
+        match self {
+            TargetKind::Daemon { module, .. } => module
+                .split_once('/')
+                .map(|(_, sub)| format!("/{sub}").into_bytes()),
+            TargetKind::Local { path } if path.is_absolute() => {
+                Some(path.as_os_str().as_bytes().to_vec())
+            }
+            TargetKind::Ssh { path, .. } if path.starts_with('/') => Some(path.as_bytes().to_vec()),
+            TargetKind::Local { .. } | TargetKind::Ssh { .. } => None,
+        }
+    }
+
     /// The daemon's `--password-file`, if this is a daemon target with one.
     pub fn password_file(&self) -> Option<&Path> {
         match self {
@@ -603,6 +621,29 @@ mod tests {
         ];
         for (a, b, same) in cases {
             assert_eq!(a.location() == b.location(), same, "{a:?} {b:?}");
+        }
+    }
+
+    #[test]
+    fn receiver_root_per_kind() {
+        let cases: Vec<(TargetKind, Option<&[u8]>)> = vec![
+            (daemon(None, "h", "mod", None), None),
+            (daemon(None, "h", "mod/sub", None), Some(b"/sub")),
+            (daemon(None, "h", "mod/sub/dir", None), Some(b"/sub/dir")),
+            (ssh(None, "h", "/srv/data"), Some(b"/srv/data")),
+            (ssh(None, "h", "rel/dir"), None),
+            (ssh(None, "h", ""), None),
+            (local("/backup"), Some(b"/backup")),
+            (local("x:y/z"), None),
+            (
+                TargetKind::Local {
+                    path: PathBuf::from(OsString::from_vec(b"/b\xff".to_vec())),
+                },
+                Some(b"/b\xff"),
+            ),
+        ];
+        for (kind, want) in cases {
+            assert_eq!(kind.receiver_root().as_deref(), want, "{kind:?}");
         }
     }
 
