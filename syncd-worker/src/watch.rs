@@ -21,10 +21,13 @@
 //! * `IN_Q_OVERFLOW` means events were lost: every directory is walked again to add any
 //!   missing watch, and a whole-tree push is asked for;
 //! * a watch that cannot be added for lack of watches (`ENOSPC`) is reported with the
-//!   sysctl and the number needed; the tree is then covered by periodic whole-tree pushes
+//!   sysctl and the number to set
+//!   ([`limit::watches_to_suggest`], the controller's own rule); the tree is then covered by periodic whole-tree pushes
 //!   and a retry of the missing watches.
 //!
 //! It never pushes anything and never decides when to push.
+
+pub mod limit;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -520,7 +523,7 @@ impl Watcher {
             let limit = read_sysctl("/proc/sys/fs/inotify/max_user_watches");
             let needed = count_dirs(&self.root, &self.exclude);
             let missing = needed.saturating_sub(self.by_wd.len() as u64);
-            let suggest = limit.unwrap_or(8192) + missing * 2;
+            let suggest = limit::watches_to_suggest(limit, needed, missing);
             log::error!(
                 "cannot watch {}: out of inotify watches (fs.inotify.max_user_watches = {}); {} has {} directories, {} unwatched. Raise the limit: `sysctl -w fs.inotify.max_user_watches={}` (persist it in /etc/sysctl.d/90-syncd.conf). Until then the unwatched part is covered by periodic whole-tree pushes.",
                 path.display(),
