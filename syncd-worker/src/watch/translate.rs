@@ -474,8 +474,12 @@ mod tests {
         Event::Dir { dir: p(path), op }
     }
 
-    const FROM: fn(u32) -> EntryOp = |cookie| EntryOp::MovedFrom { cookie };
-    const TO: fn(u32) -> EntryOp = |cookie| EntryOp::MovedTo { cookie };
+    fn moved_from(cookie: u32) -> EntryOp {
+        EntryOp::MovedFrom { cookie }
+    }
+    fn moved_to(cookie: u32) -> EntryOp {
+        EntryOp::MovedTo { cookie }
+    }
     use EntryOp::{Attrib, CloseWrite, Create, Delete, Modify};
 
     const NEW_FILE: FileMeta = FileMeta {
@@ -642,8 +646,8 @@ mod tests {
                 name: "held file renamed: pushed under its new name only",
                 steps: vec![
                     At(0, file("f", Create)),
-                    At(1, file("f", FROM(2))),
-                    At(1, file("g", TO(2))),
+                    At(1, file("f", moved_from(2))),
+                    At(1, file("g", moved_to(2))),
                     Tick(5000),
                 ],
                 changes: vec![Gone(p("f")), Path(p("g"))],
@@ -668,13 +672,19 @@ mod tests {
             },
             Case {
                 name: "file renamed inside the tree",
-                steps: vec![At(0, file("a", FROM(7))), At(0, file("b/c", TO(7)))],
+                steps: vec![
+                    At(0, file("a", moved_from(7))),
+                    At(0, file("b/c", moved_to(7))),
+                ],
                 changes: vec![Gone(p("a")), Path(p("b/c"))],
                 ..Case::default()
             },
             Case {
                 name: "directory renamed inside the tree: watches renamed",
-                steps: vec![At(0, dir("old", FROM(7))), At(0, dir("x/new", TO(7)))],
+                steps: vec![
+                    At(0, dir("old", moved_from(7))),
+                    At(0, dir("x/new", moved_to(7))),
+                ],
                 changes: vec![Gone(p("old")), Tree(p("x/new"))],
                 commands: vec![Command::Rename {
                     from: p("old"),
@@ -685,9 +695,9 @@ mod tests {
             Case {
                 name: "halves of a rename split across two reads still pair",
                 steps: vec![
-                    At(0, dir("old", FROM(7))),
+                    At(0, dir("old", moved_from(7))),
                     Tick(19),
-                    At(19, dir("new", TO(7))),
+                    At(19, dir("new", moved_to(7))),
                     Tick(100),
                 ],
                 changes: vec![Gone(p("old")), Tree(p("new"))],
@@ -700,37 +710,37 @@ mod tests {
             Case {
                 name: "interleaved renames pair by cookie",
                 steps: vec![
-                    At(0, file("a", FROM(1))),
-                    At(0, file("b", FROM(2))),
-                    At(0, file("b2", TO(2))),
-                    At(0, file("a2", TO(1))),
+                    At(0, file("a", moved_from(1))),
+                    At(0, file("b", moved_from(2))),
+                    At(0, file("b2", moved_to(2))),
+                    At(0, file("a2", moved_to(1))),
                 ],
                 changes: vec![Gone(p("b")), Path(p("b2")), Gone(p("a")), Path(p("a2"))],
                 ..Case::default()
             },
             Case {
                 name: "file moved out: gone once its pair is overdue",
-                steps: vec![At(0, file("f", FROM(3))), Tick(19), Tick(20)],
+                steps: vec![At(0, file("f", moved_from(3))), Tick(19), Tick(20)],
                 changes: vec![Gone(p("f"))],
                 ..Case::default()
             },
             Case {
                 name: "directory moved out: unwatched and gone",
-                steps: vec![At(0, dir("d", FROM(3))), Tick(20)],
+                steps: vec![At(0, dir("d", moved_from(3))), Tick(20)],
                 changes: vec![Gone(p("d"))],
                 commands: vec![Command::Unwatch(p("d"))],
                 ..Case::default()
             },
             Case {
                 name: "directory moved in: watched, read and pushed whole",
-                steps: vec![At(0, dir("d", TO(4)))],
+                steps: vec![At(0, dir("d", moved_to(4)))],
                 changes: vec![Tree(p("d"))],
                 commands: vec![Command::WatchTree(p("d"))],
                 ..Case::default()
             },
             Case {
                 name: "file moved in: pushed",
-                steps: vec![At(0, file("f", TO(4)))],
+                steps: vec![At(0, file("f", moved_to(4)))],
                 changes: vec![Path(p("f"))],
                 ..Case::default()
             },
@@ -742,10 +752,10 @@ mod tests {
                     ..EventSet::default()
                 },
                 steps: vec![
-                    At(0, dir("a", FROM(1))),
-                    At(0, dir("b", TO(1))),
-                    At(0, dir("c", FROM(2))),
-                    At(0, dir("in", TO(3))),
+                    At(0, dir("a", moved_from(1))),
+                    At(0, dir("b", moved_to(1))),
+                    At(0, dir("c", moved_from(2))),
+                    At(0, dir("in", moved_to(3))),
                     Tick(20),
                 ],
                 commands: vec![
@@ -762,10 +772,10 @@ mod tests {
                 name: "moved to an excluded name: a move out",
                 exclude: &[r"\.tmp$"],
                 steps: vec![
-                    At(0, file("f", FROM(1))),
-                    At(0, file("f.tmp", TO(1))),
-                    At(0, dir("d", FROM(2))),
-                    At(0, dir("d.tmp", TO(2))),
+                    At(0, file("f", moved_from(1))),
+                    At(0, file("f.tmp", moved_to(1))),
+                    At(0, dir("d", moved_from(2))),
+                    At(0, dir("d.tmp", moved_to(2))),
                 ],
                 changes: vec![Gone(p("f")), Gone(p("d"))],
                 commands: vec![Command::Unwatch(p("d"))],
@@ -775,8 +785,8 @@ mod tests {
                 name: "moved from an excluded name: a move in",
                 exclude: &[r"\.tmp$"],
                 steps: vec![
-                    At(0, file("f.tmp", FROM(1))),
-                    At(0, file("f", TO(1))),
+                    At(0, file("f.tmp", moved_from(1))),
+                    At(0, file("f", moved_to(1))),
                     Tick(100),
                 ],
                 changes: vec![Path(p("f"))],
@@ -853,7 +863,7 @@ mod tests {
             },
             Case {
                 name: "unpaired move still held at the end",
-                steps: vec![At(0, file("f", FROM(1))), Tick(19)],
+                steps: vec![At(0, file("f", moved_from(1))), Tick(19)],
                 settled: false,
                 ..Case::default()
             },
@@ -885,14 +895,14 @@ mod tests {
             let case = Case {
                 steps: vec![
                     At(0, file("before", CloseWrite)),
-                    At(0, file("moving", FROM(1))),
+                    At(0, file("moving", moved_from(1))),
                     At(1, itself("", op)),
                     // Later events, and later losses, change nothing.
                     At(2, itself("", DirOp::Unmounted)),
                     At(2, file("after", CloseWrite)),
                     At(2, dir("d", Create)),
                     At(2, Event::Overflow),
-                    At(2, file("moved", TO(1))),
+                    At(2, file("moved", moved_to(1))),
                     // What was held still expires.
                     Tick(100),
                 ],
@@ -924,7 +934,7 @@ mod tests {
         assert_eq!(tr.next_deadline(), None, "nothing held");
         tr.event(file("f", Create), ms(0), new_file, &mut out);
         assert_eq!(tr.next_deadline(), Some(ms(2000)), "the held file");
-        tr.event(file("a", FROM(1)), ms(5), new_file, &mut out);
+        tr.event(file("a", moved_from(1)), ms(5), new_file, &mut out);
         assert_eq!(tr.next_deadline(), Some(ms(25)), "the move half first");
         tr.event(file("g", Create), ms(6), new_file, &mut out);
         tr.tick(ms(25), &mut out);
