@@ -1,34 +1,33 @@
 //! The inotify adapter of one sync: owns the inotify instance, one watch per directory of
 //! the source (symlinks never followed, excluded directories not watched) and the map
-//! between watch descriptors and relative paths. It turns raw events into queue
-//! [`Change`]s and keeps the watches in step with the tree:
+//! between watch descriptors and relative paths. It reads raw events, turns each into a
+//! [`translate::Event`] (directory path instead of watch descriptor), and lets the pure
+//! [`Translator`] decide the queue [`Change`]s and the watch [`Command`]s, which it
+//! carries out before the next event is read:
 //!
-//! * a new regular file (`IN_CREATE`) is held back until its `IN_CLOSE_WRITE` when that
-//!   event is on: pushing it at creation would push it half-written and then again. Only
-//!   a file that will get a close can wait — one with a single link (a hard link gets no
-//!   close) — and none waits longer than [`CREATE_CLOSE_WAIT`] (a file created without
-//!   write access, or a link whose other name was removed before we looked);
-//! * a directory created or moved in gets its watch, then is read, and so is every
-//!   directory found in it (watch first, then read: nothing created in between is
-//!   missed), and is pushed whole;
-//! * a directory renamed inside the tree keeps its watches (moves are paired by cookie)
-//!   and the paths of its whole subtree are updated; moved out, its watches are removed;
-//! * `IN_IGNORED` drops a watch (deleted directory); events of unknown watches are
-//!   dropped (they may still be queued after a removal);
-//! * the root unmounted (`IN_UNMOUNT`), moved away (`IN_MOVE_SELF`, the root's mask
-//!   only), deleted or unwatched makes the watcher lost ([`Watcher::root_lost`]): its
-//!   later events no longer describe the source path and are ignored;
-//! * `IN_Q_OVERFLOW` means events were lost: every directory is walked again to add any
-//!   missing watch, and a whole-tree push is asked for;
+//! * watching a tree: watch first, then read the directory, then each directory found in
+//!   it (nothing created in between is missed);
+//! * a rename inside the tree keeps the kernel's watches and updates the paths of the
+//!   whole subtree; a move out removes them; a delete forgets them;
+//! * `IN_IGNORED` drops a watch; events of unknown watches are dropped (they may still be
+//!   queued after a removal);
+//! * the root unmounted, moved away (`IN_MOVE_SELF`, the root's mask only), deleted or
+//!   unwatched makes the watcher lost ([`Watcher::root_lost`]);
 //! * a watch that cannot be added for lack of watches (`ENOSPC`) is reported with the
-//!   sysctl and the number needed; the tree is then covered by periodic whole-tree pushes
-//!   and a retry of the missing watches.
+//!   sysctl and the number to set ([`limit::watches_to_suggest`], the controller's own
+//!   rule); the tree is then covered by periodic whole-tree pushes and a retry of the
+//!   missing watches.
 //!
-//! It never pushes anything and never decides when to push.
+//! What each event means (move pairing, holding new files until their close, excludes,
+//! overflow, root loss) is decided in [`translate`]; this module only does the I/O and
+//! reads the clock. It never pushes anything and never decides when to push.
+
+pub mod limit;
+pub mod translate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -36,31 +35,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::batch::RelPath;
-use crate::config::{EventSet, SyncJob};
+use crate::config::SyncJob;
 use crate::exclude::ExcludeSet;
 use crate::queue::Change;
 use crate::walk::{abs, child, count_dirs, vanished};
-
-/// How long an unpaired `IN_MOVED_FROM` waits for its `IN_MOVED_TO` before it is taken
-/// as a move out of the tree. The kernel queues both halves of one rename back to back,
-/// so this only has to cover a pair split across two reads.
-const MOVE_PAIR_WAIT: Duration = Duration::from_millis(20);
-
-/// How long a new regular file waits for its `IN_CLOSE_WRITE` before it is pushed anyway
-/// (still open, or created in a way that never closes it for writing). Nothing is lost
-/// either way: its close, if it comes later, pushes it again.
-const CREATE_CLOSE_WAIT: Duration = Duration::from_secs(2);
-
-/// Should a new entry seen by `IN_CREATE` wait for its `IN_CLOSE_WRITE` instead of being
-/// pushed now? Only a regular file with one link, and only when closes are watched and
-/// writes are not (with `modify` on, the operator wants files pushed while written);
-/// `meta` is its lstat: (regular file, link count), None when it is gone already or
-/// cannot be read (pushed now: rsync sees what is there).
-fn create_waits_for_close(events: &EventSet, meta: Option<(bool, u64)>) -> bool {
-    events.close_write && !events.modify && matches!(meta, Some((true, 1)))
-}
+use translate::{Command, DirOp, EntryOp, Event, FileMeta, Output, Timing, Translator};
 
 /// Counters the status file shows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,35 +53,21 @@ pub struct WatchStats {
     pub overflows: u64,
 }
 
-struct PendingMove {
-    cookie: u32,
-    from: RelPath,
-    is_dir: bool,
-    at: Instant,
-}
-
 pub struct Watcher {
     inotify: Inotify,
     root: PathBuf,
-    events: EventSet,
     exclude: ExcludeSet,
     mask: WatchMask,
+    /// What the events mean.
+    core: Translator,
     /// wd id → (descriptor, relative path; empty for the root).
     by_wd: HashMap<i32, (WatchDescriptor, RelPath)>,
     /// relative path → wd id, ordered so a subtree is a range.
     by_path: BTreeMap<RelPath, i32>,
-    pending_moves: Vec<PendingMove>,
-    /// New regular files waiting for their `IN_CLOSE_WRITE`, with when they were created.
-    open_creates: BTreeMap<RelPath, Instant>,
-    /// [`CREATE_CLOSE_WAIT`] (shorter in tests).
-    create_close_wait: Duration,
     /// Directories that could not be watched at the last attempt.
     unwatched: u64,
-    overflows: u64,
     /// Set once ENOSPC was explained, so the log says it once per shortage, not per dir.
     enospc_reported: bool,
-    /// Why the root stopped being watchable (deleted, moved away, unmounted).
-    root_lost: Option<String>,
     buffer: Vec<u8>,
 }
 
@@ -125,18 +94,13 @@ impl Watcher {
         let mut w = Watcher {
             inotify,
             root: job.source.clone(),
-            events: job.events,
             exclude: job.exclude.clone(),
             mask,
+            core: Translator::new(job.events, job.exclude.clone(), Timing::default()),
             by_wd: HashMap::new(),
             by_path: BTreeMap::new(),
-            pending_moves: Vec::new(),
-            open_creates: BTreeMap::new(),
-            create_close_wait: CREATE_CLOSE_WAIT,
             unwatched: 0,
-            overflows: 0,
             enospc_reported: false,
-            root_lost: None,
             buffer: vec![0; 64 * 1024],
         };
         w.add_one(&[]).with_context(|| {
@@ -154,7 +118,7 @@ impl Watcher {
         WatchStats {
             watched: self.by_wd.len() as u64,
             unwatched: self.unwatched,
-            overflows: self.overflows,
+            overflows: self.core.overflows(),
         }
     }
 
@@ -164,16 +128,16 @@ impl Watcher {
     /// With a zero timeout `poll(2)` does not sleep, so a signal cannot make an unread
     /// queue look empty.
     pub fn caught_up(&self) -> bool {
-        self.pending_moves.is_empty()
-            && self.open_creates.is_empty()
-            && matches!(self.readable(Duration::ZERO), Ok(false))
+        self.core.settled() && matches!(self.readable(Duration::ZERO), Ok(false))
     }
 
     /// Why the source directory itself is no longer watched (deleted, moved away, its
-    /// file system unmounted); None while it is. Once set, the watcher is of no further
-    /// use: its events no longer describe the source path.
-    pub fn root_lost(&self) -> Option<&str> {
-        self.root_lost.as_deref()
+    /// file system unmounted), with the source path; None while it is. Once set, the
+    /// watcher is of no further use: its events no longer describe the source path.
+    pub fn root_lost(&self) -> Option<String> {
+        self.core
+            .root_lost()
+            .map(|loss| format!("{}: {}", self.root.display(), loss.why()))
     }
 
     /// Walk the whole tree again and add every missing watch (after an overflow, or to
@@ -188,64 +152,27 @@ impl Watcher {
     /// Wait up to `timeout` for events and translate them into `out`. Returns when events
     /// were handled or the time ran out.
     pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Change>) -> anyhow::Result<()> {
-        let next = self
-            .pending_moves
-            .first()
-            .map(|m| m.at + MOVE_PAIR_WAIT)
-            .into_iter()
-            .chain(
-                self.open_creates
-                    .values()
-                    .map(|at| *at + self.create_close_wait),
-            )
-            .min();
-        let wait = match next {
+        let wait = match self.core.next_deadline() {
             Some(at) => timeout.min(at.saturating_duration_since(Instant::now())),
             None => timeout,
         };
         if self.readable(wait)? {
             self.read_available(out)?;
         }
-        // Moves whose other half did not come in time went out of the tree.
-        let now = Instant::now();
-        let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_moves)
-            .into_iter()
-            .partition(|m| now >= m.at + MOVE_PAIR_WAIT);
-        self.pending_moves = kept;
-        for m in expired {
-            self.moved_out(m, out);
-        }
-        // New files still not closed: push what is there now.
-        let waited: Vec<RelPath> = self
-            .open_creates
-            .iter()
-            .filter(|(_, at)| now >= **at + self.create_close_wait)
-            .map(|(p, _)| p.clone())
-            .collect();
-        for p in waited {
-            self.open_creates.remove(&p);
-            out.push(Change::Path(p));
-        }
+        let mut step = Output::default();
+        self.core.tick(Instant::now(), &mut step);
+        self.carry_out(step, out);
         Ok(())
     }
 
     fn readable(&self, timeout: Duration) -> anyhow::Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.inotify.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: `pfd` is a valid pollfd for the duration of the call and nfds is 1.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(e).context("poll on the inotify descriptor failed");
+        let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(n) => Ok(n > 0),
+            Err(Errno::EINTR) => Ok(false),
+            Err(e) => Err(io::Error::from(e)).context("poll on the inotify descriptor failed"),
         }
-        Ok(n > 0)
     }
 
     /// Read every event queued now (non-blocking) and handle it.
@@ -271,183 +198,65 @@ impl Watcher {
             if raw.is_empty() {
                 break Ok(());
             }
+            let now = Instant::now();
             for (wd, mask, cookie, name) in raw {
-                self.handle(wd, mask, cookie, name, out);
+                self.handle(wd, mask, cookie, name, now, out);
             }
         };
         self.buffer = buffer;
         result
     }
 
+    /// One raw event: find its directory, translate it, carry out what it asks for.
     fn handle(
         &mut self,
         wd: i32,
         mask: EventMask,
         cookie: u32,
         name: Option<RelPath>,
+        now: Instant,
         out: &mut Vec<Change>,
     ) {
-        if self.root_lost.is_some() {
-            // Events from a tree that is no longer the source (moved away, unmounted).
-            return;
-        }
-        if mask.contains(EventMask::Q_OVERFLOW) {
-            self.overflows += 1;
-            log::warn!(
-                "{}: inotify queue overflowed (fs.inotify.max_queued_events is too low for this burst): events were lost; re-watching the tree and pushing it whole",
-                self.root.display()
-            );
-            self.rewatch_all();
-            // The whole-tree push reads every file, and closes still to come push again.
-            self.open_creates.clear();
-            out.push(Change::Full);
-            return;
-        }
-        let Some((_, dir)) = self.by_wd.get(&wd) else {
-            return; // a watch already removed; its last events are stale
-        };
-        let dir = dir.clone();
-        if dir.is_empty() {
-            let lost = if mask.contains(EventMask::UNMOUNT) {
-                Some("its file system was unmounted")
-            } else if mask.contains(EventMask::MOVE_SELF) {
-                Some("it was moved away")
-            } else if mask.contains(EventMask::DELETE_SELF) {
-                Some("it was deleted")
-            } else if mask.contains(EventMask::IGNORED) {
-                Some("its watch was removed")
-            } else {
-                None
+        let event = if mask.contains(EventMask::Q_OVERFLOW) {
+            Some(Event::Overflow)
+        } else {
+            let Some((_, dir)) = self.by_wd.get(&wd) else {
+                return; // a watch already removed; its last events are stale
             };
-            if let Some(why) = lost {
-                if self.root_lost.is_none() {
-                    self.root_lost = Some(format!("{}: {why}", self.root.display()));
-                }
-                if mask.contains(EventMask::IGNORED) {
-                    self.forget_wd(wd);
-                }
-                return;
+            let dir = dir.clone();
+            if mask.contains(EventMask::IGNORED) && self.core.root_lost().is_none() {
+                self.forget_wd(wd);
             }
-        }
-        if mask.contains(EventMask::IGNORED) {
-            self.forget_wd(wd);
-            return;
-        }
-        let Some(name) = name else {
-            // An event about a watched directory itself.
-            if mask.contains(EventMask::ATTRIB) && self.events.attrib && !dir.is_empty() {
-                out.push(Change::Path(dir));
-            }
+            event_of(dir, mask, cookie, name)
+        };
+        let Some(event) = event else {
             return;
         };
-        let rel = child(&dir, &name);
-        let is_dir = mask.contains(EventMask::ISDIR);
-        let excluded = self.exclude.is_excluded(&rel);
-
-        if mask.contains(EventMask::MOVED_FROM) {
-            if excluded {
-                return;
-            }
-            // Its close (if any) comes under the new name, which the move pushes.
-            self.open_creates.remove(&rel);
-            self.pending_moves.push(PendingMove {
-                cookie,
-                from: rel,
-                is_dir,
-                at: Instant::now(),
-            });
-            return;
-        }
-        if mask.contains(EventMask::MOVED_TO) {
-            let paired = self
-                .pending_moves
-                .iter()
-                .position(|m| m.cookie == cookie)
-                .map(|i| self.pending_moves.remove(i));
-            if excluded {
-                // Moved to an excluded name: for the target it is gone.
-                if let Some(m) = paired {
-                    self.moved_out(m, out);
-                }
-                return;
-            }
-            match paired {
-                Some(m) => {
-                    if m.is_dir {
-                        self.rename_subtree(&m.from, &rel);
-                    }
-                    if self.events.move_from {
-                        out.push(Change::Gone(m.from));
-                    }
-                }
-                None if is_dir => {
-                    self.add_tree(rel.clone());
-                }
-                None => {}
-            }
-            if self.events.move_to {
-                out.push(if is_dir {
-                    Change::Tree(rel)
-                } else {
-                    Change::Path(rel)
-                });
-            }
-            return;
-        }
-        if excluded {
-            return;
-        }
-        if mask.contains(EventMask::CREATE) {
-            if is_dir {
-                self.add_tree(rel.clone());
-                if self.events.create_folder {
-                    out.push(Change::Tree(rel));
-                }
-            } else if self.events.create_file {
-                let meta = std::fs::symlink_metadata(abs(&self.root, &rel))
-                    .ok()
-                    .map(|m| (m.file_type().is_file(), m.nlink()));
-                if create_waits_for_close(&self.events, meta) {
-                    self.open_creates.insert(rel, Instant::now());
-                } else {
-                    out.push(Change::Path(rel));
-                }
-            }
-            return;
-        }
-        if mask.contains(EventMask::DELETE) {
-            if is_dir {
-                self.forget_subtree(&rel, false);
-            }
-            self.open_creates.remove(&rel);
-            if self.events.delete {
-                out.push(Change::Gone(rel));
-            }
-            return;
-        }
-        if mask.contains(EventMask::CLOSE_WRITE) {
-            self.open_creates.remove(&rel);
-        } else if self.open_creates.contains_key(&rel) {
-            // Written or chmod-ed before its close: the close (or the wait) pushes it.
-            return;
-        }
-        let wanted = (mask.contains(EventMask::CLOSE_WRITE) && self.events.close_write)
-            || (mask.contains(EventMask::MODIFY) && self.events.modify)
-            || (mask.contains(EventMask::ATTRIB) && self.events.attrib);
-        if wanted {
-            out.push(Change::Path(rel));
-        }
+        let mut step = Output::default();
+        let root = &self.root;
+        self.core
+            .event(event, now, |rel| lstat(root, rel), &mut step);
+        self.carry_out(step, out);
     }
 
-    /// A MOVED_FROM whose MOVED_TO never came: the entry left the tree.
-    fn moved_out(&mut self, m: PendingMove, out: &mut Vec<Change>) {
-        if m.is_dir {
-            self.forget_subtree(&m.from, true);
+    /// Carry out the translator's commands (in order), then hand on its changes.
+    fn carry_out(&mut self, step: Output, out: &mut Vec<Change>) {
+        for command in step.commands {
+            match command {
+                Command::WatchTree(dir) => self.add_tree(dir),
+                Command::Unwatch(dir) => self.forget_subtree(&dir, true),
+                Command::Forget(dir) => self.forget_subtree(&dir, false),
+                Command::Rename { from, to } => self.rename_subtree(&from, &to),
+                Command::RewatchAll => {
+                    log::warn!(
+                        "{}: inotify queue overflowed (fs.inotify.max_queued_events is too low for this burst): events were lost; re-watching the tree and pushing it whole",
+                        self.root.display()
+                    );
+                    self.rewatch_all();
+                }
+            }
         }
-        self.open_creates.remove(&m.from);
-        if self.events.move_from {
-            out.push(Change::Gone(m.from));
-        }
+        out.extend(step.changes);
     }
 
     /// Watch `top` and every directory below it, reading each after its watch is in place.
@@ -512,7 +321,7 @@ impl Watcher {
 
     fn report_add_error(&mut self, rel: &[u8], e: &io::Error) {
         let path = abs(&self.root, rel);
-        if e.raw_os_error() == Some(libc::ENOSPC) {
+        if e.raw_os_error() == Some(Errno::ENOSPC as i32) {
             if self.enospc_reported {
                 return;
             }
@@ -520,7 +329,7 @@ impl Watcher {
             let limit = read_sysctl("/proc/sys/fs/inotify/max_user_watches");
             let needed = count_dirs(&self.root, &self.exclude);
             let missing = needed.saturating_sub(self.by_wd.len() as u64);
-            let suggest = limit.unwrap_or(8192) + missing * 2;
+            let suggest = limit::watches_to_suggest(limit, needed, missing);
             log::error!(
                 "cannot watch {}: out of inotify watches (fs.inotify.max_user_watches = {}); {} has {} directories, {} unwatched. Raise the limit: `sysctl -w fs.inotify.max_user_watches={}` (persist it in /etc/sysctl.d/90-syncd.conf). Until then the unwatched part is covered by periodic whole-tree pushes.",
                 path.display(),
@@ -595,6 +404,61 @@ fn subtree<'a>(
     let rel = rel.to_vec();
     map.range(lo..hi)
         .filter(move |(p, _)| p.len() == rel.len() || p.get(rel.len()) == Some(&b'/'))
+}
+
+/// The translator's view of one raw inotify event in the watched directory `dir`; None
+/// for what it has no use for. One event carries one of these bits (with `IN_ISDIR`);
+/// they are looked at in the order the kernel's meaning needs.
+fn event_of(dir: RelPath, mask: EventMask, cookie: u32, name: Option<RelPath>) -> Option<Event> {
+    let Some(name) = name else {
+        let op = if mask.contains(EventMask::UNMOUNT) {
+            DirOp::Unmounted
+        } else if mask.contains(EventMask::MOVE_SELF) {
+            DirOp::Moved
+        } else if mask.contains(EventMask::DELETE_SELF) {
+            DirOp::Deleted
+        } else if mask.contains(EventMask::IGNORED) {
+            DirOp::WatchGone
+        } else if mask.contains(EventMask::ATTRIB) {
+            DirOp::Attrib
+        } else {
+            return None;
+        };
+        return Some(Event::Dir { dir, op });
+    };
+    let op = if mask.contains(EventMask::MOVED_FROM) {
+        EntryOp::MovedFrom { cookie }
+    } else if mask.contains(EventMask::MOVED_TO) {
+        EntryOp::MovedTo { cookie }
+    } else if mask.contains(EventMask::CREATE) {
+        EntryOp::Create
+    } else if mask.contains(EventMask::DELETE) {
+        EntryOp::Delete
+    } else if mask.contains(EventMask::CLOSE_WRITE) {
+        EntryOp::CloseWrite
+    } else if mask.contains(EventMask::MODIFY) {
+        EntryOp::Modify
+    } else if mask.contains(EventMask::ATTRIB) {
+        EntryOp::Attrib
+    } else {
+        return None;
+    };
+    Some(Event::Entry {
+        dir,
+        name,
+        is_dir: mask.contains(EventMask::ISDIR),
+        op,
+    })
+}
+
+/// What the translator needs to know of an entry: its lstat (symlinks not followed);
+/// None when it is gone or cannot be read.
+fn lstat(root: &std::path::Path, rel: &[u8]) -> Option<FileMeta> {
+    let meta = std::fs::symlink_metadata(abs(root, rel)).ok()?;
+    Some(FileMeta {
+        regular: meta.file_type().is_file(),
+        links: meta.nlink(),
+    })
 }
 
 /// Read a number from a /proc/sys file.
@@ -734,34 +598,6 @@ mod tests {
     }
 
     #[test]
-    fn which_new_entries_wait_for_their_close() {
-        let on = EventSet::default();
-        let no_close = EventSet {
-            close_write: false,
-            ..on
-        };
-        let modify = EventSet { modify: true, ..on };
-        // (case, events, lstat as (regular file, links), waits)
-        type Case = (&'static str, EventSet, Option<(bool, u64)>, bool);
-        let cases: Vec<Case> = vec![
-            ("new regular file", on, Some((true, 1)), true),
-            ("hard link: no close will come", on, Some((true, 2)), false),
-            ("symlink, fifo, socket, device", on, Some((false, 1)), false),
-            ("gone already", on, None, false),
-            ("closes not watched", no_close, Some((true, 1)), false),
-            (
-                "writes watched: push while written",
-                modify,
-                Some((true, 1)),
-                false,
-            ),
-        ];
-        for (name, events, meta, want) in cases {
-            assert_eq!(create_waits_for_close(&events, meta), want, "{name}");
-        }
-    }
-
-    #[test]
     fn new_file_is_pushed_once_closed_not_at_creation() {
         use std::io::Write;
         let t = tempfile::tempdir().unwrap();
@@ -797,19 +633,47 @@ mod tests {
     }
 
     #[test]
-    fn new_file_never_closed_is_pushed_after_the_wait() {
-        let t = tempfile::tempdir().unwrap();
-        let mut w = Watcher::new(&job(t.path())).unwrap();
-        w.create_close_wait = Duration::from_millis(100);
-        let f = fs::File::create(t.path().join("held")).unwrap();
-        let mut seen = vec![];
-        until(&mut w, &mut seen, |c| c.contains(&Change::Path(s("held"))));
-        assert!(w.open_creates.is_empty());
-        drop(f);
-        // Its close later pushes it again (harmless), and nothing is left waiting.
-        until(&mut w, &mut seen, |c| {
-            c.iter().filter(|x| **x == Change::Path(s("held"))).count() == 2
-        });
+    fn raw_events_in_the_translators_terms() {
+        use EventMask as M;
+        let entry = |is_dir, op| {
+            Some(Event::Entry {
+                dir: s("d"),
+                name: s("n"),
+                is_dir,
+                op,
+            })
+        };
+        let itself = |op| Some(Event::Dir { dir: s("d"), op });
+        // (mask, named, translated)
+        let cases = [
+            (M::CREATE, true, entry(false, EntryOp::Create)),
+            (M::CREATE | M::ISDIR, true, entry(true, EntryOp::Create)),
+            (M::DELETE | M::ISDIR, true, entry(true, EntryOp::Delete)),
+            (
+                M::MOVED_FROM,
+                true,
+                entry(false, EntryOp::MovedFrom { cookie: 9 }),
+            ),
+            (
+                M::MOVED_TO | M::ISDIR,
+                true,
+                entry(true, EntryOp::MovedTo { cookie: 9 }),
+            ),
+            (M::CLOSE_WRITE, true, entry(false, EntryOp::CloseWrite)),
+            (M::MODIFY, true, entry(false, EntryOp::Modify)),
+            (M::ATTRIB, true, entry(false, EntryOp::Attrib)),
+            (M::ACCESS, true, None),
+            (M::ATTRIB | M::ISDIR, false, itself(DirOp::Attrib)),
+            (M::DELETE_SELF, false, itself(DirOp::Deleted)),
+            (M::MOVE_SELF, false, itself(DirOp::Moved)),
+            (M::UNMOUNT, false, itself(DirOp::Unmounted)),
+            (M::IGNORED, false, itself(DirOp::WatchGone)),
+            (M::CLOSE_WRITE, false, None),
+        ];
+        for (mask, named, want) in cases {
+            let name = named.then(|| s("n"));
+            assert_eq!(event_of(s("d"), mask, 9, name), want, "{mask:?}");
+        }
     }
 
     #[test]

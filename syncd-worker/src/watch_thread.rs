@@ -154,7 +154,7 @@ fn watch(
             if !out.is_empty() && !send(Report::Changes(out)) {
                 return Ended::Stopped;
             }
-            return Ended::Lost(why.to_string());
+            return Ended::Lost(why);
         }
         let now = Instant::now();
         if now >= next_check {

@@ -30,8 +30,8 @@ use syncd_worker::durable::{self, Flush};
 pub const PROC_SYS: &str = "/proc/sys";
 /// The file `persist = true` writes.
 pub const PERSIST_FILE: &str = "/etc/sysctl.d/90-syncd.conf";
-/// Watches left for everything else of the same user, at least.
-pub const WATCH_HEADROOM: u64 = 8192;
+/// The watch rule shared with the worker's out-of-watches message.
+pub use syncd_worker::watch::limit::{watches_for, WATCH_HEADROOM};
 /// `max_queued_events` when the config is silent: the kernel's default.
 pub const QUEUED_EVENTS_FLOOR: u64 = 16384;
 
@@ -123,15 +123,6 @@ pub struct Plan {
     pub raises: Vec<Raise>,
     /// Directories to watch (from [`Wants`]).
     pub dirs: u64,
-}
-
-/// `max_user_watches` wanted for `dirs` directories: doubled, at least
-/// [`WATCH_HEADROOM`] more, rounded up to a power of two.
-pub fn watches_for(dirs: u64) -> u64 {
-    let with_room = dirs
-        .saturating_mul(2)
-        .max(dirs.saturating_add(WATCH_HEADROOM));
-    with_room.checked_next_power_of_two().unwrap_or(u64::MAX)
 }
 
 /// Decide the target values from the current ones and what is wanted. Never lowers.
@@ -591,27 +582,6 @@ mod tests {
             max_user_watches: w,
             max_queued_events: q,
             dirs,
-        }
-    }
-
-    #[test]
-    fn watches_for_table() {
-        let cases = [
-            (0, 8192),
-            (1, 16384),
-            (10, 16384),
-            (8192, 16384),
-            (8193, 32768),
-            (16384, 32768),
-            (16385, 65536),
-            (100_000, 262_144),
-            (600_000, 2_097_152),
-            (u64::MAX / 2, u64::MAX),
-            (u64::MAX, u64::MAX),
-        ];
-        for (dirs, want) in cases {
-            assert_eq!(watches_for(dirs), want, "dirs {dirs}");
-            assert!(watches_for(dirs) >= dirs);
         }
     }
 
