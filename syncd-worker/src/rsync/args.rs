@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::batch::{Batch, RelPath};
-use crate::config::model::{Mode, SyncJob, Target, TargetKind};
+use crate::config::model::{SyncJob, Target, TargetKind};
 
 /// What the rsync pair (local binary and target) supports, found by [`super::probe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +131,7 @@ pub fn plan(
     if batch.is_empty() {
         return Vec::new();
     }
-    if batch.full || job.mode == Mode::Tree {
+    if batch.whole_tree(job.mode) {
         return vec![full_run(job, target, excluded)];
     }
     let chunk = job.max_batch.max(1);
@@ -413,6 +413,7 @@ fn count(n: usize, what: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Mode;
     use crate::rsync::tests::{job, local, os};
 
     fn daemon() -> Target {
