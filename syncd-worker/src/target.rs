@@ -295,13 +295,15 @@ impl TargetState {
     }
 
     /// When this target next needs the engine (None: not before a message). `ready`: its
-    /// sync has its watches in place (a target is probed only then).
+    /// sync has its watches in place; until then nothing of it is started, so nothing is
+    /// due (its `Ready` message wakes the engine) — a past queue deadline here would make
+    /// the engine's loop spin while a source is lost with changes pending.
     pub fn deadline(&self, now: Instant, ready: bool) -> Option<Instant> {
-        if self.running() {
+        if self.running() || !ready {
             return None;
         }
         let retry = self.retry.at.unwrap_or(now);
-        if self.retry.caps.is_none() && ready {
+        if self.retry.caps.is_none() {
             return Some(retry);
         }
         [self.queue.deadline(), self.failing.deadline()]
