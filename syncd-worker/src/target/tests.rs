@@ -597,3 +597,89 @@ fn status_fields() {
     assert_eq!(st.next_retry_at, Some(1001.0));
     assert_eq!(st.retry_backlog, 3);
 }
+
+#[test]
+fn reconfigure_forgets_what_was_learnt() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    // (destination moved, want a full push queued)
+    for moved in [false, true] {
+        let mut t = probed(&job, &c, DMA);
+        push_of(&mut t, &job, &c, &["a"], 0);
+        let rep = PushReport {
+            refused_busy: true,
+            ..report(Class::Retry)
+        };
+        t.on_push(&job, 0, rep, c.at(100), SystemTime::UNIX_EPOCH);
+        assert!(t.retry.limited && t.retry.at.is_some() && t.retry.last_error.is_some());
+        t.reconfigure(local("/new"), moved, c.at(200));
+        assert_eq!(t.cfg_gen(), 1, "moved {moved}");
+        assert_eq!(t.dest(), "/new/", "moved {moved}");
+        assert_eq!(t.retry.caps, None, "moved {moved}");
+        assert_eq!(t.retry.backoff, Duration::ZERO, "moved {moved}");
+        assert!(!t.retry.limited, "moved {moved}");
+        assert_eq!(t.retry.at, None, "moved {moved}");
+        let st = pushed_at(&t, &c, 200);
+        // The queue is kept (the failed `a`), a full push added when moved.
+        assert_eq!(st.full_pending, moved, "moved {moved}");
+        assert_eq!(st.queue_depth, 1, "moved {moved}");
+        assert_eq!(st.last_error, None, "moved {moved}");
+        // The counters are the target's history: kept.
+        assert_eq!(st.pushes_failed, 1, "moved {moved}");
+        assert_eq!(t.next(&job, c.at(200)), Action::Probe, "moved {moved}");
+    }
+}
+
+#[test]
+fn a_busy_episode_ends_with_a_success() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let mut t = probed(&job, &c, DMA);
+    push_of(&mut t, &job, &c, &["a"], 0);
+    t.on_push(
+        &job,
+        0,
+        report(Class::Busy),
+        c.at(100),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert_eq!(t.retry.busy_since, Some(c.at(100)));
+    // Still busy a second later: the episode keeps its start.
+    let push = match t.next(&job, c.at(1100)) {
+        Action::Push(push) => push,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(push.batch, paths(&["a"]));
+    t.on_push(
+        &job,
+        0,
+        report(Class::Busy),
+        c.at(3100),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert_eq!(t.retry.busy_since, Some(c.at(100)));
+    assert_eq!(
+        pushed_at(&t, &c, 3100).last_error.as_deref(),
+        Some("waiting for a busy daemon (no free connection for 3s): Busy")
+    );
+    assert_eq!(
+        t.retry.backoff,
+        Duration::ZERO,
+        "busy never grows the backoff"
+    );
+    match t.next(&job, c.at(4100)) {
+        Action::Push(_) => {}
+        other => panic!("{other:?}"),
+    }
+    t.on_push(
+        &job,
+        0,
+        report(Class::Success),
+        c.at(4200),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert_eq!(t.retry.busy_since, None);
+    let (st, degraded) = t.status(c.at(4200), SystemTime::UNIX_EPOCH, Live::default());
+    assert!(!degraded);
+    assert_eq!(st.consecutive_failures, 0);
+}
