@@ -1,11 +1,11 @@
 //! The worker's main loop, as wiring: it starts the watcher threads (one per sync), the
 //! probe and push threads (one per target at a time) and the signal thread, receives
 //! their messages on one channel, and hands each to the state it concerns — a sync's
-//! ([`sync::SyncState`]) or a target's pure state machine ([`crate::target`]), which
+//! (`sync.rs`) or a target's pure state machine ([`crate::target`]), which
 //! decides when to probe, push, back off and what the fail log must hold. It blocks on a
 //! deadline (`recv_timeout`), never on a fixed sleep, and does no I/O of its own beyond
-//! the status file ([`status`]), the fail logs, the catch-up checkpoint and re-reading
-//! the config file ([`reload`]).
+//! the status file (`status.rs`), the fail logs, the catch-up checkpoint and re-reading
+//! the config file (`reload.rs`, `sources.rs`).
 //!
 //! SIGHUP reloads the config file in place (see [`crate::reload`] for what counts as a
 //! change): untouched syncs and targets keep everything, changed ones are adjusted, and
