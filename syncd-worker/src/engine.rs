@@ -4,8 +4,8 @@
 //! (`sync.rs`) or a target's pure state machine ([`crate::target`]), which
 //! decides when to probe, push, back off and what the fail log must hold. It blocks on a
 //! deadline (`recv_timeout`), never on a fixed sleep, and does no I/O of its own beyond
-//! the status file (`status.rs`), the fail logs, the catch-up checkpoint and re-reading
-//! the config file (`reload.rs`, `sources.rs`).
+//! the status file (`status.rs`), the fail logs (`sync.rs`), the catch-up checkpoint and
+//! `sources.json` (`sources.rs`) and re-reading the config file (`reload.rs`).
 //!
 //! SIGHUP reloads the config file in place (see [`crate::reload`] for what counts as a
 //! change): untouched syncs and targets keep everything, changed ones are adjusted, and

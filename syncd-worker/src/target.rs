@@ -60,7 +60,7 @@ pub fn fallback_caps(used: Caps, outcome: &Outcome) -> Option<Caps> {
 /// What the engine starts for a target now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Find the target's capabilities ([`crate::rsync::probe`]), then report to
+    /// Find the target's capabilities ([`crate::rsync::probe::probe_target`]), then report to
     /// [`TargetState::on_probe`].
     Probe,
     /// Run this push, then report to [`TargetState::on_push`].
