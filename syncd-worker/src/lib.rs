@@ -27,6 +27,7 @@ pub mod reload;
 pub mod rsync;
 pub mod source_id;
 pub mod status;
+pub mod target;
 pub mod walk;
 pub mod watch;
 pub mod watch_thread;

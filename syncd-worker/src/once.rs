@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::batch::Batch;
-use crate::config::{Config, Mode, SyncJob, Target};
+use crate::config::{Config, SyncJob, Target};
 use crate::engine::lock_state_dir;
 use crate::faillog::FailLog;
 use crate::progress::{self, Progress, SharedProgress};
@@ -28,6 +28,7 @@ use crate::rsync::args::Caps;
 use crate::rsync::exit::{Class, Outcome};
 use crate::rsync::probe::probe_target;
 use crate::source_id::{Record, SourceId};
+use crate::target::fallback_caps;
 
 /// How often the terminal bar is redrawn.
 const BAR_TICK: Duration = Duration::from_millis(100);
@@ -110,10 +111,10 @@ fn push_target(
 ) -> anyhow::Result<bool> {
     let faillog = FailLog::open(state_dir, &job.name, &target.name)?;
     let saved = faillog.load();
-    let batch = if full || (job.mode == Mode::Tree && !saved.is_empty()) {
+    let batch = if full {
         Batch::full()
     } else {
-        saved.clone()
+        saved.clone().in_mode(job.mode)
     };
     if batch.is_empty() {
         log::info!("{} → {}: nothing pending", job.name, target.name);
@@ -147,14 +148,14 @@ fn push_target(
     let slot = progress::shared();
     let report = loop {
         let report = push_with_display(job, target, &batch, caps, (source, !force), &slot, display);
-        if report.outcome.class == Class::DeleteMissingArgsUnsupported && caps.delete_missing_args {
+        if let Some(fallback) = fallback_caps(caps, &report.outcome) {
             log::warn!(
                 "{} → {}: {}; retrying with the include-filter form",
                 job.name,
                 target.name,
                 report.outcome.message
             );
-            caps.delete_missing_args = false;
+            caps = fallback;
             continue;
         }
         break report;

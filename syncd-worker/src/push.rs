@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::batch::{Batch, RelPath};
 use crate::busy::patience;
-use crate::config::{Mode, SyncJob, Target};
+use crate::config::{SyncJob, Target};
 use crate::failing::FailedPath;
 use crate::guard::{stats_counts, DeleteGuard};
 use crate::progress::SharedProgress;
@@ -207,7 +207,7 @@ fn name_failures(named: &[Failure], roots: &Roots) -> Option<Vec<FailedPath>> {
 
 /// A whole-tree push: `-r --delete` from the top, the one kind the deletion guard checks.
 fn pushes_whole_tree(job: &SyncJob, batch: &Batch) -> bool {
-    batch.full || job.mode == Mode::Tree
+    batch.whole_tree(job.mode)
 }
 
 /// The deletion guard for one whole-tree run ([`crate::guard`]): a dry run with
@@ -301,10 +301,7 @@ fn as_it_is_now(source: &Path, batch: &Batch) -> Batch {
 
 /// Is this push big enough to be worth a progress display?
 fn wants_progress(job: &SyncJob, batch: &Batch) -> bool {
-    batch.full
-        || job.mode == Mode::Tree
-        || !batch.trees.is_empty()
-        || batch.paths.len() >= PROGRESS_MIN_PATHS
+    batch.whole_tree(job.mode) || !batch.trees.is_empty() || batch.paths.len() >= PROGRESS_MIN_PATHS
 }
 
 /// The batches to plan separately. A periodic full push is its own part (planned with
@@ -387,7 +384,7 @@ fn worst(outcomes: Vec<Outcome>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TargetKind;
+    use crate::config::{Mode, TargetKind};
     use crate::progress::{shared, snapshot};
     use crate::rsync::tests::{job, local};
 

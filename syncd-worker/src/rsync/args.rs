@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::batch::{Batch, RelPath};
-use crate::config::model::{Mode, SyncJob, Target};
+use crate::config::model::{SyncJob, Target};
 use crate::config::ConnectTimeouts;
 
 /// What the rsync pair (local binary and target) supports, found by [`super::probe`].
@@ -106,7 +106,7 @@ pub fn plan(
     if batch.is_empty() {
         return Vec::new();
     }
-    if batch.full || job.mode == Mode::Tree {
+    if batch.whole_tree(job.mode) {
         return vec![full_run(job, target, excluded)];
     }
     let chunk = job.max_batch.max(1);
@@ -330,7 +330,7 @@ fn count(n: usize, what: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TargetKind;
+    use crate::config::{Mode, TargetKind};
     use crate::rsync::tests::{job, local, os};
 
     fn daemon() -> Target {

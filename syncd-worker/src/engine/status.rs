@@ -1,0 +1,111 @@
+//! The engine's status file: when it is written (at most every [`STATUS_MIN_GAP`] while
+//! things change, at least every [`STATUS_IDLE_GAP`]) and what it says, from each sync's
+//! watcher and each target's [`crate::target::TargetState::status`].
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::deadline::after;
+use crate::status::{unix_secs, State, Status, SyncStatus};
+
+use super::sync::SyncState;
+use super::Engine;
+
+/// Status file: at most this often while things change, at least this often when idle.
+pub(super) const STATUS_MIN_GAP: Duration = Duration::from_millis(200);
+pub(super) const STATUS_IDLE_GAP: Duration = Duration::from_secs(2);
+
+impl Engine {
+    pub(super) fn maybe_write_status(&mut self, now: Instant) {
+        let due = match self.last_status {
+            None => true,
+            Some(l) => {
+                (self.status_stale() && now >= after(l, STATUS_MIN_GAP))
+                    || now >= after(l, STATUS_IDLE_GAP)
+            }
+        };
+        if due {
+            self.write_status();
+        }
+    }
+
+    pub(super) fn write_status(&mut self) {
+        let now = Instant::now();
+        let status = self.status(now, SystemTime::now());
+        if let Err(e) = status.write_atomic(&self.config.status_file) {
+            log::error!("{e:#}");
+        }
+        self.last_status = Some(now);
+        self.status_dirty = false;
+    }
+
+    /// A push is in flight: its progress changes without a message, so the status file
+    /// is rewritten at the busy pace.
+    pub(super) fn status_stale(&self) -> bool {
+        self.status_dirty
+            || self
+                .syncs
+                .iter()
+                .flat_map(|s| &s.targets)
+                .any(|t| t.state.pushing())
+    }
+
+    fn status(&self, now: Instant, wall: SystemTime) -> Status {
+        let mut any_pending = false;
+        let mut degraded = false;
+        let syncs = self
+            .syncs
+            .iter()
+            .map(|s| {
+                let (st, pending, bad) = sync_status(s, now, wall);
+                any_pending |= pending;
+                degraded |= bad;
+                st
+            })
+            .collect();
+        let state = if self.stopping {
+            State::Stopping
+        } else if self.syncs.iter().any(|s| !s.ready && s.lost.is_none()) {
+            State::Starting
+        } else if degraded {
+            State::Degraded
+        } else if any_pending {
+            State::Syncing
+        } else {
+            State::Watching
+        };
+        Status {
+            pid: std::process::id(),
+            started_at: unix_secs(self.started_at),
+            updated_at: unix_secs(wall),
+            state,
+            syncs,
+        }
+    }
+}
+
+/// One sync's status, whether any of its targets has work pending, and whether it is
+/// degraded (unwatched directories, a lost source, a degraded target).
+fn sync_status(s: &SyncState, now: Instant, wall: SystemTime) -> (SyncStatus, bool, bool) {
+    let mut pending = false;
+    let mut degraded = s.stats.unwatched > 0 || s.lost.is_some();
+    let targets = s
+        .targets
+        .iter()
+        .map(|t| {
+            pending |= !t.state.idle();
+            let (st, bad) = t.state.status(now, wall, t.live());
+            degraded |= bad;
+            st
+        })
+        .collect();
+    let status = SyncStatus {
+        name: s.job.name.clone(),
+        source: s.job.source.display().to_string(),
+        source_problem: s.lost.clone(),
+        watched_dirs: s.stats.watched,
+        unwatched_dirs: s.stats.unwatched,
+        overflows: s.stats.overflows,
+        targets,
+    };
+    (status, pending, degraded)
+}

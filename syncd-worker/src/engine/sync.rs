@@ -1,0 +1,252 @@
+//! What the engine keeps per sync (its watcher thread, its hooks, its catch-up tracker, the
+//! source's identity) and per target (the pure [`TargetState`] beside its open fail log
+//! and what its push thread publishes). Starting threads lives here; decisions about a
+//! target live in [`crate::target`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::batch::Batch;
+use crate::catchup::{Tracker, Watermark};
+use crate::config::SyncJob;
+use crate::faillog::FailLog;
+use crate::hooks::HookRunner;
+use crate::progress::{self, SharedProgress};
+use crate::push::{execute, shared_waiting, waiting_since, Checks, SharedWaiting};
+use crate::queue::Change;
+use crate::rsync::probe::probe_target;
+use crate::source_id::SourceId;
+use crate::target::{Live, Push, TargetState};
+use crate::watch::WatchStats;
+use crate::watch_thread::{self, Expect, Report};
+
+use super::{Id, Msg};
+
+/// The watcher thread of one sync.
+pub(super) struct WatchHandle {
+    pub(super) id: Id,
+    pub(super) stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WatchHandle {
+    /// Ask the thread to end (within one poll); returns it, to be joined by whoever needs
+    /// its watches gone.
+    pub(super) fn stop(&mut self) -> Option<JoinHandle<()>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take()
+    }
+}
+
+/// One target as the engine holds it: the pure state, its open fail log, and what the
+/// push in flight publishes (rsync's progress, since when it waits for a busy daemon).
+pub(super) struct TargetSlot {
+    pub(super) id: Id,
+    pub(super) state: TargetState,
+    pub(super) faillog: FailLog,
+    live: Option<(SharedProgress, SharedWaiting)>,
+}
+
+impl TargetSlot {
+    pub(super) fn new(id: Id, state: TargetState, faillog: FailLog) -> TargetSlot {
+        TargetSlot {
+            id,
+            state,
+            faillog,
+            live: None,
+        }
+    }
+
+    /// Write `batch` to the fail log; the state learns what the file holds only when it
+    /// was written. Returns whether it was.
+    pub(super) fn save(&mut self, batch: &Batch) -> bool {
+        match self.faillog.save(batch) {
+            Ok(()) => {
+                self.state.saved(batch);
+                true
+            }
+            Err(e) => {
+                log::error!("{e:#}");
+                false
+            }
+        }
+    }
+
+    /// What the push in flight publishes, for the status.
+    pub(super) fn live(&self) -> Live {
+        self.live
+            .as_ref()
+            .map(|(p, w)| Live {
+                waiting: waiting_since(w),
+                progress: progress::snapshot(p),
+            })
+            .unwrap_or_default()
+    }
+
+    /// The push in flight ended: what it published is done with.
+    pub(super) fn landed(&mut self) {
+        self.live = None;
+    }
+
+    /// Start a probe of the target on a thread; its result comes back as `Msg::Probed`.
+    pub(super) fn spawn_probe(&self, job: &Arc<SyncJob>, tx: &Sender<Msg>) {
+        let (job, cfg, tx) = (job.clone(), self.state.cfg().clone(), tx.clone());
+        let (id, cfg_gen) = (self.id, self.state.cfg_gen());
+        std::thread::spawn(move || {
+            let r = probe_target(&job, &cfg);
+            let _ = tx.send(Msg::Probed(id, cfg_gen, r));
+        });
+    }
+
+    /// Start `push` on a thread (checking first that the source path still names
+    /// `source`); its report comes back as `Msg::Pushed`.
+    pub(super) fn spawn_push(
+        &mut self,
+        job: &Arc<SyncJob>,
+        push: Push,
+        source: Option<SourceId>,
+        tx: &Sender<Msg>,
+    ) {
+        let progress = progress::shared();
+        let waiting = shared_waiting();
+        self.live = Some((progress.clone(), waiting.clone()));
+        let (job, cfg, tx) = (job.clone(), self.state.cfg().clone(), tx.clone());
+        let (id, cfg_gen) = (self.id, self.state.cfg_gen());
+        let checks = Checks {
+            source,
+            guard: push.guard,
+            one_at_a_time: push.one_at_a_time,
+        };
+        std::thread::spawn(move || {
+            let report = execute(
+                &job,
+                &cfg,
+                &push.batch,
+                push.caps,
+                checks,
+                Some(&progress),
+                Some(&waiting),
+            );
+            let _ = tx.send(Msg::Pushed(id, cfg_gen, report));
+        });
+    }
+}
+
+pub(super) struct SyncState {
+    pub(super) job: Arc<SyncJob>,
+    pub(super) watch: WatchHandle,
+    pub(super) stats: WatchStats,
+    pub(super) ready: bool,
+    /// Push the whole tree to every target when the watcher is ready (the sync was added
+    /// or re-watched by a reload: changes may have been missed in between).
+    pub(super) full_on_ready: bool,
+    pub(super) next_full: Option<Instant>,
+    pub(super) hooks: HookRunner,
+    pub(super) targets: Vec<TargetSlot>,
+    pub(super) catchup: Tracker,
+    /// The directory being watched (set when the watches are in place): every push
+    /// first checks the source path still names it.
+    pub(super) source: Option<SourceId>,
+    /// Why the source is not the watched directory (unmounted, moved away, replaced):
+    /// while set, nothing of this sync is pushed.
+    pub(super) lost: Option<String>,
+}
+
+impl SyncState {
+    /// A sync with its watcher thread (`id`) started.
+    pub(super) fn start(
+        id: Id,
+        job: SyncJob,
+        targets: Vec<TargetSlot>,
+        (full_on_ready, catchup, expect): (bool, Tracker, Expect),
+        tx: Sender<Msg>,
+    ) -> SyncState {
+        let job = Arc::new(job);
+        let watch = spawn_watcher(id, job.clone(), tx, None, catchup.watermark(), expect);
+        SyncState {
+            catchup,
+            hooks: HookRunner::spawn(job.hooks.clone()),
+            job,
+            watch,
+            stats: WatchStats::default(),
+            ready: false,
+            full_on_ready,
+            next_full: None,
+            targets,
+            source: None,
+            lost: None,
+        }
+    }
+
+    /// Nothing queued or in flight for any target: every change received is pushed.
+    pub(super) fn idle(&self) -> bool {
+        self.targets.iter().all(|t| t.state.idle())
+    }
+
+    /// Queue `change` as it is for every target.
+    pub(super) fn queue(&mut self, change: Change, now: Instant) {
+        for t in &mut self.targets {
+            t.state.queue(change.clone(), now);
+        }
+    }
+
+    /// Queue a change the watcher saw for every target.
+    pub(super) fn queue_seen(&mut self, change: Change, now: Instant) {
+        for t in &mut self.targets {
+            t.state.queue_seen(&self.job, change.clone(), now);
+        }
+    }
+
+    /// Replace the watcher thread by a new one (`id`, watching `job`'s source once it is
+    /// what `expect` says); the new thread joins the old one before it adds watches.
+    pub(super) fn rewatch(&mut self, id: Id, job: Arc<SyncJob>, tx: Sender<Msg>, expect: Expect) {
+        let prev = self.watch.stop();
+        self.watch = spawn_watcher(id, job, tx, prev, self.catchup.watermark(), expect);
+        self.ready = false;
+    }
+}
+
+/// Start the watcher thread of `job`. When `prev` (the thread of the watcher it
+/// replaces) is given, it is joined first, so the old watches are gone before the new
+/// ones are added (the two never count twice against `max_user_watches`).
+fn spawn_watcher(
+    id: Id,
+    job: Arc<SyncJob>,
+    tx: Sender<Msg>,
+    prev: Option<JoinHandle<()>>,
+    watermark: Watermark,
+    expect: Expect,
+) -> WatchHandle {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::spawn(move || {
+        if let Some(prev) = prev {
+            let _ = prev.join();
+        }
+        if flag.load(Ordering::Relaxed) {
+            return;
+        }
+        watch_thread::run(&job, expect, &flag, &watermark, |r| {
+            tx.send(match r {
+                Report::Ready {
+                    stats,
+                    source,
+                    resumed,
+                } => Msg::Ready(id, stats, source, resumed),
+                Report::Changes(c) => Msg::Changes(id, c),
+                Report::Stats(st) => Msg::Stats(id, st),
+                Report::Lost(why) => Msg::Lost(id, why),
+                Report::Fatal(e) => Msg::Fatal(id, e),
+            })
+            .is_ok()
+        });
+    });
+    WatchHandle {
+        id,
+        stop,
+        thread: Some(thread),
+    }
+}

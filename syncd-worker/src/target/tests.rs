@@ -1,0 +1,685 @@
+//! Table tests of one target's state machine, with a fake clock: `at(ms)` is `ms`
+//! milliseconds after an arbitrary start. The job's delay is 50 ms, its retry 1 s
+//! doubling to 300 s (see `crate::rsync::tests::job`).
+
+use super::*;
+use crate::batch::RelPath;
+use crate::config::Mode;
+use crate::failing::FailedPath;
+use crate::rsync::tests::{job, local};
+
+const DMA: Caps = Caps {
+    delete_missing_args: true,
+};
+const FILTER: Caps = Caps {
+    delete_missing_args: false,
+};
+const SEC: u64 = 1000;
+
+struct Clock(Instant);
+
+impl Clock {
+    fn at(&self, ms: u64) -> Instant {
+        self.0 + Duration::from_millis(ms)
+    }
+}
+
+fn p(s: &str) -> RelPath {
+    s.as_bytes().to_vec()
+}
+
+fn paths(v: &[&str]) -> Batch {
+    Batch {
+        paths: v.iter().map(|s| p(s)).collect(),
+        ..Batch::default()
+    }
+}
+
+fn outcome(class: Class) -> Outcome {
+    Outcome {
+        class,
+        code: Some(1),
+        message: format!("{class:?}"),
+    }
+}
+
+fn report(class: Class) -> PushReport {
+    PushReport {
+        outcome: outcome(class),
+        runs: 1,
+        refused_busy: false,
+        elapsed: Duration::from_millis(10),
+        source_lost: None,
+        failed: None,
+    }
+}
+
+fn sync_job(mode: Mode) -> SyncJob {
+    let mut j = job("/src", vec![local("/dst")]);
+    j.mode = mode;
+    j
+}
+
+/// A target whose probe found `caps`, at `clock.at(0)`.
+fn probed(job: &SyncJob, clock: &Clock, caps: Caps) -> TargetState {
+    let mut t = TargetState::new(job, local("/dst"), Batch::default(), clock.at(0));
+    assert_eq!(t.next(job, clock.at(0)), Action::Probe);
+    t.on_probe(job, 0, Ok(caps), clock.at(0));
+    t
+}
+
+/// Queue `changed` at `at(ms)` and take the push due `delay` later.
+fn push_of(t: &mut TargetState, job: &SyncJob, clock: &Clock, changed: &[&str], ms: u64) -> Push {
+    for c in changed {
+        t.queue_seen(job, Change::Path(p(c)), clock.at(ms));
+    }
+    match t.next(job, clock.at(ms + 50)) {
+        Action::Push(push) => push,
+        other => panic!("expected a push at {} ms, got {other:?}", ms + 50),
+    }
+}
+
+fn pushed_at(t: &TargetState, clock: &Clock, ms: u64) -> TargetStatus {
+    t.status(clock.at(ms), SystemTime::UNIX_EPOCH, Live::default())
+        .0
+}
+
+#[test]
+fn probe_results() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    // (probe result, want caps afterwards, want retry wait in ms (None: none), want
+    // backoff, want limited, want degraded)
+    type Case = (
+        Result<Caps, Outcome>,
+        Option<Caps>,
+        Option<u64>,
+        u64,
+        bool,
+        bool,
+    );
+    let cases: Vec<Case> = vec![
+        (Ok(DMA), Some(DMA), None, 0, false, false),
+        (Ok(FILTER), Some(FILTER), None, 0, false, false),
+        (
+            Err(outcome(Class::Retry)),
+            None,
+            Some(SEC),
+            SEC,
+            false,
+            true,
+        ),
+        (
+            Err(outcome(Class::ConfigError)),
+            None,
+            Some(300 * SEC),
+            300 * SEC,
+            false,
+            true,
+        ),
+        // Busy: tried again soon, the backoff untouched, one run at a time from now on.
+        (Err(outcome(Class::Busy)), None, Some(SEC), 0, true, true),
+    ];
+    for (result, caps, wait, backoff, limited, degraded) in cases {
+        let what = format!("{result:?}");
+        let mut t = TargetState::new(&job, local("/dst"), Batch::default(), c.at(0));
+        assert_eq!(t.next(&job, c.at(0)), Action::Probe, "{what}");
+        assert!(t.running(), "{what}");
+        // Nothing else starts while the probe runs.
+        assert_eq!(t.next(&job, c.at(10)), Action::Idle, "{what}");
+        t.on_probe(&job, 0, result, c.at(100));
+        assert!(!t.running(), "{what}");
+        assert_eq!(t.retry.caps, caps, "{what}");
+        assert_eq!(t.retry.at, wait.map(|w| c.at(100 + w)), "{what}");
+        assert_eq!(t.retry.backoff, Duration::from_millis(backoff), "{what}");
+        assert_eq!(t.retry.limited, limited, "{what}");
+        let (st, bad) = t.status(c.at(100), SystemTime::UNIX_EPOCH, Live::default());
+        assert_eq!(bad, degraded, "{what}");
+        let method = if caps == Some(FILTER) {
+            "include-filter"
+        } else {
+            "delete-missing-args"
+        };
+        assert_eq!(st.delete_method, method, "{what}");
+        match wait {
+            // Not probed again before the retry time, at once after it.
+            Some(w) => {
+                assert_eq!(
+                    t.next(&job, c.at(100 + w - 1)),
+                    Action::WaitUntil(c.at(100 + w)),
+                    "{what}"
+                );
+                assert_eq!(t.next(&job, c.at(100 + w)), Action::Probe, "{what}");
+            }
+            None => assert_eq!(t.next(&job, c.at(200)), Action::Idle, "{what}"),
+        }
+    }
+}
+
+#[test]
+fn stale_probe_is_ignored() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let mut t = TargetState::new(&job, local("/dst"), Batch::default(), c.at(0));
+    assert_eq!(t.next(&job, c.at(0)), Action::Probe);
+    t.reconfigure(local("/elsewhere"), true, c.at(1));
+    t.on_probe(&job, 0, Ok(DMA), c.at(2));
+    assert_eq!(t.retry.caps, None);
+    // Probed again with the new settings (generation 1), which count.
+    assert_eq!(t.next(&job, c.at(3)), Action::Probe);
+    t.on_probe(&job, 1, Ok(DMA), c.at(4));
+    assert_eq!(t.retry.caps, Some(DMA));
+}
+
+#[test]
+fn backoff_grows_and_resets() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let mut t = probed(&job, &c, DMA);
+    let mut now = 0;
+    // (outcome of the push, want backoff in s, want consecutive failures)
+    let cases = [
+        (Class::Retry, 1, 1),
+        (Class::Retry, 2, 2),
+        (Class::Retry, 4, 3),
+        // Busy neither grows nor resets it.
+        (Class::Busy, 4, 4),
+        (Class::Retry, 8, 5),
+        (Class::ConfigError, 300, 6),
+        (Class::Success, 0, 0),
+        (Class::Retry, 1, 1),
+    ];
+    for (i, (class, backoff, failures)) in cases.into_iter().enumerate() {
+        let push = push_of(&mut t, &job, &c, &["a"], now);
+        let after = t.on_push(
+            &job,
+            0,
+            report(class),
+            c.at(now + 60),
+            SystemTime::UNIX_EPOCH,
+        );
+        assert_eq!(t.retry.backoff, Duration::from_secs(backoff), "case {i}");
+        assert_eq!(t.counters.consecutive_failures, failures, "case {i}");
+        if class == Class::Success {
+            assert_eq!(after.pushed, Some(push.batch), "case {i}");
+            assert_eq!(t.retry.at, None, "case {i}");
+        } else {
+            // The batch is back in the queue, waiting for the retry time.
+            let retry_at = t.retry.at.expect("a failure schedules a retry");
+            assert!(retry_at > c.at(now + 60), "case {i}");
+            assert_eq!(
+                t.next(&job, c.at(now + 61)),
+                Action::WaitUntil(retry_at),
+                "case {i}"
+            );
+            assert_eq!(pushed_at(&t, &c, now + 61).queue_depth, 1, "case {i}");
+        }
+        now += 301 * SEC;
+    }
+}
+
+#[test]
+fn push_outcomes() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let failed = |path: &str| FailedPath {
+        path: p(path),
+        below_too: false,
+        reason: "open: Permission denied (13)".into(),
+    };
+    // (name, report, want pushed, want saved, want queue depth after, want failing
+    // paths, want pushes ok, want pushes failed, want source lost)
+    type Case = (
+        &'static str,
+        PushReport,
+        Option<Batch>,
+        Option<Batch>,
+        u64,
+        u64,
+        u64,
+        u64,
+        bool,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "success",
+            report(Class::Success),
+            Some(paths(&["a", "b"])),
+            None,
+            0,
+            0,
+            1,
+            0,
+            false,
+        ),
+        (
+            "failure keeps the batch and saves it",
+            report(Class::Retry),
+            None,
+            Some(paths(&["a", "b"])),
+            2,
+            0,
+            0,
+            1,
+            false,
+        ),
+        (
+            "partial: the failing path waits on its own",
+            PushReport {
+                failed: Some(vec![failed("b")]),
+                ..report(Class::Retry)
+            },
+            Some(paths(&["a"])),
+            Some(paths(&["b"])),
+            0,
+            1,
+            1,
+            0,
+            false,
+        ),
+        (
+            "a failure outside the batch is a plain failure",
+            PushReport {
+                failed: Some(vec![failed("zzz")]),
+                ..report(Class::Retry)
+            },
+            None,
+            Some(paths(&["a", "b"])),
+            2,
+            0,
+            0,
+            1,
+            false,
+        ),
+        (
+            "source lost: the batch is back, nothing counted",
+            PushReport {
+                source_lost: Some("moved away".into()),
+                ..report(Class::Success)
+            },
+            None,
+            None,
+            2,
+            0,
+            0,
+            0,
+            true,
+        ),
+    ];
+    for (name, rep, pushed, saved, depth, failing, ok, failed_n, lost) in cases {
+        let mut t = probed(&job, &c, DMA);
+        let push = push_of(&mut t, &job, &c, &["a", "b"], 0);
+        assert_eq!(push.batch, paths(&["a", "b"]), "{name}");
+        assert!(t.pushing(), "{name}");
+        let after = t.on_push(&job, 0, rep, c.at(100), SystemTime::UNIX_EPOCH);
+        assert!(!t.pushing(), "{name}");
+        assert_eq!(after.pushed, pushed, "{name}");
+        assert_eq!(after.save, saved, "{name}");
+        assert_eq!(after.source_lost.is_some(), lost, "{name}");
+        let st = pushed_at(&t, &c, 100);
+        assert_eq!(st.queue_depth, depth, "{name}");
+        assert_eq!(st.failing_paths.map_or(0, |f| f.count), failing, "{name}");
+        assert_eq!(st.pushes_ok, ok, "{name}");
+        assert_eq!(st.pushes_failed, failed_n, "{name}");
+        assert_eq!(
+            st.last_success.is_some(),
+            ok > 0,
+            "{name}: last success only after one"
+        );
+        // What the fail log was told is what the status says it holds.
+        let backlog = after.save.as_ref().map_or(0, |b| b.len() as u64);
+        assert_eq!(st.retry_backlog, backlog, "{name}");
+    }
+}
+
+#[test]
+fn a_failing_path_is_retried_alone_then_cleared() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let mut t = probed(&job, &c, DMA);
+    push_of(&mut t, &job, &c, &["a", "b"], 0);
+    let rep = PushReport {
+        failed: Some(vec![FailedPath {
+            path: p("b"),
+            below_too: false,
+            reason: "denied".into(),
+        }]),
+        ..report(Class::Retry)
+    };
+    t.on_push(&job, 0, rep, c.at(100), SystemTime::UNIX_EPOCH);
+    // The target's own backoff is untouched; `b` waits its own 1 s.
+    assert_eq!(t.retry.at, None);
+    assert_eq!(t.next(&job, c.at(200)), Action::WaitUntil(c.at(1100)));
+    // A change to `b` meanwhile is held out; `c` goes.
+    let push = push_of(&mut t, &job, &c, &["b", "c"], 300);
+    assert_eq!(push.batch, paths(&["c"]));
+    t.on_push(
+        &job,
+        0,
+        report(Class::Success),
+        c.at(400),
+        SystemTime::UNIX_EPOCH,
+    );
+    // Due: handed back to the queue at 1100 ms, pushed alone once the queue's delay has
+    // passed, and once it goes the fail log is emptied.
+    assert_eq!(t.next(&job, c.at(1100)), Action::WaitUntil(c.at(1150)));
+    match t.next(&job, c.at(1150)) {
+        Action::Push(push) => assert_eq!(push.batch, paths(&["b"])),
+        other => panic!("expected b's retry, got {other:?}"),
+    }
+    let after = t.on_push(
+        &job,
+        0,
+        report(Class::Success),
+        c.at(1200),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert_eq!(after.save, Some(Batch::default()));
+    assert_eq!(pushed_at(&t, &c, 1200).failing_paths, None);
+}
+
+#[test]
+fn delete_missing_args_unsupported_switches_to_the_filter_form() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    // (settings changed while the push ran, want caps after, want next action)
+    let cases = [(false, Some(FILTER)), (true, None)];
+    for (stale, caps) in cases {
+        let mut t = probed(&job, &c, DMA);
+        let push = push_of(&mut t, &job, &c, &["a"], 0);
+        assert_eq!(push.caps, DMA);
+        if stale {
+            t.reconfigure(local("/dst"), false, c.at(60));
+        }
+        let after = t.on_push(
+            &job,
+            0,
+            report(Class::DeleteMissingArgsUnsupported),
+            c.at(100),
+            SystemTime::UNIX_EPOCH,
+        );
+        // Not a failure: nothing saved, no backoff, the batch back in the queue.
+        assert_eq!(after, AfterPush::default(), "stale {stale}");
+        assert_eq!(t.retry.caps, caps, "stale {stale}");
+        assert_eq!(t.counters.pushes_failed, 0, "stale {stale}");
+        assert_eq!(t.retry.at, None, "stale {stale}");
+        match t.next(&job, c.at(100)) {
+            Action::Push(again) => {
+                assert!(!stale);
+                assert_eq!(again.caps, FILTER);
+                assert_eq!(again.batch, paths(&["a"]));
+            }
+            // Stale: what was learnt is about the old settings; probed again.
+            Action::Probe => assert!(stale),
+            other => panic!("stale {stale}: unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn fallback_caps_table() {
+    // (caps used, outcome, want)
+    let cases = [
+        (DMA, Class::DeleteMissingArgsUnsupported, Some(FILTER)),
+        (FILTER, Class::DeleteMissingArgsUnsupported, None),
+        (DMA, Class::Retry, None),
+        (DMA, Class::Success, None),
+    ];
+    for (used, class, want) in cases {
+        assert_eq!(
+            fallback_caps(used, &outcome(class)),
+            want,
+            "{used:?} {class:?}"
+        );
+    }
+}
+
+#[test]
+fn force_full_lasts_until_a_whole_tree_push() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let mut t = probed(&job, &c, DMA);
+    t.force_full();
+    // (queue a full push?, outcome, want guard on that push, want guard on the next)
+    let cases = [
+        (false, Class::Success, false, false),
+        (true, Class::Retry, false, false),
+        (true, Class::Success, false, true),
+    ];
+    let mut now = 0;
+    for (i, (full, class, guard, guard_next)) in cases.into_iter().enumerate() {
+        if full {
+            t.push_now(true, c.at(now));
+        } else {
+            t.queue(Change::Path(p("a")), c.at(now));
+        }
+        let push = match t.next(&job, c.at(now + 50)) {
+            Action::Push(push) => push,
+            other => panic!("case {i}: {other:?}"),
+        };
+        assert_eq!(push.batch.full, full, "case {i}");
+        assert_eq!(push.guard, guard, "case {i}");
+        t.on_push(
+            &job,
+            0,
+            report(class),
+            c.at(now + 60),
+            SystemTime::UNIX_EPOCH,
+        );
+        assert_eq!(!t.force_full, guard_next, "case {i}");
+        now += 400 * SEC;
+    }
+    assert_eq!(pushed_at(&t, &c, now).full_syncs, 1);
+}
+
+#[test]
+fn limited_is_learnt_from_a_busy_refusal() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    // (settings changed while the push ran, want one run at a time next)
+    for (stale, want) in [(false, true), (true, false)] {
+        let mut t = probed(&job, &c, DMA);
+        let push = push_of(&mut t, &job, &c, &["a"], 0);
+        assert!(!push.one_at_a_time);
+        if stale {
+            t.reconfigure(local("/dst"), false, c.at(60));
+            t.next(&job, c.at(60));
+            t.on_probe(&job, 1, Ok(DMA), c.at(60));
+        }
+        let rep = PushReport {
+            refused_busy: true,
+            ..report(Class::Success)
+        };
+        t.on_push(&job, 0, rep, c.at(100), SystemTime::UNIX_EPOCH);
+        let next = push_of(&mut t, &job, &c, &["b"], 200);
+        assert_eq!(next.one_at_a_time, want, "stale {stale}");
+    }
+}
+
+#[test]
+fn tree_mode_pushes_the_whole_tree() {
+    let job = sync_job(Mode::Tree);
+    let c = Clock(Instant::now());
+    let mut t = probed(&job, &c, DMA);
+    t.queue_seen(&job, Change::Path(p("a")), c.at(0));
+    assert!(pushed_at(&t, &c, 0).full_pending);
+    match t.next(&job, c.at(50)) {
+        Action::Push(push) => assert_eq!(push.batch, Batch::full()),
+        other => panic!("{other:?}"),
+    }
+    // The periodic push stays periodic (queued as it is).
+    t.on_push(
+        &job,
+        0,
+        report(Class::Success),
+        c.at(60),
+        SystemTime::UNIX_EPOCH,
+    );
+    t.queue(Change::PeriodicFull, c.at(100));
+    match t.next(&job, c.at(150)) {
+        Action::Push(push) => assert_eq!(push.batch, Batch::periodic()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn deadlines() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let mut t = TargetState::new(&job, local("/dst"), paths(&["a"]), c.at(0));
+    // Caps unknown: due at once when the sync is ready; nothing is due for a sync that
+    // is not (nothing of it starts: the engine would spin on a past deadline).
+    assert_eq!(t.deadline(c.at(0), true), Some(c.at(0)));
+    assert_eq!(t.deadline(c.at(100), false), None);
+    assert_eq!(t.next(&job, c.at(0)), Action::Probe);
+    assert_eq!(t.deadline(c.at(0), true), None);
+    t.on_probe(&job, 0, Err(outcome(Class::Retry)), c.at(10));
+    // The retry time holds the queue back.
+    assert_eq!(t.deadline(c.at(20), true), Some(c.at(1010)));
+    t.push_now(false, c.at(20));
+    assert_eq!(t.deadline(c.at(20), true), Some(c.at(20)));
+}
+
+#[test]
+fn saving_keeps_the_push_in_flight() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let mut t = probed(&job, &c, DMA);
+    // Nothing owed, nothing in the fail log: nothing to write.
+    assert_eq!(t.to_save(c.at(0)), None);
+    push_of(&mut t, &job, &c, &["a"], 0);
+    t.queue_seen(&job, Change::Path(p("b")), c.at(60));
+    assert_eq!(t.to_save(c.at(70)), Some(paths(&["a", "b"])));
+    assert_eq!(t.pending(), 2);
+    t.saved(&paths(&["a", "b"]));
+    t.on_push(
+        &job,
+        0,
+        report(Class::Success),
+        c.at(80),
+        SystemTime::UNIX_EPOCH,
+    );
+    // The fail log still holds 2: it must be rewritten, with `b` alone.
+    assert_eq!(t.to_save(c.at(90)), Some(paths(&["b"])));
+}
+
+#[test]
+fn status_fields() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+    let mut t = probed(&job, &c, DMA);
+    push_of(&mut t, &job, &c, &["a", "b"], 0);
+    t.queue_seen(&job, Change::Path(p("c")), c.at(100));
+    let live = Live {
+        waiting: Some(c.at(500)),
+        progress: None,
+    };
+    let (st, degraded) = t.status(c.at(2000), wall, live);
+    assert_eq!(st.name, "local");
+    assert_eq!(st.dest, "/dst/");
+    assert_eq!(st.queue_depth, 1);
+    assert_eq!(st.in_flight, 2);
+    assert_eq!(
+        st.lag_seconds, 2.0,
+        "the oldest change is the one in flight"
+    );
+    assert!(degraded, "waiting for a busy daemon for over a second");
+    assert_eq!(
+        st.last_error.as_deref(),
+        Some("waiting for a busy daemon (no free connection for 2s): the daemon is busy (max connections reached)")
+    );
+    t.on_push(&job, 0, report(Class::Retry), c.at(2000), wall);
+    let (st, degraded) = t.status(c.at(2000), wall, Live::default());
+    assert!(degraded);
+    assert_eq!(st.consecutive_failures, 1);
+    assert_eq!(st.last_error.as_deref(), Some("Retry"));
+    assert_eq!(st.next_retry_at, Some(1001.0));
+    assert_eq!(st.retry_backlog, 3);
+}
+
+#[test]
+fn reconfigure_forgets_what_was_learnt() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    // (destination moved, want a full push queued)
+    for moved in [false, true] {
+        let mut t = probed(&job, &c, DMA);
+        push_of(&mut t, &job, &c, &["a"], 0);
+        let rep = PushReport {
+            refused_busy: true,
+            ..report(Class::Retry)
+        };
+        t.on_push(&job, 0, rep, c.at(100), SystemTime::UNIX_EPOCH);
+        assert!(t.retry.limited && t.retry.at.is_some() && t.retry.last_error.is_some());
+        t.reconfigure(local("/new"), moved, c.at(200));
+        assert_eq!(t.cfg_gen(), 1, "moved {moved}");
+        assert_eq!(t.dest(), "/new/", "moved {moved}");
+        assert_eq!(t.retry.caps, None, "moved {moved}");
+        assert_eq!(t.retry.backoff, Duration::ZERO, "moved {moved}");
+        assert!(!t.retry.limited, "moved {moved}");
+        assert_eq!(t.retry.at, None, "moved {moved}");
+        let st = pushed_at(&t, &c, 200);
+        // The queue is kept (the failed `a`), a full push added when moved.
+        assert_eq!(st.full_pending, moved, "moved {moved}");
+        assert_eq!(st.queue_depth, 1, "moved {moved}");
+        assert_eq!(st.last_error, None, "moved {moved}");
+        // The counters are the target's history: kept.
+        assert_eq!(st.pushes_failed, 1, "moved {moved}");
+        assert_eq!(t.next(&job, c.at(200)), Action::Probe, "moved {moved}");
+    }
+}
+
+#[test]
+fn a_busy_episode_ends_with_a_success() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let mut t = probed(&job, &c, DMA);
+    push_of(&mut t, &job, &c, &["a"], 0);
+    t.on_push(
+        &job,
+        0,
+        report(Class::Busy),
+        c.at(100),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert_eq!(t.retry.busy_since, Some(c.at(100)));
+    // Still busy a second later: the episode keeps its start.
+    let push = match t.next(&job, c.at(1100)) {
+        Action::Push(push) => push,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(push.batch, paths(&["a"]));
+    t.on_push(
+        &job,
+        0,
+        report(Class::Busy),
+        c.at(3100),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert_eq!(t.retry.busy_since, Some(c.at(100)));
+    assert_eq!(
+        pushed_at(&t, &c, 3100).last_error.as_deref(),
+        Some("waiting for a busy daemon (no free connection for 3s): Busy")
+    );
+    assert_eq!(
+        t.retry.backoff,
+        Duration::ZERO,
+        "busy never grows the backoff"
+    );
+    match t.next(&job, c.at(4100)) {
+        Action::Push(_) => {}
+        other => panic!("{other:?}"),
+    }
+    t.on_push(
+        &job,
+        0,
+        report(Class::Success),
+        c.at(4200),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert_eq!(t.retry.busy_since, None);
+    let (st, degraded) = t.status(c.at(4200), SystemTime::UNIX_EPOCH, Live::default());
+    assert!(!degraded);
+    assert_eq!(st.consecutive_failures, 0);
+}
