@@ -31,7 +31,7 @@ use crate::failing::{self, Failing};
 use crate::progress::Progress;
 use crate::push::PushReport;
 use crate::queue::{Change, Limits, Queue};
-use crate::rsync::args::{dest_arg, Caps};
+use crate::rsync::args::Caps;
 use crate::rsync::exit::{Class, Outcome};
 use crate::status::{unix_secs, TargetStatus};
 
@@ -174,7 +174,7 @@ impl TargetState {
         }
         TargetState {
             cfg_gen: 0,
-            dest: dest_arg(&cfg).to_string_lossy().into_owned(),
+            dest: cfg.kind.dest_arg().to_string_lossy().into_owned(),
             cfg,
             queue,
             in_flight: None,
@@ -616,7 +616,7 @@ impl TargetState {
     /// is forgotten (it is probed again), a probe or push still running becomes stale.
     /// `moved` (a new destination): the whole tree is pushed there.
     pub fn reconfigure(&mut self, cfg: Target, moved: bool, now: Instant) {
-        self.dest = dest_arg(&cfg).to_string_lossy().into_owned();
+        self.dest = cfg.kind.dest_arg().to_string_lossy().into_owned();
         self.cfg = cfg;
         self.cfg_gen += 1;
         self.retry = Retry::default();

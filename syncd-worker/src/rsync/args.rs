@@ -88,11 +88,6 @@ impl Invocation {
     }
 }
 
-/// The destination argument of `target` (see [`crate::config::TargetKind::dest_arg`]).
-pub fn dest_arg(target: &Target) -> OsString {
-    target.kind.dest_arg()
-}
-
 /// The rsync runs that push `batch` to `target`, in the order they must run. Empty when
 /// the batch is empty. `excluded` holds the concrete excluded paths under the batch's
 /// trees (under the whole source for a full push): highest excluded path only, sorted.

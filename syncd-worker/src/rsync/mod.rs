@@ -12,7 +12,7 @@ pub mod password;
 pub mod probe;
 pub mod run;
 
-pub use args::{dest_arg, plan, Caps, Invocation};
+pub use args::{plan, Caps, Invocation};
 pub use exit::{classify, Class, Outcome};
 pub use password::check_password_file;
 pub use probe::{local_version, probe};
