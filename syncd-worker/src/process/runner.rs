@@ -89,12 +89,14 @@ pub enum Group {
     Session,
 }
 
-/// How long the child may run after its exit for its outputs to close.
+/// How long to wait, after the child exits, for its outputs to close (something it
+/// started may hold them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drain {
-    /// Until they close (a deadline, if any, still bounds the whole run).
+    /// Until they close; a deadline, if any, bounds the exit and the outputs together.
     ToEnd,
-    /// At most this long after the child exits; what arrived by then is kept.
+    /// At most this long after the exit; what arrived by then is kept. A deadline, if
+    /// any, bounds the exit only.
     Within(Duration),
 }
 
@@ -399,7 +401,9 @@ impl Spawn {
             if exited && (open == 0 || drain_until.is_some_and(|t| now >= t)) {
                 break;
             }
-            if stop.is_none() && limit.is_some_and(|t| now >= t) {
+            // With a bounded drain the deadline covers the exit, the drain the outputs.
+            let bounded = exited && matches!(drain, Drain::Within(_));
+            if stop.is_none() && !bounded && limit.is_some_and(|t| now >= t) {
                 stop = Some(Stop::TimedOut);
                 kill_at = target.begin_stop(now, grace);
                 if exited {
@@ -411,7 +415,7 @@ impl Spawn {
                 kill_at = None;
             }
             let next = [
-                limit.filter(|_| stop.is_none()),
+                limit.filter(|_| stop.is_none() && !bounded),
                 kill_at,
                 drain_until.filter(|_| exited),
             ]
@@ -948,14 +952,16 @@ mod tests {
 
     #[test]
     fn drain_within_stops_waiting_for_held_outputs() {
-        // Without a deadline: the child exits, its background sleep holds stderr, and
-        // the run ends after the drain bound with what arrived, not after 30 s.
+        // The child exits at once, its background sleep holds stderr, and the run ends
+        // after the drain bound with what arrived, not after 30 s. The deadline, which
+        // passes during the drain, bounds the exit only: not a timeout.
         reap_orphans();
         let started = Instant::now();
         let ended = sh("sleep 30 & echo $! >&2; echo bye >&2")
             .group(Group::New)
             .stderr(Output::Tail(100))
-            .drain(Drain::Within(Duration::from_millis(200)))
+            .deadline(Some(Duration::from_secs(2)))
+            .drain(Drain::Within(Duration::from_millis(2500)))
             .run();
         assert!(matches!(ended.how, How::Exited(_)), "{:?}", ended.how);
         assert_eq!(status(&ended), (Some(0), None));
