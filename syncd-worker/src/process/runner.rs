@@ -304,8 +304,9 @@ impl Spawn {
         self
     }
 
-    /// Kill the child (and its group) when it has not ended, outputs closed, this long
-    /// after the start. `None`: no deadline.
+    /// Stop the child (and its group: see [`Spawn::kill_grace`]) when it has not ended
+    /// this long after the start: with [`Drain::ToEnd`], ended means exited with its
+    /// outputs closed; with [`Drain::Within`], exited. `None`: no deadline.
     pub fn deadline(mut self, limit: Option<Duration>) -> Spawn {
         self.deadline = limit;
         self
@@ -325,11 +326,6 @@ impl Spawn {
     pub fn cancel(mut self, cancel: &Cancel) -> Spawn {
         self.cancel = Some(cancel.clone());
         self
-    }
-
-    /// The program as given, for messages.
-    pub fn program(&self) -> &std::path::Path {
-        &self.program
     }
 
     /// Start the child and wait for its end (see [`How`]). Blocks the calling thread,
@@ -1015,7 +1011,7 @@ mod tests {
         .join()
         .expect("spawning thread");
         let status = running.wait().expect("wait");
-        assert_eq!(status.signal(), Some(libc::SIGTERM));
+        assert_eq!(status.signal(), Some(Signal::SIGTERM as i32));
     }
 
     #[test]
