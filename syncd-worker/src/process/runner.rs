@@ -367,21 +367,24 @@ impl Spawn {
         let stdout_tail = read_output(child.stdout.take(), stdout, &tx, &mut open);
         let stderr_tail = read_output(child.stderr.take(), stderr, &tx, &mut open);
 
-        let pid = target.pid;
-        let waiter = {
+        // Nothing to time and outputs read to their end: the exit needs no watching
+        // (the reap below waits for it), as if it were already seen.
+        let watch_exit = deadline.is_some() || cancel.is_some() || drain != Drain::ToEnd;
+        if watch_exit {
+            let pid = target.pid;
             let tx = tx.clone();
-            std::thread::Builder::new()
+            let waiter = std::thread::Builder::new()
                 .name("child-wait".into())
                 .spawn(move || {
                     wait_for_exit(pid);
                     let _ = tx.send(Event::Exited);
-                })
-        };
-        if let Err(e) = waiter {
-            // Without the waiter there is no deadline to keep: end the child now.
-            target.signal(Signal::SIGKILL);
-            let _ = child.wait();
-            return Ended::without_status(How::WaitFailed(e), started);
+                });
+            if let Err(e) = waiter {
+                // Without the waiter there is no deadline to keep: end the child now.
+                target.signal(Signal::SIGKILL);
+                let _ = child.wait();
+                return Ended::without_status(How::WaitFailed(e), started);
+            }
         }
         if let Some(c) = &cancel {
             c.register(&tx);
@@ -391,7 +394,7 @@ impl Spawn {
         let mut stop: Option<Stop> = None;
         let mut kill_at: Option<Instant> = None;
         let mut drain_until: Option<Instant> = None;
-        let mut exited = false;
+        let mut exited = !watch_exit;
         loop {
             let now = Instant::now();
             if exited && (open == 0 || drain_until.is_some_and(|t| now >= t)) {
