@@ -12,12 +12,10 @@ use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,6 +25,7 @@ use log::warn;
 use crate::batch::RelPath;
 use crate::config::{CommandHook, Hooks, HttpHook};
 use crate::exclude::ExcludeSet;
+use crate::process::{Drain, Group, How, Input, Output, Spawn, Tail};
 
 /// At most this many paths are appended to one run of a command hook...
 const MAX_PATHS_PER_RUN: usize = 1000;
@@ -308,126 +307,59 @@ fn plan_runs(
 /// inner error: it ran and failed or timed out (report, go on with the next run).
 fn run_one(args: &[OsString], p: &Pushed, timeout: Duration) -> anyhow::Result<Result<(), String>> {
     let program = args[0].to_string_lossy().into_owned();
-    let mut child = Command::new(&args[0])
+    let ended = Spawn::new(&args[0])
         .args(&args[1..])
         .env("SYNCD_SYNC", &p.sync)
         .env("SYNCD_TARGET", &p.target)
         .env("SYNCD_SOURCE", &p.source)
         .env("SYNCD_FULL", if p.full { "1" } else { "0" })
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stdin(Input::Null)
+        .stdout(Output::Null)
+        .stderr(Output::Tail(STDERR_KEEP_BYTES))
         // Its own process group, so a timeout kills whatever it started too.
-        .process_group(0)
-        .spawn()
-        .with_context(|| {
-            format!("failed to start hook program {program}; check the hook's argv")
-        })?;
-    let stderr = StderrTail::start(child.stderr.take());
-
-    let deadline = crate::deadline::after(Instant::now(), timeout);
-    let mut pause = Duration::from_millis(1);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) => {}
-            Err(e) => {
-                kill_group(&mut child);
-                return Err(e).with_context(|| format!("failed to wait for hook {program}"));
-            }
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            kill_group(&mut child);
-            break None;
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(50));
-    };
-    let tail = stderr.finish();
-    let stderr_note = if tail.is_empty() {
+        .group(Group::New)
+        // None today: a hook may outlive the worker (issue 11 decides).
+        .parent_death(None)
+        .deadline(Some(timeout))
+        .kill_grace(Duration::ZERO)
+        .drain(Drain::Within(STDERR_DRAIN_WAIT))
+        .run();
+    let shown = last_lines(&ended.stderr);
+    let stderr_note = if shown.is_empty() {
         String::new()
     } else {
-        format!("; stderr: {tail}")
+        format!("; stderr: {shown}")
     };
-    Ok(match status {
-        Some(status) if status.success() => Ok(()),
-        Some(status) => Err(format!(
+    Ok(match ended.how {
+        How::FailedToStart(e) => {
+            return Err(e).with_context(|| {
+                format!("failed to start hook program {program}; check the hook's argv")
+            })
+        }
+        How::WaitFailed(e) => {
+            return Err(e).with_context(|| format!("failed to wait for hook {program}"))
+        }
+        How::Exited(status) if status.success() => Ok(()),
+        How::Exited(status) | How::Cancelled(status) => Err(format!(
             "hook {program} {}{stderr_note}",
             crate::process::describe_exit(status)
         )),
-        None => Err(format!(
+        How::TimedOut(_) => Err(format!(
             "hook {program} did not finish within {} and was killed{stderr_note}",
             humantime::format_duration(timeout)
         )),
     })
 }
 
-/// SIGKILL the hook's process group (it leads it: spawned with `process_group(0)`), then
-/// reap the hook.
-fn kill_group(child: &mut Child) {
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours. The child is
-        // not yet reaped, so its pid (= its group id) cannot have been reused.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// The last bytes a hook wrote to stderr, read on a thread so a chatty hook never
-/// blocks on a full pipe.
-struct StderrTail {
-    buf: Arc<Mutex<Vec<u8>>>,
-    /// Disconnected when the reader reached end of file (or could not start).
-    ended: Receiver<()>,
-}
-
-impl StderrTail {
-    fn start(pipe: Option<ChildStderr>) -> StderrTail {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let (ended_tx, ended) = mpsc::channel::<()>();
-        if let Some(mut pipe) = pipe {
-            let shared = Arc::clone(&buf);
-            // If the thread cannot start, `ended_tx` is dropped with the closure and the
-            // error message simply has no stderr.
-            let _ = std::thread::Builder::new()
-                .name("hook-stderr".into())
-                .spawn(move || {
-                    let _ended = ended_tx;
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        match pipe.read(&mut chunk) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                let mut b = shared.lock().unwrap_or_else(|e| e.into_inner());
-                                b.extend_from_slice(&chunk[..n]);
-                                if b.len() > STDERR_KEEP_BYTES {
-                                    let cut = b.len() - STDERR_KEEP_BYTES;
-                                    b.drain(..cut);
-                                }
-                            }
-                        }
-                    }
-                });
-        }
-        StderrTail { buf, ended }
-    }
-
-    /// The last lines, joined with ` | `, once the pipe is closed or after a short wait.
-    fn finish(self) -> String {
-        let _ = self.ended.recv_timeout(STDERR_DRAIN_WAIT);
-        let buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-        let text = String::from_utf8_lossy(&buf);
-        let lines: Vec<&str> = text
-            .lines()
-            .map(str::trim_end)
-            .filter(|l| !l.is_empty())
-            .collect();
-        lines[lines.len().saturating_sub(STDERR_SHOWN_LINES)..].join(" | ")
-    }
+/// The last lines of a hook's stderr, joined with ` | ` (blank lines left out).
+fn last_lines(tail: &Tail) -> String {
+    let text = tail.lossy();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(STDERR_SHOWN_LINES)..].join(" | ")
 }
 
 fn json_body(p: &Pushed) -> serde_json::Value {

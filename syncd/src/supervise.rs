@@ -9,17 +9,17 @@
 //! reaches only the controller, which then drains the worker properly) with
 //! PR_SET_PDEATHSIG, so it never outlives a controller killed with SIGKILL.
 
-use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::process::{ExitCode, ExitStatus};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
+use nix::sys::signal::Signal;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2};
 use syncd_worker::config::Config;
 use syncd_worker::deadline::{after, wall_after};
 use syncd_worker::notify;
-use syncd_worker::process::describe_exit;
+use syncd_worker::process::{describe_exit, Group, Input, Output, Spawn};
 use syncd_worker::status::unix_secs;
 
 use crate::cli::WorkerArgs;
@@ -244,48 +244,40 @@ impl<'a> Supervisor<'a> {
     }
 
     fn spawn(&mut self, socket: &str, tx: &Sender<Msg>, catch_up: bool) -> anyhow::Result<()> {
-        let mut cmd = Command::new(&self.settings.worker_bin);
-        cmd.arg("--config")
+        let mut worker = Spawn::new(&self.settings.worker_bin)
+            .arg("--config")
             .arg(&self.settings.config)
             .arg("--log-level")
             .arg(&self.settings.log_level);
         if self.settings.state_dir_flag {
-            cmd.arg("--state-dir").arg(&self.settings.state_dir);
+            worker = worker.arg("--state-dir").arg(&self.settings.state_dir);
         }
         // A restarted worker catches up by itself: its predecessor's running checkpoint
         // (catchup.json) gives the ctime walk its start, and without one (it died before
         // its first quiet moment) the worker pushes every tree whole.
         if self.args.initial_sync && !catch_up {
-            cmd.arg("--initial-sync");
+            worker = worker.arg("--initial-sync");
         }
         if let Some(n) = self.args.threads {
-            cmd.arg("--threads").arg(n.to_string());
+            worker = worker.arg("--threads").arg(n.to_string());
         }
-        cmd.env(notify::ENV, socket)
-            .stdin(Stdio::null())
-            .process_group(0);
-        let parent = std::process::id();
-        // SAFETY: the closure runs in the child between fork and exec and only calls
-        // prctl(2) and getppid(2), both async-signal-safe; it allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The controller died between fork and prctl: do not run orphaned.
-                if libc::getppid() as u32 != parent {
-                    return Err(std::io::Error::other("the syncd controller exited"));
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().with_context(|| {
-            format!(
-                "failed to start the worker {}; install syncd-worker beside syncd or pass --worker PATH",
-                self.settings.worker_bin.display()
-            )
-        })?;
-        let pid = child.id();
+        // Spawned from the main thread, which lives as long as the controller: the
+        // parent-death signal follows the spawning thread. Its log lines go to ours.
+        let child = worker
+            .env(notify::ENV, socket)
+            .stdin(Input::Null)
+            .stdout(Output::Inherit)
+            .stderr(Output::Inherit)
+            .group(Group::New)
+            .parent_death(Some(Signal::SIGTERM))
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "failed to start the worker {}; install syncd-worker beside syncd or pass --worker PATH",
+                    self.settings.worker_bin.display()
+                )
+            })?;
+        let pid = child.pid();
         log::info!(
             "worker pid {pid} started{}",
             if catch_up {

@@ -3,8 +3,8 @@
 //! lists one name that does not exist in the source and runs with `--dry-run`, so the
 //! target is never changed. Runs processes; holds no state.
 
+use std::io;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
 
@@ -14,31 +14,61 @@ use super::password::check_password_file;
 use super::run::run;
 use crate::batch::Batch;
 use crate::config::model::{Mode, SyncJob, Target};
+use crate::process::{Drain, Group, How, Input, Output, Spawn};
 
 /// `--delete-missing-args` appeared in rsync 3.1.0.
 const DELETE_MISSING_ARGS_SINCE: (u32, u32, u32) = (3, 1, 0);
 
+/// What `rsync --version` printed: its first line, and the version in it if it is an
+/// rsync version line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionLine {
+    pub line: String,
+    pub version: Option<(u32, u32, u32)>,
+}
+
+/// Run `binary --version` (the one place syncd does): `LC_ALL=C`, stdin and stderr
+/// `/dev/null`, no deadline (it prints and exits). `Err` when it cannot be run.
+pub fn version_line(binary: &Path) -> io::Result<VersionLine> {
+    let ended = Spawn::new(binary)
+        .arg("--version")
+        .env("LC_ALL", "C")
+        .stdin(Input::Null)
+        // The first line is all that is read; the whole output is about 1 KiB.
+        .stdout(Output::Tail(64 * 1024))
+        .stderr(Output::Null)
+        .group(Group::Inherit)
+        .parent_death(None)
+        .deadline(None)
+        .drain(Drain::ToEnd)
+        .run();
+    match ended.how {
+        How::FailedToStart(e) | How::WaitFailed(e) => Err(e),
+        How::Exited(_) | How::TimedOut(_) | How::Cancelled(_) => {
+            let text = ended.stdout.lossy();
+            let line = text.lines().next().unwrap_or("").trim().to_string();
+            Ok(VersionLine {
+                version: parse_version(&line),
+                line,
+            })
+        }
+    }
+}
+
 /// The version of the rsync at `binary`, from the first line of `rsync --version`
 /// (`rsync  version 3.5.0  protocol version 32`).
 pub fn local_version(binary: &Path) -> anyhow::Result<(u32, u32, u32)> {
-    let out = Command::new(binary)
-        .arg("--version")
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .with_context(|| {
-            format!(
-                "cannot run the rsync binary {binary:?}: install rsync (apt-get install rsync / \
-                 yum install rsync) or set rsync.binary to its full path"
-            )
-        })?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let first = text.lines().next().unwrap_or("");
-    match parse_version(first) {
+    let v = version_line(binary).with_context(|| {
+        format!(
+            "cannot run the rsync binary {binary:?}: install rsync (apt-get install rsync / \
+             yum install rsync) or set rsync.binary to its full path"
+        )
+    })?;
+    match v.version {
         Some(v) => Ok(v),
         None => bail!(
-            "{binary:?} --version printed {first:?}, not an rsync version line; is rsync.binary really rsync?"
+            "{binary:?} --version printed {:?}, not an rsync version line; is rsync.binary really rsync?",
+            v.line
         ),
     }
 }
@@ -193,6 +223,25 @@ mod tests {
         let v =
             local_version(Path::new("rsync")).expect("rsync is installed (the project needs it)");
         assert!(v >= (3, 1, 0), "{v:?}");
+    }
+
+    #[test]
+    fn version_line_reads_the_first_line_once() {
+        let bin = tempfile::tempdir().expect("tempdir");
+        let fake = fake_rsync_343(bin.path());
+        assert_eq!(
+            version_line(&fake).expect("fake runs"),
+            VersionLine {
+                line: "rsync  version 3.4.3  protocol version 32".into(),
+                version: Some((3, 4, 3)),
+            }
+        );
+        // Not rsync: GNU `true --version` names itself.
+        let other = version_line(Path::new("/bin/true")).expect("true runs");
+        assert!(other.line.starts_with("true"), "{other:?}");
+        assert_eq!(other.version, None);
+        let missing = version_line(Path::new("/nonexistent/rsync")).expect_err("missing");
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -7,17 +7,19 @@
 //!
 //! Every child gets `PR_SET_PDEATHSIG(SIGTERM)`, so an rsync never outlives a worker that
 //! was SIGKILLed. The kernel sends it when the *thread* that forked the child exits, so
-//! the thread that spawns a child here is the one that waits for it.
+//! the thread that spawns a child here is the one that waits for it ([`Spawn::run`]).
+//! rsync stays in the worker's process group, has no deadline here (its own `--timeout`
+//! bounds a stalled transfer) and its outputs are read to their end.
 
-use std::io::{self, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
 
 use anyhow::Context;
+use nix::sys::signal::Signal;
 
 use super::args::Invocation;
+use crate::process::{Drain, Group, How, Input, OnChunk, Output, Spawn};
 use crate::progress::{ProgressParser, SharedProgress};
 
 /// How much of rsync's stderr is kept (the end of it).
@@ -64,68 +66,41 @@ fn run_inner(
     progress: Option<&SharedProgress>,
     capture: bool,
 ) -> anyhow::Result<(RunResult, Vec<u8>)> {
-    let started = Instant::now();
-    let mut cmd = Command::new(&inv.program);
-    cmd.args(&inv.args)
+    let stdout = match (progress, capture) {
+        (Some(slot), _) => Output::Each(publish_progress(slot.clone())),
+        (None, true) => Output::Tail(STDERR_KEEP),
+        (None, false) => Output::Null,
+    };
+    let ended = Spawn::new(&inv.program)
+        .args(&inv.args)
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(if progress.is_some() || capture {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stderr(Stdio::piped());
-    let parent = std::process::id();
-    // SAFETY: the closure runs in the child between fork and exec, so it may only make
-    // async-signal-safe calls: prctl(2) and getppid(2) are plain system calls, and it
-    // neither allocates nor takes locks (the io::Error is built from an errno value).
-    unsafe {
-        cmd.pre_exec(move || die_with_parent(parent));
-    }
-    let mut child = cmd.spawn().with_context(|| {
-        format!(
-            "cannot run the rsync binary {:?}: install rsync (apt-get install rsync / \
-                 yum install rsync) or set rsync.binary to its full path",
-            inv.program
-        )
-    })?;
-
-    let stdin = child.stdin.take().expect("stdin was piped");
-    let data = inv.stdin.clone();
-    let writer = thread::spawn(move || write_all_then_close(stdin, &data));
-    let stderr = child.stderr.take().expect("stderr was piped");
-    let reader = thread::spawn(move || read_tail(stderr, STDERR_KEEP));
-    let watcher = match (progress, child.stdout.take()) {
-        (Some(slot), Some(stdout)) => {
-            let slot = slot.clone();
-            Some(thread::spawn(move || {
-                read_progress(stdout, &slot);
-                Vec::new()
-            }))
+        .stdin(Input::Bytes(inv.stdin.clone()))
+        .stdout(stdout)
+        .stderr(Output::Tail(STDERR_KEEP))
+        .group(Group::Inherit)
+        .parent_death(Some(Signal::SIGTERM))
+        .deadline(None)
+        .drain(Drain::ToEnd)
+        .run();
+    let status = match ended.how {
+        How::FailedToStart(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot run the rsync binary {:?}: install rsync (apt-get install rsync / \
+                     yum install rsync) or set rsync.binary to its full path",
+                    inv.program
+                )
+            })
         }
-        (None, Some(stdout)) => Some(thread::spawn(move || read_tail(stdout, STDERR_KEEP).0)),
-        _ => None,
+        How::WaitFailed(e) => {
+            return Err(e).with_context(|| format!("waiting for rsync ({:?}) failed", inv.program))
+        }
+        // No deadline and no cancel here: rsync's own --timeout bounds a stalled run.
+        How::Exited(s) | How::TimedOut(s) | How::Cancelled(s) => s,
     };
 
-    let status = child
-        .wait()
-        .with_context(|| format!("waiting for rsync ({:?}) failed", inv.program))?;
-    let tail = reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("the rsync stderr reader thread panicked"))?;
-    let write_result = writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("the rsync stdin writer thread panicked"))?;
-    let stdout = match watcher {
-        Some(w) => w
-            .join()
-            .map_err(|_| anyhow::anyhow!("the rsync stdout reader thread panicked"))?,
-        None => Vec::new(),
-    };
-
-    let (tail, stderr_truncated) = tail;
-    let mut stderr = String::from_utf8_lossy(&tail).into_owned();
-    if let Err(e) = write_result {
+    let mut stderr = ended.stderr.lossy();
+    if let Some(e) = ended.stdin_error {
         // rsync closing its stdin early (it failed before reading the list) is not news:
         // its exit code says why. Anything else is worth a line.
         if e.kind() != io::ErrorKind::BrokenPipe {
@@ -139,78 +114,22 @@ fn run_inner(
             code: status.code(),
             signal: status.signal(),
             stderr,
-            stderr_truncated,
-            elapsed: started.elapsed(),
+            stderr_truncated: ended.stderr.truncated,
+            elapsed: ended.elapsed,
         },
-        stdout,
+        ended.stdout.bytes,
     ))
 }
 
-/// In the child, before exec: ask for SIGTERM when the spawning thread ends, then make
-/// sure the parent did not already die before that request took effect.
-fn die_with_parent(parent: u32) -> io::Result<()> {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers and touches no memory of ours.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: getppid(2) has no preconditions and cannot fail.
-    let ppid = unsafe { libc::getppid() };
-    if u32::try_from(ppid).ok() != Some(parent) {
-        // Orphaned between fork and prctl: the signal will never come, so do not start.
-        return Err(io::Error::from_raw_os_error(libc::ESRCH));
-    }
-    Ok(())
-}
-
-/// Read rsync's stdout to its end, publishing each new progress record in `slot`.
-fn read_progress(mut r: impl Read, slot: &SharedProgress) {
+/// A stdout callback that parses rsync's progress records, publishing each new one in
+/// `slot`.
+fn publish_progress(slot: SharedProgress) -> OnChunk {
     let mut parser = ProgressParser::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if parser.feed(&buf[..n]) {
-                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = parser.latest().cloned();
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
+    Box::new(move |chunk| {
+        if parser.feed(chunk) {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = parser.latest().cloned();
         }
-    }
-}
-
-fn write_all_then_close(mut stdin: std::process::ChildStdin, data: &[u8]) -> io::Result<()> {
-    stdin.write_all(data)?;
-    stdin.flush()
-    // dropping `stdin` closes the pipe: rsync sees the end of the list
-}
-
-/// Read `r` to its end, keeping only the last `keep` bytes.
-/// The last `keep` bytes `r` gives, and whether anything before them was dropped.
-fn read_tail(mut r: impl Read, keep: usize) -> (Vec<u8>, bool) {
-    let mut kept: Vec<u8> = Vec::new();
-    let mut dropped = false;
-    let mut buf = [0u8; 8192];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                kept.extend_from_slice(&buf[..n]);
-                if kept.len() > 2 * keep {
-                    kept.drain(..kept.len() - keep);
-                    dropped = true;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        }
-    }
-    if kept.len() > keep {
-        kept.drain(..kept.len() - keep);
-        dropped = true;
-    }
-    (kept, dropped)
+    })
 }
 
 #[cfg(test)]
@@ -307,18 +226,5 @@ mod tests {
         // A child writing a lot to stdout must not block when nobody reads it.
         let r = run(&sh("yes | head -c 1000000; exit 0", b"")).expect("sh runs");
         assert_eq!(r.code, Some(0));
-    }
-
-    #[test]
-    fn read_tail_table() {
-        let cases: &[(&[u8], usize, &[u8], bool)] = &[
-            (b"", 4, b"", false),
-            (b"abc", 4, b"abc", false),
-            (b"abcd", 4, b"abcd", false),
-            (b"abcdef", 4, b"cdef", true),
-        ];
-        for (input, keep, want, dropped) in cases {
-            assert_eq!(read_tail(*input, *keep), (want.to_vec(), *dropped));
-        }
     }
 }

@@ -29,9 +29,10 @@ pub struct Ran {
 }
 
 pub(super) fn reach(job: &SyncJob, target: &Target, subject: &str, timeout: Duration) -> Finding {
-    let mut cmd = Command::new(&job.rsync.binary);
-    cmd.args(list_only_args(target, timeout)).env("LC_ALL", "C");
-    match run_bounded(cmd, timeout + REACH_GRACE) {
+    let rsync = Spawn::new(&job.rsync.binary)
+        .args(list_only_args(target, timeout))
+        .env("LC_ALL", "C");
+    match run_bounded(rsync, timeout + REACH_GRACE) {
         Ok(ran) => reach_finding(subject, target, &ran, timeout),
         Err(e) => Finding::new(
             Status::Problem,
@@ -42,70 +43,32 @@ pub(super) fn reach(job: &SyncJob, target: &Target, subject: &str, timeout: Dura
     }
 }
 
-/// Run `cmd` in a session of its own (no terminal: rsync and ssh cannot stop to ask for
-/// a password), stdout discarded, stderr kept; kill its process group after `limit`.
-pub(super) fn run_bounded(mut cmd: Command, limit: Duration) -> io::Result<Ran> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent; it is
-    // the only thing run between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
+/// Run `child` in a session of its own (no terminal: rsync and ssh cannot stop to ask
+/// for a password), stdout discarded, the end of stderr kept; SIGKILL its process group
+/// when it (with whatever still holds its stderr, like its ssh) is not done after
+/// `limit`.
+pub(super) fn run_bounded(child: Spawn, limit: Duration) -> io::Result<Ran> {
+    let ended = child
+        .stdin(Input::Null)
+        .stdout(Output::Null)
+        .stderr(Output::Tail(64 * 1024))
+        .group(Group::Session)
+        .parent_death(None)
+        .deadline(Some(limit))
+        .kill_grace(Duration::ZERO)
+        .drain(Drain::ToEnd)
+        .run();
+    let timed_out = matches!(ended.how, How::TimedOut(_));
+    let (code, signal) = (ended.code(), ended.signal());
+    match ended.how {
+        How::FailedToStart(e) | How::WaitFailed(e) => Err(e),
+        How::Exited(_) | How::TimedOut(_) | How::Cancelled(_) => Ok(Ran {
+            code,
+            signal,
+            stderr: ended.stderr.lossy(),
+            timed_out,
+        }),
     }
-    let mut child = cmd.spawn()?;
-    let (tx, rx) = mpsc::channel::<()>();
-    let mut stdout = child.stdout.take().expect("stdout was piped");
-    let tx_out = tx.clone();
-    let out_thread = std::thread::spawn(move || {
-        let _ = io::copy(&mut stdout, &mut io::sink());
-        let _ = tx_out.send(());
-    });
-    let mut stderr = child.stderr.take().expect("stderr was piped");
-    let err_thread = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.by_ref().take(64 * 1024).read_to_end(&mut buf);
-        let _ = io::copy(&mut stderr, &mut io::sink());
-        let _ = tx.send(());
-        buf
-    });
-    // Both pipes close when rsync (and its ssh) are gone.
-    let deadline = Instant::now() + limit;
-    let mut closed = 0;
-    let mut timed_out = false;
-    while closed < 2 {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(()) => closed += 1,
-            Err(_) => {
-                timed_out = true;
-                break;
-            }
-        }
-    }
-    if timed_out {
-        let pid = libc::pid_t::try_from(child.id()).unwrap_or(0);
-        if pid > 0 {
-            // SAFETY: `pid` is our child, not yet reaped, and the leader of its own
-            // session and process group (setsid above), so the group is ours to signal.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-        }
-    }
-    let status = child.wait()?;
-    let _ = out_thread.join();
-    let stderr = err_thread.join().unwrap_or_default();
-    Ok(Ran {
-        code: status.code(),
-        signal: status.signal(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        timed_out,
-    })
 }
 
 /// What a `--list-only` result means for this target, and what to do about it.

@@ -9,15 +9,14 @@
 //! targets; print a password.
 
 use std::ffi::{CString, OsString};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::time::Duration;
 
 use syncd_worker::config::{Config, ConnectTimeouts, SyncJob, Target, TargetKind};
+use syncd_worker::process::{Drain, Group, How, Input, Output, Spawn};
 use syncd_worker::rsync::probe::parse_version;
 use syncd_worker::rsync::{check_password_file, classify};
 
@@ -267,15 +266,9 @@ fn resolve(binary: &Path) -> Option<PathBuf> {
 /// The first line of `rsync --version` (after the binary's full path), or why it could
 /// not be run.
 fn rsync_version_line(binary: &Path) -> Result<String, String> {
-    let out = Command::new(binary)
-        .arg("--version")
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text.lines().next().unwrap_or("").trim().to_string())
+    syncd_worker::rsync::probe::version_line(binary)
+        .map(|v| v.line)
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))
 }
 
 /// `rsync` for the default binary, else `rsync /its/path`.

@@ -5,7 +5,8 @@ use super::*;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
 
 use crate::sysctl::Limits;
 
@@ -345,8 +346,7 @@ fn a_listener_that_never_answers_times_out() {
 #[test]
 fn run_bounded_kills_the_whole_group_at_the_deadline() {
     // A child that outlives its parent's pipes: the background sleep holds them too.
-    let mut cmd = Command::new("/bin/sh");
-    cmd.args(["-c", "echo started >&2; sleep 30 & sleep 30"]);
+    let cmd = Spawn::new("/bin/sh").args(["-c", "echo started >&2; sleep 30 & sleep 30"]);
     let started = Instant::now();
     let ran = run_bounded(cmd, Duration::from_millis(300)).expect("sh runs");
     assert!(ran.timed_out);
@@ -359,8 +359,7 @@ fn run_bounded_kills_the_whole_group_at_the_deadline() {
         started.elapsed()
     );
 
-    let mut cmd = Command::new("/bin/sh");
-    cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
+    let cmd = Spawn::new("/bin/sh").args(["-c", "echo out; echo err >&2; exit 3"]);
     let ran = run_bounded(cmd, Duration::from_secs(10)).expect("sh runs");
     assert_eq!(
         ran,

@@ -4,6 +4,8 @@
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
+use nix::sys::signal::Signal;
+
 /// "exited with code 1", "was killed by signal 9 (SIGKILL)".
 pub fn describe_exit(status: ExitStatus) -> String {
     if let Some(code) = status.code() {
@@ -16,12 +18,12 @@ pub fn describe_exit(status: ExitStatus) -> String {
 }
 
 fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGKILL => " (SIGKILL)",
-        libc::SIGTERM => " (SIGTERM)",
-        libc::SIGSEGV => " (SIGSEGV)",
-        libc::SIGABRT => " (SIGABRT)",
-        libc::SIGINT => " (SIGINT)",
+    match Signal::try_from(sig) {
+        Ok(Signal::SIGKILL) => " (SIGKILL)",
+        Ok(Signal::SIGTERM) => " (SIGTERM)",
+        Ok(Signal::SIGSEGV) => " (SIGSEGV)",
+        Ok(Signal::SIGABRT) => " (SIGABRT)",
+        Ok(Signal::SIGINT) => " (SIGINT)",
         _ => "",
     }
 }
