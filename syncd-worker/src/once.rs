@@ -16,11 +16,8 @@ use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use crate::batch::Batch;
 use crate::config::{Config, Mode, SyncJob, Target};
-use crate::engine::lock_state_dir;
 use crate::faillog::FailLog;
 use crate::progress::{self, Progress, SharedProgress};
 use crate::push::{execute, Checks, PushReport};
@@ -28,6 +25,7 @@ use crate::rsync::args::Caps;
 use crate::rsync::exit::{Class, Outcome};
 use crate::rsync::probe::probe_target;
 use crate::source_id::{Record, SourceId};
+use crate::state_dir::StateDir;
 
 /// How often the terminal bar is redrawn.
 const BAR_TICK: Duration = Duration::from_millis(100);
@@ -39,16 +37,11 @@ pub const LINE_EVERY: Duration = Duration::from_secs(2);
 /// failure was logged, and what it owes stays in its fail log); `Err` when the run could
 /// not start (state directory, lock).
 pub fn run(config: &Config, full: bool, force: bool) -> anyhow::Result<bool> {
-    std::fs::create_dir_all(&config.state_dir).with_context(|| {
-        format!(
-            "failed to create state directory {}",
-            config.state_dir.display()
-        )
-    })?;
+    let state = StateDir::create(&config.state_dir)?;
     for w in &config.warnings {
         log::warn!("{w}");
     }
-    let _lock = lock_state_dir(&config.state_dir)?;
+    let _lock = state.lock()?;
     // The directories the daemon watched: never push from another one.
     let sources = Record::load(&config.state_dir);
     let mut display = Display::new();
@@ -92,7 +85,7 @@ pub fn run(config: &Config, full: bool, force: bool) -> anyhow::Result<bool> {
         log::error!(
             "not everything was pushed ({}); what failed stays in the fail log under {} and is pushed on the next start or `syncd sync`",
             failed.join(", "),
-            config.state_dir.join("faillog").display()
+            state.faillog_dir().display()
         );
         Ok(false)
     }
@@ -351,7 +344,7 @@ mod tests {
         Config {
             path: state.join("syncd.toml"),
             state_dir: state.to_path_buf(),
-            status_file: state.join("status.json"),
+            status_file: StateDir::at(state).status_file(),
             syncs: jobs,
             daemon: crate::config::DaemonSettings::default(),
             warnings: Vec::new(),

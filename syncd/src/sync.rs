@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use syncd_worker::config::Config;
 use syncd_worker::once::Display;
+use syncd_worker::state_dir::StateDir;
 use syncd_worker::status::Status;
 
 use crate::lock::{probe, LockState};
@@ -220,7 +221,7 @@ fn through_daemon(settings: &Settings, pid: u32, full: bool) -> anyhow::Result<E
             break Err(anyhow::anyhow!(
                 "the daemon stopped before the push finished; what was pending is in the \
                  fail log under {}",
-                settings.state_dir.join("faillog").display()
+                StateDir::at(&settings.state_dir).faillog_dir().display()
             ));
         }
         let Ok(status) = Status::read(&settings.status_file) else {
