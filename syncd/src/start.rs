@@ -13,6 +13,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use syncd_worker::contract;
 use syncd_worker::deadline::after;
 use syncd_worker::notify;
 
@@ -65,7 +66,7 @@ pub fn start(settings: &Settings, args: &StartArgs) -> anyhow::Result<ExitCode> 
     let log_err = log
         .try_clone()
         .context("failed to duplicate the log file handle")?;
-    cmd.env(notify::ENV, listener.name())
+    cmd.env(contract::NOTIFY_SOCKET, listener.name())
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(log)
@@ -114,7 +115,7 @@ pub fn start(settings: &Settings, args: &StartArgs) -> anyhow::Result<ExitCode> 
                 settings.log_file.display(),
                 log_since(&settings.log_file, log_start)
             );
-            let _ = crate::procs::signal(child.id(), libc::SIGTERM);
+            let _ = crate::procs::signal(child.id(), contract::STOP);
             let _ = crate::stop::wait_for_exit(&mut child, Duration::from_secs(30));
             return Ok(ExitCode::FAILURE);
         }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use syncd_worker::config::Config;
+use syncd_worker::contract;
 use syncd_worker::once::Display;
 use syncd_worker::state_dir::StateDir;
 use syncd_worker::status::Status;
@@ -194,11 +195,12 @@ fn summary(status: &Status) -> String {
 fn through_daemon(settings: &Settings, pid: u32, full: bool) -> anyhow::Result<ExitCode> {
     let before = first_status(settings)?;
     let base = Baseline::of(&before);
-    let (sig, name) = if full {
-        (libc::SIGUSR2, "SIGUSR2")
+    let sig = if full {
+        contract::PUSH_FULL
     } else {
-        (libc::SIGUSR1, "SIGUSR1")
+        contract::PUSH_PENDING
     };
+    let name = sig.as_str();
     procs::signal(pid, sig)
         .with_context(|| format!("failed to send {name} to the syncd controller (pid {pid})"))?;
     log::info!(
