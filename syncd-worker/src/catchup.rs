@@ -254,8 +254,7 @@ impl Restart {
             boot_id: now.boot_id.clone(),
             syncs: Vec::new(),
         };
-        let data = serde_json::to_vec_pretty(&running).context("failed to encode catchup.json")?;
-        durable::replace(&path, &data, 0o644, Flush::Durable).with_context(|| {
+        durable::replace_json(&path, &running, 0o644, Flush::Durable).with_context(|| {
             format!(
                 "cannot replace the clean-stop record {}: make the state directory writable",
                 path.display()
@@ -608,8 +607,7 @@ fn write_record(state_dir: &Path, state: &str, entries: Vec<MarkerSync>) -> anyh
         syncs: entries,
     };
     let path = StateDir::at(state_dir).catchup_file();
-    let data = serde_json::to_vec_pretty(&m).context("failed to encode catchup.json")?;
-    durable::replace(&path, &data, 0o644, Flush::Durable)
+    durable::replace_json(&path, &m, 0o644, Flush::Durable)
         .with_context(|| format!("failed to write {}", path.display()))
 }
 

@@ -1339,7 +1339,7 @@ impl Engine {
     fn write_status(&mut self) {
         let now = Instant::now();
         let status = self.status(now);
-        if let Err(e) = status.write_atomic(&self.config.status_file) {
+        if let Err(e) = status.write(&self.config.status_file) {
             log::error!("{e:#}");
         }
         self.last_status = Some(now);

@@ -225,15 +225,13 @@ impl Record {
 
     pub fn save(&self, state_dir: &Path) -> anyhow::Result<()> {
         let path = StateDir::at(state_dir).sources_file();
-        let data = serde_json::to_vec_pretty(self).context("failed to encode sources.json")?;
-        crate::durable::replace(&path, &data, 0o644, crate::durable::Flush::Durable).with_context(
-            || {
+        crate::durable::replace_json(&path, self, 0o644, crate::durable::Flush::Durable)
+            .with_context(|| {
                 format!(
                     "failed to write the source identities to {}",
                     path.display()
                 )
-            },
-        )
+            })
     }
 }
 
