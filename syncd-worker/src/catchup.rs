@@ -109,6 +109,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use nix::time::{clock_gettime, ClockId};
+
 use crate::batch::RelPath;
 use crate::config::{Config, SyncJob};
 use crate::durable::{self, Flush};
@@ -790,13 +792,8 @@ fn from_ns(ns: i64) -> SystemTime {
 }
 
 fn boottime_ns() -> Option<i64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    (r == 0).then(|| ts.tv_sec.saturating_mul(NS).saturating_add(ts.tv_nsec))
+    let ts = clock_gettime(ClockId::CLOCK_BOOTTIME).ok()?;
+    Some(ts.tv_sec().saturating_mul(NS).saturating_add(ts.tv_nsec()))
 }
 
 #[cfg(test)]

@@ -326,7 +326,8 @@ fn terminal_width() -> usize {
         ws_ypixel: 0,
     };
     // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which points to a
-    // live, properly aligned `winsize` on our stack.
+    // live, properly aligned `winsize` on our stack. No safe wrapper exists (nix's ioctl
+    // macros generate unsafe functions too).
     let r = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) };
     if r == 0 && ws.ws_col > 0 {
         usize::from(ws.ws_col)

@@ -16,9 +16,7 @@
 //! The comparison ([`SourceId::differs`]) is pure; [`SourceId::of`] and the record are the
 //! adapters (a few system calls, no walk).
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -111,19 +109,9 @@ impl SourceId {
 
 /// `statvfs(path).f_fsid`.
 fn fsid(path: &Path) -> io::Result<u64> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-    let mut buf = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c` is a valid NUL-terminated string and `buf` points to writable memory of
-    // the right size; statvfs fills it completely when it returns 0.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), buf.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: statvfs returned 0, so `buf` is initialised.
-    let buf = unsafe { buf.assume_init() };
+    let st = nix::sys::statvfs::statvfs(path)?;
     #[allow(clippy::useless_conversion)] // c_ulong is u32 on 32-bit targets
-    Ok(u64::from(buf.f_fsid))
+    Ok(u64::from(st.filesystem_id()))
 }
 
 /// Why the record could not be read.

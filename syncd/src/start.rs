@@ -7,12 +7,16 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::{BorrowedFd, IntoRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::stat::{umask, Mode};
+use nix::unistd::{dup2_raw, setsid};
 use syncd_worker::contract;
 use syncd_worker::deadline::after;
 use syncd_worker::notify;
@@ -72,22 +76,22 @@ pub fn start(settings: &Settings, args: &StartArgs) -> anyhow::Result<ExitCode> 
         .stdout(log)
         .stderr(log_err);
     let lock_fd = lock.as_raw_fd();
-    // SAFETY: runs in the child between fork and exec; dup2, fcntl, setsid and umask are
-    // async-signal-safe and nothing is allocated.
+    // SAFETY: runs in the child between fork and exec: fcntl, dup2, setsid and umask are
+    // async-signal-safe and nothing here allocates (nix's errors are plain errno values).
+    // `lock_fd` is open in the child (fork copied the descriptor table) and is borrowed
+    // only for these calls; the descriptor dup2 makes at LOCK_FD is released with
+    // `into_raw_fd`, so it stays open across exec. pre_exec has no safe alternative.
     unsafe {
         cmd.pre_exec(move || {
+            let lock = BorrowedFd::borrow_raw(lock_fd);
             if lock_fd == LOCK_FD {
                 // Already in place: just let it survive exec.
-                if libc::fcntl(LOCK_FD, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(lock_fd, LOCK_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
+                fcntl(lock, FcntlArg::F_SETFD(FdFlag::empty()))?;
+            } else {
+                let _ = dup2_raw(lock, LOCK_FD)?.into_raw_fd();
             }
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::umask(0o022);
+            setsid()?;
+            umask(Mode::from_bits_truncate(0o022));
             Ok(())
         });
     }

@@ -595,10 +595,13 @@ mod tests {
 
         impl Drop for Group {
             fn drop(&mut self) {
+                // The process group this test started (the child leads it: spawned
+                // with process_group(0)).
                 if let Ok(pgid) = libc::pid_t::try_from(self.0.id()) {
-                    // SAFETY: kill(2) of the process group this test started (the child
-                    // leads it: spawned with process_group(0)).
-                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pgid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
                 let _ = self.0.wait();
             }
