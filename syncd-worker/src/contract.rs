@@ -1,12 +1,71 @@
 //! What `syncd` (the controller) and `syncd-worker` agree on, written once: the worker's
-//! exit codes and what each means to the controller, the signals one sends the other,
+//! command line ([`WorkerArgs`]), its exit codes and what each means to the controller,
+//! the signals one sends the other,
 //! the environment variable the readiness socket travels in, and the names of the files
 //! in the state directory (built into paths by [`crate::state_dir::StateDir`]).
 //!
 //! Both binaries use these names; a literal for any of them elsewhere in `src/` is a bug
 //! waiting for the day one side changes. Pure data and one mapping; no I/O.
 
+use std::ffi::OsString;
+use std::path::PathBuf;
+
 use nix::sys::signal::Signal;
+
+/// The `syncd-worker` command line the controller runs (the daemon's worker, or
+/// `--once` for `syncd sync` without a daemon). The worker's own flag parser is tested
+/// against [`WorkerArgs::to_args`], so the two cannot drift apart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerArgs {
+    pub config: PathBuf,
+    pub log_level: String,
+    /// `--state-dir`, passed on only when the operator gave it (else the config's).
+    pub state_dir: Option<PathBuf>,
+    pub initial_sync: bool,
+    pub threads: Option<u16>,
+    /// `--once`: push and exit, instead of running as a daemon's worker.
+    pub once: Option<Once>,
+}
+
+/// `--once`'s options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Once {
+    /// `--full`: every tree whole.
+    pub full: bool,
+    /// `--force` (needs `full`): past the deletion guard, from the source as it is.
+    pub force: bool,
+}
+
+impl WorkerArgs {
+    /// The arguments, without the program name.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![
+            "--config".into(),
+            self.config.clone().into(),
+            "--log-level".into(),
+            self.log_level.clone().into(),
+        ];
+        if let Some(dir) = &self.state_dir {
+            args.extend(["--state-dir".into(), dir.clone().into()]);
+        }
+        if self.initial_sync {
+            args.push("--initial-sync".into());
+        }
+        if let Some(n) = self.threads {
+            args.extend(["--threads".into(), n.to_string().into()]);
+        }
+        if let Some(once) = self.once {
+            args.push("--once".into());
+            if once.full {
+                args.push("--full".into());
+            }
+            if once.force {
+                args.push("--force".into());
+            }
+        }
+        args
+    }
+}
 
 /// How `syncd-worker` ends (its exit code), and what the controller does about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +149,56 @@ pub const CONTROLLER_FILE: &str = "controller.json";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worker_args_in_order_with_only_what_is_set() {
+        let base = WorkerArgs {
+            config: "/etc/syncd/syncd.toml".into(),
+            log_level: "info".into(),
+            ..WorkerArgs::default()
+        };
+        let cases = [
+            (
+                base.clone(),
+                "--config /etc/syncd/syncd.toml --log-level info",
+            ),
+            (
+                WorkerArgs {
+                    state_dir: Some("/tmp/st".into()),
+                    initial_sync: true,
+                    threads: Some(4),
+                    ..base.clone()
+                },
+                "--config /etc/syncd/syncd.toml --log-level info --state-dir /tmp/st \
+                 --initial-sync --threads 4",
+            ),
+            (
+                WorkerArgs {
+                    once: Some(Once::default()),
+                    ..base.clone()
+                },
+                "--config /etc/syncd/syncd.toml --log-level info --once",
+            ),
+            (
+                WorkerArgs {
+                    once: Some(Once {
+                        full: true,
+                        force: true,
+                    }),
+                    ..base.clone()
+                },
+                "--config /etc/syncd/syncd.toml --log-level info --once --full --force",
+            ),
+        ];
+        for (args, want) in cases {
+            let got: Vec<String> = args
+                .to_args()
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(got.join(" "), want, "{args:?}");
+        }
+    }
 
     #[test]
     fn exit_codes_map_both_ways() {

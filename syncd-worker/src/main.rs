@@ -159,6 +159,60 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
+    /// The controller builds the worker's command line with `contract::WorkerArgs`: every
+    /// field must reach the same field here.
+    #[test]
+    fn parses_the_command_line_the_controller_builds() {
+        use syncd_worker::contract::{Once, WorkerArgs};
+        let cases = [
+            WorkerArgs {
+                config: "/etc/syncd/syncd.toml".into(),
+                log_level: "debug".into(),
+                ..WorkerArgs::default()
+            },
+            WorkerArgs {
+                config: "/c.xml".into(),
+                log_level: "warn".into(),
+                state_dir: Some("/tmp/state dir".into()),
+                initial_sync: true,
+                threads: Some(64),
+                once: None,
+            },
+            WorkerArgs {
+                config: "c.toml".into(),
+                log_level: "info".into(),
+                once: Some(Once::default()),
+                ..WorkerArgs::default()
+            },
+            WorkerArgs {
+                config: "c.toml".into(),
+                log_level: "info".into(),
+                once: Some(Once {
+                    full: true,
+                    force: true,
+                }),
+                ..WorkerArgs::default()
+            },
+        ];
+        for want in cases {
+            let argv = std::iter::once("syncd-worker".into()).chain(want.to_args());
+            let cli = Cli::try_parse_from(argv).expect("the worker accepts it");
+            let got = WorkerArgs {
+                config: cli.config,
+                log_level: cli.log_level,
+                state_dir: cli.state_dir,
+                initial_sync: cli.initial_sync,
+                threads: cli.threads,
+                once: cli.once.then_some(Once {
+                    full: cli.full,
+                    force: cli.force,
+                }),
+            };
+            assert_eq!(got, want);
+            assert!(!cli.check && cli.gen_man.is_none());
+        }
+    }
+
     #[test]
     fn gen_man_writes_one_page_with_the_visible_flags_only() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use syncd_worker::config::Config;
-use syncd_worker::contract;
+use syncd_worker::contract::{self, Once, WorkerArgs};
 use syncd_worker::once::Display;
 use syncd_worker::state_dir::StateDir;
 use syncd_worker::status::Status;
@@ -66,27 +66,23 @@ pub fn run(
 
 /// No daemon: `syncd-worker --once [--full]` with our stdio; its exit code is ours.
 fn foreground(settings: &Settings, full: bool, force: bool) -> anyhow::Result<ExitCode> {
-    let mut cmd = Command::new(&settings.worker_bin);
-    cmd.arg("--config")
-        .arg(&settings.config)
-        .args(["--log-level", &settings.log_level]);
-    if settings.state_dir_flag {
-        cmd.arg("--state-dir").arg(&settings.state_dir);
-    }
-    cmd.arg("--once");
-    if full {
-        cmd.arg("--full");
-    }
-    if force {
-        cmd.arg("--force");
-    }
-    let status = cmd.status().with_context(|| {
-        format!(
-            "cannot run the worker {}: install syncd-worker beside syncd, or name it with \
+    let args = WorkerArgs {
+        config: settings.config.clone(),
+        log_level: settings.log_level.clone(),
+        state_dir: settings.state_dir_flag.then(|| settings.state_dir.clone()),
+        once: Some(Once { full, force }),
+        ..WorkerArgs::default()
+    };
+    let status = Command::new(&settings.worker_bin)
+        .args(args.to_args())
+        .status()
+        .with_context(|| {
+            format!(
+                "cannot run the worker {}: install syncd-worker beside syncd, or name it with \
              --worker or $SYNCD_WORKER",
-            settings.worker_bin.display()
-        )
-    })?;
+                settings.worker_bin.display()
+            )
+        })?;
     match status.code() {
         Some(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(1))),
         None => bail!(
