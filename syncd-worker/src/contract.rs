@@ -1,5 +1,5 @@
 //! What `syncd` (the controller) and `syncd-worker` agree on, written once: the worker's
-//! command line ([`WorkerArgs`]), its exit codes and what each means to the controller,
+//! command line ([`WorkerCommandLine`]), its exit codes and what each means to the controller,
 //! the signals one sends the other,
 //! the environment variable the readiness socket travels in, and the names of the files
 //! in the state directory (built into paths by [`crate::state_dir::StateDir`]).
@@ -14,9 +14,9 @@ use nix::sys::signal::Signal;
 
 /// The `syncd-worker` command line the controller runs (the daemon's worker, or
 /// `--once` for `syncd sync` without a daemon). The worker's own flag parser is tested
-/// against [`WorkerArgs::to_args`], so the two cannot drift apart.
+/// against [`WorkerCommandLine::to_args`], so the two cannot drift apart.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WorkerArgs {
+pub struct WorkerCommandLine {
     pub config: PathBuf,
     pub log_level: String,
     /// `--state-dir`, passed on only when the operator gave it (else the config's).
@@ -36,7 +36,7 @@ pub struct Once {
     pub force: bool,
 }
 
-impl WorkerArgs {
+impl WorkerCommandLine {
     /// The arguments, without the program name.
     pub fn to_args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec![
@@ -152,10 +152,10 @@ mod tests {
 
     #[test]
     fn worker_args_in_order_with_only_what_is_set() {
-        let base = WorkerArgs {
+        let base = WorkerCommandLine {
             config: "/etc/syncd/syncd.toml".into(),
             log_level: "info".into(),
-            ..WorkerArgs::default()
+            ..WorkerCommandLine::default()
         };
         let cases = [
             (
@@ -163,7 +163,7 @@ mod tests {
                 "--config /etc/syncd/syncd.toml --log-level info",
             ),
             (
-                WorkerArgs {
+                WorkerCommandLine {
                     state_dir: Some("/tmp/st".into()),
                     initial_sync: true,
                     threads: Some(4),
@@ -173,14 +173,14 @@ mod tests {
                  --initial-sync --threads 4",
             ),
             (
-                WorkerArgs {
+                WorkerCommandLine {
                     once: Some(Once::default()),
                     ..base.clone()
                 },
                 "--config /etc/syncd/syncd.toml --log-level info --once",
             ),
             (
-                WorkerArgs {
+                WorkerCommandLine {
                     once: Some(Once {
                         full: true,
                         force: true,

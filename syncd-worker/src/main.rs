@@ -159,18 +159,18 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    /// The controller builds the worker's command line with `contract::WorkerArgs`: every
+    /// The controller builds the worker's command line with `contract::WorkerCommandLine`: every
     /// field must reach the same field here.
     #[test]
     fn parses_the_command_line_the_controller_builds() {
-        use syncd_worker::contract::{Once, WorkerArgs};
+        use syncd_worker::contract::{Once, WorkerCommandLine};
         let cases = [
-            WorkerArgs {
+            WorkerCommandLine {
                 config: "/etc/syncd/syncd.toml".into(),
                 log_level: "debug".into(),
-                ..WorkerArgs::default()
+                ..WorkerCommandLine::default()
             },
-            WorkerArgs {
+            WorkerCommandLine {
                 config: "/c.xml".into(),
                 log_level: "warn".into(),
                 state_dir: Some("/tmp/state dir".into()),
@@ -178,26 +178,26 @@ mod tests {
                 threads: Some(64),
                 once: None,
             },
-            WorkerArgs {
+            WorkerCommandLine {
                 config: "c.toml".into(),
                 log_level: "info".into(),
                 once: Some(Once::default()),
-                ..WorkerArgs::default()
+                ..WorkerCommandLine::default()
             },
-            WorkerArgs {
+            WorkerCommandLine {
                 config: "c.toml".into(),
                 log_level: "info".into(),
                 once: Some(Once {
                     full: true,
                     force: true,
                 }),
-                ..WorkerArgs::default()
+                ..WorkerCommandLine::default()
             },
         ];
         for want in cases {
             let argv = std::iter::once("syncd-worker".into()).chain(want.to_args());
             let cli = Cli::try_parse_from(argv).expect("the worker accepts it");
-            let got = WorkerArgs {
+            let got = WorkerCommandLine {
                 config: cli.config,
                 log_level: cli.log_level,
                 state_dir: cli.state_dir,

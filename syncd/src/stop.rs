@@ -10,6 +10,7 @@ use nix::sys::signal::Signal;
 use syncd_worker::contract;
 use syncd_worker::deadline::after;
 
+use crate::dispatch::EXIT_NOT_RUNNING;
 use crate::lock::{self, LockState, PidLock};
 use crate::procs::{self, Proc, Role};
 use crate::settings::Settings;
@@ -134,7 +135,7 @@ fn released(settings: &Settings, timeout: Duration) -> anyhow::Result<bool> {
 pub fn reload(settings: &Settings) -> anyhow::Result<ExitCode> {
     let Some(pid) = running_controller(settings)? else {
         eprintln!("syncd is not running; nothing to reload");
-        return Ok(ExitCode::from(7));
+        return Ok(ExitCode::from(EXIT_NOT_RUNNING));
     };
     procs::signal(pid, contract::RELOAD)?;
     println!(

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use syncd_worker::config::Config;
-use syncd_worker::contract::{self, Once, WorkerArgs};
+use syncd_worker::contract::{self, Once, WorkerCommandLine};
 use syncd_worker::once::Display;
 use syncd_worker::state_dir::StateDir;
 use syncd_worker::status::Status;
@@ -66,12 +66,12 @@ pub fn run(
 
 /// No daemon: `syncd-worker --once [--full]` with our stdio; its exit code is ours.
 fn foreground(settings: &Settings, full: bool, force: bool) -> anyhow::Result<ExitCode> {
-    let args = WorkerArgs {
+    let args = WorkerCommandLine {
         config: settings.config.clone(),
         log_level: settings.log_level.clone(),
         state_dir: settings.state_dir_flag.then(|| settings.state_dir.clone()),
         once: Some(Once { full, force }),
-        ..WorkerArgs::default()
+        ..WorkerCommandLine::default()
     };
     let status = Command::new(&settings.worker_bin)
         .args(args.to_args())
