@@ -1,8 +1,8 @@
 //! The one way syncd replaces a file it owns ([`replace`], and [`replace_json`] for the
 //! JSON ones) and sets a damaged one aside ([`set_aside`]). Every state file (fail logs,
 //! `catchup.json`, `sources.json`, `controller.json`, the pidfile,
-//! `/etc/sysctl.d/90-syncd.conf`) and the status report go through it, so a reader — or the next start after a power cut — sees
-//! the old file or the new one, never half of one.
+//! `/etc/sysctl.d/90-syncd.conf`) and the status report go through it, so a reader — or
+//! the next start after a power cut — sees the old file or the new one, never half of one.
 //!
 //! Steps: create a temp file in the destination's directory with an unpredictable name
 //! (`.<name>.<16 hex digits>.tmp`), opened `O_CREAT|O_EXCL|O_NOFOLLOW` so a planted file

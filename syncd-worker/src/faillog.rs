@@ -45,9 +45,9 @@ pub struct FailLog {
 
 impl FailLog {
     /// Prepare the fail log of `sync` → `target`: creates `<state_dir>/faillog/` (mode
-    /// 0700, [`StateDir::ensure_faillog_dir`]) if needed and removes the temp files a killed write of this fail log left
-    /// (the caller holds the state directory's lock: no other writer). Does not read or
-    /// create the file itself.
+    /// 0700, [`StateDir::ensure_faillog_dir`]) if needed and removes the temp files a
+    /// killed write of this fail log left (the caller holds the state directory's lock:
+    /// no other writer). Does not read or create the file itself.
     pub fn open(state_dir: &Path, sync: &str, target: &str) -> anyhow::Result<FailLog> {
         let dir = StateDir::at(state_dir).ensure_faillog_dir()?;
         let path = dir.join(file_name(sync, target));
