@@ -109,15 +109,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use nix::time::{clock_gettime, ClockId};
+
 use crate::batch::RelPath;
 use crate::config::{Config, SyncJob};
 use crate::durable::{self, Flush};
 use crate::exclude::ExcludeSet;
 use crate::queue::Change;
+use crate::state_dir::StateDir;
 use crate::walk::{abs, child, vanished};
 
-/// The record's file name under the state directory.
-pub const MARKER_FILE: &str = "catchup.json";
 /// Taken off the watermark: covers a ctime set just before it whose event was queued just
 /// after, the kernel's coarse timestamp clock, and small clock adjustments.
 pub const SLACK: Duration = Duration::from_secs(2);
@@ -218,7 +219,7 @@ impl Restart {
     /// leaves no valid clean-stop record). Must run before the fail logs are opened and the
     /// status file is first written (their presence is a sign of a previous run).
     pub fn begin(config: &Config) -> anyhow::Result<Restart> {
-        let path = config.state_dir.join(MARKER_FILE);
+        let path = config.state().catchup_file();
         let mut previous_run = false;
         let marker = match fs::read(&path) {
             Ok(data) => {
@@ -244,7 +245,7 @@ impl Restart {
                 None
             }
         };
-        previous_run |= config.status_file.exists() || config.state_dir.join("faillog").exists();
+        previous_run |= config.status_file.exists() || config.state().faillog_dir().exists();
         let now = Clock::now();
         let running = Marker {
             version: VERSION,
@@ -255,8 +256,7 @@ impl Restart {
             boot_id: now.boot_id.clone(),
             syncs: Vec::new(),
         };
-        let data = serde_json::to_vec_pretty(&running).context("failed to encode catchup.json")?;
-        durable::replace(&path, &data, 0o644, Flush::Durable).with_context(|| {
+        durable::replace_json(&path, &running, 0o644, Flush::Durable).with_context(|| {
             format!(
                 "cannot replace the clean-stop record {}: make the state directory writable",
                 path.display()
@@ -608,9 +608,8 @@ fn write_record(state_dir: &Path, state: &str, entries: Vec<MarkerSync>) -> anyh
         boot_id: now.boot_id,
         syncs: entries,
     };
-    let path = state_dir.join(MARKER_FILE);
-    let data = serde_json::to_vec_pretty(&m).context("failed to encode catchup.json")?;
-    durable::replace(&path, &data, 0o644, Flush::Durable)
+    let path = StateDir::at(state_dir).catchup_file();
+    durable::replace_json(&path, &m, 0o644, Flush::Durable)
         .with_context(|| format!("failed to write {}", path.display()))
 }
 
@@ -793,13 +792,8 @@ fn from_ns(ns: i64) -> SystemTime {
 }
 
 fn boottime_ns() -> Option<i64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    (r == 0).then(|| ts.tv_sec.saturating_mul(NS).saturating_add(ts.tv_nsec))
+    let ts = clock_gettime(ClockId::CLOCK_BOOTTIME).ok()?;
+    Some(ts.tv_sec().saturating_mul(NS).saturating_add(ts.tv_nsec()))
 }
 
 #[cfg(test)]
@@ -1215,7 +1209,8 @@ mod tests {
         );
         // Read once: the file now says "running".
         let again: Marker =
-            serde_json::from_slice(&fs::read(state.path().join(MARKER_FILE)).unwrap()).unwrap();
+            serde_json::from_slice(&fs::read(StateDir::at(state.path()).catchup_file()).unwrap())
+                .unwrap();
         assert_eq!(again.state, "running");
         assert!(again.syncs.is_empty());
     }
@@ -1229,7 +1224,7 @@ mod tests {
                 p = state.path().display().to_string()
             );
             let config = crate::config::parse(text.as_bytes(), Path::new("t.toml")).unwrap();
-            let path = state.path().join(MARKER_FILE);
+            let path = StateDir::at(state.path()).catchup_file();
             fs::write(&path, damaged).unwrap();
             let r = Restart::begin(&config).expect("a damaged record never stops a start");
             assert!(r.marker.is_none() && r.previous_run, "{damaged:?}");

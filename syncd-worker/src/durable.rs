@@ -1,8 +1,8 @@
-//! The one way syncd replaces a file it owns ([`replace`]) and sets a damaged one aside
-//! ([`set_aside`]). Every state file (fail logs,
-//! `catchup.json`, `controller.json`, the pidfile, `/etc/sysctl.d/90-syncd.conf`) and the
-//! status report go through it, so a reader — or the next start after a power cut — sees
-//! the old file or the new one, never half of one.
+//! The one way syncd replaces a file it owns ([`replace`], and [`replace_json`] for the
+//! JSON ones) and sets a damaged one aside ([`set_aside`]). Every state file (fail logs,
+//! `catchup.json`, `sources.json`, `controller.json`, the pidfile,
+//! `/etc/sysctl.d/90-syncd.conf`) and the status report go through it, so a reader — or
+//! the next start after a power cut — sees the old file or the new one, never half of one.
 //!
 //! Steps: create a temp file in the destination's directory with an unpredictable name
 //! (`.<name>.<16 hex digits>.tmp`), opened `O_CREAT|O_EXCL|O_NOFOLLOW` so a planted file
@@ -73,6 +73,21 @@ impl std::error::Error for Error {
     }
 }
 
+impl From<Error> for io::Error {
+    /// An `io::Error` of the same kind whose message names the step and the path; the OS
+    /// code stays reachable through [`Error::of`].
+    fn from(e: Error) -> io::Error {
+        io::Error::new(e.source.kind(), e)
+    }
+}
+
+impl Error {
+    /// The [`Error`] inside an `io::Error` made by `From<Error>`, if that is what it is.
+    pub fn of(e: &io::Error) -> Option<&Error> {
+        e.get_ref()?.downcast_ref::<Error>()
+    }
+}
+
 /// Tries at a fresh temp name when one is taken (only by a planted or leftover file).
 const NAME_TRIES: u32 = 4;
 
@@ -101,6 +116,21 @@ pub fn replace(path: &Path, data: &[u8], mode: u32, flush: Flush) -> Result<(), 
             source,
         })?;
     }
+    Ok(())
+}
+
+/// Encode `value` as pretty-printed JSON and [`replace`] `path` with it: the write of
+/// every JSON file syncd keeps (the status report, `catchup.json`, `sources.json`,
+/// `controller.json`). Callers add what the file is and what to do to the error.
+pub fn replace_json<T: serde::Serialize + ?Sized>(
+    path: &Path,
+    value: &T,
+    mode: u32,
+    flush: Flush,
+) -> anyhow::Result<()> {
+    let data = serde_json::to_vec_pretty(value)
+        .map_err(|e| anyhow::anyhow!("cannot encode {} as JSON: {e}", path.display()))?;
+    replace(path, &data, mode, flush)?;
     Ok(())
 }
 
@@ -310,6 +340,30 @@ mod tests {
     }
 
     #[test]
+    fn json_is_written_pretty_and_errors_keep_their_os_code() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.json");
+        replace_json(&p, &serde_json::json!({"a": [1, 2]}), 0o640, Flush::Durable).unwrap();
+        let back: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+        assert_eq!(back, serde_json::json!({"a": [1, 2]}));
+        assert!(fs::read_to_string(&p).unwrap().contains('\n'), "pretty");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+        // Into io::Error: same kind, message with the path, OS code behind Error::of.
+        let missing = d.path().join("no/such/dir/f");
+        let e: io::Error = replace(&missing, b"x", 0o644, Flush::Atomic)
+            .unwrap_err()
+            .into();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("no/such/dir"), "{e}");
+        let inner = Error::of(&e).expect("a durable::Error inside");
+        assert_eq!(inner.io().raw_os_error(), Some(libc::ENOENT));
+        assert!(Error::of(&io::Error::other("x")).is_none());
+    }
+
+    #[test]
     fn set_aside_keeps_every_damaged_copy() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("catchup.json");
@@ -398,8 +452,7 @@ mod tests {
     }
 
     fn is_root() -> bool {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        unsafe { libc::geteuid() == 0 }
+        nix::unistd::geteuid().is_root()
     }
 
     #[test]

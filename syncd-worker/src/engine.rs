@@ -112,21 +112,16 @@ struct Engine {
 /// Run the worker until SIGTERM/SIGINT (exit code 0) or a fatal error. `overrides` are
 /// the command-line settings already applied to `config`, applied again on reload.
 pub fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.state_dir).with_context(|| {
-        format!(
-            "failed to create state directory {}",
-            config.state_dir.display()
-        )
-    })?;
+    let state = crate::state_dir::StateDir::create(&config.state_dir)?;
     for w in &config.warnings {
         log::warn!("{w}");
     }
-    let _state_lock = lock_state_dir(&config.state_dir)?;
+    let _state_lock = state.lock()?;
     // A worker killed mid-write left temp files beside its state files (the fail logs'
     // are removed as each is opened); only this worker writes these, and only from now.
     for file in [
-        config.state_dir.join(catchup::MARKER_FILE),
-        config.state_dir.join(source_id::RECORD_FILE),
+        state.catchup_file(),
+        state.sources_file(),
         config.status_file.clone(),
     ] {
         crate::durable::remove_leftover_temps(&file);
@@ -160,49 +155,6 @@ fn spawn_signals(tx: Sender<Msg>) -> anyhow::Result<()> {
         }
     });
     Ok(())
-}
-
-/// How long a new worker waits for a previous one (same state directory) to finish
-/// draining before it gives up.
-const STATE_LOCK_WAIT: Duration = Duration::from_secs(60);
-
-/// Take `<state_dir>/worker.lock` for the whole run, so two workers never share a fail
-/// log or a status file. A previous worker still draining (its controller was killed)
-/// is waited for, up to [`STATE_LOCK_WAIT`].
-pub(crate) fn lock_state_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    let path = dir.join("worker.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("failed to open lock file {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => return Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {}
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("failed to lock {}", path.display()))
-        }
-    }
-    log::warn!(
-        "another syncd-worker holds {}; waiting up to {}s for it to finish",
-        path.display(),
-        STATE_LOCK_WAIT.as_secs()
-    );
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let r = file.lock().map(|()| file);
-        let _ = tx.send(r);
-    });
-    match rx.recv_timeout(STATE_LOCK_WAIT) {
-        Ok(Ok(file)) => Ok(file),
-        Ok(Err(e)) => Err(e).with_context(|| format!("failed to lock {}", path.display())),
-        Err(_) => anyhow::bail!(
-            "another syncd-worker is still using the state directory {} (it holds {}); stop it, or give this one its own --state-dir",
-            dir.display(),
-            path.display()
-        ),
-    }
 }
 
 impl Engine {

@@ -22,13 +22,13 @@
 //! directory pushed whole, `full` a whole-tree push. Linux paths cannot hold NUL.
 
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use crate::batch::{Batch, RelPath};
 use crate::durable::{self, Flush};
+use crate::state_dir::StateDir;
 
 /// The first word of the header line, and the version this code writes and reads.
 const MAGIC: &str = "syncd-faillog";
@@ -45,39 +45,11 @@ pub struct FailLog {
 
 impl FailLog {
     /// Prepare the fail log of `sync` → `target`: creates `<state_dir>/faillog/` (mode
-    /// 0700) if needed and removes the temp files a killed write of this fail log left
-    /// (the caller holds the state directory's lock: no other writer). Does not read or
-    /// create the file itself.
+    /// 0700, [`StateDir::ensure_faillog_dir`]) if needed and removes the temp files a
+    /// killed write of this fail log left (the caller holds the state directory's lock:
+    /// no other writer). Does not read or create the file itself.
     pub fn open(state_dir: &Path, sync: &str, target: &str) -> anyhow::Result<FailLog> {
-        let dir = state_dir.join("faillog");
-        fs::create_dir_all(state_dir)
-            .with_context(|| format!("failed to create state directory {}", state_dir.display()))?;
-        match fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!("failed to create fail log directory {}", dir.display())
-                })
-            }
-        }
-        let meta = fs::symlink_metadata(&dir)
-            .with_context(|| format!("failed to inspect fail log directory {}", dir.display()))?;
-        if !meta.is_dir() {
-            bail!(
-                "{} is not a directory; move it aside so syncd can keep its fail logs there",
-                dir.display()
-            );
-        }
-        // Umask may have narrowed the mode, or an older directory may be wider: enforce it.
-        if meta.permissions().mode() & 0o7777 != 0o700 {
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).with_context(|| {
-                format!(
-                    "failed to set mode 0700 on fail log directory {}",
-                    dir.display()
-                )
-            })?;
-        }
+        let dir = StateDir::at(state_dir).ensure_faillog_dir()?;
         let path = dir.join(file_name(sync, target));
         durable::remove_leftover_temps(&path);
         Ok(FailLog {
@@ -288,6 +260,7 @@ fn is_below(path: &[u8], dir: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn mode(p: &Path) -> u32 {
         fs::metadata(p).unwrap().permissions().mode() & 0o7777
@@ -312,7 +285,7 @@ mod tests {
         log.save(&batch).unwrap();
         assert_eq!(log.load(), batch);
         assert_eq!(mode(log.path()), 0o600);
-        assert_eq!(mode(&dir.path().join("faillog")), 0o700);
+        assert_eq!(mode(&StateDir::at(dir.path()).faillog_dir()), 0o700);
         let data = fs::read(log.path()).unwrap();
         assert!(data.starts_with(b"syncd-faillog v1 sync=\"web\" target=\"backup\"\n"));
 
@@ -334,7 +307,7 @@ mod tests {
     #[test]
     fn existing_wide_directory_is_narrowed() {
         let dir = tempfile::tempdir().unwrap();
-        let fl = dir.path().join("faillog");
+        let fl = StateDir::at(dir.path()).faillog_dir();
         fs::create_dir(&fl).unwrap();
         fs::set_permissions(&fl, fs::Permissions::from_mode(0o777)).unwrap();
         FailLog::open(dir.path(), "s", "t").unwrap();
@@ -380,7 +353,7 @@ mod tests {
             };
             fs::write(log.path(), &data).unwrap();
             assert_eq!(log.load(), Batch::full(), "{body:?}");
-            let aside: Vec<PathBuf> = fs::read_dir(dir.path().join("faillog"))
+            let aside: Vec<PathBuf> = fs::read_dir(StateDir::at(dir.path()).faillog_dir())
                 .unwrap()
                 .map(|e| e.unwrap().path())
                 .filter(|p| p != log.path())
@@ -392,7 +365,12 @@ mod tests {
             // The whole-tree push owed is on disk at once, readable.
             assert!(log.path().exists(), "{body:?}");
             assert_eq!(log.load(), Batch::full());
-            assert_eq!(fs::read_dir(dir.path().join("faillog")).unwrap().count(), 2);
+            assert_eq!(
+                fs::read_dir(StateDir::at(dir.path()).faillog_dir())
+                    .unwrap()
+                    .count(),
+                2
+            );
         }
     }
 

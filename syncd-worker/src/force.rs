@@ -9,12 +9,11 @@ use std::path::Path;
 
 use anyhow::Context;
 
-/// The request file's name under the state directory.
-pub const FORCE_FILE: &str = "force-full";
+use crate::state_dir::StateDir;
 
 /// Leave the request for the worker of `state_dir`.
 pub fn request(state_dir: &Path) -> anyhow::Result<()> {
-    let path = state_dir.join(FORCE_FILE);
+    let path = StateDir::at(state_dir).force_file();
     std::fs::write(&path, b"syncd sync --full --force\n").with_context(|| {
         format!(
             "failed to write {} (the request for a forced full push)",
@@ -25,7 +24,7 @@ pub fn request(state_dir: &Path) -> anyhow::Result<()> {
 
 /// Take the request, if there is one: true when it was there (it is gone now).
 pub fn take(state_dir: &Path) -> bool {
-    std::fs::remove_file(state_dir.join(FORCE_FILE)).is_ok()
+    std::fs::remove_file(StateDir::at(state_dir).force_file()).is_ok()
 }
 
 #[cfg(test)]

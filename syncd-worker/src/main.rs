@@ -1,12 +1,13 @@
 //! `syncd-worker`: the sync engine in the foreground. Parses flags, loads the config,
 //! runs the engine (or, with `--once`, one push of what is pending); exit 0 on a clean
 //! stop (`--once`: everything pushed), 1 on a runtime failure (`--once`: something was
-//! not pushed), 2 on a bad config.
+//! not pushed), 2 on a bad config ([`WorkerExit`], the codes the controller acts on).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use syncd_worker::contract::WorkerExit;
 use syncd_worker::engine::Overrides;
 
 /// syncd's sync engine: watches the configured trees with inotify and pushes every change
@@ -86,11 +87,11 @@ fn main() -> ExitCode {
         return match gen_man(dir) {
             Ok(path) => {
                 println!("{}", path.display());
-                ExitCode::SUCCESS
+                WorkerExit::Clean.into()
             }
             Err(e) => {
                 eprintln!("syncd-worker: {e:#}");
-                ExitCode::from(1)
+                WorkerExit::Failed.into()
             }
         };
     }
@@ -98,18 +99,18 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(e) => {
             eprintln!("syncd-worker: {e}");
-            return ExitCode::from(2);
+            return WorkerExit::BadConfig.into();
         }
     };
     if let Err(e) = syncd_worker::logger::init(level) {
         eprintln!("syncd-worker: {e:#}");
-        return ExitCode::from(1);
+        return WorkerExit::Failed.into();
     }
     let mut config = match syncd_worker::config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("syncd-worker: invalid configuration:\n{e}");
-            return ExitCode::from(2);
+            return WorkerExit::BadConfig.into();
         }
     };
     let overrides = Overrides {
@@ -133,23 +134,23 @@ fn main() -> ExitCode {
             targets,
             if targets == 1 { "" } else { "s" }
         );
-        return ExitCode::SUCCESS;
+        return WorkerExit::Clean.into();
     }
     if cli.once {
         return match syncd_worker::once::run(&config, cli.full, cli.force) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(1),
+            Ok(true) => WorkerExit::Clean.into(),
+            Ok(false) => WorkerExit::Failed.into(),
             Err(e) => {
                 log::error!("{e:#}");
-                ExitCode::from(1)
+                WorkerExit::Failed.into()
             }
         };
     }
     match syncd_worker::engine::run(config, overrides) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => WorkerExit::Clean.into(),
         Err(e) => {
             log::error!("{e:#}");
-            ExitCode::from(1)
+            WorkerExit::Failed.into()
         }
     }
 }
@@ -157,6 +158,60 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The controller builds the worker's command line with `contract::WorkerCommandLine`: every
+    /// field must reach the same field here.
+    #[test]
+    fn parses_the_command_line_the_controller_builds() {
+        use syncd_worker::contract::{Once, WorkerCommandLine};
+        let cases = [
+            WorkerCommandLine {
+                config: "/etc/syncd/syncd.toml".into(),
+                log_level: "debug".into(),
+                ..WorkerCommandLine::default()
+            },
+            WorkerCommandLine {
+                config: "/c.xml".into(),
+                log_level: "warn".into(),
+                state_dir: Some("/tmp/state dir".into()),
+                initial_sync: true,
+                threads: Some(64),
+                once: None,
+            },
+            WorkerCommandLine {
+                config: "c.toml".into(),
+                log_level: "info".into(),
+                once: Some(Once::default()),
+                ..WorkerCommandLine::default()
+            },
+            WorkerCommandLine {
+                config: "c.toml".into(),
+                log_level: "info".into(),
+                once: Some(Once {
+                    full: true,
+                    force: true,
+                }),
+                ..WorkerCommandLine::default()
+            },
+        ];
+        for want in cases {
+            let argv = std::iter::once("syncd-worker".into()).chain(want.to_args());
+            let cli = Cli::try_parse_from(argv).expect("the worker accepts it");
+            let got = WorkerCommandLine {
+                config: cli.config,
+                log_level: cli.log_level,
+                state_dir: cli.state_dir,
+                initial_sync: cli.initial_sync,
+                threads: cli.threads,
+                once: cli.once.then_some(Once {
+                    full: cli.full,
+                    force: cli.force,
+                }),
+            };
+            assert_eq!(got, want);
+            assert!(!cli.check && cli.gen_man.is_none());
+        }
+    }
 
     #[test]
     fn gen_man_writes_one_page_with_the_visible_flags_only() {

@@ -12,8 +12,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
 
-/// The environment variable naming the socket.
-pub const ENV: &str = "NOTIFY_SOCKET";
+/// The environment variable naming the socket ([`crate::contract::NOTIFY_SOCKET`]).
+pub const ENV: &str = crate::contract::NOTIFY_SOCKET;
 
 /// Send `msg` (e.g. `"READY=1\nSTATUS=watching"`) to `$NOTIFY_SOCKET`, if set.
 /// Returns whether a datagram was sent.

@@ -16,11 +16,8 @@ use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use crate::batch::Batch;
 use crate::config::{Config, SyncJob, Target};
-use crate::engine::lock_state_dir;
 use crate::faillog::FailLog;
 use crate::progress::{self, Progress, SharedProgress};
 use crate::push::{execute, Checks, PushReport};
@@ -28,6 +25,7 @@ use crate::rsync::args::Caps;
 use crate::rsync::exit::{Class, Outcome};
 use crate::rsync::probe::probe_target;
 use crate::source_id::{Record, SourceId};
+use crate::state_dir::StateDir;
 use crate::target::fallback_caps;
 
 /// How often the terminal bar is redrawn.
@@ -40,16 +38,11 @@ pub const LINE_EVERY: Duration = Duration::from_secs(2);
 /// failure was logged, and what it owes stays in its fail log); `Err` when the run could
 /// not start (state directory, lock).
 pub fn run(config: &Config, full: bool, force: bool) -> anyhow::Result<bool> {
-    std::fs::create_dir_all(&config.state_dir).with_context(|| {
-        format!(
-            "failed to create state directory {}",
-            config.state_dir.display()
-        )
-    })?;
+    let state = StateDir::create(&config.state_dir)?;
     for w in &config.warnings {
         log::warn!("{w}");
     }
-    let _lock = lock_state_dir(&config.state_dir)?;
+    let _lock = state.lock()?;
     // The directories the daemon watched: never push from another one.
     let sources = Record::load(&config.state_dir);
     let mut display = Display::new();
@@ -93,7 +86,7 @@ pub fn run(config: &Config, full: bool, force: bool) -> anyhow::Result<bool> {
         log::error!(
             "not everything was pushed ({}); what failed stays in the fail log under {} and is pushed on the next start or `syncd sync`",
             failed.join(", "),
-            config.state_dir.join("faillog").display()
+            state.faillog_dir().display()
         );
         Ok(false)
     }
@@ -334,7 +327,8 @@ fn terminal_width() -> usize {
         ws_ypixel: 0,
     };
     // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which points to a
-    // live, properly aligned `winsize` on our stack.
+    // live, properly aligned `winsize` on our stack. No safe wrapper exists (nix's ioctl
+    // macros generate unsafe functions too).
     let r = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) };
     if r == 0 && ws.ws_col > 0 {
         usize::from(ws.ws_col)
@@ -352,7 +346,7 @@ mod tests {
         Config {
             path: state.join("syncd.toml"),
             state_dir: state.to_path_buf(),
-            status_file: state.join("status.json"),
+            status_file: StateDir::at(state).status_file(),
             syncs: jobs,
             daemon: crate::config::DaemonSettings::default(),
             warnings: Vec::new(),

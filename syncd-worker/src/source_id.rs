@@ -16,17 +16,15 @@
 //! The comparison ([`SourceId::differs`]) is pure; [`SourceId::of`] and the record are the
 //! adapters (a few system calls, no walk).
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-/// The record's file name under the state directory.
-pub const RECORD_FILE: &str = "sources.json";
+use crate::state_dir::StateDir;
+
 const VERSION: u32 = 1;
 
 /// The identity of a source directory.
@@ -111,19 +109,9 @@ impl SourceId {
 
 /// `statvfs(path).f_fsid`.
 fn fsid(path: &Path) -> io::Result<u64> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-    let mut buf = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c` is a valid NUL-terminated string and `buf` points to writable memory of
-    // the right size; statvfs fills it completely when it returns 0.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), buf.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: statvfs returned 0, so `buf` is initialised.
-    let buf = unsafe { buf.assume_init() };
+    let st = nix::sys::statvfs::statvfs(path)?;
     #[allow(clippy::useless_conversion)] // c_ulong is u32 on 32-bit targets
-    Ok(u64::from(buf.f_fsid))
+    Ok(u64::from(st.filesystem_id()))
 }
 
 /// Why the record could not be read.
@@ -161,7 +149,7 @@ impl Record {
     /// (`sources.json.corrupt-<time>`) with a warning and counts as empty: syncd never refuses
     /// to start over its own state. For the worker, the record's one writer.
     pub fn load(state_dir: &Path) -> Record {
-        let path = state_dir.join(RECORD_FILE);
+        let path = StateDir::at(state_dir).sources_file();
         match read(&path) {
             Ok(r) => r,
             Err(Unread::Io(e)) => {
@@ -189,7 +177,7 @@ impl Record {
     /// The record as it is, touching nothing (for readers such as `syncd check`): empty
     /// when missing, unreadable or damaged.
     pub fn peek(state_dir: &Path) -> Record {
-        read(&state_dir.join(RECORD_FILE)).unwrap_or_default()
+        read(&StateDir::at(state_dir).sources_file()).unwrap_or_default()
     }
 
     /// The identity recorded for the sync `name` watching `source`; None when the sync
@@ -224,16 +212,14 @@ impl Record {
     }
 
     pub fn save(&self, state_dir: &Path) -> anyhow::Result<()> {
-        let path = state_dir.join(RECORD_FILE);
-        let data = serde_json::to_vec_pretty(self).context("failed to encode sources.json")?;
-        crate::durable::replace(&path, &data, 0o644, crate::durable::Flush::Durable).with_context(
-            || {
+        let path = StateDir::at(state_dir).sources_file();
+        crate::durable::replace_json(&path, self, 0o644, crate::durable::Flush::Durable)
+            .with_context(|| {
                 format!(
                     "failed to write the source identities to {}",
                     path.display()
                 )
-            },
-        )
+            })
     }
 }
 
@@ -331,10 +317,14 @@ mod tests {
         assert_eq!(back.expected("a", Path::new("/data2")), None);
         assert_eq!(back.expected("c", Path::new("/data")), None);
         // A torn file after a power cut is set aside, not fatal; a reader leaves it.
-        std::fs::write(state.path().join(RECORD_FILE), b"{\"version\":1,\"sy").expect("tear");
+        std::fs::write(
+            StateDir::at(state.path()).sources_file(),
+            b"{\"version\":1,\"sy",
+        )
+        .expect("tear");
         assert_eq!(Record::peek(state.path()), Record::default());
         assert!(
-            state.path().join(RECORD_FILE).exists(),
+            StateDir::at(state.path()).sources_file().exists(),
             "peek moved nothing"
         );
         assert_eq!(Record::load(state.path()), Record::default());
@@ -347,6 +337,6 @@ mod tests {
                     .starts_with("sources.json.corrupt")
             });
         assert!(aside, "the damaged record is kept aside");
-        assert!(!state.path().join(RECORD_FILE).exists());
+        assert!(!StateDir::at(state.path()).sources_file().exists());
     }
 }

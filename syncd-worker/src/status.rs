@@ -113,15 +113,14 @@ pub fn unix_secs(t: std::time::SystemTime) -> f64 {
 }
 
 impl Status {
-    /// Write `self` to `path` atomically (a reader never sees half a file), mode 0644
-    /// (`syncd status` may run as another user), not fsynced.
-    pub fn write_atomic(&self, path: &Path) -> anyhow::Result<()> {
-        let data = serde_json::to_vec_pretty(self).context("failed to encode status")?;
-        durable::replace(path, &data, 0o644, Flush::Atomic)
+    /// Write `self` to `path` with [`durable::replace_json`]: atomic (a reader never sees
+    /// half a file), mode 0644 (`syncd status` may run as another user), not fsynced.
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        durable::replace_json(path, self, 0o644, Flush::Atomic)
             .with_context(|| format!("failed to write status file {}", path.display()))
     }
 
-    /// Read a status file written by `write_atomic`.
+    /// Read a status file written by [`Status::write`].
     pub fn read(path: &Path) -> anyhow::Result<Status> {
         let data = std::fs::read(path)
             .with_context(|| format!("failed to read status file {}", path.display()))?;

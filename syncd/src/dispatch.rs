@@ -14,6 +14,8 @@ use crate::settings::{config_path, Settings};
 pub const EXIT_BAD_CONFIG: u8 = 6;
 /// Bad usage.
 pub const EXIT_USAGE: u8 = 2;
+/// LSB: program is not running (`reload` with no daemon).
+pub const EXIT_NOT_RUNNING: u8 = 7;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let level = match syncd_worker::logger::parse_level(&cli.global.log_level) {

@@ -18,6 +18,7 @@ use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use syncd_worker::durable::{self, Flush};
 
 /// What the lock and pidfile say, without taking anything.
@@ -157,18 +158,16 @@ impl PidLock {
     /// Adopt a lock inherited from `syncd start` on file descriptor `fd`. The descriptor
     /// is marked close-on-exec so the worker does not inherit it.
     pub fn from_inherited_fd(fd: RawFd, pidfile: &Path) -> anyhow::Result<PidLock> {
-        // SAFETY: fcntl(F_GETFD) only inspects the descriptor table.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        // The kernel lists each open descriptor of ours there.
+        if fd < 0 || std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_err() {
             anyhow::bail!("--lock-fd {fd} is not an open file descriptor");
         }
         // SAFETY: fd is open (checked above) and handed to us by `syncd start` for us to
-        // own; nothing else in this process uses it.
+        // own; nothing else in this process uses it. No safe way exists to adopt a
+        // descriptor by number.
         let file = unsafe { File::from_raw_fd(fd) };
-        // SAFETY: F_SETFD with FD_CLOEXEC on an open descriptor we own.
-        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("failed to mark the lock descriptor close-on-exec");
-        }
+        fcntl(&file, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+            .context("failed to mark the lock descriptor close-on-exec")?;
         // Make sure it really is locked (by our open file description).
         match file.try_lock() {
             Ok(()) => {}
@@ -300,6 +299,32 @@ mod tests {
         });
         drop(lock);
         assert!(t.join().expect("thread"));
+    }
+
+    #[test]
+    fn inherited_lock_is_adopted_and_closed_on_exec() {
+        use std::os::fd::IntoRawFd;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (pidfile, lockfile) = paths(dir.path());
+        std::fs::create_dir(dir.path().join("run")).expect("mkdir");
+        let file = File::create(&lockfile).expect("create");
+        file.try_lock().expect("lock");
+        // As `syncd start` hands it over: inherited across exec, so not close-on-exec.
+        fcntl(&file, FcntlArg::F_SETFD(FdFlag::empty())).expect("F_SETFD");
+        let fd = file.into_raw_fd();
+        let lock = PidLock::from_inherited_fd(fd, &pidfile).expect("adopt");
+        let flags = fcntl(&lock.file, FcntlArg::F_GETFD).expect("F_GETFD");
+        assert!(FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC));
+        assert_eq!(
+            probe(&pidfile, &lockfile).expect("probe"),
+            LockState::Held { pid: None }
+        );
+        drop(lock);
+        // A number that names no open descriptor is refused before it is adopted.
+        for bad in [-1, 1 << 20] {
+            let e = PidLock::from_inherited_fd(bad, &pidfile).expect_err("not open");
+            assert!(e.to_string().contains("not an open file descriptor"), "{e}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use nix::sys::signal::{signal, SigHandler, Signal};
 
 fn main() -> ExitCode {
     let cli = syncd::cli::Cli::parse();
@@ -10,11 +11,9 @@ fn main() -> ExitCode {
         // A command whose output is piped into `head` or `grep -q` should end quietly when
         // the reader goes away, as other Unix tools do, not panic in println!. The daemon
         // (`run`) keeps Rust's default (SIGPIPE ignored, EPIPE as an error).
-        // SAFETY: signal(2) with SIG_DFL installs no handler; called before any thread
-        // exists.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+        // SAFETY: SIG_DFL installs no handler (no code runs in signal context); called
+        // before any thread exists. nix has no safe wrapper for signal(2).
+        let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     }
     match syncd::dispatch::run(cli) {
         Ok(code) => code,

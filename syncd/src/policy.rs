@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use syncd_worker::contract::WorkerExit;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestartPolicy {
     pub min_backoff: Duration,
@@ -42,9 +44,6 @@ pub struct Restarts {
     backoff: Duration,
 }
 
-/// syncd-worker's exit code for an invalid configuration.
-pub const WORKER_BAD_CONFIG: i32 = 2;
-
 impl Restarts {
     pub fn new(policy: RestartPolicy) -> Restarts {
         Restarts {
@@ -57,11 +56,11 @@ impl Restarts {
     /// A worker died at `now` after running `ran_for`; `code` is its exit code (None when
     /// killed by a signal).
     pub fn on_exit(&mut self, now: Instant, ran_for: Duration, code: Option<i32>) -> Decision {
-        if code == Some(WORKER_BAD_CONFIG) {
-            return Decision::GiveUp(
-                "the worker rejected the configuration (exit code 2); fix it (syncd check) and start again"
-                    .into(),
-            );
+        if let Some(exit) = WorkerExit::of(code).filter(|e| !e.restart_helps()) {
+            return Decision::GiveUp(format!(
+                "the worker rejected the configuration (exit code {}); fix it (syncd check) and start again",
+                exit.code()
+            ));
         }
         if ran_for >= self.policy.fast_run {
             self.fast_crashes = 0;
@@ -137,7 +136,11 @@ mod tests {
     #[test]
     fn bad_config_gives_up_at_once() {
         let mut r = Restarts::new(RestartPolicy::default());
-        let d = r.on_exit(Instant::now(), s(500), Some(WORKER_BAD_CONFIG));
+        let d = r.on_exit(
+            Instant::now(),
+            s(500),
+            Some(i32::from(WorkerExit::BadConfig.code())),
+        );
         assert!(
             matches!(d, Decision::GiveUp(ref w) if w.contains("configuration")),
             "{d:?}"

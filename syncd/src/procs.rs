@@ -4,6 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
 /// What `/proc/<pid>` says about a process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Proc {
@@ -103,24 +107,21 @@ fn is_dead_state(stat: &str) -> bool {
     matches!(state, Some("Z") | Some("X") | Some("x"))
 }
 
-/// Send `sig` to `pid`; a process that is already gone (ESRCH) is not an error.
-pub fn signal(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
+/// Send `sig` (a [`Signal`], or its number as signal_hook's constants give it) to `pid`;
+/// a process that is already gone (ESRCH) is not an error.
+pub fn signal<S: TryInto<Signal>>(pid: u32, sig: S) -> std::io::Result<()> {
+    let sig = sig.try_into().map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a signal number")
+    })?;
     let Ok(p) = libc::pid_t::try_from(pid) else {
         return Ok(());
     };
     if p <= 0 {
         return Ok(());
     }
-    // SAFETY: kill(2) has no memory-safety preconditions; pid is a positive number.
-    let r = unsafe { libc::kill(p, sig) };
-    if r == 0 {
-        return Ok(());
-    }
-    let e = std::io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::ESRCH) {
-        Ok(())
-    } else {
-        Err(e)
+    match kill(Pid::from_raw(p), sig) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -174,7 +175,13 @@ mod tests {
 
     #[test]
     fn signalling_a_gone_pid_is_fine() {
-        // pid_max is at most 2^22, so this pid cannot exist.
-        assert!(signal(9_999_999, 0).is_ok());
+        // pid_max is at most 2^22, so this pid cannot exist (SIGCONT: harmless if it did).
+        assert!(signal(9_999_999, Signal::SIGCONT).is_ok());
+        assert!(signal(9_999_999, libc::SIGCONT).is_ok(), "a raw number too");
+        assert_eq!(
+            signal(9_999_999, 0).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::InvalidInput),
+            "0 is not a signal to send"
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use syncd_worker::config::Config;
+use syncd_worker::state_dir::StateDir;
 
 use crate::cli::GlobalArgs;
 
@@ -63,17 +64,18 @@ impl Settings {
             .as_deref()
             .or(config.map(|c| c.state_dir.as_path()))
             .unwrap_or(Path::new(DEFAULT_STATE_DIR)));
+        let state = StateDir::at(&state_dir);
         // The worker's own rule for --state-dir.
         let status_file = match config {
             Some(c) => c.status_file_in(&state_dir),
-            None => state_dir.join("status.json"),
+            None => state.status_file(),
         };
         Ok(Settings {
             config: config_path,
             lockfile: lockfile_for(&pidfile),
             pidfile,
             log_file,
-            controller_file: state_dir.join("controller.json"),
+            controller_file: state.controller_file(),
             state_dir_flag: global.state_dir.is_some(),
             state_dir,
             status_file,

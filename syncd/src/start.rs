@@ -7,12 +7,17 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::{BorrowedFd, IntoRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::stat::{umask, Mode};
+use nix::unistd::{dup2_raw, setsid};
+use syncd_worker::contract;
 use syncd_worker::deadline::after;
 use syncd_worker::notify;
 
@@ -65,28 +70,28 @@ pub fn start(settings: &Settings, args: &StartArgs) -> anyhow::Result<ExitCode> 
     let log_err = log
         .try_clone()
         .context("failed to duplicate the log file handle")?;
-    cmd.env(notify::ENV, listener.name())
+    cmd.env(contract::NOTIFY_SOCKET, listener.name())
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
     let lock_fd = lock.as_raw_fd();
-    // SAFETY: runs in the child between fork and exec; dup2, fcntl, setsid and umask are
-    // async-signal-safe and nothing is allocated.
+    // SAFETY: runs in the child between fork and exec: fcntl, dup2, setsid and umask are
+    // async-signal-safe and nothing here allocates (nix's errors are plain errno values).
+    // `lock_fd` is open in the child (fork copied the descriptor table) and is borrowed
+    // only for these calls; the descriptor dup2 makes at LOCK_FD is released with
+    // `into_raw_fd`, so it stays open across exec. pre_exec has no safe alternative.
     unsafe {
         cmd.pre_exec(move || {
+            let lock = BorrowedFd::borrow_raw(lock_fd);
             if lock_fd == LOCK_FD {
                 // Already in place: just let it survive exec.
-                if libc::fcntl(LOCK_FD, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(lock_fd, LOCK_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
+                fcntl(lock, FcntlArg::F_SETFD(FdFlag::empty()))?;
+            } else {
+                let _ = dup2_raw(lock, LOCK_FD)?.into_raw_fd();
             }
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::umask(0o022);
+            setsid()?;
+            umask(Mode::from_bits_truncate(0o022));
             Ok(())
         });
     }
@@ -114,7 +119,7 @@ pub fn start(settings: &Settings, args: &StartArgs) -> anyhow::Result<ExitCode> 
                 settings.log_file.display(),
                 log_since(&settings.log_file, log_start)
             );
-            let _ = crate::procs::signal(child.id(), libc::SIGTERM);
+            let _ = crate::procs::signal(child.id(), contract::STOP);
             let _ = crate::stop::wait_for_exit(&mut child, Duration::from_secs(30));
             return Ok(ExitCode::FAILURE);
         }

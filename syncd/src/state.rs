@@ -47,8 +47,7 @@ pub struct ControllerState {
 
 impl ControllerState {
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let data = serde_json::to_vec_pretty(self).context("failed to encode controller state")?;
-        durable::replace(path, &data, 0o644, Flush::Durable)
+        durable::replace_json(path, self, 0o644, Flush::Durable)
             .with_context(|| format!("failed to write controller state {}", path.display()))
     }
 

@@ -6,8 +6,11 @@
 use std::process::{Child, ExitCode, ExitStatus};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
+use syncd_worker::contract;
 use syncd_worker::deadline::after;
 
+use crate::dispatch::EXIT_NOT_RUNNING;
 use crate::lock::{self, LockState, PidLock};
 use crate::procs::{self, Proc, Role};
 use crate::settings::Settings;
@@ -76,7 +79,7 @@ pub fn stop(settings: &Settings, timeout: Duration) -> anyhow::Result<ExitCode> 
         println!("syncd is not running");
         return Ok(ExitCode::SUCCESS);
     };
-    procs::signal(pid, libc::SIGTERM)?;
+    procs::signal(pid, contract::STOP)?;
     println!("stopping syncd (pid {pid}): the worker finishes its push and saves its queue");
     let started = Instant::now();
     if released(settings, timeout)? {
@@ -89,7 +92,7 @@ pub fn stop(settings: &Settings, timeout: Duration) -> anyhow::Result<ExitCode> 
     );
     // Second TERM: the controller kills its worker and exits.
     if Proc::of(pid).is(Role::Controller) {
-        procs::signal(pid, libc::SIGTERM)?;
+        procs::signal(pid, contract::STOP)?;
     }
     if released(settings, AFTER_KILL)? {
         println!("syncd stopped (worker killed; its queue was saved when the stop began)");
@@ -103,7 +106,7 @@ pub fn stop(settings: &Settings, timeout: Duration) -> anyhow::Result<ExitCode> 
         if let Some(p) = p {
             if Proc::of(p).is(role) {
                 eprintln!("sending SIGKILL to {}", Proc::of(p).describe(p));
-                procs::signal(p, libc::SIGKILL)?;
+                procs::signal(p, Signal::SIGKILL)?;
             }
         }
     }
@@ -132,9 +135,9 @@ fn released(settings: &Settings, timeout: Duration) -> anyhow::Result<bool> {
 pub fn reload(settings: &Settings) -> anyhow::Result<ExitCode> {
     let Some(pid) = running_controller(settings)? else {
         eprintln!("syncd is not running; nothing to reload");
-        return Ok(ExitCode::from(7));
+        return Ok(ExitCode::from(EXIT_NOT_RUNNING));
     };
-    procs::signal(pid, libc::SIGHUP)?;
+    procs::signal(pid, contract::RELOAD)?;
     println!(
         "reload requested (pid {pid}); the log ({}) says what changed",
         settings.log_file.display()

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use syncd_worker::config::Config;
+use syncd_worker::contract::{self, Once, WorkerCommandLine};
 use syncd_worker::once::Display;
+use syncd_worker::state_dir::StateDir;
 use syncd_worker::status::Status;
 
 use crate::lock::{probe, LockState};
@@ -64,27 +66,23 @@ pub fn run(
 
 /// No daemon: `syncd-worker --once [--full]` with our stdio; its exit code is ours.
 fn foreground(settings: &Settings, full: bool, force: bool) -> anyhow::Result<ExitCode> {
-    let mut cmd = Command::new(&settings.worker_bin);
-    cmd.arg("--config")
-        .arg(&settings.config)
-        .args(["--log-level", &settings.log_level]);
-    if settings.state_dir_flag {
-        cmd.arg("--state-dir").arg(&settings.state_dir);
-    }
-    cmd.arg("--once");
-    if full {
-        cmd.arg("--full");
-    }
-    if force {
-        cmd.arg("--force");
-    }
-    let status = cmd.status().with_context(|| {
-        format!(
-            "cannot run the worker {}: install syncd-worker beside syncd, or name it with \
+    let args = WorkerCommandLine {
+        config: settings.config.clone(),
+        log_level: settings.log_level.clone(),
+        state_dir: settings.state_dir_flag.then(|| settings.state_dir.clone()),
+        once: Some(Once { full, force }),
+        ..WorkerCommandLine::default()
+    };
+    let status = Command::new(&settings.worker_bin)
+        .args(args.to_args())
+        .status()
+        .with_context(|| {
+            format!(
+                "cannot run the worker {}: install syncd-worker beside syncd, or name it with \
              --worker or $SYNCD_WORKER",
-            settings.worker_bin.display()
-        )
-    })?;
+                settings.worker_bin.display()
+            )
+        })?;
     match status.code() {
         Some(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(1))),
         None => bail!(
@@ -193,11 +191,12 @@ fn summary(status: &Status) -> String {
 fn through_daemon(settings: &Settings, pid: u32, full: bool) -> anyhow::Result<ExitCode> {
     let before = first_status(settings)?;
     let base = Baseline::of(&before);
-    let (sig, name) = if full {
-        (libc::SIGUSR2, "SIGUSR2")
+    let sig = if full {
+        contract::PUSH_FULL
     } else {
-        (libc::SIGUSR1, "SIGUSR1")
+        contract::PUSH_PENDING
     };
+    let name = sig.as_str();
     procs::signal(pid, sig)
         .with_context(|| format!("failed to send {name} to the syncd controller (pid {pid})"))?;
     log::info!(
@@ -220,7 +219,7 @@ fn through_daemon(settings: &Settings, pid: u32, full: bool) -> anyhow::Result<E
             break Err(anyhow::anyhow!(
                 "the daemon stopped before the push finished; what was pending is in the \
                  fail log under {}",
-                settings.state_dir.join("faillog").display()
+                StateDir::at(&settings.state_dir).faillog_dir().display()
             ));
         }
         let Ok(status) = Status::read(&settings.status_file) else {
@@ -592,10 +591,13 @@ mod tests {
 
         impl Drop for Group {
             fn drop(&mut self) {
+                // The process group this test started (the child leads it: spawned
+                // with process_group(0)).
                 if let Ok(pgid) = libc::pid_t::try_from(self.0.id()) {
-                    // SAFETY: kill(2) of the process group this test started (the child
-                    // leads it: spawned with process_group(0)).
-                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pgid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
                 let _ = self.0.wait();
             }

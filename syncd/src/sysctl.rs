@@ -265,10 +265,12 @@ pub fn apply(fs: &SysctlFs, plan: &Plan) -> Vec<Applied> {
         .collect()
 }
 
-/// EACCES, EPERM, EROFS: not root, or `/proc/sys` read-only (a container).
+/// EACCES, EPERM, EROFS: not root, or `/proc/sys` read-only (a container). The code of a
+/// [`durable`] write's error is looked up inside it.
 pub fn is_privilege_error(e: &io::Error) -> bool {
+    let code = durable::Error::of(e).map_or(e.raw_os_error(), |d| d.io().raw_os_error());
     matches!(
-        e.raw_os_error(),
+        code,
         Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)
     )
 }
@@ -355,24 +357,17 @@ pub fn persist(path: &Path, values: Limits) -> Persisted {
         Ok(None) => return Persisted::Unchanged,
         Err(keys) => return Persisted::Foreign { keys },
     };
-    match write_atomic(path, &content) {
+    // /etc/sysctl.d may not exist yet (a minimal system): create it, then replace the
+    // file durably, mode 0644.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let written = fs::create_dir_all(dir).and_then(|()| {
+        durable::replace(path, content.as_bytes(), 0o644, Flush::Durable).map_err(io::Error::from)
+    });
+    match written {
         Ok(()) => Persisted::Written { content },
         Err(error) if is_privilege_error(&error) => Persisted::Denied { content, error },
         Err(error) => Persisted::Failed { error },
     }
-}
-
-/// Create `path`'s directory if needed, then replace `path` durably (mode 0644). The
-/// error keeps its OS code (for [`is_privilege_error`]) and names the file and the step.
-fn write_atomic(path: &Path, content: &str) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    durable::replace(path, content.as_bytes(), 0o644, Flush::Durable).map_err(|e| {
-        match e.io().raw_os_error() {
-            Some(code) if is_privilege_error(e.io()) => io::Error::from_raw_os_error(code),
-            _ => io::Error::new(e.io().kind(), e.to_string()),
-        }
-    })
 }
 
 /// Directories in all sources together, excludes left out: the watches the worker needs.
@@ -669,6 +664,15 @@ mod tests {
             assert_eq!(is_privilege_error(&e), want, "{e}");
         }
         assert!(!is_privilege_error(&io::Error::other("x")));
+        // A durable write's error, as `persist` gets it: the code inside counts.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blocked = dir.path().join("file");
+        fs::write(&blocked, "x").expect("write");
+        let e: io::Error = durable::replace(&blocked.join("f"), b"x", 0o644, Flush::Durable)
+            .expect_err("a file is no directory")
+            .into();
+        assert!(!is_privilege_error(&e), "ENOTDIR: {e}");
+        assert!(durable::Error::of(&e).is_some(), "{e}");
         assert_eq!(
             raise_command(&Raise {
                 knob: Knob::MaxUserWatches,
@@ -944,6 +948,21 @@ mod tests {
         let blocked = dir.path().join("90-syncd.conf/x.conf");
         match persist(&blocked, limits(65536, 16384)) {
             Persisted::Failed { .. } => {}
+            other => panic!("{other:?}"),
+        }
+        // sysfs refuses new files to everyone, root included (EACCES, or EROFS when
+        // mounted read-only): denied, so the operator is shown the lines to write.
+        match persist(
+            Path::new("/sys/90-syncd-unit-test.conf"),
+            limits(65536, 16384),
+        ) {
+            Persisted::Denied { content, error } => {
+                assert!(
+                    content.contains("fs.inotify.max_user_watches = 65536"),
+                    "{content}"
+                );
+                assert!(is_privilege_error(&error), "{error}");
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::exclude::ExcludeSet;
+use crate::state_dir::StateDir;
 
 /// Everything one worker runs.
 #[derive(Debug, Clone)]
@@ -31,11 +32,16 @@ impl Config {
     /// left at its default (`<state_dir>/status.json`) follows the directory; one the config
     /// sets explicitly stays where it is. The worker and the controller both use this.
     pub fn status_file_in(&self, dir: &std::path::Path) -> PathBuf {
-        if self.status_file == self.state_dir.join("status.json") {
-            dir.join("status.json")
+        if self.status_file == self.state().status_file() {
+            StateDir::at(dir).status_file()
         } else {
             self.status_file.clone()
         }
+    }
+
+    /// The state directory, to name the files in it.
+    pub fn state(&self) -> StateDir {
+        StateDir::at(&self.state_dir)
     }
 }
 

@@ -14,6 +14,7 @@ use super::model::*;
 use super::params::check_params;
 use crate::exclude::ExcludeSet;
 use crate::guard::DeleteGuard;
+use crate::state_dir::StateDir;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/syncd";
 pub(super) const DEFAULT_DELAY: Duration = Duration::from_millis(50);
@@ -165,7 +166,7 @@ pub(super) fn build(file: FileSpec, path: &Path, d: &mut Diags) -> Config {
     let state_dir = absolute(file.state_dir.as_ref(), "state_dir", d)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
     let status_file = absolute(file.status_file.as_ref(), "status_file", d)
-        .unwrap_or_else(|| state_dir.join("status.json"));
+        .unwrap_or_else(|| StateDir::at(&state_dir).status_file());
     if file.syncs.is_empty() {
         d.error_with(
             file.syncs_at,

@@ -31,7 +31,7 @@ impl Engine {
     pub(super) fn write_status(&mut self) {
         let now = Instant::now();
         let status = self.status(now, SystemTime::now());
-        if let Err(e) = status.write_atomic(&self.config.status_file) {
+        if let Err(e) = status.write(&self.config.status_file) {
             log::error!("{e:#}");
         }
         self.last_status = Some(now);

@@ -67,8 +67,7 @@ pub fn check_password_file(path: &Path) -> Result<(), String> {
 }
 
 fn effective_uid() -> u32 {
-    // SAFETY: geteuid(2) has no preconditions, cannot fail and touches no memory of ours.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }
 
 #[cfg(test)]

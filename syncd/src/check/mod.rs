@@ -8,13 +8,15 @@
 //! targets are only listed with `--list-only`); talk to any host but the configured
 //! targets; print a password.
 
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use nix::fcntl::{AtFlags, AT_FDCWD};
+use nix::unistd::{faccessat, AccessFlags};
 use syncd_worker::config::{Config, ConnectTimeouts, SyncJob, Target, TargetKind};
 use syncd_worker::process::{Drain, Group, How, Input, Output, Spawn};
 use syncd_worker::rsync::probe::parse_version;
@@ -333,7 +335,7 @@ fn source_finding(job: &SyncJob) -> (Finding, u64) {
             .fix("create it, or fix `source` in the config");
         return (f, 0);
     }
-    if !accessible(&job.source, libc::R_OK | libc::X_OK) {
+    if !accessible(&job.source, AccessFlags::R_OK | AccessFlags::X_OK) {
         let f = Finding::new(Status::Problem, subject, "cannot be read by this user")
             .fix("run syncd as a user who can read the whole tree (usually root)");
         return (f, 0);
@@ -374,21 +376,16 @@ fn source_identity_finding(
     })
 }
 
-/// `faccessat(2)` with the effective ids.
-fn accessible(path: &Path, mode: libc::c_int) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: `c` is a valid NUL-terminated string that outlives the call; faccessat only
-    // reads it.
-    unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), mode, libc::AT_EACCESS) == 0 }
+/// `faccessat(2)` with the effective ids (a path with a NUL byte is not accessible).
+fn accessible(path: &Path, mode: AccessFlags) -> bool {
+    faccessat(AT_FDCWD, path, mode, AtFlags::AT_EACCESS).is_ok()
 }
 
 /// A directory syncd must write to: writable, or creatable under a writable ancestor.
 fn writable_dir_finding(what: &str, path: &Path) -> Finding {
     let subject = format!("{what} {}", path.display());
     if path.is_dir() {
-        return if accessible(path, libc::W_OK | libc::X_OK) {
+        return if accessible(path, AccessFlags::W_OK | AccessFlags::X_OK) {
             Finding::ok(subject, "writable")
         } else {
             Finding::new(Status::Problem, subject, "is not writable by this user")
@@ -400,7 +397,7 @@ fn writable_dir_finding(what: &str, path: &Path) -> Finding {
             .fix("remove it, or choose another path");
     }
     match path.ancestors().skip(1).find(|a| a.exists()) {
-        Some(a) if a.is_dir() && accessible(a, libc::W_OK | libc::X_OK) => {
+        Some(a) if a.is_dir() && accessible(a, AccessFlags::W_OK | AccessFlags::X_OK) => {
             Finding::ok(subject, "does not exist yet; syncd will create it")
         }
         Some(a) => Finding::new(
@@ -423,7 +420,7 @@ fn writable_dir_finding(what: &str, path: &Path) -> Finding {
 /// A local target: a writable directory, or one rsync can create (its parent exists).
 fn local_target_finding(subject: &str, path: &Path) -> Finding {
     if path.is_dir() {
-        return if accessible(path, libc::W_OK | libc::X_OK) {
+        return if accessible(path, AccessFlags::W_OK | AccessFlags::X_OK) {
             Finding::ok(
                 subject,
                 format!("{} is a writable directory", path.display()),
@@ -446,13 +443,15 @@ fn local_target_finding(subject: &str, path: &Path) -> Finding {
         .fix("point dest at a directory");
     }
     match path.parent() {
-        Some(p) if p.is_dir() && accessible(p, libc::W_OK | libc::X_OK) => Finding::ok(
-            subject,
-            format!(
-                "{} does not exist yet; the first push creates it",
-                path.display()
-            ),
-        ),
+        Some(p) if p.is_dir() && accessible(p, AccessFlags::W_OK | AccessFlags::X_OK) => {
+            Finding::ok(
+                subject,
+                format!(
+                    "{} does not exist yet; the first push creates it",
+                    path.display()
+                ),
+            )
+        }
         Some(p) => Finding::new(
             Status::Problem,
             subject,
@@ -579,7 +578,7 @@ fn persist_finding(path: &Path, plan: &Plan) -> Finding {
         Ok(Some(_)) => {
             let dir = path.parent().unwrap_or(Path::new("/"));
             let can = match path.exists() {
-                true => accessible(path, libc::W_OK) && accessible(dir, libc::W_OK),
+                true => accessible(path, AccessFlags::W_OK) && accessible(dir, AccessFlags::W_OK),
                 false => writable_dir_finding("", dir).status == Status::Ok,
             };
             if can {

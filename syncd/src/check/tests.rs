@@ -119,8 +119,7 @@ impl Drop for Daemon {
 }
 
 fn is_root() -> bool {
-    // SAFETY: geteuid(2) cannot fail and touches no memory.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 /// A loaded config whose one sync has `targets` (the source is a fresh tempdir).
