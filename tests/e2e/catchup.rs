@@ -10,11 +10,14 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use crate::harness::controller::{kill, wait_gone};
-use crate::harness::tree::{chmod, newest_ctime, wait_past_seed, write_file};
-use crate::harness::{Controller, Site, SyncCheck, TreeWriter, Worker};
+use nix::sys::signal::Signal;
+
+use syncd_tests::controller::{kill, wait_gone};
+use syncd_tests::tree::{chmod, newest_ctime, wait_past_seed, write_file};
+use syncd_tests::wait;
+use syncd_tests::{Controller, Site, SyncCheck, TreeWriter, Worker};
 
 pub(crate) const SENTINEL: &str = "keep/target-only.txt";
 
@@ -164,16 +167,14 @@ fn after_sigkill_the_next_start_runs_a_full_sync() {
     seed(site);
     let mut w = Worker::start(&site.config());
     let pid = w.status().expect("status of a started worker").pid;
-    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
-    // SAFETY: kill(2) on our own unreaped child (the worker started above).
-    unsafe {
-        libc::kill(pid, libc::SIGKILL);
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while w.poll_exit().is_none() {
-        assert!(Instant::now() < deadline, "worker survived SIGKILL");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    kill(pid, Signal::SIGKILL);
+    wait::until_every(
+        "the worker's exit after SIGKILL",
+        Duration::from_secs(10),
+        wait::SHORT_POLL,
+        || w.poll_exit(),
+    )
+    .unwrap_or_else(|t| t.fail(&[]));
     assert_eq!(
         marker(site)["state"],
         "running",
@@ -212,20 +213,20 @@ pub(crate) fn unix_ns(t: SystemTime) -> i64 {
 /// Wait for a running checkpoint whose T is past every ctime in the source.
 pub(crate) fn wait_checkpoint_past_the_tree(site: &Site, log: &dyn Fn() -> String) {
     let newest = unix_ns(newest_ctime(site.src()));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let m = marker(site);
-        let since = m["syncs"][0]["since_ns"].as_i64();
-        if m["state"] == "running" && since.is_some_and(|t| t > newest) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint past {newest} within 30 s: {m}\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until(
+        format_args!("a running checkpoint past {newest}"),
+        Duration::from_secs(30),
+        || {
+            let m = marker(site);
+            let since = m["syncs"][0]["since_ns"].as_i64();
+            if m["state"] == "running" && since.is_some_and(|t| t > newest) {
+                Ok(())
+            } else {
+                Err(m.to_string())
+            }
+        },
+    )
+    .unwrap_or_else(|t| panic!("{t}\n{}", log()));
 }
 
 /// The OOM killer's case: the controller restarts a SIGKILLed worker, and the new one
@@ -247,7 +248,7 @@ fn worker_killed_under_the_controller_is_restarted_and_catches_up_without_a_full
     wait_checkpoint_past_the_tree(site, &|| c.log());
 
     let old = c.worker_pid().expect("worker pid");
-    kill(old, libc::SIGKILL);
+    kill(old, Signal::SIGKILL);
     wait_gone(old, Duration::from_secs(15), "the SIGKILLed worker", &[&c]);
     let changed: Vec<&PathBuf> = files.iter().step_by(7).take(10).collect();
     for (i, p) in changed.iter().enumerate() {

@@ -9,8 +9,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::harness::tree::write_file;
-use crate::harness::{assert_in_sync, Site, TreeWriter, Worker};
+use syncd_tests::tree::write_file;
+use syncd_tests::{assert_in_sync, Site, TreeWriter, Worker};
 
 const SENTINEL: &str = "keep/target-only.txt";
 

@@ -21,15 +21,18 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::controller::{is_alive, kill, wait_gone};
-use crate::harness::daemon::HOLD_FILE;
-use crate::harness::mount::{LoopFs, Tmpfs};
-use crate::harness::tree::{chmod, snapshot, wait_past_seed, write_file, Kind, SyncCheck};
-use crate::harness::{
+use nix::sys::signal::Signal;
+
+use crate::{busy, catchup, safety, source};
+use syncd_tests::controller::{is_alive, kill, wait_gone};
+use syncd_tests::daemon::HOLD_FILE;
+use syncd_tests::mount::{LoopFs, Tmpfs};
+use syncd_tests::tree::{chmod, snapshot, wait_past_seed, write_file, Kind, SyncCheck};
+use syncd_tests::wait;
+use syncd_tests::{
     assert_in_sync, sysctl_exclusive, Controller, Diagnose, RsyncDaemon, Site, SysctlOverride,
     TreeWriter, Worker,
 };
-use crate::{busy, catchup, safety, source};
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bursts of thousands of files, pushed again after a restart.
@@ -162,15 +165,13 @@ fn file_count(dir: &Path) -> usize {
 
 /// Wait until the target holds more than `seeded` files (a burst's first push arrived).
 fn wait_first_files(dst: &Path, seeded: usize, fixtures: &[&dyn Diagnose]) {
-    let deadline = Instant::now() + SYNC_TIMEOUT;
-    while file_count(dst) <= seeded {
-        assert!(
-            Instant::now() < deadline,
-            "no file of the burst arrived within {SYNC_TIMEOUT:?}\n{}",
-            crate::harness::diagnostics(fixtures)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait::until_every(
+        "a file of the burst in the target",
+        SYNC_TIMEOUT,
+        wait::SHORT_POLL,
+        || file_count(dst) > seeded,
+    )
+    .unwrap_or_else(|t| t.fail(fixtures));
 }
 
 /// The controller's processes are gone after `syncd stop` (none left behind).
@@ -200,7 +201,7 @@ fn f01_worker_sigkilled_in_a_5000_file_burst() {
             TreeWriter::new(101).files(&src, &["k0", "k1/a", "k2/b/c"], 5000, 0, 2000);
         });
         wait_first_files(&site.dst(), 0, &[&c, &site.daemon]);
-        kill(old, libc::SIGKILL);
+        kill(old, Signal::SIGKILL);
         row.lifted();
         arrived_at_kill = file_count(&site.dst());
         writer.join().expect("the burst writer");
@@ -265,20 +266,19 @@ fn f02_stop_mid_burst_changes_while_stopped_then_start_catches_up_only_those() {
     };
     // rsync receives the big file into a temp file `.big.XXXXXX` beside it.
     let receiving = site.dst().join("b0");
-    let deadline = Instant::now() + SYNC_TIMEOUT;
-    while !fs::read_dir(&receiving)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|e| e.file_name().to_string_lossy().starts_with(".big."))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the big file was not seen arriving within {SYNC_TIMEOUT:?}\n{}",
-            c.diagnose()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait::until_every(
+        "the big file arriving (.big.* in the target)",
+        SYNC_TIMEOUT,
+        wait::SHORT_POLL,
+        || {
+            fs::read_dir(&receiving)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".big."))
+        },
+    )
+    .unwrap_or_else(|t| t.fail(&[&c]));
     // The late part of the burst queues up behind the push in flight.
     for i in 0..300 {
         tw.file(
@@ -363,10 +363,10 @@ fn f03_rsync_daemon_down_mid_burst() {
         let writer = s.spawn(|| {
             let mut tw = TreeWriter::new(104);
             tw.files(&src, &["d0", "d1/a", "d2/b"], 1500, 0, 2000);
-            let deadline = Instant::now() + SYNC_TIMEOUT;
-            while !daemon_down.load(Ordering::Acquire) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            // Written either way: the main thread's own waits report a stuck daemon.
+            let _ = wait::until_every("the daemon down", SYNC_TIMEOUT, wait::SHORT_POLL, || {
+                daemon_down.load(Ordering::Acquire)
+            });
             tw.files(&src.join("late"), &["d0", "d1/a", "d2/b"], 1500, 0, 2000);
         });
         wait_first_files(&site.dst(), 0, &[&w, &site.daemon]);
@@ -591,15 +591,12 @@ fn f06_out_of_watches_names_the_sysctl_and_converges_after_a_full_sync() {
     // The watched root still syncs.
     fs::write(site.src().join("top.txt"), "still synced").expect("write top.txt");
     let dst = site.dst();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while fs::read(dst.join("top.txt")).ok().as_deref() != Some(b"still synced".as_slice()) {
-        assert!(
-            Instant::now() < deadline,
-            "top.txt never reached the target\n{}",
-            w.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait::must(
+        "top.txt in the target",
+        Duration::from_secs(20),
+        &[&w],
+        || fs::read(dst.join("top.txt")).ok().as_deref() == Some(b"still synced".as_slice()),
+    );
     // Changes everywhere, the unwatched directories too; then `syncd sync --full`.
     for i in 0..20 {
         write_file(
@@ -607,7 +604,7 @@ fn f06_out_of_watches_names_the_sysctl_and_converges_after_a_full_sync() {
             format!("{i}").as_bytes(),
         );
     }
-    w.signal(libc::SIGUSR2);
+    w.signal(Signal::SIGUSR2);
     row.converge(
         SyncCheck::new(site.src(), &site.dst())
             .with(&w)
@@ -742,7 +739,7 @@ fn f09_source_root_moved_away_and_replaced_is_held_until_accepted() {
     // The operator fills the new directory and accepts it (`syncd sync --full`). It
     // lacks most of what the target has: the deletion guard holds that push back too.
     TreeWriter::new(82).files(&data, &["keep", "fresh"], 10, 10, 2000);
-    w.signal(libc::SIGUSR2);
+    w.signal(Signal::SIGUSR2);
     w.wait_status(
         "the new source accepted",
         source::LOST_TIMEOUT,
@@ -762,7 +759,7 @@ fn f09_source_root_moved_away_and_replaced_is_held_until_accepted() {
     );
     // Checked: this is the new source (`syncd sync --full --force`).
     syncd_worker::force::request(site.state.path()).expect("request --force");
-    w.signal(libc::SIGUSR2);
+    w.signal(Signal::SIGUSR2);
     row.lifted();
     row.converge(
         SyncCheck::new(&data, &site.dst())
@@ -988,19 +985,21 @@ fn f13_both_processes_sigkilled_while_the_fail_log_is_written() {
         );
         let ctl = c.controller_pid().expect("controller pid");
         let worker = c.worker_pid().expect("worker pid");
-        let aim = Instant::now() + Duration::from_secs(5);
-        let mid_write = loop {
-            let writing = fs::read_dir(&faillog)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"));
-            if writing || Instant::now() >= aim {
-                break writing;
-            }
-        };
-        kill(worker, libc::SIGKILL);
-        kill(ctl, libc::SIGKILL);
+        let mid_write = wait::until_every(
+            "a fail-log rewrite in progress",
+            Duration::from_secs(5),
+            wait::SPIN,
+            || {
+                fs::read_dir(&faillog)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            },
+        )
+        .is_ok();
+        kill(worker, Signal::SIGKILL);
+        kill(ctl, Signal::SIGKILL);
         eprintln!(
             "kill -9 {}",
             if mid_write {
@@ -1170,7 +1169,7 @@ fn f15_a_source_dir_the_worker_cannot_read_keeps_its_target_copy() {
     // Behind syncd's back: only a whole-tree push deletes this (rsync deletes it before
     // it meets the read error or after the retry; either is right).
     write_file(&site.dst().join("junk"), b"target only");
-    w.signal(libc::SIGUSR2);
+    w.signal(Signal::SIGUSR2);
     let s = w.wait_status(
         "the whole-tree push to fail on the unreadable directory",
         Duration::from_secs(20),
@@ -1249,7 +1248,7 @@ fn f16_whole_tree_push_deleting_most_of_the_target_stops_until_forced() {
         write_file(&extra.join(format!("e{i:03}")), b"only on the target");
     }
     write_file(&site.src().join("d/changed-meanwhile"), b"new");
-    w.signal(libc::SIGUSR2);
+    w.signal(Signal::SIGUSR2);
     let st = w.wait_status("the guard tripped", SYNC_TIMEOUT, &[&site.daemon], |s| {
         s.syncs[0].targets[0]
             .last_error
@@ -1275,7 +1274,7 @@ fn f16_whole_tree_push_deleting_most_of_the_target_stops_until_forced() {
 
     // The operator checked: force it.
     syncd_worker::force::request(site.state.path()).expect("request --force");
-    w.signal(libc::SIGUSR2);
+    w.signal(Signal::SIGUSR2);
     row.lifted();
     row.converge(
         SyncCheck::new(site.src(), &site.dst())

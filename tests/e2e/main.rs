@@ -2,8 +2,6 @@
 //! and `syncd` binaries, real files. One test binary; the table of contents is below. Build
 //! the workspace first (`cargo build --workspace`), then `cargo test -p syncd-tests`.
 
-mod harness;
-
 /// The harness proves itself with plain rsync, no syncd.
 mod harness_selftest;
 

@@ -5,8 +5,8 @@
 use std::fs;
 use std::time::Duration;
 
-use crate::harness::tree::{chmod, source_dir, write_file};
-use crate::harness::{assert_in_sync, RsyncDaemon, Site, SyncCheck, TreeWriter, Worker};
+use syncd_tests::tree::{chmod, source_dir, write_file};
+use syncd_tests::{assert_in_sync, RsyncDaemon, Site, SyncCheck, TreeWriter, Worker};
 
 /// Changes of every kind, made while a target is down.
 fn change_while_down(src: &std::path::Path, seed: u64) {
@@ -79,7 +79,7 @@ fn target_down_then_up_is_caught_up_and_failures_show_in_status() {
 fn two_targets_both_in_sync_and_one_down_does_not_stop_the_other() {
     let mut site = Site::new();
     let local = source_dir();
-    let cfg = crate::harness::WorkerConfig::new(site.state.path(), site.src())
+    let cfg = syncd_tests::WorkerConfig::new(site.state.path(), site.src())
         .daemon_named(&site.daemon, "daemon")
         .local(local.path(), Some("local"));
     let mut w = Worker::start(&cfg);
