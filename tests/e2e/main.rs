@@ -52,5 +52,7 @@ mod startup;
 /// Supervision: worker or controller killed with SIGKILL, stop during a burst, inotify
 /// sysctls raised at start (changes a sysctl under the exclusive lock).
 mod supervision;
+/// `syncd sync [--full]`: the worker run once without a daemon, a push now through one.
+mod sync_now;
 /// Target down and up, several targets, restart with pending changes.
 mod targets;
