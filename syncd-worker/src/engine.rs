@@ -275,7 +275,8 @@ pub fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
         targets.push(ts);
     }
     for (job, ts) in jobs.into_iter().zip(targets) {
-        let tracker = restart.tracker(&job);
+        let mut tracker = restart.tracker(&job);
+        tracker.note_replayed(ts.iter().map(|t| t.backlog).sum());
         let expect = Expect::known(engine.sources.expected(&job.name, &job.source), false);
         let s = engine.start_sync(job, ts, false, tracker, expect);
         engine.syncs.push(s);
@@ -1410,6 +1411,7 @@ impl Engine {
                     watched_dirs: s.stats.watched,
                     unwatched_dirs: s.stats.unwatched,
                     overflows: s.stats.overflows,
+                    catchup: Some(s.catchup.outcome()),
                     targets: s
                         .targets
                         .iter()
