@@ -18,6 +18,7 @@ use syncd_tests::controller::{kill, wait_gone};
 use syncd_tests::tree::{chmod, newest_ctime, wait_past_seed, write_file};
 use syncd_tests::wait;
 use syncd_tests::{Controller, Site, SyncCheck, TreeWriter, Worker};
+use syncd_worker::status::{CatchUp, CatchUpDecision, Status, SyncStatus, WalkOutcome, WalkState};
 
 pub(crate) const SENTINEL: &str = "keep/target-only.txt";
 
@@ -51,6 +52,30 @@ fn start_and_stop_cleanly(site: &Site) {
     wait_past_seed(site.src());
     w.stop();
     assert_eq!(marker(site)["state"], "stopped", "{}", w.log());
+}
+
+/// The first sync's catch-up once its walk finished (waits for that), from the status.
+pub(crate) fn walked(w: &mut Worker, site: &Site) -> (CatchUp, WalkOutcome) {
+    let s = w.wait_status(
+        "the catch-up walk finished",
+        Duration::from_secs(30),
+        &[&site.daemon],
+        |s| walk_done(&s.syncs[0]).is_some(),
+    );
+    let c = s.syncs[0]
+        .catchup
+        .clone()
+        .expect("a catch-up in the status");
+    let walk = walk_done(&s.syncs[0]).expect("checked by the wait");
+    (c, walk)
+}
+
+/// The sync's finished catch-up walk, if any.
+pub(crate) fn walk_done(s: &SyncStatus) -> Option<WalkOutcome> {
+    s.catchup
+        .as_ref()
+        .and_then(|c| c.walk)
+        .filter(|w| w.state == WalkState::Done)
 }
 
 /// Wait until the worker logged the end of its first push (the target can equal the source
@@ -97,14 +122,15 @@ fn changes_made_while_stopped_arrive_by_catch_up_not_full_sync() {
     let log = w.log();
     // mod, del, ren, work changed (entries created, removed, renamed in them) and are
     // pushed whole; the chmod deep down is one path.
-    assert!(
-        log.contains("catch-up: 1 changed path and 4 directories since"),
-        "expected the catch-up count in the log:\n{log}"
+    let (c, walk) = walked(&mut w, &site);
+    assert_eq!(c.decision, CatchUpDecision::Walk, "{c:?}");
+    assert_eq!(
+        (walk.paths, walk.dirs, walk.whole_tree),
+        (1, 4, false),
+        "{c:?}"
     );
-    assert!(
-        !log.contains("full sync") && !log.contains("the whole tree"),
-        "no full sync expected:\n{log}"
-    );
+    let t = &w.status().expect("status").syncs[0].targets[0];
+    assert_eq!(t.full_syncs, 0, "no full sync expected: {t:?}\n{log}");
     assert!(
         site.dst().join(SENTINEL).exists(),
         "the untouched directory keep/ was pushed (its target-only file is gone):\n{log}"
@@ -135,15 +161,19 @@ fn files_not_touched_while_stopped_are_not_sent_again() {
         .within(Duration::from_secs(30))
         .wait();
     wait_first_push(&mut w, &site);
-    let log = w.log();
-    assert!(
-        log.contains("catch-up: 3 changed paths and 0 directories since")
-            && log.contains("walked 132 entries"),
-        "expected 3 of 132 entries found:\n{log}"
+    let (c, walk) = walked(&mut w, &site);
+    assert_eq!(c.decision, CatchUpDecision::Walk, "{c:?}");
+    assert_eq!(
+        (walk.entries, walk.paths, walk.dirs, walk.whole_tree),
+        (132, 3, 0, false),
+        "expected 3 of 132 entries found: {c:?}"
     );
-    assert!(
-        log.contains("pushed 3 paths in") && !log.contains("whole"),
-        "expected one push of the 3 paths and nothing else:\n{log}"
+    let t = &w.status().expect("status").syncs[0].targets[0];
+    assert_eq!(
+        (t.pushes_ok, t.full_syncs),
+        (1, 0),
+        "expected one push (of the 3 paths) and nothing else: {t:?}\n{}",
+        w.log()
     );
     // rsync replaces a file it sends (new inode); the 117 others kept theirs.
     let mut resent = Vec::new();
@@ -193,12 +223,18 @@ fn after_sigkill_the_next_start_runs_a_full_sync() {
         .within(Duration::from_secs(30))
         .wait();
     wait_first_push(&mut w, site);
-    let log = w.log();
+    let s = w.status().expect("status");
+    let c = s.syncs[0]
+        .catchup
+        .as_ref()
+        .expect("a catch-up in the status");
+    assert_eq!(c.decision, CatchUpDecision::Full, "{c:?}");
     assert!(
-        log.contains("full sync at start: no clean-stop record from the previous worker"),
-        "expected the reason for the full sync in the log:\n{log}"
+        c.reason
+            .starts_with("no clean-stop record from the previous worker"),
+        "expected the reason for the full sync: {c:?}"
     );
-    assert!(log.contains("pushed the whole tree"), "{log}");
+    assert!(s.syncs[0].targets[0].full_syncs >= 1, "{s:?}\n{}", w.log());
     w.stop();
 }
 
@@ -263,11 +299,24 @@ fn worker_killed_under_the_controller_is_restarted_and_catches_up_without_a_full
         .with(&site.daemon)
         .within(Duration::from_secs(30))
         .wait();
-    let log = c.log();
-    assert!(
-        log.contains("catch-up: 10 changed paths and 0 directories since"),
-        "expected the restarted worker's walk to find exactly the ten changes:\n{log}"
+    let status = site.state.path().join("status.json");
+    let s = wait::must(
+        "the restarted worker's catch-up walk finished",
+        Duration::from_secs(30),
+        &[&c],
+        || {
+            Status::read(&status)
+                .ok()
+                .filter(|s| walk_done(&s.syncs[0]).is_some())
+        },
     );
+    let walk = walk_done(&s.syncs[0]).expect("checked by the wait");
+    assert_eq!(
+        (walk.paths, walk.dirs, walk.whole_tree),
+        (10, 0, false),
+        "expected the restarted worker's walk to find exactly the ten changes: {walk:?}"
+    );
+    let log = c.log();
     assert!(
         site.dst().join(SENTINEL).exists(),
         "the restarted worker pushed the whole tree (the target-only file is gone):\n{log}"

@@ -67,6 +67,7 @@ pub struct Timeout {
 
 impl Timeout {
     /// Panic with this timeout and the diagnostics of `fixtures` (their logs, status).
+    #[track_caller]
     pub fn fail(self, fixtures: &[&dyn Diagnose]) -> ! {
         panic!("{self}\n{}", diagnostics(fixtures))
     }
@@ -118,13 +119,17 @@ pub fn until_every<T, P: Probe<T>>(
 }
 
 /// [`until`], panicking on the timeout with the diagnostics of `fixtures`.
+#[track_caller]
 pub fn must<T, P: Probe<T>>(
     what: impl fmt::Display,
     timeout: Duration,
     fixtures: &[&dyn Diagnose],
     probe: impl FnMut() -> P,
 ) -> T {
-    until(what, timeout, probe).unwrap_or_else(|t| t.fail(fixtures))
+    match until(what, timeout, probe) {
+        Ok(v) => v,
+        Err(t) => t.fail(fixtures),
+    }
 }
 
 #[cfg(test)]
