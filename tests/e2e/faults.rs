@@ -33,6 +33,7 @@ use syncd_tests::{
     assert_in_sync, sysctl_exclusive, Controller, Diagnose, RsyncDaemon, Site, SysctlOverride,
     TreeWriter, Worker,
 };
+use syncd_worker::status::{CatchUp, CatchUpDecision, Status, WalkOutcome, WalkState};
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bursts of thousands of files, pushed again after a restart.
@@ -76,9 +77,9 @@ impl Row {
         self.converge_s = Some(lifted.elapsed().as_secs_f64());
     }
 
-    /// Note what the restart's catch-up pushed, from the worker's log.
-    fn catch_up_from(&mut self, log: &str) {
-        self.catch_up = Some(catch_up_summary(log));
+    /// Note what the restart's catch-up did, from the worker's status in `state`.
+    fn catch_up_from(&mut self, state: &Path) {
+        self.catch_up = Some(catch_up_summary(finished_catch_up(state).as_ref()));
     }
 
     fn survived(&mut self) {
@@ -114,44 +115,52 @@ impl Drop for Row {
     }
 }
 
-/// What the last start's catch-up did, from the log: `N paths, M dirs` from its line
-/// "catch-up: N changed path(s) and M director(ies)", or that it pushed the whole tree
-/// (no checkpoint vouched: "full sync at start"; a worker the controller restarts after
-/// a crash: "initial full sync").
-fn catch_up_summary(log: &str) -> String {
-    let last = log.lines().rev().find(|l| {
-        l.contains("catch-up: ")
-            || l.contains("full sync at start")
-            || l.contains("initial full sync")
-    });
-    let Some(line) = last else {
-        return "no catch-up logged".to_string();
-    };
-    if let Some((paths, dirs)) = catch_up_counts(line) {
-        return format!("{paths} paths, {dirs} dirs");
-    }
-    if let Some(at) = line.find("full sync at start: ") {
-        let reason = &line[at + "full sync at start: ".len()..];
-        let reason = reason.split(" (").next().unwrap_or(reason).trim();
-        return format!("whole tree ({reason})");
-    }
-    if line.contains("the top directory changed") {
-        return "whole tree (the top directory changed: only a whole-tree push reconciles it)"
-            .to_string();
-    }
-    if line.contains("initial full sync") {
-        return "whole tree (initial_sync in the config)".to_string();
-    }
-    "no catch-up logged".to_string()
+/// The first sync's catch-up from the worker's status in `state`, once a walk (if it is
+/// one) finished; None if the status never says.
+fn finished_catch_up(state: &Path) -> Option<CatchUp> {
+    let path = state.join("status.json");
+    wait::until("a finished catch-up in the status", SYNC_TIMEOUT, || {
+        let c = Status::read(&path)
+            .ok()
+            .and_then(|s| s.syncs.first()?.catchup.clone());
+        match &c {
+            Some(c)
+                if c.decision == CatchUpDecision::Walk
+                    && c.walk.is_none_or(|w| w.state == WalkState::Walking) =>
+            {
+                Err(format!("{c:?}"))
+            }
+            Some(_) => Ok(c),
+            None => Err("no catch-up in the status".to_string()),
+        }
+    })
+    .ok()
+    .flatten()
 }
 
-/// N and M of a line holding "catch-up: N changed path(s) and M director(ies)".
-fn catch_up_counts(line: &str) -> Option<(u64, u64)> {
-    let at = line.find("catch-up: ")? + "catch-up: ".len();
-    let words: Vec<&str> = line[at..].split_whitespace().collect();
-    match words.as_slice() {
-        [n, "changed", _, "and", m, ..] => Some((n.parse().ok()?, m.parse().ok()?)),
-        _ => None,
+/// What a catch-up did, for the faults table: `N paths, M dirs` a walk found, or that it
+/// pushed the whole tree and why (the reason up to its parenthesis).
+fn catch_up_summary(c: Option<&CatchUp>) -> String {
+    let Some(c) = c else {
+        return "no catch-up".to_string();
+    };
+    match (c.decision, c.walk) {
+        (CatchUpDecision::None, _) => "no catch-up".to_string(),
+        (CatchUpDecision::Full, _) if c.reason == "initial_sync is set" => {
+            "whole tree (initial_sync in the config)".to_string()
+        }
+        (CatchUpDecision::Full, _) => {
+            let reason = c.reason.split(" (").next().unwrap_or(&c.reason).trim();
+            format!("whole tree ({reason})")
+        }
+        (CatchUpDecision::Walk, Some(w)) if w.whole_tree => {
+            "whole tree (the top directory changed: only a whole-tree push reconciles it)"
+                .to_string()
+        }
+        (CatchUpDecision::Walk, Some(w)) if w.state == WalkState::Done => {
+            format!("{} paths, {} dirs", w.paths, w.dirs)
+        }
+        (CatchUpDecision::Walk, _) => "walk not finished".to_string(),
     }
 }
 
@@ -218,7 +227,7 @@ fn f01_worker_sigkilled_in_a_5000_file_burst() {
             .with(&site.daemon)
             .within(BURST_TIMEOUT),
     );
-    row.catch_up_from(&c.log());
+    row.catch_up_from(site.state.path());
     stop_controller(&c);
     row.survived();
 }
@@ -328,17 +337,18 @@ fn f02_stop_mid_burst_changes_while_stopped_then_start_catches_up_only_those() {
             .with(&site.daemon)
             .within(BURST_TIMEOUT),
     );
-    let line = c.wait_log(&["catch-up: "], SYNC_TIMEOUT);
+    row.catch_up_from(site.state.path());
     let log = c.log()[before..].to_string();
-    row.catch_up_from(&log);
+    let caught = finished_catch_up(site.state.path());
+    let walk = caught.as_ref().and_then(|c| c.walk);
     assert_eq!(
-        catch_up_counts(&line),
-        Some((10, 0)),
-        "the catch-up should find the ten rewritten files and nothing else: {line}\n{log}"
+        walk.map(|w| (w.paths, w.dirs, w.whole_tree)),
+        Some((10, 0, false)),
+        "the catch-up should find the ten rewritten files and nothing else: {caught:?}\n{log}"
     );
     assert!(
-        log.contains("replaying") && !log.contains("full sync at start"),
-        "the saved queue replayed, no whole-tree push:\n{log}"
+        caught.as_ref().is_some_and(|c| c.replayed > 0),
+        "the saved queue replayed: {caught:?}\n{log}"
     );
     stop_controller(&c);
     row.survived();
@@ -828,7 +838,6 @@ fn f10_unmounted_source_keeps_the_target_and_resumes_after_remount() {
     fs::remove_file(elsewhere.join("work/sub/f00005")).expect("rm work/sub/f00005");
     disk.umount(&elsewhere);
 
-    let before_log = w.log().len();
     disk.mount(&data);
     row.lifted();
     w.wait_status(
@@ -849,7 +858,7 @@ fn f10_unmounted_source_keeps_the_target_and_resumes_after_remount() {
         "the catch-up after the remount pushed the whole tree (the sentinel is gone)\n{}",
         w.log()
     );
-    row.catch_up_from(&w.log()[before_log..]);
+    row.catch_up_from(site.state.path());
     // Live again.
     write_file(&data.join("work/after.txt"), b"after the remount");
     SyncCheck::new(&data, &site.dst())
@@ -1038,7 +1047,6 @@ fn f13_both_processes_sigkilled_while_the_fail_log_is_written() {
     );
     site.daemon.restart();
     row.lifted();
-    let before = c.log().len();
     c.start();
     row.converge(
         SyncCheck::new(site.src(), &site.dst())
@@ -1046,7 +1054,7 @@ fn f13_both_processes_sigkilled_while_the_fail_log_is_written() {
             .with(&site.daemon)
             .within(BURST_TIMEOUT),
     );
-    row.catch_up_from(&c.log()[before..]);
+    row.catch_up_from(site.state.path());
     let after: Vec<String> = fs::read_dir(&faillog)
         .into_iter()
         .flatten()
@@ -1125,14 +1133,18 @@ fn f14_after_sigkill_while_idle_the_checkpoint_limits_the_catch_up_to_what_chang
     );
     catchup::wait_first_push(&mut w, site);
     let log = w.log();
-    row.catch_up_from(&log);
-    assert!(
-        log.contains("catch-up: 10 changed paths and 0 directories since"),
-        "expected the walk to find exactly the ten changes:\n{log}"
+    row.catch_up_from(site.state.path());
+    let (_, walk) = catchup::walked(&mut w, site);
+    assert_eq!(
+        (walk.paths, walk.dirs, walk.whole_tree),
+        (10, 0, false),
+        "expected the walk to find exactly the ten changes: {walk:?}\n{log}"
     );
-    assert!(
-        log.contains("pushed 10 paths in") && !log.contains("whole"),
-        "expected one push of the ten paths and no whole-tree push:\n{log}"
+    let t = &w.status().expect("status").syncs[0].targets[0];
+    assert_eq!(
+        (t.pushes_ok, t.full_syncs),
+        (1, 0),
+        "expected one push of the ten paths and no whole-tree push: {t:?}\n{log}"
     );
     assert!(
         site.dst().join(catchup::SENTINEL).exists(),
@@ -1290,25 +1302,58 @@ fn f16_whole_tree_push_deleting_most_of_the_target_stops_until_forced() {
 }
 
 #[test]
-fn catch_up_counts_are_read_from_the_log_line() {
-    let line = "2026-12-03 INFO web: catch-up: 10 changed paths and 0 directories since 2026-12-03T08:00:00Z (walked 132 entries in 0.01s)";
-    assert_eq!(catch_up_counts(line), Some((10, 0)));
-    assert_eq!(
-        catch_up_counts("x: catch-up: 1 changed path and 4 directories since t"),
-        Some((1, 4))
-    );
-    assert_eq!(catch_up_summary(line), "10 paths, 0 dirs");
-    assert_eq!(
-        catch_up_summary("web: full sync at start: no clean-stop record (it was killed)"),
-        "whole tree (no clean-stop record)"
-    );
-    assert_eq!(
-        catch_up_summary("web: initial full sync\nworker ready"),
-        "whole tree (initial_sync in the config)"
-    );
-    assert_eq!(
-        catch_up_summary("web: catch-up: the top directory changed since t; full sync (only a whole-tree push can reconcile it)"),
-        "whole tree (the top directory changed: only a whole-tree push reconciles it)"
-    );
-    assert_eq!(catch_up_summary("nothing"), "no catch-up logged");
+fn catch_up_summaries_for_the_faults_table() {
+    let walk = |state, paths, dirs, whole_tree| WalkOutcome {
+        state,
+        entries: 132,
+        paths,
+        dirs,
+        whole_tree,
+    };
+    let c = |decision, reason: &str, walk| CatchUp {
+        decision,
+        reason: reason.to_string(),
+        walk,
+        replayed: 0,
+    };
+    use CatchUpDecision::{Full, None as Nothing, Walk};
+    let cases = [
+        (
+            Some(c(
+                Walk,
+                "changed since t",
+                Some(walk(WalkState::Done, 10, 0, false)),
+            )),
+            "10 paths, 0 dirs",
+        ),
+        (
+            Some(c(Full, "no clean-stop record (it was killed)", None)),
+            "whole tree (no clean-stop record)",
+        ),
+        (
+            Some(c(Full, "initial_sync is set", None)),
+            "whole tree (initial_sync in the config)",
+        ),
+        (
+            Some(c(
+                Walk,
+                "changed since t",
+                Some(walk(WalkState::Done, 0, 0, true)),
+            )),
+            "whole tree (the top directory changed: only a whole-tree push reconciles it)",
+        ),
+        (
+            Some(c(
+                Walk,
+                "changed since t",
+                Some(walk(WalkState::Interrupted, 1, 0, false)),
+            )),
+            "walk not finished",
+        ),
+        (Some(c(Nothing, "", None)), "no catch-up"),
+        (None, "no catch-up"),
+    ];
+    for (outcome, want) in cases {
+        assert_eq!(catch_up_summary(outcome.as_ref()), want, "{outcome:?}");
+    }
 }
