@@ -233,6 +233,11 @@ fn stop_saves_the_push_in_flight_at_once_so_a_kill_during_the_drain_loses_nothin
     // No initial sync: only the fail log can bring big.bin to the target.
     let mut w = Worker::start(&site.config());
     assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
-    w.wait_log("replaying 1 pending entries", RELOAD_TIMEOUT);
+    w.wait_status(
+        "one entry replayed from the fail log",
+        RELOAD_TIMEOUT,
+        &[&site.daemon],
+        |s| s.syncs[0].catchup.as_ref().is_some_and(|c| c.replayed == 1),
+    );
     w.stop();
 }
