@@ -1,10 +1,13 @@
-//! syncd's test harness (`syncd_tests`), used by every end-to-end test in `e2e/`: real fixtures (an `rsync --daemon` on 127.0.0.1, a running
-//! `syncd-worker`, source trees in tempdirs) that clean up on `Drop`, and checks that
-//! wait for a condition with a deadline and explain themselves when it is not met.
+//! syncd's test harness (`syncd_tests`), used by every end-to-end test in `e2e/` and by
+//! the controller's `check` tests: real fixtures (an `rsync --daemon` on 127.0.0.1, a
+//! running `syncd-worker` or `syncd`, source trees in tempdirs) that clean up on `Drop`,
+//! and checks that wait for a condition with a deadline and explain themselves when it is
+//! not met.
 //!
-//! Owns: the global inotify-sysctl lock, the one wait loop ([`wait`]), the `Diagnose` trait that lets a
-//! failure message show every fixture's log. Must not: sleep in place of a condition, talk
-//! to anything but 127.0.0.1, or leave a process or a tempdir behind.
+//! Owns: the global inotify-sysctl lock, the one wait loop ([`wait`]), the `Diagnose`
+//! trait that lets a failure message show every fixture's log. Must not: depend on the
+//! `syncd` crate (its tests use this one), sleep in place of a condition, talk to
+//! anything but 127.0.0.1, or leave a process or a tempdir behind.
 
 pub mod controller;
 pub mod daemon;
