@@ -103,7 +103,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -117,6 +117,7 @@ use crate::durable::{self, Flush};
 use crate::exclude::ExcludeSet;
 use crate::queue::Change;
 use crate::state_dir::StateDir;
+use crate::status::{CatchUp, CatchUpDecision, WalkOutcome, WalkState};
 use crate::walk::{abs, child, vanished};
 
 /// Taken off the watermark: covers a ctime set just before it whose event was queued just
@@ -275,6 +276,8 @@ impl Restart {
         Tracker {
             decision: decide(job, self.marker.as_ref(), self.previous_run, &now),
             walk_done: Arc::new(AtomicBool::new(false)),
+            walked: Arc::default(),
+            replayed: 0,
             watermark: Watermark::default(),
             quiet: None,
             activity: None,
@@ -413,6 +416,10 @@ impl Watermark {
 pub struct Tracker {
     decision: Decision,
     walk_done: Arc<AtomicBool>,
+    /// What the walk found so far (set when it starts, for the status).
+    walked: Arc<Mutex<Option<WalkOutcome>>>,
+    /// Entries the sync's fail logs gave back at start.
+    replayed: u64,
     watermark: Watermark,
     /// A watermark sampled (by [`Tracker::sample`]) before the engine drained its
     /// channel, after which every target of the sync had nothing queued or in flight.
@@ -428,6 +435,8 @@ impl Tracker {
         Tracker {
             decision: Decision::Nothing,
             walk_done: Arc::new(AtomicBool::new(false)),
+            walked: Arc::default(),
+            replayed: 0,
             watermark: Watermark::default(),
             quiet: None,
             activity: None,
@@ -436,6 +445,17 @@ impl Tracker {
 
     pub fn decision(&self) -> &Decision {
         &self.decision
+    }
+
+    /// Note how many entries the sync's fail logs gave back at start (for the status).
+    pub fn note_replayed(&mut self, entries: u64) {
+        self.replayed = entries;
+    }
+
+    /// What this catch-up decided and did, for the status file.
+    pub fn outcome(&self) -> CatchUp {
+        let walked = *self.walked.lock().unwrap_or_else(PoisonError::into_inner);
+        outcome(&self.decision, walked, self.replayed)
     }
 
     /// The handle the watcher thread updates.
@@ -462,9 +482,11 @@ impl Tracker {
                 Some(Change::Full)
             }
             Decision::CtimeSince(since) => {
-                let (job, stop, done, since) =
-                    (job.clone(), stop.clone(), self.walk_done.clone(), *since);
-                std::thread::spawn(move || run_walk(&job, since, &stop, &done, send));
+                *self.walked.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(WalkOutcome::default());
+                let (job, stop, since) = (job.clone(), stop.clone(), *since);
+                let (done, walked) = (self.walk_done.clone(), self.walked.clone());
+                std::thread::spawn(move || run_walk(&job, since, &stop, (&done, &walked), send));
                 None
             }
         }
@@ -490,6 +512,7 @@ impl Tracker {
             ),
         };
         self.walk_done = Arc::new(AtomicBool::new(false));
+        self.walked = Arc::default();
     }
 
     /// The watermark to offer [`Tracker::note_quiet`], read before the engine drains its
@@ -733,15 +756,56 @@ pub fn walk_changed(
     sum
 }
 
+/// The status's account of a catch-up. Pure.
+pub fn outcome(decision: &Decision, walked: Option<WalkOutcome>, replayed: u64) -> CatchUp {
+    let (decision, reason, walk) = match decision {
+        Decision::Nothing => (CatchUpDecision::None, String::new(), None),
+        Decision::Full(reason) => (CatchUpDecision::Full, reason.clone(), None),
+        Decision::CtimeSince(since) => (
+            CatchUpDecision::Walk,
+            format!(
+                "changed since {}",
+                humantime::format_rfc3339_seconds(from_ns(*since))
+            ),
+            walked,
+        ),
+    };
+    CatchUp {
+        decision,
+        reason,
+        walk,
+        replayed,
+    }
+}
+
+impl From<WalkSummary> for WalkOutcome {
+    fn from(sum: WalkSummary) -> WalkOutcome {
+        WalkOutcome {
+            state: if sum.stopped {
+                WalkState::Interrupted
+            } else {
+                WalkState::Done
+            },
+            entries: sum.entries,
+            paths: sum.paths,
+            dirs: sum.dirs,
+            whole_tree: sum.full,
+        }
+    }
+}
+
+/// The walk's thread: walk, publish what it found (`walked`, for the status), log it,
+/// and say it is done (`done`).
 fn run_walk(
     job: &SyncJob,
     since: i64,
     stop: &AtomicBool,
-    done: &AtomicBool,
+    (done, walked): (&AtomicBool, &Mutex<Option<WalkOutcome>>),
     send: impl FnMut(Vec<Change>) -> bool,
 ) {
     let started = Instant::now();
     let sum = walk_changed(&job.source, &job.exclude, since, stop, send);
+    *walked.lock().unwrap_or_else(PoisonError::into_inner) = Some(sum.into());
     let when = humantime::format_rfc3339_seconds(from_ns(since));
     if sum.stopped {
         log::info!(
@@ -803,6 +867,113 @@ mod tests {
     use crate::rsync::tests::{job, local};
 
     const S: i64 = NS;
+
+    #[test]
+    fn the_status_outcome_of_each_decision() {
+        let done = WalkOutcome {
+            state: WalkState::Done,
+            entries: 132,
+            paths: 3,
+            dirs: 0,
+            whole_tree: false,
+        };
+        let stopped = WalkSummary {
+            entries: 7,
+            paths: 1,
+            dirs: 2,
+            full: false,
+            stopped: true,
+        };
+        type Case = (&'static str, Decision, Option<WalkOutcome>, u64, CatchUp);
+        let cases: Vec<Case> = vec![
+            (
+                "first start",
+                Decision::Nothing,
+                None,
+                0,
+                CatchUp {
+                    decision: CatchUpDecision::None,
+                    reason: String::new(),
+                    walk: None,
+                    replayed: 0,
+                },
+            ),
+            (
+                "whole tree, with the fail log's entries",
+                Decision::Full(UNCLEAN.into()),
+                None,
+                4,
+                CatchUp {
+                    decision: CatchUpDecision::Full,
+                    reason: UNCLEAN.into(),
+                    walk: None,
+                    replayed: 4,
+                },
+            ),
+            (
+                "a walk not started yet",
+                Decision::CtimeSince(0),
+                None,
+                0,
+                CatchUp {
+                    decision: CatchUpDecision::Walk,
+                    reason: "changed since 1970-01-01T00:00:00Z".into(),
+                    walk: None,
+                    replayed: 0,
+                },
+            ),
+            (
+                "a walk done",
+                Decision::CtimeSince(1000 * S),
+                Some(done),
+                2,
+                CatchUp {
+                    decision: CatchUpDecision::Walk,
+                    reason: "changed since 1970-01-01T00:16:40Z".into(),
+                    walk: Some(done),
+                    replayed: 2,
+                },
+            ),
+            (
+                "a walk interrupted",
+                Decision::CtimeSince(0),
+                Some(stopped.into()),
+                0,
+                CatchUp {
+                    decision: CatchUpDecision::Walk,
+                    reason: "changed since 1970-01-01T00:00:00Z".into(),
+                    walk: Some(WalkOutcome {
+                        state: WalkState::Interrupted,
+                        entries: 7,
+                        paths: 1,
+                        dirs: 2,
+                        whole_tree: false,
+                    }),
+                    replayed: 0,
+                },
+            ),
+        ];
+        for (what, decision, walked, replayed, want) in cases {
+            assert_eq!(outcome(&decision, walked, replayed), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn the_status_outcome_reads_as_json() {
+        let c = outcome(
+            &Decision::Full("the exclude patterns changed".into()),
+            None,
+            1,
+        );
+        assert_eq!(
+            serde_json::to_value(&c).expect("encode"),
+            serde_json::json!({
+                "decision": "full",
+                "reason": "the exclude patterns changed",
+                "replayed": 1
+            })
+        );
+    }
 
     fn target(name: &str) -> Target {
         Target {
@@ -1087,6 +1258,8 @@ mod tests {
         let mut w = Tracker {
             decision: Decision::CtimeSince(50 * S),
             walk_done: Arc::new(AtomicBool::new(false)),
+            walked: Arc::default(),
+            replayed: 0,
             watermark: Watermark::default(),
             quiet: None,
             activity: None,

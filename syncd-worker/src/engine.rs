@@ -191,7 +191,8 @@ impl Engine {
             targets.push(ts);
         }
         for (job, ts) in jobs.into_iter().zip(targets) {
-            let tracker = restart.tracker(&job);
+            let mut tracker = restart.tracker(&job);
+            tracker.note_replayed(ts.iter().map(|t| t.state.backlog()).sum());
             let expect = Expect::known(self.sources.expected(&job.name, &job.source), false);
             let s = self.start_sync(job, ts, (false, tracker, expect));
             self.syncs.push(s);

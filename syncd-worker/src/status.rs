@@ -50,7 +50,63 @@ pub struct SyncStatus {
     pub unwatched_dirs: u64,
     /// inotify queue overflows seen (each one schedules a full push).
     pub overflows: u64,
+    /// What the sync's catch-up decided and did (at start, or when a lost source came
+    /// back). Absent from status files of older workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catchup: Option<CatchUp>,
     pub targets: Vec<TargetStatus>,
+}
+
+/// A sync's catch-up (see the catchup module): what it decided, why, what its walk found,
+/// and what its targets' fail logs gave back at start.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CatchUp {
+    pub decision: CatchUpDecision,
+    /// Why a whole-tree push; for a walk, the time it looks back to (RFC 3339); empty
+    /// when there is nothing to catch up.
+    pub reason: String,
+    /// The walk's progress and findings (decision "walk" only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walk: Option<WalkOutcome>,
+    /// Entries replayed from the sync's fail logs (one per target) at start.
+    pub replayed: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUpDecision {
+    /// Nothing to catch up: a first start, or a sync new in the config.
+    None,
+    /// Walk the source for what changed since the previous worker last vouched.
+    Walk,
+    /// Push the whole tree.
+    Full,
+}
+
+/// What a catch-up walk found; the counts grow to their final values by `done`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WalkOutcome {
+    pub state: WalkState,
+    /// Entries looked at.
+    pub entries: u64,
+    /// Changed files, symlinks and the like, pushed as paths.
+    pub paths: u64,
+    /// Changed directories, pushed as trees.
+    pub dirs: u64,
+    /// The top directory itself changed: a whole-tree push instead of paths and trees.
+    pub whole_tree: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WalkState {
+    /// Not finished yet.
+    #[default]
+    Walking,
+    /// Finished: everything it found is queued.
+    Done,
+    /// Stopped before the end (a stop, or the source lost); the next start walks again.
+    Interrupted,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

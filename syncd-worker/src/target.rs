@@ -220,6 +220,12 @@ impl TargetState {
     }
 
     /// Entries queued or in flight (dropped when a reload removes the target).
+    /// Entries the fail log holds for this target (what it owes; at start, what the
+    /// previous run left to replay).
+    pub fn backlog(&self) -> u64 {
+        self.backlog
+    }
+
     pub fn pending(&self) -> usize {
         self.queue.len() + self.in_flight.as_ref().map_or(0, |f| f.batch.len())
     }

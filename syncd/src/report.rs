@@ -309,6 +309,7 @@ mod tests {
                     watched_dirs: 1,
                     unwatched_dirs: 0,
                     overflows: 0,
+                    catchup: None,
                     targets: vec![t],
                 }],
             }),

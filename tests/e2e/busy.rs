@@ -7,9 +7,9 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::daemon::HOLD_FILE;
-use crate::harness::tree::write_file;
-use crate::harness::{RsyncDaemon, Site, SyncCheck, Worker};
+use syncd_tests::daemon::HOLD_FILE;
+use syncd_tests::tree::write_file;
+use syncd_tests::{RsyncDaemon, Site, SyncCheck, Worker};
 
 pub(crate) const LIMIT: &str = "max connections = 1";
 pub(crate) const REFUSED: &str = "max connections (1) reached";

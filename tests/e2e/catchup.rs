@@ -10,11 +10,15 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use crate::harness::controller::{kill, wait_gone};
-use crate::harness::tree::{chmod, newest_ctime, wait_past_seed, write_file};
-use crate::harness::{Controller, Site, SyncCheck, TreeWriter, Worker};
+use nix::sys::signal::Signal;
+
+use syncd_tests::controller::{kill, wait_gone};
+use syncd_tests::tree::{chmod, newest_ctime, wait_past_seed, write_file};
+use syncd_tests::wait;
+use syncd_tests::{Controller, Site, SyncCheck, TreeWriter, Worker};
+use syncd_worker::status::{CatchUp, CatchUpDecision, Status, SyncStatus, WalkOutcome, WalkState};
 
 pub(crate) const SENTINEL: &str = "keep/target-only.txt";
 
@@ -48,6 +52,30 @@ fn start_and_stop_cleanly(site: &Site) {
     wait_past_seed(site.src());
     w.stop();
     assert_eq!(marker(site)["state"], "stopped", "{}", w.log());
+}
+
+/// The first sync's catch-up once its walk finished (waits for that), from the status.
+pub(crate) fn walked(w: &mut Worker, site: &Site) -> (CatchUp, WalkOutcome) {
+    let s = w.wait_status(
+        "the catch-up walk finished",
+        Duration::from_secs(30),
+        &[&site.daemon],
+        |s| walk_done(&s.syncs[0]).is_some(),
+    );
+    let c = s.syncs[0]
+        .catchup
+        .clone()
+        .expect("a catch-up in the status");
+    let walk = walk_done(&s.syncs[0]).expect("checked by the wait");
+    (c, walk)
+}
+
+/// The sync's finished catch-up walk, if any.
+pub(crate) fn walk_done(s: &SyncStatus) -> Option<WalkOutcome> {
+    s.catchup
+        .as_ref()
+        .and_then(|c| c.walk)
+        .filter(|w| w.state == WalkState::Done)
 }
 
 /// Wait until the worker logged the end of its first push (the target can equal the source
@@ -94,14 +122,15 @@ fn changes_made_while_stopped_arrive_by_catch_up_not_full_sync() {
     let log = w.log();
     // mod, del, ren, work changed (entries created, removed, renamed in them) and are
     // pushed whole; the chmod deep down is one path.
-    assert!(
-        log.contains("catch-up: 1 changed path and 4 directories since"),
-        "expected the catch-up count in the log:\n{log}"
+    let (c, walk) = walked(&mut w, &site);
+    assert_eq!(c.decision, CatchUpDecision::Walk, "{c:?}");
+    assert_eq!(
+        (walk.paths, walk.dirs, walk.whole_tree),
+        (1, 4, false),
+        "{c:?}"
     );
-    assert!(
-        !log.contains("full sync") && !log.contains("the whole tree"),
-        "no full sync expected:\n{log}"
-    );
+    let t = &w.status().expect("status").syncs[0].targets[0];
+    assert_eq!(t.full_syncs, 0, "no full sync expected: {t:?}\n{log}");
     assert!(
         site.dst().join(SENTINEL).exists(),
         "the untouched directory keep/ was pushed (its target-only file is gone):\n{log}"
@@ -132,15 +161,19 @@ fn files_not_touched_while_stopped_are_not_sent_again() {
         .within(Duration::from_secs(30))
         .wait();
     wait_first_push(&mut w, &site);
-    let log = w.log();
-    assert!(
-        log.contains("catch-up: 3 changed paths and 0 directories since")
-            && log.contains("walked 132 entries"),
-        "expected 3 of 132 entries found:\n{log}"
+    let (c, walk) = walked(&mut w, &site);
+    assert_eq!(c.decision, CatchUpDecision::Walk, "{c:?}");
+    assert_eq!(
+        (walk.entries, walk.paths, walk.dirs, walk.whole_tree),
+        (132, 3, 0, false),
+        "expected 3 of 132 entries found: {c:?}"
     );
-    assert!(
-        log.contains("pushed 3 paths in") && !log.contains("whole"),
-        "expected one push of the 3 paths and nothing else:\n{log}"
+    let t = &w.status().expect("status").syncs[0].targets[0];
+    assert_eq!(
+        (t.pushes_ok, t.full_syncs),
+        (1, 0),
+        "expected one push (of the 3 paths) and nothing else: {t:?}\n{}",
+        w.log()
     );
     // rsync replaces a file it sends (new inode); the 117 others kept theirs.
     let mut resent = Vec::new();
@@ -164,16 +197,14 @@ fn after_sigkill_the_next_start_runs_a_full_sync() {
     seed(site);
     let mut w = Worker::start(&site.config());
     let pid = w.status().expect("status of a started worker").pid;
-    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
-    // SAFETY: kill(2) on our own unreaped child (the worker started above).
-    unsafe {
-        libc::kill(pid, libc::SIGKILL);
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while w.poll_exit().is_none() {
-        assert!(Instant::now() < deadline, "worker survived SIGKILL");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    kill(pid, Signal::SIGKILL);
+    wait::until_every(
+        "the worker's exit after SIGKILL",
+        Duration::from_secs(10),
+        wait::SHORT_POLL,
+        || w.poll_exit(),
+    )
+    .unwrap_or_else(|t| t.fail(&[]));
     assert_eq!(
         marker(site)["state"],
         "running",
@@ -192,12 +223,18 @@ fn after_sigkill_the_next_start_runs_a_full_sync() {
         .within(Duration::from_secs(30))
         .wait();
     wait_first_push(&mut w, site);
-    let log = w.log();
+    let s = w.status().expect("status");
+    let c = s.syncs[0]
+        .catchup
+        .as_ref()
+        .expect("a catch-up in the status");
+    assert_eq!(c.decision, CatchUpDecision::Full, "{c:?}");
     assert!(
-        log.contains("full sync at start: no clean-stop record from the previous worker"),
-        "expected the reason for the full sync in the log:\n{log}"
+        c.reason
+            .starts_with("no clean-stop record from the previous worker"),
+        "expected the reason for the full sync: {c:?}"
     );
-    assert!(log.contains("pushed the whole tree"), "{log}");
+    assert!(s.syncs[0].targets[0].full_syncs >= 1, "{s:?}\n{}", w.log());
     w.stop();
 }
 
@@ -212,20 +249,20 @@ pub(crate) fn unix_ns(t: SystemTime) -> i64 {
 /// Wait for a running checkpoint whose T is past every ctime in the source.
 pub(crate) fn wait_checkpoint_past_the_tree(site: &Site, log: &dyn Fn() -> String) {
     let newest = unix_ns(newest_ctime(site.src()));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let m = marker(site);
-        let since = m["syncs"][0]["since_ns"].as_i64();
-        if m["state"] == "running" && since.is_some_and(|t| t > newest) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint past {newest} within 30 s: {m}\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until(
+        format_args!("a running checkpoint past {newest}"),
+        Duration::from_secs(30),
+        || {
+            let m = marker(site);
+            let since = m["syncs"][0]["since_ns"].as_i64();
+            if m["state"] == "running" && since.is_some_and(|t| t > newest) {
+                Ok(())
+            } else {
+                Err(m.to_string())
+            }
+        },
+    )
+    .unwrap_or_else(|t| panic!("{t}\n{}", log()));
 }
 
 /// The OOM killer's case: the controller restarts a SIGKILLed worker, and the new one
@@ -247,7 +284,7 @@ fn worker_killed_under_the_controller_is_restarted_and_catches_up_without_a_full
     wait_checkpoint_past_the_tree(site, &|| c.log());
 
     let old = c.worker_pid().expect("worker pid");
-    kill(old, libc::SIGKILL);
+    kill(old, Signal::SIGKILL);
     wait_gone(old, Duration::from_secs(15), "the SIGKILLed worker", &[&c]);
     let changed: Vec<&PathBuf> = files.iter().step_by(7).take(10).collect();
     for (i, p) in changed.iter().enumerate() {
@@ -262,11 +299,24 @@ fn worker_killed_under_the_controller_is_restarted_and_catches_up_without_a_full
         .with(&site.daemon)
         .within(Duration::from_secs(30))
         .wait();
-    let log = c.log();
-    assert!(
-        log.contains("catch-up: 10 changed paths and 0 directories since"),
-        "expected the restarted worker's walk to find exactly the ten changes:\n{log}"
+    let status = site.state.path().join("status.json");
+    let s = wait::must(
+        "the restarted worker's catch-up walk finished",
+        Duration::from_secs(30),
+        &[&c],
+        || {
+            Status::read(&status)
+                .ok()
+                .filter(|s| walk_done(&s.syncs[0]).is_some())
+        },
     );
+    let walk = walk_done(&s.syncs[0]).expect("checked by the wait");
+    assert_eq!(
+        (walk.paths, walk.dirs, walk.whole_tree),
+        (10, 0, false),
+        "expected the restarted worker's walk to find exactly the ten changes: {walk:?}"
+    );
+    let log = c.log();
     assert!(
         site.dst().join(SENTINEL).exists(),
         "the restarted worker pushed the whole tree (the target-only file is gone):\n{log}"

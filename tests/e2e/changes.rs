@@ -5,8 +5,8 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::tree::write_file;
-use crate::harness::{assert_in_sync, Site, TreeWriter, Worker};
+use syncd_tests::tree::write_file;
+use syncd_tests::{assert_in_sync, Site, TreeWriter, Worker};
 
 fn rename(from: &Path, to: &Path) {
     fs::rename(from, to)

@@ -8,11 +8,14 @@
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::controller::{is_alive, kill, says, show, text, wait_child, wait_gone};
-use crate::harness::tree::{source_dir, write_file};
-use crate::harness::{assert_in_sync, Controller, Diagnose, Site, SyncCheck, TreeWriter};
+use nix::sys::signal::Signal;
+
+use syncd_tests::controller::{is_alive, kill, says, show, text, wait_child, wait_gone};
+use syncd_tests::tree::{source_dir, write_file};
+use syncd_tests::wait;
+use syncd_tests::{assert_in_sync, Controller, Diagnose, Site, SyncCheck, TreeWriter};
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
 const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -394,7 +397,7 @@ fn sighup_with_a_bad_config_keeps_the_old_one_and_logs_why() {
     let worker = c.worker_pid().expect("worker pid");
 
     c.rewrite_config(&bad_config(&site));
-    kill(pid, libc::SIGHUP);
+    kill(pid, Signal::SIGHUP);
     // The log names the offending key and says the reload was refused.
     c.wait_log(&["refused"], STATUS_TIMEOUT);
     c.wait_log(&["delya"], STATUS_TIMEOUT);
@@ -445,30 +448,31 @@ fn run_in_the_foreground_sends_ready_and_exits_0_on_sigterm() {
         .expect("set a read timeout");
     let mut child = c.spawn_run(&[], &sock_path);
 
-    let deadline = Instant::now() + Duration::from_secs(20);
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    loop {
-        if let Ok(n) = sock.recv(&mut buf) {
-            let msg = text(&buf[..n]);
-            let ready = msg.lines().any(|l| l == "READY=1");
-            got.push(msg);
-            if ready {
-                break;
+    // The socket's read timeout paces the looks; the wait's pause comes on top.
+    wait::must(
+        "READY=1 from `syncd run`",
+        Duration::from_secs(20),
+        &[&c],
+        || {
+            if let Ok(n) = sock.recv(&mut buf) {
+                let msg = text(&buf[..n]);
+                let ready = msg.lines().any(|l| l == "READY=1");
+                got.push(msg);
+                if ready {
+                    return Ok(());
+                }
             }
-        }
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!(
-                "`syncd run` exited ({st}) before READY=1; got {got:?}\n{}",
-                c.diagnose()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no READY=1 from `syncd run` within 20s; got {got:?}\n{}",
-            c.diagnose()
-        );
-    }
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!(
+                    "`syncd run` exited ({st}) before READY=1; got {got:?}\n{}",
+                    c.diagnose()
+                );
+            }
+            Err(format!("got {got:?}"))
+        },
+    );
     // READY means watching: a change made now arrives, and status sees the daemon.
     let (code, v) = c.status_json();
     assert_eq!(code, Some(0), "{v:#}");
@@ -477,7 +481,7 @@ fn run_in_the_foreground_sends_ready_and_exits_0_on_sigterm() {
     write_file(&site.src().join("fg.txt"), b"foreground");
     assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
 
-    kill(child.id(), libc::SIGTERM);
+    kill(child.id(), Signal::SIGTERM);
     let st = wait_child(&mut child, Duration::from_secs(30));
     assert!(
         st.is_some_and(|s| s.success()),

@@ -2,15 +2,15 @@
 //! empty file made with mknod, a chmod — each alone reach the target (the default event set
 //! loses nothing).
 
-use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::tree::chmod;
-use crate::harness::{assert_in_sync, Site, TreeWriter, Worker};
+use nix::sys::stat::{mknod, Mode, SFlag};
+
+use syncd_tests::tree::chmod;
+use syncd_tests::{assert_in_sync, Site, TreeWriter, Worker};
 
 /// A site whose source and target already hold `base` (0644) and `dir/`, and a running
 /// worker.
@@ -57,16 +57,8 @@ fn new_hard_link_alone_reaches_target() {
 
 /// mknod(2) makes an empty regular file without opening it: only IN_CREATE, no CLOSE_WRITE.
 fn mknod_empty(path: &Path) {
-    let c = CString::new(path.as_os_str().as_bytes()).expect("no NUL in path");
-    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-    let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFREG | 0o640, 0) };
-    assert_eq!(
-        rc,
-        0,
-        "mknod {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
+    mknod(path, SFlag::S_IFREG, Mode::from_bits_truncate(0o640), 0)
+        .unwrap_or_else(|e| panic!("mknod {}: {e}", path.display()));
 }
 
 #[test]

@@ -5,8 +5,8 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::tree::write_file;
-use crate::harness::{diagnostics, Site, SyncCheck, TreeWriter, Worker};
+use syncd_tests::tree::write_file;
+use syncd_tests::{diagnostics, Site, SyncCheck, TreeWriter, Worker};
 
 /// Mirrors the two excludes the test configures: `\.tmp$` and `^cache`.
 fn excluded(rel: &Path) -> bool {

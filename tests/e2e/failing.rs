@@ -4,10 +4,13 @@
 //! list) once it can be read.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::tree::{chmod, wait_past_seed, write_file};
-use crate::harness::{assert_in_sync, toml_str, Site, Worker, WorkerConfig};
+use nix::sys::signal::Signal;
+
+use syncd_tests::tree::{chmod, wait_past_seed, write_file};
+use syncd_tests::wait;
+use syncd_tests::{assert_in_sync, toml_str, Site, Worker, WorkerConfig};
 
 /// The worker (and its rsync runs) still uid 0 but without root's right to read
 /// whatever it likes: mode bits apply to it as to anyone.
@@ -30,16 +33,14 @@ fn arrives(w: &Worker, site: &Site, path: &str, data: &[u8], within: Duration) {
 /// [`arrives`] for the target directory `dst`.
 fn arrives_in(w: &Worker, dst: &Path, path: &str, data: &[u8], within: Duration) {
     let target = dst.join(path);
-    let started = Instant::now();
-    while std::fs::read(&target).ok().as_deref() != Some(data) {
-        assert!(
-            started.elapsed() < within,
-            "{path} did not reach the target within {within:?} (a failing path elsewhere must not hold it back: retry backoff {BACKOFF})\n{}\n{:?}",
-            w.log(),
-            w.status()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait::must(
+        format_args!(
+            "{path} in the target (a failing path elsewhere must not hold it back: retry backoff {BACKOFF})"
+        ),
+        within,
+        &[w],
+        || std::fs::read(&target).ok().as_deref() == Some(data),
+    );
 }
 
 /// Does any fail log under the state directory name `path`?
@@ -121,7 +122,7 @@ fn a_path_that_keeps_failing_is_retried_on_its_own_while_other_changes_arrive() 
     // all and wait for the backoff).
     let full_syncs = |s: &syncd_worker::status::Status| s.syncs[0].targets[0].full_syncs;
     let before = full_syncs(&w.status().expect("status"));
-    w.signal(libc::SIGUSR2);
+    w.signal(Signal::SIGUSR2);
     w.wait_status(
         "the whole-tree push to count as done but for the failing path",
         QUICK,
@@ -239,15 +240,9 @@ fn a_target_directory_the_daemon_cannot_write_holds_back_only_its_own_paths_also
     let s = w.wait_status("the failing path listed", QUICK, &[], listed);
     assert_eq!(s.syncs[0].targets[0].consecutive_failures, 0);
     // Hooks fire for what went, never for the failing path.
-    let started = Instant::now();
-    while !hooked("free/2.txt") {
-        assert!(
-            started.elapsed() < QUICK,
-            "no hook for free/2.txt\n{}",
-            w.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait::must("a hook for free/2.txt", QUICK, &[&w], || {
+        hooked("free/2.txt")
+    });
     assert!(!hooked("locked/a.txt"), "a hook fired for the failing path");
 
     // A restart keeps it: the fail log replays it, it fails again and is listed again.
@@ -279,15 +274,12 @@ fn a_target_directory_the_daemon_cannot_write_holds_back_only_its_own_paths_also
         Duration::from_secs(20),
         &[&w, &site.daemon],
     );
-    let started = Instant::now();
-    while !hooked_locked() {
-        assert!(
-            started.elapsed() < QUICK,
-            "no hook once it went\n{}",
-            w.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait::must(
+        "a hook for locked/a.txt once it went",
+        QUICK,
+        &[&w],
+        hooked_locked,
+    );
     w.stop();
 }
 

@@ -21,15 +21,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::controller::{is_alive, kill, wait_gone};
-use crate::harness::daemon::HOLD_FILE;
-use crate::harness::mount::{LoopFs, Tmpfs};
-use crate::harness::tree::{chmod, snapshot, wait_past_seed, write_file, Kind, SyncCheck};
-use crate::harness::{
+use nix::sys::signal::Signal;
+
+use crate::{busy, catchup, safety, source};
+use syncd_tests::controller::{is_alive, kill, wait_gone};
+use syncd_tests::daemon::HOLD_FILE;
+use syncd_tests::mount::{LoopFs, Tmpfs};
+use syncd_tests::tree::{chmod, snapshot, wait_past_seed, write_file, Kind, SyncCheck};
+use syncd_tests::wait;
+use syncd_tests::{
     assert_in_sync, sysctl_exclusive, Controller, Diagnose, RsyncDaemon, Site, SysctlOverride,
     TreeWriter, Worker,
 };
-use crate::{busy, catchup, safety, source};
+use syncd_worker::status::{CatchUp, CatchUpDecision, Status, WalkOutcome, WalkState};
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bursts of thousands of files, pushed again after a restart.
@@ -73,9 +77,9 @@ impl Row {
         self.converge_s = Some(lifted.elapsed().as_secs_f64());
     }
 
-    /// Note what the restart's catch-up pushed, from the worker's log.
-    fn catch_up_from(&mut self, log: &str) {
-        self.catch_up = Some(catch_up_summary(log));
+    /// Note what the restart's catch-up did, from the worker's status in `state`.
+    fn catch_up_from(&mut self, state: &Path) {
+        self.catch_up = Some(catch_up_summary(finished_catch_up(state).as_ref()));
     }
 
     fn survived(&mut self) {
@@ -111,44 +115,52 @@ impl Drop for Row {
     }
 }
 
-/// What the last start's catch-up did, from the log: `N paths, M dirs` from its line
-/// "catch-up: N changed path(s) and M director(ies)", or that it pushed the whole tree
-/// (no checkpoint vouched: "full sync at start"; a worker the controller restarts after
-/// a crash: "initial full sync").
-fn catch_up_summary(log: &str) -> String {
-    let last = log.lines().rev().find(|l| {
-        l.contains("catch-up: ")
-            || l.contains("full sync at start")
-            || l.contains("initial full sync")
-    });
-    let Some(line) = last else {
-        return "no catch-up logged".to_string();
-    };
-    if let Some((paths, dirs)) = catch_up_counts(line) {
-        return format!("{paths} paths, {dirs} dirs");
-    }
-    if let Some(at) = line.find("full sync at start: ") {
-        let reason = &line[at + "full sync at start: ".len()..];
-        let reason = reason.split(" (").next().unwrap_or(reason).trim();
-        return format!("whole tree ({reason})");
-    }
-    if line.contains("the top directory changed") {
-        return "whole tree (the top directory changed: only a whole-tree push reconciles it)"
-            .to_string();
-    }
-    if line.contains("initial full sync") {
-        return "whole tree (initial_sync in the config)".to_string();
-    }
-    "no catch-up logged".to_string()
+/// The first sync's catch-up from the worker's status in `state`, once a walk (if it is
+/// one) finished; None if the status never says.
+fn finished_catch_up(state: &Path) -> Option<CatchUp> {
+    let path = state.join("status.json");
+    wait::until("a finished catch-up in the status", SYNC_TIMEOUT, || {
+        let c = Status::read(&path)
+            .ok()
+            .and_then(|s| s.syncs.first()?.catchup.clone());
+        match &c {
+            Some(c)
+                if c.decision == CatchUpDecision::Walk
+                    && c.walk.is_none_or(|w| w.state == WalkState::Walking) =>
+            {
+                Err(format!("{c:?}"))
+            }
+            Some(_) => Ok(c),
+            None => Err("no catch-up in the status".to_string()),
+        }
+    })
+    .ok()
+    .flatten()
 }
 
-/// N and M of a line holding "catch-up: N changed path(s) and M director(ies)".
-fn catch_up_counts(line: &str) -> Option<(u64, u64)> {
-    let at = line.find("catch-up: ")? + "catch-up: ".len();
-    let words: Vec<&str> = line[at..].split_whitespace().collect();
-    match words.as_slice() {
-        [n, "changed", _, "and", m, ..] => Some((n.parse().ok()?, m.parse().ok()?)),
-        _ => None,
+/// What a catch-up did, for the faults table: `N paths, M dirs` a walk found, or that it
+/// pushed the whole tree and why (the reason up to its parenthesis).
+fn catch_up_summary(c: Option<&CatchUp>) -> String {
+    let Some(c) = c else {
+        return "no catch-up".to_string();
+    };
+    match (c.decision, c.walk) {
+        (CatchUpDecision::None, _) => "no catch-up".to_string(),
+        (CatchUpDecision::Full, _) if c.reason == "initial_sync is set" => {
+            "whole tree (initial_sync in the config)".to_string()
+        }
+        (CatchUpDecision::Full, _) => {
+            let reason = c.reason.split(" (").next().unwrap_or(&c.reason).trim();
+            format!("whole tree ({reason})")
+        }
+        (CatchUpDecision::Walk, Some(w)) if w.whole_tree => {
+            "whole tree (the top directory changed: only a whole-tree push reconciles it)"
+                .to_string()
+        }
+        (CatchUpDecision::Walk, Some(w)) if w.state == WalkState::Done => {
+            format!("{} paths, {} dirs", w.paths, w.dirs)
+        }
+        (CatchUpDecision::Walk, _) => "walk not finished".to_string(),
     }
 }
 
@@ -162,15 +174,13 @@ fn file_count(dir: &Path) -> usize {
 
 /// Wait until the target holds more than `seeded` files (a burst's first push arrived).
 fn wait_first_files(dst: &Path, seeded: usize, fixtures: &[&dyn Diagnose]) {
-    let deadline = Instant::now() + SYNC_TIMEOUT;
-    while file_count(dst) <= seeded {
-        assert!(
-            Instant::now() < deadline,
-            "no file of the burst arrived within {SYNC_TIMEOUT:?}\n{}",
-            crate::harness::diagnostics(fixtures)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait::until_every(
+        "a file of the burst in the target",
+        SYNC_TIMEOUT,
+        wait::SHORT_POLL,
+        || file_count(dst) > seeded,
+    )
+    .unwrap_or_else(|t| t.fail(fixtures));
 }
 
 /// The controller's processes are gone after `syncd stop` (none left behind).
@@ -200,7 +210,7 @@ fn f01_worker_sigkilled_in_a_5000_file_burst() {
             TreeWriter::new(101).files(&src, &["k0", "k1/a", "k2/b/c"], 5000, 0, 2000);
         });
         wait_first_files(&site.dst(), 0, &[&c, &site.daemon]);
-        kill(old, libc::SIGKILL);
+        kill(old, Signal::SIGKILL);
         row.lifted();
         arrived_at_kill = file_count(&site.dst());
         writer.join().expect("the burst writer");
@@ -217,7 +227,7 @@ fn f01_worker_sigkilled_in_a_5000_file_burst() {
             .with(&site.daemon)
             .within(BURST_TIMEOUT),
     );
-    row.catch_up_from(&c.log());
+    row.catch_up_from(site.state.path());
     stop_controller(&c);
     row.survived();
 }
@@ -265,20 +275,19 @@ fn f02_stop_mid_burst_changes_while_stopped_then_start_catches_up_only_those() {
     };
     // rsync receives the big file into a temp file `.big.XXXXXX` beside it.
     let receiving = site.dst().join("b0");
-    let deadline = Instant::now() + SYNC_TIMEOUT;
-    while !fs::read_dir(&receiving)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|e| e.file_name().to_string_lossy().starts_with(".big."))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the big file was not seen arriving within {SYNC_TIMEOUT:?}\n{}",
-            c.diagnose()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait::until_every(
+        "the big file arriving (.big.* in the target)",
+        SYNC_TIMEOUT,
+        wait::SHORT_POLL,
+        || {
+            fs::read_dir(&receiving)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".big."))
+        },
+    )
+    .unwrap_or_else(|t| t.fail(&[&c]));
     // The late part of the burst queues up behind the push in flight.
     for i in 0..300 {
         tw.file(
@@ -328,17 +337,18 @@ fn f02_stop_mid_burst_changes_while_stopped_then_start_catches_up_only_those() {
             .with(&site.daemon)
             .within(BURST_TIMEOUT),
     );
-    let line = c.wait_log(&["catch-up: "], SYNC_TIMEOUT);
+    row.catch_up_from(site.state.path());
     let log = c.log()[before..].to_string();
-    row.catch_up_from(&log);
+    let caught = finished_catch_up(site.state.path());
+    let walk = caught.as_ref().and_then(|c| c.walk);
     assert_eq!(
-        catch_up_counts(&line),
-        Some((10, 0)),
-        "the catch-up should find the ten rewritten files and nothing else: {line}\n{log}"
+        walk.map(|w| (w.paths, w.dirs, w.whole_tree)),
+        Some((10, 0, false)),
+        "the catch-up should find the ten rewritten files and nothing else: {caught:?}\n{log}"
     );
     assert!(
-        log.contains("replaying") && !log.contains("full sync at start"),
-        "the saved queue replayed, no whole-tree push:\n{log}"
+        caught.as_ref().is_some_and(|c| c.replayed > 0),
+        "the saved queue replayed: {caught:?}\n{log}"
     );
     stop_controller(&c);
     row.survived();
@@ -363,10 +373,10 @@ fn f03_rsync_daemon_down_mid_burst() {
         let writer = s.spawn(|| {
             let mut tw = TreeWriter::new(104);
             tw.files(&src, &["d0", "d1/a", "d2/b"], 1500, 0, 2000);
-            let deadline = Instant::now() + SYNC_TIMEOUT;
-            while !daemon_down.load(Ordering::Acquire) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            // Written either way: the main thread's own waits report a stuck daemon.
+            let _ = wait::until_every("the daemon down", SYNC_TIMEOUT, wait::SHORT_POLL, || {
+                daemon_down.load(Ordering::Acquire)
+            });
             tw.files(&src.join("late"), &["d0", "d1/a", "d2/b"], 1500, 0, 2000);
         });
         wait_first_files(&site.dst(), 0, &[&w, &site.daemon]);
@@ -591,15 +601,12 @@ fn f06_out_of_watches_names_the_sysctl_and_converges_after_a_full_sync() {
     // The watched root still syncs.
     fs::write(site.src().join("top.txt"), "still synced").expect("write top.txt");
     let dst = site.dst();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while fs::read(dst.join("top.txt")).ok().as_deref() != Some(b"still synced".as_slice()) {
-        assert!(
-            Instant::now() < deadline,
-            "top.txt never reached the target\n{}",
-            w.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait::must(
+        "top.txt in the target",
+        Duration::from_secs(20),
+        &[&w],
+        || fs::read(dst.join("top.txt")).ok().as_deref() == Some(b"still synced".as_slice()),
+    );
     // Changes everywhere, the unwatched directories too; then `syncd sync --full`.
     for i in 0..20 {
         write_file(
@@ -607,7 +614,7 @@ fn f06_out_of_watches_names_the_sysctl_and_converges_after_a_full_sync() {
             format!("{i}").as_bytes(),
         );
     }
-    w.signal(libc::SIGUSR2);
+    w.signal(Signal::SIGUSR2);
     row.converge(
         SyncCheck::new(site.src(), &site.dst())
             .with(&w)
@@ -742,7 +749,7 @@ fn f09_source_root_moved_away_and_replaced_is_held_until_accepted() {
     // The operator fills the new directory and accepts it (`syncd sync --full`). It
     // lacks most of what the target has: the deletion guard holds that push back too.
     TreeWriter::new(82).files(&data, &["keep", "fresh"], 10, 10, 2000);
-    w.signal(libc::SIGUSR2);
+    w.signal(Signal::SIGUSR2);
     w.wait_status(
         "the new source accepted",
         source::LOST_TIMEOUT,
@@ -762,7 +769,7 @@ fn f09_source_root_moved_away_and_replaced_is_held_until_accepted() {
     );
     // Checked: this is the new source (`syncd sync --full --force`).
     syncd_worker::force::request(site.state.path()).expect("request --force");
-    w.signal(libc::SIGUSR2);
+    w.signal(Signal::SIGUSR2);
     row.lifted();
     row.converge(
         SyncCheck::new(&data, &site.dst())
@@ -831,7 +838,6 @@ fn f10_unmounted_source_keeps_the_target_and_resumes_after_remount() {
     fs::remove_file(elsewhere.join("work/sub/f00005")).expect("rm work/sub/f00005");
     disk.umount(&elsewhere);
 
-    let before_log = w.log().len();
     disk.mount(&data);
     row.lifted();
     w.wait_status(
@@ -852,7 +858,7 @@ fn f10_unmounted_source_keeps_the_target_and_resumes_after_remount() {
         "the catch-up after the remount pushed the whole tree (the sentinel is gone)\n{}",
         w.log()
     );
-    row.catch_up_from(&w.log()[before_log..]);
+    row.catch_up_from(site.state.path());
     // Live again.
     write_file(&data.join("work/after.txt"), b"after the remount");
     SyncCheck::new(&data, &site.dst())
@@ -988,19 +994,21 @@ fn f13_both_processes_sigkilled_while_the_fail_log_is_written() {
         );
         let ctl = c.controller_pid().expect("controller pid");
         let worker = c.worker_pid().expect("worker pid");
-        let aim = Instant::now() + Duration::from_secs(5);
-        let mid_write = loop {
-            let writing = fs::read_dir(&faillog)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"));
-            if writing || Instant::now() >= aim {
-                break writing;
-            }
-        };
-        kill(worker, libc::SIGKILL);
-        kill(ctl, libc::SIGKILL);
+        let mid_write = wait::until_every(
+            "a fail-log rewrite in progress",
+            Duration::from_secs(5),
+            wait::SPIN,
+            || {
+                fs::read_dir(&faillog)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            },
+        )
+        .is_ok();
+        kill(worker, Signal::SIGKILL);
+        kill(ctl, Signal::SIGKILL);
         eprintln!(
             "kill -9 {}",
             if mid_write {
@@ -1039,7 +1047,6 @@ fn f13_both_processes_sigkilled_while_the_fail_log_is_written() {
     );
     site.daemon.restart();
     row.lifted();
-    let before = c.log().len();
     c.start();
     row.converge(
         SyncCheck::new(site.src(), &site.dst())
@@ -1047,7 +1054,7 @@ fn f13_both_processes_sigkilled_while_the_fail_log_is_written() {
             .with(&site.daemon)
             .within(BURST_TIMEOUT),
     );
-    row.catch_up_from(&c.log()[before..]);
+    row.catch_up_from(site.state.path());
     let after: Vec<String> = fs::read_dir(&faillog)
         .into_iter()
         .flatten()
@@ -1126,14 +1133,18 @@ fn f14_after_sigkill_while_idle_the_checkpoint_limits_the_catch_up_to_what_chang
     );
     catchup::wait_first_push(&mut w, site);
     let log = w.log();
-    row.catch_up_from(&log);
-    assert!(
-        log.contains("catch-up: 10 changed paths and 0 directories since"),
-        "expected the walk to find exactly the ten changes:\n{log}"
+    row.catch_up_from(site.state.path());
+    let (_, walk) = catchup::walked(&mut w, site);
+    assert_eq!(
+        (walk.paths, walk.dirs, walk.whole_tree),
+        (10, 0, false),
+        "expected the walk to find exactly the ten changes: {walk:?}\n{log}"
     );
-    assert!(
-        log.contains("pushed 10 paths in") && !log.contains("whole"),
-        "expected one push of the ten paths and no whole-tree push:\n{log}"
+    let t = &w.status().expect("status").syncs[0].targets[0];
+    assert_eq!(
+        (t.pushes_ok, t.full_syncs),
+        (1, 0),
+        "expected one push of the ten paths and no whole-tree push: {t:?}\n{log}"
     );
     assert!(
         site.dst().join(catchup::SENTINEL).exists(),
@@ -1170,7 +1181,7 @@ fn f15_a_source_dir_the_worker_cannot_read_keeps_its_target_copy() {
     // Behind syncd's back: only a whole-tree push deletes this (rsync deletes it before
     // it meets the read error or after the retry; either is right).
     write_file(&site.dst().join("junk"), b"target only");
-    w.signal(libc::SIGUSR2);
+    w.signal(Signal::SIGUSR2);
     let s = w.wait_status(
         "the whole-tree push to fail on the unreadable directory",
         Duration::from_secs(20),
@@ -1249,7 +1260,7 @@ fn f16_whole_tree_push_deleting_most_of_the_target_stops_until_forced() {
         write_file(&extra.join(format!("e{i:03}")), b"only on the target");
     }
     write_file(&site.src().join("d/changed-meanwhile"), b"new");
-    w.signal(libc::SIGUSR2);
+    w.signal(Signal::SIGUSR2);
     let st = w.wait_status("the guard tripped", SYNC_TIMEOUT, &[&site.daemon], |s| {
         s.syncs[0].targets[0]
             .last_error
@@ -1275,7 +1286,7 @@ fn f16_whole_tree_push_deleting_most_of_the_target_stops_until_forced() {
 
     // The operator checked: force it.
     syncd_worker::force::request(site.state.path()).expect("request --force");
-    w.signal(libc::SIGUSR2);
+    w.signal(Signal::SIGUSR2);
     row.lifted();
     row.converge(
         SyncCheck::new(site.src(), &site.dst())
@@ -1291,25 +1302,58 @@ fn f16_whole_tree_push_deleting_most_of_the_target_stops_until_forced() {
 }
 
 #[test]
-fn catch_up_counts_are_read_from_the_log_line() {
-    let line = "2026-12-03 INFO web: catch-up: 10 changed paths and 0 directories since 2026-12-03T08:00:00Z (walked 132 entries in 0.01s)";
-    assert_eq!(catch_up_counts(line), Some((10, 0)));
-    assert_eq!(
-        catch_up_counts("x: catch-up: 1 changed path and 4 directories since t"),
-        Some((1, 4))
-    );
-    assert_eq!(catch_up_summary(line), "10 paths, 0 dirs");
-    assert_eq!(
-        catch_up_summary("web: full sync at start: no clean-stop record (it was killed)"),
-        "whole tree (no clean-stop record)"
-    );
-    assert_eq!(
-        catch_up_summary("web: initial full sync\nworker ready"),
-        "whole tree (initial_sync in the config)"
-    );
-    assert_eq!(
-        catch_up_summary("web: catch-up: the top directory changed since t; full sync (only a whole-tree push can reconcile it)"),
-        "whole tree (the top directory changed: only a whole-tree push reconciles it)"
-    );
-    assert_eq!(catch_up_summary("nothing"), "no catch-up logged");
+fn catch_up_summaries_for_the_faults_table() {
+    let walk = |state, paths, dirs, whole_tree| WalkOutcome {
+        state,
+        entries: 132,
+        paths,
+        dirs,
+        whole_tree,
+    };
+    let c = |decision, reason: &str, walk| CatchUp {
+        decision,
+        reason: reason.to_string(),
+        walk,
+        replayed: 0,
+    };
+    use CatchUpDecision::{Full, None as Nothing, Walk};
+    let cases = [
+        (
+            Some(c(
+                Walk,
+                "changed since t",
+                Some(walk(WalkState::Done, 10, 0, false)),
+            )),
+            "10 paths, 0 dirs",
+        ),
+        (
+            Some(c(Full, "no clean-stop record (it was killed)", None)),
+            "whole tree (no clean-stop record)",
+        ),
+        (
+            Some(c(Full, "initial_sync is set", None)),
+            "whole tree (initial_sync in the config)",
+        ),
+        (
+            Some(c(
+                Walk,
+                "changed since t",
+                Some(walk(WalkState::Done, 0, 0, true)),
+            )),
+            "whole tree (the top directory changed: only a whole-tree push reconciles it)",
+        ),
+        (
+            Some(c(
+                Walk,
+                "changed since t",
+                Some(walk(WalkState::Interrupted, 1, 0, false)),
+            )),
+            "walk not finished",
+        ),
+        (Some(c(Nothing, "", None)), "no catch-up"),
+        (None, "no catch-up"),
+    ];
+    for (outcome, want) in cases {
+        assert_eq!(catch_up_summary(outcome.as_ref()), want, "{outcome:?}");
+    }
 }

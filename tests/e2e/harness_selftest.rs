@@ -8,8 +8,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::tree::{chmod, source_dir, write_file};
-use crate::harness::{assert_in_sync, RsyncDaemon, SyncCheck, TreeWriter};
+use syncd_tests::tree::{chmod, source_dir, write_file};
+use syncd_tests::{assert_in_sync, RsyncDaemon, SyncCheck, TreeWriter};
 
 fn sample_tree(root: &Path) {
     let mut w = TreeWriter::new(7);

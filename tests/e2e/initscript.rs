@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::harness::controller::{is_alive, show, syncd_bin, wait_child, wait_gone};
-use crate::harness::tree::write_file;
-use crate::harness::worker::run_to_exit;
-use crate::harness::{assert_in_sync, toml_str, Controller, Diagnose, WorkerConfig};
+use syncd_tests::controller::{is_alive, show, syncd_bin, wait_child, wait_gone};
+use syncd_tests::tree::write_file;
+use syncd_tests::worker::run_to_exit;
+use syncd_tests::{assert_in_sync, toml_str, Controller, Diagnose, WorkerConfig};
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
 /// One action of the script (start waits for the watches, stop for the drain).

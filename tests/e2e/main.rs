@@ -2,8 +2,6 @@
 //! and `syncd` binaries, real files. One test binary; the table of contents is below. Build
 //! the workspace first (`cargo build --workspace`), then `cargo test -p syncd-tests`.
 
-mod harness;
-
 /// The harness proves itself with plain rsync, no syncd.
 mod harness_selftest;
 
@@ -54,5 +52,7 @@ mod startup;
 /// Supervision: worker or controller killed with SIGKILL, stop during a burst, inotify
 /// sysctls raised at start (changes a sysctl under the exclusive lock).
 mod supervision;
+/// `syncd sync [--full]`: the worker run once without a daemon, a push now through one.
+mod sync_now;
 /// Target down and up, several targets, restart with pending changes.
 mod targets;

@@ -4,7 +4,7 @@
 use std::fs;
 use std::time::Duration;
 
-use crate::harness::{assert_in_sync, Site, TreeWriter, Worker};
+use syncd_tests::{assert_in_sync, Site, TreeWriter, Worker};
 
 #[test]
 fn dir_moved_in_from_outside_arrives_whole_and_moved_out_is_deleted() {

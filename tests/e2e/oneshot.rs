@@ -11,11 +11,15 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::tree::write_file;
-use crate::harness::worker::{run_to_exit, worker_bin};
-use crate::harness::{assert_in_sync, tail, Diagnose, Site, TreeWriter, Worker, WorkerConfig};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use syncd_tests::tree::write_file;
+use syncd_tests::wait;
+use syncd_tests::worker::{run_to_exit, worker_bin};
+use syncd_tests::{assert_in_sync, tail, Diagnose, Site, TreeWriter, Worker, WorkerConfig};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -189,50 +193,43 @@ fn rsync_does_not_outlive_a_sigkilled_worker() {
     let log = || tail(&fs::read_to_string(&err_path).unwrap_or_default(), 30);
 
     // The probe is a short rsync too; wait for the push's own run (with progress2).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let rsync = loop {
-        let found = children(child.id()).into_iter().find(|(pid, comm)| {
-            comm == "rsync"
-                && fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"--info=progress2"))
-        });
-        if let Some((pid, _)) = found {
-            break pid;
-        }
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("worker exited ({st}) before its rsync was seen\n{}", log());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no rsync child of the worker within 20s\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let rsync = wait::until(
+        "an rsync child of the worker with --info=progress2",
+        Duration::from_secs(20),
+        || {
+            let found = children(child.id()).into_iter().find(|(pid, comm)| {
+                comm == "rsync"
+                    && fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"--info=progress2"))
+            });
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("worker exited ({st}) before its rsync was seen\n{}", log());
+            }
+            found.map(|(pid, _)| pid)
+        },
+    )
+    .unwrap_or_else(|t| panic!("{t}\n{}", log()));
     child.kill().expect("SIGKILL the worker");
     child.wait().expect("reap the worker");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while running(rsync) {
-        if Instant::now() >= deadline {
-            // Do not leave it behind, whatever the verdict.
-            // SAFETY: kill(2) with a pid we just saw as our worker's rsync child.
-            unsafe { libc::kill(rsync as libc::pid_t, libc::SIGKILL) };
-            panic!(
-                "rsync (pid {rsync}) still runs 10s after its worker was SIGKILLed\n{}",
-                log()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let gone = wait::until(
+        format_args!("rsync (pid {rsync}) gone after its worker was SIGKILLed"),
+        Duration::from_secs(10),
+        || !running(rsync),
+    );
+    if let Err(t) = gone {
+        // Do not leave it behind, whatever the verdict.
+        let raw = i32::try_from(rsync).expect("pid fits pid_t");
+        let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
+        panic!("{t}\n{}", log());
     }
 }
 
 /// Send `sig` to the worker whose pid its status file names.
-fn signal_worker(w: &Worker, sig: libc::c_int) {
+fn signal_worker(w: &Worker, sig: Signal) {
     let pid = w.status().expect("a status file").pid;
-    // SAFETY: kill(2) to the pid of the worker this test started (from its status file).
-    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
-    assert_eq!(r, 0, "kill({pid}, {sig}) failed");
+    let raw = i32::try_from(pid).expect("pid fits pid_t");
+    kill(Pid::from_raw(raw), sig).unwrap_or_else(|e| panic!("kill({pid}, {sig}): {e}"));
 }
 
 #[test]
@@ -255,7 +252,7 @@ fn sigusr1_pushes_what_is_pending_without_waiting_for_the_delay() {
         !site.dst().join("now.txt").exists(),
         "not pushed before its hour"
     );
-    signal_worker(&w, libc::SIGUSR1);
+    signal_worker(&w, Signal::SIGUSR1);
     w.wait_status(
         "the queue to be pushed after SIGUSR1",
         Duration::from_secs(20),
@@ -287,7 +284,7 @@ fn sigusr2_pushes_the_whole_tree_and_repairs_the_target() {
     // Behind syncd's back: inotify on the source sees nothing of this.
     fs::remove_file(site.dst().join("keep.txt")).expect("rm on the target");
     let before = w.status().expect("status").syncs[0].targets[0].full_syncs;
-    signal_worker(&w, libc::SIGUSR2);
+    signal_worker(&w, Signal::SIGUSR2);
     w.wait_status(
         "a whole-tree push after SIGUSR2",
         Duration::from_secs(20),

@@ -3,20 +3,13 @@
 //! pushes with the absolute pushed paths, no shell in syncd itself.
 
 use std::fs;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::{toml_str, Site, Worker};
+use syncd_tests::wait;
+use syncd_tests::{toml_str, Site, Worker};
 
 fn wait_for(what: &str, w: &Worker, bound: Duration, ok: impl Fn() -> bool) {
-    let deadline = Instant::now() + bound;
-    while !ok() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            w.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait::must(what, bound, &[w], ok);
 }
 
 #[test]

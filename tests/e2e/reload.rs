@@ -11,8 +11,10 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::tree::{source_dir, write_file};
-use crate::harness::{assert_in_sync, Site, SyncCheck, TreeWriter, Worker, WorkerConfig};
+use nix::sys::signal::Signal;
+
+use syncd_tests::tree::{source_dir, write_file};
+use syncd_tests::{assert_in_sync, Site, SyncCheck, TreeWriter, Worker, WorkerConfig};
 
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -211,7 +213,7 @@ fn stop_saves_the_push_in_flight_at_once_so_a_kill_during_the_drain_loses_nothin
         &[&site.daemon],
         |s| s.syncs[0].targets[0].in_flight > 0,
     );
-    w.signal(libc::SIGTERM);
+    w.signal(Signal::SIGTERM);
     let line = w.wait_log("saved 1 pending entries", RELOAD_TIMEOUT);
     w.kill();
     let faillog_dir = site.state.path().join("faillog");
@@ -231,6 +233,11 @@ fn stop_saves_the_push_in_flight_at_once_so_a_kill_during_the_drain_loses_nothin
     // No initial sync: only the fail log can bring big.bin to the target.
     let mut w = Worker::start(&site.config());
     assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
-    w.wait_log("replaying 1 pending entries", RELOAD_TIMEOUT);
+    w.wait_status(
+        "one entry replayed from the fail log",
+        RELOAD_TIMEOUT,
+        &[&site.daemon],
+        |s| s.syncs[0].catchup.as_ref().is_some_and(|c| c.replayed == 1),
+    );
     w.stop();
 }

@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
-use crate::harness::tree::{write_file, SyncCheck};
-use crate::harness::{assert_in_sync, Site, Worker};
+use nix::sys::signal::Signal;
+
+use syncd_tests::tree::{write_file, SyncCheck};
+use syncd_tests::{assert_in_sync, Site, Worker};
 
 /// The worker (and so its rsync runs) without root's right to read whatever it likes:
 /// still uid 0, but mode bits apply to it as to anyone.
@@ -84,7 +86,7 @@ fn is_secret(rel: &std::path::Path) -> bool {
 #[test]
 fn an_operators_full_push_uses_exclude_not_the_periodic_excludes() {
     let (site, mut w) = two_exclude_site("0");
-    w.signal(libc::SIGUSR2);
+    w.signal(Signal::SIGUSR2);
     w.wait_status(
         "the whole-tree push after SIGUSR2",
         Duration::from_secs(20),

@@ -12,10 +12,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::harness::controller::{kill, wait_gone};
-use crate::harness::mount::LoopFs;
-use crate::harness::tree::{snapshot, write_file};
-use crate::harness::{assert_in_sync, Controller, Site, TreeWriter, Worker, WorkerConfig};
+use nix::sys::signal::Signal;
+
+use syncd_tests::controller::{kill, wait_gone};
+use syncd_tests::mount::LoopFs;
+use syncd_tests::tree::{snapshot, write_file};
+use syncd_tests::{assert_in_sync, Controller, Site, TreeWriter, Worker, WorkerConfig};
 use syncd_worker::status::{State, Status};
 
 pub(crate) const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,7 +58,7 @@ pub(crate) fn start_synced(site: &Site, data: &Path) -> Worker {
 /// The worker has seen a push-now (SIGUSR1) and written its status again since: whatever
 /// it would push on its own, it has had the chance to.
 pub(crate) fn poke(w: &mut Worker) {
-    w.signal(libc::SIGUSR1);
+    w.signal(Signal::SIGUSR1);
     w.wait_log("SIGUSR1: pushing everything pending now", SYNC_TIMEOUT);
     let after = w.status().map_or(0.0, |s| s.updated_at);
     w.wait_status("a status write after SIGUSR1", SYNC_TIMEOUT, &[], |s| {
@@ -91,7 +93,7 @@ fn worker_restarted_while_the_source_is_unmounted_pushes_nothing() {
     let problem = |v: &serde_json::Value| v["worker"]["syncs"][0]["source_problem"].is_string();
     c.wait_status("the source reported lost", LOST_TIMEOUT, &[], problem);
     let old = c.worker_pid().expect("worker pid");
-    kill(old, libc::SIGKILL);
+    kill(old, Signal::SIGKILL);
     wait_gone(old, SYNC_TIMEOUT, "the SIGKILLed worker", &[&c]);
     // The restarted worker reports the lost source.
     c.wait_restarted(old, SYNC_TIMEOUT, &[&site.daemon], problem);

@@ -6,9 +6,9 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::tree::{chmod, source_dir, write_file};
-use crate::harness::worker::{run_to_exit, toml_str};
-use crate::harness::{assert_in_sync, Site, SyncCheck, TreeWriter, Worker, WorkerConfig};
+use syncd_tests::tree::{chmod, source_dir, write_file};
+use syncd_tests::worker::{run_to_exit, toml_str};
+use syncd_tests::{assert_in_sync, Site, SyncCheck, TreeWriter, Worker, WorkerConfig};
 
 fn populate_before_start(src: &Path) {
     let mut tw = TreeWriter::new(9);

@@ -7,9 +7,12 @@
 use std::fs;
 use std::time::Duration;
 
-use crate::harness::controller::{is_alive, kill, wait_gone};
-use crate::harness::tree::{snapshot, write_file, Kind};
-use crate::harness::{
+use nix::sys::signal::Signal;
+
+use syncd_tests::controller::{is_alive, kill, wait_gone};
+use syncd_tests::tree::{snapshot, write_file, Kind};
+use syncd_tests::wait;
+use syncd_tests::{
     assert_in_sync, is_root, sysctl_exclusive, Controller, Diagnose, Site, SyncCheck,
     SysctlOverride, TreeWriter,
 };
@@ -33,7 +36,7 @@ fn worker_killed_with_sigkill_is_restarted_and_changes_made_meanwhile_arrive() {
     assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
 
     let old = c.worker_pid().expect("worker pid");
-    kill(old, libc::SIGKILL);
+    kill(old, Signal::SIGKILL);
     wait_gone(old, RESTART_TIMEOUT, "the SIGKILLed worker", &[&c]);
     // Changes while no worker runs: new files in new and old dirs, a delete.
     TreeWriter::new(51).files(site.src(), &["while-dead", "keep"], 80, 0, 5000);
@@ -65,7 +68,7 @@ fn controller_killed_with_sigkill_takes_its_worker_and_start_recovers() {
     write_file(&site.src().join("before.txt"), b"before");
     assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
 
-    kill(pid, libc::SIGKILL);
+    kill(pid, Signal::SIGKILL);
     wait_gone(
         pid,
         Duration::from_secs(10),
@@ -134,15 +137,13 @@ fn stop_during_a_large_burst_then_start_brings_the_target_level() {
     tw.files(site.src(), &dirs, 3000, 0, 2000);
     // As soon as the first files of the burst arrive (its push is in flight)...
     let seeds = dirs.len();
-    let deadline = std::time::Instant::now() + SYNC_TIMEOUT;
-    while file_count(&site.dst()) <= seeds {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no file of the burst arrived within {SYNC_TIMEOUT:?}\n{}",
-            c.diagnose()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait::until_every(
+        "a file of the burst in the target",
+        SYNC_TIMEOUT,
+        wait::SHORT_POLL,
+        || file_count(&site.dst()) > seeds,
+    )
+    .unwrap_or_else(|t| t.fail(&[&c]));
     // ...more changes queue up behind it; once the worker has them, stop.
     for i in 0..300 {
         write_file(
@@ -268,7 +269,7 @@ fn a_worker_rejecting_the_config_ends_supervision_at_once_and_status_says_why() 
     c.wait_status("the source reported lost", RESTART_TIMEOUT, &[], |v| {
         v["worker"]["syncs"][0]["source_problem"].is_string()
     });
-    kill(worker, libc::SIGKILL);
+    kill(worker, Signal::SIGKILL);
     wait_gone(
         worker,
         RESTART_TIMEOUT,
@@ -304,14 +305,14 @@ fn a_worker_dying_fast_again_and_again_is_restarted_with_backoff_then_given_up_o
         format!(
             "#!/bin/sh\nif [ -e '{m}' ]; then echo 'simulated crash' >&2; exit 1; fi\n: > '{m}'\nexec '{w}' \"$@\"\n",
             m = marker.display(),
-            w = crate::harness::worker::worker_bin().display()
+            w = syncd_tests::worker::worker_bin().display()
         ),
     )
     .expect("write the wrapper");
-    crate::harness::tree::chmod(&wrapper, 0o755);
+    syncd_tests::tree::chmod(&wrapper, 0o755);
     let c = Controller::new(&site.config().initial_sync(false)).with_worker(&wrapper);
     let pid = c.start();
-    kill(c.worker_pid().expect("worker pid"), libc::SIGKILL);
+    kill(c.worker_pid().expect("worker pid"), Signal::SIGKILL);
     // Backoff 1 + 2 + 4 + 8 s, then the 5th fast death in a row ends supervision.
     let v = c.wait_status(
         "the controller to give up after repeated fast worker deaths",

@@ -5,8 +5,11 @@
 use std::fs;
 use std::time::Duration;
 
-use crate::harness::tree::{chmod, source_dir, write_file};
-use crate::harness::{assert_in_sync, RsyncDaemon, Site, SyncCheck, TreeWriter, Worker};
+use syncd_tests::tree::{chmod, source_dir, wait_past_seed, write_file};
+use syncd_worker::status::CatchUpDecision;
+
+use crate::catchup::walk_done;
+use syncd_tests::{assert_in_sync, RsyncDaemon, Site, SyncCheck, TreeWriter, Worker};
 
 /// Changes of every kind, made while a target is down.
 fn change_while_down(src: &std::path::Path, seed: u64) {
@@ -79,7 +82,7 @@ fn target_down_then_up_is_caught_up_and_failures_show_in_status() {
 fn two_targets_both_in_sync_and_one_down_does_not_stop_the_other() {
     let mut site = Site::new();
     let local = source_dir();
-    let cfg = crate::harness::WorkerConfig::new(site.state.path(), site.src())
+    let cfg = syncd_tests::WorkerConfig::new(site.state.path(), site.src())
         .daemon_named(&site.daemon, "daemon")
         .local(local.path(), Some("local"));
     let mut w = Worker::start(&cfg);
@@ -150,6 +153,10 @@ fn two_daemon_targets_both_in_sync() {
     w.stop();
 }
 
+/// The changes reach the target only through the fail log: the worker vouches for them
+/// before its clean stop (the clock is past their ctimes and the catch-up slack), so the
+/// restart's catch-up walk finds nothing, and a replay that lost them would leave the
+/// target behind.
 #[test]
 fn restart_while_target_down_loses_nothing() {
     let mut site = Site::new();
@@ -166,6 +173,7 @@ fn restart_while_target_down_loses_nothing() {
         &[&site.daemon],
         |s| s.syncs[0].targets[0].consecutive_failures > 0,
     );
+    wait_past_seed(site.src());
     w.stop();
     drop(w);
 
@@ -185,5 +193,25 @@ fn restart_while_target_down_loses_nothing() {
         Duration::from_secs(30),
         &[&w, &site.daemon],
     );
+    // The walk found nothing: the replay brought every change.
+    let s = w.wait_status(
+        "the catch-up walk finished",
+        Duration::from_secs(30),
+        &[&site.daemon],
+        |s| walk_done(&s.syncs[0]).is_some(),
+    );
+    let c = s.syncs[0]
+        .catchup
+        .as_ref()
+        .expect("a catch-up in the status");
+    let walk = walk_done(&s.syncs[0]).expect("checked by the wait");
+    assert_eq!(c.decision, CatchUpDecision::Walk, "{c:?}");
+    assert_eq!(
+        (walk.paths, walk.dirs, walk.whole_tree),
+        (0, 0, false),
+        "the walk found changes: the test would not prove the replay\n{c:?}"
+    );
+    assert!(c.replayed > 0, "nothing replayed from the fail log: {c:?}");
+    assert_eq!(s.syncs[0].targets[0].full_syncs, 0, "{s:?}");
     w.stop();
 }

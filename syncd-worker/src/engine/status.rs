@@ -105,6 +105,7 @@ fn sync_status(s: &SyncState, now: Instant, wall: SystemTime) -> (SyncStatus, bo
         watched_dirs: s.stats.watched,
         unwatched_dirs: s.stats.unwatched,
         overflows: s.stats.overflows,
+        catchup: Some(s.catchup.outcome()),
         targets,
     };
     (status, pending, degraded)

@@ -1,100 +1,46 @@
-//! Tests of `syncd check`: classification tables, and real `rsync --daemon`, ssh and
-//! listener fixtures on 127.0.0.1 for the reach checks.
+//! Tests of `syncd check`: classification tables, and real `rsync --daemon` (the shared
+//! harness's, `syncd_tests`), ssh and listener fixtures on 127.0.0.1 for the reach checks.
 
 use super::*;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::Instant;
 
+use syncd_tests::daemon::{write_private, MODULE, USER};
+use syncd_tests::RsyncDaemon;
+
 use crate::sysctl::Limits;
-
-const USER: &str = "checkuser";
-const PASSWORD: &str = "check-secret-pw";
-const MODULE: &str = "mod";
-
-fn write_private(path: &Path, text: &str) {
-    fs::write(path, text).expect("write");
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod 600");
-}
 
 fn free_port() -> u16 {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     l.local_addr().expect("addr").port()
 }
 
-fn accepts(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-}
-
-/// A real `rsync --daemon --no-detach` on 127.0.0.1 with one module needing a
-/// password. Killed (by its pid) and its tempdir removed on drop.
+/// The shared harness's `rsync --daemon` on 127.0.0.1 (module [`MODULE`], auth user
+/// [`USER`]), with a wrong password file beside its right one.
 struct Daemon {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Child,
+    daemon: RsyncDaemon,
+    wrong: tempfile::TempDir,
 }
 
 impl Daemon {
     fn start() -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path();
-        fs::create_dir(d.join("module")).expect("mkdir");
-        write_private(&d.join("secrets"), &format!("{USER}:{PASSWORD}\n"));
-        write_private(&d.join("good.pw"), &format!("{PASSWORD}\n"));
-        write_private(&d.join("bad.pw"), "wrong-password\n");
-        let uid = if is_root() {
-            "uid = root\ngid = root\n"
-        } else {
-            ""
-        };
-        fs::write(
-            d.join("rsyncd.conf"),
-            format!(
-                "pid file = {d}/rsyncd.pid\nlog file = {d}/rsyncd.log\nuse chroot = no\n\
-                 reverse lookup = no\n{uid}[{MODULE}]\npath = {d}/module\nread only = no\n\
-                 munge symlinks = no\nauth users = {USER}\nsecrets file = {d}/secrets\n",
-                d = d.display()
-            ),
-        )
-        .expect("write rsyncd.conf");
-        let mut last = String::new();
-        // The free port may be taken before rsync binds it: try a few.
-        for _ in 0..5 {
-            let port = free_port();
-            let _ = fs::remove_file(d.join("rsyncd.pid"));
-            let mut child = Command::new("rsync")
-                .arg("--daemon")
-                .arg("--no-detach")
-                .arg(format!("--config={}", d.join("rsyncd.conf").display()))
-                .arg("--address=127.0.0.1")
-                .arg(format!("--port={port}"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("run rsync --daemon (rsync must be installed)");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(Some(st)) = child.try_wait() {
-                    last = format!("rsync --daemon exited: {st}");
-                    break;
-                }
-                if accepts(port) {
-                    return Daemon { dir, port, child };
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    last = format!("port {port} not accepting after 10s");
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        let wrong = tempfile::tempdir().expect("tempdir");
+        write_private(&wrong.path().join("bad.pw"), "wrong-password\n");
+        Daemon {
+            daemon: RsyncDaemon::start(),
+            wrong,
         }
-        panic!("rsync daemon did not start: {last}");
+    }
+
+    /// `"good.pw"` is the daemon's password file, `"bad.pw"` the wrong one.
+    fn password_file(&self, pw: &str) -> PathBuf {
+        match pw {
+            "good.pw" => self.daemon.password_file(),
+            _ => self.wrong.path().join(pw),
+        }
     }
 
     fn target(&self, name: &str, module: &str, pw: &str) -> Target {
@@ -104,22 +50,11 @@ impl Daemon {
                 user: Some(USER.into()),
                 host: "127.0.0.1".into(),
                 module: module.into(),
-                port: Some(self.port),
-                password_file: Some(self.dir.path().join(pw)),
+                port: Some(self.daemon.port()),
+                password_file: Some(self.password_file(pw)),
             },
         }
     }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
 }
 
 /// A loaded config whose one sync has `targets` (the source is a fresh tempdir).
@@ -151,7 +86,7 @@ fn real_daemon_ok_wrong_password_wrong_module_and_nothing_listening() {
             host: "127.0.0.1".into(),
             module: MODULE.into(),
             port: Some(closed),
-            password_file: Some(daemon.dir.path().join("good.pw")),
+            password_file: Some(daemon.password_file("good.pw")),
         },
     };
     let (_src, config) = config_with(vec![
@@ -177,8 +112,8 @@ fn real_daemon_ok_wrong_password_wrong_module_and_nothing_listening() {
     assert_eq!(got[1].status, Status::Problem, "{show}");
     assert!(
         lines[1].starts_with("problem  target badpw: ")
-            && lines[1].contains("auth failed on module mod")
-            && lines[1].contains("bad.pw must be the password of checkuser"),
+            && lines[1].contains(&format!("auth failed on module {MODULE}"))
+            && lines[1].contains(&format!("bad.pw must be the password of {USER}")),
         "{show}"
     );
     assert_eq!(got[2].status, Status::Problem, "{show}");
@@ -216,9 +151,7 @@ fn real_daemon_ok_wrong_password_wrong_module_and_nothing_listening() {
         render(&f)
     );
     // Nothing was written to the module.
-    let entries = fs::read_dir(daemon.dir.path().join("module"))
-        .expect("readdir")
-        .count();
+    let entries = fs::read_dir(daemon.daemon.path()).expect("readdir").count();
     assert_eq!(entries, 0);
 }
 

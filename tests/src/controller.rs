@@ -19,10 +19,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::RwLockWriteGuard;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::worker::worker_bin;
-use super::{diagnostics, tail, Diagnose, SharedHold, WorkerConfig, POLL};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::worker::worker_bin;
+use crate::{tail, wait, Diagnose, Fixtures, SharedHold, WorkerConfig};
 
 /// How long one `syncd` command may run (`start` waits for the watches, `stop` for the
 /// drain) before the harness kills it and fails the test.
@@ -33,7 +36,7 @@ const STOP_TIMEOUT: &str = "20s";
 /// The `syncd` binary: `$SYNCD_BIN`, or beside the test executable
 /// (`target/debug/deps/e2e-…` → `target/debug/syncd`).
 pub fn syncd_bin() -> PathBuf {
-    super::worker::built_bin("syncd", "SYNCD_BIN")
+    crate::worker::built_bin("syncd", "SYNCD_BIN")
 }
 
 pub struct Controller {
@@ -280,21 +283,15 @@ impl Controller {
         others: &[&dyn Diagnose],
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
-        loop {
+        wait::until(format!("`syncd status`: {what}"), timeout, || {
             let (_, v) = self.status_json();
             if pred(&v) {
-                return v;
+                Ok(v)
+            } else {
+                Err(format!("\n{v:#}"))
             }
-            if Instant::now() >= deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for `syncd status`: {what}\nlast status:\n{v:#}\n{}\n{}",
-                    self.diagnose(),
-                    diagnostics(others)
-                );
-            }
-            std::thread::sleep(POLL);
-        }
+        })
+        .unwrap_or_else(|t| t.fail(&[self as &dyn Diagnose, &Fixtures(others)]))
     }
 
     /// Wait until the controller runs a new worker in place of `old` (killed), after at
@@ -367,23 +364,17 @@ impl Controller {
 
     /// Wait until the log holds a line containing every one of `needles`; return it.
     pub fn wait_log(&self, needles: &[&str], timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(line) = self
-                .log()
-                .lines()
-                .find(|l| needles.iter().all(|n| l.contains(n)))
-            {
-                return line.to_string();
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "no line with {needles:?} in the log after {timeout:?}\n{}",
-                    self.diagnose()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
+        wait::must(
+            format_args!("a line with {needles:?} in the log"),
+            timeout,
+            &[self],
+            || {
+                self.log()
+                    .lines()
+                    .find(|l| needles.iter().all(|n| l.contains(n)))
+                    .map(str::to_string)
+            },
+        )
     }
 
     /// Replace the config file (atomically, as editors do) for a following reload/start.
@@ -439,21 +430,15 @@ impl Controller {
 
     /// Wait until no live process mentions this fixture's tempdir.
     pub fn wait_no_processes(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
+        wait::must("no process of this syncd alive", timeout, &[self], || {
             let left = self.processes();
             if left.is_empty() {
-                return;
-            }
-            if Instant::now() >= deadline {
+                Ok(())
+            } else {
                 let who: Vec<String> = left.iter().map(|&p| describe(p)).collect();
-                panic!(
-                    "processes of this syncd still alive after {timeout:?}: {who:?}\n{}",
-                    self.diagnose()
-                );
+                Err(format!("{who:?}"))
             }
-            std::thread::sleep(POLL);
-        }
+        })
     }
 }
 
@@ -506,7 +491,7 @@ impl Drop for Controller {
         for pid in pids {
             if is_syncd(pid) {
                 eprintln!("Controller drop: SIGKILL to {}", describe(pid));
-                kill(pid, libc::SIGKILL);
+                kill(pid, Signal::SIGKILL);
             }
         }
     }
@@ -514,18 +499,14 @@ impl Drop for Controller {
 
 /// Wait for `child` up to `timeout`; on timeout kill it, reap it and return None.
 pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            return Some(st);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let exited = wait::until_every("the child's exit", timeout, wait::SHORT_POLL, || {
+        child.try_wait().ok().flatten()
+    });
+    if exited.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
     }
+    exited.ok()
 }
 
 /// A process's state letter from `/proc/PID/stat` (after the `(comm)` field), or None
@@ -562,26 +543,25 @@ fn describe(pid: u32) -> String {
 
 /// Wait until `pid` is gone (a zombie counts as gone); panic after `timeout`.
 pub fn wait_gone(pid: u32, timeout: Duration, what: &str, fixtures: &[&dyn Diagnose]) {
-    let deadline = Instant::now() + timeout;
-    while is_alive(pid) {
-        if Instant::now() >= deadline {
-            panic!(
-                "{what} ({}) still alive after {timeout:?}\n{}",
-                describe(pid),
-                diagnostics(fixtures)
-            );
-        }
-        std::thread::sleep(POLL);
-    }
+    wait::must(
+        format_args!("{what} (pid {pid}) gone"),
+        timeout,
+        fixtures,
+        || {
+            if is_alive(pid) {
+                Err(describe(pid))
+            } else {
+                Ok(())
+            }
+        },
+    );
 }
 
 /// Send `sig` to `pid`.
-pub fn kill(pid: u32, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
-    // SAFETY: kill(2) has no memory-safety concerns; callers pass a pid they checked.
-    unsafe {
-        libc::kill(pid, sig);
-    }
+pub fn kill(pid: u32, sig: Signal) {
+    let pid = i32::try_from(pid).expect("pid fits pid_t");
+    // The process may be gone already; that is what the caller wanted.
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
 }
 
 /// Live processes whose command line contains `needle` (a path).

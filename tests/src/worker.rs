@@ -12,12 +12,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::RwLockWriteGuard;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 use syncd_worker::status::{State, Status};
 
-use super::daemon::{signal, terminate, RsyncDaemon};
-use super::{diagnostics, tail, Diagnose, SharedHold, POLL};
+use crate::daemon::{signal, terminate, RsyncDaemon};
+use crate::{diagnostics, tail, wait, Diagnose, Fixtures, SharedHold};
 
 /// How long a worker may take to put its watches in place.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -324,25 +327,25 @@ impl Worker {
         after_inotify_init: impl FnOnce(),
     ) -> Worker {
         let mut w = Worker::spawn(&cfg.to_toml(), "syncd.toml", cfg.state_dir(), &[], &[]);
-        let deadline = Instant::now() + START_TIMEOUT;
-        while !w.has_inotify_fd() {
-            if let Some(st) = w.poll_exit() {
-                after_inotify_init();
-                panic!(
-                    "syncd-worker exited ({st}) before creating its inotify instance\n{}",
-                    w.diagnose()
-                );
-            }
-            if Instant::now() >= deadline {
-                after_inotify_init();
-                panic!(
-                    "syncd-worker has no inotify fd after {START_TIMEOUT:?}\n{}",
-                    w.diagnose()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let got = wait::until_every(
+            "the worker's inotify instance",
+            START_TIMEOUT,
+            wait::FAST_POLL,
+            || match w.poll_exit() {
+                Some(st) => Ok(Err(st)),
+                None if w.has_inotify_fd() => Ok(Ok(())),
+                None => Err("no inotify fd in /proc/PID/fd"),
+            },
+        );
         after_inotify_init();
+        match got {
+            Ok(Ok(())) => {}
+            Ok(Err(st)) => panic!(
+                "syncd-worker exited ({st}) before creating its inotify instance\n{}",
+                w.diagnose()
+            ),
+            Err(t) => t.fail(&[&w]),
+        }
         w.wait_started();
         w
     }
@@ -415,28 +418,25 @@ impl Worker {
     }
 
     fn wait_started(&mut self) {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
+        let what = format!(
+            "syncd-worker past state \"starting\" (status file {})",
+            self.status_path.display()
+        );
+        let started = wait::until(what, START_TIMEOUT, || {
             if let Some(st) = self.poll_exit() {
                 panic!(
                     "syncd-worker exited ({st}) before its watches were in place\n{}",
                     self.diagnose()
                 );
             }
-            if let Some(s) = self.status() {
-                if s.state != State::Starting {
-                    return;
-                }
+            match self.status() {
+                Some(s) if s.state != State::Starting => Ok(()),
+                Some(s) => Err(format!("state {:?}", s.state)),
+                None => Err("no status file".to_string()),
             }
-            if Instant::now() >= deadline {
-                panic!(
-                    "syncd-worker still not past state \"starting\" after {START_TIMEOUT:?} \
-                     (status file {})\n{}",
-                    self.status_path.display(),
-                    self.diagnose()
-                );
-            }
-            std::thread::sleep(POLL);
+        });
+        if let Err(t) = started {
+            t.fail(&[self]);
         }
     }
 
@@ -471,12 +471,10 @@ impl Worker {
         others: &[&dyn Diagnose],
         pred: impl Fn(&Status) -> bool,
     ) -> Status {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.status() {
-                if pred(&s) {
-                    return s;
-                }
+        let got = wait::until(format_args!("status: {what}"), timeout, || {
+            match self.status() {
+                Some(s) if pred(&s) => return Ok(s),
+                _ => {}
             }
             if let Some(st) = self.poll_exit() {
                 panic!(
@@ -485,15 +483,10 @@ impl Worker {
                     diagnostics(others)
                 );
             }
-            if Instant::now() >= deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for status: {what}\n{}\n{}",
-                    self.diagnose(),
-                    diagnostics(others)
-                );
-            }
-            std::thread::sleep(POLL);
-        }
+            // The whole document is in the diagnostics below.
+            Err("the status above")
+        });
+        got.unwrap_or_else(|t| t.fail(&[self as &dyn Diagnose, &Fixtures(others)]))
     }
 
     /// Send SIGTERM and wait (up to `STOP_TIMEOUT`) for the exit; panic if it does not
@@ -506,20 +499,14 @@ impl Worker {
             );
         }
         let child = self.child.as_mut().expect("a spawned worker has a child");
-        signal(child, libc::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        let st = loop {
-            if let Some(st) = self.poll_exit() {
-                break st;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "syncd-worker did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}",
-                    self.diagnose()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        signal(child, Signal::SIGTERM);
+        let exited = wait::until_every(
+            "syncd-worker's exit after SIGTERM",
+            STOP_TIMEOUT,
+            wait::SHORT_POLL,
+            || self.poll_exit(),
+        );
+        let st = exited.unwrap_or_else(|t| t.fail(&[self]));
         assert!(
             st.success(),
             "syncd-worker exited with {st} after SIGTERM (expected 0)\n{}",
@@ -540,11 +527,11 @@ impl Worker {
     /// Send SIGHUP (reload the config file).
     pub fn reload(&self) {
         let child = self.child.as_ref().expect("a spawned worker has a child");
-        signal(child, libc::SIGHUP);
+        signal(child, Signal::SIGHUP);
     }
 
     /// Send `sig` to the worker (e.g. SIGTERM without waiting, as `stop` does).
-    pub fn signal(&self, sig: libc::c_int) {
+    pub fn signal(&self, sig: Signal) {
         let child = self.child.as_ref().expect("a spawned worker has a child");
         signal(child, sig);
     }
@@ -566,13 +553,11 @@ impl Worker {
                 );
             }
         }
-        signal(child, libc::SIGKILL);
+        signal(child, Signal::SIGKILL);
         for c in children {
-            // SAFETY: kill(2) has no memory-safety concerns; these were the worker's
-            // children a moment ago (its rsync runs).
-            unsafe {
-                libc::kill(c, libc::SIGKILL);
-            }
+            // These were the worker's children a moment ago (its rsync runs); one may
+            // have exited since.
+            let _ = nix::sys::signal::kill(Pid::from_raw(c), Signal::SIGKILL);
         }
         self.exited = child.wait().ok();
         self.shared = None;
@@ -580,25 +565,23 @@ impl Worker {
 
     /// Wait until the worker's log holds a line containing `needle`; return that line.
     pub fn wait_log(&mut self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
-                return line.to_string();
-            }
-            if let Some(st) = self.poll_exit() {
-                panic!(
-                    "syncd-worker exited ({st}) while waiting for {needle:?} in its log\n{}",
-                    self.diagnose()
-                );
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "no {needle:?} in the worker's log after {timeout:?}\n{}",
-                    self.diagnose()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
+        let got = wait::until(
+            format_args!("{needle:?} in the worker's log"),
+            timeout,
+            || {
+                if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
+                    return Some(line.to_string());
+                }
+                if let Some(st) = self.poll_exit() {
+                    panic!(
+                        "syncd-worker exited ({st}) while waiting for {needle:?} in its log\n{}",
+                        self.diagnose()
+                    );
+                }
+                None
+            },
+        );
+        got.unwrap_or_else(|t| t.fail(&[self]))
     }
 
     /// Everything the worker wrote to stderr so far.
@@ -649,21 +632,20 @@ pub fn run_to_exit(args: &[OsString], timeout: Duration) -> (ExitStatus, String,
         .stderr(fs::File::create(&err_path).expect("create stderr file"))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            break st;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "syncd-worker {args:?} did not exit by itself within {timeout:?}; stderr:\n{}",
-                tail(&fs::read_to_string(&err_path).unwrap_or_default(), 40)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let exited = wait::until_every(
+        format_args!("syncd-worker {args:?} to exit by itself"),
+        timeout,
+        wait::SHORT_POLL,
+        || child.try_wait().ok().flatten(),
+    );
+    let status = exited.unwrap_or_else(|t| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{t}; stderr:\n{}",
+            tail(&fs::read_to_string(&err_path).unwrap_or_default(), 40)
+        )
+    });
     let out = fs::read_to_string(&out_path).unwrap_or_default();
     let err = fs::read_to_string(&err_path).unwrap_or_default();
     (status, out, err)

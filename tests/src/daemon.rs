@@ -13,9 +13,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{is_root, tail, Diagnose, POLL};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::{is_root, tail, wait, Diagnose, Fixtures};
 
 pub const MODULE: &str = "backup";
 pub const USER: &str = "rsync_backup";
@@ -102,35 +105,22 @@ impl RsyncDaemon {
         if let Some(mut child) = self.child.take() {
             terminate(&mut child, STOP_TIMEOUT);
         }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while accepts(self.port) {
-            assert!(
-                Instant::now() < deadline,
-                "port {} still accepts connections after the daemon stopped",
-                self.port
-            );
-            std::thread::sleep(POLL);
-        }
+        wait::must(
+            format_args!("port {} to refuse connections", self.port),
+            STOP_TIMEOUT,
+            &[],
+            || !accepts(self.port),
+        );
     }
 
     /// Start the daemon again on the same port, with the same module contents.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart() while the daemon runs");
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            match self.spawn_and_wait() {
-                Ok(()) => return,
-                // The old socket may linger for a moment; the port is ours, so retry.
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(POLL);
-                }
-                Err(e) => panic!(
-                    "rsync daemon did not restart on port {}: {e}\n{}",
-                    self.port,
-                    self.diagnose()
-                ),
-            }
+        // The old socket may linger for a moment; the port is ours, so retry.
+        let what = format!("the rsync daemon to restart on port {}", self.port);
+        let restarted = wait::until(what, READY_TIMEOUT, || self.spawn_and_wait());
+        if let Err(t) = restarted {
+            t.fail(&[self]);
         }
     }
 
@@ -212,26 +202,27 @@ impl RsyncDaemon {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot run rsync --daemon (is rsync installed?): {e}"))?;
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("rsync --daemon exited early ({status})"));
-            }
-            if accepts(self.port) {
+        let port = self.port;
+        let ready = wait::until(
+            format_args!("port {port} accepting connections"),
+            READY_TIMEOUT,
+            || match child.try_wait() {
+                Ok(Some(status)) => Ok(Err(format!("rsync --daemon exited early ({status})"))),
                 // Make sure it is our daemon that answered, not a process that took the port.
-                if let Ok(None) = child.try_wait() {
-                    self.child = Some(child);
-                    return Ok(());
-                }
+                _ if accepts(port) && matches!(child.try_wait(), Ok(None)) => Ok(Ok(())),
+                _ => Err("refused"),
+            },
+        );
+        match ready {
+            Ok(Ok(())) => {
+                self.child = Some(child);
+                Ok(())
             }
-            if Instant::now() >= deadline {
+            Ok(Err(early)) => Err(early),
+            Err(t) => {
                 terminate(&mut child, STOP_TIMEOUT);
-                return Err(format!(
-                    "port {} not accepting connections after {READY_TIMEOUT:?}",
-                    self.port
-                ));
+                Err(t.to_string())
             }
-            std::thread::sleep(POLL);
         }
     }
 
@@ -253,16 +244,19 @@ impl RsyncDaemon {
         timeout: Duration,
         others: &[&dyn Diagnose],
     ) {
-        let deadline = Instant::now() + timeout;
-        while self.log_count(needle) <= after {
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not log {needle:?} within {timeout:?}\n{}\n{}",
-                self.diagnose(),
-                super::diagnostics(others)
-            );
-            std::thread::sleep(POLL);
-        }
+        wait::until(
+            format_args!("more than {after} lines with {needle:?} in the daemon's log"),
+            timeout,
+            || {
+                let n = self.log_count(needle);
+                if n > after {
+                    Ok(())
+                } else {
+                    Err(format!("{n} lines"))
+                }
+            },
+        )
+        .unwrap_or_else(|t| t.fail(&[self as &dyn Diagnose, &Fixtures(others)]));
     }
 
     /// Take a connection slot of the module and keep it: a plain `rsync` reads a big file
@@ -278,9 +272,8 @@ impl RsyncDaemon {
             .tempdir()
             .expect("create the slot holder's tempdir");
         let mut holder = SlotHolder { child: None, into };
-        let deadline = Instant::now() + READY_TIMEOUT;
         let mut logged = 0;
-        loop {
+        wait::must("the module's slot held", READY_TIMEOUT, &[self], || {
             let running = match &mut holder.child {
                 Some(c) => matches!(c.try_wait(), Ok(None)),
                 None => false,
@@ -289,16 +282,14 @@ impl RsyncDaemon {
                 holder.release();
                 logged = self.log_count(HOLD_FILE);
                 holder.child = Some(self.spawn_holder(holder.into.path()));
+                Err("holder (re)started")
             } else if self.log_count(HOLD_FILE) > logged && self.refuses_as_busy() {
-                return holder;
+                Ok(())
+            } else {
+                Err("a second client not refused yet")
             }
-            assert!(
-                Instant::now() < deadline,
-                "the module's slot is not held after {READY_TIMEOUT:?}\n{}",
-                self.diagnose()
-            );
-            std::thread::sleep(POLL);
-        }
+        });
+        holder
     }
 
     /// The holding client, in a process group of its own: a receiving rsync forks, and
@@ -355,12 +346,8 @@ impl SlotHolder {
     /// unreaped child, so it cannot name anyone else's), then wait for the child.
     pub fn release(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let pgid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
-            // SAFETY: kill(2) on the process group our own unreaped child leads has no
-            // memory-safety concerns.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
+            let pgid = i32::try_from(child.id()).expect("pid fits pid_t");
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
             let _ = child.wait();
         }
     }
@@ -397,28 +384,33 @@ pub fn terminate(child: &mut Child, timeout: Duration) -> Option<std::process::E
     if let Ok(Some(st)) = child.try_wait() {
         return Some(st);
     }
-    signal(child, libc::SIGTERM);
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(st)) => return Some(st),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
+    signal(child, Signal::SIGTERM);
+    let exited =
+        wait::until_every(
+            "the exit after SIGTERM",
+            timeout,
+            wait::SHORT_POLL,
+            || match child.try_wait() {
+                Ok(Some(st)) => Ok(Some(st)),
+                Ok(None) => Err("running"),
+                Err(_) => Ok(None),
+            },
+        );
+    match exited {
+        Ok(Some(st)) => Some(st),
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
         }
     }
 }
 
 /// Send `sig` to `child` by its pid (it has not been reaped, so the pid is still ours).
-pub fn signal(child: &Child, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
-    // SAFETY: kill(2) with a pid we own (our unreaped child) has no memory-safety concerns.
-    unsafe {
-        libc::kill(pid, sig);
-    }
+pub fn signal(child: &Child, sig: Signal) {
+    let pid = i32::try_from(child.id()).expect("pid fits pid_t");
+    // The child may have exited by now (unreaped, so the pid is not anyone else's).
+    let _ = kill(Pid::from_raw(pid), sig);
 }
 
 fn free_port() -> u16 {

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::tree::source_dir;
-use super::{RsyncDaemon, WorkerConfig};
+use crate::tree::source_dir;
+use crate::{RsyncDaemon, WorkerConfig};
 
 pub struct Site {
     pub src: tempfile::TempDir,
@@ -15,6 +15,9 @@ pub struct Site {
 }
 
 impl Site {
+    /// A source tree, a state dir and a running rsync daemon. Not `Default`: it starts a
+    /// process.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Site {
         Site::with_daemon(RsyncDaemon::start())
     }

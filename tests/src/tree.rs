@@ -12,9 +12,9 @@ use std::fs;
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use super::{diagnostics, Diagnose, POLL};
+use crate::{wait, Diagnose};
 
 /// xorshift64* — small, seeded, good enough for test data.
 pub struct Rng(u64);
@@ -289,25 +289,23 @@ impl<'a> SyncCheck<'a> {
     /// Poll until the trees are equal, or panic after the timeout with the first 20
     /// differences and the fixtures' diagnostics.
     pub fn wait(self) {
-        let start = Instant::now();
-        let deadline = start + self.timeout;
-        loop {
-            let diffs = self.differences(20);
-            if diffs.is_empty() {
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "target {} did not match source {} within {:?}; first differences:\n  {}\n{}",
-                    self.dst.display(),
-                    self.src.display(),
-                    self.timeout,
-                    diffs.join("\n  "),
-                    diagnostics(&self.fixtures)
-                );
-            }
-            std::thread::sleep(POLL);
-        }
+        wait::must(
+            format_args!(
+                "target {} to match source {}",
+                self.dst.display(),
+                self.src.display()
+            ),
+            self.timeout,
+            &self.fixtures,
+            || {
+                let diffs = self.differences(20);
+                if diffs.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("first differences:\n  {}", diffs.join("\n  ")))
+                }
+            },
+        );
     }
 
     fn filtered(&self, snap: BTreeMap<PathBuf, Entry>) -> BTreeMap<PathBuf, Entry> {
@@ -327,7 +325,7 @@ impl<'a> SyncCheck<'a> {
                 bad.is_empty(),
                 "target {} holds paths that must never reach it: {bad:?}\n{}",
                 self.dst.display(),
-                diagnostics(&self.fixtures)
+                crate::diagnostics(&self.fixtures)
             );
         }
     }
@@ -403,9 +401,10 @@ pub fn newest_ctime(root: &Path) -> SystemTime {
 /// guess: the duration is computed from the tree.)
 pub fn wait_past_seed(root: &Path) {
     let until = newest_ctime(root) + Duration::from_millis(2600);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while SystemTime::now() < until {
-        assert!(Instant::now() < deadline, "clock does not advance");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait::must(
+        "the clock past the tree's newest ctime",
+        Duration::from_secs(10),
+        &[],
+        || SystemTime::now() >= until,
+    );
 }

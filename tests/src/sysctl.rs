@@ -18,7 +18,7 @@ impl SysctlOverride {
     /// exclusive sysctl lock.
     pub fn set(_guard: &RwLockWriteGuard<'static, ()>, name: &str, value: u64) -> Self {
         assert!(
-            super::is_root(),
+            crate::is_root(),
             "changing /proc/sys/fs/inotify/{name} needs root: run the e2e tests as root"
         );
         let path = PathBuf::from("/proc/sys/fs/inotify").join(name);
