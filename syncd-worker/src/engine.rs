@@ -22,10 +22,11 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context;
+use nix::sys::signal::Signal;
 
 use crate::catchup::{self, Restart, Tracker};
 use crate::config::{Config, SyncJob, Target};
+use crate::contract;
 use crate::deadline::after;
 use crate::faillog::FailLog;
 use crate::hooks::Pushed;
@@ -60,7 +61,7 @@ enum Msg {
     Fatal(Id, String),
     Probed(Id, u64, Result<Caps, Outcome>),
     Pushed(Id, u64, PushReport),
-    Signal(i32),
+    Signal(Signal),
 }
 
 /// The command-line settings that override the config file, applied again to the
@@ -139,22 +140,7 @@ pub fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
 
 /// Signals become messages, from a thread registered before any other.
 fn spawn_signals(tx: Sender<Msg>) -> anyhow::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGUSR1,
-        signal_hook::consts::SIGUSR2,
-    ])
-    .context("failed to install signal handlers")?;
-    std::thread::spawn(move || {
-        for s in signals.forever() {
-            if tx.send(Msg::Signal(s)).is_err() {
-                break;
-            }
-        }
-    });
-    Ok(())
+    crate::signals::forward(move |sig| tx.send(Msg::Signal(sig)).is_ok())
 }
 
 impl Engine {
@@ -375,11 +361,12 @@ impl Engine {
         }
     }
 
-    fn on_signal(&mut self, sig: i32) {
-        use signal_hook::consts::{SIGHUP, SIGUSR1, SIGUSR2};
+    fn on_signal(&mut self, sig: Signal) {
         match sig {
-            SIGUSR1 | SIGUSR2 => self.on_sync_signal(sig == SIGUSR2),
-            SIGHUP => {
+            contract::PUSH_PENDING | contract::PUSH_FULL => {
+                self.on_sync_signal(sig == contract::PUSH_FULL)
+            }
+            contract::RELOAD => {
                 self.reload();
                 if !self.stopping {
                     self.accept_lost_sources();

@@ -26,6 +26,7 @@ pub mod push;
 pub mod queue;
 pub mod reload;
 pub mod rsync;
+pub mod signals;
 pub mod source_id;
 pub mod state_dir;
 pub mod status;

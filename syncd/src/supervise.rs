@@ -15,11 +15,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use nix::sys::signal::Signal;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2};
 use syncd_worker::config::Config;
+use syncd_worker::contract::{self, WorkerCommandLine};
 use syncd_worker::deadline::{after, wall_after};
 use syncd_worker::notify;
 use syncd_worker::process::{describe_exit, Group, Input, Output, Spawn};
+use syncd_worker::state_dir::StateDir;
 use syncd_worker::status::unix_secs;
 
 use crate::cli::WorkerArgs;
@@ -40,7 +41,7 @@ const EXTEND_BY: Duration = Duration::from_secs(30);
 const TUNE_EXTEND: Duration = Duration::from_secs(300);
 
 enum Msg {
-    Signal(i32),
+    Signal(Signal),
     Exited(u32, ExitStatus),
     Notify(notify::Message),
 }
@@ -146,12 +147,7 @@ impl<'a> Supervisor<'a> {
     }
 
     fn run(&mut self) -> anyhow::Result<Outcome> {
-        std::fs::create_dir_all(&self.config.state_dir).with_context(|| {
-            format!(
-                "failed to create state directory {}",
-                self.settings.state_dir.display()
-            )
-        })?;
+        StateDir::create(&self.settings.state_dir)?;
         let (tx, rx) = mpsc::channel();
         // Signals first, before any other thread exists.
         spawn_signals(tx.clone())?;
@@ -224,7 +220,7 @@ impl<'a> Supervisor<'a> {
                         w.pid,
                         DRAIN_LIMIT.as_secs()
                     );
-                    let _ = procs::signal(w.pid, SIGKILL);
+                    let _ = procs::signal(w.pid, Signal::SIGKILL);
                 }
                 self.stopping = Some(now);
             }
@@ -244,23 +240,21 @@ impl<'a> Supervisor<'a> {
     }
 
     fn spawn(&mut self, socket: &str, tx: &Sender<Msg>, catch_up: bool) -> anyhow::Result<()> {
-        let mut worker = Spawn::new(&self.settings.worker_bin)
-            .arg("--config")
-            .arg(&self.settings.config)
-            .arg("--log-level")
-            .arg(&self.settings.log_level);
-        if self.settings.state_dir_flag {
-            worker = worker.arg("--state-dir").arg(&self.settings.state_dir);
-        }
         // A restarted worker catches up by itself: its predecessor's running checkpoint
         // (catchup.json) gives the ctime walk its start, and without one (it died before
         // its first quiet moment) the worker pushes every tree whole.
-        if self.args.initial_sync && !catch_up {
-            worker = worker.arg("--initial-sync");
-        }
-        if let Some(n) = self.args.threads {
-            worker = worker.arg("--threads").arg(n.to_string());
-        }
+        let args = WorkerCommandLine {
+            config: self.settings.config.clone(),
+            log_level: self.settings.log_level.clone(),
+            state_dir: self
+                .settings
+                .state_dir_flag
+                .then(|| self.settings.state_dir.clone()),
+            initial_sync: self.args.initial_sync && !catch_up,
+            threads: self.args.threads,
+            once: None,
+        };
+        let worker = Spawn::new(&self.settings.worker_bin).args(args.to_args());
         // Spawned from the main thread, which lives as long as the controller: the
         // parent-death signal follows the spawning thread. Its log lines go to ours.
         let child = worker
@@ -400,13 +394,13 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    fn on_signal(&mut self, sig: i32) -> Option<Outcome> {
+    fn on_signal(&mut self, sig: Signal) -> Option<Outcome> {
         match sig {
-            SIGTERM | SIGINT => {
+            contract::STOP | Signal::SIGINT => {
                 if self.stopping.is_some() {
                     if let Some(w) = &self.worker {
                         log::warn!("second stop signal: killing worker pid {}", w.pid);
-                        let _ = procs::signal(w.pid, SIGKILL);
+                        let _ = procs::signal(w.pid, Signal::SIGKILL);
                     }
                     return None;
                 }
@@ -422,7 +416,7 @@ impl<'a> Supervisor<'a> {
                             "stop requested: worker pid {} finishes its push and saves its queue",
                             w.pid
                         );
-                        let _ = procs::signal(w.pid, SIGTERM);
+                        let _ = procs::signal(w.pid, contract::STOP);
                     }
                     None => {
                         self.state.phase = Phase::Stopped;
@@ -432,12 +426,12 @@ impl<'a> Supervisor<'a> {
                     }
                 }
             }
-            SIGHUP => self.reload(),
-            SIGUSR1 | SIGUSR2 => {
+            contract::RELOAD => self.reload(),
+            contract::PUSH_PENDING | contract::PUSH_FULL => {
                 if let Some(w) = &self.worker {
                     log::info!(
                         "{}: passing it to worker pid {}",
-                        if sig == SIGUSR1 {
+                        if sig == contract::PUSH_PENDING {
                             "push pending changes now"
                         } else {
                             "full sync requested"
@@ -482,7 +476,7 @@ impl<'a> Supervisor<'a> {
                     path.display(),
                     w.pid
                 );
-                let _ = procs::signal(w.pid, SIGHUP);
+                let _ = procs::signal(w.pid, contract::RELOAD);
             }
             None => log::info!("reloaded {}; the next worker uses it", path.display()),
         }
@@ -496,17 +490,7 @@ impl<'a> Supervisor<'a> {
 }
 
 fn spawn_signals(tx: Sender<Msg>) -> anyhow::Result<()> {
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])
-            .context("failed to install signal handlers")?;
-    std::thread::spawn(move || {
-        for s in signals.forever() {
-            if tx.send(Msg::Signal(s)).is_err() {
-                break;
-            }
-        }
-    });
-    Ok(())
+    syncd_worker::signals::forward(move |sig| tx.send(Msg::Signal(sig)).is_ok())
 }
 
 fn spawn_listener(listener: notify::Listener, tx: Sender<Msg>) {

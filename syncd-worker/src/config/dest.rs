@@ -306,6 +306,16 @@ impl TargetKind {
         }
     }
 
+    /// The host and TCP port a remote target is reached on (the daemon's 873, ssh's 22
+    /// when none is set), for messages about reaching it; None for a local target.
+    pub fn endpoint(&self) -> Option<(&str, u16)> {
+        match self {
+            TargetKind::Daemon { host, port, .. } => Some((host, port.unwrap_or(873))),
+            TargetKind::Ssh { host, port, .. } => Some((host, port.unwrap_or(22))),
+            TargetKind::Local { .. } => None,
+        }
+    }
+
     /// The daemon's `--password-file`, if this is a daemon target with one.
     pub fn password_file(&self) -> Option<&Path> {
         match self {
@@ -645,6 +655,18 @@ mod tests {
         for (kind, want) in cases {
             assert_eq!(kind.receiver_root().as_deref(), want, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn endpoint_per_kind() {
+        assert_eq!(daemon(None, "h", "m", None).endpoint(), Some(("h", 873)));
+        assert_eq!(
+            daemon(None, "h", "m", Some(8873)).endpoint(),
+            Some(("h", 8873))
+        );
+        let ssh = parse_dest("u@backup:/srv").expect("valid");
+        assert_eq!(ssh.endpoint(), Some(("backup", 22)));
+        assert_eq!(parse_dest("/srv/backup").expect("valid").endpoint(), None);
     }
 
     #[test]

@@ -78,11 +78,7 @@ pub(super) fn reach_finding(
     ran: &Ran,
     timeout: Duration,
 ) -> Finding {
-    let (host, port) = match &target.kind {
-        TargetKind::Daemon { host, port, .. } => (host.as_str(), port.unwrap_or(873)),
-        TargetKind::Ssh { host, port, .. } => (host.as_str(), port.unwrap_or(22)),
-        TargetKind::Local { .. } => ("localhost", 0),
-    };
+    let (host, port) = target.kind.endpoint().unwrap_or(("localhost", 0));
     if ran.timed_out {
         return Finding::new(
             Status::Problem,
