@@ -7,7 +7,7 @@
 //! bytes need no quoting. Secrets never appear in argv or the summary: only the password
 //! *file's* name does.
 //!
-//! Run kinds (why each option is there is in `peers-and-pitfalls.md` §3.3):
+//! Run kinds:
 //! * paths run: `--files-from=- --delete-missing-args --force`; no `-r`, so a listed
 //!   directory is created but not descended.
 //! * paths run, filter form (the target's rsync rejects `--delete-missing-args` with
