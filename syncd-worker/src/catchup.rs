@@ -680,9 +680,8 @@ pub fn walk_changed(
             sum.stopped = true;
             return sum;
         }
-        let rd = match fs::read_dir(abs(source, &dir)) {
-            Ok(rd) => rd,
-            Err(e) if vanished(&e) => continue,
+        let entries = match read_entries(&abs(source, &dir)) {
+            Ok(entries) => entries,
             Err(e) => {
                 log::warn!(
                     "catch-up: cannot read {} ({e}); pushing it whole",
@@ -698,24 +697,7 @@ pub fn walk_changed(
                 continue;
             }
         };
-        for entry in rd {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) if vanished(&e) => continue,
-                Err(e) => {
-                    log::warn!(
-                        "catch-up: error reading {} ({e}); pushing it whole",
-                        abs(source, &dir).display()
-                    );
-                    if dir.is_empty() {
-                        sum.full = true;
-                        sum.stopped = !send(vec![Change::Full]);
-                        return sum;
-                    }
-                    out.push(Change::Tree(dir.clone()));
-                    break;
-                }
-            };
+        for entry in entries {
             let rel = child(&dir, entry.file_name().as_bytes());
             if exclude.matches_self(&rel) {
                 continue;
@@ -754,6 +736,26 @@ pub fn walk_changed(
         sum.stopped = true;
     }
     sum
+}
+
+/// The entries of `dir`, read to the end; one that vanished while being read (or the
+/// directory itself) is simply not there. Any other error: the directory cannot be
+/// looked into, and is pushed whole by the caller.
+fn read_entries(dir: &Path) -> std::io::Result<Vec<fs::DirEntry>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if vanished(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut entries = Vec::new();
+    for entry in rd {
+        match entry {
+            Ok(e) => entries.push(e),
+            Err(e) if vanished(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(entries)
 }
 
 /// The status's account of a catch-up. Pure.
