@@ -867,6 +867,10 @@ mod tests {
     use super::*;
     use crate::config::Target;
     use crate::rsync::tests::{job, local};
+    use crate::wait;
+
+    /// How long the watcher gets to deliver what the kernel queued.
+    const WATCHER: Duration = Duration::from_secs(5);
 
     const S: i64 = NS;
 
@@ -1426,15 +1430,21 @@ mod tests {
     /// Rewrite `probe` until its ctime is past `t` (the kernel's timestamp clock ticks
     /// every few ms): from then on, every change gets a ctime after `t`.
     fn wait_ctime_past(probe: &Path, t: i64) {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            fs::write(probe, "tick").unwrap();
-            if ctime_of(probe) > t {
-                return;
-            }
-            assert!(Instant::now() < deadline, "ctime did not advance past {t}");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait::until_every(
+            format_args!("the ctime to advance past {t}"),
+            Duration::from_secs(2),
+            wait::FAST_POLL,
+            || {
+                fs::write(probe, "tick").unwrap();
+                let ctime = ctime_of(probe);
+                if ctime > t {
+                    Ok(())
+                } else {
+                    Err(format!("ctime {ctime}"))
+                }
+            },
+        )
+        .unwrap_or_else(|timeout| panic!("{timeout}"));
     }
 
     fn walk_all(src: &Path, ex: &ExcludeSet, since: i64) -> (WalkSummary, Vec<Change>) {
@@ -1531,16 +1541,24 @@ mod tests {
         mark.advance_if(|| w.caught_up());
         assert_eq!(mark.get(), Some(first));
         let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !out.contains(&Change::Path(b"f".to_vec())) {
-            assert!(Instant::now() < deadline, "no event for f: {out:?}");
+        let f = Change::Path(b"f".to_vec());
+        wait::until_every("an event for f", WATCHER, wait::SPIN, || {
+            if out.contains(&f) {
+                return Ok(());
+            }
             w.poll(Duration::from_millis(50), &mut out).unwrap();
-        }
+            Err(format!("{out:?}"))
+        })
+        .unwrap_or_else(|timeout| panic!("{timeout}"));
         // Drain what else the write produced (CREATE, then CLOSE_WRITE).
-        while !w.caught_up() {
-            assert!(Instant::now() < deadline, "watcher never caught up");
+        wait::until_every("the watcher to catch up", WATCHER, wait::SPIN, || {
+            if w.caught_up() {
+                return Ok(());
+            }
             w.poll(Duration::from_millis(50), &mut out).unwrap();
-        }
+            Err(format!("{out:?}"))
+        })
+        .unwrap_or_else(|timeout| panic!("{timeout}"));
         mark.advance_if(|| w.caught_up());
         assert!(mark.get().expect("set") > first);
 
@@ -1549,11 +1567,15 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         fs::rename(t.path().join("f"), outside.path().join("f")).unwrap();
         let gone = Change::Gone(b"f".to_vec());
-        while !out.contains(&gone) {
+        wait::until_every("the move to be delivered", WATCHER, wait::SPIN, || {
+            if out.contains(&gone) {
+                return Ok(());
+            }
             assert!(!w.caught_up(), "caught up with a move not yet delivered");
-            assert!(Instant::now() < deadline, "move never delivered: {out:?}");
             w.poll(Duration::from_millis(5), &mut out).unwrap();
-        }
+            Err(format!("{out:?}"))
+        })
+        .unwrap_or_else(|timeout| panic!("{timeout}"));
         assert!(w.caught_up());
     }
 }

@@ -502,6 +502,8 @@ mod tests {
     use std::net::TcpListener;
     use std::path::Path;
 
+    use crate::wait;
+
     fn pushed(paths: &[&str]) -> Pushed {
         Pushed {
             sync: "web".into(),
@@ -794,23 +796,23 @@ mod tests {
         // The grandchild `sleep` was in the hook's process group: gone or a zombie soon.
         let pid = fs::read_to_string(&pidfile).unwrap().trim().to_string();
         let stat = format!("/proc/{pid}/stat");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let dead = match fs::read_to_string(&stat) {
-                Err(_) => true,
-                Ok(s) => s
-                    .rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z'),
-            };
-            if dead {
-                break;
-            }
-            assert!(Instant::now() < deadline, "sleep {pid} still alive");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait::until_every(
+            format_args!("sleep {pid} to be gone or a zombie"),
+            Duration::from_secs(5),
+            wait::SHORT_POLL,
+            || match fs::read_to_string(&stat) {
+                Err(_) => Ok(()),
+                Ok(s) => {
+                    let state = s.rsplit(')').next().unwrap_or("").trim_start();
+                    if state.starts_with('Z') {
+                        Ok(())
+                    } else {
+                        Err(format!("alive, state {state:.1}"))
+                    }
+                }
+            },
+        )
+        .unwrap_or_else(|timeout| panic!("{timeout}"));
     }
 
     /// Accept one connection, read the request (headers and Content-Length body), answer

@@ -31,6 +31,9 @@ pub mod source_id;
 pub mod state_dir;
 pub mod status;
 pub mod target;
+/// Test code only: the wait loop shared by the unit tests and the end-to-end harness.
+#[cfg(any(test, feature = "test-util"))]
+pub mod wait;
 pub mod walk;
 pub mod watch;
 pub mod watch_thread;

@@ -470,6 +470,7 @@ pub fn read_sysctl(path: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::config::*;
+    use crate::wait;
     use std::fs;
 
     /// The rsync tests' job builder: the documented defaults, no targets.
@@ -481,16 +482,20 @@ mod tests {
         p.as_bytes().to_vec()
     }
 
-    /// Poll until `want` holds for the changes seen so far, or fail after 5 s.
+    /// How long the watcher gets to deliver what the kernel queued.
+    const DELIVERY: Duration = Duration::from_secs(5);
+
+    /// Poll until `want` holds for the changes seen so far, or fail after [`DELIVERY`].
     fn until(w: &mut Watcher, seen: &mut Vec<Change>, want: impl Fn(&[Change]) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !want(seen) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out; changes seen: {seen:?}"
-            );
+        // `poll` blocks for the next event: no pause between looks.
+        wait::until_every("the changes awaited", DELIVERY, wait::SPIN, || {
+            if want(seen) {
+                return Ok(());
+            }
             w.poll(Duration::from_millis(50), seen).unwrap();
-        }
+            Err(format!("changes seen: {seen:?}"))
+        })
+        .unwrap_or_else(|timeout| panic!("{timeout}"));
     }
 
     #[test]
@@ -558,11 +563,14 @@ mod tests {
         fs::remove_dir_all(t.path().join("d")).unwrap();
         let mut seen = vec![];
         until(&mut w, &mut seen, |c| c.contains(&Change::Gone(s("d"))));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while w.stats().watched != 1 {
-            assert!(Instant::now() < deadline, "watches leaked: {:?}", w.stats());
+        wait::until_every("only the root watched", DELIVERY, wait::SPIN, || {
+            if w.stats().watched == 1 {
+                return Ok(());
+            }
             w.poll(Duration::from_millis(50), &mut seen).unwrap();
-        }
+            Err(format!("watches leaked: {:?}", w.stats()))
+        })
+        .unwrap_or_else(|timeout| panic!("{timeout}"));
     }
 
     #[test]

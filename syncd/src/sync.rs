@@ -12,13 +12,14 @@
 //! or wait on a worker that stopped writing its status.
 
 use std::collections::HashMap;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use syncd_worker::config::Config;
 use syncd_worker::contract::{self, Once, WorkerCommandLine};
 use syncd_worker::once::Display;
+use syncd_worker::process::{How, Input, Output, Spawn};
 use syncd_worker::state_dir::StateDir;
 use syncd_worker::status::Status;
 
@@ -73,16 +74,31 @@ fn foreground(settings: &Settings, full: bool, force: bool) -> anyhow::Result<Ex
         once: Some(Once { full, force }),
         ..WorkerCommandLine::default()
     };
-    let status = Command::new(&settings.worker_bin)
+    // In our group and with our stdio, like any command the user runs: Ctrl-C reaches it.
+    let ended = Spawn::new(&settings.worker_bin)
         .args(args.to_args())
-        .status()
-        .with_context(|| {
-            format!(
-                "cannot run the worker {}: install syncd-worker beside syncd, or name it with \
-             --worker or $SYNCD_WORKER",
-                settings.worker_bin.display()
-            )
-        })?;
+        .stdin(Input::Inherit)
+        .stdout(Output::Inherit)
+        .stderr(Output::Inherit)
+        .run();
+    let status = match ended.how {
+        // No deadline and no cancel: it is never stopped here.
+        How::Exited(status) | How::TimedOut(status) | How::Cancelled(status) => status,
+        How::FailedToStart(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot run the worker {}: install syncd-worker beside syncd, or name it \
+                     with --worker or $SYNCD_WORKER",
+                    settings.worker_bin.display()
+                )
+            })
+        }
+        How::WaitFailed(e) => {
+            return Err(e).with_context(|| {
+                format!("lost the worker {} --once", settings.worker_bin.display())
+            })
+        }
+    };
     match status.code() {
         Some(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(1))),
         None => bail!(

@@ -204,7 +204,7 @@ fn after_sigkill_the_next_start_runs_a_full_sync() {
         wait::SHORT_POLL,
         || w.poll_exit(),
     )
-    .unwrap_or_else(|t| t.fail(&[]));
+    .unwrap_or_else(|t| wait::fail(t, &[]));
     assert_eq!(
         marker(site)["state"],
         "running",

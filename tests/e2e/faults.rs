@@ -180,7 +180,7 @@ fn wait_first_files(dst: &Path, seeded: usize, fixtures: &[&dyn Diagnose]) {
         wait::SHORT_POLL,
         || file_count(dst) > seeded,
     )
-    .unwrap_or_else(|t| t.fail(fixtures));
+    .unwrap_or_else(|t| wait::fail(t, fixtures));
 }
 
 /// The controller's processes are gone after `syncd stop` (none left behind).
@@ -287,7 +287,7 @@ fn f02_stop_mid_burst_changes_while_stopped_then_start_catches_up_only_those() {
                 .any(|e| e.file_name().to_string_lossy().starts_with(".big."))
         },
     )
-    .unwrap_or_else(|t| t.fail(&[&c]));
+    .unwrap_or_else(|t| wait::fail(t, &[&c]));
     // The late part of the burst queues up behind the push in flight.
     for i in 0..300 {
         tw.file(

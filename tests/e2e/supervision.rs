@@ -143,7 +143,7 @@ fn stop_during_a_large_burst_then_start_brings_the_target_level() {
         wait::SHORT_POLL,
         || file_count(&site.dst()) > seeds,
     )
-    .unwrap_or_else(|t| t.fail(&[&c]));
+    .unwrap_or_else(|t| wait::fail(t, &[&c]));
     // ...more changes queue up behind it; once the worker has them, stop.
     for i in 0..300 {
         write_file(

@@ -291,7 +291,7 @@ impl Controller {
                 Err(format!("\n{v:#}"))
             }
         })
-        .unwrap_or_else(|t| t.fail(&[self as &dyn Diagnose, &Fixtures(others)]))
+        .unwrap_or_else(|t| wait::fail(t, &[self as &dyn Diagnose, &Fixtures(others)]))
     }
 
     /// Wait until the controller runs a new worker in place of `old` (killed), after at

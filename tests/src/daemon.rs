@@ -120,7 +120,7 @@ impl RsyncDaemon {
         let what = format!("the rsync daemon to restart on port {}", self.port);
         let restarted = wait::until(what, READY_TIMEOUT, || self.spawn_and_wait());
         if let Err(t) = restarted {
-            t.fail(&[self]);
+            wait::fail(t, &[self]);
         }
     }
 
@@ -256,7 +256,7 @@ impl RsyncDaemon {
                 }
             },
         )
-        .unwrap_or_else(|t| t.fail(&[self as &dyn Diagnose, &Fixtures(others)]));
+        .unwrap_or_else(|t| wait::fail(t, &[self as &dyn Diagnose, &Fixtures(others)]));
     }
 
     /// Take a connection slot of the module and keep it: a plain `rsync` reads a big file

@@ -4,8 +4,9 @@
 //! and checks that wait for a condition with a deadline and explain themselves when it is
 //! not met.
 //!
-//! Owns: the global inotify-sysctl lock, the one wait loop ([`wait`]), the `Diagnose`
-//! trait that lets a failure message show every fixture's log. Must not: depend on the
+//! Owns: the global inotify-sysctl lock, the waits that fail with every fixture's log
+//! ([`wait`], around `syncd_worker::wait`, the one wait loop), the `Diagnose` trait that
+//! lets a failure message show every fixture's log. Must not: depend on the
 //! `syncd` crate (its tests use this one), sleep in place of a condition, talk to
 //! anything but 127.0.0.1, or leave a process or a tempdir behind.
 

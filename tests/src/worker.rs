@@ -344,7 +344,7 @@ impl Worker {
                 "syncd-worker exited ({st}) before creating its inotify instance\n{}",
                 w.diagnose()
             ),
-            Err(t) => t.fail(&[&w]),
+            Err(t) => wait::fail(t, &[&w]),
         }
         w.wait_started();
         w
@@ -436,7 +436,7 @@ impl Worker {
             }
         });
         if let Err(t) = started {
-            t.fail(&[self]);
+            wait::fail(t, &[self]);
         }
     }
 
@@ -486,7 +486,7 @@ impl Worker {
             // The whole document is in the diagnostics below.
             Err("the status above")
         });
-        got.unwrap_or_else(|t| t.fail(&[self as &dyn Diagnose, &Fixtures(others)]))
+        got.unwrap_or_else(|t| wait::fail(t, &[self as &dyn Diagnose, &Fixtures(others)]))
     }
 
     /// Send SIGTERM and wait (up to `STOP_TIMEOUT`) for the exit; panic if it does not
@@ -506,7 +506,7 @@ impl Worker {
             wait::SHORT_POLL,
             || self.poll_exit(),
         );
-        let st = exited.unwrap_or_else(|t| t.fail(&[self]));
+        let st = exited.unwrap_or_else(|t| wait::fail(t, &[self]));
         assert!(
             st.success(),
             "syncd-worker exited with {st} after SIGTERM (expected 0)\n{}",
@@ -581,7 +581,7 @@ impl Worker {
                 None
             },
         );
-        got.unwrap_or_else(|t| t.fail(&[self]))
+        got.unwrap_or_else(|t| wait::fail(t, &[self]))
     }
 
     /// Everything the worker wrote to stderr so far.

@@ -43,6 +43,8 @@ pub const AFTER_KILL_DRAIN: Duration = Duration::from_secs(1);
 pub enum Input {
     /// `/dev/null`.
     Null,
+    /// The parent's own stdin (a command run in the foreground for the user).
+    Inherit,
     /// These bytes, written on a thread, then end of file.
     Bytes(Vec<u8>),
     /// This open file.
@@ -335,7 +337,7 @@ impl Spawn {
         let mut cmd = self.command();
         let data = match std::mem::replace(&mut self.stdin, Input::Null) {
             Input::Bytes(data) => Some(data),
-            Input::File(_) | Input::Null => None,
+            Input::File(_) | Input::Null | Input::Inherit => None,
         };
         let stdout = std::mem::replace(&mut self.stdout, Output::Null);
         let stderr = std::mem::replace(&mut self.stderr, Output::Null);
@@ -506,6 +508,7 @@ impl Spawn {
         }
         let stdin = match &self.stdin {
             Input::Null => Stdio::null(),
+            Input::Inherit => Stdio::inherit(),
             Input::Bytes(_) => Stdio::piped(),
             Input::File(f) => match f.try_clone() {
                 Ok(f) => Stdio::from(f),
@@ -831,6 +834,55 @@ mod tests {
             .stdout(Output::Tail(100))
             .run();
         assert_eq!(ended.stdout.lossy(), "from the file\n");
+    }
+
+    /// Set in the copy of this test binary that [`the_parents_stdin_and_stdout_are_inherited`]
+    /// starts: there, [`inherit_helper`] runs its child.
+    const INHERIT_HELPER: &str = "SYNCD_TEST_INHERIT_HELPER";
+
+    #[test]
+    fn the_parents_stdin_and_stdout_are_inherited() {
+        // Our own stdin cannot be changed under the other tests, so a copy of this test
+        // binary, its stdin a file we wrote, runs `cat` with both inherited.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("in");
+        std::fs::write(&path, "through the parent's stdin\n").expect("write");
+        let exe = std::env::current_exe().expect("path of the test executable");
+        let out = Command::new(exe)
+            .args(["--exact", "process::runner::tests::inherit_helper"])
+            .args(["--ignored", "--nocapture", "--test-threads=1"])
+            .env(INHERIT_HELPER, "1")
+            .stdin(File::open(&path).expect("open"))
+            .output()
+            .expect("run the test binary");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("1 passed"),
+            "the helper did not run: {stdout}"
+        );
+        assert!(
+            stdout.contains("through the parent's stdin\n"),
+            "cat's output did not reach the parent's stdout: {stdout}"
+        );
+    }
+
+    /// Not a test of its own: run by [`the_parents_stdin_and_stdout_are_inherited`].
+    #[test]
+    #[ignore = "run by the_parents_stdin_and_stdout_are_inherited"]
+    fn inherit_helper() {
+        if std::env::var_os(INHERIT_HELPER).is_none() {
+            return;
+        }
+        let ended = Spawn::new("cat")
+            .stdin(Input::Inherit)
+            .stdout(Output::Inherit)
+            .run();
+        assert_eq!(status(&ended), (Some(0), None));
     }
 
     #[test]

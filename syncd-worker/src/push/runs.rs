@@ -276,6 +276,8 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
+    use crate::wait;
+
     /// Stand-in for rsync against a daemon with `max connections = 1`: `mkdir slot` is
     /// the connection slot. A run that cannot take it is refused as busy (exit 5); one
     /// that can appends its name to `done`, holds the slot for 100 ms and frees it.
@@ -364,11 +366,13 @@ exit 0
                     Some(&waiting),
                 )
             });
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while waiting_since(&waiting).is_none() {
-                assert!(Instant::now() < deadline, "never said it was waiting");
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            wait::until_every(
+                "the push to say it is waiting",
+                Duration::from_secs(10),
+                wait::SHORT_POLL,
+                || waiting_since(&waiting),
+            )
+            .unwrap_or_else(|timeout| panic!("{timeout}"));
             std::fs::remove_dir(&slot).expect("free the slot");
             let runs = push.join().expect("the push thread");
             assert_eq!(runs.outcomes.len(), 1);

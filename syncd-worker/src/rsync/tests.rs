@@ -18,6 +18,7 @@ use crate::config::model::{
     EventSet, FullSync, Hooks, Mode, RetryPolicy, RsyncOptions, SyncJob, Target, TargetKind,
 };
 use crate::exclude::ExcludeSet;
+use crate::wait;
 
 /// A job with the documented defaults, pushing `source` to `targets`.
 pub(crate) fn job(source: impl AsRef<Path>, targets: Vec<Target>) -> SyncJob {
@@ -382,20 +383,18 @@ fn vanished_source_files_do_not_hold_back_deletions() {
     j.rsync.extra = vec!["--bwlimit=1000".into()];
     let inv = plan(&j, &t, &Batch::full(), DMA, &[]).remove(0);
     let rsync = std::thread::spawn(move || run(&inv).expect("rsync runs"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let in_transfer = || {
-        fs::read_dir(d.join("dir")).is_ok_and(|rd| {
-            rd.flatten()
-                .any(|e| e.file_name().as_bytes().starts_with(b".a-big."))
-        })
-    };
-    while !in_transfer() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a-big never started arriving"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait::until_every(
+        "a-big to start arriving",
+        Duration::from_secs(30),
+        wait::FAST_POLL,
+        || {
+            fs::read_dir(d.join("dir")).is_ok_and(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().as_bytes().starts_with(b".a-big."))
+            })
+        },
+    )
+    .unwrap_or_else(|timeout| panic!("{timeout}"));
     fs::remove_file(s.join("dir/b-small")).expect("rm b-small");
     let r = rsync.join().expect("rsync thread");
     assert_eq!(r.code, Some(24), "{}", r.stderr);
