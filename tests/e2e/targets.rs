@@ -8,7 +8,7 @@ use std::time::Duration;
 use syncd_tests::tree::{chmod, source_dir, wait_past_seed, write_file};
 use syncd_worker::status::CatchUpDecision;
 
-use crate::catchup::walk_done;
+use crate::catchup::walked;
 use syncd_tests::{assert_in_sync, RsyncDaemon, Site, SyncCheck, TreeWriter, Worker};
 
 /// Changes of every kind, made while a target is down.
@@ -194,17 +194,7 @@ fn restart_while_target_down_loses_nothing() {
         &[&w, &site.daemon],
     );
     // The walk found nothing: the replay brought every change.
-    let s = w.wait_status(
-        "the catch-up walk finished",
-        Duration::from_secs(30),
-        &[&site.daemon],
-        |s| walk_done(&s.syncs[0]).is_some(),
-    );
-    let c = s.syncs[0]
-        .catchup
-        .as_ref()
-        .expect("a catch-up in the status");
-    let walk = walk_done(&s.syncs[0]).expect("checked by the wait");
+    let (c, walk) = walked(&mut w, &site);
     assert_eq!(c.decision, CatchUpDecision::Walk, "{c:?}");
     assert_eq!(
         (walk.paths, walk.dirs, walk.whole_tree),
@@ -212,6 +202,9 @@ fn restart_while_target_down_loses_nothing() {
         "the walk found changes: the test would not prove the replay\n{c:?}"
     );
     assert!(c.replayed > 0, "nothing replayed from the fail log: {c:?}");
+    let s = w
+        .status()
+        .expect("the status file, written before the walk's end");
     assert_eq!(s.syncs[0].targets[0].full_syncs, 0, "{s:?}");
     w.stop();
 }

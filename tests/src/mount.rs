@@ -63,13 +63,7 @@ fn run(cmd: &mut Command) {
 impl Drop for LoopFs {
     fn drop(&mut self) {
         for at in self.mounted.drain(..).rev() {
-            let ok = Command::new("umount")
-                .arg(&at)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                let _ = Command::new("umount").arg("-l").arg(&at).status();
-            }
+            umount(&at);
         }
     }
 }
@@ -97,13 +91,19 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         if let Some(at) = self.at.take() {
-            let ok = Command::new("umount")
-                .arg(&at)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                let _ = Command::new("umount").arg("-l").arg(&at).status();
-            }
+            umount(&at);
         }
+    }
+}
+
+/// Unmount `at`; a busy mount is detached lazily (`umount -l`) so a test's end never
+/// leaves it behind.
+fn umount(at: &Path) {
+    let ok = Command::new("umount")
+        .arg(at)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let _ = Command::new("umount").arg("-l").arg(at).status();
     }
 }
