@@ -36,7 +36,7 @@ use crate::rsync::exit::{Class, Outcome};
 use crate::rsync::failures::{relative, Failure, Roots};
 use crate::source_id::SourceId;
 use crate::walk::{abs, excluded_paths};
-use runs::{run_all, run_capturing};
+use runs::{run_all, run_capturing, Runs};
 pub use runs::{shared_waiting, waiting_since, SharedWaiting};
 
 /// What a push came to.
@@ -85,82 +85,153 @@ pub fn execute(
     waiting: Option<&SharedWaiting>,
 ) -> PushReport {
     let started = Instant::now();
-    let nothing_run = |outcome: Outcome, source_lost: Option<String>| PushReport {
-        outcome,
-        runs: 0,
-        refused_busy: false,
-        elapsed: started.elapsed(),
-        source_lost,
-        failed: None,
-    };
     // Safety rule: never push (above all, never delete) from a directory that is not the
     // one watched — an unmounted file system's empty mount point, a swapped-in directory.
     if let Some(Err(why)) = checks.source.map(|id| id.check(&job.source)) {
-        let outcome = Outcome {
-            class: Class::Retry,
-            code: None,
-            message: why.clone(),
-        };
-        return nothing_run(outcome, Some(why));
+        return PushReport::nothing_run(retry(why.clone()), Some(why), started);
     }
     let batch = &as_it_is_now(&job.source, batch);
-    let mut invocations = Vec::new();
-    // Which runs push a whole tree (the deletion guard checks those).
-    let mut whole = Vec::new();
-    for part in parts(job, batch) {
-        let excluded = match excluded_for(job, &part) {
-            Ok(x) => x,
-            Err(e) => {
-                let outcome = Outcome {
-                    class: Class::Retry,
-                    code: None,
-                    message: format!(
-                        "cannot walk {} to find excluded paths: {e}",
-                        job.source.display()
-                    ),
-                };
-                return nothing_run(outcome, None);
-            }
-        };
-        let planned = plan(job, target, &part, caps, &excluded);
-        let guarded =
-            checks.guard && job.max_delete != DeleteGuard::Off && pushes_whole_tree(job, &part);
-        whole.extend(std::iter::repeat_n(guarded, planned.len()));
-        invocations.extend(planned);
-    }
+    let mut planned = match plan_runs(job, target, batch, caps, checks.guard) {
+        Ok(planned) => planned,
+        Err(outcome) => return PushReport::nothing_run(outcome, None, started),
+    };
     let progress = progress.filter(|_| wants_progress(job, batch));
     if progress.is_some() {
-        invocations = invocations
-            .into_iter()
-            .map(Invocation::with_progress)
-            .collect();
+        planned = planned.into_iter().map(Planned::with_progress).collect();
     }
     let patience = patience(job.rsync.timeout);
-    let mut outcomes = Vec::new();
-    let (mut dry_runs, mut refused_busy) = (0, false);
-    let mut cleared = Vec::with_capacity(invocations.len());
-    for (inv, guarded) in invocations.into_iter().zip(whole) {
-        if !guarded {
-            cleared.push(inv);
-            continue;
-        }
-        let (verdict, runs, refused) = check_guard(job, &inv, patience, waiting);
-        dry_runs += runs;
-        refused_busy |= refused;
-        match verdict {
-            Ok(allowed) => cleared.push(inv.with_max_delete(allowed)),
-            Err(outcome) => outcomes.push(outcome),
-        }
-    }
-    let guard_failed = !outcomes.is_empty();
+    let cleared = clear_with_guard(job, planned, patience, waiting);
     let runs = run_all(
-        &cleared,
+        &cleared.runs,
         job.threads.max(1),
-        checks.one_at_a_time || refused_busy,
+        checks.one_at_a_time || cleared.refused_busy,
         patience,
         progress,
         waiting,
     );
+    report(job, target, cleared, runs, started)
+}
+
+impl PushReport {
+    /// A push stopped before any rsync run.
+    fn nothing_run(outcome: Outcome, source_lost: Option<String>, started: Instant) -> Self {
+        PushReport {
+            outcome,
+            runs: 0,
+            refused_busy: false,
+            elapsed: started.elapsed(),
+            source_lost,
+            failed: None,
+        }
+    }
+}
+
+/// A failure to try again later, with no exit code (nothing ran).
+fn retry(message: String) -> Outcome {
+    Outcome {
+        class: Class::Retry,
+        code: None,
+        message,
+    }
+}
+
+/// One rsync run to make, and whether the deletion guard checks it first.
+struct Planned {
+    inv: Invocation,
+    guarded: bool,
+}
+
+impl Planned {
+    /// The run asking rsync for `--info=progress2` (its dry run too).
+    fn with_progress(self) -> Planned {
+        Planned {
+            inv: self.inv.with_progress(),
+            ..self
+        }
+    }
+}
+
+/// The runs that carry `batch`, part by part ([`parts`]), each with the concrete excluded
+/// paths under what it recurses into. With `guard`, whole-tree runs are marked for the
+/// deletion guard (unless `max_delete` is off). Err: the tree could not be walked.
+fn plan_runs(
+    job: &SyncJob,
+    target: &Target,
+    batch: &Batch,
+    caps: Caps,
+    guard: bool,
+) -> Result<Vec<Planned>, Outcome> {
+    let mut planned = Vec::new();
+    for part in parts(job, batch) {
+        let excluded = excluded_for(job, &part).map_err(|e| {
+            retry(format!(
+                "cannot walk {} to find excluded paths: {e}",
+                job.source.display()
+            ))
+        })?;
+        let guarded = guard && job.max_delete != DeleteGuard::Off && pushes_whole_tree(job, &part);
+        planned.extend(
+            plan(job, target, &part, caps, &excluded)
+                .into_iter()
+                .map(|inv| Planned { inv, guarded }),
+        );
+    }
+    Ok(planned)
+}
+
+/// What the deletion guard let through.
+struct Cleared {
+    /// The runs to make; a guarded one with the `--max-delete` the guard allows.
+    runs: Vec<Invocation>,
+    /// Why the guard stopped runs (they are not made).
+    stopped: Vec<Outcome>,
+    /// The guard's dry runs started.
+    dry_runs: usize,
+    /// The daemon refused a dry run as busy.
+    refused_busy: bool,
+}
+
+/// Put each guarded run through the deletion guard's dry run ([`check_guard`]); the
+/// others pass as they are.
+fn clear_with_guard(
+    job: &SyncJob,
+    planned: Vec<Planned>,
+    patience: Duration,
+    waiting: Option<&SharedWaiting>,
+) -> Cleared {
+    let mut cleared = Cleared {
+        runs: Vec::with_capacity(planned.len()),
+        stopped: Vec::new(),
+        dry_runs: 0,
+        refused_busy: false,
+    };
+    for Planned { inv, guarded } in planned {
+        if !guarded {
+            cleared.runs.push(inv);
+            continue;
+        }
+        let (verdict, runs, refused) = check_guard(job, &inv, patience, waiting);
+        cleared.dry_runs += runs;
+        cleared.refused_busy |= refused;
+        match verdict {
+            Ok(allowed) => cleared.runs.push(inv.with_max_delete(allowed)),
+            Err(outcome) => cleared.stopped.push(outcome),
+        }
+    }
+    cleared
+}
+
+/// The push's report from the guard's verdicts and the runs' outcomes: the worst
+/// outcome, and the failing paths when the push failed only because of named paths.
+fn report(
+    job: &SyncJob,
+    target: &Target,
+    cleared: Cleared,
+    runs: Runs,
+    started: Instant,
+) -> PushReport {
+    let guard_failed = !cleared.stopped.is_empty();
+    let mut outcomes = cleared.stopped;
     outcomes.extend(runs.outcomes);
     let outcome = worst(outcomes);
     let failed = match runs.named {
@@ -170,8 +241,8 @@ pub fn execute(
         _ => None,
     };
     PushReport {
-        runs: runs.started + dry_runs,
-        refused_busy: runs.refused_busy || refused_busy,
+        runs: runs.started + cleared.dry_runs,
+        refused_busy: runs.refused_busy || cleared.refused_busy,
         outcome,
         elapsed: started.elapsed(),
         source_lost: None,

@@ -10,7 +10,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{BorrowedFd, IntoRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -45,6 +45,24 @@ pub fn start(settings: &Settings, args: &StartArgs) -> anyhow::Result<ExitCode> 
     let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
     let listener =
         notify::Listener::bind("start").context("failed to bind a notification socket")?;
+    let mut cmd = daemon_command(settings, args)?;
+    let log_err = log
+        .try_clone()
+        .context("failed to duplicate the log file handle")?;
+    cmd.env(contract::NOTIFY_SOCKET, listener.name())
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    detach_with_lock(&mut cmd, lock.as_raw_fd());
+    let mut child = cmd.spawn().context("failed to start the syncd daemon")?;
+    // The daemon holds the lock through its own descriptor now.
+    drop(lock);
+    wait_until_ready(&mut child, &listener, settings, args.wait, log_start)
+}
+
+/// `syncd run --lock-fd 3` with this invocation's settings and worker flags.
+fn daemon_command(settings: &Settings, args: &StartArgs) -> anyhow::Result<Command> {
     let exe = std::env::current_exe().context("failed to find syncd's own executable")?;
     let mut cmd = Command::new(exe);
     cmd.arg("--config")
@@ -67,15 +85,12 @@ pub fn start(settings: &Settings, args: &StartArgs) -> anyhow::Result<ExitCode> 
     if let Some(n) = args.worker.threads {
         cmd.arg("--threads").arg(n.to_string());
     }
-    let log_err = log
-        .try_clone()
-        .context("failed to duplicate the log file handle")?;
-    cmd.env(contract::NOTIFY_SOCKET, listener.name())
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err);
-    let lock_fd = lock.as_raw_fd();
+    Ok(cmd)
+}
+
+/// In the child before exec: the held lock (`lock_fd`) moved to [`LOCK_FD`] and kept
+/// across exec, a new session, umask 022.
+fn detach_with_lock(cmd: &mut Command, lock_fd: i32) {
     // SAFETY: runs in the child between fork and exec: fcntl, dup2, setsid and umask are
     // async-signal-safe and nothing here allocates (nix's errors are plain errno values).
     // `lock_fd` is open in the child (fork copied the descriptor table) and is borrowed
@@ -95,10 +110,18 @@ pub fn start(settings: &Settings, args: &StartArgs) -> anyhow::Result<ExitCode> 
             Ok(())
         });
     }
-    let mut child = cmd.spawn().context("failed to start the syncd daemon")?;
-    // The daemon holds the lock through its own descriptor now.
-    drop(lock);
-    let deadline = after(Instant::now(), args.wait);
+}
+
+/// Wait until the daemon reports its watches in place (success), exits (failure, with
+/// what it logged since `log_start`), or `wait` passes (failure: the daemon is stopped).
+fn wait_until_ready(
+    child: &mut Child,
+    listener: &notify::Listener,
+    settings: &Settings,
+    wait: Duration,
+    log_start: u64,
+) -> anyhow::Result<ExitCode> {
+    let deadline = after(Instant::now(), wait);
     let mut last_status = String::new();
     loop {
         if let Some(status) = child.try_wait().context("failed to check on the daemon")? {
@@ -112,19 +135,11 @@ pub fn start(settings: &Settings, args: &StartArgs) -> anyhow::Result<ExitCode> 
         }
         let now = Instant::now();
         if now >= deadline {
-            eprintln!(
-                "syncd did not report its watches in place within {} (last status: {}); stopping it. Raise --wait for very large trees. From {}:\n{}",
-                humantime::format_duration(args.wait),
-                if last_status.is_empty() { "none" } else { &last_status },
-                settings.log_file.display(),
-                log_since(&settings.log_file, log_start)
-            );
-            let _ = crate::procs::signal(child.id(), contract::STOP);
-            let _ = crate::stop::wait_for_exit(&mut child, Duration::from_secs(30));
+            give_up(child, settings, wait, &last_status, log_start);
             return Ok(ExitCode::FAILURE);
         }
-        let wait = (deadline - now).min(Duration::from_millis(200));
-        if let Some(m) = listener.recv(wait).context("notification socket")? {
+        let slice = (deadline - now).min(Duration::from_millis(200));
+        if let Some(m) = listener.recv(slice).context("notification socket")? {
             if let Some(s) = m.get("STATUS") {
                 last_status = s.to_string();
             }
@@ -142,6 +157,25 @@ pub fn start(settings: &Settings, args: &StartArgs) -> anyhow::Result<ExitCode> 
             }
         }
     }
+}
+
+/// The daemon did not report ready within `wait`: say so with its log, and stop it.
+fn give_up(
+    child: &mut Child,
+    settings: &Settings,
+    wait: Duration,
+    last_status: &str,
+    log_start: u64,
+) {
+    eprintln!(
+        "syncd did not report its watches in place within {} (last status: {}); stopping it. Raise --wait for very large trees. From {}:\n{}",
+        humantime::format_duration(wait),
+        if last_status.is_empty() { "none" } else { last_status },
+        settings.log_file.display(),
+        log_since(&settings.log_file, log_start)
+    );
+    let _ = crate::procs::signal(child.id(), contract::STOP);
+    let _ = crate::stop::wait_for_exit(child, Duration::from_secs(30));
 }
 
 /// With the lock held: a pidfile left behind belongs to a dead controller (or its pid now

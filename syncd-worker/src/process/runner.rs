@@ -22,7 +22,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -335,147 +335,57 @@ impl Spawn {
     pub fn run(mut self) -> Ended {
         let started = Instant::now();
         let mut cmd = self.command();
-        let data = match std::mem::replace(&mut self.stdin, Input::Null) {
-            Input::Bytes(data) => Some(data),
-            Input::File(_) | Input::Null | Input::Inherit => None,
-        };
-        let stdout = std::mem::replace(&mut self.stdout, Output::Null);
-        let stderr = std::mem::replace(&mut self.stderr, Output::Null);
-        let Spawn {
-            group,
-            deadline,
-            grace,
-            drain,
-            cancel,
-            ..
-        } = self;
+        let (data, stdout, stderr) = self.take_io();
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => return Ended::without_status(How::FailedToStart(e), started),
         };
-        let target = Target::of(&child, group);
+        let target = Target::of(&child, self.group);
+        // `tx` lives until the run ends, so the watch below never sees the channel close.
         let (tx, rx) = mpsc::channel::<Event>();
-        let mut open = 0usize;
-
-        let stdin_error = Arc::new(Mutex::new(None));
-        if let (Some(pipe), Some(data)) = (child.stdin.take(), data) {
-            let slot = Arc::clone(&stdin_error);
-            open += start_thread("child-stdin", &tx, move || {
-                if let Err(e) = write_all_then_close(pipe, &data) {
-                    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
-                }
-            });
-        }
-        let stdout_tail = read_output(child.stdout.take(), stdout, &tx, &mut open);
-        let stderr_tail = read_output(child.stderr.take(), stderr, &tx, &mut open);
-
+        let pipes = Pipes::start(&mut child, data, stdout, stderr, &tx);
         // Nothing to time and outputs read to their end: the exit needs no watching
         // (the reap below waits for it), as if it were already seen.
-        let watch_exit = deadline.is_some() || cancel.is_some() || drain != Drain::ToEnd;
+        let watch_exit =
+            self.deadline.is_some() || self.cancel.is_some() || self.drain != Drain::ToEnd;
         if watch_exit {
-            let pid = target.pid;
-            let tx = tx.clone();
-            let waiter = std::thread::Builder::new()
-                .name("child-wait".into())
-                .spawn(move || {
-                    wait_for_exit(pid);
-                    let _ = tx.send(Event::Exited);
-                });
-            if let Err(e) = waiter {
+            if let Err(e) = start_exit_waiter(target.pid, &tx) {
                 // Without the waiter there is no deadline to keep: end the child now.
                 target.signal(Signal::SIGKILL);
                 let _ = child.wait();
                 return Ended::without_status(How::WaitFailed(e), started);
             }
         }
-        if let Some(c) = &cancel {
+        if let Some(c) = &self.cancel {
             c.register(&tx);
         }
-
-        let limit = deadline.map(|d| after(started, d));
-        let mut stop: Option<Stop> = None;
-        let mut kill_at: Option<Instant> = None;
-        let mut drain_until: Option<Instant> = None;
-        let mut exited = !watch_exit;
-        loop {
-            let now = Instant::now();
-            if exited && (open == 0 || drain_until.is_some_and(|t| now >= t)) {
-                break;
-            }
-            // With a bounded drain the deadline covers the exit, the drain the outputs.
-            let bounded = exited && matches!(drain, Drain::Within(_));
-            if stop.is_none() && !bounded && limit.is_some_and(|t| now >= t) {
-                stop = Some(Stop::TimedOut);
-                kill_at = target.begin_stop(now, grace);
-                if exited {
-                    drain_until = Some(after(now, AFTER_KILL_DRAIN));
-                }
-            }
-            if kill_at.is_some_and(|t| now >= t) {
-                target.signal(Signal::SIGKILL);
-                kill_at = None;
-            }
-            let next = [
-                limit.filter(|_| stop.is_none() && !bounded),
-                kill_at,
-                drain_until.filter(|_| exited),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let event = match next {
-                Some(t) => match rx.recv_timeout(t.saturating_duration_since(now)) {
-                    Ok(e) => e,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    // Not reached: `tx` lives in this frame.
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match rx.recv() {
-                    Ok(e) => e,
-                    Err(_) => break,
-                },
-            };
-            let now = Instant::now();
-            match event {
-                Event::Exited => {
-                    exited = true;
-                    drain_until = match (drain, stop) {
-                        (Drain::Within(d), _) => Some(after(now, d)),
-                        (Drain::ToEnd, Some(_)) => Some(after(now, AFTER_KILL_DRAIN)),
-                        (Drain::ToEnd, None) => None,
-                    };
-                }
-                Event::Closed => open = open.saturating_sub(1),
-                Event::Cancelled if stop.is_none() => {
-                    stop = Some(Stop::Cancelled);
-                    kill_at = target.begin_stop(now, grace);
-                    if exited {
-                        drain_until = Some(after(now, AFTER_KILL_DRAIN));
-                    }
-                }
-                Event::Cancelled | Event::Ping => {}
-            }
-        }
-
-        let how = match child.wait() {
-            Ok(status) => match stop {
-                None => How::Exited(status),
-                Some(Stop::TimedOut) => How::TimedOut(status),
-                Some(Stop::Cancelled) => How::Cancelled(status),
-            },
-            Err(e) => How::WaitFailed(e),
+        let watch = Watch {
+            target,
+            grace: self.grace,
+            drain: self.drain,
+            limit: self.deadline.map(|d| after(started, d)),
+            stop: None,
+            kill_at: None,
+            drain_until: None,
+            exited: !watch_exit,
+            open: pipes.open,
         };
-        let stdin_error = stdin_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        Ended {
-            how,
-            stdout: snapshot(&stdout_tail),
-            stderr: snapshot(&stderr_tail),
-            stdin_error,
-            elapsed: started.elapsed(),
-        }
+        let stop = watch.until_done(&rx);
+        let how = reap(&mut child, stop);
+        pipes.into_ended(how, started)
+    }
+
+    /// Take the stdin bytes (if any) and the outputs out of `self` once the command is
+    /// built, leaving `/dev/null` (an [`Input::File`] is dropped: the command holds a
+    /// duplicate).
+    fn take_io(&mut self) -> (Option<Vec<u8>>, Output, Output) {
+        let data = match std::mem::replace(&mut self.stdin, Input::Null) {
+            Input::Bytes(data) => Some(data),
+            Input::File(_) | Input::Null | Input::Inherit => None,
+        };
+        let stdout = std::mem::replace(&mut self.stdout, Output::Null);
+        let stderr = std::mem::replace(&mut self.stderr, Output::Null);
+        (data, stdout, stderr)
     }
 
     /// Start a long-lived child and hand it back. Only `/dev/null`, a file or the
@@ -632,6 +542,191 @@ impl Target {
         } else {
             self.signal(Signal::SIGTERM);
             Some(after(now, grace))
+        }
+    }
+}
+
+/// The threads that feed one child's stdin and drain its outputs, and what they leave.
+struct Pipes {
+    /// How many threads were started (each reports [`Event::Closed`] once).
+    open: usize,
+    stdin_error: Arc<Mutex<Option<io::Error>>>,
+    stdout: Option<Arc<Mutex<TailBuf>>>,
+    stderr: Option<Arc<Mutex<TailBuf>>>,
+}
+
+impl Pipes {
+    /// Start writing `data` (if any) to the child's stdin and reading its outputs.
+    fn start(
+        child: &mut Child,
+        data: Option<Vec<u8>>,
+        stdout: Output,
+        stderr: Output,
+        tx: &Sender<Event>,
+    ) -> Pipes {
+        let mut open = 0usize;
+        let stdin_error = Arc::new(Mutex::new(None));
+        if let (Some(pipe), Some(data)) = (child.stdin.take(), data) {
+            let slot = Arc::clone(&stdin_error);
+            open += start_thread("child-stdin", tx, move || {
+                if let Err(e) = write_all_then_close(pipe, &data) {
+                    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                }
+            });
+        }
+        let stdout = read_output(child.stdout.take(), stdout, tx, &mut open);
+        let stderr = read_output(child.stderr.take(), stderr, tx, &mut open);
+        Pipes {
+            open,
+            stdin_error,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The run's result: `how` it ended and what the pipes kept by now.
+    fn into_ended(self, how: How, started: Instant) -> Ended {
+        let stdin_error = self
+            .stdin_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        Ended {
+            how,
+            stdout: snapshot(&self.stdout),
+            stderr: snapshot(&self.stderr),
+            stdin_error,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+/// Start the thread that reports [`Event::Exited`] when `pid` exits (left unreaped).
+fn start_exit_waiter(pid: Pid, tx: &Sender<Event>) -> io::Result<()> {
+    let tx = tx.clone();
+    std::thread::Builder::new()
+        .name("child-wait".into())
+        .spawn(move || {
+            wait_for_exit(pid);
+            let _ = tx.send(Event::Exited);
+        })
+        .map(drop)
+}
+
+/// Reap the child (the last step: see the module doc) and say how the run ended.
+fn reap(child: &mut Child, stop: Option<Stop>) -> How {
+    match child.wait() {
+        Ok(status) => match stop {
+            None => How::Exited(status),
+            Some(Stop::TimedOut) => How::TimedOut(status),
+            Some(Stop::Cancelled) => How::Cancelled(status),
+        },
+        Err(e) => How::WaitFailed(e),
+    }
+}
+
+/// The wait for one run's end: the child's exit, its outputs closing, the deadline, a
+/// cancel, and the kill sequence these start. Hears [`Event`]s; signals, never reaps.
+struct Watch {
+    target: Target,
+    grace: Duration,
+    drain: Drain,
+    /// When the deadline passes, if there is one.
+    limit: Option<Instant>,
+    /// Why the child is being stopped, once it is.
+    stop: Option<Stop>,
+    /// When SIGKILL is due, after a SIGTERM.
+    kill_at: Option<Instant>,
+    /// When to stop waiting for the outputs, once the child has exited.
+    drain_until: Option<Instant>,
+    exited: bool,
+    /// Pipe threads that have not reported [`Event::Closed`] yet.
+    open: usize,
+}
+
+impl Watch {
+    /// Wait until the child has exited and its outputs are closed (or the drain is
+    /// over); why it was stopped, if it was.
+    fn until_done(mut self, rx: &Receiver<Event>) -> Option<Stop> {
+        loop {
+            let now = Instant::now();
+            if self.done(now) {
+                break;
+            }
+            self.on_clock(now);
+            let event = match self.next_wake() {
+                Some(t) => match rx.recv_timeout(t.saturating_duration_since(now)) {
+                    Ok(e) => e,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    // Not reached: the run holds a sender.
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match rx.recv() {
+                    Ok(e) => e,
+                    Err(_) => break,
+                },
+            };
+            self.on_event(event, Instant::now());
+        }
+        self.stop
+    }
+
+    fn done(&self, now: Instant) -> bool {
+        self.exited && (self.open == 0 || self.drain_until.is_some_and(|t| now >= t))
+    }
+
+    /// The deadline, while it still applies: not once a stop began, and with a bounded
+    /// drain not after the exit (the deadline covers the exit, the drain the outputs).
+    fn pending_deadline(&self) -> Option<Instant> {
+        let bounded = self.exited && matches!(self.drain, Drain::Within(_));
+        self.limit.filter(|_| self.stop.is_none() && !bounded)
+    }
+
+    /// Begin the kill sequence once the deadline passed; SIGKILL once the grace is over.
+    fn on_clock(&mut self, now: Instant) {
+        if self.pending_deadline().is_some_and(|t| now >= t) {
+            self.begin_stop(Stop::TimedOut, now);
+        }
+        if self.kill_at.is_some_and(|t| now >= t) {
+            self.target.signal(Signal::SIGKILL);
+            self.kill_at = None;
+        }
+    }
+
+    /// The next moment the clock matters, if any.
+    fn next_wake(&self) -> Option<Instant> {
+        [
+            self.pending_deadline(),
+            self.kill_at,
+            self.drain_until.filter(|_| self.exited),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn on_event(&mut self, event: Event, now: Instant) {
+        match event {
+            Event::Exited => {
+                self.exited = true;
+                self.drain_until = match (self.drain, self.stop) {
+                    (Drain::Within(d), _) => Some(after(now, d)),
+                    (Drain::ToEnd, Some(_)) => Some(after(now, AFTER_KILL_DRAIN)),
+                    (Drain::ToEnd, None) => None,
+                };
+            }
+            Event::Closed => self.open = self.open.saturating_sub(1),
+            Event::Cancelled if self.stop.is_none() => self.begin_stop(Stop::Cancelled, now),
+            Event::Cancelled | Event::Ping => {}
+        }
+    }
+
+    /// Signal the first step of the kill sequence; after an exit, bound the drain.
+    fn begin_stop(&mut self, why: Stop, now: Instant) {
+        self.stop = Some(why);
+        self.kill_at = self.target.begin_stop(now, self.grace);
+        if self.exited {
+            self.drain_until = Some(after(now, AFTER_KILL_DRAIN));
         }
     }
 }

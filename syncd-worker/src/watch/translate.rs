@@ -323,6 +323,8 @@ impl Translator {
         }
     }
 
+    /// One event on an entry of a watched directory, by kind. An excluded name is
+    /// ignored, except as the target of a move (then the entry left the tree).
     fn entry_event(
         &mut self,
         rel: RelPath,
@@ -334,101 +336,130 @@ impl Translator {
     ) {
         let excluded = self.exclude.is_excluded(&rel);
         match op {
-            EntryOp::MovedFrom { cookie } => {
-                if excluded {
-                    return;
-                }
-                // Its close (if any) comes under the new name, which the move pushes.
-                self.open_creates.remove(&rel);
-                self.pending_moves.push(PendingMove {
-                    cookie,
-                    from: rel,
-                    is_dir,
-                    at: now,
-                });
+            EntryOp::MovedTo { cookie } => self.moved_to(rel, is_dir, cookie, excluded, out),
+            _ if excluded => {}
+            EntryOp::MovedFrom { cookie } => self.moved_from(rel, is_dir, cookie, now),
+            EntryOp::Create if is_dir => self.dir_created(rel, out),
+            EntryOp::Create => self.file_created(rel, now, lstat, out),
+            EntryOp::Delete => self.deleted(rel, is_dir, out),
+            EntryOp::CloseWrite => self.closed_after_write(rel, out),
+            EntryOp::Modify => self.changed_in_place(rel, self.events.modify, out),
+            EntryOp::Attrib => self.changed_in_place(rel, self.events.attrib, out),
+        }
+    }
+
+    /// The first half of a rename: held until its `MOVED_TO` (or the pairing wait) ends.
+    fn moved_from(&mut self, rel: RelPath, is_dir: bool, cookie: u32, now: Instant) {
+        // Its close (if any) comes under the new name, which the move pushes.
+        self.open_creates.remove(&rel);
+        self.pending_moves.push(PendingMove {
+            cookie,
+            from: rel,
+            is_dir,
+            at: now,
+        });
+    }
+
+    /// The second half of a rename, paired with its first half when that was seen.
+    fn moved_to(
+        &mut self,
+        rel: RelPath,
+        is_dir: bool,
+        cookie: u32,
+        excluded: bool,
+        out: &mut Output,
+    ) {
+        let paired = self.take_pending_move(cookie);
+        if excluded {
+            // Moved to an excluded name: for the target it is gone.
+            if let Some(m) = paired {
+                self.moved_out(m, out);
             }
-            EntryOp::MovedTo { cookie } => {
-                let paired = self
-                    .pending_moves
-                    .iter()
-                    .position(|m| m.cookie == cookie)
-                    .map(|i| self.pending_moves.remove(i));
-                if excluded {
-                    // Moved to an excluded name: for the target it is gone.
-                    if let Some(m) = paired {
-                        self.moved_out(m, out);
-                    }
-                    return;
-                }
-                match paired {
-                    Some(m) => {
-                        if m.is_dir {
-                            out.commands.push(Command::Rename {
-                                from: m.from.clone(),
-                                to: rel.clone(),
-                            });
-                        }
-                        if self.events.move_from {
-                            out.changes.push(Change::Gone(m.from));
-                        }
-                    }
-                    None if is_dir => out.commands.push(Command::WatchTree(rel.clone())),
-                    None => {}
-                }
-                if self.events.move_to {
-                    out.changes.push(if is_dir {
-                        Change::Tree(rel)
-                    } else {
-                        Change::Path(rel)
+            return;
+        }
+        match paired {
+            Some(m) => {
+                if m.is_dir {
+                    out.commands.push(Command::Rename {
+                        from: m.from.clone(),
+                        to: rel.clone(),
                     });
                 }
-            }
-            _ if excluded => {}
-            EntryOp::Create if is_dir => {
-                out.commands.push(Command::WatchTree(rel.clone()));
-                if self.events.create_folder {
-                    out.changes.push(Change::Tree(rel));
+                if self.events.move_from {
+                    out.changes.push(Change::Gone(m.from));
                 }
             }
-            EntryOp::Create => {
-                if !self.events.create_file {
-                    return;
-                }
-                if create_waits_for_close(&self.events, lstat(&rel)) {
-                    self.open_creates.insert(rel, now);
-                } else {
-                    out.changes.push(Change::Path(rel));
-                }
-            }
-            EntryOp::Delete => {
-                if is_dir {
-                    out.commands.push(Command::Forget(rel.clone()));
-                }
-                self.open_creates.remove(&rel);
-                if self.events.delete {
-                    out.changes.push(Change::Gone(rel));
-                }
-            }
-            EntryOp::CloseWrite => {
-                self.open_creates.remove(&rel);
-                if self.events.close_write {
-                    out.changes.push(Change::Path(rel));
-                }
-            }
-            EntryOp::Modify | EntryOp::Attrib => {
-                if self.open_creates.contains_key(&rel) {
-                    // Written or chmod-ed before its close: the close (or the wait)
-                    // pushes it.
-                    return;
-                }
-                let wanted = match op {
-                    EntryOp::Modify => self.events.modify,
-                    _ => self.events.attrib,
-                };
-                if wanted {
-                    out.changes.push(Change::Path(rel));
-                }
-            }
+            None if is_dir => out.commands.push(Command::WatchTree(rel.clone())),
+            None => {}
+        }
+        if self.events.move_to {
+            out.changes.push(if is_dir {
+                Change::Tree(rel)
+            } else {
+                Change::Path(rel)
+            });
+        }
+    }
+
+    /// The pending first half of the rename with this cookie, if any, taken out.
+    fn take_pending_move(&mut self, cookie: u32) -> Option<PendingMove> {
+        self.pending_moves
+            .iter()
+            .position(|m| m.cookie == cookie)
+            .map(|i| self.pending_moves.remove(i))
+    }
+
+    /// A new directory: watch it, and push it whole (entries may arrive before the watch).
+    fn dir_created(&mut self, rel: RelPath, out: &mut Output) {
+        out.commands.push(Command::WatchTree(rel.clone()));
+        if self.events.create_folder {
+            out.changes.push(Change::Tree(rel));
+        }
+    }
+
+    /// A new file: pushed now, or held until its close when it is still being written.
+    fn file_created(
+        &mut self,
+        rel: RelPath,
+        now: Instant,
+        lstat: impl FnOnce(&[u8]) -> Option<FileMeta>,
+        out: &mut Output,
+    ) {
+        if !self.events.create_file {
+            return;
+        }
+        if create_waits_for_close(&self.events, lstat(&rel)) {
+            self.open_creates.insert(rel, now);
+        } else {
+            out.changes.push(Change::Path(rel));
+        }
+    }
+
+    fn deleted(&mut self, rel: RelPath, is_dir: bool, out: &mut Output) {
+        if is_dir {
+            out.commands.push(Command::Forget(rel.clone()));
+        }
+        self.open_creates.remove(&rel);
+        if self.events.delete {
+            out.changes.push(Change::Gone(rel));
+        }
+    }
+
+    fn closed_after_write(&mut self, rel: RelPath, out: &mut Output) {
+        self.open_creates.remove(&rel);
+        if self.events.close_write {
+            out.changes.push(Change::Path(rel));
+        }
+    }
+
+    /// Written or chmod-ed (`wanted`: that kind of event is watched).
+    fn changed_in_place(&self, rel: RelPath, wanted: bool, out: &mut Output) {
+        if self.open_creates.contains_key(&rel) {
+            // Written or chmod-ed before its close: the close (or the wait) pushes it.
+            return;
+        }
+        if wanted {
+            out.changes.push(Change::Path(rel));
         }
     }
 
