@@ -519,9 +519,7 @@ impl Tracker {
     /// channel: None while a catch-up walk still sends (its changes may have ctimes
     /// before the watermark; once `walk_done` is seen, all of them are in the channel).
     pub fn sample(&self) -> Option<i64> {
-        let walking = matches!(self.decision, Decision::CtimeSince(_))
-            && !self.walk_done.load(Ordering::Acquire);
-        if walking {
+        if self.walking() {
             None
         } else {
             self.watermark.get()
@@ -536,15 +534,27 @@ impl Tracker {
     /// last changes received, so that T (mark − slack) passes them. An idle sync keeps its
     /// T, and the checkpoint is not rewritten for nothing.
     pub fn note_quiet(&mut self, mark: i64) {
+        if self.settling() {
+            self.quiet = Some(self.quiet.map_or(mark, |q| q.max(mark)));
+        }
+    }
+
+    /// The quiet mark still has to move: none yet, or not yet [`SLACK`] past the last
+    /// changes received (see [`Tracker::note_quiet`]). While it is, the engine samples
+    /// the watermark again shortly; afterwards nothing is left to vouch for anew and an
+    /// idle engine has no reason to wake.
+    pub fn settling(&self) -> bool {
         let slack = SLACK.as_nanos() as i64;
-        let needed = match (self.quiet, self.activity) {
+        match (self.quiet, self.activity) {
             (None, _) => true,
             (Some(q), Some(a)) => q <= a.saturating_add(slack),
             (Some(_), None) => false,
-        };
-        if needed {
-            self.quiet = Some(self.quiet.map_or(mark, |q| q.max(mark)));
         }
+    }
+
+    /// The catch-up walk is running: its outcome in the status changes without a message.
+    pub fn walking(&self) -> bool {
+        matches!(self.decision, Decision::CtimeSince(_)) && !self.walk_done.load(Ordering::Acquire)
     }
 
     /// The engine received changes for the sync (now).
@@ -1240,16 +1250,19 @@ mod tests {
         // Changes received now: the mark moves until it is SLACK past them.
         t.note_activity();
         let a = t.activity.expect("noted");
+        assert!(t.settling(), "the mark has to pass the changes");
         t.note_quiet(a);
         assert_eq!(t.quiet, Some(a));
         t.note_quiet(a + slack);
         assert_eq!(t.quiet, Some(a + slack));
+        assert!(t.settling(), "not yet past the slack");
         t.note_quiet(a + slack + 1);
         assert_eq!(
             t.quiet,
             Some(a + slack + 1),
             "T = mark - slack now passes them"
         );
+        assert!(!t.settling(), "settled: an idle engine need not look again");
         t.note_quiet(a + 10 * slack);
         assert_eq!(t.quiet, Some(a + slack + 1), "then it stays");
         // Never backwards.
@@ -1271,9 +1284,12 @@ mod tests {
             activity: None,
         };
         w.watermark.set(300 * S);
+        assert!(w.walking());
+        assert!(w.settling(), "no quiet mark yet");
         assert_eq!(w.sample(), None);
         assert_eq!(w.checkpoint(true, 0), Some(50 * S));
         w.walk_done.store(true, Ordering::Release);
+        assert!(!w.walking());
         assert_eq!(w.sample(), Some(300 * S));
         assert_eq!(w.checkpoint(true, 0), Some(50 * S), "no quiet mark yet");
         w.note_quiet(300 * S);

@@ -39,11 +39,13 @@ use crate::target::{Action, TargetState};
 use crate::watch::WatchStats;
 use crate::watch_thread::Expect;
 
-use status::{STATUS_IDLE_GAP, STATUS_MIN_GAP};
 use sync::{SyncState, TargetSlot};
 
 /// How often the running catch-up checkpoint is considered (written only when it moved).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// While a sync's quiet mark still has to move (see `catchup::Tracker::settling`), how
+/// often the loop samples the watermarks without a message.
+const SETTLE_LOOK: Duration = Duration::from_secs(1);
 
 /// Identity of one watcher or one target, never reused within a run.
 type Id = u64;
@@ -236,10 +238,12 @@ impl Engine {
                 self.checkpoint();
                 self.next_checkpoint = after(now, CHECKPOINT_EVERY);
             }
-            let wait = self
-                .next_deadline(now)
-                .map_or(STATUS_IDLE_GAP, |d| d.saturating_duration_since(now));
-            match rx.recv_timeout(wait) {
+            // Nothing due: block until a message (an idle worker does not wake).
+            let got = match self.next_deadline(now) {
+                Some(d) => rx.recv_timeout(d.saturating_duration_since(now)),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match got {
                 Ok(m) => self.handle(m),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -271,11 +275,13 @@ impl Engine {
             let targets = s.targets.iter().map(|t| t.state.deadline(now, s.ready));
             targets.chain([s.next_full])
         });
-        let status = self
-            .status_stale()
-            .then(|| self.last_status.map_or(now, |l| after(l, STATUS_MIN_GAP)));
-        let checkpoint = (!self.stopping).then_some(self.next_checkpoint);
-        syncs.chain([status, checkpoint]).flatten().min()
+        let status = self.status_due();
+        // The quiet mark moves only when the loop samples the watermark: while it still
+        // has to, look again shortly; the checkpoint is due only while it may change.
+        let settle = self.settling().then(|| after(now, SETTLE_LOOK));
+        let checkpoint = (!self.stopping && (self.settling() || self.checkpoint_changed()))
+            .then_some(self.next_checkpoint);
+        syncs.chain([status, settle, checkpoint]).flatten().min()
     }
 
     /// Start what is due: periodic full pushes, then each target's probe or push.

@@ -29,8 +29,9 @@ use crate::settings::Settings;
 
 /// How often the status file is read (the worker rewrites it at most every 200 ms).
 const POLL: Duration = Duration::from_millis(200);
-/// The worker rewrites its status at least every 2 s; this long without a new one means
-/// it is stuck or gone.
+/// While work is pending the worker rewrites its status at least every 2 s (an idle one
+/// does not: nothing in it changes); this long without a new one then means it is stuck
+/// or gone.
 const STALE_AFTER: Duration = Duration::from_secs(30);
 /// How long to wait for a first readable status file (a daemon that is starting).
 const FIRST_STATUS_WAIT: Duration = Duration::from_secs(30);
@@ -248,7 +249,7 @@ fn through_daemon(settings: &Settings, pid: u32, full: bool) -> anyhow::Result<E
         };
         if status.updated_at != last_update.0 {
             last_update = (status.updated_at, Instant::now());
-        } else if last_update.1.elapsed() >= STALE_AFTER {
+        } else if last_update.1.elapsed() >= STALE_AFTER && pending(&status) {
             break Err(stale(settings));
         }
         match judge(&base, &status, full) {
@@ -336,6 +337,15 @@ fn activity(status: &Status) -> (u64, u64, u64, bool) {
     a
 }
 
+/// Work queued or in flight: the worker rewrites its status every 2 s meanwhile.
+fn pending(status: &Status) -> bool {
+    status
+        .syncs
+        .iter()
+        .flat_map(|s| &s.targets)
+        .any(|t| t.queue_depth > 0 || t.in_flight > 0)
+}
+
 fn stale(settings: &Settings) -> anyhow::Error {
     anyhow::anyhow!(
         "the worker's status file {} was not updated for {}s; the worker may be stuck or \
@@ -410,6 +420,20 @@ mod tests {
                     )
                     .collect(),
             }],
+        }
+    }
+
+    #[test]
+    fn staleness_counts_only_while_work_is_pending() {
+        // An idle worker does not rewrite its status: an old one is no sign of trouble.
+        let cases: [(&[T], bool); 4] = [
+            (&[("a", 0, 0, 2, 0)], false),
+            (&[("a", 0, 0, 2, 1), ("b", 0, 0, 0, 0)], false),
+            (&[("a", 0, 0, 2, 0), ("b", 3, 0, 0, 0)], true),
+            (&[("a", 0, 4, 2, 0)], true),
+        ];
+        for (targets, want) in cases {
+            assert_eq!(pending(&status(1, targets)), want, "{targets:?}");
         }
     }
 

@@ -34,16 +34,32 @@ impl Engine {
         }
     }
 
-    /// Write the running catch-up checkpoint (durably) when it says something new: what a
-    /// worker killed from now on can vouch for (see the catchup module).
-    pub(super) fn checkpoint(&mut self) {
-        let entries: Vec<catchup::MarkerSync> = self
-            .syncs
+    /// What the running checkpoint would say now.
+    fn checkpoint_entries(&self) -> Vec<catchup::MarkerSync> {
+        self.syncs
             .iter()
             .map(|s| {
                 catchup::MarkerSync::new(&s.job, s.catchup.checkpoint(s.ready, s.stats.unwatched))
             })
-            .collect();
+            .collect()
+    }
+
+    /// The running checkpoint would say something other than what was last written.
+    pub(super) fn checkpoint_changed(&self) -> bool {
+        self.last_checkpoint.as_ref() != Some(&self.checkpoint_entries())
+    }
+
+    /// A watched, idle sync's quiet mark still has to move (see `note_quiet`).
+    pub(super) fn settling(&self) -> bool {
+        self.syncs
+            .iter()
+            .any(|s| s.ready && s.stats.unwatched == 0 && s.idle() && s.catchup.settling())
+    }
+
+    /// Write the running catch-up checkpoint (durably) when it says something new: what a
+    /// worker killed from now on can vouch for (see the catchup module).
+    pub(super) fn checkpoint(&mut self) {
+        let entries = self.checkpoint_entries();
         if self.last_checkpoint.as_ref() == Some(&entries) {
             return;
         }

@@ -1,6 +1,10 @@
-//! The engine's status file: when it is written (at most every [`STATUS_MIN_GAP`] while
-//! things change, at least every [`STATUS_IDLE_GAP`]) and what it says, from each sync's
-//! watcher and each target's [`crate::target::TargetState::status`].
+//! The engine's status file: when it is written and what it says, from each sync's
+//! watcher and each target's [`crate::target::TargetState::status`]. Written at most every
+//! [`STATUS_MIN_GAP`] while things change (a message arrived, a push is in flight); every
+//! [`STATUS_LIVE_GAP`] while its content moves with the clock alone (work pending: its
+//! lag grows; a catch-up walk running); and not at all while nothing in it changes, so an
+//! idle worker does not wake for it. Readers tell a live worker by its pid, not by
+//! `updated_at`.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -10,22 +14,36 @@ use crate::status::{unix_secs, State, Status, SyncStatus};
 use super::sync::SyncState;
 use super::Engine;
 
-/// Status file: at most this often while things change, at least this often when idle.
+/// Status file: at most this often while things change.
 pub(super) const STATUS_MIN_GAP: Duration = Duration::from_millis(200);
-pub(super) const STATUS_IDLE_GAP: Duration = Duration::from_secs(2);
+/// While work is pending (the lag it shows grows) or a catch-up walk runs: this often.
+pub(super) const STATUS_LIVE_GAP: Duration = Duration::from_secs(2);
 
 impl Engine {
     pub(super) fn maybe_write_status(&mut self, now: Instant) {
-        let due = match self.last_status {
-            None => true,
-            Some(l) => {
-                (self.status_stale() && now >= after(l, STATUS_MIN_GAP))
-                    || now >= after(l, STATUS_IDLE_GAP)
-            }
-        };
-        if due {
+        if self.status_due().is_some_and(|due| now >= due) {
             self.write_status();
         }
+    }
+
+    /// When the status file is next to be written; None: nothing in it changes.
+    pub(super) fn status_due(&self) -> Option<Instant> {
+        let Some(last) = self.last_status else {
+            return Some(Instant::now());
+        };
+        if self.status_stale() {
+            Some(after(last, STATUS_MIN_GAP))
+        } else if self.status_live() {
+            Some(after(last, STATUS_LIVE_GAP))
+        } else {
+            None
+        }
+    }
+
+    /// What the status shows moves with the clock: work pending (its lag), a catch-up
+    /// walk running (its counts).
+    fn status_live(&self) -> bool {
+        self.syncs.iter().any(|s| !s.idle() || s.catchup.walking())
     }
 
     pub(super) fn write_status(&mut self) {
