@@ -101,8 +101,9 @@ pub fn plan(
     if batch.is_empty() {
         return Vec::new();
     }
+    let hide = hide_patterns(job, batch);
     if batch.whole_tree(job.mode) {
-        return vec![full_run(job, target, excluded)];
+        return vec![full_run(job, target, excluded, &hide)];
     }
     let chunk = job.max_batch.max(1);
     let mut out = Vec::new();
@@ -114,9 +115,24 @@ pub fn plan(
         });
     }
     for trees in batch.trees.chunks(chunk) {
-        out.push(trees_run(job, target, trees, excluded));
+        out.push(trees_run(job, target, trees, excluded, &hide));
     }
     out
+}
+
+/// The excludes rsync can match itself ([`crate::exclude::ExcludeSet::rsync_patterns`]),
+/// hidden on the sending side after the concrete excluded paths (which also protect the
+/// receiver's copies): a file created under an excluded name after the walk that found
+/// those paths stays out of the run. The periodic full push hides `full_sync.exclude`'s
+/// too.
+fn hide_patterns(job: &SyncJob, batch: &Batch) -> Vec<String> {
+    let mut hide = job.exclude.rsync_patterns();
+    if let Some(periodic) = job.full_sync.exclude.as_ref() {
+        if batch.full && batch.periodic {
+            hide.extend(periodic.rsync_patterns());
+        }
+    }
+    hide
 }
 
 fn paths_run(job: &SyncJob, target: &Target, paths: &[RelPath]) -> Invocation {
@@ -174,6 +190,7 @@ fn trees_run(
     target: &Target,
     trees: &[RelPath],
     excluded: &[RelPath],
+    hide: &[String],
 ) -> Invocation {
     let mut rules = Vec::new();
     for e in excluded
@@ -181,6 +198,9 @@ fn trees_run(
         .filter(|e| trees.iter().any(|t| is_within(e, t)))
     {
         rules.push(rule(b"- ", pattern(e, b"")));
+    }
+    for h in hide {
+        rules.push(rule(b"H ", h.as_bytes().to_vec()));
     }
     let mut seen = std::collections::BTreeSet::new();
     for t in trees {
@@ -205,7 +225,7 @@ fn trees_run(
     )
 }
 
-fn full_run(job: &SyncJob, target: &Target, excluded: &[RelPath]) -> Invocation {
+fn full_run(job: &SyncJob, target: &Target, excluded: &[RelPath], hide: &[String]) -> Invocation {
     let mut opts = vec!["-r", "--delete", "--force"];
     let mut stdin = Vec::new();
     if !excluded.is_empty() {
@@ -213,6 +233,9 @@ fn full_run(job: &SyncJob, target: &Target, excluded: &[RelPath]) -> Invocation 
         let rules: Vec<Vec<u8>> = excluded.iter().map(|e| pattern(e, b"")).collect();
         stdin = nul_join(&rules);
     }
+    // After the concrete paths: a path both name stays protected on the receiver.
+    let hide_args: Vec<String> = hide.iter().map(|h| format!("--filter=H {h}")).collect();
+    opts.extend(hide_args.iter().map(String::as_str));
     let summary = match excluded.len() {
         0 => "full tree".to_string(),
         n => format!("full tree ({} excluded)", count(n, "path")),
@@ -326,6 +349,7 @@ fn count(n: usize, what: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::{Mode, TargetKind};
+    use crate::exclude::ExcludeSet;
     use crate::rsync::tests::{job, local, os};
 
     fn daemon() -> Target {
@@ -662,6 +686,15 @@ mod tests {
         );
         assert_eq!(stdin_items(&inv[0]), ["/cache", "/x\\[1]"]);
         assert_eq!(inv[0].summary, "full tree (2 paths excluded)");
+        // Excludes rsync can match itself are hidden after the listed paths, so a listed
+        // path stays protected; the periodic push hides full_sync.exclude's too.
+        let mut j = job("/data", vec![daemon()]);
+        j.exclude = ExcludeSet::new(&[r"\.log$", "^a/b$"]).expect("valid");
+        j.full_sync.exclude = Some(ExcludeSet::new(&["^cache$"]).expect("valid"));
+        let a = argv(&plan(&j, &daemon(), &Batch::full(), DMA, &[b"x".to_vec()])[0]);
+        assert_eq!(a[9..12], ["--exclude-from=-", "--filter=H *.log", "/data/"]);
+        let a = argv(&plan(&j, &daemon(), &Batch::periodic(), DMA, &[])[0]);
+        assert_eq!(a[8..10], ["--filter=H *.log", "--filter=H /cache"]);
     }
 
     #[test]

@@ -611,6 +611,56 @@ fn full_run_deletes_extraneous_files_and_respects_excludes() {
     assert_same_tree(s, d, "full run");
 }
 
+/// A file created under an excluded name after the walk that lists the excluded paths
+/// (so not in that list) stays out of a whole-tree run and of a trees run: the excludes
+/// rsync can match itself are hidden on the sending side. Listed excluded paths keep
+/// their target copies; the hide rules protect nothing more than before (a target-only
+/// file matching them is deleted, as it always was).
+#[test]
+fn excluded_names_created_after_the_walk_stay_out_of_whole_tree_and_trees_runs() {
+    let (src, dst) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let (s, d) = (src.path(), dst.path());
+    write(s, b"a.txt", b"a");
+    write(s, b"listed.log", b"in the walk's list");
+    write(s, b"late.log", b"created after the walk");
+    write(s, b"sub/late.log", b"created after the walk");
+    write(s, b"sub/b.txt", b"b");
+    write(s, b"cache/late", b"created after the walk");
+    write(d, b"listed.log", b"the target's copy, protected");
+    write(d, b"target-only.log", b"never in the source");
+    let t = local(d);
+    let mut j = job(s, vec![t.clone()]);
+    j.exclude = ExcludeSet::new(&[r"\.log$", "^cache$"]).expect("valid");
+    let walked = [b"listed.log".to_vec()];
+
+    push(&j, &t, &Batch::full(), DMA, &walked);
+    assert!(exists(d, b"a.txt") && exists(d, b"sub/b.txt"));
+    for absent in [
+        &b"late.log"[..],
+        b"sub/late.log",
+        b"cache",
+        b"target-only.log",
+    ] {
+        assert!(!exists(d, absent), "{:?}", String::from_utf8_lossy(absent));
+    }
+    assert_eq!(
+        fs::read(d.join("listed.log")).expect("kept"),
+        b"the target's copy, protected"
+    );
+
+    write(s, b"sub/later.log", b"created after the walk");
+    let trees = Batch {
+        trees: vec![b"sub".to_vec()],
+        ..Batch::default()
+    };
+    push(&j, &t, &trees, DMA, &[]);
+    assert!(!exists(d, b"sub/later.log") && !exists(d, b"sub/late.log"));
+    assert!(exists(d, b"sub/b.txt"));
+}
+
 #[test]
 fn tree_mode_runs_the_full_push_for_a_paths_batch() {
     let (src, dst) = (
