@@ -27,7 +27,7 @@ pub mod translate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -128,7 +128,7 @@ impl Watcher {
     /// With a zero timeout `poll(2)` does not sleep, so a signal cannot make an unread
     /// queue look empty.
     pub fn caught_up(&self) -> bool {
-        self.core.settled() && matches!(self.readable(Duration::ZERO), Ok(false))
+        self.core.settled() && matches!(self.readable(Duration::ZERO, None), Ok(false))
     }
 
     /// Why the source directory itself is no longer watched (deleted, moved away, its
@@ -152,11 +152,22 @@ impl Watcher {
     /// Wait up to `timeout` for events and translate them into `out`. Returns when events
     /// were handled or the time ran out.
     pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Change>) -> anyhow::Result<()> {
+        self.poll_or_woken(timeout, None, out)
+    }
+
+    /// [`Watcher::poll`], also returning early when `wake` becomes readable (the
+    /// watcher's thread is asked to stop).
+    pub fn poll_or_woken(
+        &mut self,
+        timeout: Duration,
+        wake: Option<BorrowedFd<'_>>,
+        out: &mut Vec<Change>,
+    ) -> anyhow::Result<()> {
         let wait = match self.core.next_deadline() {
             Some(at) => timeout.min(at.saturating_duration_since(Instant::now())),
             None => timeout,
         };
-        if self.readable(wait)? {
+        if self.readable(wait, wake)? {
             self.read_available(out)?;
         }
         let mut step = Output::default();
@@ -165,11 +176,12 @@ impl Watcher {
         Ok(())
     }
 
-    fn readable(&self, timeout: Duration) -> anyhow::Result<bool> {
-        let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+    fn readable(&self, timeout: Duration, wake: Option<BorrowedFd<'_>>) -> anyhow::Result<bool> {
+        let mut fds = vec![PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+        fds.extend(wake.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
         let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
         match nix::poll::poll(&mut fds, timeout) {
-            Ok(n) => Ok(n > 0),
+            Ok(_) => Ok(fds[0].any().unwrap_or(false)),
             Err(Errno::EINTR) => Ok(false),
             Err(e) => Err(io::Error::from(e)).context("poll on the inotify descriptor failed"),
         }

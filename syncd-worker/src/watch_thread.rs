@@ -14,11 +14,15 @@
 //!
 //! It never pushes and never decides what to push: the engine holds a lost sync's pushes.
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::catchup::Watermark;
+use nix::fcntl::OFlag;
+
+use crate::catchup::{Watermark, SLACK};
 use crate::config::SyncJob;
+use crate::deadline::after;
 use crate::queue::Change;
 use crate::source_id::SourceId;
 use crate::watch::{WatchStats, Watcher};
@@ -29,8 +33,45 @@ pub const LOST_POLL: Duration = Duration::from_secs(2);
 /// While directories are unwatched (watch shortage), how often the watcher retries the
 /// missing watches and asks for a whole-tree push.
 const UNWATCHED_RESCAN: Duration = Duration::from_secs(60);
-/// How long one wait for events lasts; the stop flag is looked at in between.
+/// How long one wait for events lasts while the watermark must keep moving (see
+/// [`SETTLE`]), or when there is no [`Wake`] to end a longer one.
 const TICK: Duration = Duration::from_millis(200);
+/// After the last change (and after the watches are placed), how long the watermark is
+/// moved every [`TICK`]: past the catch-up's slack, so the engine's quiet mark passes the
+/// changes it received. Later, with nothing held, the wait lasts until the next look at
+/// the source path: an idle watcher does not wake for nothing.
+const SETTLE: Duration = Duration::from_secs(SLACK.as_secs() + 1);
+
+/// Wakes a watcher thread blocked waiting for events, once its stop flag is set: the read
+/// end of a pipe sits in its poll set. Single use: the thread ends.
+#[derive(Debug)]
+pub struct Wake {
+    rx: OwnedFd,
+    tx: OwnedFd,
+}
+
+impl Wake {
+    /// None when no pipe can be made (out of descriptors): the watcher then waits in
+    /// [`TICK`]s and looks at its stop flag in between, as a fallback.
+    pub fn new() -> Option<Wake> {
+        match nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC) {
+            Ok((rx, tx)) => Some(Wake { rx, tx }),
+            Err(e) => {
+                log::warn!("cannot make the watcher's wake-up pipe ({e}); it looks at its stop flag every {TICK:?} instead");
+                None
+            }
+        }
+    }
+
+    /// Wake the thread (its stop flag is already set). A full pipe already wakes it.
+    pub fn wake(&self) {
+        let _ = nix::unistd::write(&self.tx, &[1]);
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.rx.as_fd()
+    }
+}
 
 /// What the thread tells the engine.
 #[derive(Debug)]
@@ -69,11 +110,12 @@ impl Expect {
     }
 }
 
-/// Run until `stop` is set or `send` returns false (the engine is gone).
+/// Run until `stop` is set (and `wake` woken) or `send` returns false (the engine is gone).
 pub fn run(
     job: &SyncJob,
     mut expect: Expect,
     stop: &AtomicBool,
+    wake: Option<&Wake>,
     watermark: &Watermark,
     mut send: impl FnMut(Report) -> bool,
 ) {
@@ -113,7 +155,7 @@ pub fn run(
         }) {
             return;
         }
-        match watch(job, &mut w, source, stop, watermark, &mut send) {
+        match watch(job, &mut w, source, (stop, wake), watermark, &mut send) {
             Ended::Stopped => return,
             Ended::Lost(why) => {
                 drop(w);
@@ -135,16 +177,26 @@ fn watch(
     job: &SyncJob,
     w: &mut Watcher,
     source: SourceId,
-    stop: &AtomicBool,
+    (stop, wake): (&AtomicBool, Option<&Wake>),
     watermark: &Watermark,
     send: &mut impl FnMut(Report) -> bool,
 ) -> Ended {
     let mut last = w.stats();
     let mut next_rescan = Instant::now() + UNWATCHED_RESCAN;
     let mut next_check = Instant::now() + LOST_POLL;
+    // The watches were just placed: the watermark must be set and moved like after a change.
+    let mut last_change = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let mut out = Vec::new();
-        if let Err(e) = w.poll(TICK, &mut out) {
+        let now = Instant::now();
+        let mut wait = next_check.saturating_duration_since(now);
+        if wake.is_none() || now < after(last_change, SETTLE) {
+            wait = wait.min(TICK);
+        }
+        if last.unwatched > 0 {
+            wait = wait.min(next_rescan.saturating_duration_since(now));
+        }
+        if let Err(e) = w.poll_or_woken(wait, wake.map(Wake::fd), &mut out) {
             send(Report::Fatal(format!("{e:#}")));
             return Ended::Stopped;
         }
@@ -175,6 +227,7 @@ fn watch(
         }
         if !out.is_empty() {
             log::trace!("{}: {} changes from inotify", job.name, out.len());
+            last_change = now;
         }
         if !out.is_empty() && !send(Report::Changes(out)) {
             return Ended::Stopped;

@@ -29,14 +29,18 @@ use super::{Id, Msg};
 pub(super) struct WatchHandle {
     pub(super) id: Id,
     pub(super) stop: Arc<AtomicBool>,
+    wake: Option<Arc<watch_thread::Wake>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl WatchHandle {
-    /// Ask the thread to end (within one poll); returns it, to be joined by whoever needs
+    /// Ask the thread to end (woken at once); returns it, to be joined by whoever needs
     /// its watches gone.
     pub(super) fn stop(&mut self) -> Option<JoinHandle<()>> {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(w) = &self.wake {
+            w.wake();
+        }
         self.thread.take()
     }
 }
@@ -222,6 +226,8 @@ fn spawn_watcher(
 ) -> WatchHandle {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    let wake = watch_thread::Wake::new().map(Arc::new);
+    let woken = wake.clone();
     let thread = std::thread::spawn(move || {
         if let Some(prev) = prev {
             let _ = prev.join();
@@ -229,7 +235,7 @@ fn spawn_watcher(
         if flag.load(Ordering::Relaxed) {
             return;
         }
-        watch_thread::run(&job, expect, &flag, &watermark, |r| {
+        watch_thread::run(&job, expect, &flag, woken.as_deref(), &watermark, |r| {
             tx.send(match r {
                 Report::Ready {
                     stats,
@@ -247,6 +253,7 @@ fn spawn_watcher(
     WatchHandle {
         id,
         stop,
+        wake,
         thread: Some(thread),
     }
 }
