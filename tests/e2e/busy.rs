@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use syncd_tests::daemon::HOLD_FILE;
 use syncd_tests::tree::write_file;
-use syncd_tests::{RsyncDaemon, Site, SyncCheck, Worker};
+use syncd_tests::{RsyncDaemon, Site, Worker};
 
 pub(crate) const LIMIT: &str = "max connections = 1";
 pub(crate) const REFUSED: &str = "max connections (1) reached";
@@ -49,11 +49,7 @@ fn one_connection_daemon_gets_a_two_run_batch_with_default_threads() {
     let mut w = Worker::start(&site.config().retry(None));
     for round in 0..3 {
         new_dirs_and_changed_files(site.src(), round);
-        SyncCheck::new(site.src(), &site.dst())
-            .within(Duration::from_secs(10))
-            .with(&w)
-            .with(&site.daemon)
-            .wait();
+        site.check(&w).within(Duration::from_secs(10)).wait();
     }
     // The status file lags the pushes by up to 200 ms: wait for it to settle clean.
     w.wait_status("no failure left", Duration::from_secs(5), &[], |s| {
@@ -100,11 +96,9 @@ fn a_target_busy_from_the_start_waits_for_a_connection_and_says_so() {
     assert!(!w.log().contains("fix the configuration"), "{}", w.log());
 
     holder.release();
-    SyncCheck::new(site.src(), &site.dst())
+    site.check(&w)
         .ignore(not_hold)
         .within(Duration::from_secs(5))
-        .with(&w)
-        .with(&site.daemon)
         .wait();
     w.wait_status(
         "last_error cleared once the daemon took the push",

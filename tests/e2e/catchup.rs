@@ -154,10 +154,8 @@ fn files_not_touched_while_stopped_are_not_sent_again() {
     }
 
     let mut w = Worker::start(&site.config());
-    SyncCheck::new(site.src(), &site.dst())
+    site.check(&w)
         .ignore(|p| p == Path::new(SENTINEL))
-        .with(&w)
-        .with(&site.daemon)
         .within(Duration::from_secs(30))
         .wait();
     wait_first_push(&mut w, &site);

@@ -325,11 +325,9 @@ fn reload_with_a_new_exclude_applies_in_place() {
     write_file(&site.src().join("sub/deep.log"), b"excluded");
     write_file(&site.src().join("b.txt"), b"b");
     write_file(&site.src().join("sub/c.txt"), b"c");
-    SyncCheck::new(site.src(), &site.dst())
+    site.check(&c)
         .ignore(is_log)
         .forbid_on_target(|rel| is_log(rel) && rel != Path::new("before.log"))
-        .with(&c)
-        .with(&site.daemon)
         .within(SYNC_TIMEOUT)
         .wait();
     // In place: same controller, same worker, no restart.
@@ -409,11 +407,9 @@ fn sighup_with_a_bad_config_keeps_the_old_one_and_logs_why() {
     write_file(&site.src().join("x.tmp"), b"excluded by the old config");
     write_file(&site.src().join("kept.txt"), b"kept");
     let is_tmp = |rel: &Path| rel.extension().is_some_and(|e| e == "tmp");
-    SyncCheck::new(site.src(), &site.dst())
+    site.check(&c)
         .ignore(is_tmp)
         .forbid_on_target(is_tmp)
-        .with(&c)
-        .with(&site.daemon)
         .within(SYNC_TIMEOUT)
         .wait();
     c.stop();

@@ -50,11 +50,9 @@ fn excluded_paths_never_reach_target_and_are_not_deleted_there() {
     fs::remove_file(site.src().join("stale.tmp")).expect("rm stale.tmp");
     fs::remove_dir_all(site.src().join("cache")).expect("rm -r cache");
 
-    SyncCheck::new(site.src(), &site.dst())
+    site.check(&w)
         .ignore(excluded)
         .forbid_on_target(forbidden_on_target)
-        .with(&w)
-        .with(&site.daemon)
         .within(Duration::from_secs(30))
         .wait();
     assert!(site.dst().join("sub/cache/y0").is_file());

@@ -221,12 +221,7 @@ fn f01_worker_sigkilled_in_a_5000_file_burst() {
     );
     wait_gone(old, RESTART_TIMEOUT, "the SIGKILLed worker", &[&c]);
     c.wait_restarted(old, RESTART_TIMEOUT, &[&site.daemon], |_| true);
-    row.converge(
-        SyncCheck::new(site.src(), &site.dst())
-            .with(&c)
-            .with(&site.daemon)
-            .within(BURST_TIMEOUT),
-    );
+    row.converge(site.check(&c).within(BURST_TIMEOUT));
     row.catch_up_from(site.state.path());
     stop_controller(&c);
     row.survived();
@@ -331,12 +326,7 @@ fn f02_stop_mid_burst_changes_while_stopped_then_start_catches_up_only_those() {
     let before = c.log().len();
     row.lifted();
     c.start();
-    row.converge(
-        SyncCheck::new(site.src(), &site.dst())
-            .with(&c)
-            .with(&site.daemon)
-            .within(BURST_TIMEOUT),
-    );
+    row.converge(site.check(&c).within(BURST_TIMEOUT));
     row.catch_up_from(site.state.path());
     let log = c.log()[before..].to_string();
     let caught = finished_catch_up(site.state.path());
@@ -402,12 +392,7 @@ fn f03_rsync_daemon_down_mid_burst() {
     );
     site.daemon.restart();
     row.lifted();
-    row.converge(
-        SyncCheck::new(site.src(), &site.dst())
-            .with(&w)
-            .with(&site.daemon)
-            .within(BURST_TIMEOUT),
-    );
+    row.converge(site.check(&w).within(BURST_TIMEOUT));
     w.wait_status(
         "consecutive_failures back to 0",
         SYNC_TIMEOUT,
@@ -429,11 +414,7 @@ fn f04_busy_daemon_slot_held_then_freed() {
     let mut w = Worker::start(&site.config().retry(None));
     // A first push proves the worker has probed the target and pushes to it.
     busy::append(&site.src().join("z"), "first\n");
-    SyncCheck::new(site.src(), &site.dst())
-        .within(Duration::from_secs(10))
-        .with(&w)
-        .with(&site.daemon)
-        .wait();
+    site.check(&w).within(Duration::from_secs(10)).wait();
 
     let mut holder = site.daemon.hold_slot();
     let not_hold = |p: &Path| p == Path::new(HOLD_FILE);
@@ -468,20 +449,13 @@ fn f04_busy_daemon_slot_held_then_freed() {
     );
     holder.release();
     row.lifted();
-    SyncCheck::new(site.src(), &site.dst())
+    site.check(&w)
         .ignore(not_hold)
         .within(Duration::from_secs(5))
-        .with(&w)
-        .with(&site.daemon)
         .wait();
     // The holder's file is the harness's, not the source's: without it the trees are equal.
     fs::remove_file(site.dst().join(HOLD_FILE)).expect("remove the slot holder's file");
-    row.converge(
-        SyncCheck::new(site.src(), &site.dst())
-            .with(&w)
-            .with(&site.daemon)
-            .within(SYNC_TIMEOUT),
-    );
+    row.converge(site.check(&w).within(SYNC_TIMEOUT));
     w.wait_status(
         "last_error cleared once the push got through",
         Duration::from_secs(5),
@@ -514,12 +488,7 @@ fn f05_inotify_queue_overflow_is_counted_and_nothing_is_lost() {
     w.hold_shared();
     TreeWriter::new(14).files(site.src(), &["o0", "o1", "o2/deep"], 2000, 0, 512);
     row.lifted();
-    row.converge(
-        SyncCheck::new(site.src(), &site.dst())
-            .with(&w)
-            .with(&site.daemon)
-            .within(Duration::from_secs(60)),
-    );
+    row.converge(site.check(&w).within(Duration::from_secs(60)));
     let s = w.wait_status(
         "overflows >= 1 in status",
         Duration::from_secs(10),
@@ -615,12 +584,7 @@ fn f06_out_of_watches_names_the_sysctl_and_converges_after_a_full_sync() {
         );
     }
     w.signal(Signal::SIGUSR2);
-    row.converge(
-        SyncCheck::new(site.src(), &site.dst())
-            .with(&w)
-            .with(&site.daemon)
-            .within(SYNC_TIMEOUT),
-    );
+    row.converge(site.check(&w).within(SYNC_TIMEOUT));
     w.stop();
     row.survived();
 }
@@ -666,12 +630,7 @@ fn f07_target_disk_full_then_space_freed() {
     );
     fs::remove_file(&ballast).expect("free the space");
     row.lifted();
-    row.converge(
-        SyncCheck::new(site.src(), &site.dst())
-            .with(&w)
-            .with(&site.daemon)
-            .within(SYNC_TIMEOUT),
-    );
+    row.converge(site.check(&w).within(SYNC_TIMEOUT));
     w.stop();
     row.survived();
 }
@@ -691,12 +650,7 @@ fn f08_source_subdirectory_deleted_and_recreated_at_once() {
     fs::create_dir(&d).expect("mkdir d");
     write_file(&d.join("f"), b"x\n");
     row.lifted();
-    row.converge(
-        SyncCheck::new(site.src(), &site.dst())
-            .with(&w)
-            .with(&site.daemon)
-            .within(SYNC_TIMEOUT),
-    );
+    row.converge(site.check(&w).within(SYNC_TIMEOUT));
     w.stop();
     row.survived();
 }
@@ -898,12 +852,7 @@ fn f11_continuously_appended_file_ends_equal_once_the_writer_stops() {
     }
     drop(f);
     row.lifted();
-    row.converge(
-        SyncCheck::new(site.src(), &site.dst())
-            .with(&w)
-            .with(&site.daemon)
-            .within(SYNC_TIMEOUT),
-    );
+    row.converge(site.check(&w).within(SYNC_TIMEOUT));
     assert!(n > 100, "the writer appended only {n} lines");
     w.stop();
     row.survived();
@@ -926,12 +875,7 @@ fn f12_a_new_dir_replaced_by_a_file_before_its_push_arrives_as_the_file() {
     fs::remove_dir_all(&d).expect("rm -r d");
     write_file(&d, b"data");
     row.lifted();
-    row.converge(
-        SyncCheck::new(site.src(), &site.dst())
-            .with(&w)
-            .with(&site.daemon)
-            .within(SYNC_TIMEOUT),
-    );
+    row.converge(site.check(&w).within(SYNC_TIMEOUT));
     assert_eq!(
         fs::read(site.dst().join("d")).expect("d on the target"),
         b"data"
@@ -1048,12 +992,7 @@ fn f13_both_processes_sigkilled_while_the_fail_log_is_written() {
     site.daemon.restart();
     row.lifted();
     c.start();
-    row.converge(
-        SyncCheck::new(site.src(), &site.dst())
-            .with(&c)
-            .with(&site.daemon)
-            .within(BURST_TIMEOUT),
-    );
+    row.converge(site.check(&c).within(BURST_TIMEOUT));
     row.catch_up_from(site.state.path());
     let after: Vec<String> = fs::read_dir(&faillog)
         .into_iter()
@@ -1218,12 +1157,7 @@ fn f15_a_source_dir_the_worker_cannot_read_keeps_its_target_copy() {
         &[&site.daemon],
         |s| s.syncs[0].targets[0].full_syncs > before,
     );
-    row.converge(
-        SyncCheck::new(site.src(), &site.dst())
-            .with(&w)
-            .with(&site.daemon)
-            .within(Duration::from_secs(20)),
-    );
+    row.converge(site.check(&w).within(Duration::from_secs(20)));
     assert!(!site.dst().join("junk").exists());
     w.stop();
     row.survived();
@@ -1288,12 +1222,7 @@ fn f16_whole_tree_push_deleting_most_of_the_target_stops_until_forced() {
     syncd_worker::force::request(site.state.path()).expect("request --force");
     w.signal(Signal::SIGUSR2);
     row.lifted();
-    row.converge(
-        SyncCheck::new(site.src(), &site.dst())
-            .with(&w)
-            .with(&site.daemon)
-            .within(SYNC_TIMEOUT),
-    );
+    row.converge(site.check(&w).within(SYNC_TIMEOUT));
     w.wait_status("no failure left", SYNC_TIMEOUT, &[], |s| {
         s.syncs[0].targets[0].consecutive_failures == 0
     });

@@ -42,11 +42,9 @@ fn reload_adds_an_exclude_new_matching_files_are_not_pushed() {
     write_file(&site.src().join("sub/deep.log"), b"excluded");
     write_file(&site.src().join("b.txt"), b"b");
     write_file(&site.src().join("sub/c.txt"), b"c");
-    SyncCheck::new(site.src(), &site.dst())
+    site.check(&w)
         .ignore(is_log)
         .forbid_on_target(forbidden)
-        .with(&w)
-        .with(&site.daemon)
         .within(SYNC_TIMEOUT)
         .wait();
     // The whole-tree push that follows the new watches has run, with the new exclude.
@@ -58,11 +56,9 @@ fn reload_adds_an_exclude_new_matching_files_are_not_pushed() {
     );
     write_file(&site.src().join("sub/more.log"), b"excluded");
     write_file(&site.src().join("last.txt"), b"last");
-    SyncCheck::new(site.src(), &site.dst())
+    site.check(&w)
         .ignore(is_log)
         .forbid_on_target(forbidden)
-        .with(&w)
-        .with(&site.daemon)
         .within(SYNC_TIMEOUT)
         .wait();
     // Excluded now, so protected from deletion on the target.

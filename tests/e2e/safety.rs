@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use syncd_tests::tree::{write_file, SyncCheck};
+use syncd_tests::tree::write_file;
 use syncd_tests::{assert_in_sync, Site, Worker};
 
 /// The worker (and so its rsync runs) without root's right to read whatever it likes:
@@ -94,11 +94,9 @@ fn an_operators_full_push_uses_exclude_not_the_periodic_excludes() {
         |s| s.syncs[0].targets[0].full_syncs >= 1,
     );
     // `big` arrives (only the periodic push leaves it out); `secret` never does.
-    SyncCheck::new(site.src(), &site.dst())
+    site.check(&w)
         .ignore(is_secret)
         .forbid_on_target(is_secret)
-        .with(&w)
-        .with(&site.daemon)
         .within(Duration::from_secs(20))
         .wait();
     w.stop();
@@ -122,11 +120,9 @@ fn the_periodic_push_adds_full_sync_exclude_and_changes_under_it_still_arrive() 
     assert!(!site.dst().join("secret").exists(), "exclude applies too");
     // A change under `big` is an ordinary change: pushed with `exclude` alone.
     write_file(&site.src().join("big/new"), b"changed while watched");
-    SyncCheck::new(site.src(), &site.dst())
+    site.check(&w)
         .ignore(|rel| is_secret(rel) || rel == std::path::Path::new("big/blob"))
         .forbid_on_target(is_secret)
-        .with(&w)
-        .with(&site.daemon)
         .within(Duration::from_secs(20))
         .wait();
     w.stop();

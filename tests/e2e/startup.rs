@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use syncd_tests::tree::{chmod, source_dir, write_file};
 use syncd_tests::worker::{run_to_exit, toml_str};
-use syncd_tests::{assert_in_sync, Site, SyncCheck, TreeWriter, Worker, WorkerConfig};
+use syncd_tests::{assert_in_sync, Site, TreeWriter, Worker, WorkerConfig};
 
 fn populate_before_start(src: &Path) {
     let mut tw = TreeWriter::new(9);
@@ -78,11 +78,9 @@ fn sersync_confxml_runs_with_its_filter_honoured() {
         let s = rel.to_string_lossy();
         s.ends_with(".tmp") || s.starts_with("cache")
     };
-    SyncCheck::new(site.src(), &site.dst())
+    site.check(&w)
         .ignore(excluded)
         .forbid_on_target(excluded)
-        .with(&w)
-        .with(&site.daemon)
         .within(Duration::from_secs(30))
         .wait();
     w.stop();

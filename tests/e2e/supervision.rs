@@ -13,8 +13,8 @@ use syncd_tests::controller::{is_alive, kill, wait_gone};
 use syncd_tests::tree::{snapshot, write_file, Kind};
 use syncd_tests::wait;
 use syncd_tests::{
-    assert_in_sync, is_root, sysctl_exclusive, Controller, Diagnose, Site, SyncCheck,
-    SysctlOverride, TreeWriter,
+    assert_in_sync, is_root, sysctl_exclusive, Controller, Diagnose, Site, SysctlOverride,
+    TreeWriter,
 };
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
@@ -189,11 +189,7 @@ fn stop_during_a_large_burst_then_start_brings_the_target_level() {
     );
 
     c.start();
-    SyncCheck::new(site.src(), &site.dst())
-        .with(&c)
-        .with(&site.daemon)
-        .within(Duration::from_secs(60))
-        .wait();
+    site.check(&c).within(Duration::from_secs(60)).wait();
     c.stop();
 }
 

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::tree::source_dir;
-use crate::{RsyncDaemon, WorkerConfig};
+use crate::tree::{source_dir, SyncCheck};
+use crate::{Diagnose, RsyncDaemon, WorkerConfig};
 
 pub struct Site {
     pub src: tempfile::TempDir,
@@ -41,6 +41,14 @@ impl Site {
     /// The daemon module's directory (the target tree).
     pub fn dst(&self) -> PathBuf {
         self.daemon.path()
+    }
+
+    /// Wait for the target to equal the source, showing `fixture`'s diagnostics and the
+    /// daemon's on failure (refine with `ignore`, `within`, then `wait`).
+    pub fn check<'a>(&'a self, fixture: &'a dyn Diagnose) -> SyncCheck<'a> {
+        SyncCheck::new(self.src(), &self.dst())
+            .with(fixture)
+            .with(&self.daemon)
     }
 
     /// A config watching `src` and pushing to the daemon.
