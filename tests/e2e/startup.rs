@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use syncd_tests::tree::{chmod, source_dir, write_file};
 use syncd_tests::worker::{run_to_exit, toml_str};
-use syncd_tests::{assert_in_sync, Site, TreeWriter, Worker, WorkerConfig};
+use syncd_tests::{assert_in_sync, wait, Site, TreeWriter, Worker, WorkerConfig};
 
 fn populate_before_start(src: &Path) {
     let mut tw = TreeWriter::new(9);
@@ -213,4 +213,50 @@ fn refused_stderr(config: &str) -> String {
         Duration::from_secs(10),
     );
     err
+}
+
+/// An idle worker stops rewriting its status file (it used to every 2 s, waking the
+/// whole engine for nothing): once the start-up push and the catch-up checkpoint have
+/// settled, `updated_at` stays put for 5 s on end, and a change still gets written.
+#[test]
+fn an_idle_worker_stops_rewriting_its_status() {
+    let site = Site::new();
+    write_file(&site.src().join("a.txt"), b"a");
+    let mut w = Worker::start(&site.config().initial_sync(true));
+    assert_in_sync(
+        site.src(),
+        &site.dst(),
+        Duration::from_secs(30),
+        &[&w, &site.daemon],
+    );
+    let quiet_for = Duration::from_secs(5);
+    let mut last: Option<(f64, std::time::Instant)> = None;
+    let quiet_at = wait::must(
+        "5 s without a status rewrite",
+        Duration::from_secs(30),
+        &[&w, &site.daemon],
+        || {
+            let at = w.status().map(|s| s.updated_at)?;
+            match last {
+                Some((seen, since)) if seen == at => (since.elapsed() >= quiet_for).then_some(at),
+                _ => {
+                    last = Some((at, std::time::Instant::now()));
+                    None
+                }
+            }
+        },
+    );
+    write_file(&site.src().join("b.txt"), b"b");
+    assert_in_sync(
+        site.src(),
+        &site.dst(),
+        Duration::from_secs(30),
+        &[&w, &site.daemon],
+    );
+    w.wait_status(
+        "a status write for the change",
+        Duration::from_secs(30),
+        &[],
+        |s| s.updated_at > quiet_at && s.syncs[0].targets[0].pushes_ok >= 2,
+    );
 }
