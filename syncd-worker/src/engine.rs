@@ -278,8 +278,9 @@ impl Engine {
         let status = self.status_due();
         // The quiet mark moves only when the loop samples the watermark: while it still
         // has to, look again shortly; the checkpoint is due only while it may change.
-        let settle = self.settling().then(|| after(now, SETTLE_LOOK));
-        let checkpoint = (!self.stopping && (self.settling() || self.checkpoint_changed()))
+        let settling = self.settling();
+        let settle = settling.then(|| after(now, SETTLE_LOOK));
+        let checkpoint = (!self.stopping && (settling || self.checkpoint_changed()))
             .then_some(self.next_checkpoint);
         syncs.chain([status, settle, checkpoint]).flatten().min()
     }
