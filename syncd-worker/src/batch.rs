@@ -33,6 +33,21 @@ pub struct Batch {
     /// directory created or moved in). No path in `paths` lies below one of these. Sorted.
     /// One that is no longer a directory at push time is pushed as a path instead.
     pub trees: Vec<RelPath>,
+    /// Hints, not work: directories of `trees` that were renamed inside the source, each
+    /// with where the target may still hold their content (see [`Move`]). A push may
+    /// seed such a tree from that copy before it deletes the old path
+    /// ([`Batch::seeds`]); without them it pushes the same, sending the data again.
+    /// Sorted by `to`, at most one per `to`. Not kept in the fail log.
+    pub moves: Vec<Move>,
+}
+
+/// A directory renamed inside the source: it is at `to` now, and the target's copy of
+/// `from` (not yet deleted there) held its content at the last push. A basis for the
+/// receiver, never a decision: rsync still checks every file against the source.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Move {
+    pub from: RelPath,
+    pub to: RelPath,
 }
 
 impl Batch {
@@ -70,6 +85,28 @@ impl Batch {
         }
     }
 
+    /// The moves a push may seed from the target's old copy before its runs: those whose
+    /// `to` this batch pushes whole (a tree) when it is not a whole-tree push, neither
+    /// path inside the other, and whose `from` lies inside no other seeded `to` (a seed
+    /// rewrites its `to`, so seeds never read what another one writes and may run in any
+    /// order). Pure.
+    pub fn seeds(&self) -> Vec<Move> {
+        if self.full {
+            return Vec::new();
+        }
+        let candidates: Vec<&Move> = self
+            .moves
+            .iter()
+            .filter(|m| self.trees.binary_search(&m.to).is_ok())
+            .filter(|m| !is_within(&m.from, &m.to) && !is_within(&m.to, &m.from))
+            .collect();
+        candidates
+            .iter()
+            .filter(|m| !candidates.iter().any(|o| is_within(&m.from, &o.to)))
+            .map(|m| (*m).clone())
+            .collect()
+    }
+
     /// The periodic whole-tree push, with nothing else queued.
     pub fn periodic() -> Batch {
         Batch {
@@ -78,6 +115,12 @@ impl Batch {
             ..Batch::default()
         }
     }
+}
+
+/// Is `path` equal to `dir` or below it?
+pub fn is_within(path: &[u8], dir: &[u8]) -> bool {
+    path.strip_prefix(dir)
+        .is_some_and(|rest| rest.is_empty() || rest.first() == Some(&b'/'))
 }
 
 #[cfg(test)]
@@ -98,10 +141,90 @@ mod tests {
             (paths.clone(), Mode::Tree, true, Batch::full()),
             (Batch::full(), Mode::Files, true, Batch::full()),
             (Batch::periodic(), Mode::Tree, true, Batch::periodic()),
+            (
+                moved(&[], &["d2"], &[("d1", "d2")]),
+                Mode::Tree,
+                true,
+                Batch::full(),
+            ),
         ];
         for (batch, mode, whole, sent) in cases {
             assert_eq!(batch.whole_tree(mode), whole, "{batch:?} {mode:?}");
             assert_eq!(batch.clone().in_mode(mode), sent, "{batch:?} {mode:?}");
+        }
+    }
+
+    fn moved(paths: &[&str], trees: &[&str], moves: &[(&str, &str)]) -> Batch {
+        let v = |l: &[&str]| -> Vec<RelPath> { l.iter().map(|s| s.as_bytes().to_vec()).collect() };
+        Batch {
+            paths: v(paths),
+            trees: v(trees),
+            moves: moves
+                .iter()
+                .map(|(f, t)| Move {
+                    from: f.as_bytes().to_vec(),
+                    to: t.as_bytes().to_vec(),
+                })
+                .collect(),
+            ..Batch::default()
+        }
+    }
+
+    #[test]
+    fn which_moves_a_push_may_seed() {
+        // (case, batch, the `to`s seeded)
+        let cases: Vec<(&str, Batch, Vec<&str>)> = vec![
+            (
+                "a rename",
+                moved(&["d1"], &["d2"], &[("d1", "d2")]),
+                vec!["d2"],
+            ),
+            (
+                "into another parent",
+                moved(&["a/d1"], &["b/c/d2"], &[("a/d1", "b/c/d2")]),
+                vec!["b/c/d2"],
+            ),
+            (
+                "to is not pushed whole (held, or no longer a directory)",
+                moved(&["d1", "d2"], &[], &[("d1", "d2")]),
+                vec![],
+            ),
+            (
+                "a whole-tree push seeds nothing",
+                Batch {
+                    full: true,
+                    ..moved(&[], &["d2"], &[("d1", "d2")])
+                },
+                vec![],
+            ),
+            (
+                "from inside to",
+                moved(&[], &["d"], &[("d/x", "d")]),
+                vec![],
+            ),
+            (
+                "to inside from",
+                moved(&[], &["d/x"], &[("d", "d/x")]),
+                vec![],
+            ),
+            (
+                "a from inside another seeded to is not seeded",
+                moved(&["a"], &["b", "c"], &[("a", "b"), ("b/x", "c")]),
+                vec!["b"],
+            ),
+            (
+                "a common prefix is not a parent",
+                moved(&["d"], &["d2", "e"], &[("d", "d2"), ("d2x", "e")]),
+                vec!["d2", "e"],
+            ),
+        ];
+        for (name, batch, want) in cases {
+            let got: Vec<String> = batch
+                .seeds()
+                .iter()
+                .map(|m| String::from_utf8_lossy(&m.to).into_owned())
+                .collect();
+            assert_eq!(got, want, "{name}");
         }
     }
 }

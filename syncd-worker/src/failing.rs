@@ -113,6 +113,7 @@ pub fn split(batch: &Batch, failed: &[FailedPath]) -> Option<Split> {
             .filter(|p| !blocked(p))
             .cloned()
             .collect(),
+        moves: Vec::new(),
     };
     Some(Split {
         pushed,

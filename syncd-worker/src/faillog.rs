@@ -281,6 +281,7 @@ mod tests {
                 b"zz/full".to_vec(),
             ],
             trees: vec![b"dir\nwith newline".to_vec(), b"t".to_vec()],
+            moves: Vec::new(),
         };
         log.save(&batch).unwrap();
         assert_eq!(log.load(), batch);

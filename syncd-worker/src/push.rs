@@ -25,13 +25,13 @@ mod runs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::batch::{Batch, RelPath};
+use crate::batch::{Batch, Move, RelPath};
 use crate::busy::patience;
 use crate::config::{SyncJob, Target};
 use crate::failing::FailedPath;
 use crate::guard::{stats_counts, DeleteGuard};
 use crate::progress::SharedProgress;
-use crate::rsync::args::{plan, Caps, Invocation};
+use crate::rsync::args::{plan, prepare_run, seed_run, Caps, Invocation};
 use crate::rsync::exit::{Class, Outcome};
 use crate::rsync::failures::{relative, Failure, Roots};
 use crate::source_id::SourceId;
@@ -91,16 +91,28 @@ pub fn execute(
         return PushReport::nothing_run(retry(why.clone()), Some(why), started);
     }
     let batch = &as_it_is_now(&job.source, batch);
+    let progress = progress.filter(|_| wants_progress(job, batch));
+    let patience = patience(job.rsync.timeout);
+    // Before any run that can delete a renamed directory's old path on the target.
+    let seeded = seed(job, target, batch, checks, patience, progress, waiting);
+    if let Some(busy) = seeded.busy {
+        return PushReport {
+            runs: seeded.runs,
+            refused_busy: true,
+            ..PushReport::nothing_run(busy, None, started)
+        };
+    }
+    let batch = &without_trees(batch, &seeded.trees);
     let mut planned = match plan_runs(job, target, batch, caps, checks.guard) {
         Ok(planned) => planned,
         Err(outcome) => return PushReport::nothing_run(outcome, None, started),
     };
-    let progress = progress.filter(|_| wants_progress(job, batch));
     if progress.is_some() {
         planned = planned.into_iter().map(Planned::with_progress).collect();
     }
-    let patience = patience(job.rsync.timeout);
-    let cleared = clear_with_guard(job, planned, patience, waiting);
+    let mut cleared = clear_with_guard(job, planned, patience, waiting);
+    cleared.dry_runs += seeded.runs;
+    cleared.refused_busy |= seeded.refused_busy;
     let runs = run_all(
         &cleared.runs,
         job.threads.max(1),
@@ -110,6 +122,174 @@ pub fn execute(
         waiting,
     );
     report(job, target, cleared, runs, started)
+}
+
+/// A renamed directory holding less file data than this is sent again rather than
+/// seeded: a seed costs two more rsync runs (prepare and seed, ~0.1 s each to a daemon
+/// on 127.0.0.1), more than sending this much on any LAN.
+pub const SEED_MIN_BYTES: u64 = 1 << 20;
+
+/// Entries looked at, at most, to decide whether a renamed directory is worth seeding:
+/// one this large is (its file list alone is worth not sending twice), and the look
+/// stays cheap.
+const SEED_LOOK_MAX: usize = 10_000;
+
+/// What the seed runs came to.
+#[derive(Debug, Default)]
+struct Seeded {
+    /// Trees the seed runs pushed whole: the batch's own runs leave them out.
+    trees: Vec<RelPath>,
+    /// rsync processes started.
+    runs: usize,
+    refused_busy: bool,
+    /// The daemon stayed busy past the patience: nothing else is run.
+    busy: Option<Outcome>,
+}
+
+/// Seed each renamed directory of `batch` that is worth it ([`Batch::seeds`],
+/// [`worth_seeding`]) from the target's copy of its old path, before any run can delete
+/// that copy: one prepare run, then the seed runs (up to `threads` at once; they write
+/// disjoint trees and read none of them). A seed that fails (the old copy missing is not
+/// a failure: rsync then sends the data) leaves its tree to the batch's trees run; so
+/// does a failed prepare, for all of them. Nothing here deletes outside a seeded tree.
+///
+/// Why `--copy-dest` and not `--link-dest`: measured on 127.0.0.1 (a 10 MB directory of
+/// 100 files), both receive ~1.5 KB instead of 10 MB; `--link-dest` takes ~0.1 s,
+/// `--copy-dest` ~0.2 s (the receiver copies the data locally). But a hard link would
+/// outlive the push whenever the old path is not deleted by it (made again in the
+/// source, `cp -a d2 d1` after `mv d1 d2`; a failing delete): the target would then hold
+/// two names for one inode where the source has two files, and a later attribute change
+/// pushed to one (rsync's chmod/chown/utime act in place) would silently change the
+/// other. A copy shares nothing.
+fn seed(
+    job: &SyncJob,
+    target: &Target,
+    batch: &Batch,
+    checks: Checks,
+    patience: Duration,
+    progress: Option<&SharedProgress>,
+    waiting: Option<&SharedWaiting>,
+) -> Seeded {
+    let moves: Vec<Move> = batch
+        .seeds()
+        .into_iter()
+        .filter(|m| worth_seeding(&abs(&job.source, &m.to)))
+        .collect();
+    if moves.is_empty() {
+        return Seeded::default();
+    }
+    let tos: Vec<RelPath> = moves.iter().map(|m| m.to.clone()).collect();
+    let excluded = match excluded_paths(&job.source, &tos, &job.exclude) {
+        Ok(found) => found,
+        Err(e) => {
+            log::info!(
+                "{}: not seeding renamed directories (cannot walk them: {e}); sending them again",
+                job.name
+            );
+            return Seeded::default();
+        }
+    };
+    let mut seeded = Seeded::default();
+    let prepare = [prepare_run(job, target, &moves)];
+    let prepared = run_all(&prepare, 1, checks.one_at_a_time, patience, None, waiting);
+    seeded.runs += prepared.started;
+    seeded.refused_busy |= prepared.refused_busy;
+    if prepared.succeeded.is_empty() {
+        seeded.note_failures(job, prepared.outcomes);
+        return seeded;
+    }
+    let invs: Vec<Invocation> = moves
+        .iter()
+        .map(|m| {
+            let inv = seed_run(job, target, m, &excluded);
+            if progress.is_some() {
+                inv.with_progress()
+            } else {
+                inv
+            }
+        })
+        .collect();
+    let runs = run_all(
+        &invs,
+        job.threads.max(1),
+        checks.one_at_a_time || seeded.refused_busy,
+        patience,
+        progress,
+        waiting,
+    );
+    seeded.runs += runs.started;
+    seeded.refused_busy |= runs.refused_busy;
+    seeded.trees = runs.succeeded.iter().map(|i| tos[*i].clone()).collect();
+    log::debug!(
+        "{} → {}: seeded {} of {} renamed director{} from the target's old copies",
+        job.name,
+        target.name,
+        seeded.trees.len(),
+        moves.len(),
+        if moves.len() == 1 { "y" } else { "ies" }
+    );
+    seeded.note_failures(job, runs.outcomes);
+    seeded
+}
+
+impl Seeded {
+    /// Log what did not work (the trees are sent by the batch's runs instead); a daemon
+    /// that stayed busy ends the push.
+    fn note_failures(&mut self, job: &SyncJob, outcomes: Vec<Outcome>) {
+        for o in outcomes.into_iter().filter(|o| o.class != Class::Success) {
+            if o.class == Class::Busy {
+                self.busy = Some(o);
+            } else {
+                log::info!(
+                    "{}: seeding a renamed directory failed ({}); it is sent whole instead",
+                    job.name,
+                    o.message
+                );
+            }
+        }
+    }
+}
+
+/// Does the directory at `dir` hold at least [`SEED_MIN_BYTES`] of file data (or more
+/// than [`SEED_LOOK_MAX`] entries)? Stops as soon as it knows; an unreadable part
+/// counts as nothing.
+fn worth_seeding(dir: &Path) -> bool {
+    let (mut bytes, mut seen) = (0u64, 0usize);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            seen += 1;
+            // DirEntry::metadata does not follow a symlink.
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(entry.path()),
+                Ok(m) if m.is_file() => bytes += m.len(),
+                _ => {}
+            }
+            if bytes >= SEED_MIN_BYTES || seen > SEED_LOOK_MAX {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// `batch` without the trees in `done` (sorted).
+fn without_trees(batch: &Batch, done: &[RelPath]) -> Batch {
+    if done.is_empty() {
+        return batch.clone();
+    }
+    Batch {
+        trees: batch
+            .trees
+            .iter()
+            .filter(|t| done.binary_search(t).is_err())
+            .cloned()
+            .collect(),
+        ..batch.clone()
+    }
 }
 
 impl PushReport {

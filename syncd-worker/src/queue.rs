@@ -15,6 +15,15 @@
 //! * past `max_queue` entries the queue collapses into one (ordinary) full push (bounded
 //!   memory).
 //!
+//! Moves (`Moved`): a directory renamed inside the source is its old path gone and its
+//! new one pushed whole, plus a hint kept beside the entries: `to` was at `from`, so the
+//! target's copy of `from` can seed `to` (see [`crate::batch::Move`], used by the push).
+//! A hint lives only while `to` is queued as a tree and no full push covers everything:
+//! `Gone` of `to` or above it, a `Tree` above it, a full push and a collapse drop it. A
+//! move of a path inside a hinted `to` takes its basis from that hint's `from` (`mv a b;
+//! mv b c` seeds `c` from the target's `a`). Hints are never needed for correctness:
+//! dropping one only means the data is sent again.
+//!
 //! A push reads the tree as it is at push time, so the queue only has to remember *which*
 //! paths changed, never what they contained: over-listing is harmless, missing one is not.
 //!
@@ -34,7 +43,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::batch::{Batch, RelPath};
+use crate::batch::{is_within, Batch, Move, RelPath};
 use crate::deadline::after;
 
 /// One thing that happened in the source tree, as the watcher reports it.
@@ -47,6 +56,9 @@ pub enum Change {
     Tree(RelPath),
     /// This path (and all below it) was deleted or moved away.
     Gone(RelPath),
+    /// A directory renamed inside the tree: `from` is gone, `to` is pushed whole, and the
+    /// target's copy of `from` may seed `to` (a hint, see the module doc).
+    Moved { from: RelPath, to: RelPath },
     /// Push the whole tree (events were lost, a queue collapsed, a catch-up, an operator's
     /// `sync --full`, the initial sync): the sync's `exclude` applies.
     Full,
@@ -92,6 +104,8 @@ pub struct Queue {
     /// A `Tree` was queued since the last take (it may have been dropped since: then the
     /// settle window applies needlessly, never wrongly).
     has_tree: bool,
+    /// Move hints: a queued tree (`to`) → where the target may still hold its content.
+    moves: BTreeMap<RelPath, RelPath>,
 }
 
 impl Queue {
@@ -106,6 +120,7 @@ impl Queue {
             collapses: 0,
             urgent: false,
             has_tree: false,
+            moves: BTreeMap::new(),
         }
     }
 
@@ -121,6 +136,7 @@ impl Queue {
     /// Too many entries: one ordinary full push instead.
     fn collapse(&mut self) {
         self.entries.clear();
+        self.moves.clear();
         self.full = true;
         self.periodic = false;
         self.collapses += 1;
@@ -154,6 +170,12 @@ impl Queue {
             // Not `Gone`: a restored path must not drop newer entries below it.
             self.apply(Change::Path(p));
         }
+        for m in batch.moves {
+            // A newer hint for the same tree wins; a tree no longer queued takes none.
+            if self.entries.get(&m.to) == Some(&Kind::Tree) {
+                self.moves.entry(m.to).or_insert(m.from);
+            }
+        }
     }
 
     fn touch(&mut self, oldest: Instant, newest: Instant) {
@@ -168,6 +190,7 @@ impl Queue {
         match change {
             Change::Full => {
                 self.entries.clear();
+                self.moves.clear();
                 self.full = true;
                 self.periodic = false;
             }
@@ -191,6 +214,7 @@ impl Queue {
                 }
             }
             Change::Gone(p) => {
+                self.moves.retain(|to, _| !is_within(to, &p));
                 if !self.covered(&p) {
                     self.drop_below(&p);
                     // A pending Tree for p stays a Tree: the push looks at p again and
@@ -198,10 +222,32 @@ impl Queue {
                     self.entries.entry(p).or_insert(Kind::Path);
                 }
             }
+            Change::Moved { from, to } => {
+                let basis = self.basis_of(&from);
+                self.apply(Change::Gone(from));
+                self.apply(Change::Tree(to.clone()));
+                if self.entries.get(&to) == Some(&Kind::Tree) && !self.full {
+                    self.moves.insert(to, basis);
+                }
+                return;
+            }
         }
         if self.entries.len() > self.limits.max_queue {
             self.collapse();
         }
+    }
+
+    /// Where the target holds what is at `from` now: inside a hinted tree, the same
+    /// place under that tree's old path; otherwise `from` itself.
+    fn basis_of(&self, from: &[u8]) -> RelPath {
+        for (to, old) in &self.moves {
+            if let Some(rest) = from.strip_prefix(to.as_slice()) {
+                if rest.is_empty() || rest.first() == Some(&b'/') {
+                    return [old.as_slice(), rest].concat();
+                }
+            }
+        }
+        from.to_vec()
     }
 
     /// Is `p` inside a directory already queued to be pushed whole?
@@ -219,9 +265,17 @@ impl Queue {
         // '0' is the byte after '/', so [p/, p0) is exactly the paths below p.
         let mut hi = p.to_vec();
         hi.push(b'/' + 1);
-        let below: Vec<RelPath> = self.entries.range(lo..hi).map(|(k, _)| k.clone()).collect();
+        let below: Vec<RelPath> = self
+            .entries
+            .range(lo.clone()..hi.clone())
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in below {
             self.entries.remove(&k);
+        }
+        let hinted: Vec<RelPath> = self.moves.range(lo..hi).map(|(k, _)| k.clone()).collect();
+        for k in hinted {
+            self.moves.remove(&k);
         }
     }
 
@@ -305,7 +359,20 @@ impl Queue {
                 Kind::Tree => batch.trees.push(path.clone()),
             }
         }
+        batch.moves = self.hints();
         batch
+    }
+
+    /// The move hints whose tree is still queued as one, sorted by `to`.
+    fn hints(&self) -> Vec<Move> {
+        self.moves
+            .iter()
+            .filter(|(to, _)| self.entries.get(*to) == Some(&Kind::Tree))
+            .map(|(to, from)| Move {
+                from: from.clone(),
+                to: to.clone(),
+            })
+            .collect()
     }
 
     /// Take everything pending as one batch (empty when nothing is pending), with the
@@ -315,8 +382,10 @@ impl Queue {
         let mut batch = Batch {
             full: self.full,
             periodic: self.full && self.periodic,
+            moves: self.hints(),
             ..Batch::default()
         };
+        self.moves.clear();
         for (path, kind) in std::mem::take(&mut self.entries) {
             match kind {
                 Kind::Path => batch.paths.push(path),
@@ -822,5 +891,155 @@ mod tests {
         assert_eq!(q.snapshot(), Batch::full());
         let (b, _) = q.take();
         assert_eq!(b, Batch::full());
+    }
+
+    #[test]
+    fn move_hints_live_while_their_tree_is_queued() {
+        use Change::*;
+        let mv = |from: &str, to: &str| Moved {
+            from: p(from),
+            to: p(to),
+        };
+        // (case, changes, (paths, trees), hints as "from>to")
+        type Case = (
+            &'static str,
+            Vec<Change>,
+            (Vec<&'static str>, Vec<&'static str>),
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "a rename: old gone, new whole, a hint",
+                vec![Path(p("d1/f")), mv("d1", "d2")],
+                (vec!["d1"], vec!["d2"]),
+                vec!["d1>d2"],
+            ),
+            (
+                "into another parent",
+                vec![mv("a/d1", "b/d2")],
+                (vec!["a/d1"], vec!["b/d2"]),
+                vec!["a/d1>b/d2"],
+            ),
+            (
+                "renamed twice: seeded from the first name",
+                vec![mv("d1", "d2"), mv("d2", "d3")],
+                (vec!["d1"], vec!["d2", "d3"]),
+                vec!["d1>d3"],
+            ),
+            (
+                "a directory moved out of a renamed one: its old place",
+                vec![mv("a", "b"), mv("b/x", "c")],
+                (vec!["a"], vec!["b", "c"]),
+                vec!["a>b", "a/x>c"],
+            ),
+            (
+                "to deleted: no hint",
+                vec![mv("d1", "d2"), Gone(p("d2"))],
+                (vec!["d1"], vec!["d2"]),
+                vec![],
+            ),
+            (
+                "to deleted and made again: no hint",
+                vec![mv("d1", "d2"), Gone(p("d2")), Tree(p("d2"))],
+                (vec!["d1"], vec!["d2"]),
+                vec![],
+            ),
+            (
+                "an ancestor of to deleted: no hint",
+                vec![mv("d1", "x/d2"), Gone(p("x"))],
+                (vec!["d1", "x"], vec![]),
+                vec![],
+            ),
+            (
+                "an ancestor of to pushed whole: no hint",
+                vec![mv("d1", "x/d2"), Tree(p("x"))],
+                (vec!["d1"], vec!["x"]),
+                vec![],
+            ),
+            (
+                "moved into a tree already queued whole: no hint",
+                vec![Tree(p("x")), mv("d1", "x/d2")],
+                (vec!["d1"], vec!["x"]),
+                vec![],
+            ),
+            (
+                "changes inside to and at from keep the hint",
+                vec![
+                    mv("d1", "d2"),
+                    Path(p("d2/f")),
+                    Tree(p("d1")),
+                    Path(p("d2")),
+                ],
+                (vec![], vec!["d1", "d2"]),
+                vec!["d1>d2"],
+            ),
+            (
+                "a full push drops every hint",
+                vec![mv("d1", "d2"), Full, mv("d3", "d4")],
+                (vec![], vec![]),
+                vec![],
+            ),
+        ];
+        for (name, changes, (paths, trees), hints) in cases {
+            let mut q = Queue::new(limits());
+            let t = Instant::now();
+            for c in changes {
+                q.push(c, t);
+            }
+            let snap = q.snapshot();
+            let (b, _) = q.take();
+            assert_eq!(snap, b, "{name}: snapshot");
+            let got: Vec<String> = b
+                .moves
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{}>{}",
+                        String::from_utf8_lossy(&m.from),
+                        String::from_utf8_lossy(&m.to)
+                    )
+                })
+                .collect();
+            assert_eq!(
+                (strs(&b.paths), strs(&b.trees), got),
+                (
+                    paths.iter().map(|s| s.to_string()).collect(),
+                    trees.iter().map(|s| s.to_string()).collect(),
+                    hints.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+                ),
+                "{name}"
+            );
+            assert!(q.take().0.moves.is_empty(), "{name}: taken");
+        }
+    }
+
+    #[test]
+    fn move_hints_go_with_a_collapse_and_come_back_with_a_restore() {
+        let t = Instant::now();
+        let mv = Change::Moved {
+            from: p("d1"),
+            to: p("d2"),
+        };
+        let mut q = Queue::new(Limits {
+            max_queue: 3,
+            ..limits()
+        });
+        q.push(mv.clone(), t);
+        for name in ["a", "b"] {
+            q.push(Change::Path(p(name)), t);
+        }
+        assert_eq!(q.take().0, Batch::full(), "collapsed: no hint left");
+        // A failed push's hints come back with it, and only for trees still queued.
+        let mut q = Queue::new(limits());
+        q.push(mv, t);
+        let (failed, since) = q.take();
+        assert_eq!(failed.moves.len(), 1);
+        q.restore(failed.clone(), since.expect("pending"));
+        assert_eq!(q.snapshot(), failed);
+        q.push(Change::Gone(p("d2")), t);
+        assert!(q.take().0.moves.is_empty());
+        q.push(Change::Full, t);
+        q.restore(failed, t);
+        assert_eq!(q.take().0, Batch::full());
     }
 }

@@ -535,7 +535,10 @@ mod tests {
         fs::rename(t.path().join("old"), t.path().join("new")).unwrap();
         let mut seen = vec![];
         until(&mut w, &mut seen, |c| {
-            c.contains(&Change::Gone(s("old"))) && c.contains(&Change::Tree(s("new")))
+            c.contains(&Change::Moved {
+                from: s("old"),
+                to: s("new"),
+            })
         });
         assert!(w.is_watched(b"new/sub") && !w.is_watched(b"old/sub"));
         assert_eq!(w.stats().watched, watched, "watches were re-added or lost");

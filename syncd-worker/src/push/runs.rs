@@ -63,11 +63,19 @@ pub(super) fn run_all(
         }
     });
     runs.set_waiting(None);
+    let outcomes = runs
+        .outcomes
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut succeeded: Vec<usize> = outcomes
+        .iter()
+        .filter(|(_, o)| o.class == Class::Success)
+        .map(|(i, _)| *i)
+        .collect();
+    succeeded.sort_unstable();
     Runs {
-        outcomes: runs
-            .outcomes
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        outcomes: outcomes.into_iter().map(|(_, o)| o).collect(),
+        succeeded,
         refused_busy: runs.refused.into_inner(),
         started: runs.started.into_inner(),
         named: runs
@@ -80,6 +88,8 @@ pub(super) fn run_all(
 /// What [`run_all`] came to.
 pub(super) struct Runs {
     pub outcomes: Vec<Outcome>,
+    /// The invocations (their indexes, ascending) that succeeded.
+    pub succeeded: Vec<usize>,
     pub refused_busy: bool,
     pub started: usize,
     /// The failures of the runs that failed, when every one of them was an exit 23 whose
@@ -105,7 +115,8 @@ struct Runner<'a> {
     refused: AtomicBool,
     /// rsync processes started.
     started: AtomicUsize,
-    outcomes: Mutex<Vec<Outcome>>,
+    /// Each run's outcome with its invocation's index.
+    outcomes: Mutex<Vec<(usize, Outcome)>>,
     /// See [`Runs::named`].
     named: Mutex<Option<Vec<Failure>>>,
 }
@@ -135,7 +146,7 @@ impl Runner<'_> {
             self.outcomes
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push(outcome);
+                .push((i, outcome));
         }
     }
 

@@ -19,6 +19,14 @@
 //! * trees run: directories pushed whole, `-r --delete` scoped to the trees by merge rules
 //!   read from stdin (`--filter=". -"`), excluded paths hidden and protected.
 //! * full run: `SOURCE/ DEST` with `-r --delete`, excluded paths from stdin.
+//! * seed runs, for directories renamed in the source ([`Batch::seeds`]), before the
+//!   batch's runs: first one prepare run (`--files-from=-`, no `-r`, nothing deleted)
+//!   makes each new path and its ancestors real directories on the target, so that
+//!   nothing below can follow a symlink the target still has there; then one seed run
+//!   per move, `SOURCE/to/ DEST/to/ -r --delete --copy-dest=<from, relative to to>`
+//!   with the excluded paths under `to` (relative to it) and the unanchored hide
+//!   patterns: the trees run for `to`, rooted at `to`, with the target's old copy as a
+//!   local basis (see `push.rs` for why `--copy-dest`).
 //!
 //! No run passes `--ignore-errors`: after a read error on the source (EIO, a directory
 //! it may not read, root_squash NFS) rsync then skips the deletions that follow ("IO
@@ -31,7 +39,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::batch::{Batch, RelPath};
+use crate::batch::{is_within, Batch, Move, RelPath};
 use crate::config::model::{SyncJob, Target};
 use crate::config::ConnectTimeouts;
 
@@ -243,6 +251,90 @@ fn full_run(job: &SyncJob, target: &Target, excluded: &[RelPath], hide: &[String
     invocation(job, target, &opts, stdin, 1, summary)
 }
 
+/// The prepare run before seeds: each `to` (and, implied, its ancestors) pushed as a
+/// directory, not descended and deleting nothing, so that it is a real directory on the
+/// target (a symlink or file the target still holds there is replaced, as any push
+/// would) before a seed run enters it as its destination.
+pub fn prepare_run(job: &SyncJob, target: &Target, moves: &[Move]) -> Invocation {
+    let tos: Vec<RelPath> = moves.iter().map(|m| m.to.clone()).collect();
+    let mut inv = paths_run(job, target, &tos);
+    inv.args
+        .retain(|a| a != "--delete-missing-args" && a != "--force");
+    inv.entries = 0;
+    inv.summary = format!("{} to seed (prepare)", count(tos.len(), "directory"));
+    inv
+}
+
+/// The seed run of one move: `to` pushed whole from its own root into `DEST/to/`, with
+/// the target's copy of `from` as `--copy-dest` basis (relative to `DEST/to/`, so a
+/// daemon module, an ssh path and a local path take the same form), `-r --delete` and
+/// excludes as the trees run has them (the sync's `exclude`). `excluded`: concrete
+/// excluded paths (any; those under `to` are used). An ssh target gets `--protect-args`: the
+/// names travel in argv here, and must not meet the remote shell.
+pub fn seed_run(job: &SyncJob, target: &Target, mv: &Move, excluded: &[RelPath]) -> Invocation {
+    let mut rules = Vec::new();
+    for e in excluded
+        .iter()
+        .filter(|e| is_within(e, &mv.to) && e.len() > mv.to.len())
+    {
+        rules.push(rule(b"- ", pattern(&e[mv.to.len() + 1..], b"")));
+    }
+    // An anchored hide pattern (`/name`) names a top-level entry of the source, never
+    // one inside `to`; rooted at `to` it would hide the wrong thing.
+    for h in job
+        .exclude
+        .rsync_patterns()
+        .iter()
+        .filter(|h| !h.starts_with('/'))
+    {
+        rules.push(rule(b"H ", h.as_bytes().to_vec()));
+    }
+    let mut basis = b"--copy-dest=".to_vec();
+    basis.extend(relative_basis(&mv.from, &mv.to));
+    let mut opts: Vec<OsString> = ["-r", "--delete", "--force"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    if matches!(target.kind, crate::config::TargetKind::Ssh { .. }) {
+        opts.push("--protect-args".into());
+    }
+    if !rules.is_empty() {
+        opts.extend(["--from0".into(), "--filter=. -".into()]);
+    }
+    opts.push(OsString::from_vec(basis));
+    let mut inv = invocation(job, target, &[], nul_join(&rules), 1, String::new());
+    let at = inv.args.len() - 2;
+    inv.args.splice(at..at, opts);
+    let n = inv.args.len();
+    for arg in [n - 2, n - 1] {
+        // Both end in `/` (or an ssh `host:` with an empty path): `to/` goes after.
+        let mut bytes = inv.args[arg].as_bytes().to_vec();
+        bytes.extend_from_slice(&mv.to);
+        bytes.push(b'/');
+        inv.args[arg] = OsString::from_vec(bytes);
+    }
+    inv.summary = format!(
+        "seed {} from {}",
+        String::from_utf8_lossy(&mv.to),
+        String::from_utf8_lossy(&mv.from)
+    );
+    inv
+}
+
+/// `from` as seen from the directory `to` (both relative to the same root): up out of
+/// `to` to their common ancestor, then down. `a/d1` from `a/d2` is `../d1`.
+pub fn relative_basis(from: &[u8], to: &[u8]) -> Vec<u8> {
+    let f: Vec<&[u8]> = from.split(|b| *b == b'/').collect();
+    let t: Vec<&[u8]> = to.split(|b| *b == b'/').collect();
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let mut out = Vec::new();
+    for _ in common..t.len() {
+        out.extend_from_slice(b"../");
+    }
+    out.extend_from_slice(&f[common..].join(&b'/'));
+    out
+}
+
 /// Common prefix + run options + `SOURCE/ DEST`.
 fn invocation(
     job: &SyncJob,
@@ -310,12 +402,6 @@ fn ancestors(rel: &[u8]) -> impl Iterator<Item = &[u8]> {
         .enumerate()
         .filter(|(_, b)| **b == b'/')
         .map(move |(i, _)| &rel[..i])
-}
-
-/// Is `path` equal to `tree` or below it?
-fn is_within(path: &[u8], tree: &[u8]) -> bool {
-    path.strip_prefix(tree)
-        .is_some_and(|rest| rest.is_empty() || rest.first() == Some(&b'/'))
 }
 
 fn nul_join(items: &[Vec<u8>]) -> Vec<u8> {
@@ -732,5 +818,107 @@ mod tests {
         assert_eq!(inv[0].stdin, [name.as_slice(), b"\0"].concat());
         let inv = plan(&j, &local("/b"), &b, FILTER, &[]);
         assert_eq!(inv[0].stdin, b"/caf\xe9/\0/caf\xe9/-n\nx\0".to_vec());
+    }
+
+    #[test]
+    fn relative_basis_climbs_to_the_common_ancestor() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("d1", "d2", "../d1"),
+            ("ren/d1", "ren/d2", "../d1"),
+            ("a/d1", "b/c/d2", "../../../a/d1"),
+            ("a/b/d1", "a/d2", "../b/d1"),
+            ("x", "xy/z", "../../x"),
+        ];
+        for (from, to, want) in cases {
+            assert_eq!(
+                String::from_utf8_lossy(&relative_basis(from.as_bytes(), to.as_bytes())),
+                *want,
+                "{from} from {to}"
+            );
+        }
+    }
+
+    fn mv(from: &str, to: &str) -> Move {
+        Move {
+            from: from.as_bytes().to_vec(),
+            to: to.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn seed_and_prepare_runs_per_kind() {
+        // (target, the seed's last three args)
+        let cases: Vec<(Target, [&str; 3])> = vec![
+            (
+                daemon(),
+                [
+                    "--copy-dest=../../a/d1",
+                    "/data/b/d2/",
+                    "rsync_backup@127.0.0.1::nfsbackup/b/d2/",
+                ],
+            ),
+            (
+                ssh(None, &[]),
+                [
+                    "--copy-dest=../../a/d1",
+                    "/data/b/d2/",
+                    "root@backup.example:/srv/data/b/d2/",
+                ],
+            ),
+            (
+                local("/backup"),
+                ["--copy-dest=../../a/d1", "/data/b/d2/", "/backup/b/d2/"],
+            ),
+        ];
+        for (t, want) in cases {
+            let j = job("/data", vec![t.clone()]);
+            let inv = seed_run(&j, &t, &mv("a/d1", "b/d2"), &[]);
+            let a = argv(&inv);
+            assert_eq!(a[a.len() - 3..], want, "{t:?}");
+            assert!(a.contains(&"-r".into()) && a.contains(&"--delete".into()));
+            assert_eq!(
+                a.contains(&"--protect-args".to_string()),
+                matches!(t.kind, TargetKind::Ssh { .. }),
+                "{t:?}"
+            );
+            assert!(inv.stdin.is_empty() && !a.contains(&"--from0".to_string()));
+            assert_eq!(inv.summary, "seed b/d2 from a/d1");
+            // The prepare run creates the new paths, deletes nothing, does not recurse.
+            let prep = prepare_run(&j, &t, &[mv("a/d1", "b/d2"), mv("x", "#y")]);
+            let a = argv(&prep);
+            assert_eq!(stdin_items(&prep), ["b/d2", "./#y"]);
+            for no in ["-r", "--delete", "--delete-missing-args", "--force"] {
+                assert!(!a.contains(&no.to_string()), "{no} in {a:?}");
+            }
+            assert!(a.contains(&"--files-from=-".to_string()));
+            let plain = argv(&plan(&j, &t, &paths(&["f"]), DMA, &[])[0]);
+            assert_eq!(a[a.len() - 2..], plain[plain.len() - 2..]);
+        }
+    }
+
+    #[test]
+    fn seed_run_takes_the_excludes_inside_its_tree_relative_to_it() {
+        let mut j = job("/data", vec![local("/b")]);
+        j.exclude = ExcludeSet::new(&[r"\.log$", "^cache$", "tmp/"]).expect("valid");
+        let excluded = [
+            b"d2/tmp/x".to_vec(),
+            b"d2x/tmp".to_vec(), // not inside d2
+            b"other/tmp".to_vec(),
+            b"d2/a[1]/tmp".to_vec(),
+        ];
+        let inv = seed_run(&j, &local("/b"), &mv("d1", "d2"), &excluded);
+        let a = argv(&inv);
+        assert_eq!(
+            a[a.len() - 5..],
+            [
+                "--from0",
+                "--filter=. -",
+                "--copy-dest=../d1",
+                "/data/d2/",
+                "/b/d2/"
+            ]
+        );
+        // The anchored `/cache` names the source's top level: left out, rooted at d2.
+        assert_eq!(stdin_items(&inv), ["- /tmp/x", "- /a\\[1]/tmp", "H *.log"]);
     }
 }

@@ -484,6 +484,7 @@ fn change_matrix(caps: Caps) {
         periodic: false,
         paths: paths.iter().map(|p| p.to_vec()).collect(),
         trees: vec![b"f2d".to_vec(), b"newdir".to_vec()],
+        moves: Vec::new(),
     };
     push(&j, &t, &batch, caps, &[]);
     assert_same_tree(s, dst.path(), &format!("change matrix with {caps:?}"));

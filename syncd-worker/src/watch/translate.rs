@@ -19,7 +19,9 @@
 //! * a directory created or moved in unpaired is watched and read ([`Command::WatchTree`])
 //!   and pushed whole;
 //! * a move is paired by cookie: inside the tree, a directory's watches are renamed
-//!   ([`Command::Rename`]) and the old path is gone, the new one pushed; a `MOVED_FROM`
+//!   ([`Command::Rename`]) and the old path is gone, the new one pushed (for a directory
+//!   one [`Change::Moved`], which the queue keeps as a hint that the target's old copy
+//!   can seed the new path); a `MOVED_FROM`
 //!   whose other half does not come within [`Timing::move_pair_wait`] moved out
 //!   (watches removed, path gone); a move to an excluded name is a move out;
 //! * excluded paths raise nothing;
@@ -385,6 +387,14 @@ impl Translator {
                         to: rel.clone(),
                     });
                 }
+                if m.is_dir && is_dir && self.events.move_from && self.events.move_to {
+                    // One change: the queue keeps the pair as a hint for the push.
+                    out.changes.push(Change::Moved {
+                        from: m.from,
+                        to: rel,
+                    });
+                    return;
+                }
                 if self.events.move_from {
                     out.changes.push(Change::Gone(m.from));
                 }
@@ -479,7 +489,7 @@ impl Translator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Change::{Full, Gone, Path, Tree};
+    use Change::{Full, Gone, Moved, Path, Tree};
 
     fn p(s: &str) -> RelPath {
         s.as_bytes().to_vec()
@@ -716,7 +726,10 @@ mod tests {
                     At(0, dir("old", moved_from(7))),
                     At(0, dir("x/new", moved_to(7))),
                 ],
-                changes: vec![Gone(p("old")), Tree(p("x/new"))],
+                changes: vec![Moved {
+                    from: p("old"),
+                    to: p("x/new"),
+                }],
                 commands: vec![Command::Rename {
                     from: p("old"),
                     to: p("x/new"),
@@ -731,7 +744,10 @@ mod tests {
                     At(19, dir("new", moved_to(7))),
                     Tick(100),
                 ],
-                changes: vec![Gone(p("old")), Tree(p("new"))],
+                changes: vec![Moved {
+                    from: p("old"),
+                    to: p("new"),
+                }],
                 commands: vec![Command::Rename {
                     from: p("old"),
                     to: p("new"),
