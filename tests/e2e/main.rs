@@ -35,6 +35,9 @@ mod faults;
 mod initscript;
 /// Directories moved in from outside and out of the tree.
 mod moves;
+/// A directory renamed in the source is seeded from the target's old copy, not sent
+/// again (bytes from the daemon's log); no basis, another parent, a local target.
+mod renames;
 /// Push now: `syncd-worker --once [--full]` (fail-log replay, whole-tree push with
 /// progress, no rsync left behind by a SIGKILLed worker) and SIGUSR1/SIGUSR2.
 mod oneshot;

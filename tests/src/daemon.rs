@@ -259,6 +259,31 @@ impl RsyncDaemon {
         .unwrap_or_else(|t| wait::fail(t, &[self as &dyn Diagnose, &Fixtures(others)]));
     }
 
+    /// The client sessions (transfers) the daemon has logged, in the order they began.
+    pub fn sessions(&self) -> Vec<Session> {
+        sessions(&self.log())
+    }
+
+    /// The bytes the daemon received in the sessions after the first `after`, once every
+    /// one of them has ended (waits up to `timeout` for that).
+    pub fn received_after(&self, after: usize, timeout: Duration, others: &[&dyn Diagnose]) -> u64 {
+        let ended = wait::until(
+            format_args!("every session after the first {after} to end"),
+            timeout,
+            || {
+                let s = self.sessions();
+                let running = s.iter().skip(after).filter(|s| !s.ended).count();
+                if running == 0 {
+                    Ok(s)
+                } else {
+                    Err(format!("{running} still running"))
+                }
+            },
+        )
+        .unwrap_or_else(|t| wait::fail(t, &[self as &dyn Diagnose, &Fixtures(others)]));
+        ended.iter().skip(after).filter_map(|s| s.received).sum()
+    }
+
     /// Take a connection slot of the module and keep it: a plain `rsync` reads a big file
     /// ([`HOLD_FILE`], written into the module here) at 32 KiB/s into a tempdir. Returns
     /// once the daemon logged that transfer and a second client is refused with "max
@@ -329,6 +354,55 @@ impl RsyncDaemon {
             .expect("run rsync (is it installed?)");
         String::from_utf8_lossy(&out.stderr).contains("max connections")
     }
+}
+
+/// One transfer as the daemon's log tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub pid: u32,
+    /// From its summary line (`sent X bytes  received Y bytes  total size Z`); None
+    /// while it runs, or when it ended in an error instead.
+    pub received: Option<u64>,
+    /// Its summary or an `rsync error:` line was logged.
+    pub ended: bool,
+}
+
+/// The transfers in a daemon log: every `[pid]` that logged `rsync to` or `rsync on`.
+pub fn sessions(log: &str) -> Vec<Session> {
+    let mut out: Vec<Session> = Vec::new();
+    for line in log.lines() {
+        let Some((pid, text)) = line
+            .split_once('[')
+            .and_then(|(_, rest)| rest.split_once("] "))
+            .and_then(|(pid, text)| Some((pid.parse::<u32>().ok()?, text)))
+        else {
+            continue;
+        };
+        if text.starts_with("rsync to ") || text.starts_with("rsync on ") {
+            out.push(Session {
+                pid,
+                received: None,
+                ended: false,
+            });
+            continue;
+        }
+        let Some(s) = out.iter_mut().rev().find(|s| s.pid == pid && !s.ended) else {
+            continue;
+        };
+        if text.starts_with("rsync error:") {
+            s.ended = true;
+        } else if let Some(rest) = text.strip_prefix("sent ") {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            // "X bytes received Y bytes total size Z"
+            s.received = words
+                .iter()
+                .position(|w| *w == "received")
+                .and_then(|i| words.get(i + 1))
+                .and_then(|n| n.parse().ok());
+            s.ended = true;
+        }
+    }
+    out
 }
 
 /// The file [`RsyncDaemon::hold_slot`] reads from the module (leave it out of comparisons).
