@@ -1029,4 +1029,180 @@ mod tests {
             assert_eq!(got, want, "{stderr}");
         }
     }
+
+    /// A stand-in rsync that notes its argv in `dir/argv` and runs the real one, except
+    /// that a seed run (`--copy-dest`) exits 12 while `dir/fail-seeds` exists.
+    fn noting_rsync(dir: &Path) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let script = dir.join("rsync-noting");
+        let body = format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{d}/argv'\ncase \"$*\" in *--copy-dest=*) [ -e '{d}/fail-seeds' ] && exit 12;; esac\nexec rsync \"$@\"\n",
+            d = dir.display()
+        );
+        std::fs::write(&script, body).expect("write the stand-in");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the stand-in");
+        script
+    }
+
+    /// A source with `ren/d1` (2 MiB in 4 files), pushed whole to a local target; then
+    /// `ren/d1` renamed `ren/d2` in the source. The batch the watcher's move queues.
+    fn renamed(s: &Path, d: &Path) -> (SyncJob, Target, Batch) {
+        for i in 0..4u8 {
+            let dir = s.join("ren/d1");
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            std::fs::write(dir.join(format!("f{i}")), vec![i; 512 * 1024]).expect("write");
+        }
+        let target = local(d);
+        let j = job(s, vec![target.clone()]);
+        let report = execute(&j, &target, &Batch::full(), DMA, GUARDED, None, None);
+        assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
+        std::fs::rename(s.join("ren/d1"), s.join("ren/d2")).expect("rename");
+        let batch = Batch {
+            paths: vec![b"ren/d1".to_vec()],
+            trees: vec![b"ren/d2".to_vec()],
+            moves: vec![Move {
+                from: b"ren/d1".to_vec(),
+                to: b"ren/d2".to_vec(),
+            }],
+            ..Batch::default()
+        };
+        (j, target, batch)
+    }
+
+    fn argv_lines(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("argv"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_renamed_directory_is_seeded_before_its_old_path_is_deleted() {
+        let (bin, src, dst) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let (s, d) = (src.path(), dst.path());
+        let (mut j, target, batch) = renamed(s, d);
+        j.rsync.binary = noting_rsync(bin.path());
+        let report = execute(&j, &target, &batch, DMA, GUARDED, None, None);
+        assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
+        assert!(!d.join("ren/d1").exists());
+        assert_eq!(
+            std::fs::read(d.join("ren/d2/f3")).ok(),
+            Some(vec![3; 512 * 1024])
+        );
+        let runs = argv_lines(bin.path());
+        // Prepare, seed, then the batch's one run (deleting d1; d2 is not sent again).
+        assert_eq!(runs.len(), 3, "{runs:#?}");
+        assert_eq!(report.runs, 3);
+        assert!(runs[0].contains("--files-from=-") && !runs[0].contains("--delete"));
+        assert!(
+            runs[1].ends_with(&format!(
+                "--copy-dest=../d1 {}/ren/d2/ {}/ren/d2/",
+                s.display(),
+                d.display()
+            )),
+            "{}",
+            runs[1]
+        );
+        assert!(runs[2].contains("--delete-missing-args") && !runs[2].contains(" -r "));
+    }
+
+    #[test]
+    fn a_failing_seed_leaves_its_tree_to_the_batch_runs() {
+        let (bin, src, dst) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let (s, d) = (src.path(), dst.path());
+        let (mut j, target, batch) = renamed(s, d);
+        j.rsync.binary = noting_rsync(bin.path());
+        std::fs::write(bin.path().join("fail-seeds"), b"").expect("write");
+        let report = execute(&j, &target, &batch, DMA, GUARDED, None, None);
+        assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
+        assert!(!d.join("ren/d1").exists());
+        assert_eq!(
+            std::fs::read(d.join("ren/d2/f2")).ok(),
+            Some(vec![2; 512 * 1024])
+        );
+        // Prepare, the failed seed, then the paths run and the trees run.
+        assert_eq!(argv_lines(bin.path()).len(), 4);
+    }
+
+    #[test]
+    fn a_seed_never_writes_through_a_symlink_the_target_holds() {
+        // The target still holds symlinks where the source now has directories: at the
+        // new path itself and at an ancestor of another one. A seed entering
+        // `DEST/to/` would follow them and write (and delete) in what they point to.
+        let (src, dst) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let (s, d) = (src.path(), dst.path());
+        for dir in ["victim", "victim2", "a/d3"] {
+            std::fs::create_dir_all(s.join(dir)).expect("mkdir");
+        }
+        for f in ["victim/keep", "victim2/keep"] {
+            std::fs::write(s.join(f), b"keep").expect("write");
+        }
+        std::fs::write(s.join("a/d3/big"), vec![7u8; 2 << 20]).expect("write");
+        let (j, target, mut batch) = renamed(s, d);
+        std::os::unix::fs::symlink("../victim", d.join("ren/d2")).expect("symlink");
+        std::os::unix::fs::symlink("victim2", d.join("lnk")).expect("symlink");
+        std::fs::create_dir(s.join("lnk")).expect("mkdir");
+        std::fs::rename(s.join("a/d3"), s.join("lnk/d4")).expect("rename");
+        batch.paths = vec![b"a/d3".to_vec(), b"lnk".to_vec(), b"ren/d1".to_vec()];
+        batch.trees = vec![b"lnk/d4".to_vec(), b"ren/d2".to_vec()];
+        batch.moves.insert(
+            0,
+            Move {
+                from: b"a/d3".to_vec(),
+                to: b"lnk/d4".to_vec(),
+            },
+        );
+        assert_eq!(batch.seeds().len(), 2);
+        let report = execute(&j, &target, &batch, DMA, GUARDED, None, None);
+        assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
+        for v in ["victim", "victim2"] {
+            let names: Vec<_> = std::fs::read_dir(d.join(v))
+                .expect("read_dir")
+                .map(|e| e.expect("entry").file_name())
+                .collect();
+            assert_eq!(names, ["keep"], "{v} untouched");
+        }
+        for dir in ["ren/d2", "lnk", "lnk/d4"] {
+            let meta = d.join(dir).symlink_metadata().expect("lstat");
+            assert!(meta.is_dir(), "{dir} is a real directory now");
+        }
+        assert_eq!(
+            std::fs::read(d.join("lnk/d4/big")).ok(),
+            Some(vec![7u8; 2 << 20])
+        );
+        assert_eq!(
+            std::fs::read(d.join("ren/d2/f1")).ok(),
+            Some(vec![1; 512 * 1024])
+        );
+        assert!(!d.join("a/d3").exists() && !d.join("ren/d1").exists());
+    }
+
+    #[test]
+    fn only_a_directory_with_enough_data_is_worth_seeding() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("a/b")).expect("mkdir");
+        std::fs::write(p.join("a/b/f"), vec![0u8; (SEED_MIN_BYTES - 1) as usize]).expect("write");
+        std::os::unix::fs::symlink("/dev/zero", p.join("a/zero")).expect("symlink");
+        assert!(
+            !worth_seeding(p),
+            "one byte short (a symlink is not its target)"
+        );
+        std::fs::write(p.join("a/g"), b"x").expect("write");
+        assert!(worth_seeding(p));
+        assert!(!worth_seeding(&p.join("missing")));
+    }
 }
