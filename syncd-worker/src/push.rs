@@ -2,7 +2,8 @@
 //! (the engine keeps at most one push in flight per target), checks first that the
 //! source path still names the watched directory ([`Checks::source`]), looks at what each
 //! directory queued to go whole is now (lstat: one that became a file, a symlink or
-//! nothing is pushed as a path, see [`as_it_is_now`]), plans the runs, finds the concrete
+//! nothing is pushed as a path, see [`as_it_is_now`]), seeds renamed directories
+//! ([`seed`]), plans the runs, finds the concrete
 //! excluded paths under whatever rsync will recurse into, counts what a whole-tree run
 //! would delete (the deletion guard, [`crate::guard`]), runs up to `threads` rsync
 //! processes at once, and reduces their exit codes to one [`Outcome`]. It never touches
@@ -14,6 +15,18 @@
 //! way finish; none that succeeded is repeated): see [`runs`]. Only a daemon still busy
 //! after the patience makes the push report Busy. A target known to limit connections
 //! is pushed one run at a time from the start.
+//!
+//! Renamed directories ([`Batch::seeds`]): after the source check and before any run that
+//! can delete a renamed directory's old path on the target, [`seed`] pushes each new path
+//! whole from the target's old copy (`--copy-dest`), preceded by one prepare run that
+//! makes the new paths real directories there; a seeded tree leaves the batch's trees
+//! run, a failed seed does not (the data is sent, nothing lost). Measured against an
+//! rsync 3.5.0 daemon on 127.0.0.1, `mv` of a 10 MB directory of 100 files: the daemon
+//! received 10,008,338 bytes before, ~1,550 after (`RsyncDaemon::received_after`, e2e
+//! `renames`). The relative basis (`../d1`) works into a daemon module with and without
+//! `use chroot` (the daemon resolves it inside the module and clamps any `..` past the
+//! module's root, so it cannot name anything outside), an ssh path and a local path; a
+//! basis that does not exist is only a warning (rsync sends the data, exit 0).
 //!
 //! Progress: given a [`SharedProgress`], a push that may take a while (a whole-tree push,
 //! directories pushed whole, or [`PROGRESS_MIN_PATHS`] paths and more) asks rsync for

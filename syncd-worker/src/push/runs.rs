@@ -354,6 +354,7 @@ exit 0
             runs.outcomes
         );
         assert!(runs.started > 4, "refused runs are tried again");
+        assert_eq!(runs.succeeded, [0, 1, 2, 3]);
         // Every run succeeded exactly once: none was repeated after it got through.
         assert_eq!(done(dir.path()), ["a", "b", "c", "d"]);
     }
@@ -426,6 +427,7 @@ exit 0
             runs.outcomes
         );
         assert!(took < Duration::from_secs(5), "{took:?}");
+        assert!(runs.succeeded.is_empty());
         assert!(
             runs.started < 12,
             "{} runs: one patience, not one per run",
