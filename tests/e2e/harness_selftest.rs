@@ -40,7 +40,10 @@ fn plain_rsync_push_to_daemon_fixture_makes_trees_equal() {
         .map(|m| m.len())
         .sum();
     let first = daemon.received_after(0, Duration::from_secs(5), &[]);
-    assert!(first >= data && data > 100_000, "received {first} for {data} bytes");
+    assert!(
+        first >= data && data > 100_000,
+        "received {first} for {data} bytes"
+    );
     daemon.push_with_rsync(src.path());
     let again = daemon.received_after(1, Duration::from_secs(5), &[]);
     assert!(again < data / 10, "received {again} again for {data} bytes");
@@ -126,7 +129,10 @@ fn daemon_fixture_stops_and_restarts_on_the_same_port() {
         .map(|m| m.len())
         .sum();
     let first = daemon.received_after(0, Duration::from_secs(5), &[]);
-    assert!(first >= data && data > 100_000, "received {first} for {data} bytes");
+    assert!(
+        first >= data && data > 100_000,
+        "received {first} for {data} bytes"
+    );
     daemon.push_with_rsync(src.path());
     let again = daemon.received_after(1, Duration::from_secs(5), &[]);
     assert!(again < data / 10, "received {again} again for {data} bytes");

@@ -35,9 +35,6 @@ mod faults;
 mod initscript;
 /// Directories moved in from outside and out of the tree.
 mod moves;
-/// A directory renamed in the source is seeded from the target's old copy, not sent
-/// again (bytes from the daemon's log); no basis, another parent, a local target.
-mod renames;
 /// Push now: `syncd-worker --once [--full]` (fail-log replay, whole-tree push with
 /// progress, no rsync left behind by a SIGKILLed worker) and SIGUSR1/SIGUSR2.
 mod oneshot;
@@ -45,6 +42,9 @@ mod oneshot;
 mod periodic;
 /// SIGHUP: exclude, target and source changed in place; an invalid new config is refused.
 mod reload;
+/// A directory renamed in the source is seeded from the target's old copy, not sent
+/// again (bytes from the daemon's log); no basis, another parent, a local target.
+mod renames;
 /// Never destroy the backup: excludes mean the same in every push, `-u` dropped.
 mod safety;
 /// The source not mounted at a restart: nothing pushed from the wrong directory, status

@@ -56,7 +56,10 @@ fn a_renamed_directory_is_not_sent_again() {
 
     fs::rename(site.src().join("ren/d1"), site.src().join("ren/d2")).unwrap();
     site.check(&w).within(WAIT).wait();
-    assert!(!site.dst().join("ren/d1").exists(), "the old directory is gone");
+    assert!(
+        !site.dst().join("ren/d1").exists(),
+        "the old directory is gone"
+    );
 
     let received = received_since(&mut w, &site, before);
     assert!(
@@ -75,7 +78,10 @@ fn a_directory_renamed_into_another_parent_is_not_sent_again() {
 
     fs::rename(site.src().join("a/d1"), site.src().join("b/c/d2")).unwrap();
     site.check(&w).within(WAIT).wait();
-    assert!(!site.dst().join("a/d1").exists(), "the old directory is gone");
+    assert!(
+        !site.dst().join("a/d1").exists(),
+        "the old directory is gone"
+    );
 
     let received = received_since(&mut w, &site, before);
     assert!(
@@ -137,7 +143,10 @@ fn a_renamed_directory_to_a_local_target_keeps_excludes_and_ends_in_step() {
 
     fs::rename(&d1, site.src().join("ren/d2")).unwrap();
     check().wait();
-    assert!(!dst.path().join("ren/d1").exists(), "the old directory is gone");
+    assert!(
+        !dst.path().join("ren/d1").exists(),
+        "the old directory is gone"
+    );
     assert_eq!(
         fs::read(dst.path().join("ren/d2/f00007")).unwrap(),
         fs::read(site.src().join("ren/d2/f00007")).unwrap()
