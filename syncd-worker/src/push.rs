@@ -44,7 +44,7 @@ use crate::config::{SyncJob, Target};
 use crate::failing::FailedPath;
 use crate::guard::{stats_counts, DeleteGuard};
 use crate::progress::SharedProgress;
-use crate::rsync::args::{plan, prepare_run, seed_run, Caps, Invocation};
+use crate::rsync::args::{plan, prepare_run, seed_run, seeding_safe, Caps, Invocation};
 use crate::rsync::exit::{Class, Outcome};
 use crate::rsync::failures::{relative, Failure, Roots};
 use crate::source_id::SourceId;
@@ -183,6 +183,9 @@ fn seed(
     progress: Option<&SharedProgress>,
     waiting: Option<&SharedWaiting>,
 ) -> Seeded {
+    if !seeding_safe(job) {
+        return Seeded::default();
+    }
     let moves: Vec<Move> = batch
         .seeds()
         .into_iter()

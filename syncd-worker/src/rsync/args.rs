@@ -321,7 +321,20 @@ pub fn seed_run(job: &SyncJob, target: &Target, mv: &Move, excluded: &[RelPath])
     inv
 }
 
-/// `from` as seen from the directory `to` (both relative to the same root): up out of
+/// Whether seed runs are safe with this sync's own rsync options: not when they make
+/// the receiver keep a symlink where the source has a directory (`--keep-dirlinks`,
+/// `-K`) or keep the symlinks it finds on the way to a listed path
+/// (`--no-implied-dirs`): the prepare run could then not make sure that a seed's
+/// destination is a real directory.
+pub fn seeding_safe(job: &SyncJob) -> bool {
+    !job.rsync.params.iter().chain(&job.rsync.extra).any(|a| {
+        a == "--keep-dirlinks"
+            || a == "--no-implied-dirs"
+            || (a.starts_with('-') && !a.starts_with("--") && a.contains('K'))
+    })
+}
+
+/// `from` as seen from the directory `to`/// `from` as seen from the directory `to` (both relative to the same root): up out of
 /// `to` to their common ancestor, then down. `a/d1` from `a/d2` is `../d1`.
 pub fn relative_basis(from: &[u8], to: &[u8]) -> Vec<u8> {
     let f: Vec<&[u8]> = from.split(|b| *b == b'/').collect();
@@ -920,5 +933,23 @@ mod tests {
         );
         // The anchored `/cache` names the source's top level: left out, rooted at d2.
         assert_eq!(stdin_items(&inv), ["- /tmp/x", "- /a\\[1]/tmp", "H *.log"]);
+    }
+
+    #[test]
+    fn seeding_is_off_with_options_that_keep_symlinked_directories() {
+        let cases: &[(&[&str], &[&str], bool)] = &[
+            (&["-a"], &[], true),
+            (&["-artuz"], &["--bwlimit=10m"], true),
+            (&["-aK"], &[], false),
+            (&["-a"], &["--keep-dirlinks"], false),
+            (&["-a", "--no-implied-dirs"], &[], false),
+            (&["-a"], &["--backup-dir=/K"], true),
+        ];
+        for (params, extra, want) in cases {
+            let mut j = job("/data", vec![local("/b")]);
+            j.rsync.params = params.iter().map(|s| s.to_string()).collect();
+            j.rsync.extra = extra.iter().map(|s| s.to_string()).collect();
+            assert_eq!(seeding_safe(&j), *want, "{params:?} {extra:?}");
+        }
     }
 }
