@@ -1047,12 +1047,13 @@ mod tests {
     }
 
     /// A stand-in rsync that notes its argv in `dir/argv` and runs the real one, except
-    /// that a seed run (`--copy-dest`) exits 12 while `dir/fail-seeds` exists.
+    /// that a seed run (`--copy-dest`) exits 12 while `dir/fail-seeds` exists, and is
+    /// refused as busy while `dir/busy-seeds` exists.
     fn noting_rsync(dir: &Path) -> std::path::PathBuf {
         use std::os::unix::fs::PermissionsExt;
         let script = dir.join("rsync-noting");
         let body = format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{d}/argv'\ncase \"$*\" in *--copy-dest=*) [ -e '{d}/fail-seeds' ] && exit 12;; esac\nexec rsync \"$@\"\n",
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{d}/argv'\ncase \"$*\" in *--copy-dest=*) [ -e '{d}/fail-seeds' ] && exit 12; [ -e '{d}/busy-seeds' ] && echo '@ERROR: max connections (1) reached -- try again later' >&2 && exit 5;; esac\nexec rsync \"$@\"\n",
             d = dir.display()
         );
         std::fs::write(&script, body).expect("write the stand-in");
@@ -1148,6 +1149,34 @@ mod tests {
         );
         // Prepare, the failed seed, then the paths run and the trees run.
         assert_eq!(argv_lines(bin.path()).len(), 4);
+    }
+
+    #[test]
+    fn a_daemon_busy_for_the_seeds_makes_the_push_busy_and_deletes_nothing() {
+        let (bin, src, dst) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let (s, d) = (src.path(), dst.path());
+        let (mut j, target, batch) = renamed(s, d);
+        j.rsync.binary = noting_rsync(bin.path());
+        j.rsync.timeout = Some(Duration::from_millis(300));
+        std::fs::write(bin.path().join("busy-seeds"), b"").expect("write");
+        let report = execute(&j, &target, &batch, DMA, GUARDED, None, None);
+        assert_eq!(report.outcome.class, Class::Busy, "{:?}", report.outcome);
+        assert!(report.refused_busy);
+        // The old copy is still there: the engine puts the batch back, nothing lost.
+        assert_eq!(
+            std::fs::read(d.join("ren/d1/f0")).ok(),
+            Some(vec![0; 512 * 1024])
+        );
+        let runs = argv_lines(bin.path());
+        assert!(
+            runs.iter().skip(1).all(|r| r.contains("--copy-dest")),
+            "{runs:#?}"
+        );
+        assert_eq!(report.runs, runs.len());
     }
 
     #[test]
