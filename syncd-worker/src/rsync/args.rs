@@ -693,7 +693,10 @@ mod tests {
         j.exclude = ExcludeSet::new(&[r"\.log$", "^a/b$"]).expect("valid");
         j.full_sync.exclude = Some(ExcludeSet::new(&["^cache$"]).expect("valid"));
         let a = argv(&plan(&j, &daemon(), &Batch::full(), DMA, &[b"x".to_vec()])[0]);
-        assert_eq!(a[10..13], ["--exclude-from=-", "--filter=H *.log", "/data/"]);
+        assert_eq!(
+            a[10..13],
+            ["--exclude-from=-", "--filter=H *.log", "/data/"]
+        );
         let a = argv(&plan(&j, &daemon(), &Batch::periodic(), DMA, &[])[0]);
         assert_eq!(a[9..11], ["--filter=H *.log", "--filter=H /cache"]);
     }
