@@ -21,6 +21,13 @@
 //! What each event means (move pairing, holding new files until their close, excludes,
 //! overflow, root loss) is decided in [`translate`]; this module only does the I/O and
 //! reads the clock. It never pushes anything and never decides when to push.
+//!
+//! Reads are paced: after a read that found events, the next one waits [`READ_GAP`]
+//! (returning at once when woken to stop), so a stream of events is read in batches.
+//! Without it each file written woke the watcher thread twice (its create, its close) and
+//! the engine once: measured at 1,000 files/s, 1.8 context switches per file on the
+//! watcher and 1.1 on the engine, over half of the worker's CPU. The gap adds at most
+//! 10 ms to a change in a stream, nothing to the first change after a quiet spell.
 
 pub mod limit;
 pub mod translate;
@@ -40,6 +47,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::batch::RelPath;
 use crate::config::SyncJob;
+use crate::deadline::after;
 use crate::exclude::ExcludeSet;
 use crate::queue::Change;
 use crate::walk::{abs, child, count_dirs, vanished};
@@ -52,6 +60,10 @@ pub struct WatchStats {
     pub unwatched: u64,
     pub overflows: u64,
 }
+
+/// The least time between two reads of events while they keep coming (see the module
+/// doc).
+pub const READ_GAP: Duration = Duration::from_millis(10);
 
 pub struct Watcher {
     inotify: Inotify,
@@ -69,6 +81,8 @@ pub struct Watcher {
     /// Set once ENOSPC was explained, so the log says it once per shortage, not per dir.
     enospc_reported: bool,
     buffer: Vec<u8>,
+    /// When the last read that found events ended (pacing, see [`READ_GAP`]).
+    last_read: Option<Instant>,
 }
 
 impl Watcher {
@@ -102,6 +116,7 @@ impl Watcher {
             unwatched: 0,
             enospc_reported: false,
             buffer: vec![0; 64 * 1024],
+            last_read: None,
         };
         w.add_one(&[]).with_context(|| {
             format!(
@@ -163,12 +178,27 @@ impl Watcher {
         wake: Option<BorrowedFd<'_>>,
         out: &mut Vec<Change>,
     ) -> anyhow::Result<()> {
-        let wait = match self.core.next_deadline() {
-            Some(at) => timeout.min(at.saturating_duration_since(Instant::now())),
+        let now = Instant::now();
+        let mut wait = match self.core.next_deadline() {
+            Some(at) => timeout.min(at.saturating_duration_since(now)),
             None => timeout,
         };
+        let gap = self.last_read.map_or(Duration::ZERO, |r| {
+            after(r, READ_GAP).saturating_duration_since(now)
+        });
+        if !gap.is_zero() {
+            // Let the events of a stream gather: wait out the gap (or a wake-up to stop).
+            let pause = gap.min(wait);
+            if woken(pause, wake)? {
+                return Ok(());
+            }
+            wait -= pause;
+        }
         if self.readable(wait, wake)? {
-            self.read_available(out)?;
+            let read = self.read_available(out)?;
+            self.last_read = (read > 0).then(Instant::now);
+        } else {
+            self.last_read = None;
         }
         let mut step = Output::default();
         self.core.tick(Instant::now(), &mut step);
@@ -177,23 +207,18 @@ impl Watcher {
     }
 
     fn readable(&self, timeout: Duration, wake: Option<BorrowedFd<'_>>) -> anyhow::Result<bool> {
-        let mut fds = vec![PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
-        fds.extend(wake.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
-        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
-        match nix::poll::poll(&mut fds, timeout) {
-            Ok(_) => Ok(fds[0].any().unwrap_or(false)),
-            Err(Errno::EINTR) => Ok(false),
-            Err(e) => Err(io::Error::from(e)).context("poll on the inotify descriptor failed"),
-        }
+        poll_first(self.inotify.as_fd(), wake, timeout)
     }
 
-    /// Read every event queued now (non-blocking) and handle it.
-    fn read_available(&mut self, out: &mut Vec<Change>) -> anyhow::Result<()> {
+    /// Read every event queued now (non-blocking) and handle it. Returns how many there
+    /// were.
+    fn read_available(&mut self, out: &mut Vec<Change>) -> anyhow::Result<usize> {
         let mut buffer = std::mem::take(&mut self.buffer);
+        let mut read = 0;
         let result = loop {
             let events = match self.inotify.read_events(&mut buffer) {
                 Ok(ev) => ev,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(read),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => break Err(e).context("failed to read inotify events"),
             };
@@ -208,8 +233,9 @@ impl Watcher {
                 })
                 .collect();
             if raw.is_empty() {
-                break Ok(());
+                break Ok(read);
             }
+            read += raw.len();
             let now = Instant::now();
             for (wd, mask, cookie, name) in raw {
                 self.handle(wd, mask, cookie, name, now, out);
@@ -476,6 +502,34 @@ fn lstat(root: &std::path::Path, rel: &[u8]) -> Option<FileMeta> {
 /// Read a number from a /proc/sys file.
 pub fn read_sysctl(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Wait up to `timeout` for `wake` to become readable (without one: just the time).
+fn woken(timeout: Duration, wake: Option<BorrowedFd<'_>>) -> anyhow::Result<bool> {
+    match wake {
+        Some(fd) => poll_first(fd, None, timeout),
+        None => {
+            // Nothing can wake it: the thread looks at its stop flag on its own tick.
+            std::thread::sleep(timeout);
+            Ok(false)
+        }
+    }
+}
+
+/// Poll `first` (and `also`) for up to `timeout`; whether `first` is readable.
+fn poll_first(
+    first: BorrowedFd<'_>,
+    also: Option<BorrowedFd<'_>>,
+    timeout: Duration,
+) -> anyhow::Result<bool> {
+    let mut fds = vec![PollFd::new(first, PollFlags::POLLIN)];
+    fds.extend(also.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+    let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    match nix::poll::poll(&mut fds, timeout) {
+        Ok(_) => Ok(fds[0].any().unwrap_or(false)),
+        Err(Errno::EINTR) => Ok(false),
+        Err(e) => Err(io::Error::from(e)).context("poll on the inotify descriptor failed"),
+    }
 }
 
 #[cfg(test)]

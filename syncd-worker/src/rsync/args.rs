@@ -518,6 +518,7 @@ mod tests {
             [
                 "-a",
                 "--timeout=300",
+                "--sockopts=TCP_NODELAY",
                 "--contimeout=300",
                 "--port=18873",
                 "--password-file=/etc/rsync.password",
@@ -760,7 +761,7 @@ mod tests {
         assert_eq!(inv.len(), 1);
         let a = argv(&inv[0]);
         assert_eq!(
-            a[5..],
+            a[6..],
             [
                 "-r",
                 "--delete",
@@ -780,7 +781,7 @@ mod tests {
             &[b"cache".to_vec(), b"x[1]".to_vec()],
         );
         assert_eq!(
-            argv(&inv[0])[5..10],
+            argv(&inv[0])[6..11],
             ["-r", "--delete", "--force", "--from0", "--exclude-from=-"]
         );
         assert_eq!(stdin_items(&inv[0]), ["/cache", "/x\\[1]"]);
@@ -791,9 +792,12 @@ mod tests {
         j.exclude = ExcludeSet::new(&[r"\.log$", "^a/b$"]).expect("valid");
         j.full_sync.exclude = Some(ExcludeSet::new(&["^cache$"]).expect("valid"));
         let a = argv(&plan(&j, &daemon(), &Batch::full(), DMA, &[b"x".to_vec()])[0]);
-        assert_eq!(a[9..12], ["--exclude-from=-", "--filter=H *.log", "/data/"]);
+        assert_eq!(
+            a[10..13],
+            ["--exclude-from=-", "--filter=H *.log", "/data/"]
+        );
         let a = argv(&plan(&j, &daemon(), &Batch::periodic(), DMA, &[])[0]);
-        assert_eq!(a[8..10], ["--filter=H *.log", "--filter=H /cache"]);
+        assert_eq!(a[9..11], ["--filter=H *.log", "--filter=H /cache"]);
     }
 
     #[test]

@@ -68,14 +68,16 @@ fn probed(job: &SyncJob, clock: &Clock, caps: Caps) -> TargetState {
     t
 }
 
-/// Queue `changed` at `at(ms)` and take the push due `delay` later.
+/// Queue `changed` at `at(ms)` and take the push due `delay` later, stretched by 750 µs
+/// a path (see `crate::queue`), in whole milliseconds.
 fn push_of(t: &mut TargetState, job: &SyncJob, clock: &Clock, changed: &[&str], ms: u64) -> Push {
     for c in changed {
         t.queue_seen(job, Change::Path(p(c)), clock.at(ms));
     }
-    match t.next(job, clock.at(ms + 50)) {
+    let due = ms + 50 + (changed.len() as u64 * 3).div_ceil(4);
+    match t.next(job, clock.at(due)) {
         Action::Push(push) => push,
-        other => panic!("expected a push at {} ms, got {other:?}", ms + 50),
+        other => panic!("expected a push at {due} ms, got {other:?}"),
     }
 }
 
@@ -361,9 +363,12 @@ fn a_failing_path_is_retried_alone_then_cleared() {
         SystemTime::UNIX_EPOCH,
     );
     // Due: handed back to the queue at 1100 ms, pushed alone once the queue's delay has
-    // passed, and once it goes the fail log is emptied.
-    assert_eq!(t.next(&job, c.at(1100)), Action::WaitUntil(c.at(1150)));
-    match t.next(&job, c.at(1150)) {
+    // passed (and 750 µs for its one path), and once it goes the fail log is emptied.
+    assert_eq!(
+        t.next(&job, c.at(1100)),
+        Action::WaitUntil(c.at(1150) + Duration::from_micros(750))
+    );
+    match t.next(&job, c.at(1151)) {
         Action::Push(push) => assert_eq!(push.batch, paths(&["b"])),
         other => panic!("expected b's retry, got {other:?}"),
     }
@@ -453,7 +458,7 @@ fn force_full_lasts_until_a_whole_tree_push() {
         } else {
             t.queue(Change::Path(p("a")), c.at(now));
         }
-        let push = match t.next(&job, c.at(now + 50)) {
+        let push = match t.next(&job, c.at(now + 51)) {
             Action::Push(push) => push,
             other => panic!("case {i}: {other:?}"),
         };

@@ -416,6 +416,7 @@ fn list_only_argv() {
             vec![
                 "--list-only",
                 "--timeout=7",
+                "--sockopts=TCP_NODELAY",
                 "--contimeout=7",
                 "--port=8873",
                 "--password-file=/etc/p",
@@ -433,6 +434,7 @@ fn list_only_argv() {
             vec![
                 "--list-only",
                 "--timeout=7",
+                "--sockopts=TCP_NODELAY",
                 "--contimeout=7",
                 "[fe80::1]::m/",
             ],
