@@ -6,7 +6,10 @@
 //! carries out before the next event is read:
 //!
 //! * watching a tree: watch first, then read the directory, then each directory found in
-//!   it (nothing created in between is missed);
+//!   it (nothing created in between is missed): [`crate::walk::dirs`], on several threads
+//!   for the whole tree (each adds its watches to the one inotify instance; the table
+//!   below is filled once the walk is done), on the watcher's own thread for a directory
+//!   that appeared;
 //! * a rename inside the tree keeps the kernel's watches and updates the paths of the
 //!   whole subtree; a move out removes them; a delete forgets them;
 //! * `IN_IGNORED` drops a watch; events of unknown watches are dropped (they may still be

@@ -37,9 +37,9 @@ use crate::batch::RelPath;
 use crate::exclude::ExcludeSet;
 
 /// Directories below this depth (from the walk's top) are looked up by their whole path
-/// instead of through a kept-open parent: the open descriptors of a walk stay below this
-/// many per thread.
-pub const KEEP_OPEN_DEPTH: usize = 64;
+/// instead of through a kept-open parent: a thread's walk holds at most this many
+/// descriptors open (one per level), far below the usual limit of 1024 per process.
+pub const KEEP_OPEN_DEPTH: usize = 32;
 
 /// Most threads a whole-tree walk uses (see [`threads`]): past a few, the walk waits on
 /// the kernel's per-instance lock of `inotify_add_watch` rather than on lookups.
