@@ -1,7 +1,11 @@
 //! Local directory walks that never follow symlinks: finding the concrete excluded paths
 //! under the directories a push recurses into (so rsync can be told to leave exactly those
-//! alone), and counting directories (for the watch-limit message). Entries that vanish
-//! while being walked are skipped: a concurrent delete is normal, not an error.
+//! alone), and counting directories (the controller's watch-limit sizing, `syncd check`,
+//! the worker's out-of-watches message) with the same walk the watches are added with
+//! ([`dirs`]). Entries that vanish while being walked are skipped: a concurrent delete is
+//! normal, not an error.
+
+pub mod dirs;
 
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -77,25 +81,24 @@ pub fn excluded_paths(
 }
 
 /// Number of directories in the tree (the root included), not descending into excluded
-/// ones: the number of inotify watches the tree needs.
+/// ones: the number of inotify watches the tree needs. Walked as the watches are
+/// ([`dirs::DirWalk`], on [`dirs::threads`] threads), without reading leaf directories.
 pub fn count_dirs(source: &Path, set: &ExcludeSet) -> u64 {
-    let mut n = 0;
-    let mut stack: Vec<RelPath> = vec![Vec::new()];
-    while let Some(dir) = stack.pop() {
-        n += 1;
-        let Ok(rd) = std::fs::read_dir(abs(source, &dir)) else {
-            continue;
-        };
-        for entry in rd.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                let rel = child(&dir, entry.file_name().as_bytes());
-                if !set.matches_self(&rel) {
-                    stack.push(rel);
-                }
-            }
-        }
-    }
-    n
+    let walk = dirs::DirWalk {
+        source,
+        exclude: set,
+        threads: dirs::threads(),
+        leaves: dirs::Leaves::Trusted,
+    };
+    walk.run(Vec::new(), || 0u64, count_one)
+        .iter()
+        .map(|w| w.state)
+        .sum()
+}
+
+fn count_one(n: &mut u64, _dir: &[u8]) -> dirs::Step {
+    *n += 1;
+    dirs::Step::Read
 }
 
 /// Did the thing we were reading disappear under us (deleted, or replaced by a file)?

@@ -6,7 +6,10 @@
 //! carries out before the next event is read:
 //!
 //! * watching a tree: watch first, then read the directory, then each directory found in
-//!   it (nothing created in between is missed);
+//!   it (nothing created in between is missed): [`crate::walk::dirs`], on several threads
+//!   for the whole tree (each adds its watches to the one inotify instance; the table
+//!   below is filled once the walk is done), on the watcher's own thread for a directory
+//!   that appeared;
 //! * a rename inside the tree keeps the kernel's watches and updates the paths of the
 //!   whole subtree; a move out removes them; a delete forgets them;
 //! * `IN_IGNORED` drops a watch; events of unknown watches are dropped (they may still be
@@ -41,7 +44,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
@@ -50,7 +53,8 @@ use crate::config::SyncJob;
 use crate::deadline::after;
 use crate::exclude::ExcludeSet;
 use crate::queue::Change;
-use crate::walk::{abs, child, count_dirs, vanished};
+use crate::walk::dirs::{self, DirWalk, Leaves, Step};
+use crate::walk::{abs, count_dirs, vanished};
 use translate::{Command, DirOp, EntryOp, Event, FileMeta, Output, Timing, Translator};
 
 /// Counters the status file shows.
@@ -125,7 +129,7 @@ impl Watcher {
             )
         })?;
         w.unwatched = 0;
-        w.add_tree(Vec::new());
+        w.add_tree(Vec::new(), dirs::threads());
         Ok(w)
     }
 
@@ -160,7 +164,7 @@ impl Watcher {
     pub fn rewatch_all(&mut self) -> u64 {
         self.unwatched = 0;
         self.enospc_reported = false;
-        self.add_tree(Vec::new());
+        self.add_tree(Vec::new(), dirs::threads());
         self.unwatched
     }
 
@@ -281,7 +285,8 @@ impl Watcher {
     fn carry_out(&mut self, step: Output, out: &mut Vec<Change>) {
         for command in step.commands {
             match command {
-                Command::WatchTree(dir) => self.add_tree(dir),
+                // A directory that appeared: walked on this thread.
+                Command::WatchTree(dir) => self.add_tree(dir, 1),
                 Command::Unwatch(dir) => self.forget_subtree(&dir, true),
                 Command::Forget(dir) => self.forget_subtree(&dir, false),
                 Command::Rename { from, to } => self.rename_subtree(&from, &to),
@@ -297,92 +302,113 @@ impl Watcher {
         out.extend(step.changes);
     }
 
-    /// Watch `top` and every directory below it, reading each after its watch is in place.
-    fn add_tree(&mut self, top: RelPath) {
-        let mut stack = vec![top];
-        while let Some(dir) = stack.pop() {
-            if !dir.is_empty() && self.exclude.is_excluded(&dir) {
-                continue;
+    /// Watch `top` and every directory below it, reading each after its watch is in place
+    /// ([`DirWalk`]: on `threads` threads, each adding watches to the one inotify
+    /// instance; the watch table is filled once the walk is done).
+    fn add_tree(&mut self, top: RelPath, threads: usize) {
+        if !top.is_empty() && self.exclude.is_excluded(&top) {
+            return;
+        }
+        let whole_tree = top.is_empty();
+        let walk = DirWalk {
+            source: &self.root,
+            exclude: &self.exclude,
+            threads,
+            leaves: Leaves::Trusted,
+        };
+        let (inotify, root, mask) = (&self.inotify, &self.root, self.mask);
+        let walked = walk.run(
+            top,
+            || Added {
+                watches: inotify.watches(),
+                found: Vec::new(),
+                failed: Vec::new(),
+                enospc: None,
+            },
+            |added, rel| added.add(root, rel, mask),
+        );
+        let found: usize = walked.iter().map(|w| w.state.found.len()).sum();
+        self.by_wd.reserve(found);
+        let mut failed = Vec::new();
+        let mut enospc: Option<(RelPath, u64)> = None;
+        for w in walked {
+            for (rel, wd) in w.state.found {
+                self.record(rel, wd);
             }
-            match self.add_one(&dir) {
-                Ok(()) => {}
-                Err(e) if vanished(&e) => continue,
-                Err(e) => {
-                    self.unwatched += 1;
-                    self.report_add_error(&dir, &e);
-                    // Keep walking: directories below may still be watchable (EACCES), and
-                    // the count of what is missing must be right.
-                }
+            failed.extend(w.state.failed);
+            if let Some((rel, n)) = w.state.enospc {
+                let e = enospc.get_or_insert((rel, 0));
+                e.1 += n;
             }
-            let rd = match std::fs::read_dir(abs(&self.root, &dir)) {
-                Ok(rd) => rd,
-                Err(e) if vanished(&e) => continue,
-                Err(e) => {
-                    log::warn!(
-                        "cannot read directory {}: {e}; its subdirectories are not watched",
-                        abs(&self.root, &dir).display()
-                    );
-                    continue;
-                }
+            for u in w.unreadable {
+                log::warn!(
+                    "cannot read directory {}: {}; its subdirectories are not watched",
+                    abs(&self.root, &u.rel).display(),
+                    u.error
+                );
+            }
+        }
+        // Keep walking past a failed watch (done above): directories below may still be
+        // watchable (EACCES), and the count of what is missing must be right.
+        self.unwatched += failed.len() as u64 + enospc.as_ref().map_or(0, |e| e.1);
+        for (rel, e) in failed {
+            log::warn!(
+                "cannot watch {}: {e}; changes below it are only caught by whole-tree pushes",
+                abs(&self.root, &rel).display()
+            );
+        }
+        if let Some((rel, _)) = enospc {
+            // A whole-tree walk has just met every directory; a subtree's needs the count.
+            let needed = if whole_tree {
+                self.by_wd.len() as u64 + self.unwatched
+            } else {
+                count_dirs(&self.root, &self.exclude)
             };
-            for entry in rd.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(child(&dir, entry.file_name().as_bytes()));
-                }
-            }
+            self.report_enospc(&rel, needed);
         }
     }
 
     fn add_one(&mut self, rel: &[u8]) -> io::Result<()> {
-        let path = abs(&self.root, rel);
-        // The root also reports being moved away (IN_MOVE_SELF; its IN_DELETE_SELF,
-        // IN_UNMOUNT and IN_IGNORED come with every mask).
-        let mask = if rel.is_empty() {
-            self.mask | WatchMask::MOVE_SELF
-        } else {
-            self.mask
-        };
-        let wd = self.inotify.watches().add(&path, mask)?;
+        let mask = root_mask(rel, self.mask);
+        let wd = self.inotify.watches().add(abs(&self.root, rel), mask)?;
+        self.record(rel.to_vec(), wd);
+        Ok(())
+    }
+
+    /// `rel` is watched by `wd`.
+    fn record(&mut self, rel: RelPath, wd: WatchDescriptor) {
         let id = wd.get_watch_descriptor_id();
         // The same directory reached under a new name (an unpaired rename) keeps its wd:
         // point the wd at the new path.
         if let Some((_, old)) = self.by_wd.get(&id) {
-            if old.as_slice() != rel {
+            if *old != rel {
                 let old = old.clone();
                 self.by_path.remove(&old);
             }
         }
-        self.by_wd.insert(id, (wd, rel.to_vec()));
-        self.by_path.insert(rel.to_vec(), id);
-        Ok(())
+        self.by_path.insert(rel.clone(), id);
+        self.by_wd.insert(id, (wd, rel));
     }
 
-    fn report_add_error(&mut self, rel: &[u8], e: &io::Error) {
-        let path = abs(&self.root, rel);
-        if e.raw_os_error() == Some(Errno::ENOSPC as i32) {
-            if self.enospc_reported {
-                return;
-            }
-            self.enospc_reported = true;
-            let limit = read_sysctl("/proc/sys/fs/inotify/max_user_watches");
-            let needed = count_dirs(&self.root, &self.exclude);
-            let missing = needed.saturating_sub(self.by_wd.len() as u64);
-            let suggest = limit::watches_to_suggest(limit, needed, missing);
-            log::error!(
-                "cannot watch {}: out of inotify watches (fs.inotify.max_user_watches = {}); {} has {} directories, {} unwatched. Raise the limit: `sysctl -w fs.inotify.max_user_watches={}` (persist it in /etc/sysctl.d/90-syncd.conf). Until then the unwatched part is covered by periodic whole-tree pushes.",
-                path.display(),
-                limit.map_or_else(|| "unknown".to_string(), |l| l.to_string()),
-                self.root.display(),
-                needed,
-                missing,
-                suggest
-            );
-        } else {
-            log::warn!(
-                "cannot watch {}: {e}; changes below it are only caught by whole-tree pushes",
-                path.display()
-            );
+    /// Out of inotify watches (`ENOSPC`) at `rel`, with `needed` directories in the tree:
+    /// said once per shortage, with the sysctl and the value to set.
+    fn report_enospc(&mut self, rel: &[u8], needed: u64) {
+        if self.enospc_reported {
+            return;
         }
+        self.enospc_reported = true;
+        let limit = read_sysctl("/proc/sys/fs/inotify/max_user_watches");
+        let missing = needed.saturating_sub(self.by_wd.len() as u64);
+        let suggest = limit::watches_to_suggest(limit, needed, missing);
+        log::error!(
+            "cannot watch {}: out of inotify watches (fs.inotify.max_user_watches = {}); {} has {} directories, {} unwatched. Raise the limit: `sysctl -w fs.inotify.max_user_watches={}` (persist it in /etc/sysctl.d/90-syncd.conf). Until then the unwatched part is covered by periodic whole-tree pushes.",
+            abs(&self.root, rel).display(),
+            limit.map_or_else(|| "unknown".to_string(), |l| l.to_string()),
+            self.root.display(),
+            needed,
+            missing,
+            suggest
+        );
     }
 
     /// Drop the bookkeeping of `rel` and everything below it; with `remove`, also tell
@@ -428,6 +454,42 @@ impl Watcher {
     /// Is the directory at this relative path watched?
     pub fn is_watched(&self, rel_dir: &[u8]) -> bool {
         self.by_path.contains_key(rel_dir)
+    }
+}
+
+/// The mask of the watch on `rel`: the root also reports being moved away
+/// (`IN_MOVE_SELF`; its `IN_DELETE_SELF`, `IN_UNMOUNT` and `IN_IGNORED` come with every
+/// mask).
+fn root_mask(rel: &[u8], mask: WatchMask) -> WatchMask {
+    if rel.is_empty() {
+        mask | WatchMask::MOVE_SELF
+    } else {
+        mask
+    }
+}
+
+/// What one thread of a tree walk added.
+struct Added {
+    watches: Watches,
+    found: Vec<(RelPath, WatchDescriptor)>,
+    /// Directories that could not be watched, and why (not for lack of watches).
+    failed: Vec<(RelPath, io::Error)>,
+    /// Out of watches (`ENOSPC`): the first directory it happened at, and how many.
+    enospc: Option<(RelPath, u64)>,
+}
+
+impl Added {
+    /// The walk's visitor: watch `rel` before it is read.
+    fn add(&mut self, root: &std::path::Path, rel: &[u8], mask: WatchMask) -> Step {
+        match self.watches.add(abs(root, rel), root_mask(rel, mask)) {
+            Ok(wd) => self.found.push((rel.to_vec(), wd)),
+            Err(e) if vanished(&e) => return Step::Skip,
+            Err(e) if e.raw_os_error() == Some(Errno::ENOSPC as i32) => {
+                self.enospc.get_or_insert_with(|| (rel.to_vec(), 0)).1 += 1;
+            }
+            Err(e) => self.failed.push((rel.to_vec(), e)),
+        }
+        Step::Read
     }
 }
 
