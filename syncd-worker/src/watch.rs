@@ -27,7 +27,7 @@ pub mod translate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -128,7 +128,7 @@ impl Watcher {
     /// With a zero timeout `poll(2)` does not sleep, so a signal cannot make an unread
     /// queue look empty.
     pub fn caught_up(&self) -> bool {
-        self.core.settled() && matches!(self.readable(Duration::ZERO, None), Ok(false))
+        self.core.settled() && matches!(self.readable(Duration::ZERO, &[]), Ok((false, _)))
     }
 
     /// Why the source directory itself is no longer watched (deleted, moved away, its
@@ -152,37 +152,50 @@ impl Watcher {
     /// Wait up to `timeout` for events and translate them into `out`. Returns when events
     /// were handled or the time ran out.
     pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Change>) -> anyhow::Result<()> {
-        self.poll_or_woken(timeout, None, out)
+        self.poll_or_woken(timeout, &[], out).map(drop)
     }
 
-    /// [`Watcher::poll`], also returning early when `wake` becomes readable (the
-    /// watcher's thread is asked to stop).
+    /// [`Watcher::poll`], also returning early when one of `also` is ready (the thread's
+    /// wake-up pipe, the source path's watch). Returns the `revents` of `also`, in order.
     pub fn poll_or_woken(
         &mut self,
         timeout: Duration,
-        wake: Option<BorrowedFd<'_>>,
+        also: &[PollFd<'_>],
         out: &mut Vec<Change>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<PollFlags>> {
         let wait = match self.core.next_deadline() {
             Some(at) => timeout.min(at.saturating_duration_since(Instant::now())),
             None => timeout,
         };
-        if self.readable(wait, wake)? {
+        let (readable, woken) = self.readable(wait, also)?;
+        if readable {
             self.read_available(out)?;
         }
         let mut step = Output::default();
         self.core.tick(Instant::now(), &mut step);
         self.carry_out(step, out);
-        Ok(())
+        Ok(woken)
     }
 
-    fn readable(&self, timeout: Duration, wake: Option<BorrowedFd<'_>>) -> anyhow::Result<bool> {
+    /// Is the inotify descriptor readable within `timeout`; and the `revents` of `also`.
+    fn readable(
+        &self,
+        timeout: Duration,
+        also: &[PollFd<'_>],
+    ) -> anyhow::Result<(bool, Vec<PollFlags>)> {
         let mut fds = vec![PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
-        fds.extend(wake.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
-        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        fds.extend(also.iter().cloned());
+        // Too long for poll(2) (Duration::MAX: nothing due): block until an event.
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::NONE);
         match nix::poll::poll(&mut fds, timeout) {
-            Ok(_) => Ok(fds[0].any().unwrap_or(false)),
-            Err(Errno::EINTR) => Ok(false),
+            Ok(_) => Ok((
+                fds[0].any().unwrap_or(false),
+                fds[1..]
+                    .iter()
+                    .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+                    .collect(),
+            )),
+            Err(Errno::EINTR) => Ok((false, vec![PollFlags::empty(); also.len()])),
             Err(e) => Err(io::Error::from(e)).context("poll on the inotify descriptor failed"),
         }
     }
