@@ -94,15 +94,19 @@ pub struct Woken {
 impl PathWatch {
     /// Not armed yet: call [`PathWatch::arm`] before the first look at the path.
     pub fn new(path: &Path) -> PathWatch {
-        let (mounts, degraded) = match File::open(MOUNTINFO) {
-            Ok(f) => (Some(f), None),
-            Err(e) => (None, Some(format!("cannot open {MOUNTINFO} ({e})"))),
-        };
+        let mounts = File::open(MOUNTINFO);
+        let degraded = mounts
+            .as_ref()
+            .err()
+            .map(|e| format!("cannot open {MOUNTINFO} ({e})"));
+        if let Some(why) = &degraded {
+            warn_degraded(path, why);
+        }
         PathWatch {
             path: path.to_path_buf(),
             inotify: None,
             guards: HashMap::new(),
-            mounts,
+            mounts: mounts.ok(),
             degraded,
             buffer: vec![0; 4096],
         }
@@ -118,29 +122,27 @@ impl PathWatch {
             .map_err(|e| format!("cannot create an inotify instance ({e})"))
             .and_then(|mut inotify| match place(&mut inotify, &self.path) {
                 Ok(guards) => Ok((inotify, guards)),
-                Err(e) => Err(format!(
-                    "cannot watch the directories leading to {} ({e})",
-                    self.path.display()
-                )),
+                Err(e) => Err(format!("cannot watch the directories leading to it ({e})")),
             });
-        let was = self.degraded.take();
-        let warn = was.is_none();
-        match placed {
+        let degraded = match placed {
             Ok((inotify, guards)) => {
                 self.inotify = Some(inotify);
                 self.guards = guards;
-                if self.mounts.is_none() {
-                    self.degraded = was;
-                }
+                self.mounts
+                    .is_none()
+                    .then(|| format!("cannot open {MOUNTINFO}"))
             }
-            Err(why) => self.degraded = Some(why),
-        }
-        if let (Some(why), true) = (&self.degraded, warn) {
-            log::warn!(
-                "{}: {why}; looking at the source path on a timer instead of on events",
+            Err(why) => Some(why),
+        };
+        match (&degraded, &self.degraded) {
+            (Some(why), None) => warn_degraded(&self.path, why),
+            (None, Some(_)) => log::info!(
+                "{}: watching the directories leading to it again; no more looks on a timer",
                 self.path.display()
-            );
+            ),
+            _ => {}
         }
+        self.degraded = degraded;
     }
 
     /// Why the events do not cover the path (the caller then looks on a timer); None
@@ -245,6 +247,23 @@ fn concerns(guarded: Option<&[OsString]>, mask: EventMask, name: Option<&std::ff
     }
 }
 
+/// No such directory (missing, or not a directory), as opposed to a watch that cannot
+/// be placed.
+fn vanished(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::ENOENT | Errno::ENOTDIR)
+    )
+}
+
+fn warn_degraded(path: &Path, why: &str) {
+    log::warn!(
+        "{}: {why}; looking at the source path every {:?} instead of on events",
+        path.display(),
+        crate::watch_thread::LOST_POLL
+    );
+}
+
 /// The parts of `path` to resolve, in order: names and `..` (`/` and `.` dropped).
 fn parts(path: &Path) -> VecDeque<OsString> {
     path.components()
@@ -286,18 +305,21 @@ fn place(inotify: &mut Inotify, path: &Path) -> io::Result<HashMap<i32, Vec<OsSt
                 cur = next;
                 continue;
             }
-            Err(e)
-                if matches!(
-                    Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-                    Errno::ENOENT | Errno::ENOTDIR
-                ) => {}
+            Err(e) if vanished(&e) => {}
             Err(e) => return Err(e),
         }
         // A symbolic link, not a directory, or nothing: from now on a change of this
         // entry is an event of `cur`; what it is now is read after that.
-        let wd = inotify
+        let wd = match inotify
             .watches()
-            .add(&cur, self_mask() | entry_mask() | WatchMask::MASK_ADD)?;
+            .add(&cur, self_mask() | entry_mask() | WatchMask::MASK_ADD)
+        {
+            Ok(wd) => wd,
+            // `cur` itself moved or deleted meanwhile: its watch has queued the event
+            // that places everything again.
+            Err(e) if vanished(&e) => break,
+            Err(e) => return Err(e),
+        };
         guards
             .entry(wd.get_watch_descriptor_id())
             .or_default()

@@ -246,7 +246,12 @@ fn watch(
             return Ended::Lost(why);
         }
         let now = Instant::now();
-        if path.changed(woken) || next_look.is_some_and(|at| now >= at) {
+        let timed = next_look.is_some_and(|at| now >= at);
+        if timed {
+            // Degraded: try the events again (a shortage may be over).
+            path.arm();
+        }
+        if path.changed(woken) || timed {
             next_look = timed_look(path, now);
             if let Err(why) = source.check(&job.source) {
                 if !out.is_empty() && !send(Report::Changes(out)) {
@@ -369,6 +374,10 @@ fn wait_for_source(
             };
             path.woken(&fds, &revents)
         };
-        look = path.changed(woken) || next_look.is_some_and(|at| Instant::now() >= at);
+        let timed = next_look.is_some_and(|at| Instant::now() >= at);
+        if timed {
+            path.arm();
+        }
+        look = path.changed(woken) || timed;
     }
 }
