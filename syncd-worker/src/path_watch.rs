@@ -42,7 +42,7 @@
 //! It decides nothing about the source: it only says "look again".
 
 use std::collections::{HashMap, VecDeque};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -231,7 +231,10 @@ impl PathWatch {
 
 /// Does an event (on a directory guarding `guarded`; None: a watch not placed by the
 /// last arm) mean the path may resolve differently?
-fn concerns(guarded: Option<&[OsString]>, mask: EventMask, name: Option<&std::ffi::OsStr>) -> bool {
+fn concerns(guarded: Option<&[OsString]>, mask: EventMask, name: Option<&OsStr>) -> bool {
+    // The directory itself moved or deleted, its file system gone, its watch gone.
+    let itself =
+        EventMask::MOVE_SELF | EventMask::DELETE_SELF | EventMask::UNMOUNT | EventMask::IGNORED;
     if mask.contains(EventMask::Q_OVERFLOW) {
         return true;
     }
@@ -239,10 +242,7 @@ fn concerns(guarded: Option<&[OsString]>, mask: EventMask, name: Option<&std::ff
         return false;
     };
     match name {
-        // The directory itself: moved, deleted, its file system gone, its watch gone.
-        None => mask.intersects(
-            EventMask::MOVE_SELF | EventMask::DELETE_SELF | EventMask::UNMOUNT | EventMask::IGNORED,
-        ),
+        None => mask.intersects(itself),
         Some(name) => guarded.iter().any(|g| g == name),
     }
 }
