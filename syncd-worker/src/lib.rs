@@ -20,6 +20,7 @@ pub mod hooks;
 pub mod logger;
 pub mod notify;
 pub mod once;
+pub mod path_watch;
 pub mod process;
 pub mod progress;
 pub mod push;

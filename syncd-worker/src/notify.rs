@@ -62,17 +62,22 @@ impl Listener {
         &self.name
     }
 
-    /// Wait up to `timeout` for one message. `Ok(None)` on timeout.
-    pub fn recv(&self, timeout: Duration) -> io::Result<Option<Message>> {
+    /// Wait up to `timeout` (None: until one comes) for one message. `Ok(None)` on
+    /// timeout, and when the wait was interrupted: with a receive timeout set, a
+    /// stop and continue of the process (SIGSTOP/SIGCONT, a debugger attaching) ends the
+    /// wait with `EINTR` even though no handler ran; the caller waits again.
+    pub fn recv(&self, timeout: Option<Duration>) -> io::Result<Option<Message>> {
         self.sock
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+            .set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1))))?;
         let mut buf = vec![0u8; 4096];
         match self.sock.recv(&mut buf) {
             Ok(n) => Ok(Some(Message::parse(&String::from_utf8_lossy(&buf[..n])))),
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) =>
             {
                 Ok(None)
@@ -144,12 +149,12 @@ mod tests {
         )
         .expect("send");
         let m = l
-            .recv(Duration::from_secs(5))
+            .recv(Some(Duration::from_secs(5)))
             .expect("recv")
             .expect("a message within 5 s");
         assert!(m.is_ready());
         assert_eq!(m.get("STATUS"), Some("watching 3 directories"));
-        assert_eq!(l.recv(Duration::from_millis(20)).expect("recv"), None);
+        assert_eq!(l.recv(Some(Duration::from_millis(20))).expect("recv"), None);
     }
 
     #[test]

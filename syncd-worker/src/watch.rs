@@ -37,7 +37,7 @@ pub mod translate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -147,7 +147,7 @@ impl Watcher {
     /// With a zero timeout `poll(2)` does not sleep, so a signal cannot make an unread
     /// queue look empty.
     pub fn caught_up(&self) -> bool {
-        self.core.settled() && matches!(self.readable(Duration::ZERO, None), Ok(false))
+        self.core.settled() && matches!(self.readable(Duration::ZERO, &[]), Ok((false, _)))
     }
 
     /// Why the source directory itself is no longer watched (deleted, moved away, its
@@ -171,17 +171,17 @@ impl Watcher {
     /// Wait up to `timeout` for events and translate them into `out`. Returns when events
     /// were handled or the time ran out.
     pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Change>) -> anyhow::Result<()> {
-        self.poll_or_woken(timeout, None, out)
+        self.poll_or_woken(timeout, &[], out).map(drop)
     }
 
-    /// [`Watcher::poll`], also returning early when `wake` becomes readable (the
-    /// watcher's thread is asked to stop).
+    /// [`Watcher::poll`], also returning early when one of `also` is ready (the thread's
+    /// wake-up pipe, the source path's watch). Returns the `revents` of `also`, in order.
     pub fn poll_or_woken(
         &mut self,
         timeout: Duration,
-        wake: Option<BorrowedFd<'_>>,
+        also: &[PollFd<'_>],
         out: &mut Vec<Change>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<PollFlags>> {
         let now = Instant::now();
         let mut wait = match self.core.next_deadline() {
             Some(at) => timeout.min(at.saturating_duration_since(now)),
@@ -191,14 +191,16 @@ impl Watcher {
             after(r, READ_GAP).saturating_duration_since(now)
         });
         if !gap.is_zero() {
-            // Let the events of a stream gather: wait out the gap (or a wake-up to stop).
+            // Let the events of a stream gather: wait out the gap, unless one of `also`
+            // (a wake-up to stop, the source path's watch) wants the thread first.
             let pause = gap.min(wait);
-            if woken(pause, wake)? {
-                return Ok(());
+            if let Some(woken) = poll_also(pause, also)? {
+                return Ok(woken);
             }
             wait -= pause;
         }
-        if self.readable(wait, wake)? {
+        let (readable, woken) = self.readable(wait, also)?;
+        if readable {
             let read = self.read_available(out)?;
             self.last_read = (read > 0).then(Instant::now);
         } else {
@@ -207,11 +209,30 @@ impl Watcher {
         let mut step = Output::default();
         self.core.tick(Instant::now(), &mut step);
         self.carry_out(step, out);
-        Ok(())
+        Ok(woken)
     }
 
-    fn readable(&self, timeout: Duration, wake: Option<BorrowedFd<'_>>) -> anyhow::Result<bool> {
-        poll_first(self.inotify.as_fd(), wake, timeout)
+    /// Is the inotify descriptor readable within `timeout`; and the `revents` of `also`.
+    fn readable(
+        &self,
+        timeout: Duration,
+        also: &[PollFd<'_>],
+    ) -> anyhow::Result<(bool, Vec<PollFlags>)> {
+        let mut fds = vec![PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+        fds.extend(also.iter().cloned());
+        // Too long for poll(2) (Duration::MAX: nothing due): block until an event.
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::NONE);
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) => Ok((
+                fds[0].any().unwrap_or(false),
+                fds[1..]
+                    .iter()
+                    .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+                    .collect(),
+            )),
+            Err(Errno::EINTR) => Ok((false, vec![PollFlags::empty(); also.len()])),
+            Err(e) => Err(io::Error::from(e)).context("poll on the inotify descriptor failed"),
+        }
     }
 
     /// Read every event queued now (non-blocking) and handle it. Returns how many there
@@ -567,30 +588,23 @@ pub fn read_sysctl(path: &str) -> Option<u64> {
 }
 
 /// Wait up to `timeout` for `wake` to become readable (without one: just the time).
-fn woken(timeout: Duration, wake: Option<BorrowedFd<'_>>) -> anyhow::Result<bool> {
-    match wake {
-        Some(fd) => poll_first(fd, None, timeout),
-        None => {
-            // Nothing can wake it: the thread looks at its stop flag on its own tick.
-            std::thread::sleep(timeout);
-            Ok(false)
-        }
+/// Wait up to `timeout` for one of `also`: Some(their `revents`, in order) when one
+/// became ready, None when the time ran out (with nothing to wait on, a plain sleep).
+fn poll_also(timeout: Duration, also: &[PollFd<'_>]) -> anyhow::Result<Option<Vec<PollFlags>>> {
+    if also.is_empty() {
+        std::thread::sleep(timeout);
+        return Ok(None);
     }
-}
-
-/// Poll `first` (and `also`) for up to `timeout`; whether `first` is readable.
-fn poll_first(
-    first: BorrowedFd<'_>,
-    also: Option<BorrowedFd<'_>>,
-    timeout: Duration,
-) -> anyhow::Result<bool> {
-    let mut fds = vec![PollFd::new(first, PollFlags::POLLIN)];
-    fds.extend(also.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
-    let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    let mut fds = also.to_vec();
+    let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::NONE);
     match nix::poll::poll(&mut fds, timeout) {
-        Ok(_) => Ok(fds[0].any().unwrap_or(false)),
-        Err(Errno::EINTR) => Ok(false),
-        Err(e) => Err(io::Error::from(e)).context("poll on the inotify descriptor failed"),
+        Ok(0) | Err(Errno::EINTR) => Ok(None),
+        Ok(_) => Ok(Some(
+            fds.iter()
+                .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+                .collect(),
+        )),
+        Err(e) => Err(io::Error::from(e)).context("poll while pacing inotify reads failed"),
     }
 }
 

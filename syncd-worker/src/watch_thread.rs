@@ -5,12 +5,21 @@
 //! * before adding watches, the directory at the source path is compared with the one
 //!   expected ([`SourceId`]: from the last run's record, or the one watched until it was
 //!   lost). A different or missing directory is reported as [`Report::Lost`], and the
-//!   path is looked at again every [`LOST_POLL`] until the expected directory is back;
-//! * while watching, the root being unmounted, moved away or deleted (inotify), or the
-//!   path naming another directory (checked every [`LOST_POLL`]: a moved parent gives
+//!   path is looked at again each time something happens to it ([`PathWatch`]: a
+//!   directory on the path moved or deleted, an entry on it created or swapped, the
+//!   mount table changed) until the expected directory is back;
+//! * while watching, the root being unmounted, moved away or deleted (the tree's own
+//!   inotify events), or the path naming another directory (a [`PathWatch`] event, then a
+//!   look: a moved parent, a file system mounted over the source, a lazy unmount give
 //!   the root no event), ends the watches and reports `Lost`; then the same wait;
 //! * when the expected directory is back, its watches are added again and
 //!   [`Report::Ready`] says so with `resumed` set.
+//!
+//! Idle, the thread blocks in one `poll(2)` on the tree's inotify descriptor, the path's,
+//! the mount table and its wake-up pipe: no timer. It wakes on a timer only while a
+//! change is settling ([`SETTLE`]), while directories are unwatched ([`UNWATCHED_RESCAN`]),
+//! without a wake-up pipe ([`TICK`]), or when the path's events cannot be set up
+//! ([`LOST_POLL`]).
 //!
 //! It never pushes and never decides what to push: the engine holds a lost sync's pushes.
 
@@ -18,17 +27,20 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::poll::{PollFlags, PollTimeout};
 
 use crate::catchup::{Watermark, SLACK};
 use crate::config::SyncJob;
 use crate::deadline::after;
+use crate::path_watch::PathWatch;
 use crate::queue::Change;
 use crate::source_id::SourceId;
 use crate::watch::{WatchStats, Watcher};
 
-/// How often a lost source is looked at again, and a watched one checked for having been
-/// replaced without an event.
+/// How often the source path is looked at when its events cannot be set up
+/// ([`PathWatch::degraded`]: no inotify instance or watch left, no `/proc`).
 pub const LOST_POLL: Duration = Duration::from_secs(2);
 /// While directories are unwatched (watch shortage), how often the watcher retries the
 /// missing watches and asks for a whole-tree push.
@@ -38,8 +50,8 @@ const UNWATCHED_RESCAN: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_millis(200);
 /// After the last change (and after the watches are placed), how long the watermark is
 /// moved every [`TICK`]: past the catch-up's slack, so the engine's quiet mark passes the
-/// changes it received. Later, with nothing held, the wait lasts until the next look at
-/// the source path: an idle watcher does not wake for nothing.
+/// changes it received. Later, with nothing held, the wait lasts until something happens:
+/// an idle watcher does not wake for nothing.
 const SETTLE: Duration = Duration::from_secs(SLACK.as_secs() + 1);
 
 /// Wakes a watcher thread blocked waiting for events, once its stop flag is set: the read
@@ -123,8 +135,12 @@ pub fn run(
     // Why the source was just lost, as inotify told it: said instead of what the first
     // look at the path finds (less precise: "gone" for an unmount).
     let mut lost: Option<String> = None;
+    let mut path = PathWatch::new(&job.source);
     loop {
-        let Some(source) = wait_for_source(job, expect, stop, lost.take(), &mut send) else {
+        // Armed before its last look: what happens to the path from then on is an event.
+        let Some(source) =
+            wait_for_source(job, expect, (stop, wake), &mut path, lost.take(), &mut send)
+        else {
             return;
         };
         let mut w = match Watcher::new(job) {
@@ -155,7 +171,14 @@ pub fn run(
         }) {
             return;
         }
-        match watch(job, &mut w, source, (stop, wake), watermark, &mut send) {
+        match watch(
+            job,
+            (&mut w, &mut path),
+            source,
+            (stop, wake),
+            watermark,
+            &mut send,
+        ) {
             Ended::Stopped => return,
             Ended::Lost(why) => {
                 drop(w);
@@ -172,10 +195,15 @@ enum Ended {
     Lost(String),
 }
 
+/// The next look at the path on a timer: only when its events are not set up.
+fn timed_look(path: &PathWatch, now: Instant) -> Option<Instant> {
+    path.degraded().map(|_| after(now, LOST_POLL))
+}
+
 /// Poll `w` and report its changes until stop or until the source is lost.
 fn watch(
     job: &SyncJob,
-    w: &mut Watcher,
+    (w, path): (&mut Watcher, &mut PathWatch),
     source: SourceId,
     (stop, wake): (&AtomicBool, Option<&Wake>),
     watermark: &Watermark,
@@ -183,23 +211,32 @@ fn watch(
 ) -> Ended {
     let mut last = w.stats();
     let mut next_rescan = Instant::now() + UNWATCHED_RESCAN;
-    let mut next_check = Instant::now() + LOST_POLL;
+    let mut next_look = timed_look(path, Instant::now());
     // The watches were just placed: the watermark must be set and moved like after a change.
     let mut last_change = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let mut out = Vec::new();
         let now = Instant::now();
-        let mut wait = next_check.saturating_duration_since(now);
+        // Nothing due: block until an event (a timeout poll(2) cannot express blocks).
+        let mut wait = Duration::MAX;
+        if let Some(at) = next_look {
+            wait = wait.min(at.saturating_duration_since(now));
+        }
         if wake.is_none() || now < after(last_change, SETTLE) {
             wait = wait.min(TICK);
         }
         if last.unwatched > 0 {
             wait = wait.min(next_rescan.saturating_duration_since(now));
         }
-        if let Err(e) = w.poll_or_woken(wait, wake.map(Wake::fd), &mut out) {
-            send(Report::Fatal(format!("{e:#}")));
-            return Ended::Stopped;
-        }
+        let fds = path.poll_set(wake.map(Wake::fd));
+        let woken = match w.poll_or_woken(wait, &fds, &mut out) {
+            Ok(revents) => path.woken(&fds, &revents),
+            Err(e) => {
+                send(Report::Fatal(format!("{e:#}")));
+                return Ended::Stopped;
+            }
+        };
+        drop(fds);
         if let Some(why) = w.root_lost() {
             // What the same read brought before the loss is real: the engine keeps it
             // and pushes it once the source is back.
@@ -209,9 +246,17 @@ fn watch(
             return Ended::Lost(why);
         }
         let now = Instant::now();
-        if now >= next_check {
-            next_check = now + LOST_POLL;
+        let timed = next_look.is_some_and(|at| now >= at);
+        if timed {
+            // Degraded: try the events again (a shortage may be over).
+            path.arm();
+        }
+        if path.changed(woken) || timed {
+            next_look = timed_look(path, now);
             if let Err(why) = source.check(&job.source) {
+                if !out.is_empty() && !send(Report::Changes(out)) {
+                    return Ended::Stopped;
+                }
                 return Ended::Lost(why);
             }
         }
@@ -246,24 +291,28 @@ fn watch(
 
 /// Wait until the source path names a directory `expect` accepts, reporting `Lost` once
 /// (and again when what the path names changes) while it does not; `first` is said
-/// instead of the first finding. None: stop, or the engine is gone, or nothing to watch
-/// (a fatal error was sent).
+/// instead of the first finding. The path is looked at again each time `path` says
+/// something happened to it. None: stop, or the engine is gone, or nothing to watch (a
+/// fatal error was sent). On success `path` is armed, from before the look.
 fn wait_for_source(
     job: &SyncJob,
     expect: Expect,
-    stop: &AtomicBool,
+    (stop, wake): (&AtomicBool, Option<&Wake>),
+    path: &mut PathWatch,
     mut first: Option<String>,
     send: &mut impl FnMut(Report) -> bool,
 ) -> Option<SourceId> {
     // The last finding reported (or replaced by `first`).
     let mut seen: Option<String> = None;
-    let mut next_look = Instant::now();
+    path.arm();
+    let mut look = true;
+    let mut next_look = None;
     loop {
         if stop.load(Ordering::Relaxed) {
             return None;
         }
-        if Instant::now() >= next_look {
-            next_look = Instant::now() + LOST_POLL;
+        if look {
+            next_look = timed_look(path, Instant::now());
             let why = match (expect, SourceId::of(&job.source)) {
                 (Expect::Exactly(want), now) => match want.differs(now.as_ref().ok()) {
                     None => return now.ok(),
@@ -298,6 +347,37 @@ fn wait_for_source(
                 }
             }
         }
-        std::thread::sleep(TICK);
+        let now = Instant::now();
+        let mut wait = next_look.map_or(Duration::MAX, |at: Instant| {
+            at.saturating_duration_since(now)
+        });
+        if wake.is_none() {
+            wait = wait.min(TICK);
+        }
+        let woken = {
+            let mut fds = path.poll_set(wake.map(Wake::fd));
+            let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::NONE);
+            let revents: Vec<PollFlags> = match nix::poll::poll(&mut fds, timeout) {
+                Ok(_) => fds
+                    .iter()
+                    .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+                    .collect(),
+                // Nothing happened; the flags are looked at again.
+                Err(Errno::EINTR) => Vec::new(),
+                Err(e) => {
+                    send(Report::Fatal(format!(
+                        "cannot wait for the source {} to come back: poll failed: {e}",
+                        job.source.display()
+                    )));
+                    return None;
+                }
+            };
+            path.woken(&fds, &revents)
+        };
+        let timed = next_look.is_some_and(|at| Instant::now() >= at);
+        if timed {
+            path.arm();
+        }
+        look = path.changed(woken) || timed;
     }
 }

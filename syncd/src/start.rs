@@ -139,7 +139,7 @@ fn wait_until_ready(
             return Ok(ExitCode::FAILURE);
         }
         let slice = (deadline - now).min(Duration::from_millis(200));
-        if let Some(m) = listener.recv(slice).context("notification socket")? {
+        if let Some(m) = listener.recv(Some(slice)).context("notification socket")? {
             if let Some(s) = m.get("STATUS") {
                 last_status = s.to_string();
             }

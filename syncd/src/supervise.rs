@@ -4,7 +4,9 @@
 //! One loop owns everything; signals (signal-hook thread), worker exits (a waiter thread
 //! per worker) and the worker's sd_notify messages (a listener thread) arrive as
 //! messages on one channel, and the loop blocks on the nearest deadline (restart due,
-//! drain limit, systemd timeout extension). Decisions about restarts come from the pure
+//! drain limit, systemd timeout extension), or with none due (a ready worker running)
+//! until a message: an idle controller does not wake. Each of those threads blocks in
+//! the kernel without a timeout (`waitid`, the signal pipe, the socket's `recv`). Decisions about restarts come from the pure
 //! [`crate::policy`]. The worker runs in its own process group (a terminal's Ctrl-C
 //! reaches only the controller, which then drains the worker properly) with
 //! PR_SET_PDEATHSIG, so it never outlives a controller killed with SIGKILL.
@@ -174,10 +176,12 @@ impl<'a> Supervisor<'a> {
             if let Some(outcome) = self.on_deadlines(now, &socket, &tx)? {
                 return Ok(outcome);
             }
-            let wait = self.next_deadline().map_or(Duration::from_secs(3600), |d| {
-                d.saturating_duration_since(now)
-            });
-            let msg = match rx.recv_timeout(wait) {
+            // Nothing due (the worker runs and is ready): block until a message.
+            let msg = match self.next_deadline() {
+                Some(d) => rx.recv_timeout(d.saturating_duration_since(now)),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            let msg = match msg {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => anyhow::bail!("internal channel closed"),
@@ -495,7 +499,7 @@ fn spawn_signals(tx: Sender<Msg>) -> anyhow::Result<()> {
 
 fn spawn_listener(listener: notify::Listener, tx: Sender<Msg>) {
     std::thread::spawn(move || loop {
-        match listener.recv(Duration::from_secs(3600)) {
+        match listener.recv(None) {
             Ok(Some(m)) => {
                 if tx.send(Msg::Notify(m)).is_err() {
                     return;

@@ -8,6 +8,7 @@
 //! taken after the worker had seen the loss, a push-now signal and a further status write:
 //! a push from the empty mount point would have emptied it.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,12 +17,13 @@ use nix::sys::signal::Signal;
 
 use syncd_tests::controller::{kill, wait_gone};
 use syncd_tests::mount::LoopFs;
-use syncd_tests::tree::{snapshot, write_file};
+use syncd_tests::tree::{snapshot, write_file, Entry};
 use syncd_tests::{assert_in_sync, Controller, Site, TreeWriter, Worker, WorkerConfig};
 use syncd_worker::status::{State, Status};
 
 pub(crate) const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
-/// The watcher looks at a lost source every 2 s.
+/// The worker notices a loss, and the source back, on an event (well within a second
+/// here); generous for a loaded machine.
 pub(crate) const LOST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Exists only on the target, in a directory nobody touches: a whole-tree push removes it.
 pub(crate) const SENTINEL: &str = "keep/target-only.txt";
@@ -169,6 +171,140 @@ fn deleted_source_root_waits_and_a_reload_accepts_its_replacement() {
         &[&site.daemon],
         back,
     );
+    assert_in_sync(&data, &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
+    w.stop();
+}
+
+/// The worker idle (no rsync in the source's file system), and the target's snapshot then.
+fn idle_snapshot(site: &Site, w: &mut Worker) -> BTreeMap<PathBuf, Entry> {
+    w.wait_status("the worker idle", SYNC_TIMEOUT, &[&site.daemon], |s| {
+        s.state == State::Watching
+    });
+    snapshot(&site.dst())
+}
+
+/// Held while lost: a push-now pushes nothing from what the path names now.
+fn assert_held(site: &Site, w: &mut Worker, before: &BTreeMap<PathBuf, Entry>, what: &str) {
+    poke(w);
+    assert_eq!(
+        &snapshot(&site.dst()),
+        before,
+        "pushed from {what}\n{}",
+        w.log()
+    );
+}
+
+/// A file system mounted over the source gives the source's watches no event; the mount
+/// table's change (`/proc/self/mountinfo`) makes the worker look at the path. The
+/// unmount that uncovers the source is a mount-table change too: the worker resumes.
+#[test]
+fn a_file_system_mounted_over_the_source_is_noticed_and_its_unmount_resumes() {
+    let site = Site::new();
+    let data = data_dir(&site);
+    seed(&data);
+    let mut w = start_synced(&site, &data);
+    let before = idle_snapshot(&site, &mut w);
+    // Declared after the site: unmounted before its tempdirs are removed.
+    let mut over = LoopFs::new(32);
+    over.mount(&data);
+    let st = w.wait_status(
+        "the mount over the source reported",
+        LOST_TIMEOUT,
+        &[&site.daemon],
+        lost,
+    );
+    let why = st.syncs[0].source_problem.clone().unwrap_or_default();
+    assert!(
+        why.contains("another file system"),
+        "reason should say another file system: {why}"
+    );
+    assert_held(
+        &site,
+        &mut w,
+        &before,
+        "the file system mounted over the source",
+    );
+
+    over.umount(&data);
+    write_file(&data.join("work/after.txt"), b"after the unmount");
+    w.wait_status("the source back", LOST_TIMEOUT, &[&site.daemon], back);
+    assert_in_sync(&data, &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
+    w.stop();
+}
+
+/// A directory above the source renamed: the source's own watch sees nothing (it was not
+/// moved within its parent); the ancestor's watch does. Renamed back, the same directory
+/// is at the path again: the worker resumes and catches up with what changed meanwhile.
+#[test]
+fn an_ancestor_renamed_is_noticed_and_renaming_it_back_resumes() {
+    let site = Site::new();
+    let up = site.src().join("up");
+    let data = up.join("data");
+    fs::create_dir_all(&data).expect("mkdir up/data");
+    seed(&data);
+    let mut w = start_synced(&site, &data);
+    let before = idle_snapshot(&site, &mut w);
+    let moved = site.src().join("up.old");
+    fs::rename(&up, &moved).expect("mv up up.old");
+    let st = w.wait_status(
+        "the renamed ancestor reported",
+        LOST_TIMEOUT,
+        &[&site.daemon],
+        lost,
+    );
+    let why = st.syncs[0].source_problem.clone().unwrap_or_default();
+    assert!(why.contains("gone"), "reason should say gone: {why}");
+    write_file(
+        &moved.join("data/work/meanwhile.txt"),
+        b"written while moved",
+    );
+    assert_held(&site, &mut w, &before, "a source path that names nothing");
+
+    fs::rename(&moved, &up).expect("mv up.old up");
+    w.wait_status("the source back", LOST_TIMEOUT, &[&site.daemon], back);
+    assert_in_sync(&data, &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
+    w.stop();
+}
+
+/// A source reached through a release symlink (`current/data`, `current` → `rel1`) and
+/// the deploy swap `ln -s rel2 current.tmp && mv -T current.tmp current`: no directory on
+/// the path moved, only the link's entry changed; the watch on the directory holding the
+/// link sees it. Swapped back, the worker resumes.
+#[test]
+fn a_swapped_symlink_on_the_source_path_is_noticed_and_swapping_back_resumes() {
+    let site = Site::new();
+    for rel in ["rel1/data", "rel2/data"] {
+        fs::create_dir_all(site.src().join(rel)).expect("mkdir release");
+    }
+    seed(&site.src().join("rel1/data"));
+    write_file(&site.src().join("rel2/data/other.txt"), b"another release");
+    let link = site.src().join("current");
+    std::os::unix::fs::symlink("rel1", &link).expect("ln -s rel1 current");
+    let data = link.join("data");
+    let mut w = start_synced(&site, &data);
+    let before = idle_snapshot(&site, &mut w);
+    let swap = |to: &str| {
+        let tmp = site.src().join("current.tmp");
+        std::os::unix::fs::symlink(to, &tmp).expect("ln -s");
+        fs::rename(&tmp, &link).expect("mv -T current.tmp current");
+    };
+    swap("rel2");
+    let st = w.wait_status(
+        "the swapped link reported",
+        LOST_TIMEOUT,
+        &[&site.daemon],
+        lost,
+    );
+    let why = st.syncs[0].source_problem.clone().unwrap_or_default();
+    assert!(
+        why.contains("replaced"),
+        "reason should say replaced: {why}"
+    );
+    assert_held(&site, &mut w, &before, "the other release");
+
+    swap("rel1");
+    write_file(&data.join("work/after.txt"), b"after the swap back");
+    w.wait_status("the source back", LOST_TIMEOUT, &[&site.daemon], back);
     assert_in_sync(&data, &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
     w.stop();
 }

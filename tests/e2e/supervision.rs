@@ -1,7 +1,8 @@
 //! The controller keeps the worker alive and never leaves one orphaned: a worker killed
 //! with SIGKILL is restarted and what changed meanwhile arrives; a controller killed with
 //! SIGKILL takes its worker with it (parent-death signal), `status` says "dead" (1) and
-//! `start` recovers; `stop` during a large burst loses nothing across the next start; and
+//! `start` recovers; a controller stopped and continued still hears its next worker;
+//! `stop` during a large burst loses nothing across the next start; and
 //! `start` raises the inotify sysctls the config asks for (never lowers them).
 
 use std::fs;
@@ -99,6 +100,39 @@ fn controller_killed_with_sigkill_takes_its_worker_and_start_recovers() {
     assert!(!is_alive(pid) && !is_alive(worker));
     write_file(&site.src().join("after.txt"), b"after the recovery");
     TreeWriter::new(52).files(site.src(), &["r"], 40, 0, 4000);
+    assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
+    c.stop();
+}
+
+/// A controller stopped and continued (Ctrl-Z and `fg`, SIGSTOP/SIGCONT, a debugger
+/// attaching) still hears its next worker: a stop ends a socket wait that has a timeout
+/// with EINTR, which once ended the thread listening for the worker's READY, so a
+/// restarted worker was never seen ready (`phase` stayed "starting").
+#[test]
+fn a_controller_stopped_and_continued_still_hears_its_restarted_worker() {
+    let site = Site::new();
+    let c = Controller::new(&site.config());
+    let pid = c.start();
+    kill(pid, Signal::SIGSTOP);
+    wait::until("the controller stopped", Duration::from_secs(10), || {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The state follows the parenthesised command name.
+        match stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| rest.starts_with('T'))
+        {
+            Some(true) => Ok(()),
+            _ => Err(stat),
+        }
+    })
+    .unwrap_or_else(|t| wait::fail(t, &[&c as &dyn Diagnose]));
+    kill(pid, Signal::SIGCONT);
+
+    let old = c.worker_pid().expect("worker pid");
+    kill(old, Signal::SIGKILL);
+    wait_gone(old, RESTART_TIMEOUT, "the SIGKILLed worker", &[&c]);
+    c.wait_restarted(old, RESTART_TIMEOUT, &[&site.daemon], |_| true);
+    write_file(&site.src().join("after.txt"), b"after the restart");
     assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
     c.stop();
 }

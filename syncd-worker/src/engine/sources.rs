@@ -173,8 +173,9 @@ impl Engine {
     }
 
     /// A push found the source path naming another directory than the watched one
-    /// (before the watcher noticed, or without an event: a parent moved). Hold the
-    /// sync and let a new watcher wait for the watched directory to come back.
+    /// (before the watcher noticed, or by a change no event reports: an ancestor made
+    /// unreadable, see `path_watch`). Hold the sync and let a new watcher wait for the
+    /// watched directory to come back.
     pub(super) fn source_lost(&mut self, si: usize, why: String) {
         let tx = self.tx.clone();
         let id = self.fresh_id();
