@@ -145,6 +145,24 @@ impl PathWatch {
         self.degraded = degraded;
     }
 
+    /// Give back the watches along the path (the tree's root could not get one: the
+    /// tree matters more) and fall back to looks on a timer until the next [`arm`].
+    /// Whether there was anything to give back.
+    ///
+    /// [`arm`]: PathWatch::arm
+    pub fn release(&mut self, why: &str) -> bool {
+        if self.inotify.is_none() {
+            return false;
+        }
+        self.inotify = None;
+        self.guards.clear();
+        if self.degraded.is_none() {
+            warn_degraded(&self.path, why);
+        }
+        self.degraded = Some(why.to_owned());
+        true
+    }
+
     /// Why the events do not cover the path (the caller then looks on a timer); None
     /// when they do.
     pub fn degraded(&self) -> Option<&str> {

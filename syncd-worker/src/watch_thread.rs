@@ -143,7 +143,18 @@ pub fn run(
         else {
             return;
         };
-        let mut w = match Watcher::new(job) {
+        let made = Watcher::new(job).or_else(|e| {
+            // Out of watches for the tree's root while the path's own watches hold some:
+            // the tree comes first (the path is then looked at on a timer).
+            if out_of_watches(&e)
+                && path.release("its path watches given to the source tree (no inotify watch left)")
+            {
+                Watcher::new(job)
+            } else {
+                Err(e)
+            }
+        });
+        let mut w = match made {
             Ok(w) => w,
             Err(e) => {
                 if source.check(&job.source).is_err() {
@@ -188,6 +199,15 @@ pub fn run(
             }
         }
     }
+}
+
+/// Whether `e` is the kernel's "no watch left" (`ENOSPC` from `inotify_add_watch`).
+fn out_of_watches(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            == Some(nix::errno::Errno::ENOSPC as i32)
+    })
 }
 
 enum Ended {
