@@ -178,7 +178,9 @@ fn stop_during_a_large_burst_then_start_brings_the_target_level() {
         || file_count(&site.dst()) > seeds,
     )
     .unwrap_or_else(|t| wait::fail(t, &[&c]));
-    // ...more changes queue up behind it; once the worker has them, stop.
+    // ...more changes queue up behind it (the daemon frozen, so a push stays in flight
+    // however fast the runs are); once the worker has them, stop.
+    let frozen = site.daemon.freeze();
     for i in 0..300 {
         write_file(
             &site
@@ -198,6 +200,7 @@ fn stop_during_a_large_burst_then_start_brings_the_target_level() {
                 && t["queue_depth"].as_u64().is_some_and(|n| n >= 300)
         },
     );
+    drop(frozen);
     c.stop();
     // The stop finished the push in flight and saved the queue; it did not push the queue.
     // (Counting files on the target cannot tell: the push in flight may have ended just

@@ -124,6 +124,23 @@ impl RsyncDaemon {
         }
     }
 
+    /// Freeze the daemon and every connection it serves (SIGSTOP to its process group)
+    /// until the guard is dropped (SIGCONT): a push in flight stays in flight, new
+    /// connections wait in the listen backlog. For tests that need "a push in flight"
+    /// to last, without racing the daemon's speed.
+    pub fn freeze(&self) -> Frozen<'_> {
+        let child = self
+            .child
+            .as_ref()
+            .expect("freeze() while the daemon is stopped");
+        let pgid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits pid_t"));
+        killpg(pgid, Signal::SIGSTOP).expect("SIGSTOP the daemon's process group");
+        Frozen {
+            pgid,
+            _daemon: self,
+        }
+    }
+
     /// Push `src` to the module with a plain `rsync -a --delete` (seeding a target, and the
     /// harness's own proof that the daemon works). Panics with rsync's output on failure.
     pub fn push_with_rsync(&self, src: &Path) {
@@ -197,6 +214,8 @@ impl RsyncDaemon {
             .arg(format!("--config={}", d.join("rsyncd.conf").display()))
             .arg("--address=127.0.0.1")
             .arg(format!("--port={}", self.port))
+            // Its own process group, with the children serving connections: see `freeze`.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -502,4 +521,16 @@ pub fn write_private(path: &Path, text: &str) {
     fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))
         .unwrap_or_else(|e| panic!("chmod 600 {}: {e}", path.display()));
+}
+
+/// A frozen daemon ([`RsyncDaemon::freeze`]); thawed on drop.
+pub struct Frozen<'a> {
+    pgid: Pid,
+    _daemon: &'a RsyncDaemon,
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        let _ = killpg(self.pgid, Signal::SIGCONT);
+    }
 }
