@@ -717,10 +717,7 @@ mod tests {
         // The target holds each name as a directory with contents; at push time the
         // source has a file, a symlink or nothing there, and a path queued as a file is
         // now a directory (the reverse).
-        let (src, dst) = (
-            tempfile::tempdir().expect("tempdir"),
-            tempfile::tempdir().expect("tempdir"),
-        );
+        let (src, dst) = (tempdir(), tempdir());
         let (s, d) = (src.path(), dst.path());
         for name in ["now-file", "now-link", "now-gone", "still-dir"] {
             std::fs::create_dir_all(d.join(name).join("sub")).expect("mkdir");
@@ -979,11 +976,7 @@ mod tests {
 
     #[test]
     fn an_exit_23_names_its_failing_paths_relative_to_the_source() {
-        let (bin, src, dst) = (
-            tempfile::tempdir().expect("tempdir"),
-            tempfile::tempdir().expect("tempdir"),
-            tempfile::tempdir().expect("tempdir"),
-        );
+        let (bin, src, dst) = (tempdir(), tempdir(), tempdir());
         let summary = "rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1394) [sender=3.5.0]\n";
         let batch = Batch {
             paths: vec![b"#hash".to_vec(), b"a/b.txt".to_vec(), b"a/ok.txt".to_vec()],
@@ -1087,6 +1080,10 @@ mod tests {
         (j, target, batch)
     }
 
+    fn tempdir() -> tempfile::TempDir {
+        tempfile::tempdir().expect("tempdir")
+    }
+
     fn argv_lines(dir: &Path) -> Vec<String> {
         std::fs::read_to_string(dir.join("argv"))
             .unwrap_or_default()
@@ -1097,11 +1094,7 @@ mod tests {
 
     #[test]
     fn a_renamed_directory_is_seeded_before_its_old_path_is_deleted() {
-        let (bin, src, dst) = (
-            tempfile::tempdir().expect("tempdir"),
-            tempfile::tempdir().expect("tempdir"),
-            tempfile::tempdir().expect("tempdir"),
-        );
+        let (bin, src, dst) = (tempdir(), tempdir(), tempdir());
         let (s, d) = (src.path(), dst.path());
         let (mut j, target, batch) = renamed(s, d);
         j.rsync.binary = noting_rsync(bin.path());
@@ -1131,11 +1124,7 @@ mod tests {
 
     #[test]
     fn a_failing_seed_leaves_its_tree_to_the_batch_runs() {
-        let (bin, src, dst) = (
-            tempfile::tempdir().expect("tempdir"),
-            tempfile::tempdir().expect("tempdir"),
-            tempfile::tempdir().expect("tempdir"),
-        );
+        let (bin, src, dst) = (tempdir(), tempdir(), tempdir());
         let (s, d) = (src.path(), dst.path());
         let (mut j, target, batch) = renamed(s, d);
         j.rsync.binary = noting_rsync(bin.path());
@@ -1153,11 +1142,7 @@ mod tests {
 
     #[test]
     fn a_daemon_busy_for_the_seeds_makes_the_push_busy_and_deletes_nothing() {
-        let (bin, src, dst) = (
-            tempfile::tempdir().expect("tempdir"),
-            tempfile::tempdir().expect("tempdir"),
-            tempfile::tempdir().expect("tempdir"),
-        );
+        let (bin, src, dst) = (tempdir(), tempdir(), tempdir());
         let (s, d) = (src.path(), dst.path());
         let (mut j, target, batch) = renamed(s, d);
         j.rsync.binary = noting_rsync(bin.path());
@@ -1184,10 +1169,7 @@ mod tests {
         // The target still holds symlinks where the source now has directories: at the
         // new path itself and at an ancestor of another one. A seed entering
         // `DEST/to/` would follow them and write (and delete) in what they point to.
-        let (src, dst) = (
-            tempfile::tempdir().expect("tempdir"),
-            tempfile::tempdir().expect("tempdir"),
-        );
+        let (src, dst) = (tempdir(), tempdir());
         let (s, d) = (src.path(), dst.path());
         for dir in ["victim", "victim2", "a/d3"] {
             std::fs::create_dir_all(s.join(dir)).expect("mkdir");

@@ -19,6 +19,27 @@ fn sample_tree(root: &Path) {
     chmod(&root.join("b/c/f00001"), 0o600);
 }
 
+/// The daemon's log counts what each of its two sessions so far received: the data of
+/// `src` the first time (already pushed by the caller), only the file list once the
+/// target is in step.
+fn received_counts(daemon: &RsyncDaemon, src: &Path) {
+    let data: u64 = syncd_tests::tree::snapshot(src)
+        .keys()
+        .filter_map(|p| fs::symlink_metadata(src.join(p)).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    let first = daemon.received_after(0, Duration::from_secs(5), &[]);
+    assert!(
+        first >= data && data > 100_000,
+        "received {first} for {data} bytes"
+    );
+    daemon.push_with_rsync(src);
+    let again = daemon.received_after(1, Duration::from_secs(5), &[]);
+    assert!(again < data / 10, "received {again} again for {data} bytes");
+    assert_eq!(daemon.sessions().len(), 2);
+}
+
 #[test]
 fn plain_rsync_push_to_daemon_fixture_makes_trees_equal() {
     let src = source_dir();
@@ -31,23 +52,7 @@ fn plain_rsync_push_to_daemon_fixture_makes_trees_equal() {
         Duration::from_secs(5),
         &[&daemon],
     );
-    // The daemon's log counts what each session received: the data the first time,
-    // only the file list once the target is in step.
-    let data: u64 = syncd_tests::tree::snapshot(src.path())
-        .keys()
-        .filter_map(|p| fs::symlink_metadata(src.path().join(p)).ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum();
-    let first = daemon.received_after(0, Duration::from_secs(5), &[]);
-    assert!(
-        first >= data && data > 100_000,
-        "received {first} for {data} bytes"
-    );
-    daemon.push_with_rsync(src.path());
-    let again = daemon.received_after(1, Duration::from_secs(5), &[]);
-    assert!(again < data / 10, "received {again} again for {data} bytes");
-    assert_eq!(daemon.sessions().len(), 2);
+    received_counts(&daemon, src.path());
 }
 
 #[test]
@@ -120,21 +125,5 @@ fn daemon_fixture_stops_and_restarts_on_the_same_port() {
         Duration::from_secs(5),
         &[&daemon],
     );
-    // The daemon's log counts what each session received: the data the first time,
-    // only the file list once the target is in step.
-    let data: u64 = syncd_tests::tree::snapshot(src.path())
-        .keys()
-        .filter_map(|p| fs::symlink_metadata(src.path().join(p)).ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum();
-    let first = daemon.received_after(0, Duration::from_secs(5), &[]);
-    assert!(
-        first >= data && data > 100_000,
-        "received {first} for {data} bytes"
-    );
-    daemon.push_with_rsync(src.path());
-    let again = daemon.received_after(1, Duration::from_secs(5), &[]);
-    assert!(again < data / 10, "received {again} again for {data} bytes");
-    assert_eq!(daemon.sessions().len(), 2);
+    received_counts(&daemon, src.path());
 }
