@@ -223,12 +223,7 @@ fn an_idle_worker_stops_rewriting_its_status() {
     let site = Site::new();
     write_file(&site.src().join("a.txt"), b"a");
     let mut w = Worker::start(&site.config().initial_sync(true));
-    assert_in_sync(
-        site.src(),
-        &site.dst(),
-        Duration::from_secs(30),
-        &[&w, &site.daemon],
-    );
+    site.check(&w).within(Duration::from_secs(30)).wait();
     let quiet_for = Duration::from_secs(5);
     let mut last: Option<(f64, std::time::Instant)> = None;
     let quiet_at = wait::must(
@@ -247,12 +242,7 @@ fn an_idle_worker_stops_rewriting_its_status() {
         },
     );
     write_file(&site.src().join("b.txt"), b"b");
-    assert_in_sync(
-        site.src(),
-        &site.dst(),
-        Duration::from_secs(30),
-        &[&w, &site.daemon],
-    );
+    site.check(&w).within(Duration::from_secs(30)).wait();
     w.wait_status(
         "a status write for the change",
         Duration::from_secs(30),

@@ -82,6 +82,10 @@ enum Node {
     Link { to: Vec<u8> },
 }
 
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tmp")
+}
+
 fn snapshot(root: &Path) -> BTreeMap<Vec<u8>, Node> {
     fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<Vec<u8>, Node>) {
         let dir = root.join(rel);
@@ -193,10 +197,7 @@ fn paths_batch(paths: &[&[u8]]) -> Batch {
 
 #[test]
 fn files_from_turns_off_the_recursion_of_a() {
-    let (src, dst) = (
-        tempfile::tempdir().expect("tmp"),
-        tempfile::tempdir().expect("tmp"),
-    );
+    let (src, dst) = (tmp(), tmp());
     write(src.path(), b"d/inner/f", b"x");
     let r = rsync_by_hand(
         &["-a", "--from0", "--files-from=-"],
@@ -211,10 +212,7 @@ fn files_from_turns_off_the_recursion_of_a() {
 
 #[test]
 fn delete_missing_args_needs_force_for_a_non_empty_dir_and_our_plan_has_it() {
-    let (src, dst) = (
-        tempfile::tempdir().expect("tmp"),
-        tempfile::tempdir().expect("tmp"),
-    );
+    let (src, dst) = (tmp(), tmp());
     write(dst.path(), b"gone/sub/x", b"x");
     let r = rsync_by_hand(
         &["-a", "--from0", "--files-from=-", "--delete-missing-args"],
@@ -243,10 +241,7 @@ fn delete_missing_args_needs_force_for_a_non_empty_dir_and_our_plan_has_it() {
 #[test]
 fn exclude_star_keeps_a_deleted_dir_but_a_perishable_exclude_does_not() {
     // Why the filter form ends in `-p *` rather than lsyncd's `--exclude=*`.
-    let (src, dst) = (
-        tempfile::tempdir().expect("tmp"),
-        tempfile::tempdir().expect("tmp"),
-    );
+    let (src, dst) = (tmp(), tmp());
     write(dst.path(), b"gone/sub/x", b"x");
     let base = [
         "-a",
@@ -322,10 +317,7 @@ fn a_source_dir_rsync_cannot_read_keeps_its_target_copy_in_every_run_kind() {
         ),
     ];
     for (kind, batch, caps) in batches {
-        let (src, dst) = (
-            tempfile::tempdir().expect("tmp"),
-            tempfile::tempdir().expect("tmp"),
-        );
+        let (src, dst) = (tmp(), tmp());
         let (s, d) = (src.path(), dst.path());
         write(s, b"t/keep", b"k");
         write(s, b"t/locked/secret", b"s");
@@ -369,10 +361,7 @@ fn vanished_source_files_do_not_hold_back_deletions() {
     // the run owes still happen. `a-big` is sent slowly; `b-small` is removed while it
     // is in transfer (its temporary file on the target is the sign), so the sender finds
     // `b-small` gone when its turn comes.
-    let (src, dst) = (
-        tempfile::tempdir().expect("tmp"),
-        tempfile::tempdir().expect("tmp"),
-    );
+    let (src, dst) = (tmp(), tmp());
     let (s, d) = (src.path(), dst.path());
     write(s, b"dir/a-big", &vec![b'x'; 2_000_000]);
     write(s, b"dir/b-small", b"doomed");
@@ -408,10 +397,7 @@ fn vanished_source_files_do_not_hold_back_deletions() {
 #[test]
 fn from0_applies_to_merge_rules_read_from_stdin() {
     // With NUL-separated rules a newline is part of a name, not a rule separator.
-    let (src, dst) = (
-        tempfile::tempdir().expect("tmp"),
-        tempfile::tempdir().expect("tmp"),
-    );
+    let (src, dst) = (tmp(), tmp());
     write(src.path(), b"a\nb", b"1");
     write(src.path(), b"a", b"2");
     let r = rsync_by_hand(
@@ -430,10 +416,7 @@ fn from0_applies_to_merge_rules_read_from_stdin() {
 /// A source and target in sync, then every kind of change made to the source, pushed
 /// as the queue would batch it.
 fn change_matrix(caps: Caps) {
-    let (src, dst) = (
-        tempfile::tempdir().expect("tmp"),
-        tempfile::tempdir().expect("tmp"),
-    );
+    let (src, dst) = (tmp(), tmp());
     let s = src.path();
     write(s, b"mod.txt", b"old");
     write(s, b"del.txt", b"bye");
@@ -503,10 +486,7 @@ fn change_matrix_with_the_filter_form() {
 #[test]
 fn paths_run_does_not_touch_unlisted_entries() {
     for caps in [DMA, FILTER] {
-        let (src, dst) = (
-            tempfile::tempdir().expect("tmp"),
-            tempfile::tempdir().expect("tmp"),
-        );
+        let (src, dst) = (tmp(), tmp());
         write(src.path(), b"dir/listed", b"1");
         write(src.path(), b"dir/unlisted", b"2");
         write(dst.path(), b"dir/target-only", b"3");
@@ -528,10 +508,7 @@ fn paths_run_does_not_touch_unlisted_entries() {
 
 #[test]
 fn trees_run_pushes_whole_dirs_and_keeps_excluded_paths_off_and_protected() {
-    let (src, dst) = (
-        tempfile::tempdir().expect("tmp"),
-        tempfile::tempdir().expect("tmp"),
-    );
+    let (src, dst) = (tmp(), tmp());
     let (s, d) = (src.path(), dst.path());
     write(s, b"newdir/a/b/file", b"f");
     write(s, b"newdir/x.log", b"log");
@@ -587,10 +564,7 @@ fn trees_run_pushes_whole_dirs_and_keeps_excluded_paths_off_and_protected() {
 
 #[test]
 fn full_run_deletes_extraneous_files_and_respects_excludes() {
-    let (src, dst) = (
-        tempfile::tempdir().expect("tmp"),
-        tempfile::tempdir().expect("tmp"),
-    );
+    let (src, dst) = (tmp(), tmp());
     let (s, d) = (src.path(), dst.path());
     write(s, b"a/b", b"b");
     write(s, b"cache/x", b"excluded");
@@ -619,10 +593,7 @@ fn full_run_deletes_extraneous_files_and_respects_excludes() {
 /// file matching them is deleted, as it always was).
 #[test]
 fn excluded_names_created_after_the_walk_stay_out_of_whole_tree_and_trees_runs() {
-    let (src, dst) = (
-        tempfile::tempdir().expect("tmp"),
-        tempfile::tempdir().expect("tmp"),
-    );
+    let (src, dst) = (tmp(), tmp());
     let (s, d) = (src.path(), dst.path());
     write(s, b"a.txt", b"a");
     write(s, b"listed.log", b"in the walk's list");
@@ -664,10 +635,7 @@ fn excluded_names_created_after_the_walk_stay_out_of_whole_tree_and_trees_runs()
 
 #[test]
 fn tree_mode_runs_the_full_push_for_a_paths_batch() {
-    let (src, dst) = (
-        tempfile::tempdir().expect("tmp"),
-        tempfile::tempdir().expect("tmp"),
-    );
+    let (src, dst) = (tmp(), tmp());
     write(src.path(), b"x/y", b"1");
     write(dst.path(), b"junk", b"j");
     let t = local(dst.path());
@@ -712,10 +680,7 @@ fn decoys() -> Vec<Vec<u8>> {
 #[test]
 fn hard_names_survive_both_forms() {
     for caps in [DMA, FILTER] {
-        let (src, dst) = (
-            tempfile::tempdir().expect("tmp"),
-            tempfile::tempdir().expect("tmp"),
-        );
+        let (src, dst) = (tmp(), tmp());
         let (s, d) = (src.path(), dst.path());
         for n in hard_names() {
             write(s, &n, b"content");
@@ -766,10 +731,7 @@ fn hard_names_survive_both_forms() {
 
 #[test]
 fn hard_names_as_trees_and_excludes() {
-    let (src, dst) = (
-        tempfile::tempdir().expect("tmp"),
-        tempfile::tempdir().expect("tmp"),
-    );
+    let (src, dst) = (tmp(), tmp());
     let (s, d) = (src.path(), dst.path());
     let tree = b"t*[x] \\y\n-z".to_vec();
     for n in hard_names() {
@@ -809,11 +771,8 @@ fn hard_names_as_trees_and_excludes() {
 /// remote-argument quoting are exercised without a network.
 #[test]
 fn ssh_target_through_a_stand_in_ssh() {
-    let bin = tempfile::tempdir().expect("tmp");
-    let (src, dst) = (
-        tempfile::tempdir().expect("tmp"),
-        tempfile::tempdir().expect("tmp"),
-    );
+    let bin = tmp();
+    let (src, dst) = (tmp(), tmp());
     let log = bin.path().join("argv");
     let script = "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$SYNCD_FAKE_SSH_LOG\"\n\
                   while [ \"$1\" != backup.example ]; do shift; done\nshift\nexec sh -c \"$*\"\n";
@@ -874,10 +833,7 @@ fn ssh_target_through_a_stand_in_ssh() {
 
 #[test]
 fn split_batches_all_arrive() {
-    let (src, dst) = (
-        tempfile::tempdir().expect("tmp"),
-        tempfile::tempdir().expect("tmp"),
-    );
+    let (src, dst) = (tmp(), tmp());
     let names: Vec<Vec<u8>> = (0..25).map(|i| format!("f{i:02}").into_bytes()).collect();
     for n in &names {
         write(src.path(), n, b"x");
@@ -898,10 +854,7 @@ fn split_batches_all_arrive() {
 fn trees_run_of_a_vanished_tree_deletes_it_and_its_vanished_parent() {
     // The tree's ancestors are included so the tree can be reached; if they vanished from
     // the source too, the perishable `-p *` lets rsync delete them whole.
-    let (src, dst) = (
-        tempfile::tempdir().expect("tmp"),
-        tempfile::tempdir().expect("tmp"),
-    );
+    let (src, dst) = (tmp(), tmp());
     write(dst.path(), b"a/new/x", b"x");
     write(dst.path(), b"a/other", b"o");
     write(dst.path(), b"keep", b"k");
