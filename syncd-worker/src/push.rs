@@ -124,7 +124,7 @@ pub fn execute(
         planned = planned.into_iter().map(Planned::with_progress).collect();
     }
     let mut cleared = clear_with_guard(job, planned, patience, waiting);
-    cleared.dry_runs += seeded.runs;
+    cleared.before_runs += seeded.runs;
     cleared.refused_busy |= seeded.refused_busy;
     let runs = run_all(
         &cleared.runs,
@@ -381,8 +381,9 @@ struct Cleared {
     runs: Vec<Invocation>,
     /// Why the guard stopped runs (they are not made).
     stopped: Vec<Outcome>,
-    /// The guard's dry runs started.
-    dry_runs: usize,
+    /// rsync processes started before the push's own runs: the guard's dry runs and
+    /// the seed runs.
+    before_runs: usize,
     /// The daemon refused a dry run as busy.
     refused_busy: bool,
 }
@@ -398,7 +399,7 @@ fn clear_with_guard(
     let mut cleared = Cleared {
         runs: Vec::with_capacity(planned.len()),
         stopped: Vec::new(),
-        dry_runs: 0,
+        before_runs: 0,
         refused_busy: false,
     };
     for Planned { inv, guarded } in planned {
@@ -407,7 +408,7 @@ fn clear_with_guard(
             continue;
         }
         let (verdict, runs, refused) = check_guard(job, &inv, patience, waiting);
-        cleared.dry_runs += runs;
+        cleared.before_runs += runs;
         cleared.refused_busy |= refused;
         match verdict {
             Ok(allowed) => cleared.runs.push(inv.with_max_delete(allowed)),
@@ -437,7 +438,7 @@ fn report(
         _ => None,
     };
     PushReport {
-        runs: runs.started + cleared.dry_runs,
+        runs: runs.started + cleared.before_runs,
         refused_busy: runs.refused_busy || cleared.refused_busy,
         outcome,
         elapsed: started.elapsed(),
