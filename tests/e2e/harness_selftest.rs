@@ -127,3 +127,97 @@ fn daemon_fixture_stops_and_restarts_on_the_same_port() {
     );
     received_counts(&daemon, src.path());
 }
+
+/// Connections to `port` on 127.0.0.1 in state ESTABLISHED, seen from the client side
+/// (`/proc/net/tcp`: remote address 0100007F:<port in hex>, state 01).
+fn established_to(port: u16) -> usize {
+    let remote = format!("0100007F:{port:04X}");
+    fs::read_to_string("/proc/net/tcp")
+        .expect("read /proc/net/tcp")
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[2] == remote && f[3] == "01"
+        })
+        .count()
+}
+
+/// The states (`R`, `S`, `T`, ...) of the processes in process group `pgid`.
+fn group_states(pgid: u32) -> Vec<char> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
+        // A process may end between the listing and the read: skip it.
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its ')'.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 2 && f[2] == pgid.to_string() {
+            out.extend(f[0].chars().next());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_frozen_daemon_holds_a_push_until_thawed() {
+    let src = source_dir();
+    sample_tree(src.path());
+    let daemon = RsyncDaemon::start();
+    let pgid = daemon.pid().expect("the daemon runs");
+    let frozen = daemon.freeze();
+    let states = group_states(pgid);
+    assert!(
+        !states.is_empty() && states.iter().all(|&s| s == 'T'),
+        "the daemon's processes after freeze(): {states:?}, want all stopped (T)"
+    );
+    let mut client = std::process::Command::new("rsync")
+        .arg("-a")
+        .arg(format!(
+            "--password-file={}",
+            daemon.password_file().display()
+        ))
+        .arg(format!("--port={}", daemon.port()))
+        .arg(format!("{}/", src.path().display()))
+        .arg(format!("{}/", daemon.dest()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run rsync");
+    // The kernel completes the handshake from the listen backlog; the daemon, stopped,
+    // never answers it, so the push can get no further.
+    syncd_tests::wait::must(
+        "the push's connection to the frozen daemon",
+        Duration::from_secs(5),
+        &[&daemon],
+        || established_to(daemon.port()) > 0,
+    );
+    assert!(
+        client.try_wait().expect("poll rsync").is_none(),
+        "the push ended while the daemon was frozen"
+    );
+    assert!(
+        fs::read_dir(daemon.path())
+            .expect("read the module")
+            .next()
+            .is_none(),
+        "the frozen daemon wrote into its module"
+    );
+    drop(frozen);
+    assert!(
+        !group_states(pgid).contains(&'T'),
+        "a daemon process is still stopped after the thaw"
+    );
+    let status = client.wait().expect("wait for rsync");
+    assert!(status.success(), "the push failed once thawed: {status}");
+    assert_in_sync(
+        src.path(),
+        &daemon.path(),
+        Duration::from_secs(5),
+        &[&daemon],
+    );
+}

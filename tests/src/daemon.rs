@@ -93,6 +93,11 @@ impl RsyncDaemon {
         self.dir.path().join("client.password")
     }
 
+    /// The daemon's pid (also its process group), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn is_running(&mut self) -> bool {
         match &mut self.child {
             Some(c) => matches!(c.try_wait(), Ok(None)),
