@@ -207,7 +207,9 @@ impl Watcher {
             self.last_read = None;
         }
         let mut step = Output::default();
-        self.core.tick(Instant::now(), &mut step);
+        let root = &self.root;
+        self.core
+            .tick(Instant::now(), |rel| lstat(root, rel), &mut step);
         self.carry_out(step, out);
         Ok(woken)
     }
@@ -579,6 +581,10 @@ fn lstat(root: &std::path::Path, rel: &[u8]) -> Option<FileMeta> {
     Some(FileMeta {
         regular: meta.file_type().is_file(),
         links: meta.nlink(),
+        written: (
+            meta.size(),
+            i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        ),
     })
 }
 

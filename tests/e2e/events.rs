@@ -1,8 +1,10 @@
 //! Changes that raise only IN_CREATE or only IN_ATTRIB — a new symlink, a hard link, an
 //! empty file made with mknod, a chmod — each alone reach the target (the default event set
-//! loses nothing).
+//! loses nothing); a new file written for longer than the close-wait is pushed once, at
+//! its close.
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::Duration;
@@ -80,4 +82,32 @@ fn chmod_of_existing_dir_alone_reaches_target() {
     let (site, w) = seeded();
     chmod(&site.src().join("dir"), 0o750);
     finish(&site, w);
+}
+
+/// A new file written for 3 s (longer than the 2 s the watcher waits for a new file's
+/// close) crosses once, at its close: the watcher sees it still growing when the wait
+/// ends and keeps holding it, instead of pushing half of it and then all of it again.
+#[test]
+fn a_new_file_written_longer_than_the_close_wait_is_pushed_once() {
+    const WAIT: Duration = Duration::from_secs(30);
+    let site = Site::new();
+    let mut w = Worker::start(&site.config().initial_sync(true));
+    site.check(&w).within(WAIT).wait();
+    let before = site.settled(&mut w, WAIT);
+
+    let mut f = fs::File::create(site.src().join("slow.bin")).expect("create");
+    for _ in 0..12 {
+        f.write_all(&[7u8; 64 * 1024]).expect("write");
+        // The writer's own pace (the workload), not a wait for a result.
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    drop(f);
+    site.check(&w).within(WAIT).wait();
+    let after = site.settled(&mut w, WAIT);
+    assert_eq!(
+        after - before,
+        1,
+        "rsync sessions for one slowly written new file (want one, at its close)"
+    );
+    w.stop();
 }

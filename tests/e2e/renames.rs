@@ -25,26 +25,13 @@ fn fill(dir: &Path, seed: u64) {
 fn started_in_step(site: &Site) -> (Worker, usize) {
     let mut w = Worker::start(&site.config().initial_sync(true));
     site.check(&w).within(WAIT).wait();
-    let before = settled(&mut w, site);
+    let before = site.settled(&mut w, WAIT);
     (w, before)
-}
-
-/// Wait until the worker has nothing queued or in flight, then until every session
-/// the daemon began has ended; how many there were.
-fn settled(w: &mut Worker, site: &Site) -> usize {
-    w.wait_status("nothing queued or in flight", WAIT, &[&site.daemon], |s| {
-        s.syncs
-            .iter()
-            .flat_map(|s| &s.targets)
-            .all(|t| t.queue_depth == 0 && t.in_flight == 0)
-    });
-    site.daemon.received_after(0, WAIT, &[&*w]);
-    site.daemon.sessions().len()
 }
 
 /// The bytes the daemon received for what happened after `before` sessions.
 fn received_since(w: &mut Worker, site: &Site, before: usize) -> u64 {
-    settled(w, site);
+    site.settled(w, WAIT);
     site.daemon.received_after(before, WAIT, &[&*w])
 }
 

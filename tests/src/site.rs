@@ -4,9 +4,10 @@
 //! Must not: start the worker itself (tests decide when, and with what config).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::tree::{source_dir, SyncCheck};
-use crate::{Diagnose, RsyncDaemon, WorkerConfig};
+use crate::{Diagnose, RsyncDaemon, Worker, WorkerConfig};
 
 pub struct Site {
     pub src: tempfile::TempDir,
@@ -49,6 +50,24 @@ impl Site {
         SyncCheck::new(self.src(), &self.dst())
             .with(fixture)
             .with(&self.daemon)
+    }
+
+    /// Wait (up to `timeout` each) until `w` has nothing queued or in flight, then until
+    /// every session the daemon began has ended; how many sessions there were.
+    pub fn settled(&self, w: &mut Worker, timeout: Duration) -> usize {
+        w.wait_status(
+            "nothing queued or in flight",
+            timeout,
+            &[&self.daemon],
+            |s| {
+                s.syncs
+                    .iter()
+                    .flat_map(|s| &s.targets)
+                    .all(|t| t.queue_depth == 0 && t.in_flight == 0)
+            },
+        );
+        self.daemon.received_after(0, timeout, &[&*w]);
+        self.daemon.sessions().len()
     }
 
     /// A config watching `src` and pushing to the daemon.

@@ -12,9 +12,13 @@
 //!
 //! Rules (what the watcher guarantees):
 //! * a new regular file is held until its close when closes are watched and writes are
-//!   not, if it has one link (a hard link gets no close); never longer than
-//!   [`Timing::create_close_wait`]: then it is pushed as it is (its close, if it comes
-//!   later, pushes it again). Its writes and attribute changes meanwhile raise nothing;
+//!   not, if it has one link (a hard link gets no close). When no close came within
+//!   [`Timing::create_close_wait`], its size and mtime are looked at: while they keep
+//!   changing from one look to the next it is still being written and stays held, for
+//!   at most [`CREATE_HOLD_MAX`] in all; otherwise (or then) it is pushed as it is (its
+//!   close, if it comes later, pushes it again). A file written for longer than the wait
+//!   (a 500 MiB copy to a slow disk) is so pushed once, not half-written and then again.
+//!   Its writes and attribute changes meanwhile raise nothing;
 //!   its delete or move forgets it; an overflow forgets all (the full push reads them);
 //! * a directory created or moved in unpaired is watched and read ([`Command::WatchTree`])
 //!   and pushed whole;
@@ -139,11 +143,30 @@ impl RootLoss {
     }
 }
 
+/// The most a new file that is still being written is held back, in all (see the
+/// module doc): a file kept open and written for longer (a log, a slow download) is
+/// pushed as it is then, and again at its close.
+pub const CREATE_HOLD_MAX: Duration = Duration::from_secs(60);
+
 /// What the lstat of a new entry says, as far as holding it is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileMeta {
     pub regular: bool,
     pub links: u64,
+    /// Size and mtime (ns since the epoch): a change between two looks means the file
+    /// is still being written.
+    pub written: (u64, i128),
+}
+
+/// A new file waiting for its close.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    /// When it was created.
+    since: Instant,
+    /// When to look at it again.
+    due: Instant,
+    /// Its size and mtime at the last look (None: not known).
+    written: Option<(u64, i128)>,
 }
 
 /// The translator's waits.
@@ -151,6 +174,7 @@ pub struct FileMeta {
 pub struct Timing {
     pub move_pair_wait: Duration,
     pub create_close_wait: Duration,
+    pub create_hold_max: Duration,
 }
 
 impl Default for Timing {
@@ -158,6 +182,7 @@ impl Default for Timing {
         Timing {
             move_pair_wait: MOVE_PAIR_WAIT,
             create_close_wait: CREATE_CLOSE_WAIT,
+            create_hold_max: CREATE_HOLD_MAX,
         }
     }
 }
@@ -189,7 +214,8 @@ fn create_waits_for_close(events: &EventSet, meta: Option<FileMeta>) -> bool {
             meta,
             Some(FileMeta {
                 regular: true,
-                links: 1
+                links: 1,
+                ..
             })
         )
 }
@@ -202,8 +228,8 @@ pub struct Translator {
     timing: Timing,
     /// In arrival order, so the first expires first.
     pending_moves: Vec<PendingMove>,
-    /// New regular files waiting for their close, with when they were created.
-    open_creates: BTreeMap<RelPath, Instant>,
+    /// New regular files waiting for their close.
+    open_creates: BTreeMap<RelPath, Held>,
     root_lost: Option<RootLoss>,
     overflows: u64,
 }
@@ -243,10 +269,7 @@ impl Translator {
             .pending_moves
             .first()
             .map(|m| after(m.at, self.timing.move_pair_wait));
-        let creates = self
-            .open_creates
-            .values()
-            .map(|at| after(*at, self.timing.create_close_wait));
+        let creates = self.open_creates.values().map(|held| held.due);
         moves.into_iter().chain(creates).min()
     }
 
@@ -284,8 +307,14 @@ impl Translator {
     }
 
     /// Release what waited long enough at `now`: moves whose other half did not come
-    /// went out of the tree, new files still not closed are pushed as they are.
-    pub fn tick(&mut self, now: Instant, out: &mut Output) {
+    /// went out of the tree; new files still not closed are looked at (`lstat`, by
+    /// relative path) and pushed as they are unless still being written.
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        mut lstat: impl FnMut(&[u8]) -> Option<FileMeta>,
+        out: &mut Output,
+    ) {
         let wait = self.timing.move_pair_wait;
         let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_moves)
             .into_iter()
@@ -294,14 +323,25 @@ impl Translator {
         for m in expired {
             self.moved_out(m, out);
         }
-        let wait = self.timing.create_close_wait;
+        let (wait, max) = (self.timing.create_close_wait, self.timing.create_hold_max);
         let waited: Vec<RelPath> = self
             .open_creates
             .iter()
-            .filter(|(_, at)| now >= after(**at, wait))
+            .filter(|(_, held)| now >= held.due)
             .map(|(p, _)| p.clone())
             .collect();
         for p in waited {
+            let Some(held) = self.open_creates.get_mut(&p) else {
+                continue;
+            };
+            let last = after(held.since, max);
+            let written = lstat(&p).map(|m| m.written);
+            if now < last && written.is_some() && written != held.written {
+                // Still being written: look again after another wait.
+                held.written = written;
+                held.due = after(now, wait).min(last);
+                continue;
+            }
             self.open_creates.remove(&p);
             out.changes.push(Change::Path(p));
         }
@@ -438,8 +478,14 @@ impl Translator {
         if !self.events.create_file {
             return;
         }
-        if create_waits_for_close(&self.events, lstat(&rel)) {
-            self.open_creates.insert(rel, now);
+        let meta = lstat(&rel);
+        if create_waits_for_close(&self.events, meta) {
+            let held = Held {
+                since: now,
+                due: after(now, self.timing.create_close_wait),
+                written: meta.map(|m| m.written),
+            };
+            self.open_creates.insert(rel, held);
         } else {
             out.changes.push(Change::Path(rel));
         }
@@ -526,6 +572,7 @@ mod tests {
     const NEW_FILE: FileMeta = FileMeta {
         regular: true,
         links: 1,
+        written: (0, 0),
     };
 
     /// One input at a time in milliseconds from the start.
@@ -570,18 +617,18 @@ mod tests {
         let mut tr = Translator::new(case.events, exclude, Timing::default());
         let mut out = Output::default();
         for step in &case.steps {
+            let lstat = |rel: &[u8]| {
+                case.files
+                    .iter()
+                    .find(|(f, _)| f.as_bytes() == rel)
+                    .map_or(Some(NEW_FILE), |(_, m)| *m)
+            };
             match step {
                 At(ms, ev) => {
-                    let lstat = |rel: &[u8]| {
-                        case.files
-                            .iter()
-                            .find(|(f, _)| f.as_bytes() == rel)
-                            .map_or(Some(NEW_FILE), |(_, m)| *m)
-                    };
                     let now = t0 + Duration::from_millis(*ms);
                     tr.event(ev.clone(), now, lstat, &mut out);
                 }
-                Tick(ms) => tr.tick(t0 + Duration::from_millis(*ms), &mut out),
+                Tick(ms) => tr.tick(t0 + Duration::from_millis(*ms), lstat, &mut out),
             }
         }
         (tr, out)
@@ -627,6 +674,7 @@ mod tests {
                         Some(FileMeta {
                             regular: true,
                             links: 2,
+                            written: (0, 0),
                         }),
                     ),
                     (
@@ -634,6 +682,7 @@ mod tests {
                         Some(FileMeta {
                             regular: false,
                             links: 1,
+                            written: (0, 0),
                         }),
                     ),
                     ("gone", None),
@@ -984,14 +1033,84 @@ mod tests {
         tr.event(file("a", moved_from(1)), ms(5), new_file, &mut out);
         assert_eq!(tr.next_deadline(), Some(ms(25)), "the move half first");
         tr.event(file("g", Create), ms(6), new_file, &mut out);
-        tr.tick(ms(25), &mut out);
+        tr.tick(ms(25), new_file, &mut out);
         assert_eq!(out.changes, vec![Gone(p("a"))]);
         assert_eq!(tr.next_deadline(), Some(ms(2000)), "the older held file");
         tr.event(file("f", CloseWrite), ms(30), new_file, &mut out);
         assert_eq!(tr.next_deadline(), Some(ms(2006)), "the other held file");
-        tr.tick(ms(2006), &mut out);
+        tr.tick(ms(2006), new_file, &mut out);
         assert_eq!(tr.next_deadline(), None);
         assert_eq!(out.changes, vec![Gone(p("a")), Path(p("f")), Path(p("g"))]);
+    }
+
+    /// A new file still growing when its close-wait ends stays held (one push at its
+    /// close instead of a half-written one first), at most `create_hold_max` in all; one
+    /// that stopped changing, or is gone, goes as it is.
+    #[test]
+    fn a_new_file_still_being_written_stays_held() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let timing = Timing::default();
+        let mut tr = Translator::new(EventSet::default(), ExcludeSet::default(), timing);
+        let mut out = Output::default();
+        let written = |size: u64| {
+            move |_: &[u8]| {
+                Some(FileMeta {
+                    written: (size, i128::from(size)),
+                    ..NEW_FILE
+                })
+            }
+        };
+        tr.event(file("big", Create), ms(0), written(0), &mut out);
+        tr.tick(ms(2000), written(100), &mut out);
+        assert!(out.changes.is_empty(), "grew since the create: held");
+        assert_eq!(
+            tr.next_deadline(),
+            Some(ms(4000)),
+            "looked at again a wait later"
+        );
+        tr.tick(ms(4000), written(200), &mut out);
+        assert!(out.changes.is_empty(), "still growing: held");
+        tr.event(file("big", CloseWrite), ms(4500), written(250), &mut out);
+        assert_eq!(
+            out.changes,
+            vec![Path(p("big"))],
+            "pushed once, at its close"
+        );
+        assert!(tr.settled());
+
+        // Written once, then left open: pushed as it is after one more wait.
+        let mut out = Output::default();
+        tr.event(file("open", Create), ms(10_000), written(0), &mut out);
+        tr.tick(ms(12_000), written(7), &mut out);
+        tr.tick(ms(14_000), written(7), &mut out);
+        assert_eq!(
+            out.changes,
+            vec![Path(p("open"))],
+            "unchanged since the last look"
+        );
+
+        // Gone by the look: released (the push finds it missing).
+        let mut out = Output::default();
+        tr.event(file("gone", Create), ms(20_000), written(0), &mut out);
+        tr.tick(ms(22_000), |_: &[u8]| None, &mut out);
+        assert_eq!(out.changes, vec![Path(p("gone"))]);
+
+        // Written for ever: pushed when the hold ends, not a look later.
+        let mut out = Output::default();
+        let start = 100_000;
+        tr.event(file("log", Create), ms(start), written(0), &mut out);
+        let end = start + u64::try_from(timing.create_hold_max.as_millis()).expect("ms fit");
+        let mut size = 0;
+        while out.changes.is_empty() {
+            let due = tr.next_deadline().expect("held until released");
+            assert!(due <= ms(end), "held past the hold's end");
+            size += 1;
+            tr.tick(due, written(size), &mut out);
+        }
+        assert_eq!(out.changes, vec![Path(p("log"))]);
+        assert_eq!(tr.next_deadline(), None);
+        assert_eq!(size, 30, "a look every 2 s for 60 s");
     }
 
     #[test]
@@ -1002,7 +1121,13 @@ mod tests {
             ..on
         };
         let modify = EventSet { modify: true, ..on };
-        let meta = |regular, links| Some(FileMeta { regular, links });
+        let meta = |regular, links| {
+            Some(FileMeta {
+                regular,
+                links,
+                written: (0, 0),
+            })
+        };
         // (case, events, lstat, waits)
         type Case = (&'static str, EventSet, Option<FileMeta>, bool);
         let cases: Vec<Case> = vec![
