@@ -35,7 +35,7 @@ use crate::queue::Change;
 use crate::rsync::args::Caps;
 use crate::rsync::exit::Outcome;
 use crate::source_id::{self, SourceId};
-use crate::target::{Action, TargetState};
+use crate::target::{Action, TargetState, Ticket};
 use crate::watch::WatchStats;
 use crate::watch_thread::Expect;
 
@@ -62,7 +62,7 @@ enum Msg {
     Lost(Id, String),
     Fatal(Id, String),
     Probed(Id, u64, Result<Caps, Outcome>),
-    Pushed(Id, u64, PushReport),
+    Pushed(Id, Ticket, PushReport),
     Signal(Signal),
 }
 
@@ -266,8 +266,8 @@ impl Engine {
         self.syncs
             .iter()
             .flat_map(|s| &s.targets)
-            .filter(|t| t.state.running())
-            .count()
+            .map(|t| t.state.runs())
+            .sum()
     }
 
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
@@ -285,7 +285,8 @@ impl Engine {
         syncs.chain([status, settle, checkpoint]).flatten().min()
     }
 
-    /// Start what is due: periodic full pushes, then each target's probe or push.
+    /// Start what is due: periodic full pushes, then each target's probe or push (one a
+    /// target at a time: a push just started is young, so nothing starts beside it).
     fn dispatch(&mut self, now: Instant) {
         for s in &mut self.syncs {
             if !s.ready {
@@ -320,7 +321,7 @@ impl Engine {
             }
             Msg::Fatal(wid, e) => self.on_fatal(wid, e),
             Msg::Probed(tid, cfg_gen, r) => self.on_probed(tid, cfg_gen, r),
-            Msg::Pushed(tid, cfg_gen, report) => self.on_pushed(tid, cfg_gen, report),
+            Msg::Pushed(tid, ticket, report) => self.on_pushed(tid, ticket, report),
             Msg::Signal(sig) => self.on_signal(sig),
         }
     }
@@ -337,17 +338,17 @@ impl Engine {
 
     /// A push ended: the target decides; the engine saves its fail log, runs the hooks
     /// for what went, or holds the sync whose source was lost.
-    fn on_pushed(&mut self, tid: Id, cfg_gen: u64, report: PushReport) {
+    fn on_pushed(&mut self, tid: Id, ticket: Ticket, report: PushReport) {
         let Some((si, ti)) = self.target_index(tid) else {
             log::debug!("a push to a target removed by a reload ended");
             return;
         };
         let s = &mut self.syncs[si];
         let t = &mut s.targets[ti];
-        t.landed();
+        t.landed(ticket.seq);
         let after = t
             .state
-            .on_push(&s.job, cfg_gen, report, Instant::now(), SystemTime::now());
+            .on_push(&s.job, ticket, report, Instant::now(), SystemTime::now());
         if let Some(why) = after.source_lost {
             self.source_lost(si, why);
             return;

@@ -80,6 +80,9 @@ pub struct Checks {
     pub guard: bool,
     /// The target is known to limit connections: its runs do not overlap.
     pub one_at_a_time: bool,
+    /// A busy daemon ends the push at once (it runs beside another push, which holds the
+    /// connection): no pause, no second try; the push reports [`Class::Busy`].
+    pub impatient: bool,
 }
 
 /// A paths-only batch this large reports progress too.
@@ -105,7 +108,11 @@ pub fn execute(
     }
     let batch = &as_it_is_now(&job.source, batch);
     let progress = progress.filter(|_| wants_progress(job, batch));
-    let patience = patience(job.rsync.timeout);
+    let patience = if checks.impatient {
+        Duration::ZERO
+    } else {
+        patience(job.rsync.timeout)
+    };
     // Before any run that can delete a renamed directory's old path on the target.
     let seeded = seed(job, target, batch, checks, patience, progress, waiting);
     if let Some(busy) = seeded.busy {
@@ -663,6 +670,7 @@ mod tests {
         source: None,
         guard: true,
         one_at_a_time: false,
+        impatient: false,
     };
 
     fn tree(files: usize, size: usize) -> tempfile::TempDir {
