@@ -35,14 +35,14 @@ mod faults;
 mod initscript;
 /// Directories moved in from outside and out of the tree.
 mod moves;
-/// A second push beside a slow one: a small file overtakes a big push, a file changed
-/// during its own push goes again after it, a one-connection daemon gets it all in order.
-mod pipeline;
 /// Push now: `syncd-worker --once [--full]` (fail-log replay, whole-tree push with
 /// progress, no rsync left behind by a SIGKILLed worker) and SIGUSR1/SIGUSR2.
 mod oneshot;
 /// Periodic full sync and the command hook.
 mod periodic;
+/// A second push beside a slow one: a small file overtakes a big push, a file changed
+/// during its own push goes again after it, a one-connection daemon gets it all in order.
+mod pipeline;
 /// SIGHUP: exclude, target and source changed in place; an invalid new config is refused.
 mod reload;
 /// A directory renamed in the source is seeded from the target's old copy, not sent

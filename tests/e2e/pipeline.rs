@@ -7,6 +7,7 @@
 use std::fs;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use syncd_tests::tree::write_file;
 use syncd_tests::{wait, RsyncDaemon, Site, TreeWriter, Worker, WorkerConfig};
 
@@ -108,7 +109,10 @@ fn a_one_connection_daemon_gets_everything_in_order() {
     assert!(big_landed(&site), "the small file went before the big one");
     // More changes, one push at a time now.
     for i in 0..3 {
-        write_file(&site.src().join(format!("more/{i}")), format!("{i}\n").as_bytes());
+        write_file(
+            &site.src().join(format!("more/{i}")),
+            format!("{i}\n").as_bytes(),
+        );
     }
     site.check(&w).within(Duration::from_secs(30)).wait();
     let st = w.wait_status("settled", Duration::from_secs(5), &[], |s| {
@@ -121,4 +125,36 @@ fn a_one_connection_daemon_gets_everything_in_order() {
     let said = w.log().matches("one rsync run at a time").count();
     assert_eq!(said, 1, "said once\n{}", w.log());
     w.stop();
+}
+
+#[test]
+fn a_stop_finishes_every_push_in_flight() {
+    let site = Site::new();
+    let mut w = Worker::start(&slow(&site));
+    big_push_started(&site, &mut w, 5);
+    write_file(&site.src().join("small.txt"), b"small\n");
+    // Both pushes stay in flight while the daemon is frozen; the stop waits for both.
+    let frozen = site.daemon.freeze();
+    w.wait_status(
+        "the small file in a second push",
+        Duration::from_secs(10),
+        &[],
+        |s| s.syncs[0].targets[0].in_flight == 2,
+    );
+    w.signal(Signal::SIGTERM);
+    w.wait_log("finishing 2 push(es) in flight", Duration::from_secs(10));
+    drop(frozen);
+    let exited = wait::until_every(
+        "syncd-worker's exit once both pushes ended",
+        Duration::from_secs(30),
+        wait::SHORT_POLL,
+        || w.poll_exit(),
+    );
+    let st = exited.unwrap_or_else(|t| wait::fail(t, &[&w, &site.daemon]));
+    assert!(st.success(), "exit {st}\n{}", w.log());
+    assert!(big_landed(&site), "the big push was not finished");
+    assert!(
+        site.dst().join("small.txt").is_file(),
+        "the small push was not finished"
+    );
 }
