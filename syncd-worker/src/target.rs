@@ -329,13 +329,14 @@ impl TargetState {
             self.probing = true;
             return Action::Probe;
         };
-        if self.held || self.gate(now) != Gate::Open {
+        if self.gate(now) != Gate::Open {
             return self.wait(now, true);
         }
         for c in self.failing.due(now) {
+            self.held = false;
             self.queue.push(c, now);
         }
-        if !self.queue.is_due(now) {
+        if self.held || !self.queue.is_due(now) {
             return self.wait(now, true);
         }
         let settled = self
@@ -412,14 +413,19 @@ impl TargetState {
         if self.retry.caps.is_none() {
             return (!self.pushing()).then_some(retry);
         }
-        // Beside pushes in flight: not before the pipelining rule allows one.
+        // Beside pushes in flight: not before the pipelining rule allows one; a queue
+        // whose every entry waits for them is not due before one ends.
         let open = match self.gate(now) {
-            _ if self.held => return None,
             Gate::Closed => return None,
             Gate::OpenAt(at) => at.max(retry),
             Gate::Open => retry,
         };
-        [self.queue.deadline(), self.failing.deadline()]
+        let queue = if self.held {
+            None
+        } else {
+            self.queue.deadline()
+        };
+        [queue, self.failing.deadline()]
             .into_iter()
             .flatten()
             .map(|q| q.max(open))
