@@ -976,3 +976,33 @@ fn a_failure_beside_a_push_keeps_its_batch() {
     let retried = started(&mut t, &job, &c, 900).expect("retried");
     assert_eq!(strs(&retried.batch), vec!["small"]);
 }
+
+#[test]
+fn a_failing_path_is_retried_while_the_queue_waits_for_a_push_in_flight() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let mut t = probed(&job, &c, DMA);
+    // `x` fails alone and waits its 1 s (due at 1100 ms).
+    push_of(&mut t, &job, &c, &["x"], 0);
+    let rep = PushReport {
+        failed: Some(vec![FailedPath {
+            path: p("x"),
+            below_too: false,
+            reason: "denied".into(),
+        }]),
+        ..report(Class::Retry)
+    };
+    t.on_push(&job, oldest(&t, 0), rep, c.at(100), SystemTime::UNIX_EPOCH);
+    // A long push of `d/big`; `d` changes meanwhile and waits for it.
+    let big = push_of(&mut t, &job, &c, &["d/big"], 200);
+    t.queue_seen(&job, Change::Path(p("d")), c.at(500));
+    assert_eq!(started(&mut t, &job, &c, 600), None);
+    // The queue is held, the failing path's retry still wakes the engine, and goes.
+    assert_eq!(t.deadline(c.at(600), true), Some(c.at(1100)));
+    // (The queue is overdue since `d` came: it goes at once, without `d`.)
+    let retry = started(&mut t, &job, &c, 1100).expect("the failing path beside");
+    assert_eq!(strs(&retry.batch), vec!["x"]);
+    assert!(retry.beside);
+    assert_eq!(pushed_at(&t, &c, 1100).queue_depth, 1, "d still waits");
+    assert_ne!(retry.ticket, big.ticket);
+}
