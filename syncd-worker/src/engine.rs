@@ -1,5 +1,6 @@
 //! The worker's main loop, as wiring: it starts the watcher threads (one per sync), the
-//! probe and push threads (one per target at a time) and the signal thread, receives
+//! probe and push threads (a probe, or up to `max_in_flight` pushes, per target) and the
+//! signal thread, receives
 //! their messages on one channel, and hands each to the state it concerns — a sync's
 //! (`sync.rs`) or a target's pure state machine ([`crate::target`]), which
 //! decides when to probe, push, back off and what the fail log must hold. It blocks on a
