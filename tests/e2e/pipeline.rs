@@ -102,9 +102,15 @@ fn a_one_connection_daemon_gets_everything_in_order() {
     let mut w = Worker::start(&slow(&site));
     big_push_started(&site, &mut w, 4);
     write_file(&site.src().join("small.txt"), b"small\n");
-    // The push started beside the big one is refused: it waits for the big one.
+    // The push started beside the big one is refused (while the big one runs): it waits
+    // for the big one.
     site.daemon
         .wait_log(REFUSED, refused, Duration::from_secs(10), &[&w]);
+    assert!(
+        !site.dst().join("big.bin").exists(),
+        "no push was tried beside the big one\n{}",
+        w.log()
+    );
     arrived(&site, &w, "small.txt", b"small\n");
     assert!(big_landed(&site), "the small file went before the big one");
     // More changes, one push at a time now.
