@@ -693,9 +693,14 @@ impl TargetState {
         if !self.retry.limited {
             self.retry.limited = true;
             log::info!(
-                "{} → {}: the daemon limits connections (max connections); pushing to it one rsync run at a time",
+                "{} → {}: the daemon limits connections (max connections); pushing to it one rsync run at a time{}",
                 job.name,
-                self.cfg.name
+                self.cfg.name,
+                if self.max_in_flight > 1 {
+                    format!(", one push at a time for {:.0?}", pipeline::SERIAL_FOR)
+                } else {
+                    String::new()
+                }
             );
         } else if new_episode && self.max_in_flight > 1 {
             log::info!(
