@@ -138,9 +138,9 @@ fn a_stop_finishes_every_push_in_flight() {
     let site = Site::new();
     let mut w = Worker::start(&slow(&site));
     big_push_started(&site, &mut w, 5);
-    write_file(&site.src().join("small.txt"), b"small\n");
     // Both pushes stay in flight while the daemon is frozen; the stop waits for both.
     let frozen = site.daemon.freeze();
+    write_file(&site.src().join("small.txt"), b"small\n");
     w.wait_status(
         "the small file in a second push",
         Duration::from_secs(10),
