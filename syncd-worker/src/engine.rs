@@ -1,5 +1,6 @@
 //! The worker's main loop, as wiring: it starts the watcher threads (one per sync), the
-//! probe and push threads (one per target at a time) and the signal thread, receives
+//! probe and push threads (a probe, or up to `max_in_flight` pushes, per target) and the
+//! signal thread, receives
 //! their messages on one channel, and hands each to the state it concerns — a sync's
 //! (`sync.rs`) or a target's pure state machine ([`crate::target`]), which
 //! decides when to probe, push, back off and what the fail log must hold. It blocks on a
@@ -35,7 +36,7 @@ use crate::queue::Change;
 use crate::rsync::args::Caps;
 use crate::rsync::exit::Outcome;
 use crate::source_id::{self, SourceId};
-use crate::target::{Action, TargetState};
+use crate::target::{Action, TargetState, Ticket};
 use crate::watch::WatchStats;
 use crate::watch_thread::Expect;
 
@@ -62,7 +63,7 @@ enum Msg {
     Lost(Id, String),
     Fatal(Id, String),
     Probed(Id, u64, Result<Caps, Outcome>),
-    Pushed(Id, u64, PushReport),
+    Pushed(Id, Ticket, PushReport),
     Signal(Signal),
 }
 
@@ -266,8 +267,8 @@ impl Engine {
         self.syncs
             .iter()
             .flat_map(|s| &s.targets)
-            .filter(|t| t.state.running())
-            .count()
+            .map(|t| t.state.runs())
+            .sum()
     }
 
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
@@ -285,7 +286,8 @@ impl Engine {
         syncs.chain([status, settle, checkpoint]).flatten().min()
     }
 
-    /// Start what is due: periodic full pushes, then each target's probe or push.
+    /// Start what is due: periodic full pushes, then each target's probe or push (one a
+    /// target at a time: a push just started is young, so nothing starts beside it).
     fn dispatch(&mut self, now: Instant) {
         for s in &mut self.syncs {
             if !s.ready {
@@ -320,7 +322,7 @@ impl Engine {
             }
             Msg::Fatal(wid, e) => self.on_fatal(wid, e),
             Msg::Probed(tid, cfg_gen, r) => self.on_probed(tid, cfg_gen, r),
-            Msg::Pushed(tid, cfg_gen, report) => self.on_pushed(tid, cfg_gen, report),
+            Msg::Pushed(tid, ticket, report) => self.on_pushed(tid, ticket, report),
             Msg::Signal(sig) => self.on_signal(sig),
         }
     }
@@ -337,17 +339,17 @@ impl Engine {
 
     /// A push ended: the target decides; the engine saves its fail log, runs the hooks
     /// for what went, or holds the sync whose source was lost.
-    fn on_pushed(&mut self, tid: Id, cfg_gen: u64, report: PushReport) {
+    fn on_pushed(&mut self, tid: Id, ticket: Ticket, report: PushReport) {
         let Some((si, ti)) = self.target_index(tid) else {
             log::debug!("a push to a target removed by a reload ended");
             return;
         };
         let s = &mut self.syncs[si];
         let t = &mut s.targets[ti];
-        t.landed();
+        t.landed(ticket.seq);
         let after = t
             .state
-            .on_push(&s.job, cfg_gen, report, Instant::now(), SystemTime::now());
+            .on_push(&s.job, ticket, report, Instant::now(), SystemTime::now());
         if let Some(why) = after.source_lost {
             self.source_lost(si, why);
             return;

@@ -21,6 +21,7 @@ pub mod logger;
 pub mod notify;
 pub mod once;
 pub mod path_watch;
+pub mod pipeline;
 pub mod process;
 pub mod progress;
 pub mod push;

@@ -189,6 +189,7 @@ fn push_with_display(
                 source,
                 guard,
                 one_at_a_time: false,
+                impatient: false,
             };
             let _ = tx.send(execute(job, target, batch, caps, checks, Some(slot), None));
         });

@@ -1,5 +1,6 @@
 //! One push: the rsync runs that carry one batch to one target. Runs on its own thread
-//! (the engine keeps at most one push in flight per target), checks first that the
+//! (a target's pushes in flight never touch the same paths, see [`crate::pipeline`]),
+//! checks first that the
 //! source path still names the watched directory ([`Checks::source`]), looks at what each
 //! directory queued to go whole is now (lstat: one that became a file, a symlink or
 //! nothing is pushed as a path, see [`as_it_is_now`]), seeds renamed directories
@@ -14,7 +15,9 @@
 //! then on the push runs its remaining invocations one at a time (runs already under
 //! way finish; none that succeeded is repeated): see [`runs`]. Only a daemon still busy
 //! after the patience makes the push report Busy. A target known to limit connections
-//! is pushed one run at a time from the start.
+//! is pushed one run at a time from the start. A push started beside another
+//! ([`Checks::impatient`]) has no patience: the first refusal ends it (Busy), its batch
+//! waits in the queue for the push that holds the connection.
 //!
 //! Renamed directories ([`Batch::seeds`]): after the source check and before any run that
 //! can delete a renamed directory's old path on the target, [`seed`] pushes each new path
@@ -80,6 +83,9 @@ pub struct Checks {
     pub guard: bool,
     /// The target is known to limit connections: its runs do not overlap.
     pub one_at_a_time: bool,
+    /// A busy daemon ends the push at once (it runs beside another push, which holds the
+    /// connection): no pause, no second try; the push reports [`Class::Busy`].
+    pub impatient: bool,
 }
 
 /// A paths-only batch this large reports progress too.
@@ -105,7 +111,11 @@ pub fn execute(
     }
     let batch = &as_it_is_now(&job.source, batch);
     let progress = progress.filter(|_| wants_progress(job, batch));
-    let patience = patience(job.rsync.timeout);
+    let patience = if checks.impatient {
+        Duration::ZERO
+    } else {
+        patience(job.rsync.timeout)
+    };
     // Before any run that can delete a renamed directory's old path on the target.
     let seeded = seed(job, target, batch, checks, patience, progress, waiting);
     if let Some(busy) = seeded.busy {
@@ -663,6 +673,7 @@ mod tests {
         source: None,
         guard: true,
         one_at_a_time: false,
+        impatient: false,
     };
 
     fn tree(files: usize, size: usize) -> tempfile::TempDir {

@@ -146,6 +146,7 @@ fn same_settings(old: &SyncJob, new: &SyncJob) -> bool {
         && old.max_batch == new.max_batch
         && old.max_queue == new.max_queue
         && old.threads == new.threads
+        && old.max_in_flight == new.max_in_flight
         && old.mode == new.mode
         && old.rsync == new.rsync
         && old.retry == new.retry
@@ -359,9 +360,10 @@ mod tests {
                 ],
             ),
             (
-                "threads, max_queue, mode",
+                "threads, max_in_flight, max_queue, mode",
                 edit(|c| {
                     web(c).threads = 8;
+                    web(c).max_in_flight = 3;
                     web(c).max_queue = 10;
                     web(c).mode = Mode::Tree;
                 }),

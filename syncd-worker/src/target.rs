@@ -12,8 +12,15 @@
 //! with the settings generation it started with: a result of settings a reload replaced
 //! (`cfg_gen`) teaches nothing about the new ones.
 //!
-//! Invariants: at most one probe or one push in flight (never both); while one is, `next`
-//! starts nothing; a batch taken from the queue is either pushed (then it leaves the
+//! Pipelining ([`crate::pipeline`]): beside a push that has been running longer than the
+//! batching window, `next` may start another one (up to `max_in_flight`) carrying only
+//! what touches no path of a push in flight; the rest stays queued and waits. A push
+//! started beside another gives up at once when the daemon refuses it as busy: its batch
+//! goes back to the queue (no failure counted) and the target pushes one batch at a time
+//! for [`pipeline::SERIAL_FOR`]. Each push is known by its [`Ticket`].
+//!
+//! Invariants: a probe never runs beside a push; pushes in flight never touch the same
+//! path, or a path and its ancestor; a whole-tree push runs alone; a batch taken from the queue is either pushed (then it leaves the
 //! queue and the failing paths), split (its failing paths wait on their own, see
 //! [`crate::failing`]) or put back into the queue with its age — nothing taken is lost;
 //! `backoff` grows only on failures that are not a busy daemon and is reset by any
@@ -28,6 +35,7 @@ use crate::busy;
 use crate::config::{SyncJob, Target};
 use crate::deadline::{self, after, wall_after};
 use crate::failing::{self, Failing};
+use crate::pipeline::{self, Flight, Gate, Rule};
 use crate::progress::Progress;
 use crate::push::PushReport;
 use crate::queue::{Change, Limits, Queue};
@@ -71,15 +79,27 @@ pub enum Action {
     Idle,
 }
 
+/// Which push a report is about: the settings generation it started with and its
+/// number (never reused within a target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub cfg_gen: u64,
+    pub seq: u64,
+}
+
 /// One push to start: the batch (in tree mode the whole tree), and how to run it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Push {
+    pub ticket: Ticket,
     pub batch: Batch,
     pub caps: Caps,
     /// Whole-tree runs go through the deletion guard (false after `sync --full --force`).
     pub guard: bool,
     /// The daemon limits connections: the push's runs do not overlap.
     pub one_at_a_time: bool,
+    /// Started beside another push in flight: a busy daemon ends it at once (its batch
+    /// waits in the queue) instead of being waited for.
+    pub beside: bool,
 }
 
 /// What the engine must do after a push's report.
@@ -104,10 +124,13 @@ pub struct Live {
 
 #[derive(Debug, Clone)]
 struct InFlight {
+    seq: u64,
     batch: Batch,
     /// When the oldest change in it arrived.
     since: Option<Instant>,
     caps: Caps,
+    started: Instant,
+    beside: bool,
 }
 
 /// What happened to the target so far, for the status.
@@ -130,6 +153,8 @@ struct Retry {
     /// The daemon limits connections (it refused a run as busy): push one run at a time.
     /// Forgotten when a reload changes the target's settings.
     limited: bool,
+    /// Until when no push starts beside another (the daemon refused a connection).
+    serial_until: Option<Instant>,
     /// Since when the daemon has had no connection free (None: not busy now); the busy
     /// episode is logged once, at its start and its end.
     busy_since: Option<Instant>,
@@ -144,7 +169,16 @@ pub struct TargetState {
     cfg: Target,
     dest: String,
     queue: Queue,
-    in_flight: Option<InFlight>,
+    /// Pushes in flight, oldest first.
+    in_flight: Vec<InFlight>,
+    /// The number of the next push.
+    next_seq: u64,
+    /// What is queued all waits for a push in flight (nothing can start beside it until
+    /// the queue or the pushes in flight change).
+    held: bool,
+    max_in_flight: usize,
+    /// See [`pipeline::after`].
+    pipeline_after: Duration,
     probing: bool,
     retry: Retry,
     /// How many entries the fail log holds.
@@ -177,7 +211,11 @@ impl TargetState {
             dest: cfg.kind.dest_arg().to_string_lossy().into_owned(),
             cfg,
             queue,
-            in_flight: None,
+            in_flight: Vec::new(),
+            next_seq: 0,
+            held: false,
+            max_in_flight: job.max_in_flight.max(1),
+            pipeline_after: pipeline::after(job.delay),
             probing: false,
             retry: Retry::default(),
             backlog,
@@ -206,17 +244,22 @@ impl TargetState {
 
     /// Nothing queued and nothing in flight.
     pub fn idle(&self) -> bool {
-        self.queue.is_empty() && self.in_flight.is_none()
+        self.queue.is_empty() && self.in_flight.is_empty()
     }
 
     /// A probe or a push is running.
     pub fn running(&self) -> bool {
-        self.in_flight.is_some() || self.probing
+        !self.in_flight.is_empty() || self.probing
+    }
+
+    /// Probes and pushes running.
+    pub fn runs(&self) -> usize {
+        self.in_flight.len() + usize::from(self.probing)
     }
 
     /// A push is running.
     pub fn pushing(&self) -> bool {
-        self.in_flight.is_some()
+        !self.in_flight.is_empty()
     }
 
     /// Entries queued or in flight (dropped when a reload removes the target).
@@ -227,11 +270,16 @@ impl TargetState {
     }
 
     pub fn pending(&self) -> usize {
-        self.queue.len() + self.in_flight.as_ref().map_or(0, |f| f.batch.len())
+        self.queue.len() + self.in_flight_entries()
+    }
+
+    fn in_flight_entries(&self) -> usize {
+        self.in_flight.iter().map(|f| f.batch.len()).sum()
     }
 
     /// Queue `change` as it is (a full push, the periodic one, the catch-up's findings).
     pub fn queue(&mut self, change: Change, now: Instant) {
+        self.held = false;
         self.queue.push(change, now);
     }
 
@@ -243,23 +291,52 @@ impl TargetState {
         } else {
             change
         };
+        self.held = false;
         self.queue.push(change, now);
+    }
+
+    /// The pushes in flight, for the pipelining rule.
+    fn flights(&self) -> Vec<Flight<'_>> {
+        self.in_flight
+            .iter()
+            .map(|f| Flight {
+                batch: &f.batch,
+                started: f.started,
+            })
+            .collect()
+    }
+
+    /// May a push start now beside those in flight ([`pipeline::gate`])?
+    fn gate(&self, now: Instant) -> Gate {
+        let rule = Rule {
+            max_in_flight: self.max_in_flight,
+            after: self.pipeline_after,
+            serial: self.retry.serial_until.is_some_and(|u| now < u),
+        };
+        pipeline::gate(&self.flights(), rule, now)
     }
 
     /// What to start now (see [`Action`]); starting it is the caller's promise: a probe
     /// or push returned here counts as in flight until its result comes back.
     pub fn next(&mut self, job: &SyncJob, now: Instant) -> Action {
-        if self.running() || self.retry.at.is_some_and(|r| now < r) {
+        if self.probing || self.retry.at.is_some_and(|r| now < r) {
             return self.wait(now, true);
         }
         let Some(caps) = self.retry.caps else {
+            if self.pushing() {
+                return self.wait(now, true);
+            }
             self.probing = true;
             return Action::Probe;
         };
+        if self.gate(now) != Gate::Open {
+            return self.wait(now, true);
+        }
         for c in self.failing.due(now) {
+            self.held = false;
             self.queue.push(c, now);
         }
-        if !self.queue.is_due(now) {
+        if self.held || !self.queue.is_due(now) {
             return self.wait(now, true);
         }
         let settled = self
@@ -268,8 +345,14 @@ impl TargetState {
             .map(|n| now.saturating_duration_since(n));
         let (batch, since) = self.queue.take();
         // Failing paths waiting for their own retry stay out of it.
-        let batch = self.failing.hold(batch);
+        let batch = self.failing.hold(batch).in_mode(job.mode);
+        // Beside pushes in flight: only what touches none of their paths.
+        let (batch, waits) = pipeline::split(batch, &self.flights());
+        if !waits.is_empty() {
+            self.queue.restore(waits, since.unwrap_or(now));
+        }
         if batch.is_empty() {
+            self.held = self.pushing();
             return self.wait(now, true);
         }
         log::debug!(
@@ -281,17 +364,35 @@ impl TargetState {
                 * 1e3),
             settled.map_or(0.0, |d| d.as_secs_f64() * 1e3)
         );
-        let batch = batch.in_mode(job.mode);
-        self.in_flight = Some(InFlight {
+        let beside = self.pushing();
+        if beside {
+            log::debug!(
+                "{} → {}: starting it beside {} push(es) in flight",
+                job.name,
+                self.cfg.name,
+                self.in_flight.len()
+            );
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.in_flight.push(InFlight {
+            seq,
             batch: batch.clone(),
             since,
             caps,
+            started: now,
+            beside,
         });
         Action::Push(Push {
+            ticket: Ticket {
+                cfg_gen: self.cfg_gen,
+                seq,
+            },
             batch,
             caps,
             guard: !self.force_full,
             one_at_a_time: self.retry.limited,
+            beside,
         })
     }
 
@@ -305,17 +406,29 @@ impl TargetState {
     /// due (its `Ready` message wakes the engine) — a past queue deadline here would make
     /// the engine's loop spin while a source is lost with changes pending.
     pub fn deadline(&self, now: Instant, ready: bool) -> Option<Instant> {
-        if self.running() || !ready {
+        if self.probing || !ready {
             return None;
         }
         let retry = self.retry.at.unwrap_or(now);
         if self.retry.caps.is_none() {
-            return Some(retry);
+            return (!self.pushing()).then_some(retry);
         }
-        [self.queue.deadline(), self.failing.deadline()]
+        // Beside pushes in flight: not before the pipelining rule allows one; a queue
+        // whose every entry waits for them is not due before one ends.
+        let open = match self.gate(now) {
+            Gate::Closed => return None,
+            Gate::OpenAt(at) => at.max(retry),
+            Gate::Open => retry,
+        };
+        let queue = if self.held {
+            None
+        } else {
+            self.queue.deadline()
+        };
+        [queue, self.failing.deadline()]
             .into_iter()
             .flatten()
-            .map(|q| q.max(retry))
+            .map(|q| q.max(open))
             .min()
     }
 
@@ -347,7 +460,7 @@ impl TargetState {
             }
             Err(outcome) => {
                 if outcome.class == Class::Busy {
-                    self.learn_limited(job);
+                    self.learn_limited(job, now);
                 }
                 self.fail(job, outcome, now);
             }
@@ -359,14 +472,17 @@ impl TargetState {
     pub fn on_push(
         &mut self,
         job: &SyncJob,
-        cfg_gen: u64,
+        ticket: Ticket,
         report: PushReport,
         now: Instant,
         wall: SystemTime,
     ) -> AfterPush {
-        let Some(done) = self.in_flight.take() else {
+        let Some(i) = self.in_flight.iter().position(|f| f.seq == ticket.seq) else {
             return AfterPush::default();
         };
+        let done = self.in_flight.remove(i);
+        let cfg_gen = ticket.cfg_gen;
+        self.held = false;
         if let Some(why) = report.source_lost {
             // Nothing ran: the batch waits for the source, no failure counted.
             self.queue.restore(done.batch, done.since.unwrap_or(now));
@@ -376,7 +492,16 @@ impl TargetState {
             };
         }
         if report.refused_busy && cfg_gen == self.cfg_gen {
-            self.learn_limited(job);
+            self.learn_limited(job, now);
+        }
+        if done.beside && report.outcome.class == Class::Busy {
+            // Refused beside another push (it holds the connection): the batch waits in
+            // the queue for its turn, one push at a time from now on. Not a failure.
+            if cfg_gen == self.cfg_gen {
+                self.learn_limited(job, now);
+            }
+            self.queue.restore(done.batch, done.since.unwrap_or(now));
+            return AfterPush::default();
         }
         let split = report
             .failed
@@ -560,14 +685,29 @@ impl TargetState {
     }
 
     /// The daemon refused a run as busy: it limits connections, so from now on push to it
-    /// one run at a time (said once per target and settings).
-    fn learn_limited(&mut self, job: &SyncJob) {
+    /// one run at a time (said once per target and settings), and no push beside another
+    /// for [`pipeline::SERIAL_FOR`] (said once per episode).
+    fn learn_limited(&mut self, job: &SyncJob, now: Instant) {
+        let new_episode = self.retry.serial_until.is_none_or(|u| now >= u);
+        self.retry.serial_until = Some(after(now, pipeline::SERIAL_FOR));
         if !self.retry.limited {
             self.retry.limited = true;
             log::info!(
-                "{} → {}: the daemon limits connections (max connections); pushing to it one rsync run at a time",
+                "{} → {}: the daemon limits connections (max connections); pushing to it one rsync run at a time{}",
                 job.name,
-                self.cfg.name
+                self.cfg.name,
+                if self.max_in_flight > 1 {
+                    format!(", one push at a time for {:.0?}", pipeline::SERIAL_FOR)
+                } else {
+                    String::new()
+                }
+            );
+        } else if new_episode && self.max_in_flight > 1 {
+            log::info!(
+                "{} → {}: the daemon refused a connection (max connections); one push at a time for {:.0?}",
+                job.name,
+                self.cfg.name,
+                pipeline::SERIAL_FOR
             );
         }
     }
@@ -600,7 +740,7 @@ impl TargetState {
     /// written.
     pub fn to_save(&self, now: Instant) -> Option<Batch> {
         let mut q = self.queue.clone();
-        if let Some(f) = &self.in_flight {
+        for f in &self.in_flight {
             q.restore(f.batch.clone(), f.since.unwrap_or(now));
         }
         q.restore(self.failing.owed(), now);
@@ -616,6 +756,9 @@ impl TargetState {
     /// A reload kept the target: the sync's queue limits may have changed.
     pub fn set_limits(&mut self, job: &SyncJob) {
         self.queue.set_limits(limits(job));
+        self.max_in_flight = job.max_in_flight.max(1);
+        self.pipeline_after = pipeline::after(job.delay);
+        self.held = false;
     }
 
     /// A reload changed the target's settings to `cfg`: what was learnt about the old ones
@@ -626,6 +769,7 @@ impl TargetState {
         self.cfg = cfg;
         self.cfg_gen += 1;
         self.retry = Retry::default();
+        self.held = false;
         if moved {
             self.queue.push(Change::Full, now);
         }
@@ -642,6 +786,7 @@ impl TargetState {
         if full {
             self.queue.push(Change::Full, now);
         }
+        self.held = false;
         self.queue.flush_now();
         self.failing.retry_now(now);
         self.retry.at = None;
@@ -659,19 +804,18 @@ impl TargetState {
             || !self.failing.is_empty()
             || waiting.is_some()
             || (self.retry.caps.is_none() && self.retry.last_error.is_some());
-        let oldest = [
-            self.queue.oldest(),
-            self.in_flight.as_ref().and_then(|f| f.since),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let oldest = self
+            .in_flight
+            .iter()
+            .filter_map(|f| f.since)
+            .chain(self.queue.oldest())
+            .min();
         let status = TargetStatus {
             name: self.cfg.name.clone(),
             dest: self.dest.clone(),
             queue_depth: self.queue.len() as u64,
             full_pending: self.queue.full_pending(),
-            in_flight: self.in_flight.as_ref().map_or(0, |f| f.batch.len() as u64),
+            in_flight: self.in_flight_entries() as u64,
             last_success: c.last_success.map(unix_secs),
             lag_seconds: oldest.map_or(0.0, |o| now.saturating_duration_since(o).as_secs_f64()),
             pushes_ok: c.pushes_ok,

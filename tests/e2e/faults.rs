@@ -242,11 +242,13 @@ fn f02_stop_mid_burst_changes_while_stopped_then_start_catches_up_only_those() {
     let mut row = Row::new(2, "`syncd stop` mid-burst, changes while stopped, start");
     let site = Site::new();
     // Small batches, one run at a time, a slow link: the burst takes seconds to push.
+    // One push at a time: the late part must queue behind the slow push, not go beside it.
     let cfg = site
         .config()
         .initial_sync(false)
         .key("max_batch", "200")
         .key("threads", "1")
+        .key("max_in_flight", "1")
         .raw("[sync.rsync]\nextra = [\"--bwlimit=200\"]");
     // The burst goes into directories that exist already and are on the target (a new
     // directory is pushed whole, in one run).

@@ -40,6 +40,9 @@ mod moves;
 mod oneshot;
 /// Periodic full sync and the command hook.
 mod periodic;
+/// A second push beside a slow one: a small file overtakes a big push, a file changed
+/// during its own push goes again after it, a one-connection daemon gets it all in order.
+mod pipeline;
 /// SIGHUP: exclude, target and source changed in place; an invalid new config is refused.
 mod reload;
 /// A directory renamed in the source is seeded from the target's old copy, not sent

@@ -150,14 +150,17 @@ fn stop_during_a_large_burst_then_start_brings_the_target_level() {
     let site = Site::new();
     // Small batches, one run at a time, and a settle window that holds the first push back
     // until the burst is written: the burst is one batch of many rsync runs. No initial
-    // sync: the next start must replay what the stopping worker saved.
+    // sync: the next start must replay what the stopping worker saved. One push at a
+    // time: the late files must wait in the queue, not go beside the frozen push (a stop
+    // with two pushes in flight is `pipeline::a_stop_finishes_every_push_in_flight`).
     let cfg = site
         .config()
         .initial_sync(false)
         .delay(Some("500ms"))
         .key("max_delay", "\"5s\"")
         .key("max_batch", "200")
-        .key("threads", "1");
+        .key("threads", "1")
+        .key("max_in_flight", "1");
     // The burst goes into directories that exist already (a new directory is pushed
     // whole, in one run) and are on the target.
     let dirs = ["b0", "b1/x", "b2/y/z"];

@@ -94,6 +94,9 @@ pub struct SyncJob {
     pub max_queue: usize,
     /// Parallel rsync runs per target when a batch is split (sersync's `-n`).
     pub threads: usize,
+    /// Most pushes in flight per target: a second one starts beside a long one, on
+    /// disjoint paths (see [`crate::pipeline`]). 1: one push at a time.
+    pub max_in_flight: usize,
     pub mode: Mode,
     /// Push the whole tree once at start, after the watches are in place (sersync's `-r`).
     pub initial_sync: bool,

@@ -46,6 +46,7 @@ struct RawSync {
     max_batch: Option<Spanned<i64>>,
     max_queue: Option<Spanned<i64>>,
     threads: Option<Spanned<i64>>,
+    max_in_flight: Option<Spanned<i64>>,
     initial_sync: Option<bool>,
     max_delete: Option<Spanned<toml::Value>>,
     exclude: Option<Vec<Spanned<String>>>,
@@ -297,6 +298,9 @@ impl Reader<'_> {
         }
         if let Some(v) = raw.threads {
             spec.threads = self.at(v);
+        }
+        if let Some(v) = raw.max_in_flight {
+            spec.max_in_flight = self.at(v);
         }
         spec.initial_sync = raw.initial_sync.unwrap_or(false);
         spec.max_delete = raw.max_delete.map(|v| {

@@ -22,6 +22,7 @@ pub(super) const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(1);
 pub(super) const DEFAULT_MAX_BATCH: i64 = 20_000;
 pub(super) const DEFAULT_MAX_QUEUE: i64 = 500_000;
 pub(super) const DEFAULT_THREADS: i64 = 2;
+pub(super) const DEFAULT_MAX_IN_FLIGHT: i64 = crate::pipeline::DEFAULT_MAX_IN_FLIGHT as i64;
 pub(super) const DEFAULT_RSYNC_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub(super) const DEFAULT_RETRY_MIN: Duration = Duration::from_secs(1);
 pub(super) const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(5 * 60);
@@ -35,6 +36,7 @@ pub(super) const MAX_FULL_INTERVAL: Duration = Duration::from_secs(31_557_600);
 /// day. Longer waits are mistakes, and unbounded ones overflow `Instant` arithmetic.
 pub(super) const MAX_DURATION: Duration = Duration::from_secs(86_400);
 const MAX_THREADS: i64 = 64;
+const MAX_IN_FLIGHT: i64 = 8;
 /// `fs.inotify.max_queued_events` is a C `int` in the kernel (`proc_dointvec_minmax`).
 const MAX_QUEUED_EVENTS_LIMIT: i64 = i32::MAX as i64;
 
@@ -81,6 +83,7 @@ pub(super) struct SyncSpec {
     pub max_batch: At<i64>,
     pub max_queue: At<i64>,
     pub threads: At<i64>,
+    pub max_in_flight: At<i64>,
     pub initial_sync: bool,
     /// `max_delete` as written (a number is turned into its digits).
     pub max_delete: Option<At<String>>,
@@ -114,6 +117,7 @@ impl SyncSpec {
             max_batch: At::new(DEFAULT_MAX_BATCH, at),
             max_queue: At::new(DEFAULT_MAX_QUEUE, at),
             threads: At::new(DEFAULT_THREADS, at),
+            max_in_flight: At::new(DEFAULT_MAX_IN_FLIGHT, at),
             initial_sync: false,
             max_delete: None,
             exclude: Vec::new(),
@@ -304,6 +308,7 @@ fn build_sync(spec: SyncSpec, d: &mut Diags) -> SyncJob {
     let max_batch = count(&spec.max_batch, "max_batch", 1, i64::MAX, d);
     let max_queue = count(&spec.max_queue, "max_queue", 1, i64::MAX, d);
     let threads = count(&spec.threads, "threads", 1, MAX_THREADS, d);
+    let max_in_flight = count(&spec.max_in_flight, "max_in_flight", 1, MAX_IN_FLIGHT, d);
 
     let max_delete = match &spec.max_delete {
         None => DeleteGuard::default(),
@@ -394,6 +399,7 @@ fn build_sync(spec: SyncSpec, d: &mut Diags) -> SyncJob {
         max_batch,
         max_queue,
         threads,
+        max_in_flight,
         mode: spec.mode,
         initial_sync: spec.initial_sync,
         max_delete,

@@ -41,6 +41,7 @@ fn shipped_toml_gives_the_documented_defaults() {
     assert_eq!(s.delay, Duration::from_millis(50));
     assert_eq!(s.max_delay, Duration::from_secs(1));
     assert_eq!((s.max_batch, s.max_queue, s.threads), (20_000, 500_000, 2));
+    assert_eq!(s.max_in_flight, 2);
     assert!(!s.initial_sync);
     assert!(s.exclude.is_empty());
     assert_eq!(s.events, EventSet::default());
@@ -139,6 +140,7 @@ max_delay = "3s"
 max_batch = 500
 max_queue = 1000
 threads = 4
+max_in_flight = 3
 initial_sync = true
 exclude = ['\.swp$', '^cache/']
 [sync.events]
@@ -192,6 +194,7 @@ timeout = "5s"
         (Duration::from_millis(200), Duration::from_secs(3))
     );
     assert_eq!((s.max_batch, s.max_queue, s.threads), (500, 1000, 4));
+    assert_eq!(s.max_in_flight, 3);
     assert!(s.initial_sync);
     assert!(s.exclude.is_excluded(b"cache/x") && s.exclude.is_excluded(b"a/.b.swp"));
     assert!(s.events.modify && !s.events.close_write && s.events.attrib);
@@ -321,6 +324,8 @@ fn bad_toml_configs_point_at_the_value() {
         ("delay > max_delay", "[[sync]]\nsource = \"{src}\"\ndelay = \"2s\"\nmax_delay = \"1s\"\n[[sync.target]]\ndest = \"/backup\"\n", 3, 9, "longer than max_delay"),
         ("threads 0", "[[sync]]\nsource = \"{src}\"\nthreads = 0\n[[sync.target]]\ndest = \"/b\"\n", 3, 11, "between 1 and 64"),
         ("threads 65", "[[sync]]\nsource = \"{src}\"\nthreads = 65\n[[sync.target]]\ndest = \"/b\"\n", 3, 11, "between 1 and 64"),
+        ("max_in_flight 0", "[[sync]]\nsource = \"{src}\"\nmax_in_flight = 0\n[[sync.target]]\ndest = \"/b\"\n", 3, 17, "between 1 and 8"),
+        ("max_in_flight 9", "[[sync]]\nsource = \"{src}\"\nmax_in_flight = 9\n[[sync.target]]\ndest = \"/b\"\n", 3, 17, "between 1 and 8"),
         ("max_batch 0", "[[sync]]\nsource = \"{src}\"\nmax_batch = 0\n[[sync.target]]\ndest = \"/b\"\n", 3, 13, "at least 1"),
         ("https hook", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/backup\"\n[sync.hooks.http]\nurl = \"https://cdn.example/x\"\n", 6, 7, "[sync.hooks.command] to run curl"),
         ("empty command hook", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/backup\"\n[sync.hooks.command]\nargv = []\n", 5, 1, "argv is empty"),

@@ -45,13 +45,14 @@ impl WatchHandle {
     }
 }
 
-/// One target as the engine holds it: the pure state, its open fail log, and what the
-/// push in flight publishes (rsync's progress, since when it waits for a busy daemon).
+/// One target as the engine holds it: the pure state, its open fail log, and what each
+/// push in flight publishes (rsync's progress, since when it waits for a busy daemon),
+/// by the push's number.
 pub(super) struct TargetSlot {
     pub(super) id: Id,
     pub(super) state: TargetState,
     pub(super) faillog: FailLog,
-    live: Option<(SharedProgress, SharedWaiting)>,
+    live: Vec<(u64, SharedProgress, SharedWaiting)>,
 }
 
 impl TargetSlot {
@@ -60,7 +61,7 @@ impl TargetSlot {
             id,
             state,
             faillog,
-            live: None,
+            live: Vec::new(),
         }
     }
 
@@ -79,20 +80,22 @@ impl TargetSlot {
         }
     }
 
-    /// What the push in flight publishes, for the status.
+    /// What the pushes in flight publish, for the status: the earliest wait for a busy
+    /// daemon, and the progress of the oldest push that reports one (the long one).
     pub(super) fn live(&self) -> Live {
-        self.live
-            .as_ref()
-            .map(|(p, w)| Live {
-                waiting: waiting_since(w),
-                progress: progress::snapshot(p),
-            })
-            .unwrap_or_default()
+        Live {
+            waiting: self
+                .live
+                .iter()
+                .filter_map(|(_, _, w)| waiting_since(w))
+                .min(),
+            progress: self.live.iter().find_map(|(_, p, _)| progress::snapshot(p)),
+        }
     }
 
-    /// The push in flight ended: what it published is done with.
-    pub(super) fn landed(&mut self) {
-        self.live = None;
+    /// The push `seq` ended: what it published is done with.
+    pub(super) fn landed(&mut self, seq: u64) {
+        self.live.retain(|(s, _, _)| *s != seq);
     }
 
     /// Start a probe of the target on a thread; its result comes back as `Msg::Probed`.
@@ -116,13 +119,16 @@ impl TargetSlot {
     ) {
         let progress = progress::shared();
         let waiting = shared_waiting();
-        self.live = Some((progress.clone(), waiting.clone()));
+        let ticket = push.ticket;
+        self.live
+            .push((ticket.seq, progress.clone(), waiting.clone()));
         let (job, cfg, tx) = (job.clone(), self.state.cfg().clone(), tx.clone());
-        let (id, cfg_gen) = (self.id, self.state.cfg_gen());
+        let id = self.id;
         let checks = Checks {
             source,
             guard: push.guard,
             one_at_a_time: push.one_at_a_time,
+            impatient: push.beside,
         };
         std::thread::spawn(move || {
             let report = execute(
@@ -134,7 +140,7 @@ impl TargetSlot {
                 Some(&progress),
                 Some(&waiting),
             );
-            let _ = tx.send(Msg::Pushed(id, cfg_gen, report));
+            let _ = tx.send(Msg::Pushed(id, ticket, report));
         });
     }
 }

@@ -33,6 +33,7 @@ pub(crate) fn job(source: impl AsRef<Path>, targets: Vec<Target>) -> SyncJob {
         max_batch: 20000,
         max_queue: 500000,
         threads: 2,
+        max_in_flight: 2,
         mode: Mode::Files,
         initial_sync: false,
         max_delete: crate::guard::DeleteGuard::default(),

@@ -54,6 +54,14 @@ fn report(class: Class) -> PushReport {
     }
 }
 
+/// The ticket of the oldest push in flight, as if started with settings `cfg_gen`.
+fn oldest(t: &TargetState, cfg_gen: u64) -> Ticket {
+    Ticket {
+        cfg_gen,
+        seq: t.in_flight.first().map_or(u64::MAX, |f| f.seq),
+    }
+}
+
 fn sync_job(mode: Mode) -> SyncJob {
     let mut j = job("/src", vec![local("/dst")]);
     j.mode = mode;
@@ -195,7 +203,7 @@ fn backoff_grows_and_resets() {
         let push = push_of(&mut t, &job, &c, &["a"], now);
         let after = t.on_push(
             &job,
-            0,
+            oldest(&t, 0),
             report(class),
             c.at(now + 60),
             SystemTime::UNIX_EPOCH,
@@ -313,7 +321,7 @@ fn push_outcomes() {
         let push = push_of(&mut t, &job, &c, &["a", "b"], 0);
         assert_eq!(push.batch, paths(&["a", "b"]), "{name}");
         assert!(t.pushing(), "{name}");
-        let after = t.on_push(&job, 0, rep, c.at(100), SystemTime::UNIX_EPOCH);
+        let after = t.on_push(&job, oldest(&t, 0), rep, c.at(100), SystemTime::UNIX_EPOCH);
         assert!(!t.pushing(), "{name}");
         assert_eq!(after.pushed, pushed, "{name}");
         assert_eq!(after.save, saved, "{name}");
@@ -348,7 +356,7 @@ fn a_failing_path_is_retried_alone_then_cleared() {
         }]),
         ..report(Class::Retry)
     };
-    t.on_push(&job, 0, rep, c.at(100), SystemTime::UNIX_EPOCH);
+    t.on_push(&job, oldest(&t, 0), rep, c.at(100), SystemTime::UNIX_EPOCH);
     // The target's own backoff is untouched; `b` waits its own 1 s.
     assert_eq!(t.retry.at, None);
     assert_eq!(t.next(&job, c.at(200)), Action::WaitUntil(c.at(1100)));
@@ -357,7 +365,7 @@ fn a_failing_path_is_retried_alone_then_cleared() {
     assert_eq!(push.batch, paths(&["c"]));
     t.on_push(
         &job,
-        0,
+        oldest(&t, 0),
         report(Class::Success),
         c.at(400),
         SystemTime::UNIX_EPOCH,
@@ -374,7 +382,7 @@ fn a_failing_path_is_retried_alone_then_cleared() {
     }
     let after = t.on_push(
         &job,
-        0,
+        oldest(&t, 0),
         report(Class::Success),
         c.at(1200),
         SystemTime::UNIX_EPOCH,
@@ -398,7 +406,7 @@ fn delete_missing_args_unsupported_switches_to_the_filter_form() {
         }
         let after = t.on_push(
             &job,
-            0,
+            oldest(&t, 0),
             report(Class::DeleteMissingArgsUnsupported),
             c.at(100),
             SystemTime::UNIX_EPOCH,
@@ -466,7 +474,7 @@ fn force_full_lasts_until_a_whole_tree_push() {
         assert_eq!(push.guard, guard, "case {i}");
         t.on_push(
             &job,
-            0,
+            oldest(&t, 0),
             report(class),
             c.at(now + 60),
             SystemTime::UNIX_EPOCH,
@@ -495,7 +503,7 @@ fn limited_is_learnt_from_a_busy_refusal() {
             refused_busy: true,
             ..report(Class::Success)
         };
-        t.on_push(&job, 0, rep, c.at(100), SystemTime::UNIX_EPOCH);
+        t.on_push(&job, oldest(&t, 0), rep, c.at(100), SystemTime::UNIX_EPOCH);
         let next = push_of(&mut t, &job, &c, &["b"], 200);
         assert_eq!(next.one_at_a_time, want, "stale {stale}");
     }
@@ -515,7 +523,7 @@ fn tree_mode_pushes_the_whole_tree() {
     // The periodic push stays periodic (queued as it is).
     t.on_push(
         &job,
-        0,
+        oldest(&t, 0),
         report(Class::Success),
         c.at(60),
         SystemTime::UNIX_EPOCH,
@@ -559,7 +567,7 @@ fn saving_keeps_the_push_in_flight() {
     t.saved(&paths(&["a", "b"]));
     t.on_push(
         &job,
-        0,
+        oldest(&t, 0),
         report(Class::Success),
         c.at(80),
         SystemTime::UNIX_EPOCH,
@@ -594,7 +602,7 @@ fn status_fields() {
         st.last_error.as_deref(),
         Some("waiting for a busy daemon (no free connection for 2s): the daemon is busy (max connections reached)")
     );
-    t.on_push(&job, 0, report(Class::Retry), c.at(2000), wall);
+    t.on_push(&job, oldest(&t, 0), report(Class::Retry), c.at(2000), wall);
     let (st, degraded) = t.status(c.at(2000), wall, Live::default());
     assert!(degraded);
     assert_eq!(st.consecutive_failures, 1);
@@ -615,7 +623,7 @@ fn reconfigure_forgets_what_was_learnt() {
             refused_busy: true,
             ..report(Class::Retry)
         };
-        t.on_push(&job, 0, rep, c.at(100), SystemTime::UNIX_EPOCH);
+        t.on_push(&job, oldest(&t, 0), rep, c.at(100), SystemTime::UNIX_EPOCH);
         assert!(t.retry.limited && t.retry.at.is_some() && t.retry.last_error.is_some());
         t.reconfigure(local("/new"), moved, c.at(200));
         assert_eq!(t.cfg_gen(), 1, "moved {moved}");
@@ -643,7 +651,7 @@ fn a_busy_episode_ends_with_a_success() {
     push_of(&mut t, &job, &c, &["a"], 0);
     t.on_push(
         &job,
-        0,
+        oldest(&t, 0),
         report(Class::Busy),
         c.at(100),
         SystemTime::UNIX_EPOCH,
@@ -657,7 +665,7 @@ fn a_busy_episode_ends_with_a_success() {
     assert_eq!(push.batch, paths(&["a"]));
     t.on_push(
         &job,
-        0,
+        oldest(&t, 0),
         report(Class::Busy),
         c.at(3100),
         SystemTime::UNIX_EPOCH,
@@ -678,7 +686,7 @@ fn a_busy_episode_ends_with_a_success() {
     }
     t.on_push(
         &job,
-        0,
+        oldest(&t, 0),
         report(Class::Success),
         c.at(4200),
         SystemTime::UNIX_EPOCH,
@@ -687,4 +695,314 @@ fn a_busy_episode_ends_with_a_success() {
     let (st, degraded) = t.status(c.at(4200), SystemTime::UNIX_EPOCH, Live::default());
     assert!(!degraded);
     assert_eq!(st.consecutive_failures, 0);
+}
+
+/// What `next` says at `ms`, as a push's batch paths ("wait" when it starts nothing).
+fn started(t: &mut TargetState, job: &SyncJob, c: &Clock, ms: u64) -> Option<Push> {
+    match t.next(job, c.at(ms)) {
+        Action::Push(push) => Some(push),
+        _ => None,
+    }
+}
+
+fn strs(b: &Batch) -> Vec<String> {
+    b.paths
+        .iter()
+        .chain(&b.trees)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect()
+}
+
+#[test]
+fn a_disjoint_batch_starts_beside_a_long_push_only() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let mut t = probed(&job, &c, DMA);
+    // The big push starts at 51 ms; a small file changes at 100 ms (due at 151 ms).
+    let big = push_of(&mut t, &job, &c, &["big.iso"], 0);
+    assert!(!big.beside);
+    t.queue_seen(&job, Change::Path(p("small")), c.at(100));
+    // The big push is not yet older than the longest window (50 + 150 ms): wait.
+    assert_eq!(t.next(&job, c.at(160)), Action::WaitUntil(c.at(251)));
+    assert_eq!(t.deadline(c.at(160), true), Some(c.at(251)));
+    let small = started(&mut t, &job, &c, 251).expect("a push beside the big one");
+    assert!(small.beside);
+    assert_eq!(strs(&small.batch), vec!["small"]);
+    assert_ne!(small.ticket, big.ticket);
+    let st = pushed_at(&t, &c, 260);
+    assert_eq!((st.in_flight, st.queue_depth), (2, 0));
+    assert_eq!(t.runs(), 2);
+    // The small one lands first: its hooks fire, the big one is still in flight.
+    let after = t.on_push(
+        &job,
+        small.ticket,
+        report(Class::Success),
+        c.at(300),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert_eq!(
+        after.pushed.map(|b| strs(&b)),
+        Some(vec!["small".to_string()])
+    );
+    assert!(t.pushing());
+    assert_eq!(pushed_at(&t, &c, 300).in_flight, 1);
+    let after = t.on_push(
+        &job,
+        big.ticket,
+        report(Class::Success),
+        c.at(900),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert_eq!(
+        after.pushed.map(|b| strs(&b)),
+        Some(vec!["big.iso".to_string()])
+    );
+    assert!(t.idle());
+    assert_eq!(pushed_at(&t, &c, 900).pushes_ok, 2);
+}
+
+#[test]
+fn short_runs_never_pipeline() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let mut t = probed(&job, &c, DMA);
+    let first = push_of(&mut t, &job, &c, &["a"], 0);
+    t.queue_seen(&job, Change::Path(p("b")), c.at(60));
+    // Due at 111 ms, but the push in flight is young until 251 ms.
+    assert_eq!(started(&mut t, &job, &c, 111), None);
+    t.on_push(
+        &job,
+        first.ticket,
+        report(Class::Success),
+        c.at(140),
+        SystemTime::UNIX_EPOCH,
+    );
+    let next = started(&mut t, &job, &c, 140).expect("the next batch once the run ended");
+    assert!(!next.beside);
+    assert_eq!(strs(&next.batch), vec!["b"]);
+}
+
+#[test]
+fn a_path_queued_again_during_its_run_waits_for_it() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let mut t = probed(&job, &c, DMA);
+    let big = push_of(&mut t, &job, &c, &["d/big.iso"], 0);
+    // Written again during its own push; beside it, a file elsewhere and the parent.
+    for path in ["d/big.iso", "d", "e/x"] {
+        t.queue_seen(&job, Change::Path(p(path)), c.at(300));
+    }
+    let beside = started(&mut t, &job, &c, 360).expect("the disjoint part");
+    assert_eq!(strs(&beside.batch), vec!["e/x"]);
+    // What waits wakes nothing until a push ends.
+    assert_eq!(t.next(&job, c.at(5000)), Action::Idle);
+    assert_eq!(t.deadline(c.at(5000), true), None);
+    assert_eq!(pushed_at(&t, &c, 5000).queue_depth, 2);
+    // Saved at a stop: both pushes in flight and the waiting paths.
+    let saved = t.to_save(c.at(5000)).expect("owed");
+    assert_eq!(strs(&saved), vec!["d", "d/big.iso", "e/x"]);
+    t.on_push(
+        &job,
+        beside.ticket,
+        report(Class::Success),
+        c.at(5100),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert_eq!(started(&mut t, &job, &c, 5100), None, "still the big one");
+    t.on_push(
+        &job,
+        big.ticket,
+        report(Class::Success),
+        c.at(9000),
+        SystemTime::UNIX_EPOCH,
+    );
+    let again = started(&mut t, &job, &c, 9000).expect("pushed again after its run");
+    assert!(!again.beside);
+    assert_eq!(strs(&again.batch), vec!["d", "d/big.iso"]);
+}
+
+#[test]
+fn a_whole_tree_push_runs_alone() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    // A full push in flight: nothing beside it.
+    let mut t = probed(&job, &c, DMA);
+    t.queue(Change::Full, c.at(0));
+    let full = started(&mut t, &job, &c, 50).expect("the full push");
+    t.queue_seen(&job, Change::Path(p("a")), c.at(100));
+    assert_eq!(t.next(&job, c.at(10_000)), Action::Idle);
+    assert_eq!(t.deadline(c.at(10_000), true), None);
+    t.on_push(
+        &job,
+        full.ticket,
+        report(Class::Success),
+        c.at(20_000),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert!(started(&mut t, &job, &c, 20_000).is_some());
+    // A full push queued beside a long paths push waits for it, and keeps what came
+    // with it.
+    let mut t = probed(&job, &c, DMA);
+    let paths = push_of(&mut t, &job, &c, &["a"], 0);
+    t.queue(Change::Full, c.at(300));
+    assert_eq!(t.next(&job, c.at(10_000)), Action::Idle);
+    assert!(pushed_at(&t, &c, 10_000).full_pending);
+    t.on_push(
+        &job,
+        paths.ticket,
+        report(Class::Success),
+        c.at(20_000),
+        SystemTime::UNIX_EPOCH,
+    );
+    let full = started(&mut t, &job, &c, 20_000).expect("the full push, alone");
+    assert_eq!(full.batch, Batch::full());
+    // Tree mode: every push is whole, so never two.
+    let job = sync_job(Mode::Tree);
+    let mut t = probed(&job, &c, DMA);
+    t.queue_seen(&job, Change::Path(p("a")), c.at(0));
+    assert!(started(&mut t, &job, &c, 50).is_some());
+    t.queue_seen(&job, Change::Path(p("b")), c.at(100));
+    assert_eq!(t.next(&job, c.at(10_000)), Action::Idle);
+}
+
+#[test]
+fn at_most_max_in_flight_pushes() {
+    for max in [1, 2, 3] {
+        let mut job = sync_job(Mode::Files);
+        job.max_in_flight = max;
+        let c = Clock(Instant::now());
+        let mut t = probed(&job, &c, DMA);
+        push_of(&mut t, &job, &c, &["f0"], 0);
+        let mut ms = 1000;
+        for i in 1..5 {
+            t.queue_seen(&job, Change::Path(p(&format!("f{i}"))), c.at(ms));
+            ms += 1000;
+            started(&mut t, &job, &c, ms);
+        }
+        assert_eq!(t.runs(), max, "max_in_flight {max}");
+        assert_eq!(pushed_at(&t, &c, ms).in_flight, max as u64);
+    }
+}
+
+#[test]
+fn a_busy_refusal_beside_a_push_serialises_the_target_for_a_while() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let mut t = probed(&job, &c, DMA);
+    let big = push_of(&mut t, &job, &c, &["big.iso"], 0);
+    t.queue_seen(&job, Change::Path(p("small")), c.at(300));
+    let small = started(&mut t, &job, &c, 351).expect("beside");
+    // max connections = 1: the daemon refuses the second connection.
+    let refused = PushReport {
+        refused_busy: true,
+        ..report(Class::Busy)
+    };
+    let after = t.on_push(
+        &job,
+        small.ticket,
+        refused,
+        c.at(360),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert_eq!(after, AfterPush::default());
+    let st = pushed_at(&t, &c, 360);
+    // Not lost, not a failure: the batch waits in the queue for the big push.
+    assert_eq!((st.queue_depth, st.in_flight), (1, 1));
+    assert_eq!((st.consecutive_failures, st.pushes_failed), (0, 0));
+    assert_eq!((t.retry.at, st.last_error), (None, None));
+    assert!(t.retry.limited);
+    assert_eq!(started(&mut t, &job, &c, 5000), None, "one push at a time");
+    assert_eq!(t.deadline(c.at(5000), true), None);
+    t.on_push(
+        &job,
+        big.ticket,
+        report(Class::Success),
+        c.at(9000),
+        SystemTime::UNIX_EPOCH,
+    );
+    let retried = started(&mut t, &job, &c, 9000).expect("retried after the big push");
+    assert_eq!(strs(&retried.batch), vec!["small"]);
+    assert!(!retried.beside && retried.one_at_a_time);
+    // Still serial a while later; pipelining again once SERIAL_FOR has passed.
+    t.queue_seen(&job, Change::Path(p("other")), c.at(9100));
+    assert_eq!(started(&mut t, &job, &c, 60_000), None);
+    let again = 360 + crate::pipeline::SERIAL_FOR.as_millis() as u64;
+    let beside = started(&mut t, &job, &c, again).expect("pipelining again");
+    assert!(beside.beside);
+}
+
+#[test]
+fn a_failure_beside_a_push_keeps_its_batch() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let mut t = probed(&job, &c, DMA);
+    let big = push_of(&mut t, &job, &c, &["big.iso"], 0);
+    t.queue_seen(&job, Change::Path(p("small")), c.at(300));
+    let small = started(&mut t, &job, &c, 351).expect("beside");
+    let after = t.on_push(
+        &job,
+        small.ticket,
+        report(Class::Retry),
+        c.at(400),
+        SystemTime::UNIX_EPOCH,
+    );
+    // The fail log holds what the target owes besides the push in flight.
+    assert_eq!(
+        after.save.map(|b| strs(&b)),
+        Some(vec!["small".to_string()])
+    );
+    assert_eq!(pushed_at(&t, &c, 400).consecutive_failures, 1);
+    // A stale ticket (the push already reported) changes nothing.
+    let again = t.on_push(
+        &job,
+        small.ticket,
+        report(Class::Success),
+        c.at(410),
+        SystemTime::UNIX_EPOCH,
+    );
+    assert_eq!(again, AfterPush::default());
+    assert_eq!(pushed_at(&t, &c, 410).in_flight, 1);
+    // It waits its backoff (1 s after the failure)...
+    assert_eq!(t.next(&job, c.at(500)), Action::WaitUntil(c.at(1400)));
+    t.on_push(
+        &job,
+        big.ticket,
+        report(Class::Success),
+        c.at(900),
+        SystemTime::UNIX_EPOCH,
+    );
+    // The big push's success says the target works again (any success resets the
+    // backoff): it goes at once.
+    let retried = started(&mut t, &job, &c, 900).expect("retried");
+    assert_eq!(strs(&retried.batch), vec!["small"]);
+}
+
+#[test]
+fn a_failing_path_is_retried_while_the_queue_waits_for_a_push_in_flight() {
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let mut t = probed(&job, &c, DMA);
+    // `x` fails alone and waits its 1 s (due at 1100 ms).
+    push_of(&mut t, &job, &c, &["x"], 0);
+    let rep = PushReport {
+        failed: Some(vec![FailedPath {
+            path: p("x"),
+            below_too: false,
+            reason: "denied".into(),
+        }]),
+        ..report(Class::Retry)
+    };
+    t.on_push(&job, oldest(&t, 0), rep, c.at(100), SystemTime::UNIX_EPOCH);
+    // A long push of `d/big`; `d` changes meanwhile and waits for it.
+    let big = push_of(&mut t, &job, &c, &["d/big"], 200);
+    t.queue_seen(&job, Change::Path(p("d")), c.at(500));
+    assert_eq!(started(&mut t, &job, &c, 600), None);
+    // The queue is held, the failing path's retry still wakes the engine, and goes.
+    assert_eq!(t.deadline(c.at(600), true), Some(c.at(1100)));
+    // (The queue is overdue since `d` came: it goes at once, without `d`.)
+    let retry = started(&mut t, &job, &c, 1100).expect("the failing path beside");
+    assert_eq!(strs(&retry.batch), vec!["x"]);
+    assert!(retry.beside);
+    assert_eq!(pushed_at(&t, &c, 1100).queue_depth, 1, "d still waits");
+    assert_ne!(retry.ticket, big.ticket);
 }
