@@ -31,7 +31,13 @@
 //! however many arrive after it, the window stretched by [`PER_PATH`] for each path
 //! pending, by at most [`STRETCH_MAX`] (and never past `max_delay`): under a stream of
 //! r paths/s it settles at `delay / (1 − r·PER_PATH)` — with the default 50 ms, 59 ms at
-//! 200 paths/s, 80 ms at 500/s, 200 ms from 1,000/s on. Every rsync run costs a fixed
+//! 200 paths/s, 80 ms at 500/s, 200 ms from 1,000/s on — and by no more than leaves the
+//! last push's time within [`LATENCY_AIM`] (280 ms): a change's wait is about the window
+//! plus the push that carries it, and a push's time is measured, not guessed (rsync to
+//! a daemon on 127.0.0.1, 200 paths: 110–170 ms on a loaded 2-core box, ~40 ms of it the
+//! daemon's Nagle meeting our delayed ACK, which only the daemon's `socket options =
+//! TCP_NODELAY` removes). So a fast target gets the whole stretch (fewer runs, less
+//! CPU) and a slow one keeps its latency. Every rsync run costs a fixed
 //! ~10 ms of CPU (exec, dynamic linking, OpenSSL start-up, the daemon handshake:
 //! measured with perf, rsync 3.5.0) besides ~40 µs per path, so a busy stream is pushed
 //! in fewer, larger runs while a trickle still goes at once: measured at 1,000 files/s,
@@ -60,11 +66,17 @@ pub const PER_PATH: Duration = Duration::from_micros(750);
 /// The most the window of a paths-only batch is stretched past `delay`.
 pub const STRETCH_MAX: Duration = Duration::from_millis(150);
 
+/// What a change in a stream should take at most, its wait in the queue and the push
+/// that carries it together: the stretch gives way to it (see the module doc).
+pub const LATENCY_AIM: Duration = Duration::from_millis(280);
+
 /// The batching window of `n` pending paths: `delay` stretched by [`PER_PATH`] each, by
-/// at most [`STRETCH_MAX`].
-fn window(delay: Duration, n: usize) -> Duration {
+/// at most [`STRETCH_MAX`], and by no more than leaves the last push's time (`push`)
+/// within [`LATENCY_AIM`].
+fn window(delay: Duration, n: usize, push: Duration) -> Duration {
     let n = u32::try_from(n).unwrap_or(u32::MAX);
-    delay.saturating_add(PER_PATH.saturating_mul(n).min(STRETCH_MAX))
+    let room = LATENCY_AIM.saturating_sub(delay.saturating_add(push));
+    delay.saturating_add(PER_PATH.saturating_mul(n).min(STRETCH_MAX).min(room))
 }
 
 /// One thing that happened in the source tree, as the watcher reports it.
@@ -128,6 +140,8 @@ pub struct Queue {
     has_tree: bool,
     /// Move hints: a queued tree (`to`) → where the target may still hold its content.
     moves: BTreeMap<RelPath, RelPath>,
+    /// How long the last push that went took (it bounds the stretch: [`LATENCY_AIM`]).
+    push_time: Duration,
 }
 
 impl Queue {
@@ -143,7 +157,14 @@ impl Queue {
             urgent: false,
             has_tree: false,
             moves: BTreeMap::new(),
+            push_time: Duration::ZERO,
         }
+    }
+
+    /// A push of this queue's changes went and took `took` (rsync runs included): the
+    /// next windows leave room for one as long.
+    pub fn note_push_time(&mut self, took: Duration) {
+        self.push_time = took;
     }
 
     /// Take new limits (a configuration reload), keeping everything pending. A smaller
@@ -360,7 +381,7 @@ impl Queue {
             let settle = after(self.newest?, self.limits.delay);
             return Some(settle.min(after(oldest, self.limits.max_delay)));
         }
-        let window = window(self.limits.delay, self.entries.len());
+        let window = window(self.limits.delay, self.entries.len(), self.push_time);
         Some(after(oldest, window.min(self.limits.max_delay)))
     }
 
@@ -814,6 +835,42 @@ mod tests {
                 "{rate}/s: due after {waited} ms, want ~{want_ms}"
             );
         }
+    }
+
+    #[test]
+    fn a_slow_push_leaves_the_stretch_less_room() {
+        // 1,000 paths pending (a 150 ms stretch wanted), delay 50 ms: the window leaves
+        // the last push's time within 280 ms, never shrinking below `delay`.
+        let ms = Duration::from_millis;
+        for (push_ms, want_ms) in [
+            (0u64, 200u64),
+            (80, 200),
+            (130, 150),
+            (200, 80),
+            (230, 50),
+            (5000, 50),
+        ] {
+            let mut q = Queue::new(Limits {
+                max_queue: 100_000,
+                ..limits()
+            });
+            q.note_push_time(ms(push_ms));
+            let t0 = Instant::now();
+            for i in 0..1000 {
+                q.push(Change::Path(p(&format!("f{i}"))), t0);
+            }
+            assert_eq!(
+                q.deadline(),
+                Some(t0 + ms(want_ms)),
+                "last push {push_ms} ms"
+            );
+        }
+        // A trickle's window is the plain delay plus its own small stretch either way.
+        let mut q = Queue::new(limits());
+        q.note_push_time(ms(200));
+        let t0 = Instant::now();
+        q.push(Change::Path(p("a")), t0);
+        assert_eq!(q.deadline(), Some(t0 + Duration::from_micros(50_750)));
     }
 
     #[test]

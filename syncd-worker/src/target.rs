@@ -545,6 +545,7 @@ impl TargetState {
         (now, wall): (Instant, SystemTime),
     ) -> AfterPush {
         self.end_busy(job, now);
+        self.queue.note_push_time(report.elapsed);
         let runs = format!(
             "{:.2}s ({} rsync run{})",
             report.elapsed.as_secs_f64(),

@@ -1,8 +1,9 @@
 //! The rsync process adapter: runs one [`Invocation`] to the end and reports how it ended.
-//! No shell: argv as planned, the path list on stdin (written on a thread so a large list
-//! cannot deadlock against rsync's stderr), stderr drained on a thread and kept bounded,
-//! stdout discarded — or, when the caller asks for progress ([`run_observed`]), read on a
-//! thread and parsed into the caller's [`SharedProgress`]. It does not interpret the
+//! No shell: argv as planned, the path list on stdin (a memory file, so a large list
+//! cannot deadlock against rsync's stderr and no thread feeds it: see
+//! [`crate::process::runner`]), stderr drained and kept bounded, stdout discarded — or,
+//! when the caller asks for progress ([`run_observed`]), read on a thread and parsed into
+//! the caller's [`SharedProgress`]. It does not interpret the
 //! result; that is [`super::exit::classify`].
 //!
 //! Every child gets `PR_SET_PDEATHSIG(SIGTERM)`, so an rsync never outlives a worker that
