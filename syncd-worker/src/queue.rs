@@ -41,10 +41,11 @@
 //! ~10 ms of CPU (exec, dynamic linking, OpenSSL start-up, the daemon handshake:
 //! measured with perf, rsync 3.5.0) besides ~40 µs per path, so a busy stream is pushed
 //! in fewer, larger runs while a trickle still goes at once: measured at 1,000 files/s,
-//! runs went from 6.7/s to ~4.5/s. The engine keeps one push per target in flight, so
-//! during a stream of changes what arrives while a push runs becomes the next batch, due
-//! once its window is over (at once when the push took longer): batches grow with the
-//! push time instead of waiting for the stream to pause. (A settle window counted from the newest change would hold the first
+//! runs went from 6.7/s to ~4.5/s. A target starts a second push beside one in flight
+//! only once that one has run longer than the longest window (see [`crate::pipeline`]),
+//! so during a stream of short pushes what arrives while a push runs becomes the next
+//! batch, due once its window is over (at once when the push took longer): batches grow
+//! with the push time instead of waiting for the stream to pause. (A settle window counted from the newest change would hold the first
 //! push back for `max_delay` during any burst longer than `delay`, measured: 1 s lost on
 //! a 2,000-file copy that took 1.1 s.) A batch holding a directory pushed whole or a
 //! full push keeps the settle window (due once no change arrived for `delay`, at the
