@@ -161,6 +161,15 @@ pub fn run(
                 Err(e)
             }
         });
+        // Still none for the root: ask the controller for room (the walk that follows
+        // asks for the rest once it knows how much).
+        let made = made.or_else(|e| {
+            if out_of_watches(&e) && root_watch_granted(job, (stop, wake)) {
+                Watcher::new(job)
+            } else {
+                Err(e)
+            }
+        });
         let mut w = match made {
             Ok(w) => w,
             Err(e) => {
@@ -271,6 +280,29 @@ fn relieve_shortage(
         );
     }
     late
+}
+
+/// Not even the source's root could be watched for lack of watches: ask the controller
+/// for room for it. True when the limit was raised.
+fn root_watch_granted(job: &SyncJob, (stop, wake): (&AtomicBool, Option<&Wake>)) -> bool {
+    let Some(controller) = ask::controller() else {
+        return false;
+    };
+    if stop.load(Ordering::Relaxed) {
+        return false;
+    }
+    let before = ask::limit_now();
+    let needed = limit::watches_needed(before, 1, 1);
+    log::warn!(
+        "{}: no inotify watch left for the source itself; asking the controller for {needed} watches",
+        job.name
+    );
+    let raised = ask::ask(&controller, needed, before, wake.map(Wake::fd))
+        .is_some_and(|asked| asked.raised());
+    if !raised {
+        log::warn!("{}: the controller did not raise the limit", job.name);
+    }
+    raised
 }
 
 /// Whether `e` is the kernel's "no watch left" (`ENOSPC` from `inotify_add_watch`).
