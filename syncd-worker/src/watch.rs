@@ -937,6 +937,84 @@ mod tests {
         }
     }
 
+    /// As if `dirs` had met ENOSPC: their watches removed, the paths in `short`.
+    fn make_short(w: &mut Watcher, dirs: &[&str]) {
+        for d in dirs {
+            w.forget_subtree(d.as_bytes(), true);
+        }
+        for d in dirs {
+            w.short.insert(s(d));
+        }
+        w.short_grew = true;
+    }
+
+    #[test]
+    fn missing_watches_are_added_from_the_highest_missing_directory_down() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["a/b/c", "x/y", "keep"] {
+            fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        let mut w = Watcher::new(&job(t.path())).unwrap();
+        assert_eq!(w.shortage(), None);
+        make_short(&mut w, &["a", "a/b", "a/b/c", "x/y"]);
+        assert!(w.new_shortage() && !w.new_shortage(), "said once");
+        assert_eq!(
+            w.shortage(),
+            Some(Shortage {
+                missing: 4,
+                dirs: 7
+            })
+        );
+        assert_eq!(w.stats().unwatched, 4);
+        // Made while unwatched: no event, found by the retry's read.
+        fs::create_dir_all(t.path().join("a/b/new/deeper")).unwrap();
+        let tops = w.retry_short();
+        assert_eq!(tops, [s("a"), s("x/y")]);
+        for d in [
+            "a",
+            "a/b",
+            "a/b/c",
+            "a/b/new",
+            "a/b/new/deeper",
+            "x/y",
+            "keep",
+        ] {
+            assert!(w.is_watched(d.as_bytes()), "{d} not watched");
+        }
+        assert_eq!(w.shortage(), None);
+        assert_eq!(w.stats().unwatched, 0);
+        // The new watches carry changes.
+        fs::write(t.path().join("a/b/new/deeper/f"), "x").unwrap();
+        let mut seen = vec![];
+        until(&mut w, &mut seen, |c| {
+            c.contains(&Change::Path(s("a/b/new/deeper/f")))
+        });
+    }
+
+    #[test]
+    fn missing_directories_follow_renames_and_deletes_in_the_tree() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["p/q", "gone/sub"] {
+            fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        let mut w = Watcher::new(&job(t.path())).unwrap();
+        make_short(&mut w, &["p/q", "gone/sub"]);
+        fs::rename(t.path().join("p"), t.path().join("r")).unwrap();
+        fs::remove_dir_all(t.path().join("gone")).unwrap();
+        let mut seen = vec![];
+        until(&mut w, &mut seen, |c| c.contains(&Change::Gone(s("gone"))));
+        until(&mut w, &mut seen, |c| {
+            c.contains(&Change::Moved {
+                from: s("p"),
+                to: s("r"),
+            })
+        });
+        let missing: Vec<RelPath> = w.short.iter().cloned().collect();
+        assert_eq!(missing, [s("r/q")], "renamed, and the deleted one dropped");
+        assert_eq!(w.retry_short(), [s("r/q")]);
+        assert!(w.is_watched(b"r/q"));
+    }
+
     #[test]
     fn ancestors_nearest_first_root_last() {
         let got: Vec<&[u8]> = ancestors(b"a/b/c").collect();
