@@ -128,6 +128,15 @@ pub const PUSH_FULL: Signal = Signal::SIGUSR2;
 /// The environment variable naming the sd_notify socket: systemd's (or `syncd start`'s)
 /// for the controller, the controller's for its worker ([`crate::notify`]).
 pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
+/// On that socket, the worker out of inotify watches asks its controller for more (only
+/// the controller may write sysctls): `X_SYNCD_WATCHES=<n>`, sent from a bound socket of
+/// its own, `n` the watches the user needs (see [`crate::watch::limit::watches_needed`]).
+/// The controller applies its sysctl policy to `n` and answers to the sender's address
+/// with [`WATCHES_LIMIT`]. Not forwarded to systemd.
+pub const WATCHES_REQUEST: &str = "X_SYNCD_WATCHES";
+/// The controller's answer: `X_SYNCD_MAX_USER_WATCHES=<value now>` (unchanged when it
+/// could not or would not raise it).
+pub const WATCHES_LIMIT: &str = "X_SYNCD_MAX_USER_WATCHES";
 
 /// The worker's status report, by default in the state directory (`status_file`
 /// overrides it); read by `syncd status` and `syncd sync`.

@@ -50,11 +50,35 @@ pub struct SyncStatus {
     pub unwatched_dirs: u64,
     /// inotify queue overflows seen (each one schedules a full push).
     pub overflows: u64,
+    /// The last time this sync's watcher ran out of inotify watches and asked the
+    /// controller for more. Absent when it never asked (and from older workers' files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watches_asked: Option<WatchesAsked>,
     /// What the sync's catch-up decided and did (at start, or when a lost source came
     /// back). Absent from status files of older workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catchup: Option<CatchUp>,
     pub targets: Vec<TargetStatus>,
+}
+
+/// A request for inotify watches to the controller (see `crate::watch::ask`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WatchesAsked {
+    /// The watches asked for: those in use when the limit was hit, plus the directories
+    /// still missing.
+    pub asked_for: u64,
+    /// `fs.inotify.max_user_watches` before and after (None: could not be read).
+    pub limit_before: Option<u64>,
+    pub limit_after: Option<u64>,
+    /// Did the controller answer (false: none within the wait, e.g. an older controller).
+    pub answered: bool,
+}
+
+impl WatchesAsked {
+    /// The limit went up.
+    pub fn raised(&self) -> bool {
+        matches!((self.limit_before, self.limit_after), (Some(b), Some(a)) if a > b)
+    }
 }
 
 /// A sync's catch-up (see the catchup module): what it decided, why, what its walk found,

@@ -1,8 +1,8 @@
 //! Local directory walks that never follow symlinks: finding the concrete excluded paths
 //! under the directories a push recurses into (so rsync can be told to leave exactly those
-//! alone), and counting directories (the controller's watch-limit sizing, `syncd check`,
-//! the worker's out-of-watches message) with the same walk the watches are added with
-//! ([`dirs`]). Entries that vanish while being walked are skipped: a concurrent delete is
+//! alone), and counting directories (`syncd check`) with the same walk the watches are
+//! added with ([`dirs`]; the worker counts what it misses for lack of watches with its
+//! watch walk itself). Entries that vanish while being walked are skipped: a concurrent delete is
 //! normal, not an error.
 
 pub mod dirs;

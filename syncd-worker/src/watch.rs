@@ -16,10 +16,15 @@
 //!   queued after a removal);
 //! * the root unmounted, moved away (`IN_MOVE_SELF`, the root's mask only), deleted or
 //!   unwatched makes the watcher lost ([`Watcher::root_lost`]);
-//! * a watch that cannot be added for lack of watches (`ENOSPC`) is reported with the
+//! * a directory that cannot be watched for lack of watches (`ENOSPC`) is kept in a set of
+//!   its own and the walk goes on (reading it, so the directories below it are met and
+//!   counted: the count of what is missing costs no walk of its own). The watcher thread
+//!   then asks the controller for more ([`ask`], [`Watcher::shortage`]) and, the limit
+//!   raised, watches what is missing ([`Watcher::retry_short`]: watch-then-read walks
+//!   again from the highest missing directories); otherwise it is reported with the
 //!   sysctl and the number to set ([`limit::watches_to_suggest`], the controller's own
-//!   rule); the tree is then covered by periodic whole-tree pushes and a retry of the
-//!   missing watches.
+//!   rule, [`Watcher::explain_shortage`]) and the tree is covered by periodic whole-tree
+//!   pushes and a retry of the missing watches.
 //!
 //! What each event means (move pairing, holding new files until their close, excludes,
 //! overflow, root loss) is decided in [`translate`]; this module only does the I/O and
@@ -32,10 +37,11 @@
 //! watcher and 1.1 on the engine, over half of the worker's CPU. The gap adds at most
 //! 10 ms to a change in a stream, nothing to the first change after a quiet spell.
 
+pub mod ask;
 pub mod limit;
 pub mod translate;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
@@ -53,8 +59,9 @@ use crate::config::SyncJob;
 use crate::deadline::after;
 use crate::exclude::ExcludeSet;
 use crate::queue::Change;
+use crate::status::WatchesAsked;
 use crate::walk::dirs::{self, DirWalk, Leaves, Step};
-use crate::walk::{abs, count_dirs, vanished};
+use crate::walk::{abs, vanished};
 use translate::{Command, DirOp, EntryOp, Event, FileMeta, Output, Timing, Translator};
 
 /// Counters the status file shows.
@@ -63,6 +70,17 @@ pub struct WatchStats {
     pub watched: u64,
     pub unwatched: u64,
     pub overflows: u64,
+    /// The last request for more watches to the controller, and how it went.
+    pub asked: Option<WatchesAsked>,
+}
+
+/// Out of watches: what this tree misses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shortage {
+    /// Directories not watched for lack of watches.
+    pub missing: u64,
+    /// Directories of the tree (watched, missing, and those that failed otherwise).
+    pub dirs: u64,
 }
 
 /// The least time between two reads of events while they keep coming (see the module
@@ -80,10 +98,19 @@ pub struct Watcher {
     by_wd: HashMap<i32, (WatchDescriptor, RelPath)>,
     /// relative path → wd id, ordered so a subtree is a range.
     by_path: BTreeMap<RelPath, i32>,
-    /// Directories that could not be watched at the last attempt.
-    unwatched: u64,
+    /// Directories that could not be watched at the last attempt, for another reason than
+    /// a lack of watches (EACCES, say).
+    failed: u64,
+    /// Directories not watched for lack of watches (`ENOSPC`), kept up to date through
+    /// renames and deletes, so they can be watched once the limit is raised.
+    short: BTreeSet<RelPath>,
+    /// `short` grew since the watcher thread last looked ([`Watcher::new_shortage`]).
+    short_grew: bool,
     /// Set once ENOSPC was explained, so the log says it once per shortage, not per dir.
     enospc_reported: bool,
+    /// The last request for watches ([`WatchStats::asked`]) and the limit it was made at.
+    asked: Option<WatchesAsked>,
+    asked_at: Option<Option<u64>>,
     buffer: Vec<u8>,
     /// When the last read that found events ended (pacing, see [`READ_GAP`]).
     last_read: Option<Instant>,
@@ -117,8 +144,12 @@ impl Watcher {
             core: Translator::new(job.events, job.exclude.clone(), Timing::default()),
             by_wd: HashMap::new(),
             by_path: BTreeMap::new(),
-            unwatched: 0,
+            failed: 0,
+            short: BTreeSet::new(),
+            short_grew: false,
             enospc_reported: false,
+            asked: None,
+            asked_at: None,
             buffer: vec![0; 64 * 1024],
             last_read: None,
         };
@@ -128,17 +159,59 @@ impl Watcher {
                 job.source.display()
             )
         })?;
-        w.unwatched = 0;
-        w.add_tree(Vec::new(), dirs::threads());
+        w.add_tree(vec![Vec::new()], dirs::threads());
         Ok(w)
     }
 
     pub fn stats(&self) -> WatchStats {
         WatchStats {
             watched: self.by_wd.len() as u64,
-            unwatched: self.unwatched,
+            unwatched: self.failed + self.short.len() as u64,
             overflows: self.core.overflows(),
+            asked: self.asked,
         }
+    }
+
+    /// What the tree misses for lack of watches; None when nothing.
+    pub fn shortage(&self) -> Option<Shortage> {
+        (!self.short.is_empty()).then(|| Shortage {
+            missing: self.short.len() as u64,
+            dirs: self.by_wd.len() as u64 + self.failed + self.short.len() as u64,
+        })
+    }
+
+    /// Did directories go unwatched for lack of watches since the last call? (So the
+    /// watcher thread looks at a shortage once, not at every event.)
+    pub fn new_shortage(&mut self) -> bool {
+        std::mem::take(&mut self.short_grew) && !self.short.is_empty()
+    }
+
+    /// The limit at the last request for watches (None: never asked; see
+    /// [`limit::should_ask`]).
+    pub fn asked_at(&self) -> Option<Option<u64>> {
+        self.asked_at
+    }
+
+    /// A request for watches was made at `limit`, with this outcome.
+    pub fn note_ask(&mut self, limit: Option<u64>, asked: WatchesAsked) {
+        self.asked_at = Some(limit);
+        self.asked = Some(asked);
+    }
+
+    /// Watch the directories missing for lack of watches (the limit was raised): a
+    /// watch-then-read walk from each of the highest of them, so what was created in them
+    /// meanwhile is found. Returns those tops: what changed in them before their watches
+    /// is not known, so they are to be pushed as trees.
+    pub fn retry_short(&mut self) -> Vec<RelPath> {
+        let short = std::mem::take(&mut self.short);
+        self.enospc_reported = false;
+        let tops: Vec<RelPath> = short
+            .iter()
+            .filter(|p| !ancestors(p).any(|a| short.contains(a)))
+            .cloned()
+            .collect();
+        self.add_tree(tops.clone(), dirs::threads());
+        tops
     }
 
     /// True when every event the kernel queued before this call has already come out of
@@ -162,10 +235,11 @@ impl Watcher {
     /// Walk the whole tree again and add every missing watch (after an overflow, or to
     /// retry after a watch shortage). Returns the number of directories still unwatched.
     pub fn rewatch_all(&mut self) -> u64 {
-        self.unwatched = 0;
+        self.failed = 0;
+        self.short.clear();
         self.enospc_reported = false;
-        self.add_tree(Vec::new(), dirs::threads());
-        self.unwatched
+        self.add_tree(vec![Vec::new()], dirs::threads());
+        self.stats().unwatched
     }
 
     /// Wait up to `timeout` for events and translate them into `out`. Returns when events
@@ -309,7 +383,7 @@ impl Watcher {
         for command in step.commands {
             match command {
                 // A directory that appeared: walked on this thread.
-                Command::WatchTree(dir) => self.add_tree(dir, 1),
+                Command::WatchTree(dir) => self.add_tree(vec![dir], 1),
                 Command::Unwatch(dir) => self.forget_subtree(&dir, true),
                 Command::Forget(dir) => self.forget_subtree(&dir, false),
                 Command::Rename { from, to } => self.rename_subtree(&from, &to),
@@ -325,14 +399,18 @@ impl Watcher {
         out.extend(step.changes);
     }
 
-    /// Watch `top` and every directory below it, reading each after its watch is in place
-    /// ([`DirWalk`]: on `threads` threads, each adding watches to the one inotify
-    /// instance; the watch table is filled once the walk is done).
-    fn add_tree(&mut self, top: RelPath, threads: usize) {
-        if !top.is_empty() && self.exclude.is_excluded(&top) {
+    /// Watch each of `tops` and every directory below them, reading each after its watch
+    /// is in place ([`DirWalk`]: on `threads` threads, each adding watches to the one
+    /// inotify instance; the watch table is filled once the walk is done). A directory
+    /// left unwatched for lack of watches goes to `short`.
+    fn add_tree(&mut self, tops: Vec<RelPath>, threads: usize) {
+        let tops: Vec<RelPath> = tops
+            .into_iter()
+            .filter(|top| top.is_empty() || !self.exclude.is_excluded(top))
+            .collect();
+        if tops.is_empty() {
             return;
         }
-        let whole_tree = top.is_empty();
         let walk = DirWalk {
             source: &self.root,
             exclude: &self.exclude,
@@ -340,28 +418,27 @@ impl Watcher {
             leaves: Leaves::Trusted,
         };
         let (inotify, root, mask) = (&self.inotify, &self.root, self.mask);
-        let walked = walk.run(
-            top,
+        let walked = walk.run_all(
+            tops,
             || Added {
                 watches: inotify.watches(),
                 found: Vec::new(),
                 failed: Vec::new(),
-                enospc: None,
+                short: Vec::new(),
             },
             |added, rel| added.add(root, rel, mask),
         );
         let found: usize = walked.iter().map(|w| w.state.found.len()).sum();
         self.by_wd.reserve(found);
         let mut failed = Vec::new();
-        let mut enospc: Option<(RelPath, u64)> = None;
         for w in walked {
             for (rel, wd) in w.state.found {
                 self.record(rel, wd);
             }
             failed.extend(w.state.failed);
-            if let Some((rel, n)) = w.state.enospc {
-                let e = enospc.get_or_insert((rel, 0));
-                e.1 += n;
+            if !w.state.short.is_empty() {
+                self.short_grew = true;
+                self.short.extend(w.state.short);
             }
             for u in w.unreadable {
                 log::warn!(
@@ -373,21 +450,12 @@ impl Watcher {
         }
         // Keep walking past a failed watch (done above): directories below may still be
         // watchable (EACCES), and the count of what is missing must be right.
-        self.unwatched += failed.len() as u64 + enospc.as_ref().map_or(0, |e| e.1);
+        self.failed += failed.len() as u64;
         for (rel, e) in failed {
             log::warn!(
                 "cannot watch {}: {e}; changes below it are only caught by whole-tree pushes",
                 abs(&self.root, &rel).display()
             );
-        }
-        if let Some((rel, _)) = enospc {
-            // A whole-tree walk has just met every directory; a subtree's needs the count.
-            let needed = if whole_tree {
-                self.by_wd.len() as u64 + self.unwatched
-            } else {
-                count_dirs(&self.root, &self.exclude)
-            };
-            self.report_enospc(&rel, needed);
         }
     }
 
@@ -409,19 +477,25 @@ impl Watcher {
                 self.by_path.remove(&old);
             }
         }
+        if !self.short.is_empty() {
+            self.short.remove(&rel);
+        }
         self.by_path.insert(rel.clone(), id);
         self.by_wd.insert(id, (wd, rel));
     }
 
-    /// Out of inotify watches (`ENOSPC`) at `rel`, with `needed` directories in the tree:
-    /// said once per shortage, with the sysctl and the value to set.
-    fn report_enospc(&mut self, rel: &[u8], needed: u64) {
+    /// Out of inotify watches (`ENOSPC`) and the limit not raised: said once per shortage,
+    /// with the sysctl and the value to set.
+    pub fn explain_shortage(&mut self) {
+        let (Some(short), Some(rel)) = (self.shortage(), self.short.first()) else {
+            return;
+        };
         if self.enospc_reported {
             return;
         }
         self.enospc_reported = true;
-        let limit = read_sysctl("/proc/sys/fs/inotify/max_user_watches");
-        let missing = needed.saturating_sub(self.by_wd.len() as u64);
+        let limit = ask::limit_now();
+        let (needed, missing) = (short.dirs, short.missing);
         let suggest = limit::watches_to_suggest(limit, needed, missing);
         log::error!(
             "cannot watch {}: out of inotify watches (fs.inotify.max_user_watches = {}); {} has {} directories, {} unwatched. Raise the limit: `sysctl -w fs.inotify.max_user_watches={}` (persist it in /etc/sysctl.d/90-syncd.conf). Until then the unwatched part is covered by periodic whole-tree pushes.",
@@ -437,6 +511,9 @@ impl Watcher {
     /// Drop the bookkeeping of `rel` and everything below it; with `remove`, also tell
     /// the kernel to stop watching (the directory still exists elsewhere).
     fn forget_subtree(&mut self, rel: &[u8], remove: bool) {
+        for gone in short_subtree(&self.short, rel) {
+            self.short.remove(&gone);
+        }
         let ids: Vec<i32> = subtree(&self.by_path, rel).map(|(_, id)| *id).collect();
         for id in ids {
             if let Some((wd, path)) = self.by_wd.remove(&id) {
@@ -460,6 +537,12 @@ impl Watcher {
     /// A directory moved from `from` to `to` inside the tree: its watches stay, their
     /// paths change.
     fn rename_subtree(&mut self, from: &[u8], to: &[u8]) {
+        for old in short_subtree(&self.short, from) {
+            self.short.remove(&old);
+            let mut new = to.to_vec();
+            new.extend_from_slice(&old[from.len()..]);
+            self.short.insert(new);
+        }
         let moved: Vec<(RelPath, i32)> = subtree(&self.by_path, from)
             .map(|(p, id)| (p.clone(), *id))
             .collect();
@@ -497,8 +580,8 @@ struct Added {
     found: Vec<(RelPath, WatchDescriptor)>,
     /// Directories that could not be watched, and why (not for lack of watches).
     failed: Vec<(RelPath, io::Error)>,
-    /// Out of watches (`ENOSPC`): the first directory it happened at, and how many.
-    enospc: Option<(RelPath, u64)>,
+    /// Directories not watched for lack of watches (`ENOSPC`).
+    short: Vec<RelPath>,
 }
 
 impl Added {
@@ -508,12 +591,37 @@ impl Added {
             Ok(wd) => self.found.push((rel.to_vec(), wd)),
             Err(e) if vanished(&e) => return Step::Skip,
             Err(e) if e.raw_os_error() == Some(Errno::ENOSPC as i32) => {
-                self.enospc.get_or_insert_with(|| (rel.to_vec(), 0)).1 += 1;
+                self.short.push(rel.to_vec());
             }
             Err(e) => self.failed.push((rel.to_vec(), e)),
         }
         Step::Read
     }
+}
+
+/// The paths of `set` at or below `rel`.
+fn short_subtree(set: &BTreeSet<RelPath>, rel: &[u8]) -> Vec<RelPath> {
+    if set.is_empty() {
+        return Vec::new();
+    }
+    let mut hi = rel.to_vec();
+    hi.push(b'/' + 1);
+    set.range(rel.to_vec()..hi)
+        .filter(|p| p.len() == rel.len() || p.get(rel.len()) == Some(&b'/'))
+        .cloned()
+        .collect()
+}
+
+/// The directories above `rel` (a relative path), nearest first, the root (empty) last.
+fn ancestors(rel: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let cuts = rel
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, &b)| b == b'/')
+        .map(|(i, _)| i);
+    cuts.chain((!rel.is_empty()).then_some(0))
+        .map(move |i| &rel[..i])
 }
 
 /// `rel` itself and every path below it in an ordered map.
@@ -833,6 +941,103 @@ mod tests {
             let name = named.then(|| s("n"));
             assert_eq!(event_of(s("d"), mask, 9, name), want, "{mask:?}");
         }
+    }
+
+    /// As if `dirs` had met ENOSPC: their watches removed, the paths in `short`.
+    fn make_short(w: &mut Watcher, dirs: &[&str]) {
+        for d in dirs {
+            w.forget_subtree(d.as_bytes(), true);
+        }
+        for d in dirs {
+            w.short.insert(s(d));
+        }
+        w.short_grew = true;
+    }
+
+    #[test]
+    fn missing_watches_are_added_from_the_highest_missing_directory_down() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["a/b/c", "x/y", "keep"] {
+            fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        let mut w = Watcher::new(&job(t.path())).unwrap();
+        assert_eq!(w.shortage(), None);
+        make_short(&mut w, &["a", "a/b", "a/b/c", "x/y"]);
+        assert!(w.new_shortage() && !w.new_shortage(), "said once");
+        assert_eq!(
+            w.shortage(),
+            Some(Shortage {
+                missing: 4,
+                dirs: 7
+            })
+        );
+        assert_eq!(w.stats().unwatched, 4);
+        // Made while unwatched: no event, found by the retry's read.
+        fs::create_dir_all(t.path().join("a/b/new/deeper")).unwrap();
+        let tops = w.retry_short();
+        assert_eq!(tops, [s("a"), s("x/y")]);
+        for d in [
+            "a",
+            "a/b",
+            "a/b/c",
+            "a/b/new",
+            "a/b/new/deeper",
+            "x/y",
+            "keep",
+        ] {
+            assert!(w.is_watched(d.as_bytes()), "{d} not watched");
+        }
+        assert_eq!(w.shortage(), None);
+        assert_eq!(w.stats().unwatched, 0);
+        // The new watches carry changes.
+        fs::write(t.path().join("a/b/new/deeper/f"), "x").unwrap();
+        let mut seen = vec![];
+        until(&mut w, &mut seen, |c| {
+            c.contains(&Change::Path(s("a/b/new/deeper/f")))
+        });
+    }
+
+    #[test]
+    fn missing_directories_follow_renames_and_deletes_in_the_tree() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["p/q", "gone/sub"] {
+            fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        let mut w = Watcher::new(&job(t.path())).unwrap();
+        make_short(&mut w, &["p/q", "gone/sub"]);
+        fs::rename(t.path().join("p"), t.path().join("r")).unwrap();
+        fs::remove_dir_all(t.path().join("gone")).unwrap();
+        let mut seen = vec![];
+        until(&mut w, &mut seen, |c| c.contains(&Change::Gone(s("gone"))));
+        until(&mut w, &mut seen, |c| {
+            c.contains(&Change::Moved {
+                from: s("p"),
+                to: s("r"),
+            })
+        });
+        let missing: Vec<RelPath> = w.short.iter().cloned().collect();
+        assert_eq!(missing, [s("r/q")], "renamed, and the deleted one dropped");
+        assert_eq!(w.retry_short(), [s("r/q")]);
+        assert!(w.is_watched(b"r/q"));
+    }
+
+    #[test]
+    fn ancestors_nearest_first_root_last() {
+        let got: Vec<&[u8]> = ancestors(b"a/b/c").collect();
+        assert_eq!(got, [&b"a/b"[..], b"a", b""]);
+        assert_eq!(ancestors(b"a").collect::<Vec<_>>(), [&b""[..]]);
+        assert_eq!(ancestors(b"").count(), 0);
+    }
+
+    #[test]
+    fn short_subtree_is_the_dir_and_below_only() {
+        let set: BTreeSet<RelPath> = ["a", "a/b", "a-x", "a/b/c", "ab", "b"]
+            .iter()
+            .map(|p| s(p))
+            .collect();
+        assert_eq!(short_subtree(&set, b"a"), [s("a"), s("a/b"), s("a/b/c")]);
+        assert_eq!(short_subtree(&set, b"a/b/c"), [s("a/b/c")]);
+        assert!(short_subtree(&set, b"c").is_empty());
     }
 
     #[test]

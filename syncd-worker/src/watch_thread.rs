@@ -13,7 +13,14 @@
 //!   look: a moved parent, a file system mounted over the source, a lazy unmount give
 //!   the root no event), ends the watches and reports `Lost`; then the same wait;
 //! * when the expected directory is back, its watches are added again and
-//!   [`Report::Ready`] says so with `resumed` set.
+//!   [`Report::Ready`] says so with `resumed` set;
+//! * out of inotify watches (at the start, or later when the tree grows), it asks the
+//!   controller for more ([`relieve_shortage`], `watch::ask`), once per value of the
+//!   limit, and the limit raised, watches what was missing (before `Ready` at a start, so
+//!   the start waits for at most one answer; later, the directories watched late are
+//!   pushed as trees). Not raised: the shortage is explained in the log, the sync is
+//!   degraded, and every [`UNWATCHED_RESCAN`] the missing watches are retried and the
+//!   whole tree pushed.
 //!
 //! Idle, the thread blocks in one `poll(2)` on the tree's inotify descriptor, the path's,
 //! the mount table and its wake-up pipe: no timer. It wakes on a timer only while a
@@ -37,7 +44,7 @@ use crate::deadline::after;
 use crate::path_watch::PathWatch;
 use crate::queue::Change;
 use crate::source_id::SourceId;
-use crate::watch::{WatchStats, Watcher};
+use crate::watch::{ask, limit, WatchStats, Watcher};
 
 /// How often the source path is looked at when its events cannot be set up
 /// ([`PathWatch::degraded`]: no inotify instance or watch left, no `/proc`).
@@ -154,6 +161,15 @@ pub fn run(
                 Err(e)
             }
         });
+        // Still none for the root: ask the controller for room (the walk that follows
+        // asks for the rest once it knows how much).
+        let made = made.or_else(|e| {
+            if out_of_watches(&e) && root_watch_granted(job, (stop, wake)) {
+                Watcher::new(job)
+            } else {
+                Err(e)
+            }
+        });
         let mut w = match made {
             Ok(w) => w,
             Err(e) => {
@@ -166,6 +182,10 @@ pub fn run(
                 return;
             }
         };
+        if w.new_shortage() {
+            // Watched late, before Ready: the catch-up (or the initial push) covers them.
+            relieve_shortage(job, &mut w, (stop, wake));
+        }
         // The path may have changed while the watches were added (their events would
         // not say so if the change came before the root's watch).
         if let Err(why) = source.check(&job.source) {
@@ -199,6 +219,90 @@ pub fn run(
             }
         }
     }
+}
+
+/// Out of watches: ask the controller for more (unless it was asked at this limit
+/// already, see [`limit::should_ask`]) and, the limit raised, watch what is missing; again
+/// while still short and the limit moved. Not raised (refused, not allowed, no controller,
+/// no answer): the shortage is explained in the log. Returns the directories watched late
+/// (the tops of what was missing).
+fn relieve_shortage(
+    job: &SyncJob,
+    w: &mut Watcher,
+    (stop, wake): (&AtomicBool, Option<&Wake>),
+) -> Vec<crate::batch::RelPath> {
+    let mut late = Vec::new();
+    while let Some(short) = w.shortage() {
+        let Some(controller) = ask::controller() else {
+            break;
+        };
+        let before = ask::limit_now();
+        if stop.load(Ordering::Relaxed) || !limit::should_ask(w.asked_at(), before) {
+            break;
+        }
+        let needed = limit::watches_needed(before, short.dirs, short.missing);
+        log::warn!(
+            "{}: out of inotify watches (fs.inotify.max_user_watches = {}): {} of {} directories unwatched; asking the controller for {needed} watches",
+            job.name,
+            before.map_or_else(|| "unknown".to_string(), |l| l.to_string()),
+            short.missing,
+            short.dirs
+        );
+        let Some(asked) = ask::ask(&controller, needed, before, wake.map(Wake::fd)) else {
+            break;
+        };
+        w.note_ask(before, asked);
+        let after = asked
+            .limit_after
+            .map_or_else(|| "unknown".to_string(), |l| l.to_string());
+        if !asked.raised() {
+            log::warn!(
+                "{}: asked the controller for {needed} inotify watches; {}: fs.inotify.max_user_watches stays {after}",
+                job.name,
+                if asked.answered { "not raised" } else { "no answer" }
+            );
+            break;
+        }
+        log::info!(
+            "{}: asked the controller for {needed} inotify watches; raised to {after}: watching the {} missing directories",
+            job.name,
+            short.missing
+        );
+        late.extend(w.retry_short());
+    }
+    if w.shortage().is_some() {
+        w.explain_shortage();
+    } else if !late.is_empty() {
+        log::info!(
+            "{}: every directory watched ({})",
+            job.name,
+            w.stats().watched
+        );
+    }
+    late
+}
+
+/// Not even the source's root could be watched for lack of watches: ask the controller
+/// for room for it. True when the limit was raised.
+fn root_watch_granted(job: &SyncJob, (stop, wake): (&AtomicBool, Option<&Wake>)) -> bool {
+    let Some(controller) = ask::controller() else {
+        return false;
+    };
+    if stop.load(Ordering::Relaxed) {
+        return false;
+    }
+    let before = ask::limit_now();
+    let needed = limit::watches_needed(before, 1, 1);
+    log::warn!(
+        "{}: no inotify watch left for the source itself; asking the controller for {needed} watches",
+        job.name
+    );
+    let raised = ask::ask(&controller, needed, before, wake.map(Wake::fd))
+        .is_some_and(|asked| asked.raised());
+    if !raised {
+        log::warn!("{}: the controller did not raise the limit", job.name);
+    }
+    raised
 }
 
 /// Whether `e` is the kernel's "no watch left" (`ENOSPC` from `inotify_add_watch`).
@@ -289,6 +393,16 @@ fn watch(
                 job.name
             );
             out.push(Change::Full);
+        }
+        if w.new_shortage() {
+            // Watched late: what changed in them before is pushed whole.
+            for top in relieve_shortage(job, w, (stop, wake)) {
+                out.push(if top.is_empty() {
+                    Change::Full
+                } else {
+                    Change::Tree(top)
+                });
+            }
         }
         if !out.is_empty() {
             log::trace!("{}: {} changes from inotify", job.name, out.len());

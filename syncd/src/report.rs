@@ -119,6 +119,32 @@ fn now() -> f64 {
     syncd_worker::status::unix_secs(SystemTime::now())
 }
 
+/// What became of the worker's last request for inotify watches.
+fn watches_asked_line(a: &syncd_worker::status::WatchesAsked) -> String {
+    let shown = |v: Option<u64>| v.map_or_else(|| "unknown".to_string(), |v| v.to_string());
+    let how = if a.raised() {
+        format!(
+            "raised fs.inotify.max_user_watches from {} to {}",
+            shown(a.limit_before),
+            shown(a.limit_after)
+        )
+    } else if a.answered {
+        format!(
+            "not raised (fs.inotify.max_user_watches stays {}; see the log)",
+            shown(a.limit_after)
+        )
+    } else {
+        format!(
+            "no answer (fs.inotify.max_user_watches is {})",
+            shown(a.limit_after)
+        )
+    };
+    format!(
+        "out of inotify watches: asked the controller for {}; {how}",
+        a.asked_for
+    )
+}
+
 /// The human summary: one line, then one per sync and target.
 pub fn human(r: &Report, now: f64) -> String {
     let mut out = format!("{}\n", r.message);
@@ -154,6 +180,9 @@ pub fn human(r: &Report, now: f64) -> String {
             let _ = write!(out, ", {} queue overflows", s.overflows);
         }
         out.push_str(")\n");
+        if let Some(a) = &s.watches_asked {
+            let _ = writeln!(out, "    {}", watches_asked_line(a));
+        }
         if let Some(why) = &s.source_problem {
             let _ = writeln!(
                 out,
@@ -309,6 +338,7 @@ mod tests {
                     watched_dirs: 1,
                     unwatched_dirs: 0,
                     overflows: 0,
+                    watches_asked: None,
                     catchup: None,
                     targets: vec![t],
                 }],
@@ -322,6 +352,42 @@ mod tests {
                 ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_request_for_watches_is_told_as_it_went() {
+        use syncd_worker::status::WatchesAsked;
+        let asked = |before, after, answered| WatchesAsked {
+            asked_for: 9092,
+            limit_before: before,
+            limit_after: after,
+            answered,
+        };
+        let cases = [
+            (
+                asked(Some(8192), Some(32768), true),
+                "out of inotify watches: asked the controller for 9092; raised \
+                 fs.inotify.max_user_watches from 8192 to 32768",
+            ),
+            (
+                asked(Some(8192), Some(8192), true),
+                "out of inotify watches: asked the controller for 9092; not raised \
+                 (fs.inotify.max_user_watches stays 8192; see the log)",
+            ),
+            (
+                asked(Some(8192), Some(8192), false),
+                "out of inotify watches: asked the controller for 9092; no answer \
+                 (fs.inotify.max_user_watches is 8192)",
+            ),
+            (
+                asked(None, None, true),
+                "out of inotify watches: asked the controller for 9092; not raised \
+                 (fs.inotify.max_user_watches stays unknown; see the log)",
+            ),
+        ];
+        for (a, want) in cases {
+            assert_eq!(watches_asked_line(&a), want);
+        }
     }
 
     #[test]

@@ -1,6 +1,14 @@
 //! `syncd run` (and the daemon `syncd start` detaches): hold the lock for life, write the
 //! pidfile, tune the inotify limits, start `syncd-worker` and keep it alive.
 //!
+//! The inotify limits: at start and reload the config's values only (nothing is counted,
+//! the worker is spawned at once); when the worker runs out of watches it asks on the
+//! notify socket (`X_SYNCD_WATCHES`, [`contract::WATCHES_REQUEST`]): the request is
+//! honoured only from the worker's own pid (the kernel names the sender; an abstract
+//! socket has no permissions), [`crate::sysctl::raise_for_worker`] applies the policy to
+//! its count, and the answer (the limit now, [`contract::WATCHES_LIMIT`]) goes back to
+//! the address it was sent from. Neither is passed on to systemd.
+//!
 //! One loop owns everything; signals (signal-hook thread), worker exits (a waiter thread
 //! per worker) and the worker's sd_notify messages (a listener thread) arrive as
 //! messages on one channel, and the loop blocks on the nearest deadline (restart due,
@@ -39,8 +47,6 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(120);
 /// this much, this often (EXTEND_TIMEOUT_USEC, systemd ≥ 236).
 const EXTEND_EVERY: Duration = Duration::from_secs(10);
 const EXTEND_BY: Duration = Duration::from_secs(30);
-/// Before the worker starts, the sysctl tuning counts the sources' directories.
-const TUNE_EXTEND: Duration = Duration::from_secs(300);
 
 enum Msg {
     Signal(Signal),
@@ -163,12 +169,6 @@ impl<'a> Supervisor<'a> {
             std::process::id(),
             self.settings.config.display()
         );
-        // Counting the directories of a very large tree takes a while: keep systemd's
-        // start timeout from firing meanwhile.
-        notify::send(&format!(
-            "EXTEND_TIMEOUT_USEC={}\nSTATUS=counting directories to size the inotify limits",
-            TUNE_EXTEND.as_micros()
-        ));
         crate::sysctl::tune(&self.config);
         self.spawn(&socket, &tx, false)?;
         loop {
@@ -306,6 +306,10 @@ impl<'a> Supervisor<'a> {
         let now = Instant::now();
         match msg {
             Msg::Notify(m) => {
+                if let Some(n) = m.get(contract::WATCHES_REQUEST) {
+                    self.on_watches_request(&m, n);
+                    return Ok(None);
+                }
                 let Some(w) = self.worker.as_mut() else {
                     return Ok(None);
                 };
@@ -450,6 +454,49 @@ impl<'a> Supervisor<'a> {
             _ => {}
         }
         None
+    }
+
+    /// The worker is out of inotify watches and asks for `n` (in use and missing): raise
+    /// the limit by the sysctl policy and answer with its value now. From anyone but the
+    /// current worker, ignored.
+    fn on_watches_request(&self, m: &notify::Message, n: &str) {
+        let Some(w) = self.worker.as_ref().filter(|w| m.pid == Some(w.pid)) else {
+            log::warn!(
+                "ignored a request for inotify watches from pid {}: not the worker",
+                m.pid
+                    .map_or_else(|| "unknown".to_string(), |p| p.to_string())
+            );
+            return;
+        };
+        let Ok(needed) = n.trim().parse::<u64>() else {
+            log::warn!(
+                "worker pid {} asked for {n:?} inotify watches: not a number",
+                w.pid
+            );
+            return;
+        };
+        log::info!(
+            "worker pid {} is out of inotify watches: it asks for {needed} (in use and missing)",
+            w.pid
+        );
+        let limit = crate::sysctl::raise_for_worker(&self.config, needed);
+        let shown = limit.map_or_else(|| "unknown".to_string(), |l| l.to_string());
+        match &m.from {
+            Some(to) => {
+                let answer = format!("{}={shown}", contract::WATCHES_LIMIT);
+                if let Err(e) = notify::send_to(std::ffi::OsStr::new(to), &answer) {
+                    log::warn!("cannot answer worker pid {}: {e}", w.pid);
+                }
+            }
+            None => log::warn!(
+                "worker pid {} asked for inotify watches from an unbound socket: no answer",
+                w.pid
+            ),
+        }
+        log::info!(
+            "answered worker pid {}: fs.inotify.max_user_watches = {shown}",
+            w.pid
+        );
     }
 
     /// SIGHUP: validate the config again; a bad one changes nothing.

@@ -394,6 +394,7 @@ mod tests {
                 watched_dirs: 1,
                 unwatched_dirs: 0,
                 overflows: 0,
+                watches_asked: None,
                 catchup: None,
                 targets: targets
                     .iter()

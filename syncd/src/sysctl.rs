@@ -1,14 +1,21 @@
 //! inotify kernel limits (`fs.inotify.max_user_watches`, `fs.inotify.max_queued_events`):
 //! read them, decide what they should be ([`plan`], pure), raise them ([`apply`]), and
 //! persist them to `/etc/sysctl.d/90-syncd.conf` ([`persist`]). [`tune`] is what the
-//! controller runs before it spawns the worker; `syncd check` uses the same pieces.
+//! controller runs before it spawns the worker (and at a reload): the config's values
+//! only, nothing counted, so the worker starts at once. [`raise_for_worker`] is what it
+//! runs when its worker, out of watches, asks for more (`X_SYNCD_WATCHES`, see
+//! `syncd_worker::contract::WATCHES_REQUEST`): the worker walks the tree to watch it
+//! anyway, so it is the one that counts (the controller used to walk every source before
+//! the worker walked it again: ~0.3 s of CPU per 100,000 directories at every start), and
+//! only the controller may write sysctls (the worker may run unprivileged). `syncd check`
+//! counts the directories itself (a diagnostic) and uses the same pieces.
 //!
 //! Policy (documented in `init/syncd.toml`):
-//! * `max_user_watches`: one watch per directory. Wanted: the sources' directory count
-//!   doubled (room for the tree to grow while syncd runs) and at least
-//!   [`WATCH_HEADROOM`] above it (other programs of the same user hold watches too),
-//!   rounded up to a power of two so the value only moves when the tree doubles. A value
-//!   in the config is a minimum on top of that.
+//! * `max_user_watches`: one watch per directory. Wanted, once the worker asks with the
+//!   watches it needs (in use and missing): that count doubled (room for the tree to grow
+//!   while syncd runs) and at least [`WATCH_HEADROOM`] above it (other programs of the
+//!   same user hold watches too), rounded up to a power of two so the value only moves
+//!   when the tree doubles. A value in the config is a minimum, applied at every start.
 //! * `max_queued_events`: the config's value, else [`QUEUED_EVENTS_FLOOR`], the kernel's
 //!   own default. A higher floor would change every machine syncd starts on, while an
 //!   overflow only costs a rescan; bursty trees set it in the config.
@@ -90,12 +97,14 @@ impl Limits {
 pub struct Wants {
     pub max_user_watches: Option<u64>,
     pub max_queued_events: Option<u64>,
-    /// Directories in all sources together (one watch each).
-    pub dirs: u64,
+    /// Watches needed (one per directory): counted by `syncd check`, asked for by the
+    /// worker when it runs out; None at start and reload (not counted: the config's
+    /// minimum only).
+    pub dirs: Option<u64>,
 }
 
 impl Wants {
-    pub fn from_config(limits: &InotifyLimits, dirs: u64) -> Wants {
+    pub fn from_config(limits: &InotifyLimits, dirs: Option<u64>) -> Wants {
         Wants {
             max_user_watches: limits.max_user_watches,
             max_queued_events: limits.max_queued_events,
@@ -121,14 +130,17 @@ pub struct Plan {
     pub target: Limits,
     /// The knobs whose target is above the current value, in [`Knob::ALL`] order.
     pub raises: Vec<Raise>,
-    /// Directories to watch (from [`Wants`]).
-    pub dirs: u64,
+    /// Watches needed (from [`Wants`]).
+    pub dirs: Option<u64>,
 }
 
 /// Decide the target values from the current ones and what is wanted. Never lowers.
 pub fn plan(current: Limits, want: Wants) -> Plan {
     let wanted = Limits {
-        max_user_watches: watches_for(want.dirs).max(want.max_user_watches.unwrap_or(0)),
+        max_user_watches: want
+            .dirs
+            .map_or(0, watches_for)
+            .max(want.max_user_watches.unwrap_or(0)),
         max_queued_events: want.max_queued_events.unwrap_or(QUEUED_EVENTS_FLOOR),
     };
     let mut target = current;
@@ -370,15 +382,6 @@ pub fn persist(path: &Path, values: Limits) -> Persisted {
     }
 }
 
-/// Directories in all sources together, excludes left out: the watches the worker needs.
-pub fn count_source_dirs(config: &Config) -> u64 {
-    config
-        .syncs
-        .iter()
-        .map(|job| syncd_worker::walk::count_dirs(&job.source, &job.exclude))
-        .fold(0, u64::saturating_add)
-}
-
 /// One line for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
@@ -399,31 +402,53 @@ impl Note {
 /// logged, nothing is written. For tests that lower a limit on purpose, and containers.
 pub const NO_SYSCTL_ENV: &str = "SYNCD_NO_SYSCTL";
 
-/// Raise the inotify limits the config and the sources need; log old → new, or warn with
-/// the exact command when not privileged. Never fails the start. Walks every source to
-/// count its directories, with the walk the worker watches with
-/// (`syncd_worker::walk::dirs`: leaf directories are not read); about 0.3 s of CPU per
-/// 100 000 directories with warm caches (it was 1.2 s with one `read_dir` per directory).
+/// Is [`NO_SYSCTL_ENV`] set?
+fn hands_off() -> bool {
+    std::env::var_os(NO_SYSCTL_ENV).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Raise the inotify limits the config asks for (and `max_queued_events` to its floor);
+/// log old → new, or warn with the exact command when not privileged. Never fails the
+/// start. Counts nothing: the worker asks when its walk runs out of watches
+/// ([`raise_for_worker`]).
 pub fn tune(config: &Config) {
-    let hands_off = std::env::var_os(NO_SYSCTL_ENV).is_some_and(|v| !v.is_empty() && v != "0");
     let notes = tune_with(
         config,
-        count_source_dirs(config),
+        None,
         &SysctlFs::default(),
         Path::new(PERSIST_FILE),
-        !hands_off,
+        !hands_off(),
     );
     for note in notes {
         log::log!(note.level, "{}", note.message);
     }
 }
 
-/// [`tune`] with its inputs given: the directory count, the sysctl tree, the persist
-/// path, and whether it may write (false: only say what it would do). Returns the log
-/// lines instead of logging them.
+/// The worker ran out of inotify watches and asks for `needed` (the watches its user has
+/// in use and still misses): the same policy as [`tune`], with that count (doubled, with
+/// headroom, a power of two, never lower, persisted when configured), logged the same
+/// way. Returns `max_user_watches` as it is afterwards (None: unreadable), the answer.
+pub fn raise_for_worker(config: &Config, needed: u64) -> Option<u64> {
+    let fs = SysctlFs::default();
+    let notes = tune_with(
+        config,
+        Some(needed),
+        &fs,
+        Path::new(PERSIST_FILE),
+        !hands_off(),
+    );
+    for note in notes {
+        log::log!(note.level, "{}", note.message);
+    }
+    fs.read(Knob::MaxUserWatches).ok()
+}
+
+/// [`tune`] and [`raise_for_worker`] with their inputs given: the watches needed (None:
+/// not counted), the sysctl tree, the persist path, and whether it may write (false:
+/// only say what it would do). Returns the log lines instead of logging them.
 pub fn tune_with(
     config: &Config,
-    dirs: u64,
+    dirs: Option<u64>,
     fs: &SysctlFs,
     persist_path: &Path,
     write: bool,
@@ -444,7 +469,11 @@ pub fn tune_with(
     notes.push(Note::new(
         Level::Debug,
         format!(
-            "inotify: {dirs} directories to watch; {} = {}, {} = {}",
+            "inotify: {}; {} = {}, {} = {}",
+            dirs.map_or_else(
+                || "the config's limits".to_string(),
+                |n| format!("{n} watches needed")
+            ),
             Knob::MaxUserWatches.key(),
             current.max_user_watches,
             Knob::MaxQueuedEvents.key(),
@@ -509,11 +538,11 @@ pub fn tune_with(
     if settings.persist && write {
         notes.extend(persist_notes(persist_path, plan.target));
     }
-    if now.max_user_watches < dirs {
+    if let Some(dirs) = dirs.filter(|&d| now.max_user_watches < d) {
         notes.push(Note::new(
             Level::Warn,
             format!(
-                "the sources hold {dirs} directories but {} is {}: some directories will not \
+                "{dirs} inotify watches are needed but {} is {}: some directories will not \
                  be watched; run `sysctl -w {}={}` as root",
                 Knob::MaxUserWatches.key(),
                 now.max_user_watches,
@@ -578,7 +607,7 @@ mod tests {
         Wants {
             max_user_watches: w,
             max_queued_events: q,
-            dirs,
+            dirs: Some(dirs),
         }
     }
 
@@ -634,6 +663,21 @@ mod tests {
                 limits(16384, 16384),
                 wants(Some(16384), Some(16384), 1),
                 vec![],
+            ),
+            // Start and reload count nothing: the config's minimum and the queue floor
+            // only, however low the watch limit (the worker asks when it runs out).
+            (
+                limits(8192, 1000),
+                Wants::default(),
+                vec![r(MaxQueuedEvents, 1000, 16384)],
+            ),
+            (
+                limits(8192, 16384),
+                Wants {
+                    max_user_watches: Some(100_000),
+                    ..Wants::default()
+                },
+                vec![r(MaxUserWatches, 8192, 100_000)],
             ),
         ];
         for (current, want, raises) in cases {
@@ -801,7 +845,7 @@ mod tests {
             max_queued_events: Some(65536),
             persist: true,
         });
-        let notes = tune_with(&config, 20_000, &fs, &persist_path, true);
+        let notes = tune_with(&config, Some(20_000), &fs, &persist_path, true);
         assert_eq!(read_current(&fs).expect("read"), limits(65536, 65536));
         let info: Vec<&str> = notes
             .iter()
@@ -837,7 +881,7 @@ mod tests {
             persist: true,
             ..InotifyLimits::default()
         });
-        let notes = tune_with(&config, 3, &fs, &persist_path, true);
+        let notes = tune_with(&config, Some(3), &fs, &persist_path, true);
         assert_eq!(read_current(&fs).expect("read"), limits(65536, 65536));
         assert!(
             !notes
@@ -862,7 +906,7 @@ mod tests {
             persist: true,
             ..InotifyLimits::default()
         });
-        let notes = tune_with(&config, 10, &fs, &persist_path, false);
+        let notes = tune_with(&config, Some(10), &fs, &persist_path, false);
         assert_eq!(read_current(&fs).expect("read"), limits(8192, 16384));
         assert!(!persist_path.exists());
         let warn: Vec<&str> = notes
@@ -887,7 +931,13 @@ mod tests {
         });
         // The sysctl files are missing: one warning, nothing else.
         let missing = SysctlFs::new("/nonexistent-syncd-proc");
-        let notes = tune_with(&config, 5, &missing, Path::new("/nonexistent/p.conf"), true);
+        let notes = tune_with(
+            &config,
+            Some(5),
+            &missing,
+            Path::new("/nonexistent/p.conf"),
+            true,
+        );
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert_eq!(notes[0].level, Level::Warn);
         assert!(notes[0].message.contains("left as they are"), "{notes:?}");
@@ -907,7 +957,7 @@ mod tests {
         // The persist file's directory cannot be created either: a file is in its way.
         fs::write(dir.path().join("etc"), "").expect("write");
         let persist_path = dir.path().join("etc/sysctl.d/90-syncd.conf");
-        let notes = tune_with(&config, 70_000, &fs, &persist_path, true);
+        let notes = tune_with(&config, Some(70_000), &fs, &persist_path, true);
         assert_eq!(fs.read(Knob::MaxUserWatches).expect("read"), before);
         let text: Vec<String> = notes
             .iter()
@@ -926,7 +976,7 @@ mod tests {
             "{text:#?}"
         );
         assert!(
-            text[2].contains("the sources hold 70000 directories")
+            text[2].contains("70000 inotify watches are needed")
                 && text[2].contains("sysctl -w fs.inotify.max_user_watches=262144"),
             "{text:#?}"
         );

@@ -559,3 +559,48 @@ fn sync_full_through_the_running_daemon_repairs_the_target() {
     assert!(c.worker_pid().is_some(), "still running");
     c.stop();
 }
+
+/// The controller's socket for its worker (`@syncd-worker-<pid>-<n>`), from
+/// /proc/net/unix.
+fn worker_socket_of(ctl_pid: u32) -> Option<String> {
+    let prefix = format!("@syncd-worker-{ctl_pid}-");
+    std::fs::read_to_string("/proc/net/unix")
+        .ok()?
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(7))
+        .find(|name| name.starts_with(&prefix))
+        .map(str::to_string)
+}
+
+#[test]
+fn a_request_for_watches_from_another_process_than_the_worker_is_ignored() {
+    // The socket is abstract: anyone can send to it; only the worker may make the
+    // controller write a sysctl. (This controller has SYNCD_NO_SYSCTL set, so even a
+    // broken check changes nothing on the machine; the log says which check answered.)
+    let site = Site::new();
+    let c = Controller::new(&site.config());
+    let pid = c.start();
+    let socket = wait::must(
+        "the controller's worker socket",
+        STATUS_TIMEOUT,
+        &[&c],
+        || worker_socket_of(pid),
+    );
+    let msg = format!("{}=4000000000", syncd_worker::contract::WATCHES_REQUEST);
+    syncd_worker::notify::send_to(std::ffi::OsStr::new(&socket), &msg)
+        .expect("send to the controller");
+    let line = c.wait_log(
+        &["ignored a request for inotify watches from pid"],
+        STATUS_TIMEOUT,
+    );
+    assert!(
+        line.contains(&std::process::id().to_string()),
+        "names the sender: {line}"
+    );
+    assert!(
+        !c.log().contains("it asks for 4000000000"),
+        "acted on it\n{}",
+        c.log()
+    );
+    c.stop();
+}

@@ -27,6 +27,7 @@ use crate::{busy, catchup, safety, source};
 use syncd_tests::controller::{is_alive, kill, wait_gone};
 use syncd_tests::daemon::HOLD_FILE;
 use syncd_tests::mount::{LoopFs, Tmpfs};
+use syncd_tests::sysctl::watches_in_use;
 use syncd_tests::tree::{chmod, snapshot, wait_past_seed, write_file, Kind, SyncCheck};
 use syncd_tests::wait;
 use syncd_tests::{
@@ -500,25 +501,6 @@ fn f05_inotify_queue_overflow_is_counted_and_nothing_is_lost() {
     assert!(s.syncs[0].overflows >= 1);
     w.stop();
     row.survived();
-}
-
-/// Watches in use on the machine now (every process is root's here), from fdinfo.
-fn watches_in_use() -> u64 {
-    let mut n = 0;
-    for proc_dir in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(fds) = fs::read_dir(proc_dir.path().join("fdinfo")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if let Ok(text) = fs::read_to_string(fd.path()) {
-                n += text
-                    .lines()
-                    .filter(|l| l.starts_with("inotify wd:"))
-                    .count() as u64;
-            }
-        }
-    }
-    n
 }
 
 /// Fault 6: out of inotify watches (`ENOSPC`): with `max_user_watches` just above what the

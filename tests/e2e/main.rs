@@ -62,3 +62,7 @@ mod supervision;
 mod sync_now;
 /// Target down and up, several targets, restart with pending changes.
 mod targets;
+/// The worker out of inotify watches asks the controller, which raises the limit (at the
+/// start, when the tree grows); with `SYNCD_NO_SYSCTL`, degraded as before (changes a
+/// sysctl under the exclusive lock).
+mod watch_limit;

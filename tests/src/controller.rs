@@ -96,6 +96,13 @@ impl Controller {
         }
     }
 
+    /// Run the daemon with `SYNCD_NO_SYSCTL=1` (its hands off the sysctls), also when
+    /// made by `new_exclusive` (a test that lowers a limit and wants it left alone).
+    pub fn hands_off(mut self) -> Controller {
+        self.may_tune = false;
+        self
+    }
+
     /// Start workers through `path` (e.g. a wrapper script around the real worker).
     pub fn with_worker(mut self, path: &Path) -> Controller {
         self.worker = path.to_path_buf();

@@ -2,6 +2,8 @@
 //! back on Drop (or earlier with `restore`). Only used while holding the exclusive guard from
 //! `sysctl_exclusive()`, so no other worker calls `inotify_init` meanwhile.
 //!
+//! Also what a test needs to pick a value: [`read`] one of them, [`watches_in_use`].
+//!
 //! Must not: leave a changed value behind, even when the test panics.
 
 use std::fs;
@@ -52,4 +54,33 @@ impl Drop for SysctlOverride {
     fn drop(&mut self) {
         self.restore();
     }
+}
+
+/// `/proc/sys/fs/inotify/<name>` now.
+pub fn read(name: &str) -> u64 {
+    let path = format!("/proc/sys/fs/inotify/{name}");
+    fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {path}: {e}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{path} is not a number: {e}"))
+}
+
+/// Watches in use on the machine now (every process is root's here), from fdinfo.
+pub fn watches_in_use() -> u64 {
+    let mut n = 0;
+    for proc_dir in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(fds) = fs::read_dir(proc_dir.path().join("fdinfo")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(text) = fs::read_to_string(fd.path()) {
+                n += text
+                    .lines()
+                    .filter(|l| l.starts_with("inotify wd:"))
+                    .count() as u64;
+            }
+        }
+    }
+    n
 }

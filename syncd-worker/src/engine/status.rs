@@ -123,6 +123,7 @@ fn sync_status(s: &SyncState, now: Instant, wall: SystemTime) -> (SyncStatus, bo
         watched_dirs: s.stats.watched,
         unwatched_dirs: s.stats.unwatched,
         overflows: s.stats.overflows,
+        watches_asked: s.stats.asked,
         catchup: Some(s.catchup.outcome()),
         targets,
     };

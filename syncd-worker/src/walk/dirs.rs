@@ -136,12 +136,26 @@ impl DirWalk<'_> {
         init: impl Fn() -> S + Sync,
         visit: impl Fn(&mut S, &[u8]) -> Step + Sync,
     ) -> Vec<Walked<S>> {
-        let seed = Pending {
-            name_at: 0,
-            rel: top,
-            parent: None,
-            depth: 0,
-        };
+        self.run_all(vec![top], init, visit)
+    }
+
+    /// [`DirWalk::run`] from each of `tops` (none below another), in one walk on one pool
+    /// of threads: the directories a watch shortage left out, say.
+    pub fn run_all<S: Send>(
+        &self,
+        tops: Vec<RelPath>,
+        init: impl Fn() -> S + Sync,
+        visit: impl Fn(&mut S, &[u8]) -> Step + Sync,
+    ) -> Vec<Walked<S>> {
+        let seeds = tops
+            .into_iter()
+            .map(|rel| Pending {
+                name_at: 0,
+                rel,
+                parent: None,
+                depth: 0,
+            })
+            .collect();
         let start = || Local {
             state: init(),
             unreadable: Vec::new(),
@@ -152,7 +166,7 @@ impl DirWalk<'_> {
                 self.read(local, p, out);
             }
         };
-        let locals = pool(self.threads.max(1), seed, start, work);
+        let locals = pool(self.threads.max(1), seeds, start, work);
         locals
             .into_iter()
             .map(|l| Walked {
@@ -286,17 +300,17 @@ struct Queue<T> {
     done: bool,
 }
 
-/// Run `work` on `seed` and on everything it pushes, on `threads` threads (the calling
+/// Run `work` on `seeds` and on everything it pushes, on `threads` threads (the calling
 /// one alone when 1), each with its own state from `start`; the states at the end.
 fn pool<T: Send, L: Send>(
     threads: usize,
-    seed: T,
+    seeds: Vec<T>,
     start: impl Fn() -> L + Sync,
     work: impl Fn(&mut L, T, &mut Vec<T>) + Sync,
 ) -> Vec<L> {
     if threads <= 1 {
         let mut local = start();
-        let mut stack = vec![seed];
+        let mut stack = seeds;
         while let Some(t) = stack.pop() {
             work(&mut local, t, &mut stack);
         }
@@ -304,7 +318,7 @@ fn pool<T: Send, L: Send>(
     }
     let shared = Shared {
         queue: Mutex::new(Queue {
-            items: vec![seed],
+            items: seeds,
             idle: 0,
             done: false,
         }),
@@ -528,6 +542,30 @@ mod tests {
     }
 
     #[test]
+    fn one_walk_from_several_tops_visits_each_subtree_once() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path();
+        for d in ["a/b/c", "a/d", "e/f", "g"] {
+            fs::create_dir_all(src.join(d)).unwrap();
+        }
+        for threads in [1, 2] {
+            let walk = DirWalk {
+                source: src,
+                exclude: &ExcludeSet::default(),
+                threads,
+                leaves: Leaves::Trusted,
+            };
+            let walked = walk.run_all(vec![s("a/b"), s("e")], Vec::new, |seen, rel| {
+                seen.push(rel.to_vec());
+                Step::Read
+            });
+            let mut all: Vec<RelPath> = walked.into_iter().flat_map(|w| w.state).collect();
+            all.sort();
+            assert_eq!(all, [s("a/b"), s("a/b/c"), s("e"), s("e/f")], "{threads}");
+        }
+    }
+
+    #[test]
     fn a_tree_deeper_than_the_descriptors_kept_open_is_walked_whole() {
         let t = tempfile::tempdir().unwrap();
         let mut deep = t.path().to_path_buf();
@@ -566,7 +604,7 @@ mod tests {
         for threads in [1, 2, 4, 8] {
             let done = pool(
                 threads,
-                0u32,
+                vec![0u32],
                 Vec::new,
                 |seen: &mut Vec<u32>, n, out: &mut Vec<u32>| {
                     seen.push(n);

@@ -491,7 +491,10 @@ fn inotify_findings(config: &Config, dirs: u64, env: &Env) -> Vec<Finding> {
             ]
         }
     };
-    let plan = sysctl::plan(current, Wants::from_config(&config.daemon.inotify, dirs));
+    let plan = sysctl::plan(
+        current,
+        Wants::from_config(&config.daemon.inotify, Some(dirs)),
+    );
     let writable = Knob::ALL.map(|k| env.sysctl.writable(k).err().map(|e| e.to_string()));
     let mut out = limit_findings(&plan, &writable);
     if config.daemon.inotify.persist {
@@ -501,7 +504,8 @@ fn inotify_findings(config: &Config, dirs: u64, env: &Env) -> Vec<Finding> {
 }
 
 /// One finding per knob. `denied[i]` is why knob `Knob::ALL[i]` cannot be written (None:
-/// it can, so `syncd start` raises it).
+/// it can, so syncd raises it: `max_queued_events` at start, `max_user_watches` when the
+/// worker runs out).
 fn limit_findings(plan: &Plan, denied: &[Option<String>; 2]) -> Vec<Finding> {
     Knob::ALL
         .iter()
@@ -510,14 +514,15 @@ fn limit_findings(plan: &Plan, denied: &[Option<String>; 2]) -> Vec<Finding> {
             let cur = plan.current.get(knob);
             let want = plan.target.get(knob);
             let subject = knob.key();
+            let dirs = plan.dirs.unwrap_or(0);
             let need = match knob {
-                Knob::MaxUserWatches => format!(" for {} directories", plan.dirs),
+                Knob::MaxUserWatches => format!(" for {dirs} directories"),
                 Knob::MaxQueuedEvents => String::new(),
             };
             if want <= cur {
                 return Finding::ok(subject, format!("{cur}, enough{need}"));
             }
-            let short = knob == Knob::MaxUserWatches && cur < plan.dirs;
+            let short = knob == Knob::MaxUserWatches && cur < dirs;
             let fix = format!(
                 "as root: sysctl -w {subject}={want}, and set persist = true in [inotify] (or \
                  write it to {}) to keep it after a reboot",
@@ -525,8 +530,13 @@ fn limit_findings(plan: &Plan, denied: &[Option<String>; 2]) -> Vec<Finding> {
             );
             match denied {
                 None => {
-                    let msg =
-                        format!("{cur}, below the {want} wanted{need}; `syncd start` raises it");
+                    let when = match knob {
+                        Knob::MaxUserWatches => {
+                            "syncd raises it when its worker runs out of watches"
+                        }
+                        Knob::MaxQueuedEvents => "`syncd start` raises it",
+                    };
+                    let msg = format!("{cur}, below the {want} wanted{need}; {when}");
                     if short {
                         Finding::new(
                             Status::Warning,
@@ -546,9 +556,8 @@ fn limit_findings(plan: &Plan, denied: &[Option<String>; 2]) -> Vec<Finding> {
                     };
                     let msg = if short {
                         format!(
-                            "{cur} is too low to watch {} directories, and syncd cannot \
-                             raise it ({why})",
-                            plan.dirs
+                            "{cur} is too low to watch {dirs} directories, and syncd cannot \
+                             raise it ({why})"
                         )
                     } else {
                         format!(

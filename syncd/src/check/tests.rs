@@ -206,7 +206,7 @@ fn gather_over_a_whole_config_and_the_exit_code() {
         "backup does not exist yet; the first push creates it",
         "run: does not exist yet; syncd will create it",
         "ok       fs.inotify.max_user_watches: 8192, below the 16384 wanted for 3 \
-         directories; `syncd start` raises it",
+         directories; syncd raises it when its worker runs out of watches",
         "ok       fs.inotify.max_queued_events: 16384, enough",
         "90-syncd.conf: persist = true: `syncd start` writes the wanted values",
     ] {
@@ -670,7 +670,7 @@ fn limit_classification() {
             Wants {
                 max_user_watches: None,
                 max_queued_events: None,
-                dirs,
+                dirs: Some(dirs),
             },
         )
     };
@@ -695,7 +695,7 @@ fn limit_classification() {
             plan(8192, 16384, 100),
             [no(), no()],
             [Status::Ok, Status::Ok],
-            "`syncd start` raises it",
+            "syncd raises it when its worker runs out of watches",
         ),
         (
             plan(8192, 16384, 100),
