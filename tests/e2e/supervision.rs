@@ -233,15 +233,6 @@ fn stop_during_a_large_burst_then_start_brings_the_target_level() {
     c.stop();
 }
 
-fn read_sysctl(name: &str) -> u64 {
-    let path = format!("/proc/sys/fs/inotify/{name}");
-    fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {path}: {e}"))
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("{path} is not a number: {e}"))
-}
-
 #[test]
 fn start_raises_inotify_sysctls_the_config_asks_for_and_never_lowers_them() {
     if !is_root() {
@@ -250,7 +241,7 @@ fn start_raises_inotify_sysctls_the_config_asks_for_and_never_lowers_them() {
     }
     let site = Site::new();
     let guard = sysctl_exclusive();
-    let before = read_sysctl("max_user_watches");
+    let before = syncd_tests::sysctl::read("max_user_watches");
     // Setting the value it already has: records the original, put back on Drop (panic too).
     let _restore = SysctlOverride::set(&guard, "max_user_watches", before);
     let want = before + 1000;
@@ -261,7 +252,7 @@ fn start_raises_inotify_sysctls_the_config_asks_for_and_never_lowers_them() {
         let c = Controller::new_exclusive(&cfg, &guard);
         c.start();
         assert_eq!(
-            read_sysctl("max_user_watches"),
+            syncd_tests::sysctl::read("max_user_watches"),
             want,
             "after start the kernel value should be the config's\n{}",
             c.diagnose()
@@ -276,14 +267,14 @@ fn start_raises_inotify_sysctls_the_config_asks_for_and_never_lowers_them() {
     }
 
     // Asking for less than the kernel has changes nothing.
-    let now = read_sysctl("max_user_watches");
+    let now = syncd_tests::sysctl::read("max_user_watches");
     let cfg = site
         .config()
         .raw(&format!("[inotify]\nmax_user_watches = {}", now - 500));
     let c = Controller::new_exclusive(&cfg, &guard);
     c.start();
     assert_eq!(
-        read_sysctl("max_user_watches"),
+        syncd_tests::sysctl::read("max_user_watches"),
         now,
         "start lowered max_user_watches\n{}",
         c.diagnose()

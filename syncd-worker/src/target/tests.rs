@@ -89,6 +89,17 @@ fn push_of(t: &mut TargetState, job: &SyncJob, clock: &Clock, changed: &[&str], 
     }
 }
 
+/// The push with `ticket` ended well at `at`.
+fn succeeded(t: &mut TargetState, job: &SyncJob, ticket: Ticket, at: Instant) -> AfterPush {
+    t.on_push(
+        job,
+        ticket,
+        report(Class::Success),
+        at,
+        SystemTime::UNIX_EPOCH,
+    )
+}
+
 fn pushed_at(t: &TargetState, clock: &Clock, ms: u64) -> TargetStatus {
     t.status(clock.at(ms), SystemTime::UNIX_EPOCH, Live::default())
         .0
@@ -730,26 +741,14 @@ fn a_disjoint_batch_starts_beside_a_long_push_only() {
     assert_eq!((st.in_flight, st.queue_depth), (2, 0));
     assert_eq!(t.runs(), 2);
     // The small one lands first: its hooks fire, the big one is still in flight.
-    let after = t.on_push(
-        &job,
-        small.ticket,
-        report(Class::Success),
-        c.at(300),
-        SystemTime::UNIX_EPOCH,
-    );
+    let after = succeeded(&mut t, &job, small.ticket, c.at(300));
     assert_eq!(
         after.pushed.map(|b| strs(&b)),
         Some(vec!["small".to_string()])
     );
     assert!(t.pushing());
     assert_eq!(pushed_at(&t, &c, 300).in_flight, 1);
-    let after = t.on_push(
-        &job,
-        big.ticket,
-        report(Class::Success),
-        c.at(900),
-        SystemTime::UNIX_EPOCH,
-    );
+    let after = succeeded(&mut t, &job, big.ticket, c.at(900));
     assert_eq!(
         after.pushed.map(|b| strs(&b)),
         Some(vec!["big.iso".to_string()])
@@ -767,13 +766,7 @@ fn short_runs_never_pipeline() {
     t.queue_seen(&job, Change::Path(p("b")), c.at(60));
     // Due at 111 ms, but the push in flight is young until 251 ms.
     assert_eq!(started(&mut t, &job, &c, 111), None);
-    t.on_push(
-        &job,
-        first.ticket,
-        report(Class::Success),
-        c.at(140),
-        SystemTime::UNIX_EPOCH,
-    );
+    succeeded(&mut t, &job, first.ticket, c.at(140));
     let next = started(&mut t, &job, &c, 140).expect("the next batch once the run ended");
     assert!(!next.beside);
     assert_eq!(strs(&next.batch), vec!["b"]);
@@ -798,21 +791,9 @@ fn a_path_queued_again_during_its_run_waits_for_it() {
     // Saved at a stop: both pushes in flight and the waiting paths.
     let saved = t.to_save(c.at(5000)).expect("owed");
     assert_eq!(strs(&saved), vec!["d", "d/big.iso", "e/x"]);
-    t.on_push(
-        &job,
-        beside.ticket,
-        report(Class::Success),
-        c.at(5100),
-        SystemTime::UNIX_EPOCH,
-    );
+    succeeded(&mut t, &job, beside.ticket, c.at(5100));
     assert_eq!(started(&mut t, &job, &c, 5100), None, "still the big one");
-    t.on_push(
-        &job,
-        big.ticket,
-        report(Class::Success),
-        c.at(9000),
-        SystemTime::UNIX_EPOCH,
-    );
+    succeeded(&mut t, &job, big.ticket, c.at(9000));
     let again = started(&mut t, &job, &c, 9000).expect("pushed again after its run");
     assert!(!again.beside);
     assert_eq!(strs(&again.batch), vec!["d", "d/big.iso"]);
@@ -910,13 +891,7 @@ fn a_busy_refusal_beside_a_push_serialises_the_target_for_a_while() {
     assert!(t.retry.limited);
     assert_eq!(started(&mut t, &job, &c, 5000), None, "one push at a time");
     assert_eq!(t.deadline(c.at(5000), true), None);
-    t.on_push(
-        &job,
-        big.ticket,
-        report(Class::Success),
-        c.at(9000),
-        SystemTime::UNIX_EPOCH,
-    );
+    succeeded(&mut t, &job, big.ticket, c.at(9000));
     let retried = started(&mut t, &job, &c, 9000).expect("retried after the big push");
     assert_eq!(strs(&retried.batch), vec!["small"]);
     assert!(!retried.beside && retried.one_at_a_time);
@@ -950,24 +925,12 @@ fn a_failure_beside_a_push_keeps_its_batch() {
     );
     assert_eq!(pushed_at(&t, &c, 400).consecutive_failures, 1);
     // A stale ticket (the push already reported) changes nothing.
-    let again = t.on_push(
-        &job,
-        small.ticket,
-        report(Class::Success),
-        c.at(410),
-        SystemTime::UNIX_EPOCH,
-    );
+    let again = succeeded(&mut t, &job, small.ticket, c.at(410));
     assert_eq!(again, AfterPush::default());
     assert_eq!(pushed_at(&t, &c, 410).in_flight, 1);
     // It waits its backoff (1 s after the failure)...
     assert_eq!(t.next(&job, c.at(500)), Action::WaitUntil(c.at(1400)));
-    t.on_push(
-        &job,
-        big.ticket,
-        report(Class::Success),
-        c.at(900),
-        SystemTime::UNIX_EPOCH,
-    );
+    succeeded(&mut t, &job, big.ticket, c.at(900));
     // The big push's success says the target works again (any success resets the
     // backoff): it goes at once.
     let retried = started(&mut t, &job, &c, 900).expect("retried");
