@@ -35,7 +35,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
@@ -894,9 +893,12 @@ fn drain_here(pipe: Option<impl Read>, output: Output) -> Tail {
 }
 
 /// `data` in a memory file (`memfd_create`, close-on-exec in this process), positioned
-/// at its start: a child's stdin that needs no thread to feed it.
+/// at its start: a child's stdin that needs no thread to feed it. Through rustix's raw
+/// system call: the packages link against glibc 2.17, which has no `memfd_create`
+/// wrapper (added in 2.27), so nix's would not link there.
 fn memory_file(data: &[u8]) -> io::Result<File> {
-    let fd = memfd_create(c"syncd-stdin", MFdFlags::MFD_CLOEXEC)?;
+    use rustix::fs::{memfd_create, MemfdFlags};
+    let fd = memfd_create(c"syncd-stdin", MemfdFlags::CLOEXEC)?;
     let mut file = File::from(fd);
     file.write_all(data)?;
     file.seek(SeekFrom::Start(0))?;
