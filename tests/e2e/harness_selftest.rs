@@ -19,6 +19,11 @@ fn sample_tree(root: &Path) {
     chmod(&root.join("b/c/f00001"), 0o600);
 }
 
+/// The daemon's module equals `src` (within 5 s).
+fn module_equals(daemon: &RsyncDaemon, src: &Path) {
+    assert_in_sync(src, &daemon.path(), Duration::from_secs(5), &[daemon]);
+}
+
 /// The daemon's log counts what each of its two sessions so far received: the data of
 /// `src` the first time (already pushed by the caller), only the file list once the
 /// target is in step.
@@ -46,12 +51,7 @@ fn plain_rsync_push_to_daemon_fixture_makes_trees_equal() {
     sample_tree(src.path());
     let daemon = RsyncDaemon::start();
     daemon.push_with_rsync(src.path());
-    assert_in_sync(
-        src.path(),
-        &daemon.path(),
-        Duration::from_secs(5),
-        &[&daemon],
-    );
+    module_equals(&daemon, src.path());
     received_counts(&daemon, src.path());
 }
 
@@ -119,12 +119,7 @@ fn daemon_fixture_stops_and_restarts_on_the_same_port() {
     daemon.restart();
     assert_eq!(daemon.port(), port);
     daemon.push_with_rsync(src.path());
-    assert_in_sync(
-        src.path(),
-        &daemon.path(),
-        Duration::from_secs(5),
-        &[&daemon],
-    );
+    module_equals(&daemon, src.path());
     received_counts(&daemon, src.path());
 }
 
@@ -214,10 +209,5 @@ fn a_frozen_daemon_holds_a_push_until_thawed() {
     );
     let status = client.wait().expect("wait for rsync");
     assert!(status.success(), "the push failed once thawed: {status}");
-    assert_in_sync(
-        src.path(),
-        &daemon.path(),
-        Duration::from_secs(5),
-        &[&daemon],
-    );
+    module_equals(&daemon, src.path());
 }

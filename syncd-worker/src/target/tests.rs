@@ -89,6 +89,18 @@ fn push_of(t: &mut TargetState, job: &SyncJob, clock: &Clock, changed: &[&str], 
     }
 }
 
+/// A push's report: rsync named `path` as failing alone (exit 23), the rest went.
+fn failed_alone(path: &str) -> PushReport {
+    PushReport {
+        failed: Some(vec![FailedPath {
+            path: p(path),
+            below_too: false,
+            reason: "denied".into(),
+        }]),
+        ..report(Class::Retry)
+    }
+}
+
 /// The push with `ticket` ended well at `at`.
 fn succeeded(t: &mut TargetState, job: &SyncJob, ticket: Ticket, at: Instant) -> AfterPush {
     t.on_push(
@@ -359,14 +371,7 @@ fn a_failing_path_is_retried_alone_then_cleared() {
     let c = Clock(Instant::now());
     let mut t = probed(&job, &c, DMA);
     push_of(&mut t, &job, &c, &["a", "b"], 0);
-    let rep = PushReport {
-        failed: Some(vec![FailedPath {
-            path: p("b"),
-            below_too: false,
-            reason: "denied".into(),
-        }]),
-        ..report(Class::Retry)
-    };
+    let rep = failed_alone("b");
     t.on_push(&job, oldest(&t, 0), rep, c.at(100), SystemTime::UNIX_EPOCH);
     // The target's own backoff is untouched; `b` waits its own 1 s.
     assert_eq!(t.retry.at, None);
@@ -944,14 +949,7 @@ fn a_failing_path_is_retried_while_the_queue_waits_for_a_push_in_flight() {
     let mut t = probed(&job, &c, DMA);
     // `x` fails alone and waits its 1 s (due at 1100 ms).
     push_of(&mut t, &job, &c, &["x"], 0);
-    let rep = PushReport {
-        failed: Some(vec![FailedPath {
-            path: p("x"),
-            below_too: false,
-            reason: "denied".into(),
-        }]),
-        ..report(Class::Retry)
-    };
+    let rep = failed_alone("x");
     t.on_push(&job, oldest(&t, 0), rep, c.at(100), SystemTime::UNIX_EPOCH);
     // A long push of `d/big`; `d` changes meanwhile and waits for it.
     let big = push_of(&mut t, &job, &c, &["d/big"], 200);
