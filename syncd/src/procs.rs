@@ -1,7 +1,10 @@
 //! Who a pid is, from `/proc`: gone, a zombie (dead, not yet reaped: counts as dead), or
-//! alive with its command name and executable. `stop` signals only a pid this module
-//! says is a syncd process; a pidfile's number alone is never trusted.
+//! alive with its command name, executable and user; and who holds a `flock` on a file
+//! (`/proc/PID/fdinfo` lists the locks held through each descriptor). `stop` signals
+//! only a pid this module says is a syncd process; a pidfile's number alone is never
+//! trusted, nor a name (anyone can run a program called `syncd`): the user counts too.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -20,6 +23,8 @@ pub enum Proc {
         comm: String,
         /// `/proc/<pid>/exe`, without a trailing " (deleted)"; None if unreadable.
         exe: Option<PathBuf>,
+        /// The effective user id (`Uid:` in `/proc/<pid>/status`); None if unreadable.
+        uid: Option<u32>,
     },
 }
 
@@ -66,7 +71,10 @@ impl Proc {
                 None => p,
             }
         });
-        Proc::Alive { comm, exe }
+        let uid = std::fs::read_to_string(dir.join("status"))
+            .ok()
+            .and_then(|s| effective_uid(&s));
+        Proc::Alive { comm, exe, uid }
     }
 
     pub fn is_alive(&self) -> bool {
@@ -77,7 +85,7 @@ impl Proc {
     /// name is `syncd` / `syncd-worker`.
     pub fn is(&self, role: Role) -> bool {
         match self {
-            Proc::Alive { comm, exe } => {
+            Proc::Alive { comm, exe, .. } => {
                 comm == role.name()
                     || exe
                         .as_deref()
@@ -85,6 +93,19 @@ impl Proc {
                         .is_some_and(|n| n == role.name())
             }
             _ => false,
+        }
+    }
+
+    /// A syncd process of `role` running as user `uid`.
+    pub fn is_of(&self, role: Role, uid: u32) -> bool {
+        self.is(role) && matches!(self, Proc::Alive { uid: Some(u), .. } if *u == uid)
+    }
+
+    /// The effective user id, if alive and known.
+    pub fn uid(&self) -> Option<u32> {
+        match self {
+            Proc::Alive { uid, .. } => *uid,
+            _ => None,
         }
     }
 
@@ -105,6 +126,76 @@ fn is_dead_state(stat: &str) -> bool {
         .rfind(')')
         .and_then(|i| stat[i + 1..].split_whitespace().next());
     matches!(state, Some("Z") | Some("X") | Some("x"))
+}
+
+/// The effective uid from `/proc/<pid>/status` text (`Uid:\treal\teffective\t...`).
+fn effective_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A user for messages: its name, else "uid N".
+pub fn user_name(uid: Option<u32>) -> String {
+    let Some(uid) = uid else {
+        return "unknown user".to_string();
+    };
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => u.name,
+        _ => format!("uid {uid}"),
+    }
+}
+
+/// Does `pid` hold a `flock` on the file `(dev, ino)` through one of its descriptors?
+/// None: its descriptors cannot be read (another user's process, as non-root).
+pub fn holds_flock(pid: u32, dev: u64, ino: u64) -> Option<bool> {
+    holds_flock_under(Path::new("/proc"), pid, dev, ino)
+}
+
+fn holds_flock_under(proc_root: &Path, pid: u32, dev: u64, ino: u64) -> Option<bool> {
+    let dir = proc_root.join(pid.to_string());
+    let fds = match std::fs::read_dir(dir.join("fd")) {
+        Ok(fds) => fds,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return None,
+        Err(_) => return Some(false),
+    };
+    let held = fds.flatten().any(|fd| {
+        // The magic link leads to the open file itself, wherever its name is now.
+        let same = std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == dev && m.ino() == ino);
+        same && std::fs::read_to_string(dir.join("fdinfo").join(fd.file_name()))
+            .is_ok_and(|info| fdinfo_has_flock(&info))
+    });
+    Some(held)
+}
+
+/// `/proc/PID/fdinfo/N` lists each lock held through that open file as
+/// `lock:\t1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF`.
+fn fdinfo_has_flock(info: &str) -> bool {
+    info.lines().any(|l| {
+        l.strip_prefix("lock:")
+            .is_some_and(|l| l.split_whitespace().nth(1) == Some("FLOCK"))
+    })
+}
+
+/// Every live process holding a `flock` on the file `(dev, ino)`: a walk of `/proc`, for
+/// the rare case where the pidfile does not name the holder. Processes whose descriptors
+/// this user may not read are not seen.
+pub fn flock_holders(dev: u64, ino: u64) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| holds_flock(pid, dev, ino) == Some(true))
+        .filter(|&pid| Proc::of(pid).is_alive())
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 /// Send `sig` (a [`Signal`], or its number as signal_hook's constants give it) to `pid`;
@@ -171,6 +262,63 @@ mod tests {
         let me = Proc::of(std::process::id());
         assert!(me.is_alive());
         assert!(!me.is(Role::Controller));
+        assert_eq!(me.uid(), Some(nix::unistd::geteuid().as_raw()));
+    }
+
+    #[test]
+    fn a_syncd_of_a_user_is_named_syncd_and_runs_as_that_user() {
+        let alive = |comm: &str, uid| Proc::Alive {
+            comm: comm.into(),
+            exe: None,
+            uid,
+        };
+        assert!(alive("syncd", Some(0)).is_of(Role::Controller, 0));
+        assert!(
+            !alive("syncd", Some(65534)).is_of(Role::Controller, 0),
+            "anyone can call a program syncd"
+        );
+        assert!(!alive("syncd", None).is_of(Role::Controller, 0));
+        assert!(!alive("flock", Some(0)).is_of(Role::Controller, 0));
+        assert!(!Proc::Zombie.is_of(Role::Controller, 0));
+    }
+
+    #[test]
+    fn uid_and_flock_lines_table() {
+        for (status, uid) in [
+            ("Name:\tx\nUid:\t1000\t0\t0\t0\nGid:\t1\n", Some(0)),
+            ("Uid:\t65534\t65534\t65534\t65534\n", Some(65534)),
+            ("Name:\tx\n", None),
+            ("Uid:\t5\n", None),
+        ] {
+            assert_eq!(effective_uid(status), uid, "{status:?}");
+        }
+        for (info, held) in [
+            ("pos:\t0\nflags:\t0100000\nlock:\t1: FLOCK  ADVISORY  WRITE 19233 fe:00:10010693 0 EOF\n", true),
+            ("lock:\t1: FLOCK  ADVISORY  READ 7 fe:00:1 0 EOF\n", true),
+            ("lock:\t1: POSIX  ADVISORY  WRITE 7 fe:00:1 0 EOF\n", false),
+            ("pos:\t0\nflags:\t0100000\n", false),
+        ] {
+            assert_eq!(fdinfo_has_flock(info), held, "{info:?}");
+        }
+    }
+
+    #[test]
+    fn the_holder_of_a_flock_is_found_through_proc() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("l");
+        let file = std::fs::File::create(&path).expect("create");
+        let m = file.metadata().expect("stat");
+        let me = std::process::id();
+        assert_eq!(
+            holds_flock(me, m.dev(), m.ino()),
+            Some(false),
+            "open, not locked"
+        );
+        file.try_lock().expect("lock");
+        assert_eq!(holds_flock(me, m.dev(), m.ino()), Some(true));
+        assert_eq!(flock_holders(m.dev(), m.ino()), vec![me]);
+        file.unlock().expect("unlock");
+        assert_eq!(holds_flock(me, m.dev(), m.ino()), Some(false));
     }
 
     #[test]

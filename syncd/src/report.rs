@@ -1,7 +1,10 @@
 //! `syncd status`: the truth from the lock (running or not; the kernel keeps it honest
 //! through zombies and reused pids), the controller's state file (worker pid, restarts,
 //! why it gave up) and the worker's status file (watches, queues, lag per target). LSB
-//! exit codes: 0 running, 1 dead but the pidfile exists, 3 not running.
+//! exit codes: 0 running, 1 dead but the pidfile exists, 3 not running, 4 unknown (the
+//! lock is held by a process this user cannot see). A lock held by something that is not
+//! a syncd of ours is not "running": 1 or 3 by the pidfile, and the message and
+//! `lock_held_by` say who holds it.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -10,7 +13,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use syncd_worker::status::Status;
 
-use crate::lock::{self, LockState};
+use crate::lock::{self, Holder, LockState};
 use crate::procs::{Proc, Role};
 use crate::settings::Settings;
 use crate::state::{ControllerState, Phase};
@@ -26,8 +29,13 @@ pub struct Report {
     pub last_exit: Option<String>,
     pub error: Option<String>,
     pub message: String,
+    /// Who holds syncd's lock when that is not a syncd of ours (empty otherwise).
+    pub lock_held_by: Vec<Holder>,
     pub worker: Option<Status>,
 }
+
+/// LSB status: program or service status is unknown.
+const STATUS_UNKNOWN: u8 = 4;
 
 pub fn gather(settings: &Settings) -> anyhow::Result<Report> {
     let lock = lock::probe(&settings.pidfile, &settings.lockfile)?;
@@ -36,6 +44,8 @@ pub fn gather(settings: &Settings) -> anyhow::Result<Report> {
         LockState::Held { pid } => (0, true, *pid),
         LockState::Free { pidfile: true, pid } => (1, false, *pid),
         LockState::Free { pidfile: false, .. } => (3, false, None),
+        LockState::Foreign { holders, .. } if holders.is_empty() => (STATUS_UNKNOWN, false, None),
+        LockState::Foreign { pidfile, pid, .. } => (if *pidfile { 1 } else { 3 }, false, *pid),
     };
     // The controller state belongs to this run only if its pid is the lock holder's.
     let ctl = ctl.filter(|c| !running || Some(c.pid) == pid);
@@ -90,6 +100,18 @@ pub fn gather(settings: &Settings) -> anyhow::Result<Report> {
             m
         }
         LockState::Free { pidfile: false, .. } => "syncd is not running".into(),
+        LockState::Foreign { holders, .. } if holders.is_empty() => format!(
+            "syncd's status is unknown: {}",
+            lock::foreign_holder_message(&settings.lockfile, holders)
+        ),
+        LockState::Foreign { holders, .. } => format!(
+            "syncd is not running: its {}",
+            lock::foreign_holder_message(&settings.lockfile, holders)
+        ),
+    };
+    let lock_held_by = match lock {
+        LockState::Foreign { holders, .. } => holders,
+        _ => Vec::new(),
     };
     Ok(Report {
         code,
@@ -101,6 +123,7 @@ pub fn gather(settings: &Settings) -> anyhow::Result<Report> {
         last_exit: ctl.as_ref().and_then(|c| c.last_exit.clone()),
         error: ctl.as_ref().and_then(|c| c.error.clone()),
         message,
+        lock_held_by,
         worker,
     })
 }
@@ -326,6 +349,7 @@ mod tests {
             last_exit: None,
             error: None,
             message: "syncd is running".into(),
+            lock_held_by: Vec::new(),
             worker: Some(Status {
                 pid: 2,
                 started_at: 0.0,
@@ -402,6 +426,7 @@ mod tests {
             last_exit: None,
             error: None,
             message: "syncd is not running".into(),
+            lock_held_by: Vec::new(),
             worker: None,
         };
         assert_eq!(human(&r, 0.0), "syncd is not running\n");
@@ -421,11 +446,26 @@ mod tests {
         let l = crate::lock::PidLock::acquire(&s.pidfile, &s.lockfile)
             .expect("io")
             .expect("free");
-        l.write_pid(std::process::id()).expect("pid");
+        // The holder is this test process: no syncd, so not "running" (a running syncd
+        // is the e2e tests' business), and the report says who holds the lock.
+        let me = std::process::id();
+        l.write_pid(me).expect("pid");
         let r = gather(&s).expect("gather");
         assert_eq!(
             (r.code, r.running, r.pid),
-            (0, true, Some(std::process::id()))
+            (1, false, Some(me)),
+            "{}",
+            r.message
+        );
+        assert!(
+            r.message.starts_with("syncd is not running: its lock")
+                && r.message.contains(&format!("(pid {me}, user ")),
+            "{}",
+            r.message
+        );
+        assert_eq!(
+            r.lock_held_by.iter().map(|h| h.pid).collect::<Vec<_>>(),
+            [me]
         );
         drop(l);
         let r = gather(&s).expect("gather");

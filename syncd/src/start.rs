@@ -3,7 +3,10 @@
 //! file; no `fork()` in this threaded process) that inherits the held lock, then wait
 //! until it reports over sd_notify that the worker's watches are in place. Exit 0 then,
 //! or non-zero with the reason (the daemon's log lines) after a bounded wait — and in
-//! that case no daemon is left behind.
+//! that case no daemon is left behind. Only the daemon's own datagrams count: it is the
+//! child spawned here (exec, no fork in between), so the kernel must name `child.id()`
+//! as the sender; anyone else's READY=1 on the (abstract, so open to all) socket is
+//! dropped and said once per sender on stderr.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
@@ -22,7 +25,7 @@ use syncd_worker::deadline::after;
 use syncd_worker::notify;
 
 use crate::cli::StartArgs;
-use crate::lock::PidLock;
+use crate::lock::{self, Held, PidLock};
 use crate::procs::{Proc, Role};
 use crate::settings::Settings;
 
@@ -32,12 +35,19 @@ const LOCK_FD: i32 = 3;
 pub fn start(settings: &Settings, args: &StartArgs) -> anyhow::Result<ExitCode> {
     let lock = match PidLock::acquire(&settings.pidfile, &settings.lockfile)? {
         Ok(lock) => lock,
-        Err(held) => {
+        Err(Held::Syncd { pid }) => {
             println!(
                 "syncd is already running{}",
-                held.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
             );
             return Ok(ExitCode::SUCCESS);
+        }
+        Err(Held::Foreign(holders)) => {
+            eprintln!(
+                "syncd cannot start: {}",
+                lock::foreign_holder_message(&settings.lockfile, &holders)
+            );
+            return Ok(ExitCode::FAILURE);
         }
     };
     clear_stale_pidfile(&lock, &settings.pidfile)?;
@@ -123,6 +133,7 @@ fn wait_until_ready(
 ) -> anyhow::Result<ExitCode> {
     let deadline = after(Instant::now(), wait);
     let mut last_status = String::new();
+    let mut gate = notify::SenderGate::new(Some(child.id()));
     loop {
         if let Some(status) = child.try_wait().context("failed to check on the daemon")? {
             eprintln!(
@@ -140,6 +151,9 @@ fn wait_until_ready(
         }
         let slice = (deadline - now).min(Duration::from_millis(200));
         if let Some(m) = listener.recv(Some(slice)).context("notification socket")? {
+            if !from_the_daemon(&mut gate, &m, child.id()) {
+                continue;
+            }
             if let Some(s) = m.get("STATUS") {
                 last_status = s.to_string();
             }
@@ -157,6 +171,23 @@ fn wait_until_ready(
             }
         }
     }
+}
+
+/// Whether `m` comes from the daemon `pid`; a stranger's datagram is dropped, and said
+/// (once per sender).
+fn from_the_daemon(gate: &mut notify::SenderGate, m: &notify::Message, pid: u32) -> bool {
+    let more = match gate.admit(m.pid) {
+        notify::Admission::Take => return true,
+        notify::Admission::Drop => return false,
+        notify::Admission::DropAndLog => "",
+        notify::Admission::DropAndLogLast => "; later senders are not named",
+    };
+    log::warn!(
+        "ignored a notification ({}) from {}: not the syncd daemon this start launched (pid {pid}){more}",
+        m.keys(),
+        m.sender()
+    );
+    false
 }
 
 /// The daemon did not report ready within `wait`: say so with its log, and stop it.
@@ -185,10 +216,10 @@ pub fn clear_stale_pidfile(lock: &PidLock, pidfile: &Path) -> anyhow::Result<()>
     if !pidfile.exists() {
         return Ok(());
     }
-    match crate::lock::read_pid(pidfile) {
+    match lock::read_pid(pidfile) {
         Some(pid) if pid != std::process::id() => {
             let p = Proc::of(pid);
-            if p.is(Role::Controller) {
+            if p.is_of(Role::Controller, nix::unistd::geteuid().as_raw()) {
                 anyhow::bail!(
                     "{} names {}, a running syncd that does not hold the lock (was the lock file deleted?); stop it first (kill {pid})",
                     pidfile.display(),
@@ -202,9 +233,10 @@ pub fn clear_stale_pidfile(lock: &PidLock, pidfile: &Path) -> anyhow::Result<()>
             log::warn!("removing stale pidfile {}: {why}", pidfile.display());
         }
         Some(_) => {}
-        None => {
-            log::warn!("removing unreadable pidfile {}", pidfile.display());
-        }
+        None => match lock::pidfile_trouble(pidfile) {
+            Some(why) => log::warn!("removing pidfile {}: {why}", pidfile.display()),
+            None => log::warn!("removing unreadable pidfile {}", pidfile.display()),
+        },
     }
     lock.remove_pidfile()
 }

@@ -37,6 +37,10 @@ fn running_controller(settings: &Settings) -> anyhow::Result<Option<u32>> {
             }
             Ok(None)
         }
+        LockState::Foreign { holders, .. } => anyhow::bail!(
+            "syncd is not running, and its {}; not signalling anything",
+            lock::foreign_holder_message(&settings.lockfile, &holders)
+        ),
         LockState::Held { pid } => {
             // The holder writes its pid right after locking: give it a moment.
             let pid = match pid {
@@ -123,11 +127,11 @@ pub fn stop(settings: &Settings, timeout: Duration) -> anyhow::Result<ExitCode> 
 /// Wait up to `timeout` for the lock to be free; remove a pidfile left behind.
 fn released(settings: &Settings, timeout: Duration) -> anyhow::Result<bool> {
     match PidLock::acquire_within(&settings.pidfile, &settings.lockfile, timeout)? {
-        Ok(lock) => {
+        Some(lock) => {
             lock.remove_pidfile()?;
             Ok(true)
         }
-        Err(_) => Ok(false),
+        None => Ok(false),
     }
 }
 

@@ -7,7 +7,10 @@
 //! honoured only from the worker's own pid (the kernel names the sender; an abstract
 //! socket has no permissions), [`crate::sysctl::raise_for_worker`] applies the policy to
 //! its count, and the answer (the limit now, [`contract::WATCHES_LIMIT`]) goes back to
-//! the address it was sent from. Neither is passed on to systemd.
+//! the address it was sent from. Neither is passed on to systemd. No other datagram is
+//! taken from anyone but the current worker either ([`notify::SenderGate`]): a stranger's
+//! READY=1 or STATUS= is dropped, never forwarded to systemd or `syncd start`, and logged
+//! once per sender.
 //!
 //! One loop owns everything; signals (signal-hook thread), worker exits (a waiter thread
 //! per worker) and the worker's sd_notify messages (a listener thread) arrive as
@@ -34,7 +37,7 @@ use syncd_worker::state_dir::StateDir;
 use syncd_worker::status::unix_secs;
 
 use crate::cli::WorkerArgs;
-use crate::lock::PidLock;
+use crate::lock::{Held, PidLock};
 use crate::policy::{Decision, RestartPolicy, Restarts};
 use crate::procs;
 use crate::settings::Settings;
@@ -69,11 +72,18 @@ pub fn run(settings: &Settings, config: Config, args: &WorkerArgs) -> anyhow::Re
                 crate::start::clear_stale_pidfile(&lock, &settings.pidfile)?;
                 lock
             }
-            Err(held) => {
+            Err(Held::Syncd { pid }) => {
                 eprintln!(
                     "syncd: already running{} (lock {} is held)",
-                    held.pid.map(|p| format!(" as pid {p}")).unwrap_or_default(),
+                    pid.map(|p| format!(" as pid {p}")).unwrap_or_default(),
                     settings.lockfile.display()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(Held::Foreign(holders)) => {
+                eprintln!(
+                    "syncd: cannot run: {}",
+                    crate::lock::foreign_holder_message(&settings.lockfile, &holders)
                 );
                 return Ok(ExitCode::FAILURE);
             }
@@ -126,6 +136,8 @@ struct Supervisor<'a> {
     stopping: Option<Instant>,
     ever_ready: bool,
     next_extend: Instant,
+    /// Takes the notify socket's datagrams from the current worker only.
+    senders: notify::SenderGate,
 }
 
 impl<'a> Supervisor<'a> {
@@ -151,6 +163,7 @@ impl<'a> Supervisor<'a> {
             stopping: None,
             ever_ready: false,
             next_extend: Instant::now(),
+            senders: notify::SenderGate::new(None),
         }
     }
 
@@ -306,6 +319,9 @@ impl<'a> Supervisor<'a> {
         let now = Instant::now();
         match msg {
             Msg::Notify(m) => {
+                if !self.from_the_worker(&m) {
+                    return Ok(None);
+                }
                 if let Some(n) = m.get(contract::WATCHES_REQUEST) {
                     self.on_watches_request(&m, n);
                     return Ok(None);
@@ -456,16 +472,34 @@ impl<'a> Supervisor<'a> {
         None
     }
 
+    /// Whether `m` comes from the current worker (the kernel names the sender); anyone
+    /// else's datagram is dropped, and logged once per sender.
+    fn from_the_worker(&mut self, m: &notify::Message) -> bool {
+        let worker = self.worker.as_ref().map(|w| w.pid);
+        self.senders.expect(worker);
+        let more = match self.senders.admit(m.pid) {
+            notify::Admission::Take => return true,
+            notify::Admission::Drop => return false,
+            notify::Admission::DropAndLog => "",
+            notify::Admission::DropAndLogLast => "; later senders are not named",
+        };
+        let what = match m.get(contract::WATCHES_REQUEST) {
+            Some(_) => "a request for inotify watches".to_string(),
+            None => format!("a notification ({})", m.keys()),
+        };
+        let why = worker.map_or_else(
+            || "no worker runs now".to_string(),
+            |w| format!("not the worker (pid {w})"),
+        );
+        log::warn!("ignored {what} from {}: {why}{more}", m.sender());
+        false
+    }
+
     /// The worker is out of inotify watches and asks for `n` (in use and missing): raise
-    /// the limit by the sysctl policy and answer with its value now. From anyone but the
-    /// current worker, ignored.
+    /// the limit by the sysctl policy and answer with its value now. Only the current
+    /// worker's requests get here ([`Supervisor::from_the_worker`]).
     fn on_watches_request(&self, m: &notify::Message, n: &str) {
-        let Some(w) = self.worker.as_ref().filter(|w| m.pid == Some(w.pid)) else {
-            log::warn!(
-                "ignored a request for inotify watches from pid {}: not the worker",
-                m.pid
-                    .map_or_else(|| "unknown".to_string(), |p| p.to_string())
-            );
+        let Some(w) = self.worker.as_ref() else {
             return;
         };
         let Ok(needed) = n.trim().parse::<u64>() else {

@@ -62,6 +62,10 @@ pub fn run(
                 None => "no pid".to_string(),
             }
         ),
+        LockState::Foreign { holders, .. } => bail!(
+            "syncd is not running, and its {}; `syncd sync` does not push beside it",
+            crate::lock::foreign_holder_message(&settings.lockfile, &holders)
+        ),
         LockState::Free { .. } => foreground(settings, full, force),
     }
 }
