@@ -587,42 +587,80 @@ mod tests {
 
     #[test]
     fn judge_table() {
-        let proc_ = |comm: &str, uid: u32| Proc::Alive {
-            comm: comm.into(),
-            exe: None,
-            uid: Some(uid),
+        let alive = |pid: u32, comm: &str, uid: u32| {
+            (
+                pid,
+                Proc::Alive {
+                    comm: comm.into(),
+                    exe: None,
+                    uid: Some(uid),
+                },
+            )
         };
-        let syncd_root = (10, proc_("syncd", 0));
-        let syncd_nobody = (11, proc_("syncd", 65534));
-        let flock_root = (12, proc_("flock", 0));
-        let starting = Held::Syncd { pid: None };
-        assert_eq!(judge(Some(0), &[syncd_root.clone()]), starting);
-        assert_eq!(
-            judge(Some(0), &[flock_root.clone(), syncd_root.clone()]),
-            starting,
-            "a start handing the lock over, beside a child that inherited it"
+        let syncd_root = alive(10, "syncd", 0);
+        let syncd_nobody = alive(11, "syncd", 65534);
+        let flock_root = alive(12, "flock", 0);
+        // The lock file's trusted owner, the holders, the verdict (None: a syncd starting,
+        // `Held::Syncd { pid: None }`; Some: the foreign pids) and why.
+        type Row = (
+            Option<u32>,
+            Vec<(u32, Proc)>,
+            Option<Vec<u32>>,
+            &'static str,
         );
-        let foreign = |h: Held| match h {
-            Held::Foreign(h) => pids(&h),
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(foreign(judge(Some(0), &[syncd_nobody.clone()])), vec![11]);
-        assert_eq!(foreign(judge(Some(0), &[flock_root.clone()])), vec![12]);
-        assert_eq!(
-            foreign(judge(None, &[syncd_root.clone()])),
-            vec![10],
-            "another user's lock file is no syncd's of ours"
-        );
-        assert_eq!(
-            judge(Some(65534), &[syncd_nobody.clone()]),
-            starting,
-            "a syncd of the lock file's owner (root's status on a user's own syncd)"
-        );
-        assert_eq!(
-            foreign(judge(Some(0), &[(13, Proc::Zombie)])),
-            Vec::<u32>::new()
-        );
-        assert_eq!(foreign(judge(Some(0), &[])), Vec::<u32>::new());
+        let table: Vec<Row> = vec![
+            (
+                Some(0),
+                vec![syncd_root.clone()],
+                None,
+                "a syncd of root's, pid not written yet",
+            ),
+            (
+                Some(0),
+                vec![flock_root.clone(), syncd_root.clone()],
+                None,
+                "a start handing the lock over, beside a child that inherited it",
+            ),
+            (
+                Some(0),
+                vec![syncd_nobody.clone()],
+                Some(vec![11]),
+                "called syncd, run by nobody",
+            ),
+            (
+                Some(0),
+                vec![flock_root.clone()],
+                Some(vec![12]),
+                "not a syncd",
+            ),
+            (
+                None,
+                vec![syncd_root],
+                Some(vec![10]),
+                "another user's lock file",
+            ),
+            (
+                Some(65534),
+                vec![syncd_nobody],
+                None,
+                "a syncd of the lock file's owner (root's status on a user's own syncd)",
+            ),
+            (
+                Some(0),
+                vec![(13, Proc::Zombie)],
+                Some(vec![]),
+                "a zombie is no holder to name",
+            ),
+            (Some(0), vec![], Some(vec![]), "nobody to be seen"),
+        ];
+        for (owner, holders, want, why) in table {
+            let got = match judge(owner, &holders) {
+                Held::Syncd { pid: None } => None,
+                Held::Foreign(h) => Some(pids(&h)),
+                other => panic!("{why}: {other:?}"),
+            };
+            assert_eq!(got, want, "{why}");
+        }
     }
 
     #[test]

@@ -151,7 +151,7 @@ fn wait_until_ready(
         }
         let slice = (deadline - now).min(Duration::from_millis(200));
         if let Some(m) = listener.recv(Some(slice)).context("notification socket")? {
-            if !from_the_daemon(&mut gate, &m, child.id()) {
+            if !sent_by_the_daemon(&mut gate, &m, child.id()) {
                 continue;
             }
             if let Some(s) = m.get("STATUS") {
@@ -175,7 +175,7 @@ fn wait_until_ready(
 
 /// Whether `m` comes from the daemon `pid`; a stranger's datagram is dropped, and said
 /// (once per sender).
-fn from_the_daemon(gate: &mut notify::SenderGate, m: &notify::Message, pid: u32) -> bool {
+fn sent_by_the_daemon(gate: &mut notify::SenderGate, m: &notify::Message, pid: u32) -> bool {
     let more = match gate.admit(m.pid) {
         notify::Admission::Take => return true,
         notify::Admission::Drop => return false,

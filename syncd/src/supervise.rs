@@ -319,7 +319,7 @@ impl<'a> Supervisor<'a> {
         let now = Instant::now();
         match msg {
             Msg::Notify(m) => {
-                if !self.from_the_worker(&m) {
+                if !self.sent_by_the_worker(&m) {
                     return Ok(None);
                 }
                 if let Some(n) = m.get(contract::WATCHES_REQUEST) {
@@ -474,7 +474,7 @@ impl<'a> Supervisor<'a> {
 
     /// Whether `m` comes from the current worker (the kernel names the sender); anyone
     /// else's datagram is dropped, and logged once per sender.
-    fn from_the_worker(&mut self, m: &notify::Message) -> bool {
+    fn sent_by_the_worker(&mut self, m: &notify::Message) -> bool {
         let worker = self.worker.as_ref().map(|w| w.pid);
         self.senders.expect(worker);
         let more = match self.senders.admit(m.pid) {
@@ -497,7 +497,7 @@ impl<'a> Supervisor<'a> {
 
     /// The worker is out of inotify watches and asks for `n` (in use and missing): raise
     /// the limit by the sysctl policy and answer with its value now. Only the current
-    /// worker's requests get here ([`Supervisor::from_the_worker`]).
+    /// worker's requests get here ([`Supervisor::sent_by_the_worker`]).
     fn on_watches_request(&self, m: &notify::Message, n: &str) {
         let Some(w) = self.worker.as_ref() else {
             return;

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use syncd_tests::controller::{is_alive, kill, says, show, text, wait_child, wait_gone};
+use syncd_tests::controller::{
+    is_alive, kill, notify_socket_of, says, show, text, wait_child, wait_gone,
+};
 use syncd_tests::tree::{source_dir, write_file};
 use syncd_tests::wait;
 use syncd_tests::{assert_in_sync, Controller, Diagnose, Site, SyncCheck, TreeWriter};
@@ -560,18 +562,6 @@ fn sync_full_through_the_running_daemon_repairs_the_target() {
     c.stop();
 }
 
-/// The controller's socket for its worker (`@syncd-worker-<pid>-<n>`), from
-/// /proc/net/unix.
-fn worker_socket_of(ctl_pid: u32) -> Option<String> {
-    let prefix = format!("@syncd-worker-{ctl_pid}-");
-    std::fs::read_to_string("/proc/net/unix")
-        .ok()?
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(7))
-        .find(|name| name.starts_with(&prefix))
-        .map(str::to_string)
-}
-
 #[test]
 fn a_request_for_watches_from_another_process_than_the_worker_is_ignored() {
     // The socket is abstract: anyone can send to it; only the worker may make the
@@ -584,7 +574,7 @@ fn a_request_for_watches_from_another_process_than_the_worker_is_ignored() {
         "the controller's worker socket",
         STATUS_TIMEOUT,
         &[&c],
-        || worker_socket_of(pid),
+        || notify_socket_of("worker", pid),
     );
     let msg = format!("{}=4000000000", syncd_worker::contract::WATCHES_REQUEST);
     syncd_worker::notify::send_to(std::ffi::OsStr::new(&socket), &msg)

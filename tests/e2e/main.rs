@@ -55,6 +55,9 @@ mod safety;
 mod source;
 /// Initial sync, sersync confxml.xml, bad configs.
 mod startup;
+/// Other local users against the lock and the notify sockets: `nobody` cannot hold the
+/// lock, a stranger holding it is not a running syncd, a stranger's READY=1 is dropped.
+mod strangers;
 /// Supervision: worker or controller killed with SIGKILL, stop during a burst, inotify
 /// sysctls raised at start (changes a sysctl under the exclusive lock).
 mod supervision;

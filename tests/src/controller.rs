@@ -144,13 +144,28 @@ impl Controller {
     /// Run `syncd --config FILE <path flags> <args>` to its exit (at most
     /// `COMMAND_TIMEOUT`).
     pub fn cmd(&self, args: &[&str]) -> Output {
+        self.cmd_as(&[], args)
+    }
+
+    /// [`Controller::cmd`] through `wrapper` (e.g. [`AS_NOBODY`]), which execs syncd.
+    pub fn cmd_as(&self, wrapper: &[&str], args: &[&str]) -> Output {
+        self.spawn_as(wrapper, args).finish(self)
+    }
+
+    /// Start `syncd --config FILE <path flags> <args>` and return at once (e.g. a
+    /// `syncd start` to look at while it waits); [`PendingCmd::finish`] waits for it.
+    pub fn spawn_cmd(&self, args: &[&str]) -> PendingCmd {
+        self.spawn_as(&[], args)
+    }
+
+    fn spawn_as(&self, wrapper: &[&str], args: &[&str]) -> PendingCmd {
         let mut all = vec![
             "--config".to_string(),
             self.config_path.to_string_lossy().into_owned(),
         ];
         all.extend(self.path_flags());
         all.extend(args.iter().map(|a| a.to_string()));
-        self.run(&all)
+        self.spawn(wrapper, all)
     }
 
     /// Run `syncd <args> --config FILE <path flags>`: the global flags after the command.
@@ -159,50 +174,39 @@ impl Controller {
         all.push("--config".into());
         all.push(self.config_path.to_string_lossy().into_owned());
         all.extend(self.path_flags());
-        self.run(&all)
+        self.spawn(&[], all).finish(self)
     }
 
     /// Run `syncd <path flags> <args>` (no `--config`: sersync's `-o` names it).
     pub fn cmd_without_config(&self, args: &[&str]) -> Output {
         let mut all = self.path_flags();
         all.extend(args.iter().map(|a| a.to_string()));
-        self.run(&all)
+        self.spawn(&[], all).finish(self)
     }
 
-    fn run(&self, args: &[String]) -> Output {
+    /// Spawn `[wrapper...] syncd <args>` with stdout and stderr in files of the tempdir.
+    fn spawn(&self, wrapper: &[&str], args: Vec<String>) -> PendingCmd {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let out_path = self.dir.path().join(format!("cmd{n}.out"));
         let err_path = self.dir.path().join(format!("cmd{n}.err"));
         let bin = syncd_bin();
-        let mut command = Command::new(&bin);
+        let mut command = wrapped(wrapper, &bin);
         self.sysctl_env(&mut command);
-        let mut child = command
-            .args(args)
+        let child = command
+            .args(&args)
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stdout(fs::File::create(&out_path).expect("create a command's stdout file"))
             .stderr(fs::File::create(&err_path).expect("create a command's stderr file"))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-        let status = wait_child(&mut child, COMMAND_TIMEOUT).unwrap_or_else(|| {
-            panic!(
-                "`syncd {}` did not exit within {COMMAND_TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}\n{}",
-                args.join(" "),
-                fs::read_to_string(&out_path).unwrap_or_default(),
-                fs::read_to_string(&err_path).unwrap_or_default(),
-                self.diagnose()
-            )
-        });
-        let out = Output {
-            status,
-            stdout: fs::read(&out_path).unwrap_or_default(),
-            stderr: fs::read(&err_path).unwrap_or_default(),
-        };
-        let _ = fs::remove_file(&out_path);
-        let _ = fs::remove_file(&err_path);
-        self.remember_pids();
-        out
+        PendingCmd {
+            child,
+            shown: [wrapper.join(" "), "syncd".into(), args.join(" ")].join(" "),
+            out_path,
+            err_path,
+        }
     }
 
     /// `syncd start <args>`: must exit 0 saying "started". Returns the controller's pid.
@@ -446,6 +450,131 @@ impl Controller {
                 Err(format!("{who:?}"))
             }
         })
+    }
+}
+
+/// `syncd` run as `nobody` (for `Controller::cmd_as` and other commands): no root, no
+/// groups.
+pub const AS_NOBODY: &[&str] = &[
+    "setpriv",
+    "--reuid=nobody",
+    "--regid=nogroup",
+    "--clear-groups",
+];
+
+/// A `syncd` command started by [`Controller::spawn_cmd`], not yet waited for.
+pub struct PendingCmd {
+    child: Child,
+    /// The command line, for messages.
+    shown: String,
+    out_path: PathBuf,
+    err_path: PathBuf,
+}
+
+impl PendingCmd {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// What it printed so far: stdout, then stderr.
+    pub fn output_so_far(&self) -> String {
+        format!(
+            "{}{}",
+            fs::read_to_string(&self.out_path).unwrap_or_default(),
+            fs::read_to_string(&self.err_path).unwrap_or_default()
+        )
+    }
+
+    /// Wait for its exit (at most `COMMAND_TIMEOUT`, then fail the test with `c`'s
+    /// diagnosis); its output.
+    pub fn finish(mut self, c: &Controller) -> Output {
+        let status = wait_child(&mut self.child, COMMAND_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "`{}` did not exit within {COMMAND_TIMEOUT:?}\n{}\n{}",
+                self.shown,
+                self.output_so_far(),
+                c.diagnose()
+            )
+        });
+        let out = Output {
+            status,
+            stdout: fs::read(&self.out_path).unwrap_or_default(),
+            stderr: fs::read(&self.err_path).unwrap_or_default(),
+        };
+        let _ = fs::remove_file(&self.out_path);
+        let _ = fs::remove_file(&self.err_path);
+        c.remember_pids();
+        out
+    }
+}
+
+impl Drop for PendingCmd {
+    fn drop(&mut self) {
+        // Not finished (a failing test): do not leave it running.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The abstract notify socket `@syncd-<purpose>-<pid>-…` that process `pid` bound
+/// (`worker`: a controller's socket for its worker; `start`: `syncd start`'s), from
+/// `/proc/net/unix`.
+pub fn notify_socket_of(purpose: &str, pid: u32) -> Option<String> {
+    let prefix = format!("@syncd-{purpose}-{pid}-");
+    fs::read_to_string("/proc/net/unix")
+        .ok()?
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(7))
+        .find(|name| name.starts_with(&prefix))
+        .map(str::to_string)
+}
+
+/// `bin` run through `wrapper` (a command that execs its arguments), or alone.
+fn wrapped(wrapper: &[&str], bin: &Path) -> Command {
+    match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
+}
+
+/// Send the sd_notify datagram `msg` to `socket` from a process of its own, run through
+/// `wrapper` (e.g. [`AS_NOBODY`], or nothing: another root process); its pid (the
+/// sender the kernel names), or why it could not send (e.g. nobody listens any more).
+pub fn notify_as(wrapper: &[&str], socket: &str, msg: &str) -> Result<u32, String> {
+    let bin = crate::worker::notify_send_bin();
+    let mut child = wrapped(wrapper, &bin)
+        .arg(socket)
+        .arg(msg)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    let pid = child.id();
+    match wait_child(&mut child, COMMAND_TIMEOUT) {
+        Some(s) if s.success() => Ok(pid),
+        status => {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            Err(format!(
+                "`{} {} {socket} {msg:?}` failed ({status:?}): {}",
+                wrapper.join(" "),
+                bin.display(),
+                err.trim_end()
+            ))
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod controller;
 pub mod daemon;
+pub mod gate;
 pub mod mount;
 pub mod site;
 pub mod sysctl;
@@ -24,6 +25,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use controller::Controller;
 pub use daemon::RsyncDaemon;
+pub use gate::WorkerGate;
 pub use site::Site;
 pub use sysctl::SysctlOverride;
 pub use tree::{assert_in_sync, SyncCheck, TreeWriter};

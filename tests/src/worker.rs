@@ -33,6 +33,12 @@ pub fn worker_bin() -> PathBuf {
     built_bin("syncd-worker", "SYNCD_WORKER_BIN")
 }
 
+/// `sd-notify-send` (this package's `src/bin/sd-notify-send.rs`): a stranger's sd_notify
+/// datagram.
+pub fn notify_send_bin() -> PathBuf {
+    built_bin("sd-notify-send", "SYNCD_NOTIFY_SEND_BIN")
+}
+
 /// A binary of the workspace: `$env` if set, else `name` beside the test executable's
 /// directory. Fails loudly when it is missing: `cargo test` does not build other
 /// packages' binaries.
