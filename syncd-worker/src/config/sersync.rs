@@ -200,6 +200,15 @@ impl Globals<'_, '_> {
     fn target(&self, x: &Xml, r: Node, d: &mut Diags) -> Option<TargetSpec> {
         let ip = x.attr(r, "ip", d)?;
         let name = x.attr(r, "name", d)?;
+        if ip.value.contains('@') {
+            // Not repeated: `ip="user:password@host"` holds a secret.
+            d.error_with(
+                ip.at,
+                "ip= holds a user name or password (before '@'); it is the host only",
+                &["sersync names the user in <auth users=...>", PASSWORD_HINT],
+            );
+            return None;
+        }
         let host = if ip.value.contains(':') {
             format!("[{}]", ip.value)
         } else {
@@ -460,7 +469,16 @@ impl<'a, 'input> Xml<'a, 'input> {
                         let user = self.attr(n, "users", d);
                         let pw = self.attr(n, "passwordfile", d);
                         if let (Some(user), Some(pw)) = (user, pw) {
-                            if user.value.trim().is_empty() || user.value.contains([',', ' ']) {
+                            if user.value.contains(':') {
+                                // Not repeated: `users="name:password"` holds a secret.
+                                d.error_with(
+                                    user.at,
+                                    "users= holds a password (name:password)",
+                                    &[PASSWORD_HINT],
+                                );
+                            } else if user.value.trim().is_empty()
+                                || user.value.contains([',', ' '])
+                            {
                                 d.error(
                                     user.at,
                                     format!("users={:?}: expected one user name", user.value),
@@ -566,3 +584,9 @@ impl<'a, 'input> Xml<'a, 'input> {
 }
 
 const MINUTE: Duration = Duration::from_secs(60);
+
+/// Where a daemon password goes instead of the config file.
+const PASSWORD_HINT: &str =
+    "put the password alone on the first line of a file only root can read \
+     (e.g. /etc/rsync.password, chmod 600) and name it in \
+     <auth start=\"true\" users=\"USER\" passwordfile=\"/etc/rsync.password\"/>";

@@ -722,3 +722,41 @@ fn bad_confxml_points_at_the_element() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+#[test]
+fn a_password_anywhere_in_a_target_is_refused_at_its_value_without_repeating_it() {
+    // (file name, text, line, col, what the message or its detail must say)
+    const HEAD: &str = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<head version=\"2.5\">\n<sersync>\n<localpath watch=\"{src}\">\n";
+    let cases: Vec<(&str, String, usize, usize, &str)> = vec![
+        ("s.toml", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"rsync://u:S3cr3t@h/m\"\n".into(), 4, 8, "password_file = "),
+        ("s.toml", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"rsync://u:S3cr3t@h:873/m\"\n".into(), 4, 8, "password_file = "),
+        ("s.toml", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"u:S3cr3t@h::m\"\n".into(), 4, 8, "password_file = "),
+        ("s.toml", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"u:S3cr3t@h:/path\"\n".into(), 4, 8, "password_file = "),
+        ("s.toml", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/b\"\n[sync.hooks.http]\nurl = \"http://u:S3cr3t@h/x\"\n".into(), 6, 7, "use the command hook"),
+        ("confxml.xml", format!("{HEAD}<remote ip=\"u:S3cr3t@h\" name=\"m\"/>\n</localpath>\n</sersync>\n</head>\n"), 5, 13, "passwordfile="),
+        ("confxml.xml", format!("{HEAD}<remote ip=\"h\" name=\"m\"/>\n</localpath>\n<rsync><auth start=\"true\" users=\"u:S3cr3t\" passwordfile=\"/etc/p\"/></rsync>\n</sersync>\n</head>\n"), 7, 34, "passwordfile="),
+    ];
+    let mut failures = Vec::new();
+    for (file, text, line, col, needle) in &cases {
+        let (_dir, text) = with_source(text);
+        let err = match parse(text.as_bytes(), Path::new(file)) {
+            Ok(c) => panic!("{text}: parsed as {:?}", c.syncs[0].targets),
+            Err(e) => e,
+        };
+        let shown = err.to_string();
+        let at = Some(Pos {
+            line: *line,
+            col: *col,
+        });
+        let hit = err.problems.iter().any(|p| {
+            p.pos == at
+                && (p.message.contains(needle) || p.detail.iter().any(|l| l.contains(needle)))
+        });
+        if !hit || shown.contains("S3cr3t") {
+            failures.push(format!(
+                "{text}\nwant {line}:{col} with {needle:?} and no secret, got:\n{shown}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
