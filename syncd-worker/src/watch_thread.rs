@@ -43,7 +43,7 @@ use crate::config::SyncJob;
 use crate::deadline::after;
 use crate::path_watch::PathWatch;
 use crate::queue::Change;
-use crate::source_id::SourceId;
+use crate::source_id::{link_moved, SourceId};
 use crate::watch::{ask, limit, WatchStats, Watcher};
 
 /// How often the source path is looked at when its events cannot be set up
@@ -142,7 +142,7 @@ pub fn run(
     // Why the source was just lost, as inotify told it: said instead of what the first
     // look at the path finds (less precise: "gone" for an unmount).
     let mut lost: Option<String> = None;
-    let mut path = PathWatch::new(&job.source);
+    let mut path = PathWatch::new(job.source_path());
     loop {
         // Armed before its last look: what happens to the path from then on is an event.
         let Some(source) =
@@ -173,7 +173,7 @@ pub fn run(
         let mut w = match made {
             Ok(w) => w,
             Err(e) => {
-                if source.check(&job.source).is_err() {
+                if source.check_job(job).is_err() {
                     // Replaced while the watches were being added: wait again.
                     expect = Expect::Exactly(source);
                     continue;
@@ -188,7 +188,7 @@ pub fn run(
         }
         // The path may have changed while the watches were added (their events would
         // not say so if the change came before the root's watch).
-        if let Err(why) = source.check(&job.source) {
+        if let Err(why) = source.check_job(job) {
             drop(w);
             lost = Some(why);
             expect = Expect::Exactly(source);
@@ -377,7 +377,7 @@ fn watch(
         }
         if path.changed(woken) || timed {
             next_look = timed_look(path, now);
-            if let Err(why) = source.check(&job.source) {
+            if let Err(why) = source.check_job(job) {
                 if !out.is_empty() && !send(Report::Changes(out)) {
                     return Ended::Stopped;
                 }
@@ -447,21 +447,24 @@ fn wait_for_source(
         }
         if look {
             next_look = timed_look(path, Instant::now());
-            let why = match (expect, SourceId::of(&job.source)) {
+            let shown = job.source_path().display();
+            // A repointed link waits for a reload, whatever is expected.
+            let moved = link_moved(job);
+            let why = match (expect, SourceId::of(job.source_path())) {
+                _ if moved.is_some() => moved.unwrap_or_default(),
                 (Expect::Exactly(want), now) => match want.differs(now.as_ref().ok()) {
                     None => return now.ok(),
-                    Some(why) => format!("{}: {why}", job.source.display()),
+                    Some(why) => format!("{shown}: {why}"),
                 },
                 (Expect::Any { .. }, Ok(now)) => return Some(now),
                 (Expect::Any { wait_if_missing }, Err(e)) => {
                     if !wait_if_missing {
                         send(Report::Fatal(format!(
-                            "cannot watch source directory {}: {e}; check that it exists, is a directory and is readable",
-                            job.source.display()
+                            "cannot watch source directory {shown}: {e}; check that it exists, is a directory and is readable"
                         )));
                         return None;
                     }
-                    format!("{}: {e}", job.source.display())
+                    format!("{shown}: {e}")
                 }
             };
             if seen.as_deref() != Some(why.as_str()) {
@@ -501,7 +504,7 @@ fn wait_for_source(
                 Err(e) => {
                     send(Report::Fatal(format!(
                         "cannot wait for the source {} to come back: poll failed: {e}",
-                        job.source.display()
+                        job.source_path().display()
                     )));
                     return None;
                 }

@@ -166,8 +166,14 @@ pub fn human(r: &Report, now: f64) -> String {
     for s in &w.syncs {
         let _ = write!(
             out,
-            "  {}: {} ({} directories watched",
-            s.name, s.source, s.watched_dirs
+            "  {}: {}{} ({} directories watched",
+            s.name,
+            s.source,
+            s.source_resolved
+                .as_ref()
+                .map(|r| format!(" -> {r}"))
+                .unwrap_or_default(),
+            s.watched_dirs
         );
         if s.unwatched_dirs > 0 {
             let _ = write!(
@@ -184,9 +190,15 @@ pub fn human(r: &Report, now: f64) -> String {
             let _ = writeln!(out, "    {}", watches_asked_line(a));
         }
         if let Some(why) = &s.source_problem {
+            // A symlinked source is resolved by a config load: only a reload follows it.
+            let accept = if s.source_resolved.is_some() {
+                "`syncd reload` follows the link"
+            } else {
+                "`syncd sync --full` accepts what is there now"
+            };
             let _ = writeln!(
                 out,
-                "    SOURCE LOST: {why}; nothing is pushed until it is back (or `syncd sync --full` accepts what is there now)"
+                "    SOURCE LOST: {why}; nothing is pushed until it is back (or {accept})"
             );
         }
         for t in &s.targets {
@@ -334,6 +346,7 @@ mod tests {
                 syncs: vec![syncd_worker::status::SyncStatus {
                     name: "s".into(),
                     source: "/src".into(),
+                    source_resolved: None,
                     source_problem: None,
                     watched_dirs: 1,
                     unwatched_dirs: 0,

@@ -390,6 +390,7 @@ mod tests {
             syncs: vec![SyncStatus {
                 name: "web".into(),
                 source: "/src".into(),
+                source_resolved: None,
                 source_problem: None,
                 watched_dirs: 1,
                 unwatched_dirs: 0,

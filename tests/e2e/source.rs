@@ -308,3 +308,76 @@ fn a_swapped_symlink_on_the_source_path_is_noticed_and_swapping_back_resumes() {
     assert_in_sync(&data, &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
     w.stop();
 }
+
+/// `source = "<src>/current"`, a release symlink to `releases/1`: watched at
+/// `releases/1` (the watches never follow a symlink: the worker used to die with
+/// ENOTDIR), said in the log and in status.json (`source` as written, `source_resolved`).
+/// The link repointed (`ln -s 2 current.tmp && mv -T`) is a source swapped: reported, the
+/// old release is not pushed on, the new one not followed, until `reload` resolves the
+/// link again and pushes the new release.
+#[test]
+fn a_symlinked_source_is_watched_at_its_target_and_a_repointed_link_waits_for_a_reload() {
+    let site = Site::new();
+    let releases = site.src().join("releases");
+    for rel in ["1", "2"] {
+        fs::create_dir_all(releases.join(rel)).expect("mkdir release");
+    }
+    // The next release is mostly the same tree (the deletion guard would stop a push
+    // that deletes most of the target).
+    seed(&releases.join("1"));
+    seed(&releases.join("2"));
+    write_file(&releases.join("2/other.txt"), b"the next release");
+    let link = site.src().join("current");
+    let repoint = |to: &str| {
+        let tmp = site.src().join("current.tmp");
+        std::os::unix::fs::symlink(to, &tmp).expect("ln -s");
+        fs::rename(&tmp, &link).expect("mv -T current.tmp current");
+    };
+    repoint("releases/1");
+    let first = fs::canonicalize(releases.join("1")).expect("realpath");
+    let second = fs::canonicalize(releases.join("2")).expect("realpath");
+
+    let mut w = start_synced(&site, &link);
+    let st = w.status().expect("status");
+    assert_eq!(st.syncs[0].source, link.display().to_string());
+    assert_eq!(
+        st.syncs[0].source_resolved.as_deref(),
+        Some(first.to_str().expect("utf-8 path"))
+    );
+    w.wait_log(
+        &format!(
+            "source {} is a symlink; watching {}",
+            link.display(),
+            first.display()
+        ),
+        SYNC_TIMEOUT,
+    );
+    write_file(&first.join("work/new.txt"), b"a change in the release");
+    assert_in_sync(&first, &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
+
+    let before = idle_snapshot(&site, &mut w);
+    repoint("releases/2");
+    let st = w.wait_status(
+        "the repointed link reported",
+        LOST_TIMEOUT,
+        &[&site.daemon],
+        lost,
+    );
+    let why = st.syncs[0].source_problem.clone().unwrap_or_default();
+    for needle in ["repointed", &second.display().to_string(), "syncd reload"] {
+        assert!(why.contains(needle), "{needle:?} not in the reason: {why}");
+    }
+    write_file(&first.join("work/late.txt"), b"the old release changed");
+    assert_held(&site, &mut w, &before, "either release");
+
+    w.reload();
+    let st = w.wait_status(
+        "the new release watched",
+        LOST_TIMEOUT,
+        &[&site.daemon],
+        |s| back(s) && s.syncs[0].source_resolved.as_deref() == second.to_str(),
+    );
+    assert_eq!(st.syncs[0].source, link.display().to_string());
+    assert_in_sync(&second, &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
+    w.stop();
+}

@@ -258,7 +258,7 @@ fn absolute(value: Option<&At<String>>, key: &str, d: &mut Diags) -> Option<Path
 }
 
 fn build_sync(spec: SyncSpec, d: &mut Diags) -> SyncJob {
-    let source = match &spec.source {
+    let (source, source_link) = match &spec.source {
         Some(s) => check_source(s, d),
         None => {
             d.error_with(
@@ -266,7 +266,7 @@ fn build_sync(spec: SyncSpec, d: &mut Diags) -> SyncJob {
                 "this sync has no `source`",
                 &["add e.g. source = \"/data\": the absolute path of the directory to watch"],
             );
-            PathBuf::new()
+            (PathBuf::new(), None)
         }
     };
     let name = match &spec.name {
@@ -391,6 +391,7 @@ fn build_sync(spec: SyncSpec, d: &mut Diags) -> SyncJob {
     SyncJob {
         name,
         source,
+        source_link,
         targets,
         events: spec.events,
         exclude,
@@ -422,8 +423,12 @@ fn build_sync(spec: SyncSpec, d: &mut Diags) -> SyncJob {
 }
 
 /// The source must be an absolute path to an existing directory. Returns it without
-/// trailing slashes or `.` components.
-fn check_source(src: &At<String>, d: &mut Diags) -> PathBuf {
+/// trailing slashes or `.` components, and, when it is a symbolic link (a release link
+/// such as `/var/www/current`), the directory the link leads to now with the link: the
+/// watches need the real directory (they never follow a symlink), and the link is
+/// resolved once, here, and said so (the log at start, `syncd check`). A link repointed
+/// later is a swapped source (`source_id`), followed only on `syncd reload`.
+fn check_source(src: &At<String>, d: &mut Diags) -> (PathBuf, Option<PathBuf>) {
     let path = lexical(Path::new(&src.value));
     if !path.is_absolute() {
         d.error_with(
@@ -431,7 +436,7 @@ fn check_source(src: &At<String>, d: &mut Diags) -> PathBuf {
             format!("source {:?} is not an absolute path", src.value),
             &["write the full path of the directory to watch, e.g. \"/data\""],
         );
-        return path;
+        return (path, None);
     }
     match std::fs::metadata(&path) {
         Ok(m) if m.is_dir() => {}
@@ -446,7 +451,26 @@ fn check_source(src: &At<String>, d: &mut Diags) -> PathBuf {
         ),
         Err(e) => d.error(src.at, format!("cannot use source {}: {e}", path.display())),
     }
-    path
+    let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return (path, None);
+    }
+    match path.canonicalize() {
+        Ok(real) => {
+            d.warn(
+                src.at,
+                format!(
+                    "source {} is a symlink; watching {} (resolved once: if the link is \
+                     repointed, this sync holds its pushes until `syncd reload` follows it)",
+                    path.display(),
+                    real.display()
+                ),
+            );
+            (real, Some(path))
+        }
+        // A dangling link: the error above said so.
+        Err(_) => (path, None),
+    }
 }
 
 /// `path` without `.` components, repeated or trailing slashes.

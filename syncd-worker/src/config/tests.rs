@@ -760,3 +760,39 @@ fn a_password_anywhere_in_a_target_is_refused_at_its_value_without_repeating_it(
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+#[test]
+fn a_symlinked_source_is_resolved_once_and_said_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("releases/42");
+    std::fs::create_dir_all(&real).unwrap();
+    let link = dir.path().join("current");
+    std::os::unix::fs::symlink("releases/42", &link).unwrap();
+    let real = real.canonicalize().unwrap();
+    let text = format!(
+        "[[sync]]\nsource = \"{}/\"\n[[sync.target]]\ndest = \"/b\"\n",
+        link.display()
+    );
+    let config = parse(text.as_bytes(), Path::new("s.toml")).expect("valid");
+    let job = &config.syncs[0];
+    assert_eq!(job.source, real);
+    assert_eq!(job.source_link.as_deref(), Some(link.as_path()));
+    assert_eq!(job.source_path(), link.as_path());
+    assert_eq!(
+        config.warnings,
+        vec![format!(
+            "s.toml:2:10: source {} is a symlink; watching {} (resolved once: if the link is \
+             repointed, this sync holds its pushes until `syncd reload` follows it)",
+            link.display(),
+            real.display()
+        )]
+    );
+    // A real directory is no link.
+    let text = format!(
+        "[[sync]]\nsource = \"{}\"\n[[sync.target]]\ndest = \"/b\"\n",
+        real.display()
+    );
+    let config = parse(text.as_bytes(), Path::new("s.toml")).expect("valid");
+    assert_eq!(config.syncs[0].source_link, None);
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}

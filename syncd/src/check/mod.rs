@@ -354,9 +354,9 @@ fn source_identity_finding(
     job: &SyncJob,
     sources: &syncd_worker::source_id::Record,
 ) -> Option<Finding> {
-    let expected = sources.expected(&job.name, &job.source)?;
-    let subject = format!("source {}", job.source.display());
-    Some(match expected.check(&job.source) {
+    let expected = sources.expected(&job.name, job.source_path())?;
+    let subject = format!("source {}", job.source_path().display());
+    Some(match expected.check_job(job) {
         Ok(()) => Finding::ok(
             subject,
             if expected.mount_point {
