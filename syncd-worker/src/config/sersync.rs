@@ -38,7 +38,9 @@ pub(super) fn read(text: &str, d: &mut Diags) -> Option<FileSpec> {
                     line: p.row as usize,
                     col: p.col as usize,
                 },
-                format!("not well-formed XML: {e}"),
+                // roxmltree quotes the character it found, a line break too: escaped,
+                // so that the problem stays one `FILE:LINE:COL` line.
+                format!("not well-formed XML: {}", one_line(&e.to_string())),
                 &["sersync's confxml.xml must be well-formed XML: every element closed, every attribute quoted"],
             );
             return None;
@@ -93,6 +95,19 @@ pub(super) fn read(text: &str, d: &mut Diags) -> Option<FileSpec> {
         return None;
     }
     Some(g.into_spec(&x, d))
+}
+
+/// `text` with control characters (line breaks, tabs, NUL) written as escapes.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Settings that apply to every `<localpath>`.

@@ -697,6 +697,8 @@ fn bad_confxml_points_at_the_element() {
         ("bad filter regex", format!("{HEAD}<filter start=\"true\"><exclude expression=\"(\"/></filter>\n{SERSYNC}</sersync>\n</head>\n"), 3, 43, "invalid regular expression"),
         ("forbidden commonParams", format!("{HEAD}{SERSYNC}<rsync><commonParams params=\"-artuz --delete\"/></rsync>\n</sersync>\n</head>\n"), 7, 30, "decides deletions itself"),
         ("not xml", format!("{HEAD}<sersync>\n</head>\n"), 4, 1, "not well-formed XML"),
+        // Found by the fuzz test: roxmltree's message quoted the line break it found.
+        ("line break in a tag", format!("{HEAD}<sersync/\n>\n</head>\n"), 3, 10, "expected '>' not '\\n'"),
         ("wrong root", "<config/>\n".to_string(), 1, 1, "a sersync config starts with <head"),
     ];
     let mut failures = Vec::new();
