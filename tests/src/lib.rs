@@ -13,6 +13,7 @@
 pub mod controller;
 pub mod daemon;
 pub mod mount;
+pub mod proc_tree;
 pub mod site;
 pub mod sysctl;
 pub mod tree;
