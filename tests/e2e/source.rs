@@ -337,6 +337,19 @@ fn a_symlinked_source_is_watched_at_its_target_and_a_repointed_link_waits_for_a_
     let first = fs::canonicalize(releases.join("1")).expect("realpath");
     let second = fs::canonicalize(releases.join("2")).expect("realpath");
 
+    // `syncd check` says what the worker will do.
+    let check = Controller::new(&WorkerConfig::new(site.state.path(), &link).daemon(&site.daemon))
+        .cmd(&["check"]);
+    let said = format!(
+        "source {} is a symlink; watching {}",
+        link.display(),
+        first.display()
+    );
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains(&said),
+        "check should say {said:?}\n{}",
+        syncd_tests::controller::show(&check)
+    );
     let mut w = start_synced(&site, &link);
     let st = w.status().expect("status");
     assert_eq!(st.syncs[0].source, link.display().to_string());
@@ -344,14 +357,7 @@ fn a_symlinked_source_is_watched_at_its_target_and_a_repointed_link_waits_for_a_
         st.syncs[0].source_resolved.as_deref(),
         Some(first.to_str().expect("utf-8 path"))
     );
-    w.wait_log(
-        &format!(
-            "source {} is a symlink; watching {}",
-            link.display(),
-            first.display()
-        ),
-        SYNC_TIMEOUT,
-    );
+    w.wait_log(&said, SYNC_TIMEOUT);
     write_file(&first.join("work/new.txt"), b"a change in the release");
     assert_in_sync(&first, &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
 
