@@ -228,21 +228,20 @@ proptest! {
 
     #[test]
     fn the_shipped_toml_edited(edits in prop::collection::vec(edit(), 1..6)) {
-        let mut text = shipped_toml();
-        for e in &edits {
-            apply(&mut text, e);
-        }
-        check(&text, "syncd.toml")?;
+        check(&edited(shipped_toml(), &edits), "syncd.toml")?;
     }
 
     #[test]
     fn the_shipped_confxml_edited(edits in prop::collection::vec(edit(), 1..6)) {
-        let mut text = shipped_xml();
-        for e in &edits {
-            apply(&mut text, e);
-        }
-        check(&text, "confxml.xml")?;
+        check(&edited(shipped_xml(), &edits), "confxml.xml")?;
     }
+}
+
+fn edited(mut text: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
+    for e in edits {
+        apply(&mut text, e);
+    }
+    text
 }
 
 #[test]
