@@ -726,6 +726,23 @@ fn bad_confxml_points_at_the_element() {
 }
 
 #[test]
+fn a_toml_error_on_a_line_with_a_password_does_not_show_it() {
+    // toml's picture of the line, and its message, quote the file.
+    let cases = [
+        ("dest = \"u:S3cr3t@h::m\n", 4, 22),
+        ("dest = [\"u:S3cr3t@h::m\"]\n", 4, 8),
+        ("dest = \"u:S3cr3t@h::m\"\nport = \"u:S3cr3t@h\"\n", 5, 8),
+    ];
+    for (target, line, col) in cases {
+        let text = format!("[[sync]]\nsource = \"/tmp\"\n[[sync.target]]\n{target}");
+        let err = parse(text.as_bytes(), Path::new("s.toml")).expect_err(&text);
+        let shown = err.to_string();
+        assert!(!shown.contains("S3cr3t"), "{shown}");
+        assert_eq!(err.problems[0].pos, Some(Pos { line, col }), "{shown}");
+    }
+}
+
+#[test]
 fn a_password_anywhere_in_a_target_is_refused_at_its_value_without_repeating_it() {
     // (file name, text, line, col, what the message or its detail must say)
     const HEAD: &str = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<head version=\"2.5\">\n<sersync>\n<localpath watch=\"{src}\">\n";
