@@ -7,7 +7,9 @@
 //!   lost). A different or missing directory is reported as [`Report::Lost`], and the
 //!   path is looked at again each time something happens to it ([`PathWatch`]: a
 //!   directory on the path moved or deleted, an entry on it created or swapped, the
-//!   mount table changed) until the expected directory is back;
+//!   mount table changed) until the expected directory is back. A source written as a
+//!   symbolic link is looked at through the link, and the link leading elsewhere than the
+//!   directory watched (`source_id::link_moved`) is such a loss, whatever is expected;
 //! * while watching, the root being unmounted, moved away or deleted (the tree's own
 //!   inotify events), or the path naming another directory (a [`PathWatch`] event, then a
 //!   look: a moved parent, a file system mounted over the source, a lazy unmount give
@@ -448,16 +450,15 @@ fn wait_for_source(
         if look {
             next_look = timed_look(path, Instant::now());
             let shown = job.source_path().display();
-            // A repointed link waits for a reload, whatever is expected.
-            let moved = link_moved(job);
-            let why = match (expect, SourceId::of(job.source_path())) {
-                _ if moved.is_some() => moved.unwrap_or_default(),
-                (Expect::Exactly(want), now) => match want.differs(now.as_ref().ok()) {
+            let why = match (expect, link_moved(job), SourceId::of(job.source_path())) {
+                // A repointed link waits for a reload, whatever is expected.
+                (_, Some(moved), _) => moved,
+                (Expect::Exactly(want), None, now) => match want.differs(now.as_ref().ok()) {
                     None => return now.ok(),
                     Some(why) => format!("{shown}: {why}"),
                 },
-                (Expect::Any { .. }, Ok(now)) => return Some(now),
-                (Expect::Any { wait_if_missing }, Err(e)) => {
+                (Expect::Any { .. }, None, Ok(now)) => return Some(now),
+                (Expect::Any { wait_if_missing }, None, Err(e)) => {
                     if !wait_if_missing {
                         send(Report::Fatal(format!(
                             "cannot watch source directory {shown}: {e}; check that it exists, is a directory and is readable"
