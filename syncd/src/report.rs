@@ -328,7 +328,37 @@ mod tests {
         // `syncd status` shows the line under its target.
         let mut t = t;
         t.failing_paths = Some(one);
-        let r = Report {
+        let text = human(&running_with(sync_status(vec![t])), 0.0);
+        assert!(
+            text.contains("→ t (d): in step")
+                && text.contains(
+                    "\n      1 path failing (each retried on its own): a/b.txt (cannot be read"
+                ),
+            "{text}"
+        );
+    }
+
+    /// One sync `s` watching `/src`, one directory, no problem.
+    fn sync_status(
+        targets: Vec<syncd_worker::status::TargetStatus>,
+    ) -> syncd_worker::status::SyncStatus {
+        syncd_worker::status::SyncStatus {
+            name: "s".into(),
+            source: "/src".into(),
+            source_resolved: None,
+            source_problem: None,
+            watched_dirs: 1,
+            unwatched_dirs: 0,
+            overflows: 0,
+            watches_asked: None,
+            catchup: None,
+            targets,
+        }
+    }
+
+    /// A running syncd whose worker has the one sync `sync`.
+    fn running_with(sync: syncd_worker::status::SyncStatus) -> Report {
+        Report {
             code: 0,
             running: true,
             pid: Some(1),
@@ -343,25 +373,23 @@ mod tests {
                 started_at: 0.0,
                 updated_at: 0.0,
                 state: syncd_worker::status::State::Degraded,
-                syncs: vec![syncd_worker::status::SyncStatus {
-                    name: "s".into(),
-                    source: "/src".into(),
-                    source_resolved: None,
-                    source_problem: None,
-                    watched_dirs: 1,
-                    unwatched_dirs: 0,
-                    overflows: 0,
-                    watches_asked: None,
-                    catchup: None,
-                    targets: vec![t],
-                }],
+                syncs: vec![sync],
             }),
-        };
-        let text = human(&r, 0.0);
+        }
+    }
+
+    #[test]
+    fn a_symlinked_source_shows_where_it_leads_and_that_a_reload_follows_it() {
+        let mut s = sync_status(Vec::new());
+        s.source = "/var/www/current".into();
+        s.source_resolved = Some("/var/www/releases/42".into());
+        s.source_problem = Some("/var/www/current: the symlink was repointed".into());
+        let text = human(&running_with(s), 0.0);
         assert!(
-            text.contains("→ t (d): in step")
+            text.contains("  s: /var/www/current -> /var/www/releases/42 (1 directories watched)")
                 && text.contains(
-                    "\n      1 path failing (each retried on its own): a/b.txt (cannot be read"
+                    "SOURCE LOST: /var/www/current: the symlink was repointed; nothing is pushed \
+                     until it is back (or `syncd reload` follows the link)"
                 ),
             "{text}"
         );
