@@ -278,7 +278,7 @@ fn ago(secs: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -338,8 +338,8 @@ mod tests {
         );
     }
 
-    /// One sync `s` watching `/src`, one directory, no problem.
-    fn sync_status(
+    /// One sync `s` watching `/src`, one directory, no problem (also for `sync`'s tests).
+    pub(crate) fn sync_status(
         targets: Vec<syncd_worker::status::TargetStatus>,
     ) -> syncd_worker::status::SyncStatus {
         syncd_worker::status::SyncStatus {

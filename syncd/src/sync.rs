@@ -389,14 +389,6 @@ mod tests {
             state: State::Syncing,
             syncs: vec![SyncStatus {
                 name: "web".into(),
-                source: "/src".into(),
-                source_resolved: None,
-                source_problem: None,
-                watched_dirs: 1,
-                unwatched_dirs: 0,
-                overflows: 0,
-                watches_asked: None,
-                catchup: None,
                 targets: targets
                     .iter()
                     .map(
@@ -421,6 +413,7 @@ mod tests {
                         },
                     )
                     .collect(),
+                ..crate::report::tests::sync_status(Vec::new())
             }],
         }
     }
