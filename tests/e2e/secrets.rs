@@ -5,7 +5,9 @@
 //! refused by `syncd check` and `syncd start` without repeating it.
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use syncd_tests::controller::{show, text};
@@ -73,14 +75,15 @@ fn no_process_the_worker_starts_shows_the_daemon_password() {
     let password = site.daemon.password().to_string();
     let hook_dir = tempfile::tempdir().expect("tempdir");
     let started = hook_dir.path().join("started");
-    let release = hook_dir.path().join("release");
-    nix::unistd::mkfifo(&release, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    let release = Release(hook_dir.path().join("release"));
+    nix::unistd::mkfifo(&release.0, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .expect("mkfifo");
     // The hook's first run says it runs, then waits for the test (a read from the FIFO)
     // so that it is still there when the processes are looked at; later runs end at once.
     let script = format!(
         "[ -e '{s}' ] && exit 0; echo $$ > '{s}'; read line < '{r}'",
         s = started.display(),
-        r = release.display()
+        r = release.0.display()
     );
     let hook = format!(
         "[sync.hooks.command]\nargv = [\"/bin/sh\", \"-c\", {}, \"sh\"]\ntimeout = \"60s\"",
@@ -143,19 +146,29 @@ fn no_process_the_worker_starts_shows_the_daemon_password() {
     );
 
     drop(frozen);
-    // Let the hook end (a writer that finds no reader any more is fine too).
-    if let Ok(mut fifo) = fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(&release)
-    {
-        let _ = std::io::Write::write_all(&mut fifo, b"done\n");
-    }
+    drop(release);
     w.stop();
     assert!(
         !w.log().contains(&password),
         "the password in the worker's log"
     );
+}
+
+/// The FIFO the hook's first run waits on; dropped (also when the test fails, the worker
+/// then no longer bounding its hook), it lets the hook end. A writer that finds no
+/// reader any more is fine too.
+struct Release(PathBuf);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Ok(mut fifo) = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&self.0)
+        {
+            let _ = fifo.write_all(b"done\n");
+        }
+    }
 }
 
 /// One line per process: pid, name, arguments.
