@@ -182,7 +182,7 @@ impl Engine {
         for (job, ts) in jobs.into_iter().zip(targets) {
             let mut tracker = restart.tracker(&job);
             tracker.note_replayed(ts.iter().map(|t| t.state.backlog()).sum());
-            let expect = Expect::known(self.sources.expected(&job.name, &job.source), false);
+            let expect = Expect::known(self.sources.expected(&job.name, job.source_path()), false);
             let s = self.start_sync(job, ts, (false, tracker, expect));
             self.syncs.push(s);
         }

@@ -51,7 +51,9 @@ pub fn run(config: &Config, full: bool, force: bool) -> anyhow::Result<bool> {
     for job in &config.syncs {
         for target in &job.targets {
             // --force: the source as it is now, whatever it was.
-            let source = sources.expected(&job.name, &job.source).filter(|_| !force);
+            let source = sources
+                .expected(&job.name, job.source_path())
+                .filter(|_| !force);
             match push_target(
                 job,
                 target,

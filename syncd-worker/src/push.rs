@@ -106,7 +106,7 @@ pub fn execute(
     let started = Instant::now();
     // Safety rule: never push (above all, never delete) from a directory that is not the
     // one watched — an unmounted file system's empty mount point, a swapped-in directory.
-    if let Some(Err(why)) = checks.source.map(|id| id.check(&job.source)) {
+    if let Some(Err(why)) = checks.source.map(|id| id.check_job(job)) {
         return PushReport::nothing_run(retry(why.clone()), Some(why), started);
     }
     let batch = &as_it_is_now(&job.source, batch);

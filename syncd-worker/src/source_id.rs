@@ -13,6 +13,11 @@
 //! when a sync's watches are in place), so a worker started after a crash or a reboot
 //! knows what its source was before it pushes anything.
 //!
+//! A source written as a symbolic link (a release link, `/var/www/current`) is watched
+//! at the directory it led to when the config was loaded, and checked through the link
+//! ([`SourceId::check_job`]): the link repointed ([`link_moved`]) is a source swapped,
+//! held until `syncd reload` resolves it again. The record keeps the path as written.
+//!
 //! The comparison ([`SourceId::differs`]) is pure; [`SourceId::of`] and the record are the
 //! adapters (a few system calls, no walk).
 
@@ -23,6 +28,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::config::SyncJob;
 use crate::state_dir::StateDir;
 
 const VERSION: u32 = 1;
@@ -93,6 +99,16 @@ impl SourceId {
         None
     }
 
+    /// Does the source of `job` still name this directory: for a symlinked source, does
+    /// the link still lead to the directory watched ([`link_moved`]), and does the path
+    /// as written name this directory? Err with the reason when not.
+    pub fn check_job(&self, job: &SyncJob) -> Result<(), String> {
+        match link_moved(job) {
+            Some(why) => Err(why),
+            None => self.check(job.source_path()),
+        }
+    }
+
     /// Does `path` still name this directory? Err with the reason when it does not.
     pub fn check(&self, path: &Path) -> Result<(), String> {
         let now = match SourceId::of(path) {
@@ -105,6 +121,23 @@ impl SourceId {
             None => Ok(()),
         }
     }
+}
+
+/// For a sync whose source is a symbolic link: why the link no longer leads to the
+/// directory watched ([`SyncJob::source`], resolved when the config was loaded), naming
+/// both and the fix; None when it still does, when the source is no link, or when the
+/// link leads nowhere now (then the identity check says the source is gone).
+pub fn link_moved(job: &SyncJob) -> Option<String> {
+    let link = job.source_link.as_deref()?;
+    let now = link.canonicalize().ok()?;
+    (now != job.source).then(|| {
+        format!(
+            "{}: the symlink was repointed to {} (this sync watches {}); run `syncd reload` to sync the new directory",
+            link.display(),
+            now.display(),
+            job.source.display()
+        )
+    })
 }
 
 /// `statvfs(path).f_fsid`.

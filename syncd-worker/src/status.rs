@@ -39,7 +39,12 @@ pub enum State {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SyncStatus {
     pub name: String,
+    /// The source as written in the config.
     pub source: String,
+    /// The directory watched and pushed when `source` is a symbolic link (what it led
+    /// to at start or at the last reload). Absent otherwise, and from older workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_resolved: Option<String>,
     /// Why the source path does not name the watched directory (unmounted, moved away,
     /// replaced): nothing of this sync is pushed until it is back or accepted. Absent
     /// from status files of older workers.

@@ -7,7 +7,9 @@
 //!   lost). A different or missing directory is reported as [`Report::Lost`], and the
 //!   path is looked at again each time something happens to it ([`PathWatch`]: a
 //!   directory on the path moved or deleted, an entry on it created or swapped, the
-//!   mount table changed) until the expected directory is back;
+//!   mount table changed) until the expected directory is back. A source written as a
+//!   symbolic link is looked at through the link, and the link leading elsewhere than the
+//!   directory watched (`source_id::link_moved`) is such a loss, whatever is expected;
 //! * while watching, the root being unmounted, moved away or deleted (the tree's own
 //!   inotify events), or the path naming another directory (a [`PathWatch`] event, then a
 //!   look: a moved parent, a file system mounted over the source, a lazy unmount give
@@ -43,7 +45,7 @@ use crate::config::SyncJob;
 use crate::deadline::after;
 use crate::path_watch::PathWatch;
 use crate::queue::Change;
-use crate::source_id::SourceId;
+use crate::source_id::{link_moved, SourceId};
 use crate::watch::{ask, limit, WatchStats, Watcher};
 
 /// How often the source path is looked at when its events cannot be set up
@@ -142,7 +144,7 @@ pub fn run(
     // Why the source was just lost, as inotify told it: said instead of what the first
     // look at the path finds (less precise: "gone" for an unmount).
     let mut lost: Option<String> = None;
-    let mut path = PathWatch::new(&job.source);
+    let mut path = PathWatch::new(job.source_path());
     loop {
         // Armed before its last look: what happens to the path from then on is an event.
         let Some(source) =
@@ -173,7 +175,7 @@ pub fn run(
         let mut w = match made {
             Ok(w) => w,
             Err(e) => {
-                if source.check(&job.source).is_err() {
+                if source.check_job(job).is_err() {
                     // Replaced while the watches were being added: wait again.
                     expect = Expect::Exactly(source);
                     continue;
@@ -188,7 +190,7 @@ pub fn run(
         }
         // The path may have changed while the watches were added (their events would
         // not say so if the change came before the root's watch).
-        if let Err(why) = source.check(&job.source) {
+        if let Err(why) = source.check_job(job) {
             drop(w);
             lost = Some(why);
             expect = Expect::Exactly(source);
@@ -377,7 +379,7 @@ fn watch(
         }
         if path.changed(woken) || timed {
             next_look = timed_look(path, now);
-            if let Err(why) = source.check(&job.source) {
+            if let Err(why) = source.check_job(job) {
                 if !out.is_empty() && !send(Report::Changes(out)) {
                     return Ended::Stopped;
                 }
@@ -447,21 +449,23 @@ fn wait_for_source(
         }
         if look {
             next_look = timed_look(path, Instant::now());
-            let why = match (expect, SourceId::of(&job.source)) {
-                (Expect::Exactly(want), now) => match want.differs(now.as_ref().ok()) {
+            let shown = job.source_path().display();
+            let why = match (expect, link_moved(job), SourceId::of(job.source_path())) {
+                // A repointed link waits for a reload, whatever is expected.
+                (_, Some(moved), _) => moved,
+                (Expect::Exactly(want), None, now) => match want.differs(now.as_ref().ok()) {
                     None => return now.ok(),
-                    Some(why) => format!("{}: {why}", job.source.display()),
+                    Some(why) => format!("{shown}: {why}"),
                 },
-                (Expect::Any { .. }, Ok(now)) => return Some(now),
-                (Expect::Any { wait_if_missing }, Err(e)) => {
+                (Expect::Any { .. }, None, Ok(now)) => return Some(now),
+                (Expect::Any { wait_if_missing }, None, Err(e)) => {
                     if !wait_if_missing {
                         send(Report::Fatal(format!(
-                            "cannot watch source directory {}: {e}; check that it exists, is a directory and is readable",
-                            job.source.display()
+                            "cannot watch source directory {shown}: {e}; check that it exists, is a directory and is readable"
                         )));
                         return None;
                     }
-                    format!("{}: {e}", job.source.display())
+                    format!("{shown}: {e}")
                 }
             };
             if seen.as_deref() != Some(why.as_str()) {
@@ -501,7 +505,7 @@ fn wait_for_source(
                 Err(e) => {
                     send(Report::Fatal(format!(
                         "cannot wait for the source {} to come back: poll failed: {e}",
-                        job.source.display()
+                        job.source_path().display()
                     )));
                     return None;
                 }

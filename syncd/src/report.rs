@@ -189,8 +189,14 @@ pub fn human(r: &Report, now: f64) -> String {
     for s in &w.syncs {
         let _ = write!(
             out,
-            "  {}: {} ({} directories watched",
-            s.name, s.source, s.watched_dirs
+            "  {}: {}{} ({} directories watched",
+            s.name,
+            s.source,
+            s.source_resolved
+                .as_ref()
+                .map(|r| format!(" -> {r}"))
+                .unwrap_or_default(),
+            s.watched_dirs
         );
         if s.unwatched_dirs > 0 {
             let _ = write!(
@@ -207,9 +213,15 @@ pub fn human(r: &Report, now: f64) -> String {
             let _ = writeln!(out, "    {}", watches_asked_line(a));
         }
         if let Some(why) = &s.source_problem {
+            // A symlinked source is resolved by a config load: only a reload follows it.
+            let accept = if s.source_resolved.is_some() {
+                "`syncd reload` follows the link"
+            } else {
+                "`syncd sync --full` accepts what is there now"
+            };
             let _ = writeln!(
                 out,
-                "    SOURCE LOST: {why}; nothing is pushed until it is back (or `syncd sync --full` accepts what is there now)"
+                "    SOURCE LOST: {why}; nothing is pushed until it is back (or {accept})"
             );
         }
         for t in &s.targets {
@@ -289,7 +301,7 @@ fn ago(secs: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -339,7 +351,37 @@ mod tests {
         // `syncd status` shows the line under its target.
         let mut t = t;
         t.failing_paths = Some(one);
-        let r = Report {
+        let text = human(&running_with(sync_status(vec![t])), 0.0);
+        assert!(
+            text.contains("→ t (d): in step")
+                && text.contains(
+                    "\n      1 path failing (each retried on its own): a/b.txt (cannot be read"
+                ),
+            "{text}"
+        );
+    }
+
+    /// One sync `s` watching `/src`, one directory, no problem (also for `sync`'s tests).
+    pub(crate) fn sync_status(
+        targets: Vec<syncd_worker::status::TargetStatus>,
+    ) -> syncd_worker::status::SyncStatus {
+        syncd_worker::status::SyncStatus {
+            name: "s".into(),
+            source: "/src".into(),
+            source_resolved: None,
+            source_problem: None,
+            watched_dirs: 1,
+            unwatched_dirs: 0,
+            overflows: 0,
+            watches_asked: None,
+            catchup: None,
+            targets,
+        }
+    }
+
+    /// A running syncd whose worker has the one sync `sync`.
+    fn running_with(sync: syncd_worker::status::SyncStatus) -> Report {
+        Report {
             code: 0,
             running: true,
             pid: Some(1),
@@ -355,24 +397,23 @@ mod tests {
                 started_at: 0.0,
                 updated_at: 0.0,
                 state: syncd_worker::status::State::Degraded,
-                syncs: vec![syncd_worker::status::SyncStatus {
-                    name: "s".into(),
-                    source: "/src".into(),
-                    source_problem: None,
-                    watched_dirs: 1,
-                    unwatched_dirs: 0,
-                    overflows: 0,
-                    watches_asked: None,
-                    catchup: None,
-                    targets: vec![t],
-                }],
+                syncs: vec![sync],
             }),
-        };
-        let text = human(&r, 0.0);
+        }
+    }
+
+    #[test]
+    fn a_symlinked_source_shows_where_it_leads_and_that_a_reload_follows_it() {
+        let mut s = sync_status(Vec::new());
+        s.source = "/var/www/current".into();
+        s.source_resolved = Some("/var/www/releases/42".into());
+        s.source_problem = Some("/var/www/current: the symlink was repointed".into());
+        let text = human(&running_with(s), 0.0);
         assert!(
-            text.contains("→ t (d): in step")
+            text.contains("  s: /var/www/current -> /var/www/releases/42 (1 directories watched)")
                 && text.contains(
-                    "\n      1 path failing (each retried on its own): a/b.txt (cannot be read"
+                    "SOURCE LOST: /var/www/current: the symlink was repointed; nothing is pushed \
+                     until it is back (or `syncd reload` follows the link)"
                 ),
             "{text}"
         );

@@ -393,13 +393,6 @@ mod tests {
             state: State::Syncing,
             syncs: vec![SyncStatus {
                 name: "web".into(),
-                source: "/src".into(),
-                source_problem: None,
-                watched_dirs: 1,
-                unwatched_dirs: 0,
-                overflows: 0,
-                watches_asked: None,
-                catchup: None,
                 targets: targets
                     .iter()
                     .map(
@@ -424,6 +417,7 @@ mod tests {
                         },
                     )
                     .collect(),
+                ..crate::report::tests::sync_status(Vec::new())
             }],
         }
     }

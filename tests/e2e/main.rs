@@ -50,6 +50,9 @@ mod reload;
 mod renames;
 /// Never destroy the backup: excludes mean the same in every push, `-u` dropped.
 mod safety;
+/// No secret in any process the worker starts (command line, environment), nor in the
+/// status or log; a password written into a destination is refused without showing it.
+mod secrets;
 /// The source not mounted at a restart: nothing pushed from the wrong directory, status
 /// degraded, resumes when it is back.
 mod source;

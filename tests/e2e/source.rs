@@ -183,6 +183,19 @@ fn idle_snapshot(site: &Site, w: &mut Worker) -> BTreeMap<PathBuf, Entry> {
     snapshot(&site.dst())
 }
 
+/// The deploy swap `ln -s TO LINK.tmp && mv -T LINK.tmp LINK`: the link is never missing.
+fn repoint(link: &Path, to: &str) {
+    let tmp = link.with_extension("tmp");
+    std::os::unix::fs::symlink(to, &tmp).expect("ln -s");
+    fs::rename(&tmp, link).expect("mv -T");
+}
+
+/// Wait until the sync is reported lost (`what`); the reason it gives.
+fn lost_because(site: &Site, w: &mut Worker, what: &str) -> String {
+    let st = w.wait_status(what, LOST_TIMEOUT, &[&site.daemon], lost);
+    st.syncs[0].source_problem.clone().unwrap_or_default()
+}
+
 /// Held while lost: a push-now pushes nothing from what the path names now.
 fn assert_held(site: &Site, w: &mut Worker, before: &BTreeMap<PathBuf, Entry>, what: &str) {
     poke(w);
@@ -283,28 +296,85 @@ fn a_swapped_symlink_on_the_source_path_is_noticed_and_swapping_back_resumes() {
     let data = link.join("data");
     let mut w = start_synced(&site, &data);
     let before = idle_snapshot(&site, &mut w);
-    let swap = |to: &str| {
-        let tmp = site.src().join("current.tmp");
-        std::os::unix::fs::symlink(to, &tmp).expect("ln -s");
-        fs::rename(&tmp, &link).expect("mv -T current.tmp current");
-    };
-    swap("rel2");
-    let st = w.wait_status(
-        "the swapped link reported",
-        LOST_TIMEOUT,
-        &[&site.daemon],
-        lost,
-    );
-    let why = st.syncs[0].source_problem.clone().unwrap_or_default();
+    repoint(&link, "rel2");
+    let why = lost_because(&site, &mut w, "the swapped link reported");
     assert!(
         why.contains("replaced"),
         "reason should say replaced: {why}"
     );
     assert_held(&site, &mut w, &before, "the other release");
 
-    swap("rel1");
+    repoint(&link, "rel1");
     write_file(&data.join("work/after.txt"), b"after the swap back");
     w.wait_status("the source back", LOST_TIMEOUT, &[&site.daemon], back);
     assert_in_sync(&data, &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
+    w.stop();
+}
+
+/// `source = "<src>/current"`, a release symlink to `releases/1`: watched at
+/// `releases/1` (the watches never follow a symlink: the worker used to die with
+/// ENOTDIR), said in the log and in status.json (`source` as written, `source_resolved`).
+/// The link repointed (`ln -s 2 current.tmp && mv -T`) is a source swapped: reported, the
+/// old release is not pushed on, the new one not followed, until `reload` resolves the
+/// link again and pushes the new release.
+#[test]
+fn a_symlinked_source_is_watched_at_its_target_and_a_repointed_link_waits_for_a_reload() {
+    let site = Site::new();
+    let releases = site.src().join("releases");
+    for rel in ["1", "2"] {
+        fs::create_dir_all(releases.join(rel)).expect("mkdir release");
+    }
+    // The next release is mostly the same tree (the deletion guard would stop a push
+    // that deletes most of the target).
+    seed(&releases.join("1"));
+    seed(&releases.join("2"));
+    write_file(&releases.join("2/other.txt"), b"the next release");
+    let link = site.src().join("current");
+    repoint(&link, "releases/1");
+    let first = fs::canonicalize(releases.join("1")).expect("realpath");
+    let second = fs::canonicalize(releases.join("2")).expect("realpath");
+
+    // `syncd check` says what the worker will do.
+    let check = Controller::new(&WorkerConfig::new(site.state.path(), &link).daemon(&site.daemon))
+        .cmd(&["check"]);
+    let said = format!(
+        "source {} is a symlink; watching {}",
+        link.display(),
+        first.display()
+    );
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains(&said),
+        "check should say {said:?}\n{}",
+        syncd_tests::controller::show(&check)
+    );
+    let mut w = start_synced(&site, &link);
+    let st = w.status().expect("status");
+    assert_eq!(st.syncs[0].source, link.display().to_string());
+    assert_eq!(
+        st.syncs[0].source_resolved.as_deref(),
+        Some(first.to_str().expect("utf-8 path"))
+    );
+    w.wait_log(&said, SYNC_TIMEOUT);
+    write_file(&first.join("work/new.txt"), b"a change in the release");
+    assert_in_sync(&first, &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
+
+    let before = idle_snapshot(&site, &mut w);
+    repoint(&link, "releases/2");
+    let why = lost_because(&site, &mut w, "the repointed link reported");
+    for needle in ["repointed", &second.display().to_string(), "syncd reload"] {
+        assert!(why.contains(needle), "{needle:?} not in the reason: {why}");
+    }
+    write_file(&first.join("work/late.txt"), b"the old release changed");
+    assert_held(&site, &mut w, &before, "either release");
+
+    w.reload();
+    let st = w.wait_status(
+        "the new release watched",
+        LOST_TIMEOUT,
+        &[&site.daemon],
+        |s| back(s) && s.syncs[0].source_resolved.as_deref() == second.to_str(),
+    );
+    assert_eq!(st.syncs[0].source, link.display().to_string());
+    assert_in_sync(&second, &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
     w.stop();
 }

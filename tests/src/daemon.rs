@@ -22,12 +22,13 @@ use crate::{is_root, tail, wait, Diagnose, Fixtures};
 
 pub const MODULE: &str = "backup";
 pub const USER: &str = "rsync_backup";
-const PASSWORD: &str = "e2e-secret-pw";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct RsyncDaemon {
     dir: tempfile::TempDir,
+    /// The auth user's password, unique to this daemon (see [`RsyncDaemon::password`]).
+    password: String,
     port: u16,
     child: Option<Child>,
     /// Extra `key = value` lines of the module's section.
@@ -49,13 +50,15 @@ impl RsyncDaemon {
             .expect("create the daemon's tempdir");
         let module = dir.path().join("module");
         fs::create_dir(&module).expect("create the module dir");
-        write_private(&dir.path().join("secrets"), &format!("{USER}:{PASSWORD}\n"));
+        let password = unique_password();
+        write_private(&dir.path().join("secrets"), &format!("{USER}:{password}\n"));
         write_private(
             &dir.path().join("client.password"),
-            &format!("{PASSWORD}\n"),
+            &format!("{password}\n"),
         );
         let mut d = RsyncDaemon {
             dir,
+            password,
             port: 0,
             child: None,
             module_settings: settings.lines().map(|l| format!("{l}\n")).collect(),
@@ -91,6 +94,13 @@ impl RsyncDaemon {
     /// The client password file (mode 0600) for `password_file` / `--password-file`.
     pub fn password_file(&self) -> PathBuf {
         self.dir.path().join("client.password")
+    }
+
+    /// The auth user's password (in `password_file()` and the daemon's secrets file):
+    /// unique to this daemon and found nowhere else, so a test can look for it in what
+    /// the processes under test show.
+    pub fn password(&self) -> &str {
+        &self.password
     }
 
     /// The daemon's pid (also its process group), while it runs.
@@ -526,6 +536,15 @@ pub fn write_private(path: &Path, text: &str) {
     fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))
         .unwrap_or_else(|e| panic!("chmod 600 {}: {e}", path.display()));
+}
+
+/// A password no other daemon, path or process has: `e2e-pw-` and 16 random hex digits
+/// (std's per-process random hash keys, drawn afresh for each call).
+fn unique_password() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("e2e-pw-{:016x}", h.finish())
 }
 
 /// A frozen daemon ([`RsyncDaemon::freeze`]); thawed on drop.

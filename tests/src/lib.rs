@@ -14,6 +14,7 @@ pub mod controller;
 pub mod daemon;
 pub mod gate;
 pub mod mount;
+pub mod proc_tree;
 pub mod site;
 pub mod sysctl;
 pub mod tree;

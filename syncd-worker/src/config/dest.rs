@@ -10,6 +10,7 @@
 //! never touches the filesystem or the network; paths stay bytes (never lossy).
 
 use std::ffi::OsString;
+use std::ops::Range;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -18,7 +19,18 @@ use super::model::TargetKind;
 /// Parse `s` into a target. Options that are not part of the text (password file, ssh
 /// arguments, a port for `host::module`) are left empty for the caller to fill in.
 /// The error says what was expected.
+/// A message names the destination as [`redacted`]: never with a password in it.
 pub fn parse_dest(s: &str) -> Result<TargetKind, String> {
+    parse_dest_raw(s).map_err(|e| e.replace(&format!("{s:?}"), &format!("{:?}", redacted(s))))
+}
+
+fn parse_dest_raw(s: &str) -> Result<TargetKind, String> {
+    // First: whatever else is wrong, this is what must change.
+    if password_span(s).is_some() {
+        return Err(format!(
+            "destination {s:?} holds a password (user:password@host); give it in a file with `password_file`"
+        ));
+    }
     if s.trim() != s || s.is_empty() {
         return Err(format!(
             "destination {s:?} is empty or has spaces around it"
@@ -44,7 +56,7 @@ const EXPECTED: &str = "; expected \"user@host::module\", \"rsync://user@host:po
 
 /// `[user@]host::module[/sub]` or `[user@]host:path`.
 fn parse_remote(s: &str) -> Result<TargetKind, String> {
-    let (user, rest) = split_user(s)?;
+    let (user, rest) = split_user(s, s)?;
     let (host, after) = split_host(s, rest)?;
     let Some(after) = after.strip_prefix(':') else {
         return Err(format!(
@@ -77,7 +89,7 @@ fn parse_remote(s: &str) -> Result<TargetKind, String> {
 
 /// The part after `rsync://`: `[user@]host[:port]/module[/sub]`.
 fn parse_url(s: &str, rest: &str) -> Result<TargetKind, String> {
-    let (user, rest) = split_user(rest)?;
+    let (user, rest) = split_user(s, rest)?;
     let (host, after) = split_host(s, rest)?;
     let (port, module) = match after.strip_prefix(':') {
         Some(p) => {
@@ -87,10 +99,8 @@ fn parse_url(s: &str, rest: &str) -> Result<TargetKind, String> {
                 .ok()
                 .filter(|p| *p > 0)
                 .ok_or_else(|| {
-                    format!(
-                        "destination {s:?}: {:?} is not a port number (1-65535)",
-                        &p[..end]
-                    )
+                    // Not repeated: it may be part of a password (`u:p/w@h`).
+                    format!("destination {s:?}: what follows the host's ':' is not a port number (1-65535)")
                 })?;
             (Some(port), &p[end..])
         }
@@ -111,17 +121,15 @@ fn parse_url(s: &str, rest: &str) -> Result<TargetKind, String> {
 }
 
 /// Split an optional `user@` off the front.
-fn split_user(rest: &str) -> Result<(Option<String>, &str), String> {
+fn split_user<'a>(s: &str, rest: &'a str) -> Result<(Option<String>, &'a str), String> {
     let host_end = rest.find(['/', ':']).unwrap_or(rest.len());
     match rest[..host_end].rfind('@') {
         None => Ok((None, rest)),
-        Some(0) => Err(format!("destination {rest:?}: empty user name before '@'")),
+        Some(0) => Err(format!("destination {s:?}: empty user name before '@'")),
         Some(i) => {
             let user = &rest[..i];
             if user.contains(char::is_whitespace) {
-                return Err(format!(
-                    "destination {rest:?}: user name {user:?} has spaces"
-                ));
+                return Err(format!("destination {s:?}: user name {user:?} has spaces"));
             }
             Ok((Some(user.to_string()), &rest[i + 1..]))
         }
@@ -143,8 +151,9 @@ fn split_host<'a>(s: &str, rest: &'a str) -> Result<(String, &'a str), String> {
         return Err(format!("destination {s:?} has no host{EXPECTED}"));
     }
     if host.contains(|c: char| c.is_whitespace() || c == '@') {
+        // The host is not repeated: `[user:password@host]` would show the password.
         return Err(format!(
-            "destination {s:?}: {host:?} is not a host name or address"
+            "destination {s:?}: the host is not a host name or address"
         ));
     }
     Ok((host.to_string(), after))
@@ -159,6 +168,59 @@ fn parse_module(s: &str, module: &str) -> Result<String, String> {
         ));
     }
     Ok(module.to_string())
+}
+
+/// The byte range of a password written into a destination, the way a URL or an ssh
+/// login carries one (`user:password@host`): `rsync://u:pw@h/m`, `rsync://u:pw@h:873/m`
+/// (the authority, up to the first `/`, has a `:` before its last `@`), or `u:pw@h::m`,
+/// `u:pw@h:/path` (rsync would take these for an ssh login to host `u` with the path
+/// `pw@h::m`: the first `:` follows a plain host, and the "path" has an `@` before any
+/// `/`, or an `@` later followed by `::`). An ssh path with an `@` in its first
+/// component is caught too: written `host:./dir@x`, it is not. None when there is none.
+pub fn password_span(s: &str) -> Option<Range<usize>> {
+    if let Some(rest) = s.strip_prefix("rsync://") {
+        let base = s.len() - rest.len();
+        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+        let at = authority.rfind('@')?;
+        let colon = authority[..at].find(':')?;
+        return Some(base + colon + 1..base + at);
+    }
+    let colon = s.find(':')?;
+    let host = &s[..colon];
+    if host.contains(['/', '@', '[']) {
+        return None;
+    }
+    let path = &s[colon + 1..];
+    if path.starts_with(':') {
+        return None;
+    }
+    let at = path.find('@')?;
+    if !path[..at].contains('/') {
+        return Some(colon + 1..colon + 1 + at);
+    }
+    let module = path.find("::")?;
+    let at = path[..module].rfind('@')?;
+    Some(colon + 1..colon + 1 + at)
+}
+
+/// Does `s` hold a password (see [`password_span`])?
+pub fn has_password(s: &str) -> bool {
+    password_span(s).is_some()
+}
+
+/// `s` fit for a message: whatever could be a password (after the first `:` that comes
+/// before the last `@`, past a `scheme://`) replaced by `***`. Broader than
+/// [`password_span`] on purpose: a message may hide a harmless part, never a secret.
+pub fn redacted(s: &str) -> String {
+    let base = s.find("://").map_or(0, |i| i + 3);
+    let t = &s[base..];
+    let span = t
+        .rfind('@')
+        .and_then(|at| t[..at].find(':').map(|colon| base + colon + 1..base + at));
+    match span {
+        Some(r) => format!("{}***{}", &s[..r.start], &s[r.end..]),
+        None => s.to_string(),
+    }
 }
 
 fn trim_trailing_slashes(s: &str) -> &str {
@@ -439,8 +501,19 @@ mod tests {
             ("/backup/data/", local("/backup/data")),
             ("/backup/a:b", local("/backup/a:b")),
             ("/", local("/")),
+            // An '@' that is no `user:password@`.
+            ("h::mod@x", daemon(None, "h", "mod@x", None)),
+            (
+                "rsync://u@h:873/m@x",
+                daemon(Some("u"), "h", "m@x", Some(873)),
+            ),
+            ("h:./dir@x", ssh(None, "h", "./dir@x")),
+            ("h:/srv/a@b:c", ssh(None, "h", "/srv/a@b:c")),
+            ("u@h:dir@x", ssh(Some("u"), "h", "dir@x")),
+            ("/backup/a:b@c", local("/backup/a:b@c")),
         ];
         for (text, want) in cases {
+            assert!(!has_password(text), "{text}");
             assert_eq!(parse_dest(text), Ok(want), "{text}");
         }
     }
@@ -466,6 +539,49 @@ mod tests {
         for (text, want) in cases {
             let err = parse_dest(text).expect_err(text);
             assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_password_in_the_destination_is_refused_without_repeating_it() {
+        // (destination, the secret in it, recognised as a password form: else refused
+        // for another reason, the message still hiding what lies between ':' and '@')
+        let cases = [
+            ("rsync://u:S3cr3t@h/m", "S3cr3t", true),
+            ("rsync://u:S3cr3t@h:873/m", "S3cr3t", true),
+            ("rsync://u:S3:cr@3t@h/m/sub", "S3:cr@3t", true),
+            ("u:S3cr3t@h::m", "S3cr3t", true),
+            ("u:S3cr3t@h::m/sub", "S3cr3t", true),
+            ("u:S3cr3t@h:/path", "S3cr3t", true),
+            ("u:S3cr3t@h:rel", "S3cr3t", true),
+            ("u:S3/cr3t@h::m", "S3/cr3t", true),
+            ("u:S3cr3t@[::1]::m", "S3cr3t", true),
+            ("u:S3cr3t@h:", "S3cr3t", true),
+            ("rsync://u:S3/cr3t@h/m", "S3", false),
+            ("[u:S3cr3t@h]::m", "S3cr3t", false),
+            (" u:S3cr3t@h::m", "S3cr3t", true),
+        ];
+        for (text, secret, recognised) in cases {
+            assert_eq!(has_password(text), recognised, "{text}");
+            let err = parse_dest(text).expect_err(text);
+            assert_eq!(err.contains("password_file"), recognised, "{text}: {err}");
+            assert!(!err.contains(secret), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn redacted_hides_what_could_be_a_password() {
+        let cases = [
+            ("rsync://u:pw@h/m", "rsync://u:***@h/m"),
+            ("u:pw@h::m", "u:***@h::m"),
+            ("[u:pw@h]::m", "[u:***@h]::m"),
+            ("http://u:p@w@h/x", "http://u:***@h/x"),
+            ("u@h::m", "u@h::m"),
+            ("h:/path", "h:/path"),
+            ("rsync://h:873/m", "rsync://h:873/m"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(redacted(text), want, "{text}");
         }
     }
 

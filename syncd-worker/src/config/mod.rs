@@ -80,4 +80,6 @@ fn is_sersync(text: &[u8], path: &Path) -> bool {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

@@ -73,8 +73,13 @@ pub struct InotifyLimits {
 pub struct SyncJob {
     /// Short name for logs and status. Default: the source path.
     pub name: String,
-    /// Absolute path of the watched directory (no trailing slash).
+    /// Absolute path of the watched directory (no trailing slash). For a source written
+    /// as a symbolic link, the directory it led to when the config was loaded.
     pub source: PathBuf,
+    /// The source as written when it is a symbolic link (`/var/www/current`): the path
+    /// whose identity every check compares, so that the link repointed is a source
+    /// swapped (see [`SyncJob::source_path`]). None for a real directory.
+    pub source_link: Option<PathBuf>,
     /// At least one.
     pub targets: Vec<Target>,
     /// Which kinds of change are pushed.
@@ -107,6 +112,14 @@ pub struct SyncJob {
     pub retry: RetryPolicy,
     pub full_sync: FullSync,
     pub hooks: Hooks,
+}
+
+impl SyncJob {
+    /// The source path as written: what the identity checks look at (the link for a
+    /// symlinked source, else [`SyncJob::source`] itself).
+    pub fn source_path(&self) -> &std::path::Path {
+        self.source_link.as_deref().unwrap_or(&self.source)
+    }
 }
 
 /// `files`: one rsync per batch listing the changed paths. `tree`: `rsync -a --delete SRC/

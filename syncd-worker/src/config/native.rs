@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::dest::redacted;
 use super::diag::{At, Diags, Pos, Problem};
 use super::model::{EventSet, Mode};
 use super::spec::{
@@ -168,17 +169,19 @@ pub(super) fn read(text: &str, d: &mut Diags) -> Option<FileSpec> {
 }
 
 /// A toml error as a problem: `FILE:LINE:COL: message`, then toml's picture of the line.
+/// Both may quote the file; what could be a password there (`user:password@host`) is
+/// hidden ([`redacted`]), whatever the error is about.
 fn toml_problem(text: &str, e: &toml::de::Error) -> Problem {
     let pos = e
         .span()
         .map_or(Pos::START, |s| Pos::of_offset(text, s.start));
-    let message = e.message().trim().replace('\n', "; ");
+    let message = redacted(&e.message().trim().replace('\n', "; "));
     let shown = e.to_string();
     let lines: Vec<&str> = shown.lines().skip(1).collect();
     let picture = lines
         .len()
         .saturating_sub(e.message().trim().lines().count());
-    let mut detail: Vec<String> = lines[..picture].iter().map(|l| l.to_string()).collect();
+    let mut detail: Vec<String> = lines[..picture].iter().map(|l| redacted(l)).collect();
     if message.contains("expected a sequence") {
         detail.push(
             "a list of blocks is written with two brackets: [[sync]], [[sync.target]]".into(),

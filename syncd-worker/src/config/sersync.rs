@@ -38,7 +38,9 @@ pub(super) fn read(text: &str, d: &mut Diags) -> Option<FileSpec> {
                     line: p.row as usize,
                     col: p.col as usize,
                 },
-                format!("not well-formed XML: {e}"),
+                // roxmltree quotes the character it found, a line break too: escaped,
+                // so that the problem stays one `FILE:LINE:COL` line.
+                format!("not well-formed XML: {}", one_line(&e.to_string())),
                 &["sersync's confxml.xml must be well-formed XML: every element closed, every attribute quoted"],
             );
             return None;
@@ -93,6 +95,19 @@ pub(super) fn read(text: &str, d: &mut Diags) -> Option<FileSpec> {
         return None;
     }
     Some(g.into_spec(&x, d))
+}
+
+/// `text` with control characters (line breaks, tabs, NUL) written as escapes.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Settings that apply to every `<localpath>`.
@@ -200,6 +215,15 @@ impl Globals<'_, '_> {
     fn target(&self, x: &Xml, r: Node, d: &mut Diags) -> Option<TargetSpec> {
         let ip = x.attr(r, "ip", d)?;
         let name = x.attr(r, "name", d)?;
+        if ip.value.contains('@') {
+            // Not repeated: `ip="user:password@host"` holds a secret.
+            d.error_with(
+                ip.at,
+                "ip= holds a user name or password (before '@'); it is the host only",
+                &["sersync names the user in <auth users=...>", PASSWORD_HINT],
+            );
+            return None;
+        }
         let host = if ip.value.contains(':') {
             format!("[{}]", ip.value)
         } else {
@@ -460,7 +484,16 @@ impl<'a, 'input> Xml<'a, 'input> {
                         let user = self.attr(n, "users", d);
                         let pw = self.attr(n, "passwordfile", d);
                         if let (Some(user), Some(pw)) = (user, pw) {
-                            if user.value.trim().is_empty() || user.value.contains([',', ' ']) {
+                            if user.value.contains(':') {
+                                // Not repeated: `users="name:password"` holds a secret.
+                                d.error_with(
+                                    user.at,
+                                    "users= holds a password (name:password)",
+                                    &[PASSWORD_HINT],
+                                );
+                            } else if user.value.trim().is_empty()
+                                || user.value.contains([',', ' '])
+                            {
                                 d.error(
                                     user.at,
                                     format!("users={:?}: expected one user name", user.value),
@@ -566,3 +599,9 @@ impl<'a, 'input> Xml<'a, 'input> {
 }
 
 const MINUTE: Duration = Duration::from_secs(60);
+
+/// Where a daemon password goes instead of the config file.
+const PASSWORD_HINT: &str =
+    "put the password alone on the first line of a file only root can read \
+     (e.g. /etc/rsync.password, chmod 600) and name it in \
+     <auth start=\"true\" users=\"USER\" passwordfile=\"/etc/rsync.password\"/>";

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::dest::parse_dest;
+use super::dest::{has_password, parse_dest, redacted};
 use super::diag::{At, Diags, Pos};
 use super::model::*;
 use super::params::check_params;
@@ -258,7 +258,7 @@ fn absolute(value: Option<&At<String>>, key: &str, d: &mut Diags) -> Option<Path
 }
 
 fn build_sync(spec: SyncSpec, d: &mut Diags) -> SyncJob {
-    let source = match &spec.source {
+    let (source, source_link) = match &spec.source {
         Some(s) => check_source(s, d),
         None => {
             d.error_with(
@@ -266,7 +266,7 @@ fn build_sync(spec: SyncSpec, d: &mut Diags) -> SyncJob {
                 "this sync has no `source`",
                 &["add e.g. source = \"/data\": the absolute path of the directory to watch"],
             );
-            PathBuf::new()
+            (PathBuf::new(), None)
         }
     };
     let name = match &spec.name {
@@ -391,6 +391,7 @@ fn build_sync(spec: SyncSpec, d: &mut Diags) -> SyncJob {
     SyncJob {
         name,
         source,
+        source_link,
         targets,
         events: spec.events,
         exclude,
@@ -422,8 +423,12 @@ fn build_sync(spec: SyncSpec, d: &mut Diags) -> SyncJob {
 }
 
 /// The source must be an absolute path to an existing directory. Returns it without
-/// trailing slashes or `.` components.
-fn check_source(src: &At<String>, d: &mut Diags) -> PathBuf {
+/// trailing slashes or `.` components, and, when it is a symbolic link (a release link
+/// such as `/var/www/current`), the directory the link leads to now with the link: the
+/// watches need the real directory (they never follow a symlink), and the link is
+/// resolved once, here, and said so (the log at start, `syncd check`). A link repointed
+/// later is a swapped source (`source_id`), followed only on `syncd reload`.
+fn check_source(src: &At<String>, d: &mut Diags) -> (PathBuf, Option<PathBuf>) {
     let path = lexical(Path::new(&src.value));
     if !path.is_absolute() {
         d.error_with(
@@ -431,7 +436,7 @@ fn check_source(src: &At<String>, d: &mut Diags) -> PathBuf {
             format!("source {:?} is not an absolute path", src.value),
             &["write the full path of the directory to watch, e.g. \"/data\""],
         );
-        return path;
+        return (path, None);
     }
     match std::fs::metadata(&path) {
         Ok(m) if m.is_dir() => {}
@@ -446,7 +451,26 @@ fn check_source(src: &At<String>, d: &mut Diags) -> PathBuf {
         ),
         Err(e) => d.error(src.at, format!("cannot use source {}: {e}", path.display())),
     }
-    path
+    let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return (path, None);
+    }
+    match path.canonicalize() {
+        Ok(real) => {
+            d.warn(
+                src.at,
+                format!(
+                    "source {} is a symlink; watching {} (resolved once: if the link is \
+                     repointed, this sync holds its pushes until `syncd reload` follows it)",
+                    path.display(),
+                    real.display()
+                ),
+            );
+            (real, Some(path))
+        }
+        // A dangling link: the error above said so.
+        Err(_) => (path, None),
+    }
 }
 
 /// `path` without `.` components, repeated or trailing slashes.
@@ -478,6 +502,31 @@ fn build_target(t: &TargetSpec, source: &Path, format: Format, d: &mut Diags) ->
     };
     let mut kind = match parse_dest(&dest.value) {
         Ok(kind) => kind,
+        Err(e) if has_password(&dest.value) => {
+            let how = match format {
+                Format::Toml => {
+                    "remove `:password` from dest; put the password alone on the first line of a \
+                     file only root can read (e.g. /etc/rsync.password, chmod 600) and set \
+                     password_file = \"/etc/rsync.password\" in this [[sync.target]]"
+                }
+                Format::Sersync => {
+                    "remove the password; put it alone on the first line of a file only root \
+                     can read (e.g. /etc/rsync.password, chmod 600) and name it in \
+                     <auth start=\"true\" users=\"USER\" passwordfile=\"/etc/rsync.password\"/>"
+                }
+            };
+            d.error_with(
+                dest.at,
+                e,
+                &[
+                    "a password in the destination would show in `ps`, the log and status.json",
+                    how,
+                    "ssh targets log in with keys instead; an ssh path with '@' in its first \
+                     directory is written host:./dir@x",
+                ],
+            );
+            return None;
+        }
         Err(e) => {
             d.error(dest.at, e);
             return None;
@@ -685,8 +734,16 @@ fn build_http_hook(h: &HttpSpec, d: &mut Diags) -> Option<HttpHook> {
     })
 }
 
-/// `http://host[:port]/path`, nothing else.
+/// `http://host[:port]/path`, nothing else. A message never repeats what could be a
+/// password in the url.
 fn check_http_url(url: &str) -> Result<(), (String, &'static str)> {
+    check_http_url_raw(url).map_err(|(message, hint)| {
+        let message = message.replace(&format!("{url:?}"), &format!("{:?}", redacted(url)));
+        (message, hint)
+    })
+}
+
+fn check_http_url_raw(url: &str) -> Result<(), (String, &'static str)> {
     const FORM: &str = "write it as http://host[:port]/path";
     if url.starts_with("https://") {
         return Err((
@@ -707,7 +764,8 @@ fn check_http_url(url: &str) -> Result<(), (String, &'static str)> {
     let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
     if authority.contains('@') {
         return Err((
-            format!("hook url {url:?} holds a user name or password"),
+            // Not repeated, not even redacted: a lone token before '@' is a secret too.
+            "hook url holds a user name or password (before '@')".to_string(),
             "remove it: secrets in a url end up in logs; put a token in the path, or use the command hook",
         ));
     }
@@ -813,6 +871,21 @@ mod tests {
                 (Err((_, hint)), Some(w)) => assert!(hint.contains(w), "{url}: {hint}"),
                 (got, want) => panic!("{url}: got {got:?}, want {want:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_hook_url_error_never_repeats_a_password() {
+        for url in [
+            "http://u:S3cr3t@h/x",
+            "http://S3cr3t@h/x",
+            "http://u:S3cr3t@h x/y",
+            "ftp://u:S3cr3t@h/x",
+            "https://u:S3cr3t@h/x",
+        ] {
+            let (message, hint) = check_http_url(url).expect_err(url);
+            assert!(!message.contains("S3cr3t"), "{url}: {message}");
+            assert!(!hint.contains("S3cr3t"), "{url}: {hint}");
         }
     }
 

@@ -697,6 +697,8 @@ fn bad_confxml_points_at_the_element() {
         ("bad filter regex", format!("{HEAD}<filter start=\"true\"><exclude expression=\"(\"/></filter>\n{SERSYNC}</sersync>\n</head>\n"), 3, 43, "invalid regular expression"),
         ("forbidden commonParams", format!("{HEAD}{SERSYNC}<rsync><commonParams params=\"-artuz --delete\"/></rsync>\n</sersync>\n</head>\n"), 7, 30, "decides deletions itself"),
         ("not xml", format!("{HEAD}<sersync>\n</head>\n"), 4, 1, "not well-formed XML"),
+        // Found by the fuzz test: roxmltree's message quoted the line break it found.
+        ("line break in a tag", format!("{HEAD}<sersync/\n>\n</head>\n"), 3, 10, "expected '>' not '\\n'"),
         ("wrong root", "<config/>\n".to_string(), 1, 1, "a sersync config starts with <head"),
     ];
     let mut failures = Vec::new();
@@ -721,4 +723,95 @@ fn bad_confxml_points_at_the_element() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn a_toml_error_on_a_line_with_a_password_does_not_show_it() {
+    // toml's picture of the line, and its message, quote the file.
+    let cases = [
+        ("dest = \"u:S3cr3t@h::m\n", 4, 22),
+        ("dest = [\"u:S3cr3t@h::m\"]\n", 4, 8),
+        ("dest = \"u:S3cr3t@h::m\"\nport = \"u:S3cr3t@h\"\n", 5, 8),
+    ];
+    for (target, line, col) in cases {
+        let text = format!("[[sync]]\nsource = \"/tmp\"\n[[sync.target]]\n{target}");
+        let err = parse(text.as_bytes(), Path::new("s.toml")).expect_err(&text);
+        let shown = err.to_string();
+        assert!(!shown.contains("S3cr3t"), "{shown}");
+        assert_eq!(err.problems[0].pos, Some(Pos { line, col }), "{shown}");
+    }
+}
+
+#[test]
+fn a_password_anywhere_in_a_target_is_refused_at_its_value_without_repeating_it() {
+    // (file name, text, line, col, what the message or its detail must say)
+    const HEAD: &str = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<head version=\"2.5\">\n<sersync>\n<localpath watch=\"{src}\">\n";
+    let cases: Vec<(&str, String, usize, usize, &str)> = vec![
+        ("s.toml", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"rsync://u:S3cr3t@h/m\"\n".into(), 4, 8, "password_file = "),
+        ("s.toml", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"rsync://u:S3cr3t@h:873/m\"\n".into(), 4, 8, "password_file = "),
+        ("s.toml", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"u:S3cr3t@h::m\"\n".into(), 4, 8, "password_file = "),
+        ("s.toml", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"u:S3cr3t@h:/path\"\n".into(), 4, 8, "password_file = "),
+        ("s.toml", "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/b\"\n[sync.hooks.http]\nurl = \"http://u:S3cr3t@h/x\"\n".into(), 6, 7, "use the command hook"),
+        ("confxml.xml", format!("{HEAD}<remote ip=\"u:S3cr3t@h\" name=\"m\"/>\n</localpath>\n</sersync>\n</head>\n"), 5, 13, "passwordfile="),
+        ("confxml.xml", format!("{HEAD}<remote ip=\"h\" name=\"m\"/>\n</localpath>\n<rsync><auth start=\"true\" users=\"u:S3cr3t\" passwordfile=\"/etc/p\"/></rsync>\n</sersync>\n</head>\n"), 7, 34, "passwordfile="),
+    ];
+    let mut failures = Vec::new();
+    for (file, text, line, col, needle) in &cases {
+        let (_dir, text) = with_source(text);
+        let err = match parse(text.as_bytes(), Path::new(file)) {
+            Ok(c) => panic!("{text}: parsed as {:?}", c.syncs[0].targets),
+            Err(e) => e,
+        };
+        let shown = err.to_string();
+        let at = Some(Pos {
+            line: *line,
+            col: *col,
+        });
+        let hit = err.problems.iter().any(|p| {
+            p.pos == at
+                && (p.message.contains(needle) || p.detail.iter().any(|l| l.contains(needle)))
+        });
+        if !hit || shown.contains("S3cr3t") {
+            failures.push(format!(
+                "{text}\nwant {line}:{col} with {needle:?} and no secret, got:\n{shown}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn a_symlinked_source_is_resolved_once_and_said_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("releases/42");
+    std::fs::create_dir_all(&real).unwrap();
+    let link = dir.path().join("current");
+    std::os::unix::fs::symlink("releases/42", &link).unwrap();
+    let real = real.canonicalize().unwrap();
+    let text = format!(
+        "[[sync]]\nsource = \"{}/\"\n[[sync.target]]\ndest = \"/b\"\n",
+        link.display()
+    );
+    let config = parse(text.as_bytes(), Path::new("s.toml")).expect("valid");
+    let job = &config.syncs[0];
+    assert_eq!(job.source, real);
+    assert_eq!(job.source_link.as_deref(), Some(link.as_path()));
+    assert_eq!(job.source_path(), link.as_path());
+    assert_eq!(
+        config.warnings,
+        vec![format!(
+            "s.toml:2:10: source {} is a symlink; watching {} (resolved once: if the link is \
+             repointed, this sync holds its pushes until `syncd reload` follows it)",
+            link.display(),
+            real.display()
+        )]
+    );
+    // A real directory is no link.
+    let text = format!(
+        "[[sync]]\nsource = \"{}\"\n[[sync.target]]\ndest = \"/b\"\n",
+        real.display()
+    );
+    let config = parse(text.as_bytes(), Path::new("s.toml")).expect("valid");
+    assert_eq!(config.syncs[0].source_link, None);
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 }

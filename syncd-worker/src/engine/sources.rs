@@ -122,10 +122,17 @@ impl Engine {
             );
         }
         log::info!(
-            "{}: watching {} directories under {}{}",
+            "{}: watching {} directories under {}{}{}",
             s.job.name,
             stats.watched,
             s.job.source.display(),
+            match &s.job.source_link {
+                Some(link) => format!(
+                    " (source {} is a symlink; resolved at start or reload: repointed, it holds this sync until `syncd reload`)",
+                    link.display()
+                ),
+                None => String::new(),
+            },
             if stats.unwatched > 0 {
                 format!(" ({} could not be watched)", stats.unwatched)
             } else {
@@ -135,7 +142,7 @@ impl Engine {
         queue_on_ready(s, resumed, tx, now);
         s.full_on_ready = false;
         s.next_full = s.job.full_sync.interval.map(|i| after(now, i));
-        let (name, path) = (s.job.name.clone(), s.job.source.clone());
+        let (name, path) = (s.job.name.clone(), s.job.source_path().to_path_buf());
         if self.sources.set(&name, &path, source) {
             if let Err(e) = self.sources.save(&self.config.state_dir) {
                 log::error!("{e:#}");

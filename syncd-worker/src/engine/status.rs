@@ -118,7 +118,12 @@ fn sync_status(s: &SyncState, now: Instant, wall: SystemTime) -> (SyncStatus, bo
         .collect();
     let status = SyncStatus {
         name: s.job.name.clone(),
-        source: s.job.source.display().to_string(),
+        source: s.job.source_path().display().to_string(),
+        source_resolved: s
+            .job
+            .source_link
+            .as_ref()
+            .map(|_| s.job.source.display().to_string()),
         source_problem: s.lost.clone(),
         watched_dirs: s.stats.watched,
         unwatched_dirs: s.stats.unwatched,

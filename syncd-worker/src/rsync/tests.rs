@@ -25,6 +25,7 @@ pub(crate) fn job(source: impl AsRef<Path>, targets: Vec<Target>) -> SyncJob {
     SyncJob {
         name: "test".into(),
         source: source.as_ref().to_path_buf(),
+        source_link: None,
         targets,
         events: EventSet::default(),
         exclude: ExcludeSet::default(),

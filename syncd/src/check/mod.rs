@@ -186,7 +186,7 @@ pub fn gather(settings: &Settings, config: &Config, env: &Env) -> Vec<Finding> {
                             Ok(()) => Finding::ok(
                                 &subject,
                                 format!(
-                                    "password file {} is private and owned by this user",
+                                    "password file {} passes rsync's checks (no access for others; owned by root when run as root)",
                                     pw.display()
                                 ),
                             ),
@@ -221,7 +221,7 @@ fn password_problem(subject: &str, sentence: &str) -> Finding {
     match sentence.rsplit_once("; ") {
         Some((what, fix)) => Finding::new(Status::Problem, subject, what).fix(fix),
         None => Finding::new(Status::Problem, subject, sentence)
-            .fix("make it a regular file of mode 600, owned by the user syncd runs as"),
+            .fix("make it a regular file others cannot read or write (chmod 600), owned by root when syncd runs as root"),
     }
 }
 
@@ -354,9 +354,9 @@ fn source_identity_finding(
     job: &SyncJob,
     sources: &syncd_worker::source_id::Record,
 ) -> Option<Finding> {
-    let expected = sources.expected(&job.name, &job.source)?;
-    let subject = format!("source {}", job.source.display());
-    Some(match expected.check(&job.source) {
+    let expected = sources.expected(&job.name, job.source_path())?;
+    let subject = format!("source {}", job.source_path().display());
+    Some(match expected.check_job(job) {
         Ok(()) => Finding::ok(
             subject,
             if expected.mount_point {

@@ -347,8 +347,8 @@ fn password_file_problems_name_the_target() {
         lines
             .iter()
             .any(|l| l.starts_with("problem  target t1: password file")
-                && l.contains("mode 0644")
-                && l.contains("chmod 600")),
+                && l.contains("mode 0644: others may read it (o+r)")
+                && l.contains("chmod o-rw")),
         "{show}"
     );
     assert!(

@@ -1,0 +1,98 @@
+//! What the processes a test started show to anyone on the machine: a process and all its
+//! descendants (found through every `/proc/PID/stat`'s parent pid, so a child that made
+//! its own session or process group is still found), each with its command line and
+//! environment as `/proc/PID/cmdline` and `/proc/PID/environ` give them. For tests that
+//! prove a secret never reaches a process's arguments or environment (the worker, rsync,
+//! ssh, hooks).
+//!
+//! Reads `/proc` only; a process that exits during the walk is left out. Must not:
+//! signal or wait for anything.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+
+/// One process as others can see it.
+#[derive(Debug, Clone)]
+pub struct Exposed {
+    pub pid: u32,
+    /// `/proc/PID/comm`, for messages.
+    pub comm: String,
+    /// NUL-separated arguments.
+    pub cmdline: Vec<u8>,
+    /// NUL-separated `KEY=value` entries.
+    pub environ: Vec<u8>,
+}
+
+impl Exposed {
+    /// Does its command line or environment hold `needle`? Names which.
+    pub fn shows(&self, needle: &[u8]) -> Option<&'static str> {
+        let has = |hay: &[u8]| !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle);
+        if has(&self.cmdline) {
+            Some("command line")
+        } else if has(&self.environ) {
+            Some("environment")
+        } else {
+            None
+        }
+    }
+
+    /// The command line with spaces for the NULs, for messages.
+    pub fn argv(&self) -> String {
+        String::from_utf8_lossy(&self.cmdline).replace('\0', " ")
+    }
+}
+
+/// Every live process's parent pid.
+fn parents() -> BTreeMap<u32, u32> {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return BTreeMap::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, parent_of(pid)?)))
+        .collect()
+}
+
+/// The parent pid from `/proc/PID/stat` (after the command name, which may hold spaces
+/// and parentheses: the last `)` ends it).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `root` and every live process below it, in pid order.
+pub fn family(root: u32) -> BTreeSet<u32> {
+    let parents = parents();
+    let mut found = BTreeSet::from([root]);
+    // Parents may have larger pids than their children (pid wrap): repeat to a fixpoint.
+    loop {
+        let before = found.len();
+        for (&pid, ppid) in &parents {
+            if found.contains(ppid) {
+                found.insert(pid);
+            }
+        }
+        if found.len() == before {
+            return found;
+        }
+    }
+}
+
+/// What `pid` shows now; None once it has exited (or `/proc` is not readable).
+pub fn exposed(pid: u32) -> Option<Exposed> {
+    let read = |what: &str| fs::read(format!("/proc/{pid}/{what}")).ok();
+    Some(Exposed {
+        pid,
+        comm: String::from_utf8_lossy(&read("comm")?)
+            .trim_end()
+            .to_string(),
+        cmdline: read("cmdline")?,
+        environ: read("environ")?,
+    })
+}
+
+/// [`exposed`] for `root` and each of its descendants alive now.
+pub fn exposed_family(root: u32) -> Vec<Exposed> {
+    family(root).into_iter().filter_map(exposed).collect()
+}
