@@ -1272,9 +1272,15 @@ mod tests {
         let report = execute(&j, &target, &batch, DMA, GUARDED, None, None);
         assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
         assert!(report.failed.is_none(), "a path left out is no failure");
-        let meta = d.join("d").symlink_metadata().expect("lstat the target's d");
+        let meta = d
+            .join("d")
+            .symlink_metadata()
+            .expect("lstat the target's d");
         assert!(meta.is_symlink(), "the symlink is pushed as one");
-        assert_eq!(std::fs::read_link(d.join("d")).ok(), Some(secret.path().to_path_buf()));
+        assert_eq!(
+            std::fs::read_link(d.join("d")).ok(),
+            Some(secret.path().to_path_buf())
+        );
         assert_eq!(
             std::fs::read(secret.path().join("f")).ok(),
             Some(b"SECRET".to_vec()),

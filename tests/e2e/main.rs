@@ -38,6 +38,9 @@ mod moves;
 /// Push now: `syncd-worker --once [--full]` (fail-log replay, whole-tree push with
 /// progress, no rsync left behind by a SIGKILLed worker) and SIGUSR1/SIGUSR2.
 mod oneshot;
+/// A directory swapped for a symlink out of the source while a path below it waits (for
+/// its retry, or in the fail log for `--once`): nothing is read through it, the symlink is pushed.
+mod parents;
 /// Periodic full sync and the command hook.
 mod periodic;
 /// A second push beside a slow one: a small file overtakes a big push, a file changed
