@@ -30,6 +30,9 @@ mod failing;
 /// source unmounted, swapped, unreadable, changing under a push, the deletion guard.
 /// Each records a row for `scripts/faults` (`SYNCD_FAULTS_REPORT`).
 mod faults;
+/// No hook outlives the worker (SIGKILL, two stop signals) or its timeout, nor does
+/// anything it started, in its process group or not.
+mod hooks;
 /// `init/syncd.init` with the real controller: LSB codes, the subsys lock, function
 /// libraries, a removed binary, the chkconfig/LSB header; the example configs load.
 mod initscript;

@@ -1,0 +1,142 @@
+//! No hook outlives the worker, nor its own timeout: a command hook that leaves a child
+//! in its process group and one that left it (`setsid`) behind, all waiting 300 s, is
+//! gone with everything it started when the worker is killed (SIGKILL), stopped twice
+//! (SIGTERM, SIGTERM: exit without waiting), or the hook's timeout passes while the
+//! worker runs on. Each test waits, with a deadline, until none of the pids the hook
+//! wrote is alive.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use syncd_tests::controller::is_alive;
+use syncd_tests::tree::write_file;
+use syncd_tests::{toml_str, wait, Site, Worker};
+
+/// The files the hook writes its processes' pids to: itself, a child in its group, a
+/// child that left the group.
+const PID_FILES: [&str; 3] = ["hook.pid", "child.pid", "escaped.pid"];
+
+/// A command hook (killed after `timeout`) that writes the pids of itself and two
+/// children into `dir`, then waits 300 s; the children wait 300 s too.
+fn lingering_hook(dir: &Path, timeout: &str) -> String {
+    let d = dir.display();
+    let script = format!(
+        "echo $$ > '{d}/hook.pid.tmp' && mv '{d}/hook.pid.tmp' '{d}/hook.pid'\n\
+         sh -c 'echo $$ > \"$0/child.pid.tmp\" && mv \"$0/child.pid.tmp\" \"$0/child.pid\"; exec sleep 300' '{d}' &\n\
+         setsid sh -c 'echo $$ > \"$0/escaped.pid.tmp\" && mv \"$0/escaped.pid.tmp\" \"$0/escaped.pid\"; exec sleep 300' '{d}' &\n\
+         sleep 300\n"
+    );
+    format!(
+        "[sync.hooks.command]\nargv = [\"/bin/sh\", \"-c\", {}]\ntimeout = {}",
+        toml_str(&script),
+        toml_str(timeout)
+    )
+}
+
+/// Start a worker with the lingering hook, push one file, and wait until the hook and
+/// both children are running; their pids.
+fn hook_running(site: &Site, dir: &Path, timeout: &str) -> (Worker, Vec<u32>) {
+    let w = Worker::start(&site.config().raw(&lingering_hook(dir, timeout)));
+    write_file(&site.src().join("a.txt"), b"pushed, then the hook runs");
+    let pids = wait::must(
+        "the hook and its two children to write their pids",
+        Duration::from_secs(20),
+        &[&w, &site.daemon],
+        || {
+            PID_FILES
+                .iter()
+                .map(|f| {
+                    fs::read_to_string(dir.join(f))
+                        .ok()?
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                })
+                .collect::<Option<Vec<u32>>>()
+        },
+    );
+    (w, pids)
+}
+
+/// Wait until none of `pids` is alive.
+fn all_gone(w: &Worker, pids: &[u32], within: Duration) {
+    wait::must(
+        format_args!("the hook's processes {pids:?} to be gone"),
+        within,
+        &[w],
+        || {
+            let alive: Vec<u32> = pids.iter().copied().filter(|p| is_alive(*p)).collect();
+            alive.is_empty().then_some(())
+        },
+    );
+}
+
+/// Wait for the worker's exit.
+fn exit_of(w: &mut Worker, within: Duration) -> std::process::ExitStatus {
+    let exited = wait::until_every("the worker's exit", within, wait::SHORT_POLL, || {
+        w.poll_exit()
+    });
+    exited.unwrap_or_else(|t| wait::fail(t, &[&*w]))
+}
+
+/// Kill the processes the hook wrote, should a test fail before they are gone.
+struct KillPids<'a>(&'a Path);
+
+impl Drop for KillPids<'_> {
+    fn drop(&mut self) {
+        for f in PID_FILES {
+            if let Some(pid) = fs::read_to_string(self.0.join(f))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+                .filter(|p| is_alive(*p as u32))
+            {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_killed_worker_leaves_no_hook_behind() {
+    let site = Site::new();
+    let dir = tempfile::tempdir().expect("tempdir for the hook's pids");
+    let _cleanup = KillPids(dir.path());
+    let (mut w, pids) = hook_running(&site, dir.path(), "10m");
+    w.signal(Signal::SIGKILL);
+    exit_of(&mut w, Duration::from_secs(10));
+    all_gone(&w, &pids, Duration::from_secs(10));
+}
+
+#[test]
+fn a_second_stop_signal_kills_the_hooks_before_the_worker_exits() {
+    let site = Site::new();
+    let dir = tempfile::tempdir().expect("tempdir for the hook's pids");
+    let _cleanup = KillPids(dir.path());
+    let (mut w, pids) = hook_running(&site, dir.path(), "10m");
+    w.signal(Signal::SIGTERM);
+    w.wait_log("stop requested", Duration::from_secs(10));
+    w.signal(Signal::SIGTERM);
+    let st = exit_of(&mut w, Duration::from_secs(20));
+    assert!(st.success(), "exit {st}\n{}", w.log());
+    // Killed and reaped before the exit: nothing left to wait for.
+    let alive: Vec<u32> = pids.iter().copied().filter(|p| is_alive(*p)).collect();
+    assert_eq!(
+        alive,
+        Vec::<u32>::new(),
+        "hook processes alive after the exit\n{}",
+        w.log()
+    );
+}
+
+#[test]
+fn a_hooks_timeout_ends_what_it_started_outside_its_group_too() {
+    let site = Site::new();
+    let dir = tempfile::tempdir().expect("tempdir for the hook's pids");
+    let _cleanup = KillPids(dir.path());
+    let (mut w, pids) = hook_running(&site, dir.path(), "2s");
+    all_gone(&w, &pids, Duration::from_secs(15));
+    assert_eq!(w.poll_exit(), None, "the worker runs on\n{}", w.log());
+}
