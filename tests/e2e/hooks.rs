@@ -1,8 +1,8 @@
 //! No hook outlives the worker, nor its own timeout: a command hook that leaves a child
 //! in its process group and one that left it (`setsid`) behind, all waiting 300 s, is
-//! gone with everything it started when the worker is killed (SIGKILL), stopped twice
-//! (SIGTERM, SIGTERM: exit without waiting), or the hook's timeout passes while the
-//! worker runs on. Each test waits, with a deadline, until none of the pids the hook
+//! gone with everything it started when the worker is killed (SIGKILL) or the hook's
+//! timeout passes while the worker runs on, and before the worker exits when it is
+//! stopped (once: after a bounded wait for hooks; twice: at once). Each test waits, with a deadline, until none of the pids the hook
 //! wrote is alive.
 
 use std::fs;
@@ -27,7 +27,7 @@ fn lingering_hook(dir: &Path, timeout: &str) -> String {
         "echo $$ > '{d}/hook.pid.tmp' && mv '{d}/hook.pid.tmp' '{d}/hook.pid'\n\
          sh -c 'echo $$ > \"$0/child.pid.tmp\" && mv \"$0/child.pid.tmp\" \"$0/child.pid\"; exec sleep 300' '{d}' &\n\
          setsid sh -c 'echo $$ > \"$0/escaped.pid.tmp\" && mv \"$0/escaped.pid.tmp\" \"$0/escaped.pid\"; exec sleep 300' '{d}' &\n\
-         sleep 300\n"
+         exec sleep 300\n"
     );
     format!(
         "[sync.hooks.command]\nargv = [\"/bin/sh\", \"-c\", {}]\ntimeout = {}",
@@ -82,7 +82,8 @@ fn exit_of(w: &mut Worker, within: Duration) -> std::process::ExitStatus {
     exited.unwrap_or_else(|t| wait::fail(t, &[&*w]))
 }
 
-/// Kill the processes the hook wrote, should a test fail before they are gone.
+/// Kill the processes the hook wrote, and their process groups (not the test's own),
+/// should a test fail before they are gone.
 struct KillPids<'a>(&'a Path);
 
 impl Drop for KillPids<'_> {
@@ -93,7 +94,13 @@ impl Drop for KillPids<'_> {
                 .and_then(|p| p.trim().parse::<i32>().ok())
                 .filter(|p| is_alive(*p as u32))
             {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                let pid = nix::unistd::Pid::from_raw(pid);
+                if let Ok(group) = nix::unistd::getpgid(Some(pid)) {
+                    if group != nix::unistd::getpgrp() {
+                        let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
+                    }
+                }
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
             }
         }
     }
@@ -110,23 +117,51 @@ fn a_killed_worker_leaves_no_hook_behind() {
     all_gone(&w, &pids, Duration::from_secs(10));
 }
 
+/// The second stop signal comes while a push is still in flight (the daemon frozen): the
+/// worker exits at once, killing the hook first.
 #[test]
 fn a_second_stop_signal_kills_the_hooks_before_the_worker_exits() {
     let site = Site::new();
     let dir = tempfile::tempdir().expect("tempdir for the hook's pids");
     let _cleanup = KillPids(dir.path());
     let (mut w, pids) = hook_running(&site, dir.path(), "10m");
+    let frozen = site.daemon.freeze();
+    write_file(&site.src().join("b.txt"), b"a push that cannot end");
+    w.wait_status(
+        "a push in flight",
+        Duration::from_secs(20),
+        &[&site.daemon],
+        |s| s.syncs[0].targets[0].in_flight == 1,
+    );
     w.signal(Signal::SIGTERM);
     w.wait_log("stop requested", Duration::from_secs(10));
     w.signal(Signal::SIGTERM);
-    let st = exit_of(&mut w, Duration::from_secs(20));
+    let st = exit_of(&mut w, Duration::from_secs(10));
+    drop(frozen);
     assert!(st.success(), "exit {st}\n{}", w.log());
-    // Killed and reaped before the exit: nothing left to wait for.
+    assert_none_alive(&w, &pids);
+}
+
+/// One stop signal: the worker lets hooks run for a while (10 s), then kills them.
+#[test]
+fn a_stop_kills_the_hooks_still_running_before_the_worker_exits() {
+    let site = Site::new();
+    let dir = tempfile::tempdir().expect("tempdir for the hook's pids");
+    let _cleanup = KillPids(dir.path());
+    let (mut w, pids) = hook_running(&site, dir.path(), "10m");
+    w.signal(Signal::SIGTERM);
+    let st = exit_of(&mut w, Duration::from_secs(30));
+    assert!(st.success(), "exit {st}\n{}", w.log());
+    assert_none_alive(&w, &pids);
+}
+
+/// Killed and reaped before the worker's exit: nothing left to wait for.
+fn assert_none_alive(w: &Worker, pids: &[u32]) {
     let alive: Vec<u32> = pids.iter().copied().filter(|p| is_alive(*p)).collect();
     assert_eq!(
         alive,
         Vec::<u32>::new(),
-        "hook processes alive after the exit\n{}",
+        "hook processes alive after the worker's exit\n{}",
         w.log()
     );
 }
