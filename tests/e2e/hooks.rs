@@ -36,10 +36,21 @@ fn lingering_hook(dir: &Path, timeout: &str) -> String {
     )
 }
 
-/// Start a worker with the lingering hook, push one file, and wait until the hook and
-/// both children are running; their pids.
-fn hook_running(site: &Site, dir: &Path, timeout: &str) -> (Worker, Vec<u32>) {
-    let w = Worker::start(&site.config().raw(&lingering_hook(dir, timeout)));
+/// A worker whose lingering hook runs: the hook's and its children's pids. Fields drop
+/// in order: the worker, then whatever the hook left (should a test fail), then the site.
+struct Hooked {
+    w: Worker,
+    pids: Vec<u32>,
+    _dir: HookDir,
+    site: Site,
+}
+
+/// Start a worker with the lingering hook (killed after `timeout`), push one file, and
+/// wait until the hook and both children are running.
+fn hooked(timeout: &str) -> Hooked {
+    let site = Site::new();
+    let dir = HookDir(tempfile::tempdir().expect("tempdir for the hook's pids"));
+    let w = Worker::start(&site.config().raw(&lingering_hook(dir.0.path(), timeout)));
     write_file(&site.src().join("a.txt"), b"pushed, then the hook runs");
     let pids = wait::must(
         "the hook and its two children to write their pids",
@@ -49,7 +60,7 @@ fn hook_running(site: &Site, dir: &Path, timeout: &str) -> (Worker, Vec<u32>) {
             PID_FILES
                 .iter()
                 .map(|f| {
-                    fs::read_to_string(dir.join(f))
+                    fs::read_to_string(dir.0.path().join(f))
                         .ok()?
                         .trim()
                         .parse::<u32>()
@@ -58,7 +69,12 @@ fn hook_running(site: &Site, dir: &Path, timeout: &str) -> (Worker, Vec<u32>) {
                 .collect::<Option<Vec<u32>>>()
         },
     );
-    (w, pids)
+    Hooked {
+        w,
+        pids,
+        _dir: dir,
+        site,
+    }
 }
 
 /// Wait until none of `pids` is alive.
@@ -82,14 +98,14 @@ fn exit_of(w: &mut Worker, within: Duration) -> std::process::ExitStatus {
     exited.unwrap_or_else(|t| wait::fail(t, &[&*w]))
 }
 
-/// Kill the processes the hook wrote, and their process groups (not the test's own),
-/// should a test fail before they are gone.
-struct KillPids<'a>(&'a Path);
+/// The directory the hook writes its pids to. On drop, kills those processes and their
+/// process groups (not the test's own), should a test fail before they are gone.
+struct HookDir(tempfile::TempDir);
 
-impl Drop for KillPids<'_> {
+impl Drop for HookDir {
     fn drop(&mut self) {
         for f in PID_FILES {
-            if let Some(pid) = fs::read_to_string(self.0.join(f))
+            if let Some(pid) = fs::read_to_string(self.0.path().join(f))
                 .ok()
                 .and_then(|p| p.trim().parse::<i32>().ok())
                 .filter(|p| is_alive(*p as u32))
@@ -108,51 +124,42 @@ impl Drop for KillPids<'_> {
 
 #[test]
 fn a_killed_worker_leaves_no_hook_behind() {
-    let site = Site::new();
-    let dir = tempfile::tempdir().expect("tempdir for the hook's pids");
-    let _cleanup = KillPids(dir.path());
-    let (mut w, pids) = hook_running(&site, dir.path(), "10m");
-    w.signal(Signal::SIGKILL);
-    exit_of(&mut w, Duration::from_secs(10));
-    all_gone(&w, &pids, Duration::from_secs(10));
+    let mut h = hooked("10m");
+    h.w.signal(Signal::SIGKILL);
+    exit_of(&mut h.w, Duration::from_secs(10));
+    all_gone(&h.w, &h.pids, Duration::from_secs(10));
 }
 
 /// The second stop signal comes while a push is still in flight (the daemon frozen): the
 /// worker exits at once, killing the hook first.
 #[test]
 fn a_second_stop_signal_kills_the_hooks_before_the_worker_exits() {
-    let site = Site::new();
-    let dir = tempfile::tempdir().expect("tempdir for the hook's pids");
-    let _cleanup = KillPids(dir.path());
-    let (mut w, pids) = hook_running(&site, dir.path(), "10m");
-    let frozen = site.daemon.freeze();
-    write_file(&site.src().join("b.txt"), b"a push that cannot end");
-    w.wait_status(
+    let mut h = hooked("10m");
+    let frozen = h.site.daemon.freeze();
+    write_file(&h.site.src().join("b.txt"), b"a push that cannot end");
+    h.w.wait_status(
         "a push in flight",
         Duration::from_secs(20),
-        &[&site.daemon],
+        &[&h.site.daemon],
         |s| s.syncs[0].targets[0].in_flight == 1,
     );
-    w.signal(Signal::SIGTERM);
-    w.wait_log("stop requested", Duration::from_secs(10));
-    w.signal(Signal::SIGTERM);
-    let st = exit_of(&mut w, Duration::from_secs(10));
+    h.w.signal(Signal::SIGTERM);
+    h.w.wait_log("stop requested", Duration::from_secs(10));
+    h.w.signal(Signal::SIGTERM);
+    let st = exit_of(&mut h.w, Duration::from_secs(10));
     drop(frozen);
-    assert!(st.success(), "exit {st}\n{}", w.log());
-    assert_none_alive(&w, &pids);
+    assert!(st.success(), "exit {st}\n{}", h.w.log());
+    assert_none_alive(&h.w, &h.pids);
 }
 
 /// One stop signal: the worker lets hooks run for a while (10 s), then kills them.
 #[test]
 fn a_stop_kills_the_hooks_still_running_before_the_worker_exits() {
-    let site = Site::new();
-    let dir = tempfile::tempdir().expect("tempdir for the hook's pids");
-    let _cleanup = KillPids(dir.path());
-    let (mut w, pids) = hook_running(&site, dir.path(), "10m");
-    w.signal(Signal::SIGTERM);
-    let st = exit_of(&mut w, Duration::from_secs(30));
-    assert!(st.success(), "exit {st}\n{}", w.log());
-    assert_none_alive(&w, &pids);
+    let mut h = hooked("10m");
+    h.w.signal(Signal::SIGTERM);
+    let st = exit_of(&mut h.w, Duration::from_secs(30));
+    assert!(st.success(), "exit {st}\n{}", h.w.log());
+    assert_none_alive(&h.w, &h.pids);
 }
 
 /// Killed and reaped before the worker's exit: nothing left to wait for.
@@ -168,10 +175,7 @@ fn assert_none_alive(w: &Worker, pids: &[u32]) {
 
 #[test]
 fn a_hooks_timeout_ends_what_it_started_outside_its_group_too() {
-    let site = Site::new();
-    let dir = tempfile::tempdir().expect("tempdir for the hook's pids");
-    let _cleanup = KillPids(dir.path());
-    let (mut w, pids) = hook_running(&site, dir.path(), "2s");
-    all_gone(&w, &pids, Duration::from_secs(15));
-    assert_eq!(w.poll_exit(), None, "the worker runs on\n{}", w.log());
+    let mut h = hooked("2s");
+    all_gone(&h.w, &h.pids, Duration::from_secs(15));
+    assert_eq!(h.w.poll_exit(), None, "the worker runs on\n{}", h.w.log());
 }

@@ -43,10 +43,8 @@ fn marker_files(root: &Path) -> Vec<PathBuf> {
         for entry in entries.flatten() {
             match entry.file_type() {
                 Ok(t) if t.is_dir() => stack.push(entry.path()),
-                Ok(t) if t.is_file() => {
-                    if fs::read(entry.path()).is_ok_and(|data| data == MARKER) {
-                        found.push(entry.path());
-                    }
+                Ok(t) if t.is_file() && fs::read(entry.path()).is_ok_and(|d| d == MARKER) => {
+                    found.push(entry.path());
                 }
                 _ => {}
             }

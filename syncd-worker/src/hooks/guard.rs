@@ -4,7 +4,8 @@
 //! Each hook runs under a small process of its own: this binary again
 //! (`/proc/self/exe --hook-guard -- PROGRAM ARGS...`, so an upgraded or deleted binary
 //! on disk does not matter), leading the hook's process group, with the parent-death
-//! signal SIGTERM (tied to the hook thread, which waits for it). The guard marks itself
+//! signal SIGTERM (tied to the hook thread, which waits for it), named `syncd-hook` in
+//! `ps` (its command name; its executable is still syncd-worker). The guard marks itself
 //! a child subreaper (`PR_SET_CHILD_SUBREAPER`: what the hook leaves behind when its own
 //! parent ends comes to the guard, not to init), starts the hook in its group, and waits
 //! for one of: the hook's end, or SIGTERM/SIGINT/SIGHUP — the worker died (SIGKILL, a
@@ -99,6 +100,8 @@ enum End {
 
 /// Be the guard of `argv`; the exit code when the guard is not to end by a signal.
 fn guard(argv: &[OsString]) -> u8 {
+    // Not one more `syncd-worker` to `pgrep -x` (the packages' tests count workers).
+    let _ = nix::sys::prctl::set_name(c"syncd-hook");
     let _ = nix::sys::prctl::set_child_subreaper(true);
     // The runner starts the guard leading a group of its own; run by hand it makes one
     // (it kills the group it leads, never one it merely belongs to).
