@@ -357,6 +357,7 @@ fn run_one(
     cancel: &Cancel,
 ) -> anyhow::Result<Result<(), String>> {
     let program = args[0].to_string_lossy().into_owned();
+    let guarded = guard::enabled();
     let (run, run_args) = guard::wrap(args);
     let ended = Spawn::new(&run)
         .args(&run_args)
@@ -370,7 +371,7 @@ fn run_one(
         // Its own process group, so a timeout kills whatever it started too; the guard
         // leads it and also kills what left the group, at the worker's end too.
         .group(Group::New)
-        .parent_death(Some(if guard::enabled() {
+        .parent_death(Some(if guarded {
             Signal::SIGTERM
         } else {
             Signal::SIGKILL
@@ -378,11 +379,7 @@ fn run_one(
         .deadline(Some(timeout))
         .cancel(cancel)
         // SIGTERM lets the guard kill everything the hook started; SIGKILL follows.
-        .kill_grace(if guard::enabled() {
-            GUARD_GRACE
-        } else {
-            Duration::ZERO
-        })
+        .kill_grace(if guarded { GUARD_GRACE } else { Duration::ZERO })
         .drain(Drain::Within(STDERR_DRAIN_WAIT))
         .run();
     let shown = last_lines(&ended.stderr);
@@ -401,6 +398,9 @@ fn run_one(
             return Err(e).with_context(|| format!("failed to wait for hook {program}"))
         }
         How::Exited(status) if status.success() => Ok(()),
+        How::Exited(status) if guarded && guard::could_not_start(status, &ended.stderr.lossy()) => {
+            bail!("{shown}; check the hook's argv")
+        }
         How::Exited(status) | How::Cancelled(status) => Err(format!(
             "hook {program} {}{stderr_note}",
             crate::process::describe_exit(status)

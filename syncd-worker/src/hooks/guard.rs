@@ -44,6 +44,12 @@ pub const FLAG: &str = "--hook-guard";
 /// The program hooks run under once [`enable`]d.
 const SELF_EXE: &str = "/proc/self/exe";
 
+/// The guard's exit code when the hook program could not be started (with
+/// [`NOT_STARTED`] at the start of its stderr).
+const NOT_STARTED_CODE: u8 = 127;
+/// How the guard's stderr starts when the hook program could not be started.
+const NOT_STARTED: &str = "failed to start hook program ";
+
 /// Rounds of kill-and-reap before the guard gives up on a process that keeps forking.
 const KILL_ROUNDS: usize = 100;
 
@@ -69,6 +75,12 @@ pub(super) fn wrap(argv: &[OsString]) -> (OsString, Vec<OsString>) {
 /// Whether hooks run under the guard.
 pub(super) fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
+}
+
+/// Did the guard end this way because the hook program could not be started (its
+/// `stderr`)? The hook runner then stops, as when a program cannot be started directly.
+pub(super) fn could_not_start(status: std::process::ExitStatus, stderr: &str) -> bool {
+    status.code() == Some(i32::from(NOT_STARTED_CODE)) && stderr.starts_with(NOT_STARTED)
 }
 
 /// When this process was started as a guard (`syncd-worker --hook-guard -- PROGRAM
@@ -126,11 +138,8 @@ fn guard(argv: &[OsString]) -> u8 {
     let child = match Command::new(&argv[0]).args(&argv[1..]).spawn() {
         Ok(child) => Pid::from_raw(child.id() as i32),
         Err(e) => {
-            eprintln!(
-                "failed to start hook program {}: {e}",
-                argv[0].to_string_lossy()
-            );
-            return 127;
+            eprintln!("{NOT_STARTED}{}: {e}", argv[0].to_string_lossy());
+            return NOT_STARTED_CODE;
         }
     };
     let end = wait_for_end(child, &waited);
@@ -288,6 +297,20 @@ mod tests {
         // Not leading its group: its descendants only.
         let want: Vec<Pid> = [11, 12, 13, 14].iter().map(|p| pid(*p)).collect();
         assert_eq!(victims(&procs, pid(10), None), want);
+    }
+
+    #[test]
+    fn only_the_guards_own_message_and_code_mean_not_started() {
+        use std::os::unix::process::ExitStatusExt;
+        let code = |c: i32| std::process::ExitStatus::from_raw(c << 8);
+        let said = format!("{NOT_STARTED}/bin/nope: No such file or directory (os error 2)\n");
+        assert!(could_not_start(code(127), &said));
+        // The hook's own shell saying 127 (`sh -c missing-command`).
+        assert!(!could_not_start(
+            code(127),
+            "sh: 1: missing-command: not found\n"
+        ));
+        assert!(!could_not_start(code(1), &said));
     }
 
     #[test]
