@@ -17,13 +17,21 @@
 //! so the target's directory there becomes the symlink. A path left out is neither a
 //! failure (it is not retried) nor a deletion (it is not listed at all).
 //!
-//! Residual window: the look happens before rsync starts, rsync resolves the names again
-//! when it builds its file list (milliseconds later for a paths run). A swap inside that
-//! window still reaches the target; closing it would need rsync itself to refuse
-//! symlinks on the sending side of `--relative` paths, which no rsync option does.
+//! Each run that lists paths (a paths run, the prepare and seed runs of renamed
+//! directories: [`crate::rsync::args::Invocation::listed`]) looks again just before its
+//! rsync starts ([`look::recheck`]): a later run of a split push, or one tried again
+//! after a busy daemon's pause, may start long after the push's screen. A symlink found
+//! then stops that run (a retry: the next push screens it out), it is never run.
+//!
+//! Residual window: between that last look and rsync's own resolution of the names
+//! (rsync's start-up and connection, then its file list: milliseconds to a local or LAN
+//! target, longer over a slow link), a swap still reaches the target. Closing it would
+//! need rsync itself to refuse symlinks on the sending side of `--relative` paths, which
+//! no rsync option does.
 //!
 //! Pure: the look at one ancestor is a function passed in ([`Screen::new`]); the
-//! lstat-based one is [`look`]. Nothing here touches the file system.
+//! lstat-based one and the last look before a run are in [`look`]. Nothing else here
+//! touches the file system.
 
 pub mod look;
 
@@ -217,6 +225,8 @@ mod tests {
             ("top", None),
             ("d", None),
             ("d/shadow", Some(("d", "/etc"))),
+            // A seed run's `SOURCE/d/`: `d` itself is looked at.
+            ("d/", Some(("d", "/etc"))),
             ("d/x/y", Some(("d", "/etc"))),
             ("a/b", None),
             ("a/b/c", Some(("a/b", "../elsewhere"))),

@@ -1,12 +1,14 @@
 //! The look at one ancestor of a listed path, for [`super::Screen`]: one `lstat` (and a
-//! `readlink` for a symlink) of `source/rel`. The screen looks at ancestors from the
+//! `readlink` for a symlink) of `source/rel`; and [`recheck`], the last look at a run's
+//! listed paths before its rsync starts. The screen looks at ancestors from the
 //! top and stops at the first that is not a real directory, so the kernel's walk to
 //! `rel` passes only through directories this push has just seen as such.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::Found;
+use super::{Found, Screen};
+use crate::rsync::args::Listed;
 use crate::walk::abs;
 
 /// What `rel` (relative to `source`) is now, without following it.
@@ -23,6 +25,22 @@ pub fn look(source: &Path, rel: &[u8]) -> Found {
         // below it, as it always did; it cannot follow it.
         _ => Found::Other,
     }
+}
+
+/// Why a run listing `listed` must not start now: a directory on the way to one of its
+/// paths became a symlink since the push screened them (the push is retried, and its
+/// next screen leaves those paths out). None when every parent is still a directory.
+pub fn recheck(listed: &Listed) -> Option<String> {
+    let mut screen = Screen::new(|rel: &[u8]| look(&listed.source, rel));
+    let (_, below) = screen.split(&listed.paths);
+    let first = below.first()?;
+    Some(format!(
+        "{} became a symlink (to {}) after the push was planned, above {} listed path{}; the push is planned again",
+        String::from_utf8_lossy(&first.link),
+        String::from_utf8_lossy(&first.points_to),
+        below.len(),
+        if below.len() == 1 { "" } else { "s" }
+    ))
 }
 
 #[cfg(test)]
