@@ -407,6 +407,10 @@ impl Engine {
         if self.stopping {
             log::warn!("second stop signal: exiting without waiting for pushes in flight");
             self.save_pending();
+            // No hook outlives the worker (their guards would end them at its exit too).
+            for s in &mut self.syncs {
+                s.hooks.kill();
+            }
             std::process::exit(0);
         }
         log::info!(

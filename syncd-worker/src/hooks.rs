@@ -6,7 +6,8 @@
 //! or hung hook never delays a push; when the queue is full the hook run is skipped with a
 //! warning. Hook failures are "report and continue": logged, never retried, never fatal.
 //! This module never runs a shell and never changes the synced trees; it owns the hook
-//! processes it starts and kills them (with their process group) on timeout.
+//! processes it starts and kills them (with their process group and all they started,
+//! through [`guard`]) on timeout and when the worker ends, however it ends.
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
@@ -25,7 +26,11 @@ use log::warn;
 use crate::batch::RelPath;
 use crate::config::{CommandHook, Hooks, HttpHook};
 use crate::exclude::ExcludeSet;
-use crate::process::{Drain, Group, How, Input, Output, Spawn, Tail};
+use crate::process::{Cancel, Drain, Group, How, Input, Output, Spawn, Tail};
+
+pub mod guard;
+
+use nix::sys::signal::Signal;
 
 /// At most this many paths are appended to one run of a command hook...
 const MAX_PATHS_PER_RUN: usize = 1000;
@@ -41,6 +46,13 @@ const STDERR_DRAIN_WAIT: Duration = Duration::from_millis(500);
 const QUEUE_CAPACITY: usize = 1024;
 /// How long dropping a [`HookRunner`] waits for queued hooks to finish.
 const DRAIN_BOUND: Duration = Duration::from_secs(10);
+/// How long [`HookRunner::kill`] waits for the killed hook to be reaped: its guard's
+/// grace, and a little more.
+const KILL_WAIT: Duration = Duration::from_secs(3);
+
+/// After a hook's timeout, how long its guard has to kill what the hook started before
+/// SIGKILL reaches the whole group (the guard needs a few milliseconds).
+const GUARD_GRACE: Duration = Duration::from_secs(2);
 
 /// One successful push, as the hooks see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,12 +70,17 @@ pub struct Pushed {
 /// Run the command hook for one push: no shell, killed after `hook.timeout`. Returns an
 /// error naming the program, its exit code and the end of its stderr when a run fails.
 pub fn run_command(hook: &CommandHook, p: &Pushed) -> anyhow::Result<()> {
+    run_cancellable(hook, p, &Cancel::new())
+}
+
+/// [`run_command`], killed (with all it started) once `cancel` is cancelled.
+fn run_cancellable(hook: &CommandHook, p: &Pushed, cancel: &Cancel) -> anyhow::Result<()> {
     let runs = plan_runs(&hook.argv, hook.include.as_ref(), p)?;
     let total = runs.len();
     let mut failures = Vec::new();
     for args in &runs {
         // A hook that cannot even be started will not start for the next path either.
-        if let Err(why) = run_one(args, p, hook.timeout)? {
+        if let Err(why) = run_one(args, p, hook.timeout, cancel)? {
             failures.push(why);
         }
     }
@@ -125,6 +142,8 @@ pub struct HookRunner {
     /// Disconnected when the thread has ended.
     ended: Option<Receiver<()>>,
     abandon: Arc<AtomicBool>,
+    /// Kills the hook running now (see [`HookRunner::kill`]).
+    cancel: Cancel,
     dropped: AtomicU64,
     capacity: usize,
 }
@@ -141,6 +160,7 @@ impl HookRunner {
             thread: None,
             ended: None,
             abandon: Arc::new(AtomicBool::new(false)),
+            cancel: Cancel::new(),
             dropped: AtomicU64::new(0),
             capacity,
         };
@@ -150,6 +170,7 @@ impl HookRunner {
         let (tx, rx) = mpsc::sync_channel::<Pushed>(capacity);
         let (ended_tx, ended_rx) = mpsc::channel::<()>();
         let abandon = Arc::clone(&runner.abandon);
+        let cancel = runner.cancel.clone();
         let spawned = std::thread::Builder::new()
             .name("hooks".into())
             .spawn(move || {
@@ -158,7 +179,7 @@ impl HookRunner {
                     if abandon.load(Ordering::Relaxed) {
                         continue;
                     }
-                    run_hooks(&hooks, &p);
+                    run_hooks(&hooks, &p, &cancel);
                 }
             });
         match spawned {
@@ -202,9 +223,38 @@ impl HookRunner {
     }
 }
 
+impl HookRunner {
+    /// Kill the hook running now, with all it started, and run no other; wait (at most
+    /// [`KILL_WAIT`]) until it is reaped. For a stop that does not wait (a second stop
+    /// signal) and after [`DRAIN_BOUND`]: no hook outlives the worker.
+    pub fn kill(&mut self) {
+        self.tx.take();
+        self.abandon.store(true, Ordering::Relaxed);
+        self.cancel.cancel();
+        let Some(ended) = self.ended.take() else {
+            return;
+        };
+        match ended.recv_timeout(KILL_WAIT) {
+            Err(RecvTimeoutError::Timeout) => warn!(
+                "a post-push hook did not end within {} of being killed",
+                humantime::format_duration(KILL_WAIT)
+            ),
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => self.join(),
+        }
+    }
+
+    fn join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                warn!("the post-push hook thread panicked");
+            }
+        }
+    }
+}
+
 impl Drop for HookRunner {
     /// Close the queue and let queued hooks finish, waiting at most `DRAIN_BOUND`; after
-    /// that the thread is left behind and starts no further hook.
+    /// that the hook running is killed and no other starts.
     fn drop(&mut self) {
         self.tx.take();
         let Some(ended) = self.ended.take() else {
@@ -212,26 +262,21 @@ impl Drop for HookRunner {
         };
         match ended.recv_timeout(DRAIN_BOUND) {
             Err(RecvTimeoutError::Timeout) => {
-                self.abandon.store(true, Ordering::Relaxed);
                 warn!(
-                    "post-push hooks still running after {}; not waiting for them",
+                    "post-push hooks still running after {}; killing them",
                     humantime::format_duration(DRAIN_BOUND)
                 );
+                self.ended = Some(ended);
+                self.kill();
             }
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                if let Some(thread) = self.thread.take() {
-                    if thread.join().is_err() {
-                        warn!("the post-push hook thread panicked");
-                    }
-                }
-            }
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => self.join(),
         }
     }
 }
 
-fn run_hooks(hooks: &Hooks, p: &Pushed) {
+fn run_hooks(hooks: &Hooks, p: &Pushed, cancel: &Cancel) {
     if let Some(hook) = &hooks.command {
-        if let Err(e) = run_command(hook, p) {
+        if let Err(e) = run_cancellable(hook, p, cancel) {
             warn!(
                 "post-push command hook for sync {} target {}: {e:#}",
                 p.sync, p.target
@@ -305,10 +350,17 @@ fn plan_runs(
 
 /// Run one hook process. Outer error: it could not be started or waited for (stop);
 /// inner error: it ran and failed or timed out (report, go on with the next run).
-fn run_one(args: &[OsString], p: &Pushed, timeout: Duration) -> anyhow::Result<Result<(), String>> {
+fn run_one(
+    args: &[OsString],
+    p: &Pushed,
+    timeout: Duration,
+    cancel: &Cancel,
+) -> anyhow::Result<Result<(), String>> {
     let program = args[0].to_string_lossy().into_owned();
-    let ended = Spawn::new(&args[0])
-        .args(&args[1..])
+    let guarded = guard::enabled();
+    let (run, run_args) = guard::wrap(args);
+    let ended = Spawn::new(&run)
+        .args(&run_args)
         .env("SYNCD_SYNC", &p.sync)
         .env("SYNCD_TARGET", &p.target)
         .env("SYNCD_SOURCE", &p.source)
@@ -316,12 +368,18 @@ fn run_one(args: &[OsString], p: &Pushed, timeout: Duration) -> anyhow::Result<R
         .stdin(Input::Null)
         .stdout(Output::Null)
         .stderr(Output::Tail(STDERR_KEEP_BYTES))
-        // Its own process group, so a timeout kills whatever it started too.
+        // Its own process group, so a timeout kills whatever it started too; the guard
+        // leads it and also kills what left the group, at the worker's end too.
         .group(Group::New)
-        // None today: a hook may outlive the worker (issue 11 decides).
-        .parent_death(None)
+        .parent_death(Some(if guarded {
+            Signal::SIGTERM
+        } else {
+            Signal::SIGKILL
+        }))
         .deadline(Some(timeout))
-        .kill_grace(Duration::ZERO)
+        .cancel(cancel)
+        // SIGTERM lets the guard kill everything the hook started; SIGKILL follows.
+        .kill_grace(if guarded { GUARD_GRACE } else { Duration::ZERO })
         .drain(Drain::Within(STDERR_DRAIN_WAIT))
         .run();
     let shown = last_lines(&ended.stderr);
@@ -340,6 +398,9 @@ fn run_one(args: &[OsString], p: &Pushed, timeout: Duration) -> anyhow::Result<R
             return Err(e).with_context(|| format!("failed to wait for hook {program}"))
         }
         How::Exited(status) if status.success() => Ok(()),
+        How::Exited(status) if guarded && guard::could_not_start(status, &ended.stderr.lossy()) => {
+            bail!("{shown}; check the hook's argv")
+        }
         How::Exited(status) | How::Cancelled(status) => Err(format!(
             "hook {program} {}{stderr_note}",
             crate::process::describe_exit(status)

@@ -20,6 +20,7 @@ pub mod hooks;
 pub mod logger;
 pub mod notify;
 pub mod once;
+pub mod parents;
 pub mod path_watch;
 pub mod pipeline;
 pub mod process;

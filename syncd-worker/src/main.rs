@@ -82,6 +82,11 @@ fn gen_man(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
 }
 
 fn main() -> ExitCode {
+    // A hook's guard is this binary too: it must not parse the worker's flags.
+    if let Some(code) = syncd_worker::hooks::guard::run_if_asked() {
+        return code;
+    }
+    syncd_worker::hooks::guard::enable();
     let cli = Cli::parse();
     if let Some(dir) = &cli.gen_man {
         return match gen_man(dir) {

@@ -3,7 +3,8 @@
 //! checks first that the
 //! source path still names the watched directory ([`Checks::source`]), looks at what each
 //! directory queued to go whole is now (lstat: one that became a file, a symlink or
-//! nothing is pushed as a path, see [`as_it_is_now`]), seeds renamed directories
+//! nothing is pushed as a path, see [`as_it_is_now`]), leaves out what lies below a
+//! symlink of the source ([`crate::parents`]: rsync would follow it), seeds renamed directories
 //! ([`seed`]), plans the runs, finds the concrete
 //! excluded paths under whatever rsync will recurse into, counts what a whole-tree run
 //! would delete (the deletion guard, [`crate::guard`]), runs up to `threads` rsync
@@ -46,6 +47,8 @@ use crate::busy::patience;
 use crate::config::{SyncJob, Target};
 use crate::failing::FailedPath;
 use crate::guard::{stats_counts, DeleteGuard};
+use crate::parents::look::look;
+use crate::parents::{describe, screen_batch, Screen};
 use crate::progress::SharedProgress;
 use crate::rsync::args::{plan, prepare_run, seed_run, seeding_safe, Caps, Invocation};
 use crate::rsync::exit::{Class, Outcome};
@@ -110,6 +113,8 @@ pub fn execute(
         return PushReport::nothing_run(retry(why.clone()), Some(why), started);
     }
     let batch = &as_it_is_now(&job.source, batch);
+    // Just before the runs: nothing listed below a symlink (rsync would follow it).
+    let batch = &beneath_real_dirs(job, batch);
     let progress = progress.filter(|_| wants_progress(job, batch));
     let patience = if checks.impatient {
         Duration::ZERO
@@ -573,6 +578,18 @@ fn as_it_is_now(source: &Path, batch: &Batch) -> Batch {
     if moved {
         out.paths.sort();
         out.paths.dedup();
+    }
+    out
+}
+
+/// `batch` without what lies below a symlink in the source (see [`crate::parents`]); each
+/// symlink found goes as a path itself, and what was left out is logged once, here (it
+/// is neither retried nor deleted).
+fn beneath_real_dirs(job: &SyncJob, batch: &Batch) -> Batch {
+    let mut screen = Screen::new(|rel: &[u8]| look(&job.source, rel));
+    let (out, below) = screen_batch(batch, &mut screen);
+    for line in describe(&below) {
+        log::warn!("{}: {line}", job.name);
     }
     out
 }
@@ -1227,6 +1244,48 @@ mod tests {
             Some(vec![1; 512 * 1024])
         );
         assert!(!d.join("a/d3").exists() && !d.join("ren/d1").exists());
+    }
+
+    #[test]
+    fn nothing_below_a_symlinked_parent_is_read_and_the_symlink_is_pushed() {
+        // `d` was a directory, pushed; then swapped for a symlink out of the source
+        // while `d/f` and a tree under it waited to be pushed.
+        let (src, dst, secret) = (tempdir(), tempdir(), tempdir());
+        let (s, d) = (src.path(), dst.path());
+        std::fs::create_dir_all(s.join("d/t")).expect("mkdir");
+        std::fs::write(s.join("d/f"), b"public").expect("write");
+        std::fs::write(s.join("d/t/g"), b"public").expect("write");
+        let target = local(d);
+        let j = job(s, vec![target.clone()]);
+        let report = execute(&j, &target, &Batch::full(), DMA, GUARDED, None, None);
+        assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
+        std::fs::create_dir(secret.path().join("t")).expect("mkdir");
+        std::fs::write(secret.path().join("f"), b"SECRET").expect("write");
+        std::fs::write(secret.path().join("t/g"), b"SECRET").expect("write");
+        std::fs::remove_dir_all(s.join("d")).expect("rm -r d");
+        std::os::unix::fs::symlink(secret.path(), s.join("d")).expect("symlink");
+        let batch = Batch {
+            paths: vec![b"d/f".to_vec()],
+            trees: vec![b"d/t".to_vec()],
+            ..Batch::default()
+        };
+        let report = execute(&j, &target, &batch, DMA, GUARDED, None, None);
+        assert_eq!(report.outcome.class, Class::Success, "{:?}", report.outcome);
+        assert!(report.failed.is_none(), "a path left out is no failure");
+        let meta = d
+            .join("d")
+            .symlink_metadata()
+            .expect("lstat the target's d");
+        assert!(meta.is_symlink(), "the symlink is pushed as one");
+        assert_eq!(
+            std::fs::read_link(d.join("d")).ok(),
+            Some(secret.path().to_path_buf())
+        );
+        assert_eq!(
+            std::fs::read(secret.path().join("f")).ok(),
+            Some(b"SECRET".to_vec()),
+            "the secret is untouched"
+        );
     }
 
     #[test]

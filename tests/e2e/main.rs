@@ -30,6 +30,9 @@ mod failing;
 /// source unmounted, swapped, unreadable, changing under a push, the deletion guard.
 /// Each records a row for `scripts/faults` (`SYNCD_FAULTS_REPORT`).
 mod faults;
+/// No hook outlives the worker (SIGKILL, two stop signals) or its timeout, nor does
+/// anything it started, in its process group or not.
+mod hooks;
 /// `init/syncd.init` with the real controller: LSB codes, the subsys lock, function
 /// libraries, a removed binary, the chkconfig/LSB header; the example configs load.
 mod initscript;
@@ -38,6 +41,9 @@ mod moves;
 /// Push now: `syncd-worker --once [--full]` (fail-log replay, whole-tree push with
 /// progress, no rsync left behind by a SIGKILLed worker) and SIGUSR1/SIGUSR2.
 mod oneshot;
+/// A directory swapped for a symlink out of the source while a path below it waits (for
+/// its retry, or in the fail log for `--once`): nothing is read through it, the symlink is pushed.
+mod parents;
 /// Periodic full sync and the command hook.
 mod periodic;
 /// A second push beside a slow one: a small file overtakes a big push, a file changed

@@ -7,7 +7,6 @@
 //! `syncd sync` sends through the controller), and its status shows the progress of a
 //! whole-tree push while it runs.
 
-use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,19 +17,10 @@ use nix::unistd::Pid;
 
 use syncd_tests::tree::write_file;
 use syncd_tests::wait;
-use syncd_tests::worker::{run_to_exit, worker_bin};
-use syncd_tests::{assert_in_sync, tail, Diagnose, Site, TreeWriter, Worker, WorkerConfig};
+use syncd_tests::worker::{config_args as args, run_to_exit, worker_bin};
+use syncd_tests::{assert_in_sync, tail, Diagnose, Site, TreeWriter, Worker};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Write `cfg` to a file in `dir` and return the `--config FILE` arguments plus `extra`.
-fn args(dir: &Path, cfg: &WorkerConfig, extra: &[&str]) -> Vec<OsString> {
-    let path = dir.join("syncd.toml");
-    fs::write(&path, cfg.to_toml()).expect("write the config");
-    let mut a: Vec<OsString> = vec!["--config".into(), path.into()];
-    a.extend(extra.iter().map(OsString::from));
-    a
-}
 
 /// The fail log files under `<state>/faillog/`.
 fn faillogs(state: &Path) -> Vec<PathBuf> {

@@ -623,6 +623,16 @@ impl Drop for Worker {
     }
 }
 
+/// Write `cfg` to a file in `dir` and return the worker's `--config FILE` arguments plus
+/// `extra` (for [`run_to_exit`]).
+pub fn config_args(dir: &Path, cfg: &WorkerConfig, extra: &[&str]) -> Vec<OsString> {
+    let path = dir.join("syncd.toml");
+    fs::write(&path, cfg.to_toml()).expect("write the config");
+    let mut a: Vec<OsString> = vec!["--config".into(), path.into()];
+    a.extend(extra.iter().map(OsString::from));
+    a
+}
+
 /// Run the worker binary with `args` to its exit (killing it after `timeout` and
 /// panicking, since it was expected to exit by itself). Returns (status, stdout, stderr).
 pub fn run_to_exit(args: &[OsString], timeout: Duration) -> (ExitStatus, String, String) {

@@ -316,6 +316,7 @@ exit 0
             stdin: Vec::new(),
             entries: 1,
             summary: "stand-in".into(),
+            listed: None,
         }
     }
 

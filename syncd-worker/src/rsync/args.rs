@@ -62,6 +62,17 @@ pub struct Invocation {
     pub entries: usize,
     /// Short text for logs: "42 paths", "3 trees", "full tree". Never a secret.
     pub summary: String,
+    /// What rsync resolves from the source root itself, following any symlink on the
+    /// way (`--files-from` implies `--relative`): looked at again just before the run
+    /// starts ([`crate::parents::look::recheck`]). None for runs that walk from a root.
+    pub listed: Option<Listed>,
+}
+
+/// The paths a run lists, relative to `source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub source: PathBuf,
+    pub paths: Vec<RelPath>,
 }
 
 impl Invocation {
@@ -160,14 +171,21 @@ fn paths_run(job: &SyncJob, target: &Target, paths: &[RelPath]) -> Invocation {
         "--delete-missing-args",
         "--force",
     ];
-    invocation(
+    let inv = invocation(
         job,
         target,
         &opts,
         stdin,
         paths.len(),
         count(paths.len(), "path"),
-    )
+    );
+    Invocation {
+        listed: Some(Listed {
+            source: job.source.clone(),
+            paths: paths.to_vec(),
+        }),
+        ..inv
+    }
 }
 
 fn paths_filter_run(job: &SyncJob, target: &Target, paths: &[RelPath]) -> Invocation {
@@ -318,6 +336,14 @@ pub fn seed_run(job: &SyncJob, target: &Target, mv: &Move, excluded: &[RelPath])
         String::from_utf8_lossy(&mv.to),
         String::from_utf8_lossy(&mv.from)
     );
+    // `SOURCE/to/`: rsync follows `to` and every directory above it; `to/` lists them
+    // all as ancestors to look at.
+    let mut to = mv.to.clone();
+    to.push(b'/');
+    inv.listed = Some(Listed {
+        source: job.source.clone(),
+        paths: vec![to],
+    });
     inv
 }
 
@@ -381,6 +407,7 @@ fn invocation(
         stdin,
         entries,
         summary,
+        listed: None,
     }
 }
 
@@ -507,6 +534,46 @@ mod tests {
     const FILTER: Caps = Caps {
         delete_missing_args: false,
     };
+
+    #[test]
+    fn runs_that_resolve_names_from_the_source_root_list_them_for_the_last_look() {
+        let j = job("/data", vec![daemon()]);
+        let rel = |s: &str| s.as_bytes().to_vec();
+        let listed = |inv: &Invocation| {
+            inv.listed
+                .as_ref()
+                .map(|l| (l.source.clone(), l.paths.clone()))
+        };
+        let b = Batch {
+            paths: vec![rel("a/b.txt"), rel("c")],
+            trees: vec![rel("t")],
+            ..Batch::default()
+        };
+        let runs = plan(&j, &daemon(), &b, DMA, &[]);
+        assert_eq!(
+            listed(&runs[0]),
+            Some(("/data".into(), vec![rel("a/b.txt"), rel("c")]))
+        );
+        assert_eq!(listed(&runs[1]), None, "a trees run walks from the root");
+        assert_eq!(
+            listed(&plan(&j, &daemon(), &b, FILTER, &[])[0]),
+            None,
+            "so does the filter form"
+        );
+        assert_eq!(
+            listed(&plan(&j, &daemon(), &Batch::full(), DMA, &[])[0]),
+            None
+        );
+        let mv = Move {
+            from: rel("x/d1"),
+            to: rel("y/d2"),
+        };
+        let prepare = prepare_run(&j, &daemon(), std::slice::from_ref(&mv));
+        assert_eq!(listed(&prepare), Some(("/data".into(), vec![rel("y/d2")])));
+        // `SOURCE/y/d2/`: `y/d2` itself is looked at too.
+        let seed = seed_run(&j, &daemon(), &mv, &[]);
+        assert_eq!(listed(&seed), Some(("/data".into(), vec![rel("y/d2/")])));
+    }
 
     #[test]
     fn paths_run_to_daemon_with_port_password_and_timeout() {

@@ -20,6 +20,7 @@ use anyhow::Context;
 use nix::sys::signal::Signal;
 
 use super::args::Invocation;
+use crate::parents::look::recheck;
 use crate::process::{Drain, Group, How, Input, OnChunk, Output, Spawn};
 use crate::progress::{ProgressParser, SharedProgress};
 
@@ -67,6 +68,10 @@ fn run_inner(
     progress: Option<&SharedProgress>,
     capture: bool,
 ) -> anyhow::Result<(RunResult, Vec<u8>)> {
+    // The last look before rsync resolves the listed names itself.
+    if let Some(why) = inv.listed.as_ref().and_then(recheck) {
+        anyhow::bail!("rsync {} not started: {why}", inv.summary);
+    }
     let stdout = match (progress, capture) {
         (Some(slot), _) => Output::Each(publish_progress(slot.clone())),
         (None, true) => Output::Tail(STDERR_KEEP),
@@ -146,7 +151,33 @@ mod tests {
             stdin: stdin.to_vec(),
             entries: 0,
             summary: String::new(),
+            listed: None,
         }
+    }
+
+    #[test]
+    fn a_run_listing_a_path_below_a_symlink_is_not_started() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (src, ran) = (dir.path().join("src"), dir.path().join("ran"));
+        std::fs::create_dir_all(src.join("a")).expect("mkdir");
+        std::os::unix::fs::symlink("/etc", src.join("d")).expect("symlink");
+        let script = format!("touch '{}'", ran.display());
+        let listing = |paths: &[&str]| Invocation {
+            listed: Some(super::super::args::Listed {
+                source: src.clone(),
+                paths: paths.iter().map(|p| p.as_bytes().to_vec()).collect(),
+            }),
+            ..sh(&script, b"")
+        };
+        let err = run(&listing(&["a/f", "d/shadow"])).expect_err("not started");
+        assert!(
+            format!("{err:#}").contains("d became a symlink (to /etc)"),
+            "{err:#}"
+        );
+        assert!(!ran.exists(), "rsync was started");
+        let ok = run(&listing(&["a/f", "d"])).expect("started");
+        assert_eq!(ok.code, Some(0));
+        assert!(ran.exists());
     }
 
     #[test]

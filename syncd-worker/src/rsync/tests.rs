@@ -184,6 +184,7 @@ fn rsync_by_hand(args: &[&str], src: &Path, dst: &Path, stdin: &[u8]) -> RunResu
         stdin: stdin.to_vec(),
         entries: 0,
         summary: String::new(),
+        listed: None,
     })
     .expect("rsync runs")
 }
