@@ -8,6 +8,7 @@
 //! Must not: listen anywhere but 127.0.0.1, or sleep in place of a readiness check.
 
 use std::fs;
+use std::marker::PhantomData;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -138,12 +139,7 @@ impl RsyncDaemon {
             .child
             .as_ref()
             .expect("freeze() while the daemon is stopped");
-        let pgid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits pid_t"));
-        killpg(pgid, Signal::SIGSTOP).expect("SIGSTOP the daemon's process group");
-        Frozen {
-            pgid,
-            _daemon: self,
-        }
+        Frozen::group_of(child)
     }
 
     /// Push `src` to the module with a plain `rsync -a --delete` (seeding a target, and the
@@ -511,12 +507,12 @@ pub fn signal(child: &Child, sig: Signal) {
     let _ = kill(Pid::from_raw(pid), sig);
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     l.local_addr().expect("local addr of a bound socket").port()
 }
 
-fn accepts(port: u16) -> bool {
+pub(crate) fn accepts(port: u16) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
@@ -528,10 +524,24 @@ pub fn write_private(path: &Path, text: &str) {
         .unwrap_or_else(|e| panic!("chmod 600 {}: {e}", path.display()));
 }
 
-/// A frozen daemon ([`RsyncDaemon::freeze`]); thawed on drop.
+/// A frozen server ([`RsyncDaemon::freeze`], `Sshd::freeze`): SIGSTOP to its process
+/// group, SIGCONT on drop. It borrows the fixture, which so outlives it.
 pub struct Frozen<'a> {
     pgid: Pid,
-    _daemon: &'a RsyncDaemon,
+    _fixture: PhantomData<&'a ()>,
+}
+
+impl Frozen<'_> {
+    /// Stop the process group led by `child` (started with `process_group(0)`, not yet
+    /// reaped: the id is still ours).
+    pub(crate) fn group_of(child: &Child) -> Frozen<'_> {
+        let pgid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits pid_t"));
+        killpg(pgid, Signal::SIGSTOP).expect("SIGSTOP the server's process group");
+        Frozen {
+            pgid,
+            _fixture: PhantomData,
+        }
+    }
 }
 
 impl Drop for Frozen<'_> {

@@ -20,6 +20,7 @@ use nix::unistd::Pid;
 use syncd_worker::status::{State, Status};
 
 use crate::daemon::{signal, terminate, RsyncDaemon};
+use crate::sshd::Sshd;
 use crate::{diagnostics, tail, wait, Diagnose, Fixtures, SharedHold};
 
 /// How long a worker may take to put its watches in place.
@@ -70,6 +71,11 @@ enum TargetSpec {
     Local {
         path: PathBuf,
         name: Option<String>,
+    },
+    Ssh {
+        dest: String,
+        port: u16,
+        ssh_args: Vec<String>,
     },
 }
 
@@ -123,6 +129,16 @@ impl WorkerConfig {
             port: daemon.port(),
             password_file: daemon.password_file(),
             name,
+        });
+        self
+    }
+
+    /// Push to `sshd`'s target directory over ssh (dest, port, `ssh_args`).
+    pub fn ssh(mut self, sshd: &Sshd) -> Self {
+        self.targets.push(TargetSpec::Ssh {
+            dest: sshd.dest(),
+            port: sshd.port(),
+            ssh_args: sshd.ssh_args(),
         });
         self
     }
@@ -238,6 +254,16 @@ impl WorkerConfig {
                     if let Some(n) = name {
                         let _ = writeln!(t, "name = {}", toml_str(n));
                     }
+                }
+                TargetSpec::Ssh {
+                    dest,
+                    port,
+                    ssh_args,
+                } => {
+                    let _ = writeln!(t, "dest = {}", toml_str(dest));
+                    let _ = writeln!(t, "port = {port}");
+                    let args: Vec<String> = ssh_args.iter().map(|a| toml_str(a)).collect();
+                    let _ = writeln!(t, "ssh_args = [{}]", args.join(", "));
                 }
                 TargetSpec::Local { path, name } => {
                     let _ = writeln!(t, "dest = {}", toml_str(&path.to_string_lossy()));
