@@ -53,6 +53,9 @@ mod safety;
 /// The source not mounted at a restart: nothing pushed from the wrong directory, status
 /// degraded, resumes when it is back.
 mod source;
+/// ssh targets against a real sshd: burst, deletes, renames, hostile names, no key
+/// material in argv, a refused key and a changed or unknown host key.
+mod ssh;
 /// Initial sync, sersync confxml.xml, bad configs.
 mod startup;
 /// Supervision: worker or controller killed with SIGKILL, stop during a burst, inotify

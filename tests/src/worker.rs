@@ -134,11 +134,18 @@ impl WorkerConfig {
     }
 
     /// Push to `sshd`'s target directory over ssh (dest, port, `ssh_args`).
-    pub fn ssh(mut self, sshd: &Sshd) -> Self {
+    pub fn ssh(self, sshd: &Sshd) -> Self {
+        self.ssh_with_args(sshd, &[])
+    }
+
+    /// [`WorkerConfig::ssh`] with `extra` appended to the target's `ssh_args`.
+    pub fn ssh_with_args(mut self, sshd: &Sshd, extra: &[&str]) -> Self {
+        let mut ssh_args = sshd.ssh_args();
+        ssh_args.extend(extra.iter().map(|a| a.to_string()));
         self.targets.push(TargetSpec::Ssh {
             dest: sshd.dest(),
             port: sshd.port(),
-            ssh_args: sshd.ssh_args(),
+            ssh_args,
         });
         self
     }
