@@ -219,14 +219,21 @@ fn sshd_fixture_takes_a_plain_rsync_push_and_refuses_what_it_should() {
     sample_tree(src.path());
     let sshd = Sshd::start();
     let (ok, out) = sshd.ssh("true");
-    assert!(ok, "ssh with the fixture's key failed: {out}\n{}", sshd.diagnose());
+    assert!(
+        ok,
+        "ssh with the fixture's key failed: {out}\n{}",
+        sshd.diagnose()
+    );
     sshd.push_with_rsync(src.path());
     assert_in_sync(src.path(), &sshd.target(), Duration::from_secs(5), &[&sshd]);
     let known = fs::read(sshd.known_hosts()).expect("read known_hosts");
 
     sshd.revoke_client_key();
     let (ok, out) = sshd.ssh("true");
-    assert!(!ok && out.contains("Permission denied (publickey)"), "{out}");
+    assert!(
+        !ok && out.contains("Permission denied (publickey)"),
+        "{out}"
+    );
     assert_eq!(sshd.refused_logins(), 1, "{}", sshd.diagnose());
     sshd.authorize_client_key();
 
@@ -237,8 +244,15 @@ fn sshd_fixture_takes_a_plain_rsync_push_and_refuses_what_it_should() {
 
     sshd.forget_host_key();
     let (ok, out) = sshd.ssh("true");
-    assert!(!ok && out.contains("Host key verification failed."), "{out}");
-    assert_eq!(fs::read(sshd.known_hosts()).expect("read"), b"", "ssh wrote known_hosts");
+    assert!(
+        !ok && out.contains("Host key verification failed."),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read(sshd.known_hosts()).expect("read"),
+        b"",
+        "ssh wrote known_hosts"
+    );
 
     sshd.know_real_host_key();
     assert_eq!(fs::read(sshd.known_hosts()).expect("read"), known);

@@ -12,8 +12,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use syncd_tests::tree::{hostile_names, source_dir, write_file};
-use syncd_tests::{assert_in_sync, wait, Diagnose, Sshd, TreeWriter, Worker, WorkerConfig};
+use syncd_tests::tree::{hostile_names, rename, source_dir, write_file};
+use syncd_tests::{assert_in_sync, wait, Sshd, TreeWriter, Worker, WorkerConfig};
 use syncd_worker::status::Status;
 
 const SYNC: Duration = Duration::from_secs(60);
@@ -64,6 +64,16 @@ impl SshSite {
         )
     }
 
+    /// known_hosts holds `want`, byte for byte.
+    fn assert_known_hosts(&self, want: &[u8], why: &str) {
+        let now = fs::read(self.sshd.known_hosts()).expect("read known_hosts");
+        assert_eq!(
+            String::from_utf8_lossy(&now),
+            String::from_utf8_lossy(want),
+            "{why}"
+        );
+    }
+
     /// The target directory is still empty.
     fn assert_target_untouched(&self, w: &Worker) {
         let entries: Vec<_> = fs::read_dir(self.sshd.target())
@@ -79,17 +89,18 @@ impl SshSite {
     }
 }
 
-fn rename(from: &Path, to: &Path) {
-    fs::rename(from, to)
-        .unwrap_or_else(|e| panic!("rename {} -> {}: {e}", from.display(), to.display()));
-}
-
 #[test]
 fn a_burst_deletes_and_directory_renames_reach_the_target_over_ssh() {
     let site = SshSite::new();
     let mut w = Worker::start(&site.config());
     let mut tw = TreeWriter::new(31);
-    let files = tw.files(site.src(), &["a", "b/deep", "c", "moving/sub"], 600, 0, 20_000);
+    let files = tw.files(
+        site.src(),
+        &["a", "b/deep", "c", "moving/sub"],
+        600,
+        0,
+        20_000,
+    );
     site.in_sync(&w);
 
     for p in files.iter().step_by(3) {
@@ -97,7 +108,10 @@ fn a_burst_deletes_and_directory_renames_reach_the_target_over_ssh() {
     }
     fs::remove_dir_all(site.src().join("c")).expect("rm -r c");
     rename(&site.src().join("moving"), &site.src().join("moved"));
-    rename(&site.src().join("b/deep"), &site.src().join("a/deep-from-b"));
+    rename(
+        &site.src().join("b/deep"),
+        &site.src().join("a/deep-from-b"),
+    );
     site.in_sync(&w);
     assert!(!site.sshd.target().join("moving").exists());
     w.stop();
@@ -143,7 +157,10 @@ fn ssh_below(root: u32) -> Vec<u32> {
         let Some((head, rest)) = stat.rsplit_once(") ") else {
             continue;
         };
-        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
         if let (Some(ppid), Some((_, name))) = (ppid, head.split_once(" (")) {
             parent.insert(pid, ppid);
             comm.insert(pid, name.to_string());
@@ -284,7 +301,10 @@ fn a_revoked_key_is_a_configuration_error_tried_again_slowly() {
             "root@127.0.0.1 true",
         ],
     );
-    w.wait_log("fix the configuration or the target", Duration::from_secs(5));
+    w.wait_log(
+        "fix the configuration or the target",
+        Duration::from_secs(5),
+    );
     site.assert_target_untouched(&w);
     w.stop();
 }
@@ -312,11 +332,7 @@ fn a_changed_host_key_is_refused_and_known_hosts_left_alone() {
     );
     w.wait_log(&fix, Duration::from_secs(5));
     site.assert_target_untouched(&w);
-    assert_eq!(
-        fs::read(site.sshd.known_hosts()).expect("read known_hosts"),
-        known,
-        "known_hosts was modified"
-    );
+    site.assert_known_hosts(&known, "known_hosts was modified");
     w.stop();
 }
 
@@ -339,11 +355,7 @@ fn an_unknown_host_key_is_refused_until_it_is_recorded() {
         ],
     );
     site.assert_target_untouched(&w);
-    assert_eq!(
-        fs::read(site.sshd.known_hosts()).expect("read known_hosts"),
-        b"",
-        "ssh recorded the host key by itself"
-    );
+    site.assert_known_hosts(b"", "ssh recorded the host key by itself");
     site.sshd.know_real_host_key();
     site.in_sync(&w);
     w.stop();
@@ -369,9 +381,6 @@ fn accept_new_in_ssh_args_records_the_first_host_key() {
     write_file(&site.src().join("second"), b"x");
     site.wait_error(&mut w, &["has changed", "ssh-keygen -R"]);
     assert!(!site.sshd.target().join("second").exists());
-    assert_eq!(
-        fs::read(site.sshd.known_hosts()).expect("read known_hosts"),
-        spoofed
-    );
+    site.assert_known_hosts(&spoofed, "known_hosts was modified");
     w.stop();
 }

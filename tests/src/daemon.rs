@@ -209,7 +209,7 @@ impl RsyncDaemon {
         let d = self.dir.path();
         // A pid file left by a killed daemon would make the new one refuse to start.
         let _ = fs::remove_file(d.join("rsyncd.pid"));
-        let mut child = Command::new("rsync")
+        let child = Command::new("rsync")
             .arg("--daemon")
             .arg("--no-detach")
             .arg(format!("--config={}", d.join("rsyncd.conf").display()))
@@ -222,28 +222,8 @@ impl RsyncDaemon {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot run rsync --daemon (is rsync installed?): {e}"))?;
-        let port = self.port;
-        let ready = wait::until(
-            format_args!("port {port} accepting connections"),
-            READY_TIMEOUT,
-            || match child.try_wait() {
-                Ok(Some(status)) => Ok(Err(format!("rsync --daemon exited early ({status})"))),
-                // Make sure it is our daemon that answered, not a process that took the port.
-                _ if accepts(port) && matches!(child.try_wait(), Ok(None)) => Ok(Ok(())),
-                _ => Err("refused"),
-            },
-        );
-        match ready {
-            Ok(Ok(())) => {
-                self.child = Some(child);
-                Ok(())
-            }
-            Ok(Err(early)) => Err(early),
-            Err(t) => {
-                terminate(&mut child, STOP_TIMEOUT);
-                Err(t.to_string())
-            }
-        }
+        self.child = Some(listening(child, self.port, "rsync --daemon")?);
+        Ok(())
     }
 
     pub fn log(&self) -> String {
@@ -505,6 +485,29 @@ pub fn signal(child: &Child, sig: Signal) {
     let pid = i32::try_from(child.id()).expect("pid fits pid_t");
     // The child may have exited by now (unreaped, so the pid is not anyone else's).
     let _ = kill(Pid::from_raw(pid), sig);
+}
+
+/// Wait until `child`, a server just started on 127.0.0.1:`port`, accepts connections
+/// (and is still running: not some other process that holds the port). On an early exit
+/// or no answer within 10 s, `Err` says so and the child is stopped and reaped.
+pub(crate) fn listening(mut child: Child, port: u16, name: &str) -> Result<Child, String> {
+    let ready = wait::until(
+        format_args!("{name} accepting connections on port {port}"),
+        READY_TIMEOUT,
+        || match child.try_wait() {
+            Ok(Some(status)) => Ok(Err(format!("{name} exited early ({status})"))),
+            _ if accepts(port) && matches!(child.try_wait(), Ok(None)) => Ok(Ok(())),
+            _ => Err("refused"),
+        },
+    );
+    match ready {
+        Ok(Ok(())) => Ok(child),
+        Ok(Err(early)) => Err(early),
+        Err(t) => {
+            terminate(&mut child, STOP_TIMEOUT);
+            Err(t.to_string())
+        }
+    }
 }
 
 pub(crate) fn free_port() -> u16 {

@@ -25,8 +25,8 @@ use std::time::Duration;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
-use crate::daemon::{accepts, free_port, terminate, write_private, Frozen};
-use crate::{is_root, tail, wait, Diagnose};
+use crate::daemon::{free_port, listening, terminate, write_private, Frozen};
+use crate::{is_root, tail, Diagnose};
 
 /// Where Debian's openssh-server puts sshd (not on every user's PATH).
 pub const SSHD: &str = "/usr/sbin/sshd";
@@ -34,7 +34,6 @@ pub const SSHD: &str = "/usr/sbin/sshd";
 pub const USER: &str = "root";
 /// sshd's privilege separation directory; it refuses to start without it.
 const PRIVSEP_DIR: &str = "/run/sshd";
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Sshd {
@@ -56,8 +55,9 @@ impl Sshd {
             is_root(),
             "the real-sshd tests log in as root and need to run as root"
         );
-        fs::create_dir_all(PRIVSEP_DIR)
-            .unwrap_or_else(|e| panic!("create sshd's privilege separation dir {PRIVSEP_DIR}: {e}"));
+        fs::create_dir_all(PRIVSEP_DIR).unwrap_or_else(|e| {
+            panic!("create sshd's privilege separation dir {PRIVSEP_DIR}: {e}")
+        });
         let dir = tempfile::Builder::new()
             .prefix("syncd-e2e-sshd.")
             .tempdir()
@@ -287,7 +287,7 @@ impl Sshd {
             .append(true)
             .open(d.join("sshd.log"))
             .expect("open sshd.log");
-        let mut child = Command::new(SSHD)
+        let child = Command::new(SSHD)
             .arg("-D")
             .arg("-e")
             .arg("-f")
@@ -299,28 +299,8 @@ impl Sshd {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("cannot run {SSHD}: {e}"))?;
-        let port = self.port;
-        let ready = wait::until(
-            format_args!("sshd accepting connections on port {port}"),
-            READY_TIMEOUT,
-            || match child.try_wait() {
-                Ok(Some(status)) => Ok(Err(format!("sshd exited early ({status})"))),
-                // Make sure it is our sshd that answered, not a process that took the port.
-                _ if accepts(port) && matches!(child.try_wait(), Ok(None)) => Ok(Ok(())),
-                _ => Err("refused"),
-            },
-        );
-        match ready {
-            Ok(Ok(())) => {
-                self.child = Some(child);
-                Ok(())
-            }
-            Ok(Err(early)) => Err(early),
-            Err(t) => {
-                terminate(&mut child, STOP_TIMEOUT);
-                Err(t.to_string())
-            }
-        }
+        self.child = Some(listening(child, self.port, "sshd")?);
+        Ok(())
     }
 }
 
@@ -343,8 +323,8 @@ fn keygen(path: &Path) {
 /// `key.pub`, one line.
 fn read_public(key: &Path) -> String {
     let public = key.with_extension("pub");
-    let mut text = fs::read_to_string(&public)
-        .unwrap_or_else(|e| panic!("read {}: {e}", public.display()));
+    let mut text =
+        fs::read_to_string(&public).unwrap_or_else(|e| panic!("read {}: {e}", public.display()));
     if !text.ends_with('\n') {
         text.push('\n');
     }

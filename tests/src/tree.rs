@@ -114,7 +114,10 @@ pub fn hostile_names() -> Vec<OsString> {
         "\u{fc}n\u{ef}c\u{f8}d\u{e9}-\u{65e5}\u{672c}".as_bytes(),
         &[b'n'; 255],
     ];
-    names.iter().map(|n| OsString::from_vec(n.to_vec())).collect()
+    names
+        .iter()
+        .map(|n| OsString::from_vec(n.to_vec()))
+        .collect()
 }
 
 /// Write `data` to `path`, creating parent directories; panics naming the path.
@@ -123,6 +126,12 @@ pub fn write_file(path: &Path, data: &[u8]) {
         fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir -p {}: {e}", parent.display()));
     }
     fs::write(path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// `rename` with a readable panic.
+pub fn rename(from: &Path, to: &Path) {
+    fs::rename(from, to)
+        .unwrap_or_else(|e| panic!("rename {} -> {}: {e}", from.display(), to.display()));
 }
 
 /// `chmod` with a readable panic.

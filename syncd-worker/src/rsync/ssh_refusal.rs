@@ -86,7 +86,8 @@ impl Refusal {
 mod tests {
     use super::*;
 
-    const CLOSED: &str = "rsync: connection unexpectedly closed (0 bytes received so far) [sender]\n\
+    const CLOSED: &str =
+        "rsync: connection unexpectedly closed (0 bytes received so far) [sender]\n\
                           rsync error: unexplained error (code 255) at io.c(285) [sender=3.5.0]\n";
 
     #[test]
