@@ -391,6 +391,48 @@ fn ssh_words(port: Option<u16>, connect_timeout: Option<u64>, ssh_args: &[String
     words
 }
 
+/// Do `ssh_args` switch off what protects an ssh target from a server that is not the
+/// one recorded: `StrictHostKeyChecking=no` (ssh then logs in to a server whose host key
+/// changed, with only a warning on stderr), or `accept-new` with `UserKnownHostsFile` set
+/// to `/dev/null` (every key is new, so any is taken). ssh uses the first value given
+/// for an option; names are case-insensitive; `-o K=V`, `-o "K V"` and `-oK=V` count.
+/// The warning to give, if so.
+pub fn host_key_checks_off(ssh_args: &[String]) -> Option<String> {
+    let mut options: Vec<(String, String)> = Vec::new();
+    let mut words = ssh_args.iter();
+    while let Some(w) = words.next() {
+        let option = match w.strip_prefix("-o") {
+            Some("") => words.next().map(String::as_str),
+            Some(rest) => Some(rest),
+            None => None,
+        };
+        let Some((key, value)) = option.and_then(|o| o.split_once(['=', ' '])) else {
+            continue;
+        };
+        let key = key.trim().to_ascii_lowercase();
+        if !options.iter().any(|(k, _)| *k == key) {
+            options.push((key, value.trim().to_ascii_lowercase()));
+        }
+    }
+    let value = |k: &str| {
+        options
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let why = match (value("stricthostkeychecking"), value("userknownhostsfile")) {
+        (Some("no" | "off"), _) => "StrictHostKeyChecking=no: ssh logs in to a server whose host key changed",
+        (Some("accept-new"), Some("/dev/null")) => {
+            "accept-new with UserKnownHostsFile=/dev/null: every host key is new to ssh, so any is taken"
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "ssh_args switch host key checking off ({why}; someone in the middle gets the data); \
+         record the target's host key in known_hosts and remove the option"
+    ))
+}
+
 /// One word for a POSIX shell: as it is when it holds only characters no shell treats
 /// specially, else in single quotes (a quote inside as `'\''`).
 fn quote_shell_word(w: &str) -> String {
@@ -762,6 +804,45 @@ mod tests {
         );
         assert_eq!(local("/x").ssh_by_hand(), None);
         assert_eq!(daemon(None, "h", "m", None).ssh_by_hand(), None);
+    }
+
+    #[test]
+    fn host_key_checks_off_only_when_ssh_would_take_any_key() {
+        let cases: &[(&[&str], bool)] = &[
+            (&[], false),
+            (&["-i", "/k"], false),
+            (&["-o", "StrictHostKeyChecking=no"], true),
+            (&["-oStrictHostKeyChecking=off"], true),
+            (&["-o", "stricthostkeychecking no"], true),
+            (&["-o", "StrictHostKeyChecking=yes"], false),
+            (&["-o", "StrictHostKeyChecking=accept-new"], false),
+            // ssh takes the first value.
+            (
+                &[
+                    "-o",
+                    "StrictHostKeyChecking=yes",
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                ],
+                false,
+            ),
+            (
+                &[
+                    "-o",
+                    "StrictHostKeyChecking=accept-new",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                ],
+                true,
+            ),
+            (&["-o", "UserKnownHostsFile=/dev/null"], false),
+            (&["-o"], false),
+        ];
+        for (args, off) in cases {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            let got = host_key_checks_off(&args);
+            assert_eq!(got.is_some(), *off, "{args:?}: {got:?}");
+        }
     }
 
     #[test]
