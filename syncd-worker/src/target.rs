@@ -635,8 +635,7 @@ impl TargetState {
     /// tried again soon, without touching the backoff, and logged once per episode.
     fn fail(&mut self, job: &SyncJob, outcome: Outcome, now: Instant) {
         self.counters.consecutive_failures += 1;
-        let ssh_refusal = outcome.is_ssh_refusal();
-        let msg = outcome.message;
+        let msg = outcome.message_for(&self.cfg.kind);
         if outcome.class == Class::Busy {
             let wait = busy::retry_after(job.retry.min_interval);
             self.retry.at = Some(now + wait);
@@ -661,12 +660,6 @@ impl TargetState {
             return;
         }
         self.end_busy(job, now);
-        let msg = match self.cfg.kind.ssh_by_hand() {
-            Some(cmd) if ssh_refusal => {
-                format!("{msg}; try it by hand as the user syncd runs as: {cmd}")
-            }
-            _ => msg,
-        };
         let r = &mut self.retry;
         r.backoff = match outcome.class {
             Class::ConfigError => job.retry.max_interval,

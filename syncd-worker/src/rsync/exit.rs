@@ -3,6 +3,7 @@
 //! codes it does not know, taking every sync down). Pure: reads only its arguments.
 
 use super::ssh_refusal::refusal;
+use crate::config::model::TargetKind;
 
 /// What to do after a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,18 @@ impl Outcome {
     /// are a [`Class::ConfigError`] for nothing else.
     pub fn is_ssh_refusal(&self) -> bool {
         self.class == Class::ConfigError && matches!(self.code, Some(12 | 255))
+    }
+
+    /// The message for the operator of a push to `kind`: for ssh's refusal, followed by
+    /// the ssh command that logs in as the push does, to try by hand.
+    pub fn message_for(&self, kind: &TargetKind) -> String {
+        match kind.ssh_by_hand() {
+            Some(cmd) if self.is_ssh_refusal() => format!(
+                "{}; try it by hand as the user syncd runs as: {cmd}",
+                self.message
+            ),
+            _ => self.message.clone(),
+        }
     }
 }
 
@@ -430,6 +443,34 @@ mod tests {
                 "{o:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_ssh_refusal_tells_how_to_try_the_login_by_hand() {
+        let ssh = TargetKind::Ssh {
+            user: Some("root".into()),
+            host: "b".into(),
+            path: "/srv".into(),
+            port: Some(2222),
+            ssh_args: vec!["-i".into(), "/k".into()],
+        };
+        let local = TargetKind::Local {
+            path: "/srv".into(),
+        };
+        let refused = classify(Some(255), None, "root@b: Permission denied (publickey).\n");
+        let hand = "; try it by hand as the user syncd runs as: \
+                    ssh -p 2222 -o BatchMode=yes -i /k root@b true";
+        assert_eq!(
+            refused.message_for(&ssh),
+            format!("{}{hand}", refused.message)
+        );
+        assert_eq!(refused.message_for(&local), refused.message);
+        let down = classify(
+            Some(255),
+            None,
+            "ssh: connect to host b port 2222: Connection refused\n",
+        );
+        assert_eq!(down.message_for(&ssh), down.message);
     }
 
     #[test]
