@@ -435,7 +435,7 @@ pub fn host_key_checks_off(ssh_args: &[String]) -> Option<String> {
 
 /// One word for a POSIX shell: as it is when it holds only characters no shell treats
 /// specially, else in single quotes (a quote inside as `'\''`).
-fn quote_shell_word(w: &str) -> String {
+pub fn quote_shell_word(w: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
     if !w.is_empty() && w.chars().all(plain) {
         return w.to_string();

@@ -15,6 +15,8 @@
 //!
 //! Pure: reads only its argument.
 
+use crate::config::quote_shell_word;
+
 /// What ssh refused, with what its message names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -64,12 +66,15 @@ impl Refusal {
                  must be in the target user's ~/.ssh/authorized_keys"
             ),
             Refusal::HostKeyChanged { host, file } => {
-                let file = file.as_deref().unwrap_or("~/.ssh/known_hosts");
+                let file = file
+                    .as_deref()
+                    .map_or("~/.ssh/known_hosts".to_string(), quote_shell_word);
                 format!(
                     "the ssh host key for {host} has changed: nothing is pushed to it (this \
                      may be someone in the middle); if the change is expected (reinstalled \
-                     server, new key), remove the old key with `ssh-keygen -R '{host}' -f \
-                     {file}` and record the new one after checking its fingerprint"
+                     server, new key), remove the old key with `ssh-keygen -R {} -f {file}` \
+                     and record the new one after checking its fingerprint",
+                    quote_shell_word(host)
                 )
             }
             Refusal::HostKeyUnknown => "the target's ssh host key is not known (Host key \
@@ -151,6 +156,13 @@ mod tests {
         assert!(changed
             .explain()
             .contains("ssh-keygen -R '[127.0.0.1]:2222' -f /k/known_hosts"));
+        let spaced = Refusal::HostKeyChanged {
+            host: "backup".into(),
+            file: Some("/root/my hosts".into()),
+        };
+        assert!(spaced
+            .explain()
+            .contains("ssh-keygen -R backup -f '/root/my hosts'"));
         let login = Refusal::Login {
             line: "r@h: Permission denied (publickey).".into(),
         };
