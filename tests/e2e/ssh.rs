@@ -207,14 +207,18 @@ fn the_ssh_process_carries_the_key_path_and_no_key_material() {
     let frozen = site.sshd.freeze();
     write_file(&site.src().join("look-at-me"), b"x");
     let pid = w.pid().expect("the worker runs");
-    let ssh = wait::must(
+    // (A process that just ended shows an empty command line: looked at again.)
+    let (argv, env) = wait::must(
         "an ssh process below the worker",
         Duration::from_secs(20),
         &[&w, &site.sshd],
-        || ssh_below(pid).first().copied(),
+        || {
+            ssh_below(pid).into_iter().find_map(|ssh| {
+                let argv = proc_words(ssh, "cmdline");
+                (!argv.is_empty()).then(|| (argv, proc_words(ssh, "environ")))
+            })
+        },
     );
-    let argv = proc_words(ssh, "cmdline");
-    let env = proc_words(ssh, "environ");
     drop(frozen);
 
     let key_path = site.sshd.client_key();
