@@ -25,7 +25,10 @@ now() { printf '%s\n' "$EPOCHREALTIME"; }
 elapsed() { awk -v a="$1" -v b="${2:-$EPOCHREALTIME}" 'BEGIN { printf "%.2f\n", b - a }'; }
 
 # ensure_tools CMD[:PACKAGE]...: install the Debian packages of the commands that are
-# missing, and only those (`apt-get update` first). Needs root when something is missing.
+# missing, and only those (`apt-get update` first). CMD may be a full path, for programs
+# outside a user's PATH (/usr/sbin/sshd). Needs root when something is missing. Installs
+# never start a service (see _install_quietly): a test machine gets the programs, not a
+# system sshd on port 22.
 ensure_tools() {
     local missing=() spec
     for spec in "$@"; do
@@ -35,12 +38,77 @@ ensure_tools() {
     if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
         die "missing: ${missing[*]}; install them (e.g. sudo apt-get install ${missing[*]}) and run again"
     fi
-    log "installing ${missing[*]} (apt-get update, apt-get install -y)"
-    DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" </dev/null
+    log "installing ${missing[*]} (apt-get update, apt-get install -y, no service started)"
+    _install_quietly "${missing[@]}"
     for spec in "$@"; do
         command -v "${spec%%:*}" >/dev/null 2>&1 || die "${spec%%:*} still missing after installing ${spec#*:}"
     done
+}
+
+# _install_quietly PACKAGE...: apt-get install with every service start refused. Debian's
+# maintainer scripts start services through invoke-rc.d / deb-systemd-invoke, which ask
+# /usr/sbin/policy-rc.d first; exit 101 there means "not allowed". An existing policy-rc.d
+# (a container image's) is set aside and put back, ours removed, also on failure or Ctrl-C.
+# openssh-server also gets /etc/ssh/sshd_not_to_be_run, so no boot starts it either.
+# Afterwards no sshd may run that did not run before (openssh-server's postinst would
+# start one on port 22): one that appeared is stopped by its pid, and that is an error.
+_install_quietly() {
+    local policy=/usr/sbin/policy-rc.d saved='' traps before after pid rc=0
+    before=$(_sshd_pids)
+    if [[ -e $policy ]]; then
+        saved=$(mktemp "$policy.syncd-saved.XXXXXX")
+        cp -p "$policy" "$saved"
+    fi
+    # The caller's traps come back afterwards; ours put the policy back on any way out.
+    traps=$(trap -p EXIT INT TERM)
+    # shellcheck disable=SC2064 # expand now: the trap must restore these paths.
+    trap "_restore_policy '$policy' '$saved'" EXIT
+    # shellcheck disable=SC2064
+    trap "_restore_policy '$policy' '$saved'; exit 130" INT TERM
+    if [[ " $* " == *" openssh-server "* ]]; then
+        # Debian's ssh unit and init script never start sshd while this file exists (also
+        # after a reboot): the tests run their own sshd, the machine needs none.
+        mkdir -p /etc/ssh
+        : >/etc/ssh/sshd_not_to_be_run
+    fi
+    printf '#!/bin/sh\n# Written by syncd scripts/lib.sh for a package install: start no service.\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null || rc=$?
+    if ((rc == 0)); then
+        RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" </dev/null || rc=$?
+    fi
+    _restore_policy "$policy" "$saved"
+    trap - EXIT INT TERM
+    eval "$traps"
+    ((rc == 0)) || die "apt-get failed (exit $rc) installing $*"
+    after=$(_sshd_pids)
+    for pid in $(comm -13 <(printf '%s\n' "$before") <(printf '%s\n' "$after")); do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait_until 5 0.05 _gone "$pid" || die "an sshd (pid $pid) started during the install and outlived SIGTERM"
+        die "the install of $* started an sshd (pid $pid) although policy-rc.d refused service starts; stopped it. Check $policy and the package's service"
+    done
+}
+
+# _sshd_pids: the pids of running system sshds (on /etc/ssh/sshd_config: no `-f` in
+# their command line, unlike the tests' own), sorted as text, one a line. From /proc: a
+# minimal system may have no pgrep.
+_sshd_pids() {
+    local comm
+    for comm in /proc/[0-9]*/comm; do
+        [[ $(cat "$comm" 2>/dev/null) == sshd ]] || continue
+        [[ $(tr '\0' ' ' <"${comm%/comm}/cmdline" 2>/dev/null) == *" -f "* ]] && continue
+        comm=${comm#/proc/}
+        printf '%s\n' "${comm%/comm}"
+    done | sort
+}
+
+# _restore_policy POLICY SAVED: put back the policy-rc.d set aside in SAVED, or remove ours.
+_restore_policy() {
+    if [[ -n $2 ]]; then
+        mv -f "$2" "$1"
+    else
+        rm -f "$1"
+    fi
 }
 
 # cargo_target_dir: where cargo puts build output for this workspace.

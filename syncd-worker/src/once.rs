@@ -132,7 +132,7 @@ fn push_target(
     };
     let mut caps = match probe_target(job, target) {
         Ok(c) => c,
-        Err(o) => anyhow::bail!("{}; {}", o.message, owed()),
+        Err(o) => anyhow::bail!("{}; {}", o.message_for(&target.kind), owed()),
     };
     log::info!(
         "{} → {}: pushing {}",
@@ -156,7 +156,7 @@ fn push_target(
         break report;
     };
     if report.outcome.class != Class::Success {
-        anyhow::bail!("{}; {}", report.outcome.message, owed());
+        anyhow::bail!("{}; {}", report.outcome.message_for(&target.kind), owed());
     }
     faillog.save(&Batch::default())?;
     log::info!(

@@ -635,7 +635,7 @@ impl TargetState {
     /// tried again soon, without touching the backoff, and logged once per episode.
     fn fail(&mut self, job: &SyncJob, outcome: Outcome, now: Instant) {
         self.counters.consecutive_failures += 1;
-        let msg = outcome.message;
+        let msg = outcome.message_for(&self.cfg.kind);
         if outcome.class == Class::Busy {
             let wait = busy::retry_after(job.retry.min_interval);
             self.retry.at = Some(now + wait);

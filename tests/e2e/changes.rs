@@ -2,16 +2,10 @@
 //! mass deletes, renames, the new-directory race, hard file names, tree mode.
 
 use std::fs;
-use std::path::Path;
 use std::time::Duration;
 
-use syncd_tests::tree::write_file;
+use syncd_tests::tree::{rename, write_file};
 use syncd_tests::{assert_in_sync, Site, TreeWriter, Worker};
-
-fn rename(from: &Path, to: &Path) {
-    fs::rename(from, to)
-        .unwrap_or_else(|e| panic!("rename {} -> {}: {e}", from.display(), to.display()));
-}
 
 #[test]
 fn burst_of_2000_files_of_10_to_100_kb_reaches_target_with_content() {

@@ -1,6 +1,7 @@
 //! Proof that the harness itself works, with no syncd involved: the rsync daemon fixture
 //! accepts a plain rsync push, the tree comparison sees every kind of difference, and the
-//! daemon can go down and come back on the same port.
+//! daemon can go down and come back on the same port; the sshd fixture takes a plain rsync
+//! push over ssh and refuses a revoked key and a changed or unknown host key.
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -9,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use syncd_tests::tree::{chmod, source_dir, write_file};
-use syncd_tests::{assert_in_sync, RsyncDaemon, SyncCheck, TreeWriter};
+use syncd_tests::{assert_in_sync, Diagnose, RsyncDaemon, Sshd, SyncCheck, TreeWriter};
 
 fn sample_tree(root: &Path) {
     let mut w = TreeWriter::new(7);
@@ -210,4 +211,59 @@ fn a_frozen_daemon_holds_a_push_until_thawed() {
     let status = client.wait().expect("wait for rsync");
     assert!(status.success(), "the push failed once thawed: {status}");
     module_equals(&daemon, src.path());
+}
+
+#[test]
+fn sshd_fixture_takes_a_plain_rsync_push_and_refuses_what_it_should() {
+    let src = source_dir();
+    sample_tree(src.path());
+    let sshd = Sshd::start();
+    let (ok, out) = sshd.ssh("true");
+    assert!(
+        ok,
+        "ssh with the fixture's key failed: {out}\n{}",
+        sshd.diagnose()
+    );
+    sshd.push_with_rsync(src.path());
+    assert_in_sync(src.path(), &sshd.target(), Duration::from_secs(5), &[&sshd]);
+    let known = fs::read(sshd.known_hosts()).expect("read known_hosts");
+
+    sshd.revoke_client_key();
+    let (ok, out) = sshd.ssh("true");
+    assert!(
+        !ok && out.contains("Permission denied (publickey)"),
+        "{out}"
+    );
+    assert_eq!(sshd.refused_logins(), 1, "{}", sshd.diagnose());
+    sshd.authorize_client_key();
+
+    sshd.spoof_host_key();
+    let (ok, out) = sshd.ssh("true");
+    let changed = format!("Host key for {} has changed", sshd.host_pattern());
+    assert!(!ok && out.contains(&changed), "{out}");
+
+    sshd.forget_host_key();
+    let (ok, out) = sshd.ssh("true");
+    assert!(
+        !ok && out.contains("Host key verification failed."),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read(sshd.known_hosts()).expect("read"),
+        b"",
+        "ssh wrote known_hosts"
+    );
+
+    sshd.know_real_host_key();
+    assert_eq!(fs::read(sshd.known_hosts()).expect("read"), known);
+    assert!(sshd.ssh("true").0);
+
+    // Drop stops sshd (its port refuses) and removes the tempdir.
+    let (port, dir) = (sshd.port(), sshd.dir().to_path_buf());
+    drop(sshd);
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port {port} still accepts after Drop"
+    );
 }

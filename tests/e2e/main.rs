@@ -62,6 +62,9 @@ mod secrets;
 /// The source not mounted at a restart: nothing pushed from the wrong directory, status
 /// degraded, resumes when it is back.
 mod source;
+/// ssh targets against a real sshd: burst, deletes, renames, hostile names, no key
+/// material in argv, a refused key and a changed or unknown host key.
+mod ssh;
 /// Initial sync, sersync confxml.xml, bad configs.
 mod startup;
 /// Other local users against the lock and the notify sockets: `nobody` cannot hold the

@@ -8,6 +8,7 @@
 //! Must not: listen anywhere but 127.0.0.1, or sleep in place of a readiness check.
 
 use std::fs;
+use std::marker::PhantomData;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -148,12 +149,7 @@ impl RsyncDaemon {
             .child
             .as_ref()
             .expect("freeze() while the daemon is stopped");
-        let pgid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits pid_t"));
-        killpg(pgid, Signal::SIGSTOP).expect("SIGSTOP the daemon's process group");
-        Frozen {
-            pgid,
-            _daemon: self,
-        }
+        Frozen::group_of(child)
     }
 
     /// Push `src` to the module with a plain `rsync -a --delete` (seeding a target, and the
@@ -223,7 +219,7 @@ impl RsyncDaemon {
         let d = self.dir.path();
         // A pid file left by a killed daemon would make the new one refuse to start.
         let _ = fs::remove_file(d.join("rsyncd.pid"));
-        let mut child = Command::new("rsync")
+        let child = Command::new("rsync")
             .arg("--daemon")
             .arg("--no-detach")
             .arg(format!("--config={}", d.join("rsyncd.conf").display()))
@@ -236,28 +232,8 @@ impl RsyncDaemon {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot run rsync --daemon (is rsync installed?): {e}"))?;
-        let port = self.port;
-        let ready = wait::until(
-            format_args!("port {port} accepting connections"),
-            READY_TIMEOUT,
-            || match child.try_wait() {
-                Ok(Some(status)) => Ok(Err(format!("rsync --daemon exited early ({status})"))),
-                // Make sure it is our daemon that answered, not a process that took the port.
-                _ if accepts(port) && matches!(child.try_wait(), Ok(None)) => Ok(Ok(())),
-                _ => Err("refused"),
-            },
-        );
-        match ready {
-            Ok(Ok(())) => {
-                self.child = Some(child);
-                Ok(())
-            }
-            Ok(Err(early)) => Err(early),
-            Err(t) => {
-                terminate(&mut child, STOP_TIMEOUT);
-                Err(t.to_string())
-            }
-        }
+        self.child = Some(listening(child, self.port, "rsync --daemon")?);
+        Ok(())
     }
 
     pub fn log(&self) -> String {
@@ -521,12 +497,35 @@ pub fn signal(child: &Child, sig: Signal) {
     let _ = kill(Pid::from_raw(pid), sig);
 }
 
-fn free_port() -> u16 {
+/// Wait until `child`, a server just started on 127.0.0.1:`port`, accepts connections
+/// (and is still running: not some other process that holds the port). On an early exit
+/// or no answer within 10 s, `Err` says so and the child is stopped and reaped.
+pub(crate) fn listening(mut child: Child, port: u16, name: &str) -> Result<Child, String> {
+    let ready = wait::until(
+        format_args!("{name} accepting connections on port {port}"),
+        READY_TIMEOUT,
+        || match child.try_wait() {
+            Ok(Some(status)) => Ok(Err(format!("{name} exited early ({status})"))),
+            _ if accepts(port) && matches!(child.try_wait(), Ok(None)) => Ok(Ok(())),
+            _ => Err("refused"),
+        },
+    );
+    match ready {
+        Ok(Ok(())) => Ok(child),
+        Ok(Err(early)) => Err(early),
+        Err(t) => {
+            terminate(&mut child, STOP_TIMEOUT);
+            Err(t.to_string())
+        }
+    }
+}
+
+pub(crate) fn free_port() -> u16 {
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     l.local_addr().expect("local addr of a bound socket").port()
 }
 
-fn accepts(port: u16) -> bool {
+pub(crate) fn accepts(port: u16) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
@@ -547,10 +546,24 @@ fn unique_password() -> String {
     format!("e2e-pw-{:016x}", h.finish())
 }
 
-/// A frozen daemon ([`RsyncDaemon::freeze`]); thawed on drop.
+/// A frozen server ([`RsyncDaemon::freeze`], `Sshd::freeze`): SIGSTOP to its process
+/// group, SIGCONT on drop. It borrows the fixture, which so outlives it.
 pub struct Frozen<'a> {
     pgid: Pid,
-    _daemon: &'a RsyncDaemon,
+    _fixture: PhantomData<&'a ()>,
+}
+
+impl Frozen<'_> {
+    /// Stop the process group led by `child` (started with `process_group(0)`, not yet
+    /// reaped: the id is still ours).
+    pub(crate) fn group_of(child: &Child) -> Frozen<'_> {
+        let pgid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits pid_t"));
+        killpg(pgid, Signal::SIGSTOP).expect("SIGSTOP the server's process group");
+        Frozen {
+            pgid,
+            _fixture: PhantomData,
+        }
+    }
 }
 
 impl Drop for Frozen<'_> {

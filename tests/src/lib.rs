@@ -1,8 +1,8 @@
 //! syncd's test harness (`syncd_tests`), used by every end-to-end test in `e2e/` and by
-//! the controller's `check` tests: real fixtures (an `rsync --daemon` on 127.0.0.1, a
-//! running `syncd-worker` or `syncd`, source trees in tempdirs) that clean up on `Drop`,
-//! and checks that wait for a condition with a deadline and explain themselves when it is
-//! not met.
+//! the controller's `check` tests: real fixtures (an `rsync --daemon` on 127.0.0.1, a real
+//! `sshd` on 127.0.0.1 for ssh targets, a running `syncd-worker` or `syncd`, source trees
+//! in tempdirs) that clean up on `Drop`, and checks that wait for a condition with a
+//! deadline and explain themselves when it is not met.
 //!
 //! Owns: the global inotify-sysctl lock, the waits that fail with every fixture's log
 //! ([`wait`], around `syncd_worker::wait`, the one wait loop), the `Diagnose` trait that
@@ -16,6 +16,7 @@ pub mod gate;
 pub mod mount;
 pub mod proc_tree;
 pub mod site;
+pub mod sshd;
 pub mod sysctl;
 pub mod tree;
 pub mod wait;
@@ -28,6 +29,7 @@ pub use controller::Controller;
 pub use daemon::RsyncDaemon;
 pub use gate::WorkerGate;
 pub use site::Site;
+pub use sshd::Sshd;
 pub use sysctl::SysctlOverride;
 pub use tree::{assert_in_sync, SyncCheck, TreeWriter};
 pub use worker::{toml_str, Worker, WorkerConfig};

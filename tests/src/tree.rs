@@ -7,9 +7,11 @@
 //! Must not: follow symlinks, or call two trees equal without comparing file bytes.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::io::{ErrorKind, Read};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -87,12 +89,49 @@ impl TreeWriter {
     }
 }
 
+/// File names that break a careless transport: spaces (leading, trailing), a newline,
+/// leading dashes (`--delete` read as an option), shell and rsync pattern characters
+/// (`*?[`, a backslash, quotes, `#`, `+ `), a `:` (`host:path`), non-UTF-8 bytes,
+/// Unicode, 255 bytes. For tests of every kind of target.
+pub fn hostile_names() -> Vec<OsString> {
+    let names: [&[u8]; 18] = [
+        b"with space",
+        b" leading space",
+        b"trailing space ",
+        b"new\nline",
+        b"-leading-dash",
+        b"--delete",
+        b"star*",
+        b"[brackets]?",
+        b"back\\slash",
+        b"'quote\"",
+        b"#hash",
+        b"+ plus",
+        b"host:path",
+        b":colon",
+        b"caf\xe9 latin1",
+        b"\xff\xfe",
+        "\u{fc}n\u{ef}c\u{f8}d\u{e9}-\u{65e5}\u{672c}".as_bytes(),
+        &[b'n'; 255],
+    ];
+    names
+        .iter()
+        .map(|n| OsString::from_vec(n.to_vec()))
+        .collect()
+}
+
 /// Write `data` to `path`, creating parent directories; panics naming the path.
 pub fn write_file(path: &Path, data: &[u8]) {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir -p {}: {e}", parent.display()));
     }
     fs::write(path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// `rename` with a readable panic.
+pub fn rename(from: &Path, to: &Path) {
+    fs::rename(from, to)
+        .unwrap_or_else(|e| panic!("rename {} -> {}: {e}", from.display(), to.display()));
 }
 
 /// `chmod` with a readable panic.

@@ -20,6 +20,7 @@ use nix::unistd::Pid;
 use syncd_worker::status::{State, Status};
 
 use crate::daemon::{signal, terminate, RsyncDaemon};
+use crate::sshd::Sshd;
 use crate::{diagnostics, tail, wait, Diagnose, Fixtures, SharedHold};
 
 /// How long a worker may take to put its watches in place.
@@ -77,6 +78,11 @@ enum TargetSpec {
         path: PathBuf,
         name: Option<String>,
     },
+    Ssh {
+        dest: String,
+        port: u16,
+        ssh_args: Vec<String>,
+    },
 }
 
 /// A native TOML config with one `[[sync]]` block. Defaults chosen for tests: `delay =
@@ -129,6 +135,23 @@ impl WorkerConfig {
             port: daemon.port(),
             password_file: daemon.password_file(),
             name,
+        });
+        self
+    }
+
+    /// Push to `sshd`'s target directory over ssh (dest, port, `ssh_args`).
+    pub fn ssh(self, sshd: &Sshd) -> Self {
+        self.ssh_with_args(sshd, &[])
+    }
+
+    /// [`WorkerConfig::ssh`] with `extra` appended to the target's `ssh_args`.
+    pub fn ssh_with_args(mut self, sshd: &Sshd, extra: &[&str]) -> Self {
+        let mut ssh_args = sshd.ssh_args();
+        ssh_args.extend(extra.iter().map(|a| a.to_string()));
+        self.targets.push(TargetSpec::Ssh {
+            dest: sshd.dest(),
+            port: sshd.port(),
+            ssh_args,
         });
         self
     }
@@ -244,6 +267,16 @@ impl WorkerConfig {
                     if let Some(n) = name {
                         let _ = writeln!(t, "name = {}", toml_str(n));
                     }
+                }
+                TargetSpec::Ssh {
+                    dest,
+                    port,
+                    ssh_args,
+                } => {
+                    let _ = writeln!(t, "dest = {}", toml_str(dest));
+                    let _ = writeln!(t, "port = {port}");
+                    let args: Vec<String> = ssh_args.iter().map(|a| toml_str(a)).collect();
+                    let _ = writeln!(t, "ssh_args = [{}]", args.join(", "));
                 }
                 TargetSpec::Local { path, name } => {
                     let _ = writeln!(t, "dest = {}", toml_str(&path.to_string_lossy()));

@@ -389,6 +389,32 @@ impl TargetKind {
         }
     }
 
+    /// For an ssh target, the command that logs in the way syncd's rsync does, for an
+    /// operator to try by hand (`ssh -p 2222 -o BatchMode=yes -i /root/.ssh/key
+    /// root@backup true`), each word quoted for a POSIX shell. None for other kinds.
+    pub fn ssh_by_hand(&self) -> Option<String> {
+        let TargetKind::Ssh {
+            user,
+            host,
+            port,
+            ssh_args,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let mut words = ssh_words(*port, None, ssh_args);
+        words.push(format!("{}{host}", user_at(user)));
+        words.push("true".to_string());
+        Some(
+            words
+                .iter()
+                .map(|w| quote_shell_word(w))
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    }
+
     /// The daemon's `--password-file`, if this is a daemon target with one.
     pub fn password_file(&self) -> Option<&Path> {
         match self {
@@ -404,6 +430,17 @@ impl TargetKind {
 /// The `-e` value: `ssh [-p PORT] -o BatchMode=yes [-o ConnectTimeout=S] ARGS...`, each
 /// word quoted the way rsync splits this string (see [`quote_rsh_word`]).
 fn ssh_command(port: Option<u16>, connect_timeout: Option<u64>, ssh_args: &[String]) -> String {
+    ssh_words(port, connect_timeout, ssh_args)
+        .iter()
+        .map(|w| quote_rsh_word(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `ssh [-p PORT] -o BatchMode=yes [-o ConnectTimeout=S] ARGS...`, unquoted. syncd's
+/// options come first: ssh takes the first value it is given for an option, so
+/// `ssh_args` cannot turn BatchMode off (a prompt would hang a push).
+fn ssh_words(port: Option<u16>, connect_timeout: Option<u64>, ssh_args: &[String]) -> Vec<String> {
     let mut words = vec!["ssh".to_string()];
     if let Some(p) = port {
         words.extend(["-p".to_string(), p.to_string()]);
@@ -414,10 +451,58 @@ fn ssh_command(port: Option<u16>, connect_timeout: Option<u64>, ssh_args: &[Stri
     }
     words.extend(ssh_args.iter().cloned());
     words
-        .iter()
-        .map(|w| quote_rsh_word(w))
-        .collect::<Vec<_>>()
-        .join(" ")
+}
+
+/// Do `ssh_args` switch off what protects an ssh target from a server that is not the
+/// one recorded: `StrictHostKeyChecking=no` (ssh then logs in to a server whose host key
+/// changed, with only a warning on stderr), or `accept-new` with `UserKnownHostsFile` set
+/// to `/dev/null` (every key is new, so any is taken). ssh uses the first value given
+/// for an option; names are case-insensitive; `-o K=V`, `-o "K V"` and `-oK=V` count.
+/// The warning to give, if so.
+pub fn host_key_checks_off(ssh_args: &[String]) -> Option<String> {
+    let mut options: Vec<(String, String)> = Vec::new();
+    let mut words = ssh_args.iter();
+    while let Some(w) = words.next() {
+        let option = match w.strip_prefix("-o") {
+            Some("") => words.next().map(String::as_str),
+            Some(rest) => Some(rest),
+            None => None,
+        };
+        let Some((key, value)) = option.and_then(|o| o.split_once(['=', ' '])) else {
+            continue;
+        };
+        let key = key.trim().to_ascii_lowercase();
+        if !options.iter().any(|(k, _)| *k == key) {
+            options.push((key, value.trim().to_ascii_lowercase()));
+        }
+    }
+    let value = |k: &str| {
+        options
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let why = match (value("stricthostkeychecking"), value("userknownhostsfile")) {
+        (Some("no" | "off"), _) => "StrictHostKeyChecking=no: ssh logs in to a server whose host key changed",
+        (Some("accept-new"), Some("/dev/null")) => {
+            "accept-new with UserKnownHostsFile=/dev/null: every host key is new to ssh, so any is taken"
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "ssh_args switch host key checking off ({why}; someone in the middle gets the data); \
+         record the target's host key in known_hosts and remove the option"
+    ))
+}
+
+/// One word for a POSIX shell: as it is when it holds only characters no shell treats
+/// specially, else in single quotes (a quote inside as `'\''`).
+pub fn quote_shell_word(w: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !w.is_empty() && w.chars().all(plain) {
+        return w.to_string();
+    }
+    format!("'{}'", w.replace('\'', "'\\''"))
 }
 
 /// One word of rsync's `-e` string: rsync splits it at spaces; single or double quotes
@@ -808,6 +893,72 @@ mod tests {
         let ssh = parse_dest("u@backup:/srv").expect("valid");
         assert_eq!(ssh.endpoint(), Some(("backup", 22)));
         assert_eq!(parse_dest("/srv/backup").expect("valid").endpoint(), None);
+    }
+
+    #[test]
+    fn ssh_by_hand_is_the_login_of_a_push_quoted_for_a_shell() {
+        let mut t = ssh(Some("root"), "127.0.0.1", "/srv");
+        if let TargetKind::Ssh { port, ssh_args, .. } = &mut t {
+            *port = Some(2222);
+            *ssh_args = vec![
+                "-i".into(),
+                "/root/my keys/it's".into(),
+                "-o".into(),
+                "UserKnownHostsFile=/k/known_hosts".into(),
+            ];
+        }
+        assert_eq!(
+            t.ssh_by_hand().as_deref(),
+            Some(
+                "ssh -p 2222 -o BatchMode=yes -i '/root/my keys/it'\\''s' -o \
+                 UserKnownHostsFile=/k/known_hosts root@127.0.0.1 true"
+            )
+        );
+        assert_eq!(
+            ssh(None, "b", "/x").ssh_by_hand().as_deref(),
+            Some("ssh -o BatchMode=yes b true")
+        );
+        assert_eq!(local("/x").ssh_by_hand(), None);
+        assert_eq!(daemon(None, "h", "m", None).ssh_by_hand(), None);
+    }
+
+    #[test]
+    fn host_key_checks_off_only_when_ssh_would_take_any_key() {
+        let cases: &[(&[&str], bool)] = &[
+            (&[], false),
+            (&["-i", "/k"], false),
+            (&["-o", "StrictHostKeyChecking=no"], true),
+            (&["-oStrictHostKeyChecking=off"], true),
+            (&["-o", "stricthostkeychecking no"], true),
+            (&["-o", "StrictHostKeyChecking=yes"], false),
+            (&["-o", "StrictHostKeyChecking=accept-new"], false),
+            // ssh takes the first value.
+            (
+                &[
+                    "-o",
+                    "StrictHostKeyChecking=yes",
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                ],
+                false,
+            ),
+            (
+                &[
+                    "-o",
+                    "StrictHostKeyChecking=accept-new",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                ],
+                true,
+            ),
+            (&["-o", "UserKnownHostsFile=/dev/null"], false),
+            (&["-o"], false),
+        ];
+        for (args, off) in cases {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            let got = host_key_checks_off(&args);
+            assert_eq!(got.is_some(), *off, "{args:?}: {got:?}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod spec;
 
 use std::path::Path;
 
-pub use dest::{parse_dest, ConnectTimeouts, Location};
+pub use dest::{parse_dest, quote_shell_word, ConnectTimeouts, Location};
 pub use diag::{ConfigError, Pos, Problem};
 pub use model::*;
 pub use spec::DEFAULT_STATE_DIR;

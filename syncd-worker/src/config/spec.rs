@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::dest::{has_password, parse_dest, redacted};
+use super::dest::{has_password, host_key_checks_off, parse_dest, redacted};
 use super::diag::{At, Diags, Pos};
 use super::model::*;
 use super::params::check_params;
@@ -592,7 +592,12 @@ fn build_target(t: &TargetSpec, source: &Path, format: Format, d: &mut Diags) ->
     }
     if let Some(args) = &t.ssh_args {
         match &mut kind {
-            TargetKind::Ssh { ssh_args, .. } => ssh_args.clone_from(&args.value),
+            TargetKind::Ssh { ssh_args, .. } => {
+                ssh_args.clone_from(&args.value);
+                if let Some(warning) = host_key_checks_off(ssh_args) {
+                    d.warn(args.at, warning);
+                }
+            }
             _ => {
                 d.error_with(
                     args.at,

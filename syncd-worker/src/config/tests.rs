@@ -242,6 +242,25 @@ timeout = "5s"
 }
 
 #[test]
+fn ssh_args_without_host_key_checks_warn() {
+    let (_dir, text) = with_source(
+        r#"[[sync]]
+source = "{src}"
+[[sync.target]]
+dest = "root@backup:/srv"
+ssh_args = ["-i", "/root/.ssh/k", "-o", "StrictHostKeyChecking=no"]
+"#,
+    );
+    let config = parse(text.as_bytes(), Path::new("s.toml")).unwrap();
+    let w = &config.warnings;
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("s.toml:5:12: ") && w[0].contains("host key checking off"),
+        "{w:?}"
+    );
+}
+
+#[test]
 fn recursive_flag_and_lossy_toggles_warn() {
     let (_dir, text) = with_source(
         r#"[[sync]]

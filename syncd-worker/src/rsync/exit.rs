@@ -2,6 +2,9 @@
 //! `match`; every code has an answer and none is fatal to the worker (lsyncd terminates on
 //! codes it does not know, taking every sync down). Pure: reads only its arguments.
 
+use super::ssh_refusal::refusal;
+use crate::config::model::TargetKind;
+
 /// What to do after a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -12,8 +15,8 @@ pub enum Class {
     /// The daemon has no connection free (`@ERROR: max connections (N) reached`, exit 5):
     /// not a failure of the batch but "try again shortly, one run at a time".
     Busy,
-    /// Needs the operator (bad password, unknown module, bad option): keep the paths,
-    /// alert, retry slowly.
+    /// Needs the operator (bad password, unknown module, bad option, ssh refusing the key
+    /// or the host key): keep the paths, alert, retry slowly.
     ConfigError,
     /// The target's rsync rejects `--delete-missing-args` with `--files-from` (rsync 3.4.3,
     /// RsyncProject/rsync#910): switch this target to the filter form and run again.
@@ -29,10 +32,40 @@ pub struct Outcome {
     pub message: String,
 }
 
+impl Outcome {
+    /// Did ssh refuse the key or the host key ([`super::ssh_refusal`])? Codes 12 and 255
+    /// are a [`Class::ConfigError`] for nothing else.
+    pub fn is_ssh_refusal(&self) -> bool {
+        self.class == Class::ConfigError && matches!(self.code, Some(12 | 255))
+    }
+
+    /// The message for the operator of a push to `kind`: for ssh's refusal, followed by
+    /// the ssh command that logs in as the push does, to try by hand.
+    pub fn message_for(&self, kind: &TargetKind) -> String {
+        match kind.ssh_by_hand() {
+            Some(cmd) if self.is_ssh_refusal() => format!(
+                "{}; try it by hand as the user syncd runs as: {cmd}",
+                self.message
+            ),
+            _ => self.message.clone(),
+        }
+    }
+}
+
 /// Classify a finished rsync run from its exit code (or the signal that killed it) and
 /// its stderr (run with `LC_ALL=C`).
 pub fn classify(code: Option<i32>, signal: Option<i32>, stderr: &str) -> Outcome {
     use Class::*;
+    // ssh refused the key or the host key: the operator's to fix, however rsync exits.
+    if let (Some(n @ (12 | 255)), None) = (code, signal) {
+        if let Some(r) = refusal(stderr) {
+            return Outcome {
+                class: ConfigError,
+                code,
+                message: format!("{} (code {n})", r.explain()),
+            };
+        }
+    }
     let (class, meaning): (Class, String) = match (code, signal) {
         (_, Some(sig)) => (Retry, format!("rsync was killed by signal {sig}")),
         (None, None) => (Retry, "rsync ended without an exit code".into()),
@@ -368,6 +401,27 @@ mod tests {
                 Retry,
                 "remote shell (ssh) failed (code 255): ssh: connect to host b port 22: Connection refused",
             ),
+            (
+                Some(255),
+                None,
+                "root@b: Permission denied (publickey).\nrsync: connection unexpectedly closed (0 bytes received so far) [sender]\n",
+                ConfigError,
+                "ssh could not log in with a key (root@b: Permission denied (publickey).)",
+            ),
+            (
+                Some(12),
+                None,
+                "Host key for b has changed and you have requested strict checking.\nHost key verification failed.\n",
+                ConfigError,
+                "the ssh host key for b has changed",
+            ),
+            (
+                Some(255),
+                None,
+                "Host key verification failed.\n",
+                ConfigError,
+                "ssh host key is not known",
+            ),
             (None, Some(9), "", Retry, "killed by signal 9"),
             (None, None, "", Retry, "without an exit code"),
             (Some(123), None, "", Retry, "unknown rsync exit code 123"),
@@ -383,7 +437,40 @@ mod tests {
                 o.message
             );
             assert!(!o.message.contains('\n'), "one line: {:?}", o.message);
+            assert_eq!(
+                o.is_ssh_refusal(),
+                o.message.contains("ssh") && o.class == ConfigError,
+                "{o:?}"
+            );
         }
+    }
+
+    #[test]
+    fn an_ssh_refusal_tells_how_to_try_the_login_by_hand() {
+        let ssh = TargetKind::Ssh {
+            user: Some("root".into()),
+            host: "b".into(),
+            path: "/srv".into(),
+            port: Some(2222),
+            ssh_args: vec!["-i".into(), "/k".into()],
+        };
+        let local = TargetKind::Local {
+            path: "/srv".into(),
+        };
+        let refused = classify(Some(255), None, "root@b: Permission denied (publickey).\n");
+        let hand = "; try it by hand as the user syncd runs as: \
+                    ssh -p 2222 -o BatchMode=yes -i /k root@b true";
+        assert_eq!(
+            refused.message_for(&ssh),
+            format!("{}{hand}", refused.message)
+        );
+        assert_eq!(refused.message_for(&local), refused.message);
+        let down = classify(
+            Some(255),
+            None,
+            "ssh: connect to host b port 2222: Connection refused\n",
+        );
+        assert_eq!(down.message_for(&ssh), down.message);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Everything about calling rsync: planning the argv and stdin of each run from a batch
-//! ([`args`]), running the process ([`run`]), classifying how it ended ([`exit`]), probing
-//! what the rsync pair supports ([`probe`]) and checking a daemon password file
-//! ([`password`]). The planner and the classifier are pure; only `run`, `probe` and
-//! `password` touch processes or files. No shell anywhere: argv and stdin only.
+//! ([`args`]), running the process ([`run`]), classifying how it ended ([`exit`]; ssh's
+//! own refusals in [`ssh_refusal`]), probing what the rsync pair supports ([`probe`]) and
+//! checking a daemon password file ([`password`]). The planner and the classifiers are
+//! pure; only `run`, `probe` and `password` touch processes or files. No shell anywhere:
+//! argv and stdin only.
 //! This module does not decide when to push or what to retry; the push executor does.
 
 pub mod args;
@@ -11,6 +12,7 @@ pub mod failures;
 pub mod password;
 pub mod probe;
 pub mod run;
+pub mod ssh_refusal;
 
 pub use args::{plan, Caps, Invocation};
 pub use exit::{classify, Class, Outcome};

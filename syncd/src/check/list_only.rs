@@ -148,16 +148,11 @@ pub(super) fn reach_finding(
                 ),
             },
         )
-    } else if err.contains("Permission denied (publickey")
-        || err.contains("Host key verification failed")
-    {
+    } else if let (true, Some(cmd)) = (outcome.is_ssh_refusal(), target.kind.ssh_by_hand()) {
+        // What ssh refused and what to do is in the message (rsync::ssh_refusal).
         (
             Status::Problem,
-            format!(
-                "ssh cannot log in without a prompt: as the user syncd runs as, `ssh -o \
-                 BatchMode=yes {host} true` must work (key in authorized_keys, host key in \
-                 known_hosts)"
-            ),
+            format!("as the user syncd runs as, this must work without a prompt: {cmd}"),
         )
     } else if err.contains("Name or service not known")
         || err.contains("Could not resolve")

@@ -613,7 +613,14 @@ fn reach_classification() {
             &ssh,
             ran(255, "u@h: Permission denied (publickey,password).\n"),
             Status::Problem,
-            "Permission denied",
+            "authorized_keys",
+            "BatchMode=yes h true",
+        ),
+        (
+            &ssh,
+            ran(255, "Host key verification failed.\n"),
+            Status::Problem,
+            "host key is not known",
             "BatchMode=yes h true",
         ),
         (
