@@ -38,7 +38,9 @@ pub(super) fn resolve(
         Ok(None) => {
             let numeric = name.bytes().all(|b| b.is_ascii_digit());
             let mut fix = vec![
-                format!("create it: useradd --system --no-create-home --shell /usr/sbin/nologin {name}"),
+                format!(
+                    "create it: useradd --system --no-create-home --shell /usr/sbin/nologin {name}"
+                ),
                 "or remove `user` to run the worker as root".to_string(),
             ];
             if numeric {

@@ -481,7 +481,10 @@ fn user_resolves_to_ids_with_the_primary_group_by_default() {
     let config = parse(text.as_bytes(), Path::new("c.toml")).unwrap();
     assert_eq!(config.daemon.run_as, None);
     assert!(
-        config.warnings.iter().any(|w| w.starts_with("c.toml:1:8: ") && w.contains("is root")),
+        config
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("c.toml:1:8: ") && w.contains("is root")),
         "{:?}",
         config.warnings
     );
@@ -491,14 +494,63 @@ fn user_resolves_to_ids_with_the_primary_group_by_default() {
 fn bad_user_or_group_points_at_the_value_and_says_what_to_run() {
     const SYNC: &str = "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/b\"\n";
     let cases: Vec<(&str, String, usize, usize, &str)> = vec![
-        ("unknown user", format!("user = \"no-such-syncd-user\"\n{SYNC}"), 1, 8, "useradd --system --no-create-home --shell /usr/sbin/nologin no-such-syncd-user"),
-        ("unknown user's message", format!("user = \"no-such-syncd-user\"\n{SYNC}"), 1, 8, "user \"no-such-syncd-user\" does not exist on this machine"),
-        ("a uid", format!("user = \"4242424\"\n{SYNC}"), 1, 8, "the account's name, not its uid"),
-        ("empty user", format!("user = \"\"\n{SYNC}"), 1, 8, "user is empty"),
-        ("unknown group", format!("user = \"nobody\"\ngroup = \"no-such-syncd-group\"\n{SYNC}"), 2, 9, "groupadd --system no-such-syncd-group"),
-        ("group alone", format!("group = \"root\"\n{SYNC}"), 1, 9, "is set without user"),
-        ("user not a string", format!("user = 65534\n{SYNC}"), 1, 8, "expected a string"),
-        ("user in a sync", "[[sync]]\nsource = \"{src}\"\nuser = \"nobody\"\n[[sync.target]]\ndest = \"/b\"\n".to_string(), 3, 1, "unknown field `user`"),
+        (
+            "unknown user",
+            format!("user = \"no-such-syncd-user\"\n{SYNC}"),
+            1,
+            8,
+            "useradd --system --no-create-home --shell /usr/sbin/nologin no-such-syncd-user",
+        ),
+        (
+            "unknown user's message",
+            format!("user = \"no-such-syncd-user\"\n{SYNC}"),
+            1,
+            8,
+            "user \"no-such-syncd-user\" does not exist on this machine",
+        ),
+        (
+            "a uid",
+            format!("user = \"4242424\"\n{SYNC}"),
+            1,
+            8,
+            "the account's name, not its uid",
+        ),
+        (
+            "empty user",
+            format!("user = \"\"\n{SYNC}"),
+            1,
+            8,
+            "user is empty",
+        ),
+        (
+            "unknown group",
+            format!("user = \"nobody\"\ngroup = \"no-such-syncd-group\"\n{SYNC}"),
+            2,
+            9,
+            "groupadd --system no-such-syncd-group",
+        ),
+        (
+            "group alone",
+            format!("group = \"root\"\n{SYNC}"),
+            1,
+            9,
+            "is set without user",
+        ),
+        (
+            "user not a string",
+            format!("user = 65534\n{SYNC}"),
+            1,
+            8,
+            "expected a string",
+        ),
+        (
+            "user in a sync",
+            "[[sync]]\nsource = \"{src}\"\nuser = \"nobody\"\n[[sync.target]]\ndest = \"/b\"\n"
+                .to_string(),
+            3,
+            1,
+            "unknown field `user`",
+        ),
     ];
     let leaked: Vec<Case> = cases
         .into_iter()
@@ -511,9 +563,17 @@ fn bad_user_or_group_points_at_the_value_and_says_what_to_run() {
 fn shipped_toml_documents_user_commented_out() {
     // The packaged default stays root; the example shows the key and why.
     let text = std::fs::read_to_string(repo_file("init/syncd.toml")).unwrap();
-    assert!(text.contains("\n# user = \"syncd\"\n"), "init/syncd.toml lacks `# user = \"syncd\"`");
-    assert!(text.contains("\n# group = \"syncd\"\n"), "init/syncd.toml lacks `# group = \"syncd\"`");
-    assert!(!text.lines().any(|l| l.starts_with("user") || l.starts_with("group")));
+    assert!(
+        text.contains("\n# user = \"syncd\"\n"),
+        "init/syncd.toml lacks `# user = \"syncd\"`"
+    );
+    assert!(
+        text.contains("\n# group = \"syncd\"\n"),
+        "init/syncd.toml lacks `# group = \"syncd\"`"
+    );
+    assert!(!text
+        .lines()
+        .any(|l| l.starts_with("user") || l.starts_with("group")));
 }
 
 #[test]
