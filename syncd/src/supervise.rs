@@ -87,6 +87,9 @@ pub fn run(settings: &Settings, config: Config, args: &WorkerArgs) -> anyhow::Re
     lock.write_pid(std::process::id())?;
     let mut sup = Supervisor::new(settings, config, args.clone());
     let result = sup.run();
+    if let Some(u) = &sup.unpriv {
+        u.remove_copies();
+    }
     match &result {
         // A crash loop leaves the pidfile: `status` says "dead" (1) and shows why.
         Ok(Outcome::GaveUp) => {}
@@ -126,6 +129,8 @@ struct Supervisor<'a> {
     stopping: Option<Instant>,
     ever_ready: bool,
     next_extend: Instant,
+    /// `user` is set: the worker runs as that account ([`crate::privdrop`]).
+    unpriv: Option<crate::privdrop::Unprivileged>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -151,11 +156,13 @@ impl<'a> Supervisor<'a> {
             stopping: None,
             ever_ready: false,
             next_extend: Instant::now(),
+            unpriv: None,
         }
     }
 
     fn run(&mut self) -> anyhow::Result<Outcome> {
         StateDir::create(&self.settings.state_dir)?;
+        self.unpriv = crate::privdrop::prepare(&self.config, &self.settings.state_dir)?;
         let (tx, rx) = mpsc::channel();
         // Signals first, before any other thread exists.
         spawn_signals(tx.clone())?;
@@ -257,8 +264,12 @@ impl<'a> Supervisor<'a> {
             initial_sync: self.args.initial_sync && !catch_up,
             threads: self.args.threads,
             once: None,
+            password_dir: self.unpriv.as_ref().map(|u| u.password_dir()),
         };
-        let worker = Spawn::new(&self.settings.worker_bin).args(args.to_args());
+        let worker = crate::privdrop::as_user(
+            Spawn::new(&self.settings.worker_bin).args(args.to_args()),
+            self.unpriv.as_ref(),
+        );
         // Spawned from the main thread, which lives as long as the controller: the
         // parent-death signal follows the spawning thread. Its log lines go to ours.
         let child = worker
@@ -517,6 +528,16 @@ impl<'a> Supervisor<'a> {
             || new.state_dir != self.config.state_dir
         {
             log::warn!("pid_file, log_file and state_dir changes take effect at the next restart");
+        }
+        if let Some(why) = crate::privdrop::reload_refusal(&self.config, &new) {
+            log::error!("reload refused, keeping the running configuration and worker: {why}");
+            return;
+        }
+        if let Some(u) = &self.unpriv {
+            if let Err(e) = u.write_copies(&new) {
+                log::error!("reload refused, keeping the running configuration: {e:#}");
+                return;
+            }
         }
         crate::sysctl::tune(&new);
         self.config = new;

@@ -1,0 +1,257 @@
+//! `user = "nobody"`: the controller stays root, the worker and every rsync it runs are
+//! `nobody` with no capabilities and `no_new_privs`, the state directory (also what a
+//! root run left in it, never through a symlink) becomes the user's, a root-only password
+//! file reaches rsync through a private copy (the secret in no argv or environment), a
+//! reload applies in place, a reload that changes `user` is refused, and the copies are
+//! gone after a stop.
+
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::unistd::User;
+use syncd_tests::controller::show;
+use syncd_tests::tree::{chmod, source_dir, write_file};
+use syncd_tests::{assert_in_sync, is_root, toml_str, Controller, Diagnose, Site, TreeWriter};
+
+const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn nobody() -> User {
+    User::from_name("nobody")
+        .expect("look up nobody")
+        .expect("an account named nobody")
+}
+
+/// `/proc/PID/status` as `Name` → value.
+fn proc_status(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"))
+}
+
+fn field<'a>(status: &'a str, name: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {name} in\n{status}"))
+        .trim()
+}
+
+/// The process whose status this is runs as `who` (real, effective, saved, fs ids),
+/// with no capability in any set and `no_new_privs`.
+fn assert_unprivileged(what: &str, status: &str, who: &User, fixtures: &[&dyn Diagnose]) {
+    let uid = who.uid.to_string();
+    let gid = who.gid.to_string();
+    let ids = |n| field(status, n).split_whitespace().collect::<Vec<_>>();
+    let zero = "0000000000000000";
+    let ok = ids("Uid") == [&*uid; 4]
+        && ids("Gid") == [&*gid; 4]
+        && ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]
+            .iter()
+            .all(|c| field(status, c) == zero)
+        && field(status, "NoNewPrivs") == "1";
+    assert!(
+        ok,
+        "{what} should run as {} (uid {uid}, gid {gid}) with no capabilities and NoNewPrivs:\n{status}\n{}",
+        who.name,
+        syncd_tests::diagnostics(fixtures)
+    );
+}
+
+/// An rsync wrapper that records its own status, argv and environment in `record`
+/// (writable by anyone), then runs the real rsync.
+fn rsync_recorder(dir: &Path, record: &Path) -> PathBuf {
+    let path = dir.join("rsync-recorder");
+    let r = record.display();
+    write_file(
+        &path,
+        format!(
+            "#!/bin/sh\ncat /proc/$$/status > {r}/status.$$\n\
+             tr '\\0' '\\n' < /proc/$$/cmdline > {r}/cmdline.$$\n\
+             tr '\\0' '\\n' < /proc/$$/environ > {r}/environ.$$\n\
+             exec rsync \"$@\"\n"
+        )
+        .as_bytes(),
+    );
+    chmod(&path, 0o755);
+    path
+}
+
+/// The recorded files of `kind` (status, cmdline, environ).
+fn recorded(record: &Path, kind: &str) -> Vec<(PathBuf, String)> {
+    let mut out: Vec<(PathBuf, String)> = fs::read_dir(record)
+        .expect("read the record dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{kind}.")))
+        })
+        .map(|p| {
+            let text = fs::read_to_string(&p).unwrap_or_default();
+            (p, text)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn the_worker_and_its_rsync_run_as_user_with_nothing_of_root() {
+    assert!(
+        is_root(),
+        "this test starts syncd as root and drops to nobody"
+    );
+    let who = nobody();
+    let site = Site::new();
+    // The user reads the source; the password file stays root's alone (0600 in a 0700
+    // directory), as on a real server.
+    chmod(site.src(), 0o755);
+    let password = fs::read_to_string(site.daemon.password_file()).expect("read the password");
+    let password = password.trim();
+    assert!(!password.is_empty());
+    // What a root run left in the state directory: a file, a directory, and a symlink
+    // to a root file outside, which must be chowned itself, never its target.
+    let outside = source_dir();
+    let victim = outside.path().join("victim");
+    write_file(&victim, b"root's");
+    write_file(&site.state.path().join("faillog/old"), b"from a root run");
+    symlink(&victim, site.state.path().join("planted")).expect("plant a symlink");
+
+    let tools = source_dir();
+    chmod(tools.path(), 0o755);
+    let record = tools.path().join("record");
+    fs::create_dir(&record).expect("mkdir record");
+    chmod(&record, 0o777);
+    let rsync = rsync_recorder(tools.path(), &record);
+    let cfg = site.config().top_key("user", "\"nobody\"").raw(&format!(
+        "[sync.rsync]\nbinary = {}",
+        toml_str(&rsync.to_string_lossy())
+    ));
+    let mut c = Controller::new(&cfg);
+    // The worker reads its config as nobody.
+    chmod(c.dir(), 0o755);
+    let ctl = c.start();
+    let worker = c.worker_pid().expect("a worker pid");
+
+    // The controller stays root; the worker is nobody with nothing of root.
+    assert_eq!(
+        field(&proc_status(ctl), "Uid").split_whitespace().next(),
+        Some("0")
+    );
+    assert_unprivileged("the worker", &proc_status(worker), &who, &[&c]);
+
+    TreeWriter::new(11).files(site.src(), &["dir", "dir/sub"], 6, 2, 1000);
+    write_file(&site.src().join("top.txt"), b"top");
+    assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
+
+    // Every rsync (probe and pushes) ran as nobody, with the copy as its password file
+    // and the secret in no argv or environment.
+    let statuses = recorded(&record, "status");
+    assert!(
+        !statuses.is_empty(),
+        "no rsync run was recorded\n{}",
+        c.diagnose()
+    );
+    for (path, status) in &statuses {
+        assert_unprivileged(&format!("rsync ({})", path.display()), status, &who, &[&c]);
+    }
+    let copy_dir = site.state.path().join("secrets");
+    let copy_flag = format!("--password-file={}/", copy_dir.display());
+    let mut with_copy = 0;
+    for (path, text) in recorded(&record, "cmdline")
+        .into_iter()
+        .chain(recorded(&record, "environ"))
+    {
+        assert!(
+            !text.contains(password),
+            "{} holds the password:\n{text}",
+            path.display()
+        );
+        for arg in text.lines().filter(|a| a.starts_with("--password-file=")) {
+            assert!(
+                arg.starts_with(&copy_flag),
+                "rsync read another password file: {arg}"
+            );
+            with_copy += 1;
+        }
+    }
+    assert!(
+        with_copy > 0,
+        "no rsync run read the private copy\n{}",
+        c.diagnose()
+    );
+    for what in ["cmdline", "environ"] {
+        let bytes = fs::read(format!("/proc/{worker}/{what}")).expect("read the worker's");
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(password),
+            "the worker's {what} holds the password"
+        );
+    }
+
+    // The state directory and what was in it are nobody's; the symlink's target is not.
+    let uid = who.uid.as_raw();
+    for rel in [
+        "",
+        "faillog",
+        "faillog/old",
+        "planted",
+        "status.json",
+        "secrets",
+    ] {
+        let m = fs::symlink_metadata(site.state.path().join(rel)).expect("lstat");
+        assert_eq!(m.uid(), uid, "{rel:?} of the state dir is not nobody's");
+    }
+    assert_eq!(
+        fs::metadata(&victim).expect("stat").uid(),
+        0,
+        "chown followed a symlink"
+    );
+    let copies: Vec<_> = fs::read_dir(&copy_dir)
+        .expect("read secrets")
+        .flatten()
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let m = copies[0].metadata().expect("stat the copy");
+    assert_eq!((m.uid(), m.mode() & 0o7777), (uid, 0o600));
+    assert_eq!(
+        fs::metadata(&copy_dir).expect("stat").mode() & 0o7777,
+        0o700
+    );
+
+    // A reload applies in place, as the same unprivileged worker.
+    c.rewrite_config(&cfg.exclude(r"\.log$").to_toml());
+    let out = c.cmd(&["reload"]);
+    assert_eq!(out.status.code(), Some(0), "reload\n{}", show(&out));
+    c.wait_log(&["reloaded "], STATUS_TIMEOUT);
+    write_file(&site.src().join("after.log"), b"excluded");
+    write_file(&site.src().join("after.txt"), b"pushed");
+    site.check(&c)
+        .ignore(|rel| rel.extension().is_some_and(|e| e == "log"))
+        .forbid_on_target(|rel| rel == Path::new("after.log"))
+        .within(SYNC_TIMEOUT)
+        .wait();
+    assert_eq!(
+        c.worker_pid(),
+        Some(worker),
+        "the reload replaced the worker"
+    );
+
+    // Dropping `user` needs a restart: the reload is refused, the worker stays as it was.
+    c.rewrite_config(&site.config().to_toml());
+    let out = c.cmd(&["reload"]);
+    assert_eq!(out.status.code(), Some(0), "reload\n{}", show(&out));
+    c.wait_log(&["reload refused", "takes a restart"], STATUS_TIMEOUT);
+    assert_eq!(c.worker_pid(), Some(worker));
+    assert_unprivileged(
+        "the worker after a refused reload",
+        &proc_status(worker),
+        &who,
+        &[&c],
+    );
+
+    c.stop();
+    assert!(!copy_dir.exists(), "the password copies outlived the stop");
+}
