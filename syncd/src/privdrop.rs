@@ -359,3 +359,64 @@ fn give_tree(fd: OwnedFd, path: &Path, uid: Uid, gid: Gid, depth: usize) -> anyh
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syncd_worker::config::DaemonSettings;
+
+    fn config(run_as: Option<RunAs>) -> Config {
+        Config {
+            path: "/etc/syncd/syncd.toml".into(),
+            state_dir: "/var/lib/syncd".into(),
+            status_file: "/var/lib/syncd/status.json".into(),
+            syncs: Vec::new(),
+            daemon: DaemonSettings {
+                run_as,
+                ..DaemonSettings::default()
+            },
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_reload_that_changes_the_account_is_refused() {
+        let syncd = |gid: u32, group: &str| {
+            Some(RunAs {
+                user: "syncd".into(),
+                uid: 990,
+                group: group.into(),
+                gid,
+            })
+        };
+        let cases = [
+            (None, None, None),
+            (syncd(990, "syncd"), syncd(990, "syncd"), None),
+            (
+                None,
+                syncd(990, "syncd"),
+                Some("runs as root, and the config now says user syncd group syncd"),
+            ),
+            (
+                syncd(990, "syncd"),
+                None,
+                Some("runs as user syncd group syncd, and the config now says root"),
+            ),
+            (
+                syncd(990, "syncd"),
+                syncd(4, "adm"),
+                Some("now says user syncd group adm"),
+            ),
+        ];
+        for (old, new, want) in cases {
+            let got = reload_refusal(&config(old.clone()), &config(new.clone()));
+            match (got, want) {
+                (None, None) => {}
+                (Some(g), Some(w)) => {
+                    assert!(g.contains(w) && g.contains("syncd restart"), "{g}")
+                }
+                (g, w) => panic!("{old:?} -> {new:?}: got {g:?}, want {w:?}"),
+            }
+        }
+    }
+}

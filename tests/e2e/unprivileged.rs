@@ -255,3 +255,53 @@ fn the_worker_and_its_rsync_run_as_user_with_nothing_of_root() {
     c.stop();
     assert!(!copy_dir.exists(), "the password copies outlived the stop");
 }
+
+#[test]
+fn check_names_what_the_user_cannot_read_and_an_unknown_user_with_its_fix() {
+    assert!(is_root(), "this test looks at the source as nobody");
+    let site = Site::new();
+    chmod(site.src(), 0o755);
+    write_file(&site.src().join("open/a.txt"), b"a");
+    write_file(&site.src().join("closed/b.txt"), b"b");
+    write_file(&site.src().join("open/private.txt"), b"p");
+    chmod(&site.src().join("closed"), 0o700);
+    chmod(&site.src().join("open/private.txt"), 0o600);
+    let c = Controller::new(&site.config().top_key("user", "\"nobody\""));
+    chmod(c.dir(), 0o755);
+    let out = c.cmd(&["check"]);
+    let shown = show(&out);
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("warning") && l.contains("user nobody cannot read 2 of"))
+        .unwrap_or_else(|| panic!("no line about what nobody cannot read:\n{shown}"));
+    assert!(
+        line.contains("closed (cannot list or enter it")
+            && line.contains("open/private.txt (cannot read it")
+            && !line.contains("a.txt"),
+        "{line}"
+    );
+    assert!(
+        shown.lines().any(|l| l.starts_with("warning")
+            && l.contains("password file")
+            && l.contains("private copy")),
+        "no word on the root-only password file:\n{shown}"
+    );
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("ok") && l.contains("user nobody:")),
+        "{shown}"
+    );
+
+    // An account that does not exist: exit 6, at its line, with the command to run.
+    let c = Controller::new(&site.config().top_key("user", "\"no-such-syncd-user\""));
+    let out = c.cmd(&["check"]);
+    let shown = show(&out);
+    let at = format!("{}:2:8: ", c.config_path().display());
+    assert!(
+        out.status.code() == Some(6)
+            && shown.contains(&format!("{at}user \"no-such-syncd-user\" does not exist"))
+            && shown.contains("useradd --system"),
+        "{shown}"
+    );
+}
