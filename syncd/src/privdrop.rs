@@ -122,6 +122,24 @@ pub fn as_user(spawn: Spawn, u: Option<&Unprivileged>) -> Spawn {
     }
 }
 
+/// What to say when the worker at `bin` could not be started (as `u`'s user, if any).
+pub fn start_failure(bin: &Path, u: Option<&Unprivileged>) -> String {
+    match u {
+        None => format!(
+            "failed to start the worker {}; install syncd-worker beside syncd or pass --worker PATH",
+            bin.display()
+        ),
+        Some(u) => format!(
+            "failed to start the worker {} as user {}: syncd must run as root with CAP_SETUID, \
+             CAP_SETGID and CAP_SETPCAP (a unit's CapabilityBoundingSet= must keep them), and \
+             the user must be able to run the worker (install syncd-worker beside syncd or pass \
+             --worker PATH)",
+            bin.display(),
+            u.run_as.user
+        ),
+    }
+}
+
 impl Unprivileged {
     /// The worker's `--password-dir`.
     pub fn password_dir(&self) -> PathBuf {

@@ -281,10 +281,7 @@ impl<'a> Supervisor<'a> {
             .parent_death(Some(Signal::SIGTERM))
             .spawn()
             .with_context(|| {
-                format!(
-                    "failed to start the worker {}; install syncd-worker beside syncd or pass --worker PATH",
-                    self.settings.worker_bin.display()
-                )
+                crate::privdrop::start_failure(&self.settings.worker_bin, self.unpriv.as_ref())
             })?;
         let pid = child.pid();
         log::info!(

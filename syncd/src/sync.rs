@@ -113,12 +113,13 @@ fn run_once(
         // No deadline and no cancel: it is never stopped here.
         How::Exited(status) | How::TimedOut(status) | How::Cancelled(status) => status,
         How::FailedToStart(e) => {
-            return Err(e).with_context(|| {
-                format!(
+            return Err(e).with_context(|| match unpriv {
+                Some(_) => crate::privdrop::start_failure(&settings.worker_bin, unpriv),
+                None => format!(
                     "cannot run the worker {}: install syncd-worker beside syncd, or name it \
                      with --worker or $SYNCD_WORKER",
                     settings.worker_bin.display()
-                )
+                ),
             })
         }
         How::WaitFailed(e) => {

@@ -98,6 +98,22 @@ fn recorded(record: &Path, kind: &str) -> Vec<(PathBuf, String)> {
     out
 }
 
+/// A site's config with `user = "nobody"` and rsync run through [`rsync_recorder`]: the
+/// tempdir holding the recorder (keep it alive), the record directory, the config.
+fn recording(site: &Site) -> (tempfile::TempDir, PathBuf, syncd_tests::WorkerConfig) {
+    let tools = source_dir();
+    chmod(tools.path(), 0o755);
+    let record = tools.path().join("record");
+    fs::create_dir(&record).expect("mkdir record");
+    chmod(&record, 0o777);
+    let rsync = rsync_recorder(tools.path(), &record);
+    let cfg = site.config().top_key("user", "\"nobody\"").raw(&format!(
+        "[sync.rsync]\nbinary = {}",
+        toml_str(&rsync.to_string_lossy())
+    ));
+    (tools, record, cfg)
+}
+
 #[test]
 fn the_worker_and_its_rsync_run_as_user_with_nothing_of_root() {
     assert!(
@@ -120,16 +136,7 @@ fn the_worker_and_its_rsync_run_as_user_with_nothing_of_root() {
     write_file(&site.state.path().join("faillog/old"), b"from a root run");
     symlink(&victim, site.state.path().join("planted")).expect("plant a symlink");
 
-    let tools = source_dir();
-    chmod(tools.path(), 0o755);
-    let record = tools.path().join("record");
-    fs::create_dir(&record).expect("mkdir record");
-    chmod(&record, 0o777);
-    let rsync = rsync_recorder(tools.path(), &record);
-    let cfg = site.config().top_key("user", "\"nobody\"").raw(&format!(
-        "[sync.rsync]\nbinary = {}",
-        toml_str(&rsync.to_string_lossy())
-    ));
+    let (_tools, record, cfg) = recording(&site);
     let mut c = Controller::new(&cfg);
     // The worker reads its config as nobody.
     chmod(c.dir(), 0o755);
@@ -303,5 +310,48 @@ fn check_names_what_the_user_cannot_read_and_an_unknown_user_with_its_fix() {
             && shown.contains(&format!("{at}user \"no-such-syncd-user\" does not exist"))
             && shown.contains("useradd --system"),
         "{shown}"
+    );
+}
+
+#[test]
+fn sync_without_a_daemon_runs_its_worker_as_user_too() {
+    assert!(
+        is_root(),
+        "this test starts syncd as root and drops to nobody"
+    );
+    let who = nobody();
+    let site = Site::new();
+    chmod(site.src(), 0o755);
+    let (_tools, record, cfg) = recording(&site);
+    let c = Controller::new(&cfg);
+    chmod(c.dir(), 0o755);
+    TreeWriter::new(12).files(site.src(), &["x", "x/y"], 6, 2, 1000);
+    let out = c.cmd(&["sync", "--full"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "syncd sync --full\n{}",
+        show(&out)
+    );
+    assert_in_sync(site.src(), &site.dst(), STATUS_TIMEOUT, &[&c, &site.daemon]);
+    let statuses = recorded(&record, "status");
+    assert!(
+        !statuses.is_empty(),
+        "no rsync run was recorded\n{}",
+        show(&out)
+    );
+    for (path, status) in &statuses {
+        assert_unprivileged(&format!("rsync ({})", path.display()), status, &who, &[&c]);
+    }
+    // The lock the --once worker created is nobody's.
+    let m = fs::metadata(site.state.path().join("worker.lock")).expect("stat worker.lock");
+    assert_eq!(
+        m.uid(),
+        who.uid.as_raw(),
+        "the --once worker did not create its lock as nobody"
+    );
+    assert!(
+        !site.state.path().join("secrets").exists(),
+        "the password copies outlived `syncd sync`"
     );
 }

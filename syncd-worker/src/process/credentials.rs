@@ -87,7 +87,25 @@ fn clear_capability_bounds() -> io::Result<()> {
         return Err(Errno::last().into());
     }
     // Capability numbers run from 0 to the kernel's last (40 on 6.x); past it, EINVAL.
+    // One already out of the set (a unit's CapabilityBoundingSet=) is left alone; one in
+    // it that cannot be dropped (no CAP_SETPCAP) stops the start: EPERM.
     for cap in 0..64 as libc::c_ulong {
+        // SAFETY: as above, integers only.
+        let held = unsafe {
+            libc::prctl(
+                libc::PR_CAPBSET_READ,
+                cap,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        };
+        match held {
+            0 => continue,
+            1 => {}
+            _ if Errno::last() == Errno::EINVAL => break,
+            _ => return Err(Errno::last().into()),
+        }
         // SAFETY: as above, integers only.
         let r = unsafe {
             libc::prctl(
@@ -99,10 +117,7 @@ fn clear_capability_bounds() -> io::Result<()> {
             )
         };
         if r != 0 {
-            match Errno::last() {
-                Errno::EINVAL => break,
-                e => return Err(e.into()),
-            }
+            return Err(Errno::last().into());
         }
     }
     Ok(())

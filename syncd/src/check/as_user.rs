@@ -344,6 +344,12 @@ fn ask(creds: &Credentials, req: &Request) -> anyhow::Result<Answer> {
         .deadline(Some(WALK_LIMIT))
         .as_user(Some(creds.clone()))
         .run();
+    if let syncd_worker::process::How::FailedToStart(e) = &ended.how {
+        anyhow::bail!(
+            "cannot start {} {SUBCOMMAND} as the user: {e} (it takes root with CAP_SETUID, CAP_SETGID and CAP_SETPCAP)",
+            exe.display()
+        );
+    }
     if ended.code() != Some(0) {
         anyhow::bail!(
             "{} {SUBCOMMAND} as the user: {:?} {}",
