@@ -13,7 +13,9 @@ use std::time::Duration;
 use nix::unistd::User;
 use syncd_tests::controller::show;
 use syncd_tests::tree::{chmod, source_dir, write_file};
-use syncd_tests::{assert_in_sync, is_root, toml_str, Controller, Diagnose, Site, TreeWriter};
+use syncd_tests::{
+    assert_in_sync, is_root, toml_str, wait, Controller, Diagnose, Site, TreeWriter,
+};
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
 const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -137,6 +139,15 @@ fn the_worker_and_its_rsync_run_as_user_with_nothing_of_root() {
     symlink(&victim, site.state.path().join("planted")).expect("plant a symlink");
 
     let (_tools, record, cfg) = recording(&site);
+    // A command hook records itself the same way (its files named `*.hook.PID`).
+    let hook = format!(
+        "cat /proc/$$/status > {r}/status.hook.$$; tr '\\0' '\\n' < /proc/$$/environ > {r}/environ.hook.$$",
+        r = record.display()
+    );
+    let cfg = cfg.raw(&format!(
+        "[sync.hooks.command]\nargv = [\"/bin/sh\", \"-c\", {}, \"hook\"]",
+        toml_str(&hook)
+    ));
     let mut c = Controller::new(&cfg);
     // The worker reads its config as nobody.
     chmod(c.dir(), 0o755);
@@ -156,6 +167,10 @@ fn the_worker_and_its_rsync_run_as_user_with_nothing_of_root() {
 
     // Every rsync (probe and pushes) ran as nobody, with the copy as its password file
     // and the secret in no argv or environment.
+    // The hook runs after the push: wait for its record.
+    wait::must("a record of the command hook", SYNC_TIMEOUT, &[&c], || {
+        !recorded(&record, "status.hook").is_empty()
+    });
     let statuses = recorded(&record, "status");
     assert!(
         !statuses.is_empty(),
