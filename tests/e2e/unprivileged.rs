@@ -26,6 +26,18 @@ fn nobody() -> User {
         .expect("an account named nobody")
 }
 
+/// `nobody`, and a site whose source `nobody` may read (its password file stays root's
+/// alone: 0600 in a 0700 directory, as on a real server). Only root can drop to nobody.
+fn unprivileged_site() -> (User, Site) {
+    assert!(
+        is_root(),
+        "this test starts syncd as root and drops to nobody"
+    );
+    let site = Site::new();
+    chmod(site.src(), 0o755);
+    (nobody(), site)
+}
+
 /// `/proc/PID/status` as `Name` → value.
 fn proc_status(pid: u32) -> String {
     fs::read_to_string(format!("/proc/{pid}/status"))
@@ -118,15 +130,7 @@ fn recording(site: &Site) -> (tempfile::TempDir, PathBuf, syncd_tests::WorkerCon
 
 #[test]
 fn the_worker_and_its_rsync_run_as_user_with_nothing_of_root() {
-    assert!(
-        is_root(),
-        "this test starts syncd as root and drops to nobody"
-    );
-    let who = nobody();
-    let site = Site::new();
-    // The user reads the source; the password file stays root's alone (0600 in a 0700
-    // directory), as on a real server.
-    chmod(site.src(), 0o755);
+    let (who, site) = unprivileged_site();
     let password = fs::read_to_string(site.daemon.password_file()).expect("read the password");
     let password = password.trim();
     assert!(!password.is_empty());
@@ -280,9 +284,7 @@ fn the_worker_and_its_rsync_run_as_user_with_nothing_of_root() {
 
 #[test]
 fn check_names_what_the_user_cannot_read_and_an_unknown_user_with_its_fix() {
-    assert!(is_root(), "this test looks at the source as nobody");
-    let site = Site::new();
-    chmod(site.src(), 0o755);
+    let (_, site) = unprivileged_site();
     write_file(&site.src().join("open/a.txt"), b"a");
     write_file(&site.src().join("closed/b.txt"), b"b");
     write_file(&site.src().join("open/private.txt"), b"p");
@@ -330,13 +332,7 @@ fn check_names_what_the_user_cannot_read_and_an_unknown_user_with_its_fix() {
 
 #[test]
 fn sync_without_a_daemon_runs_its_worker_as_user_too() {
-    assert!(
-        is_root(),
-        "this test starts syncd as root and drops to nobody"
-    );
-    let who = nobody();
-    let site = Site::new();
-    chmod(site.src(), 0o755);
+    let (who, site) = unprivileged_site();
     let (_tools, record, cfg) = recording(&site);
     let c = Controller::new(&cfg);
     chmod(c.dir(), 0o755);
