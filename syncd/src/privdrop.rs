@@ -7,9 +7,10 @@
 //!   itself (groups, gid, uid, no capabilities, `no_new_privs`) happens in the child,
 //!   in the process runner;
 //! * gives the state directory to the user: the directory and everything in it,
-//!   walked through descriptors (`openat` with `O_NOFOLLOW`, `fchownat` with
-//!   `AT_SYMLINK_NOFOLLOW`), so a symlink planted in it is chowned itself, never what it
-//!   points to; only `controller.json` stays root's;
+//!   walked through descriptors (each entry pinned with `openat(O_PATH|O_NOFOLLOW)` and
+//!   chowned through it), so a symlink planted in it is chowned itself, never what it
+//!   points to, and a file with other hard links is left alone; only `controller.json`
+//!   stays root's;
 //! * hands the worker private copies of the password files in `<state_dir>/secrets`
 //!   (the user's, 0700; each copy the user's, 0600), written at start and at every
 //!   reload, removed at stop. Why a copy and not a descriptor: rsync opens
@@ -35,10 +36,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use nix::dir::{Dir, Type};
+use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, AtFlags, OFlag};
-use nix::sys::stat::{fchmod, mkdirat, Mode};
+use nix::sys::stat::{fchmod, fstat, mkdirat, Mode};
 use nix::unistd::{fchown, fchownat, unlinkat, Gid, Uid, UnlinkatFlags};
 use syncd_worker::config::{Config, RunAs, TargetKind};
 use syncd_worker::contract;
@@ -147,8 +148,9 @@ impl Unprivileged {
     }
 
     /// Make the copies of `config`'s password files (and only those): at start and at a
-    /// reload, before the worker reads the config. A file rsync would refuse is logged
-    /// and not copied: the worker then reports it by its own name.
+    /// reload, before the worker reads the config. Only files rsync would take from
+    /// root are copied (`check_password_file` as root); the worker reads any other as it
+    /// is and reports it by its own name.
     pub fn write_copies(&self, config: &Config) -> anyhow::Result<()> {
         let files: BTreeSet<&Path> = config
             .syncs
@@ -166,9 +168,11 @@ impl Unprivileged {
         let shown = self.password_dir();
         let mut wanted = BTreeSet::new();
         for file in files {
+            // Not a root-only file rsync would take: the worker uses it as it is (one
+            // the user owns works so), and reports it by its own name if it cannot.
             if let Err(why) = check_password_file(file) {
-                log::error!(
-                    "{why}; the worker (user {}) gets no copy of it",
+                log::info!(
+                    "no private copy for user {}: {why}; the worker reads the file itself",
                     self.run_as.user
                 );
                 continue;
@@ -337,29 +341,53 @@ fn give_state_dir(path: &Path, run_as: &RunAs) -> anyhow::Result<()> {
     })
 }
 
-/// chown every entry below the directory open at `fd`, entering subdirectories through
-/// `O_NOFOLLOW` descriptors; a symlink is chowned itself.
+/// chown every entry below the directory open at `fd` that is not the user's yet. Each
+/// entry is pinned first (`O_PATH|O_NOFOLLOW`) and chowned through that descriptor, so
+/// the entry looked at is the one chowned: a symlink is chowned itself, never its
+/// target; a file with other hard links (one the user could have linked in from
+/// elsewhere) is left alone and named. Subdirectories are entered the same way.
 fn give_tree(fd: OwnedFd, path: &Path, uid: Uid, gid: Gid, depth: usize) -> anyhow::Result<()> {
     let mut dir = Dir::from_fd(fd)?;
-    let mut subdirs = Vec::new();
     let raw = dir.as_fd().try_clone_to_owned()?;
+    let mut subdirs = Vec::new();
     for e in dir.iter() {
         let e = e?;
         let name = OsStr::from_bytes(e.file_name().to_bytes()).to_os_string();
         if name == "." || name == ".." || (depth == 0 && name == contract::CONTROLLER_FILE) {
             continue;
         }
-        match fchownat(
+        let shown = || path.join(&name).display().to_string();
+        let pinned = match openat(
             raw.as_fd(),
             name.as_os_str(),
-            Some(uid),
-            Some(gid),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
         ) {
-            Ok(()) | Err(Errno::ENOENT) => {}
-            Err(e) => return Err(e).with_context(|| path.join(&name).display().to_string()),
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(e).with_context(shown),
+        };
+        let st = fstat(pinned.as_fd()).with_context(shown)?;
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        if !is_dir && st.st_nlink > 1 {
+            log::warn!(
+                "{} has {} hard links: not giving it to the worker's user (remove it if it is not syncd's)",
+                shown(),
+                st.st_nlink
+            );
+            continue;
         }
-        if e.file_type() == Some(Type::Directory) || e.file_type().is_none() {
+        if (st.st_uid, st.st_gid) != (uid.as_raw(), gid.as_raw()) {
+            fchownat(
+                pinned.as_fd(),
+                "",
+                Some(uid),
+                Some(gid),
+                AtFlags::AT_EMPTY_PATH,
+            )
+            .with_context(shown)?;
+        }
+        if is_dir {
             subdirs.push(name);
         }
     }
@@ -370,7 +398,7 @@ fn give_tree(fd: OwnedFd, path: &Path, uid: Uid, gid: Gid, depth: usize) -> anyh
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         match openat(raw.as_fd(), name.as_os_str(), flags, Mode::empty()) {
             Ok(sub) => give_tree(sub, &path.join(&name), uid, gid, depth + 1)?,
-            // Not a directory after all (unknown type), or gone.
+            // Replaced or gone since it was looked at.
             Err(Errno::ENOTDIR | Errno::ELOOP | Errno::ENOENT) => {}
             Err(e) => return Err(e).with_context(|| path.join(&name).display().to_string()),
         }

@@ -141,6 +141,9 @@ fn the_worker_and_its_rsync_run_as_user_with_nothing_of_root() {
     write_file(&victim, b"root's");
     write_file(&site.state.path().join("faillog/old"), b"from a root run");
     symlink(&victim, site.state.path().join("planted")).expect("plant a symlink");
+    let linked = outside.path().join("linked");
+    write_file(&linked, b"root's too");
+    fs::hard_link(&linked, site.state.path().join("hard")).expect("plant a hard link");
 
     let (_tools, record, cfg) = recording(&site);
     // A command hook records itself the same way (its files named `*.hook.PID`).
@@ -234,6 +237,11 @@ fn the_worker_and_its_rsync_run_as_user_with_nothing_of_root() {
         fs::metadata(&victim).expect("stat").uid(),
         0,
         "chown followed a symlink"
+    );
+    assert_eq!(
+        fs::metadata(&linked).expect("stat").uid(),
+        0,
+        "chown went through a hard link"
     );
     let copies: Vec<_> = fs::read_dir(&copy_dir)
         .expect("read secrets")

@@ -224,13 +224,15 @@ enum AskKind {
     /// The state directory's parent: syncd gives the directory to the user, who must
     /// still get to it.
     MustReach,
+    /// The state directory: the user's already, or given to it at the next start.
+    StateDir,
 }
 
 impl Ask {
     fn mode(&self) -> AccessFlags {
         match self.kind {
             AskKind::MustRead | AskKind::Password => AccessFlags::R_OK,
-            AskKind::MustWrite => AccessFlags::W_OK | AccessFlags::X_OK,
+            AskKind::MustWrite | AskKind::StateDir => AccessFlags::W_OK | AccessFlags::X_OK,
             AskKind::MustReach => AccessFlags::X_OK,
         }
     }
@@ -240,7 +242,7 @@ impl Ask {
         let Some(err) = err else {
             let can = match self.kind {
                 AskKind::MustRead | AskKind::Password => "readable",
-                AskKind::MustWrite => "writable",
+                AskKind::MustWrite | AskKind::StateDir => "writable",
                 AskKind::MustReach => "reachable",
             };
             return Finding::ok(subject, format!("{can} by user {user}"));
@@ -265,6 +267,10 @@ impl Ask {
                 format!("user {user} cannot write there ({err})"),
             )
             .fix(format!("chown {user} {shown}, or leave status_file to its default in state_dir")),
+            AskKind::StateDir => Finding::ok(
+                subject,
+                format!("not writable by user {user} yet ({err}): syncd start creates it if needed and gives it, with what is in it, to {user}"),
+            ),
             AskKind::MustReach => Finding::new(
                 Status::Problem,
                 subject,
@@ -288,6 +294,11 @@ fn request(settings: &Settings, config: &Config) -> (Request, Vec<Ask>) {
             kind: AskKind::MustReach,
         });
     }
+    asks.push(Ask {
+        path: settings.state_dir.clone(),
+        what: "state directory",
+        kind: AskKind::StateDir,
+    });
     if settings.status_file.parent() != Some(settings.state_dir.as_path()) {
         if let Some(dir) = settings.status_file.parent() {
             asks.push(Ask {
@@ -433,5 +444,39 @@ mod tests {
             },
         );
         assert_eq!(clean.status, Status::Ok);
+    }
+
+    #[test]
+    fn each_question_says_what_its_answer_means() {
+        let ask = |kind| Ask {
+            path: "/p".into(),
+            what: "thing",
+            kind,
+        };
+        // (kind, allowed?, status, text in the message or fix)
+        let cases = [
+            (AskKind::MustRead, true, Status::Ok, "readable by user u"),
+            (AskKind::MustRead, false, Status::Problem, "chmod 644 /p"),
+            (AskKind::Password, false, Status::Warning, "private copy"),
+            (AskKind::MustWrite, false, Status::Problem, "chown u /p"),
+            (AskKind::MustReach, false, Status::Problem, "chmod o+x /p"),
+            (AskKind::StateDir, true, Status::Ok, "writable by user u"),
+            (
+                AskKind::StateDir,
+                false,
+                Status::Ok,
+                "gives it, with what is in it, to u",
+            ),
+        ];
+        for (kind, allowed, status, text) in cases {
+            let f = ask(kind).finding("u", (!allowed).then_some("Permission denied"));
+            let all = format!("{} {}", f.message, f.fix.clone().unwrap_or_default());
+            assert!(f.status == status && all.contains(text), "{f:?}");
+            assert_eq!(
+                f.fix.is_some(),
+                status == Status::Problem || status == Status::Warning,
+                "{f:?}"
+            );
+        }
     }
 }
