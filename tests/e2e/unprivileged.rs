@@ -10,8 +10,9 @@ use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use nix::unistd::User;
-use syncd_tests::controller::show;
+use syncd_tests::controller::{kill, show, wait_gone};
 use syncd_tests::tree::{chmod, source_dir, write_file};
 use syncd_tests::{
     assert_in_sync, is_root, toml_str, wait, Controller, Diagnose, Site, TreeWriter,
@@ -372,5 +373,24 @@ fn sync_without_a_daemon_runs_its_worker_as_user_too() {
     assert!(
         !site.state.path().join("secrets").exists(),
         "the password copies outlived `syncd sync`"
+    );
+}
+
+#[test]
+fn a_killed_controller_takes_its_unprivileged_worker_with_it() {
+    // The parent-death signal is set after the uid change (which would clear it).
+    let (who, site) = unprivileged_site();
+    let c = Controller::new(&site.config().top_key("user", "\"nobody\""));
+    chmod(c.dir(), 0o755);
+    let ctl = c.start();
+    let worker = c.worker_pid().expect("a worker pid");
+    assert_unprivileged("the worker", &proc_status(worker), &who, &[&c]);
+    kill(ctl, Signal::SIGKILL);
+    wait_gone(ctl, STATUS_TIMEOUT, "the SIGKILLed controller", &[&c]);
+    wait_gone(
+        worker,
+        STATUS_TIMEOUT,
+        "the unprivileged worker of a SIGKILLed controller (it must not live on)",
+        &[&c],
     );
 }
