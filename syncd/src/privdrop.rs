@@ -115,10 +115,16 @@ pub fn reload_refusal(old: &Config, new: &Config) -> Option<String> {
 }
 
 /// The worker's spawn, as `u`'s user when there is one: in `/` (the controller's own
-/// directory may be closed to the user), dropping root before exec.
+/// directory may be closed to the user), with the user's `HOME`, `USER` and `LOGNAME`
+/// (hooks and ssh look there, not in root's), dropping root before exec.
 pub fn as_user(spawn: Spawn, u: Option<&Unprivileged>) -> Spawn {
     match u {
-        Some(u) => spawn.current_dir("/").as_user(Some(u.creds.clone())),
+        Some(u) => spawn
+            .current_dir("/")
+            .env("HOME", &u.run_as.home)
+            .env("USER", &u.run_as.user)
+            .env("LOGNAME", &u.run_as.user)
+            .as_user(Some(u.creds.clone())),
         None => spawn,
     }
 }
@@ -433,6 +439,7 @@ mod tests {
                 uid: 990,
                 group: group.into(),
                 gid,
+                home: "/var/lib/syncd".into(),
             })
         };
         let cases = [

@@ -175,9 +175,11 @@ fn the_worker_and_its_rsync_run_as_user_with_nothing_of_root() {
 
     // Every rsync (probe and pushes) ran as nobody, with the copy as its password file
     // and the secret in no argv or environment.
-    // The hook runs after the push: wait for its record.
+    // The hook runs after the push: wait for its record (status first, then environ).
     wait::must("a record of the command hook", SYNC_TIMEOUT, &[&c], || {
-        !recorded(&record, "status.hook").is_empty()
+        recorded(&record, "environ.hook")
+            .iter()
+            .any(|(_, env)| env.contains("HOME="))
     });
     let statuses = recorded(&record, "status");
     assert!(
@@ -213,6 +215,15 @@ fn the_worker_and_its_rsync_run_as_user_with_nothing_of_root() {
         "no rsync run read the private copy\n{}",
         c.diagnose()
     );
+    // The hook sees the user's home, not root's.
+    let home = format!("HOME={}", who.dir.display());
+    for (path, env) in recorded(&record, "environ.hook") {
+        assert!(
+            env.lines().any(|l| l == home),
+            "{} lacks {home}:\n{env}",
+            path.display()
+        );
+    }
     for what in ["cmdline", "environ"] {
         let bytes = fs::read(format!("/proc/{worker}/{what}")).expect("read the worker's");
         assert!(

@@ -68,6 +68,8 @@ pub struct RunAs {
     /// `group`, or the user's primary group.
     pub group: String,
     pub gid: u32,
+    /// The user's home directory (`$HOME` of the worker, its rsync, ssh and hooks).
+    pub home: PathBuf,
 }
 
 /// `[inotify]`: kernel limits the controller raises at start (never lowers).

@@ -105,5 +105,6 @@ pub(super) fn resolve(
         uid: account.uid.as_raw(),
         group: group_name,
         gid: gid.as_raw(),
+        home: account.dir,
     })
 }

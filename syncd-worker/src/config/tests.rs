@@ -197,6 +197,7 @@ timeout = "5s"
                 uid: nobody().uid.as_raw(),
                 group: "root".into(),
                 gid: 0,
+                home: nobody().dir,
             }),
             inotify: InotifyLimits {
                 max_user_watches: Some(524_288),
@@ -474,6 +475,7 @@ fn user_resolves_to_ids_with_the_primary_group_by_default() {
             uid: who.uid.as_raw(),
             group: primary.name,
             gid: who.gid.as_raw(),
+            home: who.dir,
         })
     );
     // root: nothing to drop, said once.
