@@ -25,6 +25,9 @@ pub struct WorkerCommandLine {
     pub threads: Option<u16>,
     /// `--once`: push and exit, instead of running as a daemon's worker.
     pub once: Option<Once>,
+    /// `--password-dir`: where the controller put the worker's private copies of the
+    /// password files (named by [`password_copy_name`]), when the worker runs as `user`.
+    pub password_dir: Option<PathBuf>,
 }
 
 /// `--once`'s options.
@@ -53,6 +56,9 @@ impl WorkerCommandLine {
         }
         if let Some(n) = self.threads {
             args.extend(["--threads".into(), n.to_string().into()]);
+        }
+        if let Some(dir) = &self.password_dir {
+            args.extend(["--password-dir".into(), dir.clone().into()]);
         }
         if let Some(once) = self.once {
             args.push("--once".into());
@@ -154,6 +160,37 @@ pub const FORCE_FILE: &str = "force-full";
 pub const WORKER_LOCK: &str = "worker.lock";
 /// The controller's own state (worker pid, restarts, phase).
 pub const CONTROLLER_FILE: &str = "controller.json";
+/// When the worker runs as `user`: the directory (mode 0700, the user's) of its private
+/// copies of the password files, which may be readable by root only; written by the
+/// controller at each start and reload, removed when it stops.
+pub const SECRETS_DIR: &str = "secrets";
+
+/// The name of the private copy of the password file `path` in [`SECRETS_DIR`]: its
+/// file name (bytes other than letters, digits, `.`, `-`, `_` as `_`, at most 40) and a
+/// hash of the whole path, so two files of the same name get two copies. Pure.
+pub fn password_copy_name(path: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    // FNV-1a, 64 bits: stable across builds and versions (std's hasher is not).
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let base: String = path
+        .file_name()
+        .map(|n| n.as_bytes())
+        .unwrap_or_default()
+        .iter()
+        .take(40)
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_') {
+                char::from(b)
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{}.{hash:016x}", base.trim_start_matches('.'))
+}
 
 #[cfg(test)]
 mod tests {
@@ -198,6 +235,14 @@ mod tests {
                 },
                 "--config /etc/syncd/syncd.toml --log-level info --once --full --force",
             ),
+            (
+                WorkerCommandLine {
+                    password_dir: Some("/var/lib/syncd/secrets".into()),
+                    ..base.clone()
+                },
+                "--config /etc/syncd/syncd.toml --log-level info --password-dir \
+                 /var/lib/syncd/secrets",
+            ),
         ];
         for (args, want) in cases {
             let got: Vec<String> = args
@@ -206,6 +251,33 @@ mod tests {
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
             assert_eq!(got.join(" "), want, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn password_copies_get_plain_distinct_names() {
+        let cases = [
+            ("/etc/rsync.password", "rsync.password."),
+            ("/srv/a/rsync.password", "rsync.password."),
+            ("/etc/.hidden pw", "hidden_pw."),
+            ("/", "."),
+        ];
+        let mut seen = Vec::new();
+        for (path, prefix) in cases {
+            let name = password_copy_name(std::path::Path::new(path));
+            assert!(name.starts_with(prefix), "{path}: {name}");
+            assert_eq!(name.len(), prefix.len() + 16, "{path}: {name}");
+            assert!(
+                !name.contains('/') && !name.starts_with('.') || path == "/",
+                "{name}"
+            );
+            assert!(!seen.contains(&name), "{name} twice");
+            assert_eq!(
+                name,
+                password_copy_name(std::path::Path::new(path)),
+                "stable"
+            );
+            seen.push(name);
         }
     }
 
@@ -239,6 +311,7 @@ mod tests {
             FORCE_FILE,
             WORKER_LOCK,
             CONTROLLER_FILE,
+            SECRETS_DIR,
         ];
         for (i, n) in names.iter().enumerate() {
             assert!(

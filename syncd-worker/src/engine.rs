@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::Signal;
 
 use crate::catchup::{self, Restart, Tracker};
-use crate::config::{Config, SyncJob, Target};
+use crate::config::{Config, SyncJob, Target, TargetKind};
 use crate::contract;
 use crate::deadline::after;
 use crate::faillog::FailLog;
@@ -76,6 +76,9 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     /// `--threads`: every sync's `threads`.
     pub threads: Option<usize>,
+    /// `--password-dir`: each daemon target's `password_file` is read from its private
+    /// copy there, when the controller made one.
+    pub password_dir: Option<PathBuf>,
 }
 
 impl Overrides {
@@ -87,6 +90,20 @@ impl Overrides {
         if let Some(n) = self.threads {
             for job in &mut config.syncs {
                 job.threads = n;
+            }
+        }
+        if let Some(dir) = &self.password_dir {
+            for target in config.syncs.iter_mut().flat_map(|j| &mut j.targets) {
+                if let TargetKind::Daemon {
+                    password_file: Some(file),
+                    ..
+                } = &mut target.kind
+                {
+                    let copy = dir.join(contract::password_copy_name(file));
+                    if copy.symlink_metadata().is_ok() {
+                        *file = copy;
+                    }
+                }
             }
         }
     }
@@ -530,6 +547,7 @@ mod tests {
     use super::*;
     use crate::config::DaemonSettings;
     use crate::rsync::tests::{job, local};
+    use std::path::Path;
 
     fn config(status_file: &str) -> Config {
         Config {
@@ -547,6 +565,7 @@ mod tests {
         let both = Overrides {
             state_dir: Some("/tmp/st".into()),
             threads: Some(7),
+            password_dir: None,
         };
         // (overrides, status_file in the file, want state_dir, want status_file, want threads)
         let cases = [
@@ -580,5 +599,40 @@ mod tests {
             assert_eq!(c.status_file, PathBuf::from(want_status), "{o:?}");
             assert!(c.syncs.iter().all(|j| j.threads == threads), "{o:?}");
         }
+    }
+
+    #[test]
+    fn a_password_file_is_read_from_its_private_copy_when_there_is_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let daemon = |pw: &str| Target {
+            name: pw.to_string(),
+            kind: TargetKind::Daemon {
+                user: None,
+                host: "h".into(),
+                module: "m".into(),
+                port: None,
+                password_file: Some(pw.into()),
+            },
+        };
+        let mut c = config("/var/lib/syncd/status.json");
+        c.syncs[0].targets = vec![daemon("/etc/copied.pw"), daemon("/etc/not-copied.pw")];
+        let copy = dir
+            .path()
+            .join(contract::password_copy_name(Path::new("/etc/copied.pw")));
+        std::fs::write(&copy, "pw\n").expect("write the copy");
+        let o = Overrides {
+            password_dir: Some(dir.path().to_path_buf()),
+            ..Overrides::default()
+        };
+        o.apply(&mut c);
+        let files: Vec<Option<PathBuf>> = c.syncs[0]
+            .targets
+            .iter()
+            .map(|t| match &t.kind {
+                TargetKind::Daemon { password_file, .. } => password_file.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(files, [Some(copy), Some("/etc/not-copied.pw".into())]);
     }
 }

@@ -54,6 +54,11 @@ struct Cli {
     /// first.
     #[arg(long, requires = "full")]
     force: bool,
+    /// Private copies of the password files, put here (named by the path they copy) by
+    /// the `syncd` controller when the worker runs as `user` and may not read the
+    /// originals: a target's `password_file` is read from its copy when there is one.
+    #[arg(long, value_name = "DIR")]
+    password_dir: Option<PathBuf>,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
@@ -121,6 +126,7 @@ fn main() -> ExitCode {
     let overrides = Overrides {
         state_dir: cli.state_dir,
         threads: cli.threads.map(usize::from),
+        password_dir: cli.password_dir,
     };
     overrides.apply(&mut config);
     for job in &mut config.syncs {
@@ -182,6 +188,7 @@ mod tests {
                 initial_sync: true,
                 threads: Some(64),
                 once: None,
+                password_dir: Some("/var/lib/syncd/secrets".into()),
             },
             WorkerCommandLine {
                 config: "c.toml".into(),
@@ -212,6 +219,7 @@ mod tests {
                     full: cli.full,
                     force: cli.force,
                 }),
+                password_dir: cli.password_dir,
             };
             assert_eq!(got, want);
             assert!(!cli.check && cli.gen_man.is_none());

@@ -96,6 +96,11 @@ impl StateDir {
         self.path.join(contract::CONTROLLER_FILE)
     }
 
+    /// The worker's private copies of the password files (when it runs as `user`).
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.path.join(contract::SECRETS_DIR)
+    }
+
     /// Create the directory if it is missing (see [`StateDir::create`]).
     pub fn ensure(&self) -> anyhow::Result<()> {
         let dir = &self.path;

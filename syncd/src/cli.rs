@@ -106,6 +106,10 @@ pub enum Command {
     /// Packaging: write the man pages and shell completions into DIR.
     #[command(hide = true)]
     GenAssets(GenAssetsArgs),
+    /// Internal, for `check` with `user` set: run as that user, read a JSON request on
+    /// stdin, say on stdout what it cannot read or write.
+    #[command(hide = true, name = "probe-access")]
+    ProbeAccess,
 }
 
 /// Options of the worker that `start`, `restart` and `run` launch.

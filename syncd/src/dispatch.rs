@@ -112,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             crate::sync::run(&settings, &config, args.full, args.force)
         }
+        Command::ProbeAccess => crate::check::as_user::serve(),
         Command::GenAssets(args) => {
             for path in crate::assets::generate(&args.dir)? {
                 println!("{}", path.display());

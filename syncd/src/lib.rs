@@ -8,6 +8,7 @@ pub mod cli;
 pub mod dispatch;
 pub mod lock;
 pub mod policy;
+pub mod privdrop;
 pub mod procs;
 pub mod report;
 pub mod settings;

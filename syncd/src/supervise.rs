@@ -97,6 +97,9 @@ pub fn run(settings: &Settings, config: Config, args: &WorkerArgs) -> anyhow::Re
     lock.write_pid(std::process::id())?;
     let mut sup = Supervisor::new(settings, config, args.clone());
     let result = sup.run();
+    if let Some(u) = &sup.unpriv {
+        u.remove_copies();
+    }
     match &result {
         // A crash loop leaves the pidfile: `status` says "dead" (1) and shows why.
         Ok(Outcome::GaveUp) => {}
@@ -138,6 +141,8 @@ struct Supervisor<'a> {
     next_extend: Instant,
     /// Takes the notify socket's datagrams from the current worker only.
     senders: notify::SenderGate,
+    /// `user` is set: the worker runs as that account ([`crate::privdrop`]).
+    unpriv: Option<crate::privdrop::Unprivileged>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -164,11 +169,13 @@ impl<'a> Supervisor<'a> {
             ever_ready: false,
             next_extend: Instant::now(),
             senders: notify::SenderGate::new(None),
+            unpriv: None,
         }
     }
 
     fn run(&mut self) -> anyhow::Result<Outcome> {
         StateDir::create(&self.settings.state_dir)?;
+        self.unpriv = crate::privdrop::prepare(&self.config, &self.settings.state_dir)?;
         let (tx, rx) = mpsc::channel();
         // Signals first, before any other thread exists.
         spawn_signals(tx.clone())?;
@@ -270,8 +277,12 @@ impl<'a> Supervisor<'a> {
             initial_sync: self.args.initial_sync && !catch_up,
             threads: self.args.threads,
             once: None,
+            password_dir: self.unpriv.as_ref().map(|u| u.password_dir()),
         };
-        let worker = Spawn::new(&self.settings.worker_bin).args(args.to_args());
+        let worker = crate::privdrop::as_user(
+            Spawn::new(&self.settings.worker_bin).args(args.to_args()),
+            self.unpriv.as_ref(),
+        );
         // Spawned from the main thread, which lives as long as the controller: the
         // parent-death signal follows the spawning thread. Its log lines go to ours.
         let child = worker
@@ -283,10 +294,7 @@ impl<'a> Supervisor<'a> {
             .parent_death(Some(Signal::SIGTERM))
             .spawn()
             .with_context(|| {
-                format!(
-                    "failed to start the worker {}; install syncd-worker beside syncd or pass --worker PATH",
-                    self.settings.worker_bin.display()
-                )
+                crate::privdrop::start_failure(&self.settings.worker_bin, self.unpriv.as_ref())
             })?;
         let pid = child.pid();
         log::info!(
@@ -551,6 +559,16 @@ impl<'a> Supervisor<'a> {
             || new.state_dir != self.config.state_dir
         {
             log::warn!("pid_file, log_file and state_dir changes take effect at the next restart");
+        }
+        if let Some(why) = crate::privdrop::reload_refusal(&self.config, &new) {
+            log::error!("reload refused, keeping the running configuration and worker: {why}");
+            return;
+        }
+        if let Some(u) = &self.unpriv {
+            if let Err(e) = u.write_copies(&new) {
+                log::error!("reload refused, keeping the running configuration: {e:#}");
+                return;
+            }
         }
         crate::sysctl::tune(&new);
         self.config = new;

@@ -41,7 +41,7 @@ const IDLE_LIMIT: Duration = Duration::from_secs(30);
 /// Push now in the foreground with progress; through the daemon when it runs.
 pub fn run(
     settings: &Settings,
-    _config: &Config,
+    config: &Config,
     full: bool,
     force: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -66,22 +66,49 @@ pub fn run(
             "syncd is not running, and its {}; `syncd sync` does not push beside it",
             crate::lock::foreign_holder_message(&settings.lockfile, &holders)
         ),
-        LockState::Free { .. } => foreground(settings, full, force),
+        LockState::Free { .. } => foreground(settings, config, full, force),
     }
 }
 
-/// No daemon: `syncd-worker --once [--full]` with our stdio; its exit code is ours.
-fn foreground(settings: &Settings, full: bool, force: bool) -> anyhow::Result<ExitCode> {
+/// No daemon: `syncd-worker --once [--full]` with our stdio (as `user` when the config
+/// sets one, as the daemon's worker would run); its exit code is ours.
+fn foreground(
+    settings: &Settings,
+    config: &Config,
+    full: bool,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    let unpriv = match config.daemon.run_as {
+        Some(_) => {
+            StateDir::create(&settings.state_dir)?;
+            crate::privdrop::prepare(config, &settings.state_dir)?
+        }
+        None => None,
+    };
+    let ended = run_once(settings, full, force, unpriv.as_ref());
+    if let Some(u) = &unpriv {
+        u.remove_copies();
+    }
+    ended
+}
+
+fn run_once(
+    settings: &Settings,
+    full: bool,
+    force: bool,
+    unpriv: Option<&crate::privdrop::Unprivileged>,
+) -> anyhow::Result<ExitCode> {
     let args = WorkerCommandLine {
         config: settings.config.clone(),
         log_level: settings.log_level.clone(),
         state_dir: settings.state_dir_flag.then(|| settings.state_dir.clone()),
         once: Some(Once { full, force }),
+        password_dir: unpriv.map(|u| u.password_dir()),
         ..WorkerCommandLine::default()
     };
     // In our group and with our stdio, like any command the user runs: Ctrl-C reaches it.
-    let ended = Spawn::new(&settings.worker_bin)
-        .args(args.to_args())
+    let worker = Spawn::new(&settings.worker_bin).args(args.to_args());
+    let ended = crate::privdrop::as_user(worker, unpriv)
         .stdin(Input::Inherit)
         .stdout(Output::Inherit)
         .stderr(Output::Inherit)
@@ -90,12 +117,13 @@ fn foreground(settings: &Settings, full: bool, force: bool) -> anyhow::Result<Ex
         // No deadline and no cancel: it is never stopped here.
         How::Exited(status) | How::TimedOut(status) | How::Cancelled(status) => status,
         How::FailedToStart(e) => {
-            return Err(e).with_context(|| {
-                format!(
+            return Err(e).with_context(|| match unpriv {
+                Some(_) => crate::privdrop::start_failure(&settings.worker_bin, unpriv),
+                None => format!(
                     "cannot run the worker {}: install syncd-worker beside syncd, or name it \
                      with --worker or $SYNCD_WORKER",
                     settings.worker_bin.display()
-                )
+                ),
             })
         }
         How::WaitFailed(e) => {

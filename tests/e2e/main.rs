@@ -77,6 +77,9 @@ mod supervision;
 mod sync_now;
 /// Target down and up, several targets, restart with pending changes.
 mod targets;
+/// `user = "nobody"`: the worker and its rsync without root, the state directory and
+/// password file handed over, reload in place, a changed `user` refused.
+mod unprivileged;
 /// The worker out of inotify watches asks the controller, which raises the limit (at the
 /// start, when the tree grows); with `SYNCD_NO_SYSCTL`, degraded as before (changes a
 /// sysctl under the exclusive lock).

@@ -101,6 +101,8 @@ pub struct WorkerConfig {
     raw: Vec<String>,
     /// Raw `key = value` lines of the `[[sync]]` table itself (e.g. `max_batch = 50`).
     keys: Vec<String>,
+    /// Raw `key = value` lines at the top of the file (e.g. `user = "nobody"`).
+    top: Vec<String>,
 }
 
 impl WorkerConfig {
@@ -117,6 +119,7 @@ impl WorkerConfig {
             targets: Vec::new(),
             raw: Vec::new(),
             keys: Vec::new(),
+            top: Vec::new(),
         }
     }
 
@@ -211,6 +214,12 @@ impl WorkerConfig {
         self
     }
 
+    /// Set a top-level key (a controller setting such as `user`); `value` is raw TOML.
+    pub fn top_key(mut self, key: &str, value: &str) -> Self {
+        self.top.push(format!("{key} = {value}"));
+        self
+    }
+
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
     }
@@ -222,6 +231,9 @@ impl WorkerConfig {
             "state_dir = {}",
             toml_str(&self.state_dir.to_string_lossy())
         );
+        for k in &self.top {
+            let _ = writeln!(t, "{k}");
+        }
         let _ = writeln!(t, "\n[[sync]]");
         let _ = writeln!(t, "source = {}", toml_str(&self.source.to_string_lossy()));
         if let Some(n) = &self.name {

@@ -10,6 +10,7 @@ mod glob;
 pub mod model;
 mod native;
 mod params;
+mod run_as;
 mod sersync;
 mod spec;
 

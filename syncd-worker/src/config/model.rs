@@ -53,7 +53,23 @@ pub struct DaemonSettings {
     /// `log_file` (where `syncd start` sends the daemon's output); None = the default
     /// `/var/log/syncd/syncd.log`.
     pub log_file: Option<PathBuf>,
+    /// `user` (and `group`): who the worker, and every rsync, ssh and hook it runs, runs
+    /// as; None = root, as the controller (the packaged default: backups of whole trees
+    /// need to read everything).
+    pub run_as: Option<RunAs>,
     pub inotify: InotifyLimits,
+}
+
+/// `user` / `group`, resolved to ids when the config was loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: String,
+    pub uid: u32,
+    /// `group`, or the user's primary group.
+    pub group: String,
+    pub gid: u32,
+    /// The user's home directory (`$HOME` of the worker, its rsync, ssh and hooks).
+    pub home: PathBuf,
 }
 
 /// `[inotify]`: kernel limits the controller raises at start (never lowers).

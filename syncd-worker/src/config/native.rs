@@ -24,6 +24,8 @@ struct RawFile {
     status_file: Option<Spanned<String>>,
     pid_file: Option<Spanned<String>>,
     log_file: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
     inotify: Option<RawInotify>,
     sync: Option<Vec<Spanned<RawSync>>>,
 }
@@ -154,6 +156,8 @@ pub(super) fn read(text: &str, d: &mut Diags) -> Option<FileSpec> {
         daemon: DaemonSpec {
             pid_file: raw.pid_file.map(|s| r.at(s)),
             log_file: raw.log_file.map(|s| r.at(s)),
+            user: raw.user.map(|s| r.at(s)),
+            group: raw.group.map(|s| r.at(s)),
             max_user_watches: watches.map(|v| r.at(v)),
             max_queued_events: queued.map(|v| r.at(v)),
             persist: persist.unwrap_or(false),

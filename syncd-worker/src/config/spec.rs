@@ -59,11 +59,13 @@ pub(super) struct FileSpec {
     pub daemon: DaemonSpec,
 }
 
-/// `pid_file`, `log_file` and `[inotify]`, before checking.
+/// `pid_file`, `log_file`, `user`, `group` and `[inotify]`, before checking.
 #[derive(Debug, Default)]
 pub(super) struct DaemonSpec {
     pub pid_file: Option<At<String>>,
     pub log_file: Option<At<String>>,
+    pub user: Option<At<String>>,
+    pub group: Option<At<String>>,
     pub max_user_watches: Option<At<i64>>,
     pub max_queued_events: Option<At<i64>>,
     pub persist: bool,
@@ -230,6 +232,7 @@ fn build_daemon(spec: &DaemonSpec, d: &mut Diags) -> DaemonSettings {
     DaemonSettings {
         pid_file: absolute(spec.pid_file.as_ref(), "pid_file", d),
         log_file: absolute(spec.log_file.as_ref(), "log_file", d),
+        run_as: super::run_as::resolve(spec.user.as_ref(), spec.group.as_ref(), d),
         inotify: InotifyLimits {
             max_user_watches: limit(&spec.max_user_watches, "max_user_watches", i64::MAX, d),
             max_queued_events: limit(

@@ -19,6 +19,13 @@ fn with_source(text: &str) -> (TempDir, String) {
     (dir, text.replace("{src}", &src))
 }
 
+/// The `nobody` account every Linux system has.
+fn nobody() -> nix::unistd::User {
+    nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("an account named nobody")
+}
+
 fn names(config: &Config) -> Vec<&str> {
     config.syncs.iter().map(|s| s.name.as_str()).collect()
 }
@@ -90,6 +97,10 @@ fn shipped_toml_commented_keys_are_valid_when_uncommented() {
             l.contains(" = ")
                 && !key.is_empty()
                 && key != "ssh_args"
+                // The account `syncd` need not exist where the tests run: see
+                // `shipped_toml_documents_user_commented_out`.
+                && key != "user"
+                && key != "group"
                 && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
                 || l.starts_with("[sync.hooks.")
         });
@@ -103,6 +114,7 @@ fn shipped_toml_commented_keys_are_valid_when_uncommented() {
         DaemonSettings {
             pid_file: Some("/run/syncd/syncd.pid".into()),
             log_file: Some("/var/log/syncd/syncd.log".into()),
+            run_as: None,
             inotify: InotifyLimits {
                 max_user_watches: Some(1_048_576),
                 max_queued_events: Some(262_144),
@@ -127,6 +139,8 @@ fn every_key_can_be_set() {
         r#"state_dir = "/srv/syncd"
 pid_file = "/tmp/syncd-test/s.pid"
 log_file = "/tmp/syncd-test/s.log"
+user = "nobody"
+group = "root"
 [inotify]
 max_user_watches = 524288
 max_queued_events = 65536
@@ -178,6 +192,13 @@ timeout = "5s"
         DaemonSettings {
             pid_file: Some("/tmp/syncd-test/s.pid".into()),
             log_file: Some("/tmp/syncd-test/s.log".into()),
+            run_as: Some(RunAs {
+                user: "nobody".into(),
+                uid: nobody().uid.as_raw(),
+                group: "root".into(),
+                gid: 0,
+                home: nobody().dir,
+            }),
             inotify: InotifyLimits {
                 max_user_watches: Some(524_288),
                 max_queued_events: Some(65_536),
@@ -457,6 +478,123 @@ fn controller_keys_bad_values_point_at_the_value() {
         ("inotify as array of tables", "[[inotify]]\npersist = true\n", 1, 1, "inotify"),
     ];
     check_cases("/etc/syncd/syncd.toml", cases);
+}
+
+#[test]
+fn user_resolves_to_ids_with_the_primary_group_by_default() {
+    const SYNC: &str = "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/b\"\n";
+    let who = nobody();
+    let primary = nix::unistd::Group::from_gid(who.gid).unwrap().unwrap();
+    let (_dir, text) = with_source(&format!("user = \"nobody\"\n{SYNC}"));
+    let config = parse(text.as_bytes(), Path::new("c.toml")).unwrap();
+    assert_eq!(
+        config.daemon.run_as,
+        Some(RunAs {
+            user: "nobody".into(),
+            uid: who.uid.as_raw(),
+            group: primary.name,
+            gid: who.gid.as_raw(),
+            home: who.dir,
+        })
+    );
+    // root: nothing to drop, said once.
+    let (_dir, text) = with_source(&format!("user = \"root\"\n{SYNC}"));
+    let config = parse(text.as_bytes(), Path::new("c.toml")).unwrap();
+    assert_eq!(config.daemon.run_as, None);
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("c.toml:1:8: ") && w.contains("is root")),
+        "{:?}",
+        config.warnings
+    );
+}
+
+#[test]
+fn bad_user_or_group_points_at_the_value_and_says_what_to_run() {
+    const SYNC: &str = "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/b\"\n";
+    let cases: Vec<(&str, String, usize, usize, &str)> = vec![
+        (
+            "unknown user",
+            format!("user = \"no-such-syncd-user\"\n{SYNC}"),
+            1,
+            8,
+            "useradd --system --no-create-home --shell /usr/sbin/nologin no-such-syncd-user",
+        ),
+        (
+            "unknown user's message",
+            format!("user = \"no-such-syncd-user\"\n{SYNC}"),
+            1,
+            8,
+            "user \"no-such-syncd-user\" does not exist on this machine",
+        ),
+        (
+            "a uid",
+            format!("user = \"4242424\"\n{SYNC}"),
+            1,
+            8,
+            "the account's name, not its uid",
+        ),
+        (
+            "empty user",
+            format!("user = \"\"\n{SYNC}"),
+            1,
+            8,
+            "user is empty",
+        ),
+        (
+            "unknown group",
+            format!("user = \"nobody\"\ngroup = \"no-such-syncd-group\"\n{SYNC}"),
+            2,
+            9,
+            "groupadd --system no-such-syncd-group",
+        ),
+        (
+            "group alone",
+            format!("group = \"root\"\n{SYNC}"),
+            1,
+            9,
+            "is set without user",
+        ),
+        (
+            "user not a string",
+            format!("user = 65534\n{SYNC}"),
+            1,
+            8,
+            "expected a string",
+        ),
+        (
+            "user in a sync",
+            "[[sync]]\nsource = \"{src}\"\nuser = \"nobody\"\n[[sync.target]]\ndest = \"/b\"\n"
+                .to_string(),
+            3,
+            1,
+            "unknown field `user`",
+        ),
+    ];
+    let leaked: Vec<Case> = cases
+        .into_iter()
+        .map(|(w, t, l, c, n)| (w, &*t.leak(), l, c, n))
+        .collect();
+    check_cases("/etc/syncd/syncd.toml", &leaked);
+}
+
+#[test]
+fn shipped_toml_documents_user_commented_out() {
+    // The packaged default stays root; the example shows the key and why.
+    let text = std::fs::read_to_string(repo_file("init/syncd.toml")).unwrap();
+    assert!(
+        text.contains("\n# user = \"syncd\"\n"),
+        "init/syncd.toml lacks `# user = \"syncd\"`"
+    );
+    assert!(
+        text.contains("\n# group = \"syncd\"\n"),
+        "init/syncd.toml lacks `# group = \"syncd\"`"
+    );
+    assert!(!text
+        .lines()
+        .any(|l| l.starts_with("user") || l.starts_with("group")));
 }
 
 #[test]

@@ -39,6 +39,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 
+use super::credentials::Credentials;
 use super::tail::{Tail, TailBuf};
 use crate::deadline::after;
 
@@ -222,6 +223,7 @@ pub struct Spawn {
     stderr: Output,
     group: Group,
     parent_death: Option<Signal>,
+    credentials: Option<Credentials>,
     deadline: Option<Duration>,
     grace: Duration,
     drain: Drain,
@@ -242,6 +244,7 @@ impl Spawn {
             stderr: Output::Null,
             group: Group::Inherit,
             parent_death: None,
+            credentials: None,
             deadline: None,
             grace: Duration::ZERO,
             drain: Drain::ToEnd,
@@ -312,6 +315,13 @@ impl Spawn {
     /// The child refuses to start if the parent died before the request took effect.
     pub fn parent_death(mut self, signal: Option<Signal>) -> Spawn {
         self.parent_death = signal;
+        self
+    }
+
+    /// Run the child as this account, with no capabilities and `no_new_privs` (see
+    /// [`Credentials`]); `None`: as the parent. The child does not start if that fails.
+    pub fn as_user(mut self, credentials: Option<Credentials>) -> Spawn {
+        self.credentials = credentials;
         self
     }
 
@@ -469,25 +479,36 @@ impl Spawn {
         }
         let session = self.group == Group::Session;
         let death = self.parent_death;
-        if session || death.is_some() {
+        let creds = self.credentials.clone();
+        if session || death.is_some() || creds.is_some() {
             let parent = nix::unistd::getpid();
             // SAFETY: the closure runs in the child between fork and exec, where only
-            // async-signal-safe calls are allowed: setsid(2), prctl(2) and getppid(2)
-            // are plain system calls, and it neither allocates nor takes locks (an
-            // error is an io::Error built from an errno value).
+            // async-signal-safe calls are allowed: setsid(2), prctl(2), getppid(2) and
+            // the id changes of `Credentials::apply` are plain system calls, and it
+            // neither allocates nor takes locks (the credentials were built before the
+            // fork; an error is an io::Error built from an errno value).
             unsafe {
-                cmd.pre_exec(move || before_exec(session, death, parent));
+                cmd.pre_exec(move || before_exec(session, creds.as_ref(), death, parent));
             }
         }
         cmd
     }
 }
 
-/// In the child, before exec: a new session when asked, then the parent-death signal
-/// and a check that the parent did not die before that request took effect.
-fn before_exec(session: bool, death: Option<Signal>, parent: Pid) -> io::Result<()> {
+/// In the child, before exec: a new session when asked, the account to run as, then the
+/// parent-death signal (after the id change, which clears it) and a check that the
+/// parent did not die before that request took effect.
+fn before_exec(
+    session: bool,
+    creds: Option<&Credentials>,
+    death: Option<Signal>,
+    parent: Pid,
+) -> io::Result<()> {
     if session {
         nix::unistd::setsid()?;
+    }
+    if let Some(c) = creds {
+        c.apply()?;
     }
     if let Some(sig) = death {
         nix::sys::prctl::set_pdeathsig(sig)?;

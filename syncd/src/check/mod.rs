@@ -24,6 +24,7 @@ use syncd_worker::rsync::{check_password_file, classify};
 
 use crate::settings::Settings;
 
+pub mod as_user;
 mod list_only;
 use crate::sysctl::{self, Knob, Plan, SysctlFs, Wants};
 use list_only::*;
@@ -151,6 +152,9 @@ fn summary(findings: &[Finding]) -> String {
 /// Every check, in the order printed.
 pub fn gather(settings: &Settings, config: &Config, env: &Env) -> Vec<Finding> {
     let mut out = config_findings(config);
+    if let Some(run_as) = &config.daemon.run_as {
+        out.extend(as_user::findings(settings, config, run_as));
+    }
 
     let mut binaries: Vec<&Path> = Vec::new();
     for job in &config.syncs {
