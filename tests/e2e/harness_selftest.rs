@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use syncd_tests::tree::{chmod, source_dir, write_file};
-use syncd_tests::{assert_in_sync, Diagnose, RsyncDaemon, Sshd, SyncCheck, TreeWriter};
+use syncd_tests::{assert_in_sync, wait, Diagnose, RsyncDaemon, Sshd, SyncCheck, TreeWriter};
 
 fn sample_tree(root: &Path) {
     let mut w = TreeWriter::new(7);
@@ -234,7 +234,14 @@ fn sshd_fixture_takes_a_plain_rsync_push_and_refuses_what_it_should() {
         !ok && out.contains("Permission denied (publickey)"),
         "{out}"
     );
-    assert_eq!(sshd.refused_logins(), 1, "{}", sshd.diagnose());
+    // sshd logs the refusal as the connection ends, which can be just after ssh exits.
+    let refused = wait::must(
+        "the refused login in sshd's log",
+        Duration::from_secs(5),
+        &[&sshd],
+        || Some(sshd.refused_logins()).filter(|n| *n > 0),
+    );
+    assert_eq!(refused, 1, "{}", sshd.diagnose());
     sshd.authorize_client_key();
 
     sshd.spoof_host_key();
