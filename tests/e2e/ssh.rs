@@ -6,14 +6,13 @@
 //! command that fixes them; `StrictHostKeyChecking=accept-new` in `ssh_args` is the
 //! operator's opt-in to trusting the first key seen.
 
-use std::collections::HashMap;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use syncd_tests::tree::{hostile_names, rename, source_dir, write_file};
-use syncd_tests::{assert_in_sync, wait, Sshd, TreeWriter, Worker, WorkerConfig};
+use syncd_tests::{assert_in_sync, proc_tree, wait, Sshd, TreeWriter, Worker, WorkerConfig};
 use syncd_worker::status::Status;
 
 const SYNC: Duration = Duration::from_secs(60);
@@ -142,55 +141,6 @@ fn hostile_names_reach_the_target_over_ssh() {
     w.stop();
 }
 
-/// The ssh processes below `root` (its descendants whose name is `ssh`).
-fn ssh_below(root: u32) -> Vec<u32> {
-    let mut parent = HashMap::new();
-    let mut comm = HashMap::new();
-    for e in fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
-        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        let Some((head, rest)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        let ppid = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok());
-        if let (Some(ppid), Some((_, name))) = (ppid, head.split_once(" (")) {
-            parent.insert(pid, ppid);
-            comm.insert(pid, name.to_string());
-        }
-    }
-    let below = |mut p: u32| {
-        while let Some(&pp) = parent.get(&p) {
-            if pp == root {
-                return true;
-            }
-            p = pp;
-        }
-        false
-    };
-    comm.iter()
-        .filter(|(pid, name)| name.as_str() == "ssh" && below(**pid))
-        .map(|(pid, _)| *pid)
-        .collect()
-}
-
-/// `/proc/PID/<what>` as NUL-separated words.
-fn proc_words(pid: u32, what: &str) -> Vec<Vec<u8>> {
-    fs::read(format!("/proc/{pid}/{what}"))
-        .unwrap_or_default()
-        .split(|b| *b == 0)
-        .filter(|w| !w.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect()
-}
-
 #[test]
 fn the_ssh_process_carries_the_key_path_and_no_key_material() {
     let site = SshSite::new();
@@ -213,10 +163,10 @@ fn the_ssh_process_carries_the_key_path_and_no_key_material() {
         Duration::from_secs(20),
         &[&w, &site.sshd],
         || {
-            ssh_below(pid).into_iter().find_map(|ssh| {
-                let argv = proc_words(ssh, "cmdline");
-                (!argv.is_empty()).then(|| (argv, proc_words(ssh, "environ")))
-            })
+            proc_tree::exposed_family(pid)
+                .into_iter()
+                .find(|p| p.comm == "ssh" && !p.cmdline.is_empty())
+                .map(|ssh| (ssh.args(), ssh.env()))
         },
     );
     drop(frozen);

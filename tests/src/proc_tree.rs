@@ -36,10 +36,29 @@ impl Exposed {
         }
     }
 
+    /// The arguments, one word each.
+    pub fn args(&self) -> Vec<Vec<u8>> {
+        words(&self.cmdline)
+    }
+
+    /// The environment, one `KEY=value` entry each.
+    pub fn env(&self) -> Vec<Vec<u8>> {
+        words(&self.environ)
+    }
+
     /// The command line with spaces for the NULs, for messages.
     pub fn argv(&self) -> String {
         String::from_utf8_lossy(&self.cmdline).replace('\0', " ")
     }
+}
+
+/// NUL-separated words, empty ones left out.
+fn words(bytes: &[u8]) -> Vec<Vec<u8>> {
+    bytes
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 /// Every live process's parent pid.
