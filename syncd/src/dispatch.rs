@@ -92,11 +92,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::start::start(&settings, &args.start)
         }
         Command::Reload => {
-            let Some((settings, _)) = with_config(&global)? else {
+            let Some((settings, config)) = with_config(&global)? else {
                 eprintln!("reload refused: the running syncd keeps its current configuration");
                 return Ok(ExitCode::from(EXIT_BAD_CONFIG));
             };
-            crate::stop::reload(&settings)
+            crate::stop::reload(&settings, &config)
         }
         Command::Stop(args) => crate::stop::stop(&without_config(&global)?, args.timeout),
         Command::Status(args) => crate::report::status(&without_config(&global)?, args.json),

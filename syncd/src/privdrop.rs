@@ -114,6 +114,52 @@ pub fn reload_refusal(old: &Config, new: &Config) -> Option<String> {
     })
 }
 
+/// The real uid and gid of a running process (`/proc/PID/status`); None once it is gone.
+pub fn running_ids(pid: u32) -> Option<(u32, u32)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    ids_in_status(&status)
+}
+
+/// The real uid and gid from `/proc/PID/status` text (`Uid:\treal\teffective...`).
+fn ids_in_status(status: &str) -> Option<(u32, u32)> {
+    let real = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))?
+            .split_whitespace()
+            .next()?
+            .parse::<u32>()
+            .ok()
+    };
+    Some((real("Uid:")?, real("Gid:")?))
+}
+
+/// Why `syncd reload` refuses `new` for a controller running with the ids `controller`
+/// whose worker runs with the ids `running` (uid, gid): the same rule as
+/// [`reload_refusal`], seen from outside, so the command says so and fails instead of
+/// leaving it to the controller's log. Without `user` the worker has the controller's ids.
+pub fn refusal_for_running(
+    running: (u32, u32),
+    controller: (u32, u32),
+    new: &Config,
+) -> Option<String> {
+    let wanted = new
+        .daemon
+        .run_as
+        .as_ref()
+        .map_or(controller, |r| (r.uid, r.gid));
+    (running != wanted).then(|| {
+        let said = match &new.daemon.run_as {
+            Some(r) => format!("user {} group {} ({}:{})", r.user, r.group, r.uid, r.gid),
+            None => "no `user` (the controller's own)".to_string(),
+        };
+        format!(
+            "the worker runs as uid {} gid {}, and the config now says {said}: that takes a restart (`syncd restart`)",
+            running.0, running.1
+        )
+    })
+}
+
 /// The worker's spawn, as `u`'s user when there is one: in `/` (the controller's own
 /// directory may be closed to the user), with the user's `HOME`, `USER` and `LOGNAME`
 /// (hooks and ssh look there, not in root's), dropping root before exec.
@@ -429,6 +475,38 @@ mod tests {
             },
             warnings: Vec::new(),
         }
+    }
+
+    #[test]
+    fn reload_compares_the_running_workers_ids_with_the_new_config() {
+        let syncd = Some(RunAs {
+            user: "syncd".into(),
+            uid: 990,
+            group: "syncd".into(),
+            gid: 991,
+            home: "/var/lib/syncd".into(),
+        });
+        let root = (0, 0);
+        // (worker's ids, controller's ids, the new config's user, refused?)
+        let cases = [
+            ((0, 0), root, None, false),
+            ((990, 991), root, syncd.clone(), false),
+            ((990, 991), root, None, true),
+            ((0, 0), root, syncd.clone(), true),
+            ((990, 0), root, syncd.clone(), true),
+            // A controller run by a user without `user`: its worker has its ids.
+            ((1000, 1000), (1000, 1000), None, false),
+        ];
+        for (worker, controller, run_as, refused) in cases {
+            let got = refusal_for_running(worker, controller, &config(run_as.clone()));
+            assert_eq!(got.is_some(), refused, "{worker:?} {run_as:?}: {got:?}");
+            if let Some(why) = got {
+                assert!(why.contains("syncd restart"), "{why}");
+            }
+        }
+        let status = "Name:\tsyncd-worker\nUid:\t990\t990\t990\t990\nGid:\t991\t991\t991\t991\n";
+        assert_eq!(ids_in_status(status), Some((990, 991)));
+        assert_eq!(ids_in_status("Name:\tx\n"), None);
     }
 
     #[test]

@@ -7,10 +7,11 @@ use std::process::{Child, ExitCode, ExitStatus};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use syncd_worker::config::Config;
 use syncd_worker::contract;
 use syncd_worker::deadline::after;
 
-use crate::dispatch::EXIT_NOT_RUNNING;
+use crate::dispatch::{EXIT_BAD_CONFIG, EXIT_NOT_RUNNING};
 use crate::lock::{self, LockState, PidLock};
 use crate::procs::{self, Proc, Role};
 use crate::settings::Settings;
@@ -135,12 +136,26 @@ fn released(settings: &Settings, timeout: Duration) -> anyhow::Result<bool> {
     }
 }
 
-/// `syncd reload`: the config was validated by the caller; SIGHUP the controller.
-pub fn reload(settings: &Settings) -> anyhow::Result<ExitCode> {
+/// `syncd reload`: the config was validated by the caller; SIGHUP the controller, unless
+/// the new config asks for another `user` than the running worker has (the controller
+/// would refuse it too, but only in its log).
+pub fn reload(settings: &Settings, config: &Config) -> anyhow::Result<ExitCode> {
     let Some(pid) = running_controller(settings)? else {
         eprintln!("syncd is not running; nothing to reload");
         return Ok(ExitCode::from(EXIT_NOT_RUNNING));
     };
+    let worker = ControllerState::read(&settings.controller_file)
+        .ok()
+        .flatten()
+        .and_then(|s| s.worker_pid);
+    let ids = worker.and_then(crate::privdrop::running_ids);
+    if let Some(why) = ids
+        .zip(crate::privdrop::running_ids(pid))
+        .and_then(|(w, c)| crate::privdrop::refusal_for_running(w, c, config))
+    {
+        eprintln!("reload refused, the running syncd keeps its configuration: {why}");
+        return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+    }
     procs::signal(pid, contract::RELOAD)?;
     println!(
         "reload requested (pid {pid}); the log ({}) says what changed",

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::unistd::User;
-use syncd_tests::controller::{kill, show, wait_gone};
+use syncd_tests::controller::{kill, says, show, wait_gone};
 use syncd_tests::tree::{chmod, source_dir, write_file};
 use syncd_tests::{
     assert_in_sync, is_root, toml_str, wait, Controller, Diagnose, Site, TreeWriter,
@@ -285,10 +285,20 @@ fn the_worker_and_its_rsync_run_as_user_with_nothing_of_root() {
         "the reload replaced the worker"
     );
 
-    // Dropping `user` needs a restart: the reload is refused, the worker stays as it was.
+    // Dropping `user` needs a restart: the reload is refused (by the command, which says
+    // so and fails), the worker stays as it was.
     c.rewrite_config(&site.config().to_toml());
     let out = c.cmd(&["reload"]);
-    assert_eq!(out.status.code(), Some(0), "reload\n{}", show(&out));
+    assert!(
+        out.status.code() == Some(6) && says(&out, "reload refused") && says(&out, "syncd restart"),
+        "a reload that drops `user`\n{}",
+        show(&out)
+    );
+    // A SIGHUP straight to the controller (systemd's ExecReload) is refused there.
+    kill(
+        c.controller_pid().expect("the controller's pid"),
+        Signal::SIGHUP,
+    );
     c.wait_log(&["reload refused", "takes a restart"], STATUS_TIMEOUT);
     assert_eq!(c.worker_pid(), Some(worker));
     assert_unprivileged(
