@@ -192,6 +192,13 @@ fn the_worker_and_its_rsync_run_as_user_with_nothing_of_root() {
     }
     let copy_dir = site.state.path().join("secrets");
     let copy_flag = format!("--password-file={}/", copy_dir.display());
+    for (path, text) in recorded(&record, "environ") {
+        assert!(
+            !text.lines().any(|l| l.starts_with("NOTIFY_SOCKET=")),
+            "rsync was given the worker's notify socket ({}):\n{text}",
+            path.display()
+        );
+    }
     let mut with_copy = 0;
     for (path, text) in recorded(&record, "cmdline")
         .into_iter()

@@ -453,7 +453,11 @@ impl Spawn {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
+        // The notify socket this process was given is its own: a child (rsync, ssh, a
+        // hook) gets one only when the caller passes it on purpose (`env`), as the
+        // controller does for the worker.
         cmd.args(&self.args)
+            .env_remove(crate::contract::NOTIFY_SOCKET)
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
