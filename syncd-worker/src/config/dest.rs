@@ -175,7 +175,8 @@ fn parse_module(s: &str, module: &str) -> Result<String, String> {
 /// (the authority, up to the first `/`, has a `:` before its last `@`), or `u:pw@h::m`,
 /// `u:pw@h:/path` (rsync would take these for an ssh login to host `u` with the path
 /// `pw@h::m`: the first `:` follows a plain host, and the "path" has an `@` before any
-/// `/`, or an `@` later followed by `::`). An ssh path with an `@` in its first
+/// `/`, or its last `@` is followed by a host and a `:`, as in `u:p/w@h:/path`, and the
+/// "path" does not start with `/`, `.` or `~`). An ssh path with an `@` in its first
 /// component is caught too: written `host:./dir@x`, it is not. None when there is none.
 pub fn password_span(s: &str) -> Option<Range<usize>> {
     if let Some(rest) = s.strip_prefix("rsync://") {
@@ -198,9 +199,16 @@ pub fn password_span(s: &str) -> Option<Range<usize>> {
     if !path[..at].contains('/') {
         return Some(colon + 1..colon + 1 + at);
     }
-    let module = path.find("::")?;
-    let at = path[..module].rfind('@')?;
-    Some(colon + 1..colon + 1 + at)
+    // `u:pa/ss@h::m`, `u:pa/ss@h:/path`: an `@` followed by a host and a `:` (no `/`
+    // between them) reads as `user:password@host:`, whatever the password holds — unless
+    // the "path" reads as one (`h:/srv/a@b:c`, `h:./a@b:c`, `h:~/a@b:c`).
+    if path.starts_with(['/', '.', '~']) {
+        return None;
+    }
+    let at = path.rfind('@')?;
+    let after = &path[at + 1..];
+    let host_end = after.find(':')?;
+    (host_end > 0 && !after[..host_end].contains('/')).then(|| colon + 1..colon + 1 + at)
 }
 
 /// Does `s` hold a password (see [`password_span`])?
@@ -640,6 +648,8 @@ mod tests {
             ("u:S3cr3t@h:/path", "S3cr3t", true),
             ("u:S3cr3t@h:rel", "S3cr3t", true),
             ("u:S3/cr3t@h::m", "S3/cr3t", true),
+            ("u:S3/cr3t@h:/path", "S3/cr3t", true),
+            ("u:S3/cr3t@h:", "S3/cr3t", true),
             ("u:S3cr3t@[::1]::m", "S3cr3t", true),
             ("u:S3cr3t@h:", "S3cr3t", true),
             ("rsync://u:S3/cr3t@h/m", "S3", false),
@@ -651,6 +661,21 @@ mod tests {
             let err = parse_dest(text).expect_err(text);
             assert_eq!(err.contains("password_file"), recognised, "{text}: {err}");
             assert!(!err.contains(secret), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_ssh_path_with_an_at_sign_is_not_taken_for_a_password() {
+        for text in [
+            "h:dir/a@b",
+            "h:./dir@x",
+            "h:dir/mail@x/y:z",
+            "u@h:/srv/a@b",
+            "h:/a@:b",
+            "h:/srv/a@b:c",
+            "h:~/a/b@c:d",
+        ] {
+            assert!(!has_password(text), "{text}");
         }
     }
 
