@@ -65,6 +65,14 @@ pub struct Unprivileged {
 /// writes the password copies; an error says what to do.
 pub fn prepare(config: &Config, state_dir: &Path) -> anyhow::Result<Option<Unprivileged>> {
     let Some(run_as) = config.daemon.run_as.clone() else {
+        // Copies a run as `user` left (a controller killed before its stop): not needed
+        // by a worker that reads the files itself, so not kept.
+        if clear_copies(state_dir) {
+            log::info!(
+                "removed the password copies a run as another user left in {}",
+                state_dir.join(contract::SECRETS_DIR).display()
+            );
+        }
         return Ok(None);
     };
     let euid = nix::unistd::geteuid();
@@ -250,17 +258,7 @@ impl Unprivileged {
 
     /// At stop: the copies and their directory go.
     pub fn remove_copies(&self) {
-        let dir = self.password_dir();
-        if let Ok(fd) = self.secrets_dir_fd() {
-            for name in entries(&fd).unwrap_or_default() {
-                let _ = unlinkat(fd.as_fd(), name.as_os_str(), UnlinkatFlags::NoRemoveDir);
-            }
-        }
-        if let Err(e) = std::fs::remove_dir(&dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                log::warn!("cannot remove {}: {e}", dir.display());
-            }
-        }
+        clear_copies(self.state.path());
     }
 
     /// `<state_dir>/secrets`, opened without following a symlink, created (0700, the
@@ -348,6 +346,30 @@ impl Unprivileged {
 }
 
 /// Open a directory the operator named (following symlinks in `path` itself).
+/// Remove `<state_dir>/secrets` and the copies in it, never following a symlink (a
+/// symlink or file in its place is left to [`Unprivileged::secrets_dir_fd`]). True when
+/// there was a directory to remove.
+fn clear_copies(state_dir: &Path) -> bool {
+    let Ok(parent) = open_dir(state_dir) else {
+        return false;
+    };
+    let name = OsStr::new(contract::SECRETS_DIR);
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let Ok(fd) = openat(parent.as_fd(), name, flags, Mode::empty()) else {
+        return false;
+    };
+    for entry in entries(&fd).unwrap_or_default() {
+        let _ = unlinkat(fd.as_fd(), entry.as_os_str(), UnlinkatFlags::NoRemoveDir);
+    }
+    if let Err(e) = unlinkat(parent.as_fd(), name, UnlinkatFlags::RemoveDir) {
+        log::warn!(
+            "cannot remove {}: {e}",
+            state_dir.join(contract::SECRETS_DIR).display()
+        );
+    }
+    true
+}
+
 fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
     nix::fcntl::open(
         path,
@@ -475,6 +497,23 @@ mod tests {
             },
             warnings: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_run_without_user_removes_the_copies_a_killed_run_left() {
+        let state = tempfile::tempdir().unwrap();
+        let secrets = state.path().join(contract::SECRETS_DIR);
+        std::fs::create_dir(&secrets).unwrap();
+        std::fs::write(secrets.join("rsync.password.0123"), "s3cret\n").unwrap();
+        assert!(prepare(&config(None), state.path()).unwrap().is_none());
+        assert!(!secrets.exists(), "the copies stayed");
+
+        // A symlink in its place is not followed (nothing behind it is removed).
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("keep"), "x").unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), &secrets).unwrap();
+        assert!(prepare(&config(None), state.path()).unwrap().is_none());
+        assert!(elsewhere.path().join("keep").exists());
     }
 
     #[test]
