@@ -130,6 +130,22 @@ fn a_killed_worker_leaves_no_hook_behind() {
     all_gone(&h.w, &h.pids, Duration::from_secs(10));
 }
 
+/// The guard itself SIGKILLed (root, the OOM killer): the hook it ran goes with it.
+#[test]
+fn a_killed_guard_takes_its_hook_with_it() {
+    let h = hooked("10m");
+    let hook = h.pids[0];
+    let guard = syncd_tests::proc_tree::parent_of(hook).expect("the hook's parent");
+    assert_eq!(
+        syncd_tests::controller::comm(guard).as_deref(),
+        Some("syncd-hook"),
+        "the hook's parent is its guard"
+    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(guard as i32), Signal::SIGKILL)
+        .expect("SIGKILL the guard");
+    all_gone(&h.w, &[hook], Duration::from_secs(10));
+}
+
 /// The second stop signal comes while a push is still in flight (the daemon frozen): the
 /// worker exits at once, killing the hook first.
 #[test]

@@ -74,7 +74,7 @@ fn parents() -> BTreeMap<u32, u32> {
 
 /// The parent pid from `/proc/PID/stat` (after the command name, which may hold spaces
 /// and parentheses: the last `)` ends it).
-fn parent_of(pid: u32) -> Option<u32> {
+pub fn parent_of(pid: u32) -> Option<u32> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(1)?.parse().ok()

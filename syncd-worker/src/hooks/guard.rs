@@ -24,13 +24,16 @@
 //! So a hook and all it started end: when the hook ends (leftovers are part of the
 //! run), at its timeout, and at the worker's end whatever the way. What escapes: a
 //! process that double-forks *and* changes its parent's subreaper (impossible without
-//! ptrace), or one in uninterruptible sleep until it wakes.
+//! ptrace), or one in uninterruptible sleep until it wakes. If the guard itself is
+//! SIGKILLed (by root or the OOM killer), the hook gets SIGKILL too (its own parent-death
+//! signal), but what the hook started is left: nobody is left to find it.
 //!
 //! Without [`enable`] (unit tests, whose `/proc/self/exe` is the test binary), hooks run
 //! directly with a parent-death SIGKILL on the hook alone.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -135,7 +138,23 @@ fn guard(argv: &[OsString]) -> u8 {
         eprintln!("syncd-worker {FLAG}: cannot block signals: {e}");
         return 126;
     }
-    let child = match Command::new(&argv[0]).args(&argv[1..]).spawn() {
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    let guard_pid = getpid();
+    // SAFETY: runs in the child between fork and exec: prctl(2) and getppid(2) are plain
+    // system calls; nothing is allocated or locked (the error is built from an errno).
+    unsafe {
+        command.pre_exec(move || {
+            // Should the guard itself be SIGKILLed, the hook goes with it (what the hook
+            // started then outlives it: nobody is left to kill it — see the module doc).
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            if nix::unistd::getppid() != guard_pid {
+                return Err(nix::errno::Errno::ESRCH.into());
+            }
+            Ok(())
+        });
+    }
+    let child = match command.spawn() {
         Ok(child) => Pid::from_raw(child.id() as i32),
         Err(e) => {
             eprintln!("{NOT_STARTED}{}: {e}", argv[0].to_string_lossy());
