@@ -36,6 +36,9 @@ mod hooks;
 /// `init/syncd.init` with the real controller: LSB codes, the subsys lock, function
 /// libraries, a removed binary, the chkconfig/LSB header; the example configs load.
 mod initscript;
+/// `metrics_file`: Prometheus text read back with a strict parser — pushes, a target
+/// down (failures, lag, degraded), and no rewrite while the worker is idle.
+mod metrics;
 /// Directories moved in from outside and out of the tree.
 mod moves;
 /// Push now: `syncd-worker --once [--full]` (fail-log replay, whole-tree push with
