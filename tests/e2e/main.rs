@@ -52,6 +52,9 @@ mod periodic;
 /// A second push beside a slow one: a small file overtakes a big push, a file changed
 /// during its own push goes again after it, a one-connection daemon gets it all in order.
 mod pipeline;
+/// `syncd status --check` (Nagios/Icinga plugin): exit 2 stopped, 0 in step, 1 then 2
+/// while the target's daemon is down and the lag grows, 0 when it is back.
+mod plugin;
 /// SIGHUP: exclude, target and source changed in place; an invalid new config is refused.
 mod reload;
 /// A directory renamed in the source is seeded from the target's old copy, not sent
