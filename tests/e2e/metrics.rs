@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use syncd_tests::tree::write_file;
-use syncd_tests::{toml_str, wait, Site, Worker, WorkerConfig};
+use syncd_tests::{toml_str, wait, Diagnose, Site, Worker, WorkerConfig};
 use syncd_worker::metrics::parsed::{parse, Parsed};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,6 +26,28 @@ fn key(name: &str, result: Option<&str>) -> String {
 fn read(file: &Path) -> Result<Parsed, String> {
     let text = fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     parse(&text).map_err(|e| format!("the parser refused it: {e}\n{text}"))
+}
+
+/// Wait until the file parses and `holds` says yes; the file parsed.
+fn wait_metrics(
+    what: &str,
+    file: &Path,
+    fixtures: &[&dyn Diagnose],
+    holds: impl Fn(&Parsed) -> bool,
+) -> Parsed {
+    wait::must(
+        format_args!("the metrics file: {what}"),
+        TIMEOUT,
+        fixtures,
+        || {
+            let m = read(file)?;
+            if holds(&m) {
+                Ok(m)
+            } else {
+                Err(format!("{:?}", m.samples))
+            }
+        },
+    )
 }
 
 /// The file's identity: each write renames a new inode over it.
@@ -55,22 +77,11 @@ fn the_metrics_file_shows_pushes_and_failures_and_an_idle_worker_leaves_it_alone
 
     // The pushes, once the worker is in step again.
     let pushed = key("syncd_pushed_paths_total", None);
-    let m = wait::must(
-        "the metrics file to show 5 paths pushed, in step",
-        TIMEOUT,
-        &[&w, &site.daemon],
-        || {
-            let m = read(&file)?;
-            let done = m.get(&pushed).is_some_and(|n| n >= 5.0)
-                && m.get(&key("syncd_queue_depth", None)) == Some(0.0)
-                && m.get(&key("syncd_in_flight_paths", None)) == Some(0.0);
-            if done {
-                Ok(m)
-            } else {
-                Err(format!("{:?}", m.samples))
-            }
-        },
-    );
+    let m = wait_metrics("5 paths pushed, in step", &file, &[&w, &site.daemon], |m| {
+        m.get(&pushed).is_some_and(|n| n >= 5.0)
+            && m.get(&key("syncd_queue_depth", None)) == Some(0.0)
+            && m.get(&key("syncd_in_flight_paths", None)) == Some(0.0)
+    });
     let status = w.status().expect("status");
     let (s, t) = (&status.syncs[0], &status.syncs[0].targets[0]);
     let want = [
@@ -125,24 +136,19 @@ fn the_metrics_file_shows_pushes_and_failures_and_an_idle_worker_leaves_it_alone
     // The daemon down: a change fails, the target shows failures, lag and degraded.
     site.daemon.stop();
     write_file(&site.src().join("late.txt"), b"late");
-    wait::must(
-        "the metrics file to show failed pushes",
-        TIMEOUT,
+    wait_metrics(
+        "failed pushes, lag, degraded",
+        &file,
         &[&w, &site.daemon],
-        || {
-            let m = read(&file)?;
-            let failing = m
-                .get(&key("syncd_pushes_total", Some("failed")))
+        |m| {
+            m.get(&key("syncd_pushes_total", Some("failed")))
                 .is_some_and(|n| n >= 1.0)
                 && m.get(&key("syncd_degraded", None)) == Some(1.0)
                 && m.get(&key("syncd_consecutive_failures", None))
                     .is_some_and(|n| n >= 1.0)
                 && m.get(&key("syncd_lag_seconds", None))
                     .is_some_and(|l| l > 0.0)
-                && m.get("syncd_worker_state{state=\"degraded\"}") == Some(1.0);
-            failing
-                .then_some(())
-                .ok_or_else(|| format!("{:?}", m.samples))
+                && m.get("syncd_worker_state{state=\"degraded\"}") == Some(1.0)
         },
     );
     assert_ne!(identity(&file), Some(quiet), "rewritten for the change");
@@ -150,17 +156,10 @@ fn the_metrics_file_shows_pushes_and_failures_and_an_idle_worker_leaves_it_alone
     // Back up: the change arrives and the file says so.
     site.daemon.restart();
     site.check(&w).within(TIMEOUT).wait();
-    wait::must(
-        "the metrics file back in step",
-        TIMEOUT,
-        &[&w, &site.daemon],
-        || {
-            let m = read(&file)?;
-            let ok = m.get(&pushed).is_some_and(|n| n >= 6.0)
-                && m.get(&key("syncd_degraded", None)) == Some(0.0)
-                && m.get(&key("syncd_lag_seconds", None)) == Some(0.0);
-            ok.then_some(()).ok_or_else(|| format!("{:?}", m.samples))
-        },
-    );
+    wait_metrics("back in step", &file, &[&w, &site.daemon], |m| {
+        m.get(&pushed).is_some_and(|n| n >= 6.0)
+            && m.get(&key("syncd_degraded", None)) == Some(0.0)
+            && m.get(&key("syncd_lag_seconds", None)) == Some(0.0)
+    });
     w.stop();
 }

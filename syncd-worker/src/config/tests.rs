@@ -317,6 +317,15 @@ dest = "/backup/www"
 /// (what, file text, line, col, text the message or its detail must hold)
 type Case = (&'static str, &'static str, usize, usize, &'static str);
 
+/// [`check_cases`] for texts made with `format!`.
+fn check_owned_cases(file: &str, cases: Vec<(&'static str, String, usize, usize, &'static str)>) {
+    let leaked: Vec<Case> = cases
+        .into_iter()
+        .map(|(w, t, l, c, n)| (w, &*t.leak(), l, c, n))
+        .collect();
+    check_cases(file, &leaked);
+}
+
 fn check_cases(file: &str, cases: &[Case]) {
     let mut failures = Vec::new();
     for (what, text, line, col, needle) in cases {
@@ -574,11 +583,7 @@ fn bad_user_or_group_points_at_the_value_and_says_what_to_run() {
             "unknown field `user`",
         ),
     ];
-    let leaked: Vec<Case> = cases
-        .into_iter()
-        .map(|(w, t, l, c, n)| (w, &*t.leak(), l, c, n))
-        .collect();
-    check_cases("/etc/syncd/syncd.toml", &leaked);
+    check_owned_cases("/etc/syncd/syncd.toml", cases);
 }
 
 #[test]
@@ -630,11 +635,7 @@ fn metrics_file_is_an_absolute_prom_file() {
             "unknown field `metrics_file`",
         ),
     ];
-    let leaked: Vec<Case> = cases
-        .into_iter()
-        .map(|(w, t, l, c, n)| (w, &*t.leak(), l, c, n))
-        .collect();
-    check_cases("/etc/syncd/syncd.toml", &leaked);
+    check_owned_cases("/etc/syncd/syncd.toml", cases);
 }
 
 #[test]
