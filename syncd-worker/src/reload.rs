@@ -542,6 +542,18 @@ mod tests {
     }
 
     #[test]
+    fn a_metrics_file_set_or_moved_is_a_change_applied_in_place() {
+        let on = edit(|c| c.metrics_file = Some("/var/lib/node-exporter/syncd.prom".into()));
+        let plan = diff(&base(), &on);
+        assert!(plan.metrics_file_changed && !plan.is_noop());
+        assert!(plan
+            .summary(std::path::Path::new("/etc/syncd/syncd.toml"))
+            .ends_with(", metrics_file changed"));
+        assert!(diff(&on, &on).is_noop());
+        assert!(diff(&on, &base()).metrics_file_changed, "turned off");
+    }
+
+    #[test]
     fn removals_and_flags() {
         let new = edit(|c| {
             c.syncs.remove(1);
