@@ -21,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "syncd",
     version,
-    after_help = "Exit codes (LSB): 0 success, 1 failure, 2 bad usage, 3 not running (status), 6 invalid configuration."
+    after_help = "Exit codes (LSB): 0 success, 1 failure, 2 bad usage, 3 not running (status), 6 invalid configuration. `status --check` (Nagios/Icinga): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
 )]
 pub struct Cli {
     #[command(flatten)]
