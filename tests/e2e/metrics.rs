@@ -163,3 +163,54 @@ fn the_metrics_file_shows_pushes_and_failures_and_an_idle_worker_leaves_it_alone
     });
     w.stop();
 }
+
+/// A reload that sets `metrics_file` starts the file at once, with what the worker did
+/// before; one that turns it off leaves the file as it was.
+#[test]
+fn a_reload_turns_the_metrics_file_on_and_off() {
+    let site = Site::new();
+    let dir = tempfile::Builder::new()
+        .prefix("syncd-e2e-metrics.")
+        .tempdir()
+        .expect("tempdir");
+    let file = dir.path().join("syncd.prom");
+    let cfg = WorkerConfig::new(site.state.path(), site.src())
+        .daemon_named(&site.daemon, "backup")
+        .name("data");
+    let mut w = Worker::start(&cfg);
+    write_file(&site.src().join("a.txt"), b"a");
+    site.check(&w).within(TIMEOUT).wait();
+    w.wait_status("the push counted", TIMEOUT, &[&site.daemon], |s| {
+        s.syncs[0].targets[0].paths_pushed >= 1
+    });
+    assert!(!file.exists());
+
+    let on = cfg.top_key("metrics_file", &toml_str(&file.to_string_lossy()));
+    w.rewrite_config(&on.to_toml());
+    w.reload();
+    wait_metrics(
+        "the push made before the reload",
+        &file,
+        &[&w, &site.daemon],
+        |m| {
+            m.get(&key("syncd_pushed_paths_total", None))
+                .is_some_and(|n| n >= 1.0)
+        },
+    );
+
+    let off = WorkerConfig::new(site.state.path(), site.src())
+        .daemon_named(&site.daemon, "backup")
+        .name("data");
+    w.rewrite_config(&off.to_toml());
+    w.reload();
+    w.wait_log("metrics_file changed", TIMEOUT);
+    let before = identity(&file);
+    write_file(&site.src().join("b.txt"), b"b");
+    site.check(&w).within(TIMEOUT).wait();
+    w.wait_status("the second push counted", TIMEOUT, &[&site.daemon], |s| {
+        s.syncs[0].targets[0].paths_pushed >= 2
+    });
+    assert_eq!(identity(&file), before, "no longer written");
+    w.stop();
+    assert_eq!(identity(&file), before, "not written at the stop either");
+}
