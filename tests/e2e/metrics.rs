@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use syncd_tests::tree::write_file;
@@ -50,6 +50,24 @@ fn wait_metrics(
     )
 }
 
+/// A site, a directory for the metrics file (node_exporter's textfile directory) and the
+/// file's path in it.
+fn setup() -> (Site, tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("syncd-e2e-metrics.")
+        .tempdir()
+        .expect("tempdir");
+    let file = dir.path().join("syncd.prom");
+    (Site::new(), dir, file)
+}
+
+/// Sync "data" pushing to the site's daemon as target "backup" (no metrics file yet).
+fn config(site: &Site) -> WorkerConfig {
+    WorkerConfig::new(site.state.path(), site.src())
+        .daemon_named(&site.daemon, "backup")
+        .name("data")
+}
+
 /// The file's identity: each write renames a new inode over it.
 fn identity(file: &Path) -> Option<(u64, i64, i64)> {
     let m = fs::metadata(file).ok()?;
@@ -58,15 +76,8 @@ fn identity(file: &Path) -> Option<(u64, i64, i64)> {
 
 #[test]
 fn the_metrics_file_shows_pushes_and_failures_and_an_idle_worker_leaves_it_alone() {
-    let mut site = Site::new();
-    let dir = tempfile::Builder::new()
-        .prefix("syncd-e2e-metrics.")
-        .tempdir()
-        .expect("tempdir");
-    let file = dir.path().join("syncd.prom");
-    let cfg = WorkerConfig::new(site.state.path(), site.src())
-        .daemon_named(&site.daemon, "backup")
-        .name("data")
+    let (mut site, dir, file) = setup();
+    let cfg = config(&site)
         .retry(Some(("1s", "2s")))
         .top_key("metrics_file", &toml_str(&file.to_string_lossy()));
     let mut w = Worker::start(&cfg);
@@ -168,15 +179,8 @@ fn the_metrics_file_shows_pushes_and_failures_and_an_idle_worker_leaves_it_alone
 /// before; one that turns it off leaves the file as it was.
 #[test]
 fn a_reload_turns_the_metrics_file_on_and_off() {
-    let site = Site::new();
-    let dir = tempfile::Builder::new()
-        .prefix("syncd-e2e-metrics.")
-        .tempdir()
-        .expect("tempdir");
-    let file = dir.path().join("syncd.prom");
-    let cfg = WorkerConfig::new(site.state.path(), site.src())
-        .daemon_named(&site.daemon, "backup")
-        .name("data");
+    let (site, _dir, file) = setup();
+    let cfg = config(&site);
     let mut w = Worker::start(&cfg);
     write_file(&site.src().join("a.txt"), b"a");
     site.check(&w).within(TIMEOUT).wait();
@@ -198,10 +202,7 @@ fn a_reload_turns_the_metrics_file_on_and_off() {
         },
     );
 
-    let off = WorkerConfig::new(site.state.path(), site.src())
-        .daemon_named(&site.daemon, "backup")
-        .name("data");
-    w.rewrite_config(&off.to_toml());
+    w.rewrite_config(&config(&site).to_toml());
     w.reload();
     w.wait_log("metrics_file changed", TIMEOUT);
     let before = identity(&file);
