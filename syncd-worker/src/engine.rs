@@ -31,6 +31,7 @@ use crate::contract;
 use crate::deadline::after;
 use crate::faillog::FailLog;
 use crate::hooks::Pushed;
+use crate::metrics::file::MetricsFile;
 use crate::push::PushReport;
 use crate::queue::Change;
 use crate::rsync::args::Caps;
@@ -121,6 +122,8 @@ struct Engine {
     stopping: bool,
     status_dirty: bool,
     last_status: Option<Instant>,
+    /// `metrics_file`'s writer (None: off), fed from each status written.
+    metrics: Option<MetricsFile>,
     fatal: Option<String>,
     /// The sources' identities, as last written to `sources.json`.
     sources: source_id::Record,
@@ -166,6 +169,7 @@ fn spawn_signals(tx: Sender<Msg>) -> anyhow::Result<()> {
 impl Engine {
     fn new(config: Config, overrides: Overrides, tx: Sender<Msg>) -> Engine {
         let sources = source_id::Record::load(&config.state_dir);
+        let metrics = config.metrics_file.as_deref().map(MetricsFile::new);
         Engine {
             config,
             syncs: Vec::new(),
@@ -177,6 +181,7 @@ impl Engine {
             stopping: false,
             status_dirty: true,
             last_status: None,
+            metrics,
             fatal: None,
             sources,
             next_checkpoint: Instant::now(),
@@ -226,6 +231,9 @@ impl Engine {
         }
         let saved = self.save_pending();
         self.write_status();
+        if let Some(m) = &mut self.metrics {
+            m.flush(Instant::now());
+        }
         if let Some(e) = self.fatal {
             return Err(anyhow::anyhow!(e));
         }
@@ -294,13 +302,17 @@ impl Engine {
             targets.chain([s.next_full])
         });
         let status = self.status_due();
+        let metrics = self.metrics.as_ref().and_then(MetricsFile::due);
         // The quiet mark moves only when the loop samples the watermark: while it still
         // has to, look again shortly; the checkpoint is due only while it may change.
         let settling = self.settling();
         let settle = settling.then(|| after(now, SETTLE_LOOK));
         let checkpoint = (!self.stopping && (settling || self.checkpoint_changed()))
             .then_some(self.next_checkpoint);
-        syncs.chain([status, settle, checkpoint]).flatten().min()
+        syncs
+            .chain([status, metrics, settle, checkpoint])
+            .flatten()
+            .min()
     }
 
     /// Start what is due: periodic full pushes, then each target's probe or push (one a
@@ -554,6 +566,7 @@ mod tests {
             path: "/etc/syncd/syncd.toml".into(),
             state_dir: "/var/lib/syncd".into(),
             status_file: status_file.into(),
+            metrics_file: None,
             syncs: vec![job("/a", vec![local("/b")]), job("/c", vec![local("/d")])],
             daemon: DaemonSettings::default(),
             warnings: Vec::new(),

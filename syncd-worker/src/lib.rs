@@ -18,6 +18,7 @@ pub mod force;
 pub mod guard;
 pub mod hooks;
 pub mod logger;
+pub mod metrics;
 pub mod notify;
 pub mod once;
 pub mod parents;

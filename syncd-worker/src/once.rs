@@ -350,6 +350,7 @@ mod tests {
             path: state.join("syncd.toml"),
             state_dir: state.to_path_buf(),
             status_file: StateDir::at(state).status_file(),
+            metrics_file: None,
             syncs: jobs,
             daemon: crate::config::DaemonSettings::default(),
             warnings: Vec::new(),

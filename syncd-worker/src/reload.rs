@@ -63,6 +63,8 @@ pub struct Plan {
     pub state_dir_changed: bool,
     /// `status_file` differs: cannot apply while running (the controller reads it).
     pub status_file_changed: bool,
+    /// `metrics_file` differs (set, moved or turned off): applied at once.
+    pub metrics_file_changed: bool,
 }
 
 /// Compare the running configuration with the new one.
@@ -92,6 +94,7 @@ pub fn diff(old: &Config, new: &Config) -> Plan {
         removed_syncs,
         state_dir_changed: old.state_dir != new.state_dir,
         status_file_changed: old.status_file != new.status_file,
+        metrics_file_changed: old.metrics_file != new.metrics_file,
     }
 }
 
@@ -196,6 +199,7 @@ impl Plan {
             && self.syncs.iter().all(|s| s.change == SyncChange::Unchanged)
             && !self.state_dir_changed
             && !self.status_file_changed
+            && !self.metrics_file_changed
     }
 
     fn count(&self, c: SyncChange) -> usize {
@@ -245,6 +249,9 @@ impl Plan {
             if n > 0 {
                 out.push_str(&format!(", {n} {} {what}", plural(n, one, many)));
             }
+        }
+        if self.metrics_file_changed {
+            out.push_str(", metrics_file changed");
         }
         out
     }
@@ -296,6 +303,7 @@ mod tests {
             path: "/etc/syncd/syncd.toml".into(),
             state_dir: "/var/lib/syncd".into(),
             status_file: "/var/lib/syncd/status.json".into(),
+            metrics_file: None,
             syncs,
             daemon: DaemonSettings::default(),
             warnings: Vec::new(),
@@ -531,6 +539,18 @@ mod tests {
                 "{old:?} -> {new:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_metrics_file_set_or_moved_is_a_change_applied_in_place() {
+        let on = edit(|c| c.metrics_file = Some("/var/lib/node-exporter/syncd.prom".into()));
+        let plan = diff(&base(), &on);
+        assert!(plan.metrics_file_changed && !plan.is_noop());
+        assert!(plan
+            .summary(std::path::Path::new("/etc/syncd/syncd.toml"))
+            .ends_with(", metrics_file changed"));
+        assert!(diff(&on, &on).is_noop());
+        assert!(diff(&on, &base()).metrics_file_changed, "turned off");
     }
 
     #[test]

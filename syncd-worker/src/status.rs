@@ -154,6 +154,16 @@ pub struct TargetStatus {
     pub lag_seconds: f64,
     pub pushes_ok: u64,
     pub pushes_failed: u64,
+    /// Entries the successful pushes carried: paths, directories pushed whole, and a
+    /// whole-tree push as 1 (bytes are not counted: an ordinary push runs rsync without
+    /// `--stats`). Absent from status files of older workers.
+    #[serde(default)]
+    pub paths_pushed: u64,
+    /// Something is wrong that the target works around: failures since the last success,
+    /// failing paths, a busy daemon it waits for, never reached. Absent from status files
+    /// of older workers.
+    #[serde(default)]
+    pub degraded: bool,
     /// Failures since the last success.
     pub consecutive_failures: u64,
     pub last_error: Option<String>,

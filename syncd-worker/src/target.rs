@@ -139,6 +139,7 @@ struct Counters {
     last_success: Option<SystemTime>,
     pushes_ok: u64,
     pushes_failed: u64,
+    paths_pushed: u64,
     consecutive_failures: u64,
     full_syncs: u64,
 }
@@ -569,6 +570,7 @@ impl TargetState {
         // pushed nothing, though: no success, no hooks.
         if !went.is_empty() {
             self.counters.pushes_ok += 1;
+            self.counters.paths_pushed += went.len() as u64;
             self.counters.last_success = Some(wall);
         }
         self.counters.consecutive_failures = 0;
@@ -821,6 +823,8 @@ impl TargetState {
             lag_seconds: oldest.map_or(0.0, |o| now.saturating_duration_since(o).as_secs_f64()),
             pushes_ok: c.pushes_ok,
             pushes_failed: c.pushes_failed,
+            paths_pushed: c.paths_pushed,
+            degraded,
             consecutive_failures: c.consecutive_failures,
             last_error: waiting.or_else(|| self.retry.last_error.clone()),
             retry_backlog: self.backlog,

@@ -21,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "syncd",
     version,
-    after_help = "Exit codes (LSB): 0 success, 1 failure, 2 bad usage, 3 not running (status), 6 invalid configuration."
+    after_help = "Exit codes (LSB): 0 success, 1 failure, 2 bad usage, 3 not running (status), 6 invalid configuration. `status --check` (Nagios/Icinga): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -93,6 +93,15 @@ pub enum Command {
     /// refused (exit 6) and the daemon keeps running on the old one.
     Reload,
     /// Is it running? Exit 0 running, 1 dead but the pidfile exists, 3 not running.
+    ///
+    /// With --check, a Nagios/Icinga plugin: one line `SYNCD OK - … | perfdata` and exit
+    /// 0 OK, 1 WARNING (a lag at --warn-lag or more, failing pushes, paths waiting for a
+    /// retry), 2 CRITICAL (not running, the worker restarting, a source lost, directories
+    /// not watched, a lag at --crit-lag or more), 3 UNKNOWN (the status cannot be read).
+    /// Perfdata per target: lag_T (seconds, with the limits), queue_T, backlog_T, failed_T.
+    ///
+    /// For Prometheus, set `metrics_file` in the config: the worker writes its metrics
+    /// there for node_exporter's textfile collector.
     Status(StatusArgs),
     /// Run in the foreground (systemd `Type=notify`, containers, debugging): the same
     /// supervision as the daemon; sends READY=1 to $NOTIFY_SOCKET once watching.
@@ -151,11 +160,22 @@ pub struct RestartArgs {
     pub timeout: std::time::Duration,
 }
 
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone)]
 pub struct StatusArgs {
     /// Print the status as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Answer as a Nagios/Icinga plugin: one line with perfdata, exit 0 OK, 1 WARNING,
+    /// 2 CRITICAL, 3 UNKNOWN.
+    #[arg(long, conflicts_with = "json")]
+    pub check: bool,
+    /// With --check: WARNING when a target's lag (the age of its oldest change not yet
+    /// pushed) reaches this.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub warn_lag: std::time::Duration,
+    /// With --check: CRITICAL when a target's lag reaches this.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub crit_lag: std::time::Duration,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -211,9 +231,44 @@ mod tests {
             assert_eq!(cli.global.pidfile, Some(PathBuf::from("/tmp/p.pid")));
             assert!(matches!(
                 cli.command,
-                Some(Command::Status(StatusArgs { json: true }))
+                Some(Command::Status(StatusArgs { json: true, .. }))
             ));
         }
+    }
+
+    #[test]
+    fn status_check_takes_lag_limits() {
+        let cli = Cli::try_parse_from([
+            "syncd",
+            "status",
+            "--check",
+            "--warn-lag",
+            "500ms",
+            "--crit-lag",
+            "2m",
+        ])
+        .expect("parse");
+        let Some(Command::Status(a)) = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert!(a.check && !a.json);
+        assert_eq!(a.warn_lag, std::time::Duration::from_millis(500));
+        assert_eq!(a.crit_lag, std::time::Duration::from_secs(120));
+        let Some(Command::Status(d)) = Cli::try_parse_from(["syncd", "status", "--check"])
+            .expect("parse")
+            .command
+        else {
+            panic!("status")
+        };
+        assert_eq!(
+            (d.warn_lag, d.crit_lag),
+            (
+                std::time::Duration::from_secs(10),
+                std::time::Duration::from_secs(60)
+            )
+        );
+        assert!(Cli::try_parse_from(["syncd", "status", "--check", "--json"]).is_err());
+        assert!(Cli::try_parse_from(["syncd", "status", "--check", "--warn-lag", "10"]).is_err());
     }
 
     #[test]

@@ -99,6 +99,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::stop::reload(&settings, &config)
         }
         Command::Stop(args) => crate::stop::stop(&without_config(&global)?, args.timeout),
+        Command::Status(args) if args.check => Ok(crate::report::check(
+            without_config(&global),
+            crate::plugin::Limits {
+                warn_lag: args.warn_lag,
+                crit_lag: args.crit_lag,
+            },
+        )),
         Command::Status(args) => crate::report::status(&without_config(&global)?, args.json),
         Command::Check => {
             let Some((settings, config)) = with_config(&global)? else {

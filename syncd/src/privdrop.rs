@@ -490,6 +490,7 @@ mod tests {
             path: "/etc/syncd/syncd.toml".into(),
             state_dir: "/var/lib/syncd".into(),
             status_file: "/var/lib/syncd/status.json".into(),
+            metrics_file: None,
             syncs: Vec::new(),
             daemon: DaemonSettings {
                 run_as,

@@ -138,6 +138,18 @@ pub fn status(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(r.code))
 }
 
+/// `status --check`: the plugin's line on stdout and its exit code; anything that keeps
+/// the status from being read (a config that does not load, an unreadable lock) is
+/// UNKNOWN, never an error exit of ours.
+pub fn check(settings: anyhow::Result<Settings>, limits: crate::plugin::Limits) -> ExitCode {
+    let verdict = match settings.and_then(|s| gather(&s)) {
+        Ok(r) => crate::plugin::verdict(&r, limits),
+        Err(e) => crate::plugin::unreadable(&format!("cannot read the status: {e:#}")),
+    };
+    println!("{}", verdict.line);
+    ExitCode::from(verdict.code as u8)
+}
+
 fn now() -> f64 {
     syncd_worker::status::unix_secs(SystemTime::now())
 }
@@ -380,7 +392,7 @@ pub(crate) mod tests {
     }
 
     /// A running syncd whose worker has the one sync `sync`.
-    fn running_with(sync: syncd_worker::status::SyncStatus) -> Report {
+    pub(crate) fn running_with(sync: syncd_worker::status::SyncStatus) -> Report {
         Report {
             code: 0,
             running: true,

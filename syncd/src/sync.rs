@@ -434,6 +434,8 @@ mod tests {
                             lag_seconds: 0.0,
                             pushes_ok: 0,
                             pushes_failed: fails,
+                            paths_pushed: 0,
+                            degraded: fails > 0,
                             consecutive_failures: fails,
                             last_error: (fails > 0).then(|| format!("{name} is down")),
                             retry_backlog: 0,

@@ -36,6 +36,9 @@ mod hooks;
 /// `init/syncd.init` with the real controller: LSB codes, the subsys lock, function
 /// libraries, a removed binary, the chkconfig/LSB header; the example configs load.
 mod initscript;
+/// `metrics_file`: Prometheus text read back with a strict parser — pushes, a target
+/// down (failures, lag, degraded), and no rewrite while the worker is idle.
+mod metrics;
 /// Directories moved in from outside and out of the tree.
 mod moves;
 /// Push now: `syncd-worker --once [--full]` (fail-log replay, whole-tree push with
@@ -49,6 +52,9 @@ mod periodic;
 /// A second push beside a slow one: a small file overtakes a big push, a file changed
 /// during its own push goes again after it, a one-connection daemon gets it all in order.
 mod pipeline;
+/// `syncd status --check` (Nagios/Icinga plugin): exit 2 stopped, 0 in step, 1 then 2
+/// while the target's daemon is down and the lag grows, 0 when it is back.
+mod plugin;
 /// SIGHUP: exclude, target and source changed in place; an invalid new config is refused.
 mod reload;
 /// A directory renamed in the source is seeded from the target's old copy, not sent

@@ -224,22 +224,12 @@ fn an_idle_worker_stops_rewriting_its_status() {
     write_file(&site.src().join("a.txt"), b"a");
     let mut w = Worker::start(&site.config().initial_sync(true));
     site.check(&w).within(Duration::from_secs(30)).wait();
-    let quiet_for = Duration::from_secs(5);
-    let mut last: Option<(f64, std::time::Instant)> = None;
-    let quiet_at = wait::must(
-        "5 s without a status rewrite",
+    let quiet_at = wait::quiet(
+        "the status's updated_at",
+        Duration::from_secs(5),
         Duration::from_secs(30),
         &[&w, &site.daemon],
-        || {
-            let at = w.status().map(|s| s.updated_at)?;
-            match last {
-                Some((seen, since)) if seen == at => (since.elapsed() >= quiet_for).then_some(at),
-                _ => {
-                    last = Some((at, std::time::Instant::now()));
-                    None
-                }
-            }
-        },
+        || w.status().map(|s| s.updated_at),
     );
     write_file(&site.src().join("b.txt"), b"b");
     site.check(&w).within(Duration::from_secs(30)).wait();

@@ -33,3 +33,39 @@ pub fn must<T, P: Probe<T>>(
         Err(t) => fail(t, fixtures),
     }
 }
+
+/// Wait until `look` has given the same value for `quiet_for` on end (a file no longer
+/// rewritten, a status no longer updated); that value. Panics after `timeout` with the
+/// fixtures' diagnostics. `look` giving None (nothing to see yet) restarts the count.
+#[track_caller]
+pub fn quiet<T: PartialEq + fmt::Debug + Clone>(
+    what: impl fmt::Display,
+    quiet_for: Duration,
+    timeout: Duration,
+    fixtures: &[&dyn Diagnose],
+    mut look: impl FnMut() -> Option<T>,
+) -> T {
+    let mut last: Option<(T, std::time::Instant)> = None;
+    must(
+        format_args!("{what} unchanged for {quiet_for:?}"),
+        timeout,
+        fixtures,
+        || {
+            let now = look();
+            match (&last, now) {
+                (Some((seen, since)), Some(now)) if *seen == now => {
+                    if since.elapsed() >= quiet_for {
+                        Ok(now)
+                    } else {
+                        Err(format!("{now:?} for {:?}", since.elapsed()))
+                    }
+                }
+                (_, now) => {
+                    let seen = format!("{now:?}, changed");
+                    last = now.map(|n| (n, std::time::Instant::now()));
+                    Err(seen)
+                }
+            }
+        },
+    )
+}

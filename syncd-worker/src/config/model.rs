@@ -17,6 +17,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The JSON status file. Default `<state_dir>/status.json`.
     pub status_file: PathBuf,
+    /// `metrics_file`: where the worker writes its metrics in Prometheus text format
+    /// (node_exporter's textfile collector). None (the default): no metrics file.
+    pub metrics_file: Option<PathBuf>,
     /// One entry per `[[sync]]` block (or sersync `<localpath>`).
     pub syncs: Vec<SyncJob>,
     /// What the `syncd` controller uses (pidfile, log file, inotify limits); the worker

@@ -22,6 +22,7 @@ use super::spec::{
 struct RawFile {
     state_dir: Option<Spanned<String>>,
     status_file: Option<Spanned<String>>,
+    metrics_file: Option<Spanned<String>>,
     pid_file: Option<Spanned<String>>,
     log_file: Option<Spanned<String>>,
     user: Option<Spanned<String>>,
@@ -153,6 +154,7 @@ pub(super) fn read(text: &str, d: &mut Diags) -> Option<FileSpec> {
     Some(FileSpec {
         state_dir: raw.state_dir.map(|s| r.at(s)),
         status_file: raw.status_file.map(|s| r.at(s)),
+        metrics_file: raw.metrics_file.map(|s| r.at(s)),
         daemon: DaemonSpec {
             pid_file: raw.pid_file.map(|s| r.at(s)),
             log_file: raw.log_file.map(|s| r.at(s)),

@@ -205,6 +205,7 @@ impl Globals<'_, '_> {
         FileSpec {
             state_dir: None,
             status_file: None,
+            metrics_file: None,
             syncs,
             syncs_at: self.sersync_at.unwrap_or(Pos::START),
             daemon: Default::default(),

@@ -52,6 +52,7 @@ pub(super) enum Format {
 pub(super) struct FileSpec {
     pub state_dir: Option<At<String>>,
     pub status_file: Option<At<String>>,
+    pub metrics_file: Option<At<String>>,
     pub syncs: Vec<SyncSpec>,
     /// Where to point when there is no sync at all.
     pub syncs_at: Pos,
@@ -173,6 +174,7 @@ pub(super) fn build(file: FileSpec, path: &Path, d: &mut Diags) -> Config {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
     let status_file = absolute(file.status_file.as_ref(), "status_file", d)
         .unwrap_or_else(|| StateDir::at(&state_dir).status_file());
+    let metrics_file = metrics_file(file.metrics_file.as_ref(), &status_file, d);
     if file.syncs.is_empty() {
         d.error_with(
             file.syncs_at,
@@ -204,6 +206,7 @@ pub(super) fn build(file: FileSpec, path: &Path, d: &mut Diags) -> Config {
         path: path.to_path_buf(),
         state_dir,
         status_file,
+        metrics_file,
         syncs,
         daemon: build_daemon(&file.daemon, d),
         warnings: Vec::new(),
@@ -258,6 +261,30 @@ fn absolute(value: Option<&At<String>>, key: &str, d: &mut Diags) -> Option<Path
         return None;
     }
     Some(PathBuf::from(&value.value))
+}
+
+/// `metrics_file`: absolute, named `*.prom` (node_exporter's textfile collector reads
+/// nothing else), and not the status file.
+fn metrics_file(value: Option<&At<String>>, status_file: &Path, d: &mut Diags) -> Option<PathBuf> {
+    let path = absolute(value, "metrics_file", d)?;
+    let at = value?.at;
+    if path.extension().is_none_or(|e| e != "prom") {
+        d.error_with(
+            at,
+            format!("metrics_file {:?} does not end in .prom", path.display().to_string()),
+            &["node_exporter's textfile collector reads only *.prom files: e.g. metrics_file = \"/var/lib/prometheus/node-exporter/syncd.prom\""],
+        );
+        return None;
+    }
+    if path == status_file {
+        d.error_with(
+            at,
+            "metrics_file is the status file",
+            &["give the metrics their own file, e.g. in node_exporter's --collector.textfile.directory"],
+        );
+        return None;
+    }
+    Some(path)
 }
 
 fn build_sync(spec: SyncSpec, d: &mut Diags) -> SyncJob {

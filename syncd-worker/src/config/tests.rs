@@ -38,6 +38,7 @@ fn shipped_toml_gives_the_documented_defaults() {
     let config = parse(text.as_bytes(), Path::new("/etc/syncd/syncd.toml")).unwrap();
     assert_eq!(config.state_dir, Path::new("/var/lib/syncd"));
     assert_eq!(config.status_file, Path::new("/var/lib/syncd/status.json"));
+    assert_eq!(config.metrics_file, None, "metrics are off by default");
     assert_eq!(config.daemon, DaemonSettings::default());
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     assert_eq!(config.syncs.len(), 1);
@@ -316,6 +317,15 @@ dest = "/backup/www"
 /// (what, file text, line, col, text the message or its detail must hold)
 type Case = (&'static str, &'static str, usize, usize, &'static str);
 
+/// [`check_cases`] for texts made with `format!`.
+fn check_owned_cases(file: &str, cases: Vec<(&'static str, String, usize, usize, &'static str)>) {
+    let leaked: Vec<Case> = cases
+        .into_iter()
+        .map(|(w, t, l, c, n)| (w, &*t.leak(), l, c, n))
+        .collect();
+    check_cases(file, &leaked);
+}
+
 fn check_cases(file: &str, cases: &[Case]) {
     let mut failures = Vec::new();
     for (what, text, line, col, needle) in cases {
@@ -573,11 +583,59 @@ fn bad_user_or_group_points_at_the_value_and_says_what_to_run() {
             "unknown field `user`",
         ),
     ];
-    let leaked: Vec<Case> = cases
-        .into_iter()
-        .map(|(w, t, l, c, n)| (w, &*t.leak(), l, c, n))
-        .collect();
-    check_cases("/etc/syncd/syncd.toml", &leaked);
+    check_owned_cases("/etc/syncd/syncd.toml", cases);
+}
+
+#[test]
+fn metrics_file_is_an_absolute_prom_file() {
+    const SYNC: &str = "[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/b\"\n";
+    let (_dir, text) = with_source(&format!(
+        "metrics_file = \"/var/lib/prometheus/node-exporter/syncd.prom\"\n{SYNC}"
+    ));
+    let config = parse(text.as_bytes(), Path::new("syncd.toml")).unwrap();
+    assert_eq!(
+        config.metrics_file.as_deref(),
+        Some(Path::new("/var/lib/prometheus/node-exporter/syncd.prom"))
+    );
+    let cases: Vec<(&str, String, usize, usize, &str)> = vec![
+        (
+            "relative",
+            format!("metrics_file = \"syncd.prom\"\n{SYNC}"),
+            1,
+            16,
+            "metrics_file \"syncd.prom\" is not an absolute path",
+        ),
+        (
+            "not .prom",
+            format!("metrics_file = \"/var/lib/node-exporter/syncd.txt\"\n{SYNC}"),
+            1,
+            16,
+            "reads only *.prom files",
+        ),
+        (
+            "the status file",
+            format!("status_file = \"/tmp/s.prom\"\nmetrics_file = \"/tmp/s.prom\"\n{SYNC}"),
+            2,
+            16,
+            "metrics_file is the status file",
+        ),
+        (
+            "not a string",
+            format!("metrics_file = true\n{SYNC}"),
+            1,
+            16,
+            "expected a string",
+        ),
+        (
+            "in a sync",
+            "[[sync]]\nsource = \"{src}\"\nmetrics_file = \"/m.prom\"\n[[sync.target]]\ndest = \"/b\"\n"
+                .to_string(),
+            3,
+            1,
+            "unknown field `metrics_file`",
+        ),
+    ];
+    check_owned_cases("/etc/syncd/syncd.toml", cases);
 }
 
 #[test]

@@ -12,6 +12,7 @@ use crate::batch::Batch;
 use crate::catchup::Tracker;
 use crate::config::{Config, SyncJob};
 use crate::hooks::HookRunner;
+use crate::metrics::file::MetricsFile;
 use crate::queue::Change;
 use crate::reload::{self, SyncChange, SyncPlan, TargetChange};
 use crate::watch_thread::Expect;
@@ -69,6 +70,9 @@ impl Engine {
         for ((sp, job), ts) in plan.syncs.iter().zip(&new.syncs).zip(prepared) {
             let s = self.apply(&mut old, sp, job, ts, now);
             self.syncs.push(s);
+        }
+        if plan.metrics_file_changed {
+            self.metrics = new.metrics_file.as_deref().map(MetricsFile::new);
         }
         self.config = new;
         self.status_dirty = true;

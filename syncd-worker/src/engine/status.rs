@@ -4,7 +4,8 @@
 //! [`STATUS_LIVE_GAP`] while its content moves with the clock alone (work pending: its
 //! lag grows; a catch-up walk running); and not at all while nothing in it changes, so an
 //! idle worker does not wake for it. Readers tell a live worker by its pid, not by
-//! `updated_at`.
+//! `updated_at`. The metrics file (`metrics_file`) is rendered from each status written
+//! and written when its text changed, at most once a second (`crate::metrics::file`).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,6 +24,9 @@ impl Engine {
     pub(super) fn maybe_write_status(&mut self, now: Instant) {
         if self.status_due().is_some_and(|due| now >= due) {
             self.write_status();
+        }
+        if let Some(m) = &mut self.metrics {
+            m.write_if_due(now);
         }
     }
 
@@ -51,6 +55,9 @@ impl Engine {
         let status = self.status(now, SystemTime::now());
         if let Err(e) = status.write(&self.config.status_file) {
             log::error!("{e:#}");
+        }
+        if let Some(m) = &mut self.metrics {
+            m.offer(crate::metrics::render(&status), now);
         }
         self.last_status = Some(now);
         self.status_dirty = false;
