@@ -187,6 +187,10 @@ write_rsyncd() {
         printf 'address = 127.0.0.1\n'
         printf 'log file = %s/rsyncd.log\n' "$dir"
         printf 'use chroot = no\n'
+        # Without a chroot rsync munges symlinks by default: every symlink would arrive
+        # as "/rsyncd-munged/<target>". A backup keeps them as they are (what `syncd check`
+        # asks of a real daemon too); the module is only reachable on 127.0.0.1.
+        printf 'munge symlinks = no\n'
         printf 'max connections = 0\n'
         printf 'timeout = 300\n'
         if [[ $(id -u) -eq 0 ]]; then
