@@ -6,7 +6,10 @@
 //! that case no daemon is left behind. Only the daemon's own datagrams count: it is the
 //! child spawned here (exec, no fork in between), so the kernel must name `child.id()`
 //! as the sender; anyone else's READY=1 on the (abstract, so open to all) socket is
-//! dropped and said once per sender on stderr.
+//! dropped and said once per sender on stderr. Once started, it reads the status file
+//! the new worker wrote before READY=1 and says of each sync that had nothing to catch
+//! up (a new state directory, `initial_sync` off) that nothing already in its source was
+//! pushed, with the `syncd sync --full` that completes the target.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
