@@ -12,7 +12,12 @@ export LC_ALL=C
 # The repository root (this file lives in <root>/scripts/).
 SYNCD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
+# The running script as the user would type it from the repository root
+# (`scripts/test`, `packaging/test`, `bench/run`): every message names where it came from.
+SYNCD_SCRIPT=$(realpath -s "$0" 2>/dev/null || printf '%s' "$0")
+SYNCD_SCRIPT=${SYNCD_SCRIPT#"$SYNCD_ROOT/"}
+
+log() { printf '%s: %s\n' "$SYNCD_SCRIPT" "$*" >&2; }
 die() {
     log "error: $*"
     exit 1
@@ -183,10 +188,14 @@ write_rsyncd() {
         printf '%s\n' "$password" >"$dir/rsync.password"
     )
     {
-        printf '# rsync daemon for %s: listens on 127.0.0.1 only.\n' "${0##*/}"
+        printf '# rsync daemon for %s: listens on 127.0.0.1 only.\n' "$SYNCD_SCRIPT"
         printf 'address = 127.0.0.1\n'
         printf 'log file = %s/rsyncd.log\n' "$dir"
         printf 'use chroot = no\n'
+        # Without a chroot rsync munges symlinks by default: every symlink would arrive
+        # as "/rsyncd-munged/<target>". A backup keeps them as they are (what `syncd check`
+        # asks of a real daemon too); the module is only reachable on 127.0.0.1.
+        printf 'munge symlinks = no\n'
         printf 'max connections = 0\n'
         printf 'timeout = 300\n'
         if [[ $(id -u) -eq 0 ]]; then

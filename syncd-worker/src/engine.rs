@@ -397,6 +397,14 @@ impl Engine {
                 paths,
             });
         }
+        // At once, not up to STATUS_MIN_GAP later: the end of a push is what a reader
+        // acts on (the file it waited for is there; `syncd status` must not still show
+        // the push in flight, its progress at 100 % and the pushes before it). Then the
+        // log line, so the log never says more than the status.
+        self.write_status();
+        if let Some(line) = after.said {
+            log::info!("{line}");
+        }
     }
 
     fn on_signal(&mut self, sig: Signal) {

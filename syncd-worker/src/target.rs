@@ -112,6 +112,9 @@ pub struct AfterPush {
     pub save: Option<Batch>,
     /// What reached the target, for the hooks (never empty).
     pub pushed: Option<Batch>,
+    /// The log line that says the push went: the engine writes it once the status file
+    /// shows the push's end, so the log never runs ahead of `syncd status`.
+    pub said: Option<String>,
 }
 
 /// What the push thread publishes while a push runs, read by the engine for the status.
@@ -553,15 +556,16 @@ impl TargetState {
             report.runs,
             if report.runs == 1 { "" } else { "s" }
         );
+        let mut said = None;
         let (went, failing_changed) = match split {
             Some(split) => (self.isolate(job, &batch, split, &runs, now), true),
             None => {
-                log::info!(
+                said = Some(format!(
                     "{} → {}: pushed {} in {runs}",
                     job.name,
                     self.cfg.name,
                     describe(&batch)
-                );
+                ));
                 let changed = self.failing.pushed(&batch, now);
                 (batch, changed)
             }
@@ -593,6 +597,7 @@ impl TargetState {
             source_lost: None,
             save,
             pushed: (!went.is_empty()).then_some(went),
+            said,
         }
     }
 

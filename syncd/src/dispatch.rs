@@ -3,12 +3,13 @@
 //! LSB "not configured", with the loader's message naming file, line and fix), resolves
 //! the settings and calls the module that owns the command.
 
+use std::path::Path;
 use std::process::ExitCode;
 
-use syncd_worker::config::Config;
+use syncd_worker::config::{Config, ConfigError};
 
 use crate::cli::{Cli, Command, GlobalArgs, StartArgs, WorkerArgs};
-use crate::settings::{config_path, Settings};
+use crate::settings::{config_path, Settings, DEFAULT_CONFIG};
 
 /// LSB: program is not configured.
 pub const EXIT_BAD_CONFIG: u8 = 6;
@@ -129,10 +130,32 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Load the config at `path`; `given`: the user named it (`--config`, `-o`), else it is
+/// the default, and a missing one gets the default's name and where a template is.
+fn load_config(path: &Path, given: bool) -> Result<Config, ConfigError> {
+    if given {
+        return syncd_worker::config::load(path);
+    }
+    syncd_worker::config::load_with_hint(
+        path,
+        vec![
+            format!("no --config was given, so syncd read the default {DEFAULT_CONFIG}"),
+            format!(
+                "write it from the template init/syncd.toml of the source tree (every key \
+                 explained; the packages install it as {DEFAULT_CONFIG}, and an example for \
+                 an NFS server as {NFS_EXAMPLE}), or name another file: syncd --config FILE"
+            ),
+        ],
+    )
+}
+
+/// Where the packages put the example config for an NFS server (packaging/build).
+const NFS_EXAMPLE: &str = "/usr/share/doc/syncd/examples/syncd-nfs.toml";
+
 /// Load the config; print the loader's message and return None when it is invalid.
 fn with_config(global: &GlobalArgs) -> anyhow::Result<Option<(Settings, Config)>> {
     let path = config_path(global);
-    match syncd_worker::config::load(&path) {
+    match load_config(&path, global.config.is_some()) {
         Ok(config) => {
             let settings = Settings::resolve(global, Some(&config))?;
             Ok(Some((settings, config)))
@@ -148,7 +171,7 @@ fn with_config(global: &GlobalArgs) -> anyhow::Result<Option<(Settings, Config)>
 /// when it loads, else the flags and defaults (and say so).
 fn without_config(global: &GlobalArgs) -> anyhow::Result<Settings> {
     let path = config_path(global);
-    match syncd_worker::config::load(&path) {
+    match load_config(&path, global.config.is_some()) {
         Ok(config) => Settings::resolve(global, Some(&config)),
         Err(e) => {
             let first = e.to_string();
@@ -159,5 +182,36 @@ fn without_config(global: &GlobalArgs) -> anyhow::Result<Settings> {
             );
             Settings::resolve(global, None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_config_says_whether_it_was_given_or_the_default() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("syncd.toml");
+        let given = load_config(&path, true)
+            .expect_err("no such file")
+            .to_string();
+        assert!(
+            given.contains(&path.display().to_string())
+                && given.contains("check the path given with --config"),
+            "{given}"
+        );
+        let default = load_config(&path, false)
+            .expect_err("no such file")
+            .to_string();
+        assert!(
+            !default.contains("the path given with --config")
+                && default.contains(&format!(
+                    "no --config was given, so syncd read the default {DEFAULT_CONFIG}"
+                ))
+                && default.contains("template init/syncd.toml")
+                && default.contains(NFS_EXAMPLE),
+            "{default}"
+        );
     }
 }

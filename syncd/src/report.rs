@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use serde::Serialize;
-use syncd_worker::status::Status;
+use std::path::Path;
+
+use syncd_worker::status::{CatchUpDecision, Status};
 
 use crate::lock::{self, Holder, LockState};
 use crate::procs::{Proc, Role};
@@ -282,6 +284,33 @@ pub fn human(r: &Report, now: f64) -> String {
     out
 }
 
+/// What `syncd start` adds for each sync whose catch-up had nothing to do: the first
+/// start of a new state directory (or a sync new to it) pushes nothing that is already in
+/// the source, only what changes from now on (`initial_sync` off, see init/syncd.toml).
+/// Said once: the next start finds the clean-stop record or a checkpoint and catches up
+/// from it. `sync_full` is the command that makes the target complete.
+pub fn new_sync_notes(status: &Status, state_dir: &Path, sync_full: &str) -> Vec<String> {
+    status
+        .syncs
+        .iter()
+        .filter(|s| {
+            s.catchup
+                .as_ref()
+                .is_some_and(|c| c.decision == CatchUpDecision::None)
+        })
+        .map(|s| {
+            format!(
+                "note: sync {:?} is new to the state directory {}: what is already in {} was \
+                 not pushed (initial_sync is off), only changes from now on are. To make the \
+                 target complete once: {sync_full}",
+                s.name,
+                state_dir.display(),
+                s.source
+            )
+        })
+        .collect()
+}
+
 /// `2 paths failing (each retried on its own): a/b.txt (cannot be read on the source:
 /// Permission denied (13)), c (…)`, with `, …` when the status shows only some.
 pub(crate) fn failing_line(f: &syncd_worker::status::FailingPaths) -> String {
@@ -412,6 +441,41 @@ pub(crate) mod tests {
                 syncs: vec![sync],
             }),
         }
+    }
+
+    #[test]
+    fn only_a_sync_with_nothing_to_catch_up_gets_the_new_state_note() {
+        use syncd_worker::status::{CatchUp, CatchUpDecision as D};
+        let with = |name: &str, decision: Option<D>| {
+            let mut s = sync_status(Vec::new());
+            s.name = name.into();
+            s.catchup = decision.map(|decision| CatchUp {
+                decision,
+                reason: String::new(),
+                walk: None,
+                replayed: 0,
+            });
+            s
+        };
+        let mut status = running_with(with("new", Some(D::None)))
+            .worker
+            .expect("a worker status");
+        for (name, d) in [
+            ("walked", Some(D::Walk)),
+            ("full", Some(D::Full)),
+            ("old", None),
+        ] {
+            status.syncs.push(with(name, d));
+        }
+        let notes = new_sync_notes(&status, Path::new("/st"), "syncd sync --full");
+        assert_eq!(
+            notes,
+            [
+                "note: sync \"new\" is new to the state directory /st: what is already in /src \
+              was not pushed (initial_sync is off), only changes from now on are. To make the \
+              target complete once: syncd sync --full"
+            ]
+        );
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! that case no daemon is left behind. Only the daemon's own datagrams count: it is the
 //! child spawned here (exec, no fork in between), so the kernel must name `child.id()`
 //! as the sender; anyone else's READY=1 on the (abstract, so open to all) socket is
-//! dropped and said once per sender on stderr.
+//! dropped and said once per sender on stderr. Once started, it reads the status file
+//! the new worker wrote before READY=1 and says of each sync that had nothing to catch
+//! up (a new state directory, `initial_sync` off) that nothing already in its source was
+//! pushed, with the `syncd sync --full` that completes the target.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
@@ -14,7 +17,7 @@ use std::os::fd::{BorrowedFd, IntoRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
@@ -23,11 +26,13 @@ use nix::unistd::{dup2_raw, setsid};
 use syncd_worker::contract;
 use syncd_worker::deadline::after;
 use syncd_worker::notify;
+use syncd_worker::status::{unix_secs, Status};
 
 use crate::cli::StartArgs;
 use crate::lock::{self, Held, PidLock};
 use crate::procs::{Proc, Role};
-use crate::settings::Settings;
+use crate::report;
+use crate::settings::{Settings, DEFAULT_CONFIG};
 
 /// The descriptor number the daemon finds its lock on.
 const LOCK_FD: i32 = 3;
@@ -132,6 +137,7 @@ fn wait_until_ready(
     log_start: u64,
 ) -> anyhow::Result<ExitCode> {
     let deadline = after(Instant::now(), wait);
+    let spawned_at = unix_secs(SystemTime::now());
     let mut last_status = String::new();
     let mut gate = notify::SenderGate::new(Some(child.id()));
     loop {
@@ -167,10 +173,34 @@ fn wait_until_ready(
                         &last_status
                     }
                 );
+                for note in new_sync_notes(settings, spawned_at) {
+                    println!("{note}");
+                }
                 return Ok(ExitCode::SUCCESS);
             }
         }
     }
+}
+
+/// The notes of [`report::new_sync_notes`] from the status file of the worker this start
+/// began (written before its READY=1); none from an older worker's file or none at all.
+fn new_sync_notes(settings: &Settings, spawned_at: f64) -> Vec<String> {
+    let Ok(status) = Status::read(&settings.status_file) else {
+        return Vec::new();
+    };
+    if status.started_at < spawned_at {
+        return Vec::new();
+    }
+    let config = if settings.config == Path::new(DEFAULT_CONFIG) {
+        String::new()
+    } else {
+        format!(" --config {}", settings.config.display())
+    };
+    report::new_sync_notes(
+        &status,
+        &settings.state_dir,
+        &format!("syncd{config} sync --full"),
+    )
 }
 
 /// Whether `m` comes from the daemon `pid`; a stranger's datagram is dropped, and said

@@ -1,7 +1,8 @@
 //! The controller `syncd` as an operator drives it: `start` (returns once watching, says
 //! "already running" the second time, clears a stale pidfile without signalling the
 //! unrelated process its pid now names, refuses a bad config with exit 6 and leaves
-//! nothing behind), `status` (LSB codes and `--json`), `stop` (nothing left running),
+//! nothing behind, and says once, at the first start of a new state directory, that nothing
+//! already in the source was pushed), `status` (LSB codes and `--json`), `stop` (nothing left running),
 //! `reload` and `kill -HUP` (a good config applies in place, a bad one is refused and the
 //! daemon keeps syncing), sersync's `-d -r -n -o`, and `syncd run` with `$NOTIFY_SOCKET`.
 
@@ -140,6 +141,42 @@ fn second_start_says_already_running_and_changes_nothing() {
 }
 
 /// A pid that was ours a moment ago and is dead now.
+/// `initial_sync` off (the default): the first start of a new state directory pushes
+/// nothing already in the source. `start` says so, with the command that completes the
+/// target, that once: the next start catches up from the clean stop's record.
+#[test]
+fn first_start_of_a_new_state_dir_says_once_that_nothing_old_was_pushed() {
+    let site = Site::new();
+    write_file(
+        &site.src().join("before.txt"),
+        b"here before the first start",
+    );
+    let c = Controller::new(&site.config());
+    let first = c.cmd(&["start"]);
+    c.expect_started(&first, "syncd start (first)");
+    let sync_full = format!("syncd --config {} sync --full", c.config_path().display());
+    assert!(
+        says(&first, "is new to the state directory")
+            && says(&first, &site.src().display().to_string())
+            && says(&first, &sync_full),
+        "the first start must say that what is in the source was not pushed, and `{sync_full}`\n{}",
+        show(&first)
+    );
+    c.stop();
+    let second = c.cmd(&["start"]);
+    c.expect_started(&second, "syncd start (second)");
+    assert!(
+        !says(&second, "new to the state directory"),
+        "the note is for the first start only\n{}",
+        show(&second)
+    );
+    // What the note promises: `sync --full` makes the target complete.
+    let full = c.cmd(&["sync", "--full"]);
+    assert!(full.status.success(), "{}", show(&full));
+    assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
+    c.stop();
+}
+
 fn dead_pid() -> u32 {
     let mut child = Command::new("true").spawn().expect("run true");
     let pid = child.id();

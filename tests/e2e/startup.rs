@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use syncd_tests::tree::{chmod, source_dir, write_file};
 use syncd_tests::worker::{run_to_exit, toml_str};
-use syncd_tests::{assert_in_sync, wait, Site, TreeWriter, Worker, WorkerConfig};
+use syncd_tests::{assert_in_sync, wait, Diagnose, Site, TreeWriter, Worker, WorkerConfig};
 
 fn populate_before_start(src: &Path) {
     let mut tw = TreeWriter::new(9);
@@ -37,6 +37,45 @@ fn initial_sync_pushes_existing_files_and_removes_stale_ones() {
         &[&site.daemon],
         |s| s.syncs[0].targets[0].full_syncs >= 1,
     );
+    w.stop();
+}
+
+/// The demo's first `syncd status` said "pushing: 100%, 7/7 files … 0 pushes ok" right
+/// after the file it had written arrived: the status file was rewritten at most every
+/// 200 ms, so the end of a push showed up to 200 ms late. A push's end is written at once,
+/// before its "pushed" log line: whoever sees the line finds the status counting it, with
+/// nothing in flight and no progress left over.
+#[test]
+fn the_status_counts_a_push_by_the_time_the_log_says_it_went() {
+    let site = Site::new();
+    TreeWriter::new(12).files(site.src(), &["a", "b"], 5, 0, 2000);
+    let mut w = Worker::start(&site.config().initial_sync(true));
+    w.wait_log("pushed the whole tree", Duration::from_secs(30));
+    const SAID: &str = "pushed 1 path";
+    for n in 1..=3u64 {
+        write_file(
+            &site.src().join(format!("new{n}.txt")),
+            b"after the initial sync",
+        );
+        wait::must(
+            format_args!("{n} \"{SAID}\" lines in the worker's log"),
+            Duration::from_secs(20),
+            &[&w, &site.daemon],
+            || (w.log().matches(SAID).count() as u64 >= n).then_some(()),
+        );
+        let status = w.status().expect("a status file");
+        let t = &status.syncs[0].targets[0];
+        assert!(
+            t.pushes_ok == n + 1 && t.in_flight == 0 && t.progress.is_none(),
+            "the log says push {} went, the status file says pushes_ok {}, in_flight {}, \
+             progress {:?}\n{}",
+            n + 1,
+            t.pushes_ok,
+            t.in_flight,
+            t.progress,
+            w.diagnose()
+        );
+    }
     w.stop();
 }
 

@@ -23,13 +23,23 @@ pub use spec::DEFAULT_STATE_DIR;
 
 use diag::Diags;
 
-/// Read the file at `path`, detect its format, parse and validate it.
+/// Read the file at `path` (given with `--config`), detect its format, parse and
+/// validate it.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with_hint(
+        path,
+        vec!["check the path given with --config, and that syncd may read it".to_string()],
+    )
+}
+
+/// [`load`], with `unreadable` as what to do when the file cannot be read (e.g. for a
+/// default path nobody gave).
+pub fn load_with_hint(path: &Path, unreadable: Vec<String>) -> Result<Config, ConfigError> {
     let text = std::fs::read(path).map_err(|e| {
         ConfigError::whole_file(
             path,
             format!("cannot read the config file: {e}"),
-            vec!["check the path given with --config, and that syncd may read it".to_string()],
+            unreadable,
         )
     })?;
     parse(&text, path)

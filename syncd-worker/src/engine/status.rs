@@ -1,6 +1,8 @@
 //! The engine's status file: when it is written and what it says, from each sync's
 //! watcher and each target's [`crate::target::TargetState::status`]. Written at most every
-//! [`STATUS_MIN_GAP`] while things change (a message arrived, a push is in flight); every
+//! [`STATUS_MIN_GAP`] while things change (a message arrived, a push is in flight) — but
+//! at once when a push ends, before its "pushed" log line, so a reader who saw the
+//! change arrive never finds the push still in flight or uncounted —; every
 //! [`STATUS_LIVE_GAP`] while its content moves with the clock alone (work pending: its
 //! lag grows; a catch-up walk running); and not at all while nothing in it changes, so an
 //! idle worker does not wake for it. Readers tell a live worker by its pid, not by
