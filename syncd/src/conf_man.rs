@@ -103,9 +103,10 @@ fn prose(out: &mut String, lines: &[&str]) {
         if text.is_empty() {
             out.push_str(".PP\n");
         } else if is_aligned(text) {
-            out.push_str(".br\n");
+            // No filling, no adjusting: the spaces stay as written.
+            out.push_str(".nf\n");
             out.push_str(&esc(text));
-            out.push_str("\n.br\n");
+            out.push_str("\n.fi\n");
         } else {
             out.push_str(&esc(text));
             out.push('\n');
@@ -120,6 +121,8 @@ pub fn render(template: &str, version: &str) -> String {
         ".TH SYNCD.TOML 5 \"\" \"syncd {}\" \"File Formats\"\n",
         esc(version)
     ));
+    // Left-aligned, unhyphenated: the text is full of paths, keys and commands.
+    out.push_str(".nh\n.ad l\n");
     out.push_str(".SH NAME\nsyncd.toml \\- syncd configuration file\n");
     out.push_str(".SH SYNOPSIS\n/etc/syncd/syncd.toml\n");
     out.push_str(".SH DESCRIPTION\n");
