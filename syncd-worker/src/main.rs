@@ -18,7 +18,12 @@ use syncd_worker::engine::Overrides;
 /// an invalid file is logged and the running configuration kept. SIGUSR1 pushes
 /// everything pending at once; SIGUSR2 pushes every tree whole.
 #[derive(Parser, Debug)]
-#[command(name = "syncd-worker", version)]
+#[command(
+    name = "syncd-worker",
+    version,
+    // The man page's NAME line and `-h`; `--help` shows the whole comment above.
+    about = "syncd's sync engine: inotify watch + batched rsync pushes"
+)]
 struct Cli {
     /// Config file: syncd TOML, or sersync's confxml.xml (detected by `.xml` or a leading `<`).
     #[arg(
@@ -236,5 +241,18 @@ mod tests {
         assert!(page.contains("syncd\\-worker"), "no NAME:\n{page}");
         assert!(page.contains("\\-\\-once"), "no --once:\n{page}");
         assert!(!page.contains("gen\\-man"), "hidden flag leaked:\n{page}");
+        // NAME is one short line (what whatis/apropos show), not the whole description.
+        let name: Vec<&str> = page
+            .lines()
+            .skip_while(|l| *l != ".SH NAME")
+            .skip(1)
+            .take_while(|l| !l.starts_with(".SH"))
+            .collect();
+        assert_eq!(name.len(), 1, "NAME: {name:?}");
+        assert!(
+            name[0].starts_with("syncd\\-worker \\- ") && name[0].len() <= 80,
+            "NAME line: {:?}",
+            name[0]
+        );
     }
 }

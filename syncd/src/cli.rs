@@ -21,6 +21,9 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "syncd",
     version,
+    // The one-line summary: the man page's NAME line and `syncd -h`; `--help` and the
+    // man page's DESCRIPTION show the whole comment above.
+    about = "Real-time file sync: inotify watch + rsync push",
     after_help = "Exit codes (LSB): 0 success, 1 failure, 2 bad usage, 3 not running (status), 6 invalid configuration. `status --check` (Nagios/Icinga): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
 )]
 pub struct Cli {
@@ -77,22 +80,28 @@ pub struct SersyncArgs {
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
-    /// Start the daemon in the background; returns once the watches are in place.
+    /// Start the daemon in the background
     ///
-    /// Validates the config (a bad one exits 6 and starts nothing), takes the lock, clears
-    /// a stale pidfile, raises the inotify limits if needed, detaches, starts
-    /// syncd-worker and waits until it reports that every tree is watched. Already
-    /// running: says so and exits 0.
+    /// Returns once the watches are in place. Validates the config (a bad one exits 6 and
+    /// starts nothing), takes the lock, clears a stale pidfile, raises the inotify limits
+    /// if needed, detaches, starts syncd-worker and waits until it reports that every tree
+    /// is watched. Already running: says so and exits 0.
     Start(StartArgs),
-    /// Stop the daemon: the worker finishes the push in flight and saves what is pending
-    /// for the next start; after --timeout, whatever is left is killed. Not running: exit 0.
+    /// Stop the daemon, finishing the push in flight
+    ///
+    /// The worker finishes the push in flight and saves what is pending for the next
+    /// start; after --timeout, whatever is left is killed. Not running: exit 0.
     Stop(StopArgs),
-    /// Stop, then start.
+    /// Stop the daemon, then start it
     Restart(RestartArgs),
-    /// Re-read the config without losing queued changes. An invalid new config is
-    /// refused (exit 6) and the daemon keeps running on the old one.
+    /// Re-read the config without losing queued changes
+    ///
+    /// An invalid new config is refused (exit 6) and the daemon keeps running on the old
+    /// one.
     Reload,
-    /// Is it running? Exit 0 running, 1 dead but the pidfile exists, 3 not running.
+    /// Say whether the daemon is running
+    ///
+    /// Exit 0 running, 1 dead but the pidfile exists, 3 not running.
     ///
     /// With --check, a Nagios/Icinga plugin: one line `SYNCD OK - … | perfdata` and exit
     /// 0 OK, 1 WARNING (a lag at --warn-lag or more, failing pushes, paths waiting for a
@@ -103,14 +112,20 @@ pub enum Command {
     /// For Prometheus, set `metrics_file` in the config: the worker writes its metrics
     /// there for node_exporter's textfile collector.
     Status(StatusArgs),
-    /// Run in the foreground (systemd `Type=notify`, containers, debugging): the same
-    /// supervision as the daemon; sends READY=1 to $NOTIFY_SOCKET once watching.
+    /// Run in the foreground, supervised as the daemon is
+    ///
+    /// For systemd (`Type=notify`), containers and debugging: the same supervision as
+    /// the daemon; sends READY=1 to $NOTIFY_SOCKET once watching.
     Run(WorkerArgs),
-    /// Check the setup and say what to fix: the config, rsync, password files, each
-    /// target (`rsync --list-only`), the inotify limits against the trees' size.
+    /// Check the setup and say what to fix
+    ///
+    /// Checks the config, rsync, password files, each target (`rsync --list-only`), the
+    /// inotify limits against the trees' size.
     Check,
-    /// Push now, in the foreground, with progress: what is pending, or every tree whole
-    /// with --full. Goes through the daemon when it is running.
+    /// Push now, in the foreground, with progress
+    ///
+    /// Pushes what is pending, or every tree whole with --full. Goes through the daemon
+    /// when it is running.
     Sync(SyncArgs),
     /// Packaging: write the man pages and shell completions into DIR.
     #[command(hide = true)]

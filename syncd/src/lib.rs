@@ -5,6 +5,7 @@
 pub mod assets;
 pub mod check;
 pub mod cli;
+pub mod conf_man;
 pub mod dispatch;
 pub mod lock;
 pub mod plugin;
