@@ -21,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "syncd",
     version,
-    after_help = "Exit codes (LSB): 0 success, 1 failure, 2 bad usage, 3 not running (status), 6 invalid configuration."
+    after_help = "Exit codes (LSB): 0 success, 1 failure, 2 bad usage, 3 not running (status), 6 invalid configuration, 7 not running (reload, reopen-logs)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -92,6 +92,19 @@ pub enum Command {
     /// Re-read the config without losing queued changes. An invalid new config is
     /// refused (exit 6) and the daemon keeps running on the old one.
     Reload,
+    /// Reopen the log file, after logrotate moved it away.
+    ///
+    /// The running daemon opens `log_file` again (creating it with the old file's owner
+    /// and mode if logrotate's `create` did not) and writes on in the new file, and so
+    /// does its worker (which gets the file from the daemon: it works with `user` set).
+    /// No line is lost: each goes to the old file or the new one. This is what the shipped
+    /// logrotate file's `postrotate` runs (instead of `copytruncate`, which loses the
+    /// lines written while it copies). Under systemd the logs go to the journal and
+    /// there is nothing to reopen (said, exit 0). The request is SIGWINCH to the daemon.
+    /// Exit 0 when asked, 7 when syncd is not running, 1 on failure; the log says what was
+    /// done.
+    #[command(name = "reopen-logs")]
+    ReopenLogs,
     /// Is it running? Exit 0 running, 1 dead but the pidfile exists, 3 not running.
     Status(StatusArgs),
     /// Run in the foreground (systemd `Type=notify`, containers, debugging): the same

@@ -7,6 +7,7 @@ pub mod check;
 pub mod cli;
 pub mod dispatch;
 pub mod lock;
+pub mod log_file;
 pub mod policy;
 pub mod privdrop;
 pub mod procs;

@@ -36,6 +36,9 @@ mod hooks;
 /// `init/syncd.init` with the real controller: LSB codes, the subsys lock, function
 /// libraries, a removed binary, the chkconfig/LSB header; the example configs load.
 mod initscript;
+/// Logs: sd-daemon priority prefixes when stderr is the journal, timestamps elsewhere;
+/// `syncd reopen-logs` after a rotation (nothing lost, the new file's owner and mode).
+mod logs;
 /// Directories moved in from outside and out of the tree.
 mod moves;
 /// Push now: `syncd-worker --once [--full]` (fail-log replay, whole-tree push with

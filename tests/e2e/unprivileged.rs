@@ -422,3 +422,12 @@ fn a_killed_controller_takes_its_unprivileged_worker_with_it() {
         &[&c],
     );
 }
+
+#[test]
+fn reopen_logs_hands_the_new_file_to_a_worker_that_may_not_open_it() {
+    let (_, site) = unprivileged_site();
+    let c = Controller::new(&site.config().top_key("user", "\"nobody\""));
+    // nobody reads its config; the log file and its directory stay root's.
+    chmod(c.dir(), 0o755);
+    crate::logs::reopen_after_rotation(&site, &c);
+}

@@ -400,6 +400,17 @@ impl Controller {
     /// `$NOTIFY_SOCKET` set to `notify_socket`; its output goes to the log file. The
     /// caller owns (and must end) the child; its pid is remembered for Drop.
     pub fn spawn_run(&self, args: &[&str], notify_socket: &Path) -> Child {
+        self.spawn_run_env(args, notify_socket, &[])
+    }
+
+    /// [`Controller::spawn_run`] with these environment variables too (e.g.
+    /// `JOURNAL_STREAM`).
+    pub fn spawn_run_env(
+        &self,
+        args: &[&str],
+        notify_socket: &Path,
+        env: &[(&str, &str)],
+    ) -> Child {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -416,6 +427,7 @@ impl Controller {
             .arg("run")
             .args(args)
             .env("NOTIFY_SOCKET", notify_socket)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
