@@ -15,7 +15,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use syncd_tests::controller::{kill, says, show, syncd_bin, wait_child};
+use syncd_tests::controller::{kill, says, show, syncd_bin};
 use syncd_tests::tree::write_file;
 use syncd_tests::{assert_in_sync, Controller, Diagnose, Site};
 
@@ -43,17 +43,6 @@ fn run_with_journal_stream(c: &Controller, stream: impl Fn((u64, u64)) -> String
     child
 }
 
-/// SIGTERM to `syncd run`, which must exit 0.
-fn stop_run(mut child: Child, c: &Controller) {
-    kill(child.id(), Signal::SIGTERM);
-    let st = wait_child(&mut child, Duration::from_secs(30));
-    assert!(
-        st.is_some_and(|s| s.success()),
-        "`syncd run` did not stop cleanly: {st:?}\n{}",
-        c.diagnose()
-    );
-}
-
 /// `2026-11-24T13:55:40.123Z LEVEL ` at the start of `line`.
 fn has_timestamp(line: &str) -> bool {
     let b = line.as_bytes();
@@ -72,7 +61,7 @@ fn has_timestamp(line: &str) -> bool {
 fn under_systemd_every_line_has_a_priority_prefix_and_no_timestamp() {
     let site = Site::new();
     let mut c = Controller::new(&site.config());
-    let child = run_with_journal_stream(&c, |(dev, ino)| format!("{dev}:{ino}"));
+    let mut child = run_with_journal_stream(&c, |(dev, ino)| format!("{dev}:{ino}"));
     write_file(&site.src().join("hello.txt"), b"hello");
     assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
     // A multi-line error: a reload of an invalid config (the message quotes the loader's).
@@ -80,7 +69,7 @@ fn under_systemd_every_line_has_a_priority_prefix_and_no_timestamp() {
     c.rewrite_config(&format!("{good}\nno_such_key = 1\n"));
     kill(child.id(), Signal::SIGHUP);
     c.wait_log(&["no_such_key"], LOG_TIMEOUT);
-    stop_run(child, &c);
+    c.stop_run(&mut child);
 
     let log = c.log();
     let lines: Vec<&str> = log.lines().collect();
@@ -130,10 +119,10 @@ fn a_journal_stream_that_is_not_stderr_keeps_the_timestamped_format() {
     let site = Site::new();
     let c = Controller::new(&site.config());
     // Inherited from a service whose stderr went elsewhere: another file's identity.
-    let child = run_with_journal_stream(&c, |(dev, ino)| format!("{dev}:{}", ino + 1));
+    let mut child = run_with_journal_stream(&c, |(dev, ino)| format!("{dev}:{}", ino + 1));
     write_file(&site.src().join("hello.txt"), b"hello");
     assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
-    stop_run(child, &c);
+    c.stop_run(&mut child);
     let log = c.log();
     assert!(log.lines().count() > 3, "{log}");
     for line in log.lines() {

@@ -437,6 +437,18 @@ impl Controller {
         child
     }
 
+    /// SIGTERM to a `syncd run` child of [`Controller::spawn_run`], which must exit 0
+    /// within 30 s.
+    pub fn stop_run(&self, child: &mut Child) {
+        kill(child.id(), Signal::SIGTERM);
+        let st = wait_child(child, Duration::from_secs(30));
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "`syncd run` after SIGTERM: expected exit 0, got {st:?}\n{}",
+            self.diagnose()
+        );
+    }
+
     fn sysctl_env(&self, command: &mut Command) {
         if self.may_tune {
             command.env_remove("SYNCD_NO_SYSCTL");
