@@ -28,13 +28,15 @@ pub fn pair() -> std::io::Result<(Sender, File)> {
 
 impl Sender {
     /// Hand `log` to the worker (a copy of the descriptor: the caller keeps its own).
+    /// Never blocks: a worker that does not read its end (stuck, or not ours to trust)
+    /// cannot hold the controller up; its full buffer is an error here.
     pub fn send(&self, log: impl AsFd) -> std::io::Result<()> {
         let fds = [log.as_fd().as_raw_fd()];
         sendmsg::<()>(
             self.0.as_raw_fd(),
             &[IoSlice::new(b"L")],
             &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::MSG_NOSIGNAL,
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
             None,
         )?;
         Ok(())
@@ -117,5 +119,25 @@ mod tests {
         assert_eq!((a.st_dev, a.st_ino), (b.st_dev, b.st_ino));
         drop(tx);
         assert!(receive(rx.as_raw_fd()).is_none(), "closed end: no more");
+    }
+
+    #[test]
+    fn a_worker_that_does_not_read_never_blocks_the_sender() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = File::create(dir.path().join("l.log")).expect("create");
+        let (tx, unread) = pair().expect("pair");
+        // On a thread: a blocking send would hang it, and the test fails at the deadline.
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let refused = (0..100_000).find_map(|_| tx.send(&log).err());
+            let _ = done.send(refused.map(|e| e.kind()));
+        });
+        let got = result.recv_timeout(std::time::Duration::from_secs(10));
+        drop(unread);
+        assert_eq!(
+            got,
+            Ok(Some(std::io::ErrorKind::WouldBlock)),
+            "a full buffer must be an error at once, not a wait"
+        );
     }
 }

@@ -565,8 +565,10 @@ impl<'a> Supervisor<'a> {
     /// `syncd reopen-logs`: after logrotate moved the log file away, write to a new one at
     /// its path, and have the worker do the same.
     fn reopen_logs(&self) {
+        // Debug only: a terminal sends the same signal to `syncd run` on each resize, and
+        // `syncd reopen-logs` says so itself before signalling.
         let Some(log_file) = &self.log_file else {
-            log::info!(
+            log::debug!(
                 "reopen-logs: this syncd does not write to {} (stderr is the journal, a terminal or a pipe): nothing to reopen",
                 self.settings.log_file.display()
             );
