@@ -109,6 +109,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Run in the foreground (systemd `Type=notify`, containers, debugging): the same
     /// supervision as the daemon; sends READY=1 to $NOTIFY_SOCKET once watching.
+    ///
+    /// Logs go to stderr, timestamped; when stderr is systemd's journal ($JOURNAL_STREAM
+    /// names it) each line instead starts with its priority (`<3>` error, `<4>` warning,
+    /// `<6>` info, `<7>` debug) and journald adds the time: `journalctl -u syncd -p warning`.
     Run(WorkerArgs),
     /// Check the setup and say what to fix: the config, rsync, password files, each
     /// target (`rsync --list-only`), the inotify limits against the trees' size.

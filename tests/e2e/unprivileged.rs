@@ -2,8 +2,9 @@
 //! `nobody` with no capabilities and `no_new_privs`, the state directory (also what a
 //! root run left in it, never through a symlink) becomes the user's, a root-only password
 //! file reaches rsync through a private copy (the secret in no argv or environment), a
-//! reload applies in place, a reload that changes `user` is refused, and the copies are
-//! gone after a stop.
+//! reload applies in place, a reload that changes `user` is refused, the copies are
+//! gone after a stop, and `syncd reopen-logs` hands the worker the new log file (it may
+//! not open it itself).
 
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt};
