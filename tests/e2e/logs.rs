@@ -11,7 +11,7 @@
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -257,6 +257,23 @@ fn the_shipped_logrotate_file_rotates_without_losing_a_line() {
     c.stop();
     logrotate(&conf, &c);
     assert!(c.dir().join("syncd.log.2.gz").exists(), "{}", c.diagnose());
+}
+
+#[test]
+fn reopen_logs_says_there_is_nothing_to_reopen_when_the_daemon_logs_elsewhere() {
+    let site = Site::new();
+    let c = Controller::new(&site.config());
+    // As under systemd: stderr is not a file (here /dev/null; there the journal's socket).
+    let no = c.dir().join("no-notify-socket");
+    let mut child = c.spawn_run_to(&[], &no, &[], Stdio::null(), Stdio::null());
+    c.wait_status("running", SYNC_TIMEOUT, &[], |v| v["phase"] == "running");
+    let out = c.cmd(&["reopen-logs"]);
+    assert!(
+        out.status.success() && says(&out, "does not log to a file") && says(&out, "/dev/null"),
+        "syncd reopen-logs:\n{}",
+        show(&out)
+    );
+    c.stop_run(&mut child);
 }
 
 #[test]

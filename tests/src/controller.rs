@@ -417,6 +417,19 @@ impl Controller {
             .open(self.log_path())
             .expect("open the log file");
         let log_err = log.try_clone().expect("dup the log file");
+        self.spawn_run_to(args, notify_socket, env, log.into(), log_err.into())
+    }
+
+    /// `syncd run` as [`Controller::spawn_run_env`], its stdout and stderr sent to
+    /// `out` and `err` (e.g. `/dev/null`: a daemon that does not log to a file).
+    pub fn spawn_run_to(
+        &self,
+        args: &[&str],
+        notify_socket: &Path,
+        env: &[(&str, &str)],
+        out: Stdio,
+        err: Stdio,
+    ) -> Child {
         let bin = syncd_bin();
         let mut command = Command::new(&bin);
         self.sysctl_env(&mut command);
@@ -429,8 +442,8 @@ impl Controller {
             .env("NOTIFY_SOCKET", notify_socket)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
         self.remember(child.id());
