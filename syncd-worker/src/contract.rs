@@ -28,6 +28,9 @@ pub struct WorkerCommandLine {
     /// `--password-dir`: where the controller put the worker's private copies of the
     /// password files (named by [`password_copy_name`]), when the worker runs as `user`.
     pub password_dir: Option<PathBuf>,
+    /// `--log-channel`: the worker's stdin is the controller's end of a
+    /// [`crate::log_channel`] (the daemon logs to a file it may reopen).
+    pub log_channel: bool,
 }
 
 /// `--once`'s options.
@@ -59,6 +62,9 @@ impl WorkerCommandLine {
         }
         if let Some(dir) = &self.password_dir {
             args.extend(["--password-dir".into(), dir.clone().into()]);
+        }
+        if self.log_channel {
+            args.push("--log-channel".into());
         }
         if let Some(once) = self.once {
             args.push("--once".into());
@@ -130,6 +136,15 @@ pub const PUSH_PENDING: Signal = Signal::SIGUSR1;
 /// Push every tree whole now (`syncd sync --full`; with `--force` the request file
 /// [`FORCE_FILE`] is left first). Passed on like [`PUSH_PENDING`].
 pub const PUSH_FULL: Signal = Signal::SIGUSR2;
+
+/// Reopen the log file (`syncd reopen-logs`, after logrotate moved it away): the
+/// controller only; it hands the new file to its worker over the worker's
+/// `--log-channel` ([`crate::log_channel`]), as the worker may not be allowed to open
+/// it. HUP, USR1 and USR2 are taken; WINCH is ignored by default, so an older
+/// controller that does not know it is not killed by it (nor is anything else it hits).
+/// A terminal sends it to `syncd run`'s foreground group on a resize: with stderr not
+/// the log file that is a no-op.
+pub const REOPEN_LOGS: Signal = Signal::SIGWINCH;
 
 /// The environment variable naming the sd_notify socket: systemd's (or `syncd start`'s)
 /// for the controller, the controller's for its worker ([`crate::notify`]).
@@ -242,6 +257,13 @@ mod tests {
                 },
                 "--config /etc/syncd/syncd.toml --log-level info --password-dir \
                  /var/lib/syncd/secrets",
+            ),
+            (
+                WorkerCommandLine {
+                    log_channel: true,
+                    ..base.clone()
+                },
+                "--config /etc/syncd/syncd.toml --log-level info --log-channel",
             ),
         ];
         for (args, want) in cases {

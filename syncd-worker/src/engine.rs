@@ -135,7 +135,8 @@ struct Engine {
 
 /// Run the worker until SIGTERM/SIGINT (exit code 0) or a fatal error. `overrides` are
 /// the command-line settings already applied to `config`, applied again on reload.
-pub fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
+/// `log_channel`: stdin is the controller's [`crate::log_channel`] (`--log-channel`).
+pub fn run(config: Config, overrides: Overrides, log_channel: bool) -> anyhow::Result<()> {
     let state = crate::state_dir::StateDir::create(&config.state_dir)?;
     for w in &config.warnings {
         log::warn!("{w}");
@@ -154,6 +155,9 @@ pub fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
     let restart = Restart::begin(&config)?;
     let (tx, rx) = mpsc::channel();
     spawn_signals(tx.clone())?;
+    if log_channel {
+        crate::log_channel::serve_stdin()?;
+    }
     let mut engine = Engine::new(config, overrides, tx);
     engine.start(&restart)?;
     engine.write_status();
@@ -163,7 +167,9 @@ pub fn run(config: Config, overrides: Overrides) -> anyhow::Result<()> {
 
 /// Signals become messages, from a thread registered before any other.
 fn spawn_signals(tx: Sender<Msg>) -> anyhow::Result<()> {
-    crate::signals::forward(move |sig| tx.send(Msg::Signal(sig)).is_ok())
+    crate::signals::forward(&crate::signals::HANDLED, move |sig| {
+        tx.send(Msg::Signal(sig)).is_ok()
+    })
 }
 
 impl Engine {

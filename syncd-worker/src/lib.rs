@@ -17,6 +17,7 @@ pub mod faillog;
 pub mod force;
 pub mod guard;
 pub mod hooks;
+pub mod log_channel;
 pub mod logger;
 pub mod metrics;
 pub mod notify;

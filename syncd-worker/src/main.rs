@@ -12,7 +12,8 @@ use syncd_worker::engine::Overrides;
 
 /// syncd's sync engine: watches the configured trees with inotify and pushes every change
 /// to the rsync targets in batches. Normally started by the `syncd` controller; run it by
-/// hand to debug or under a supervisor. Logs go to stderr; SIGTERM or Ctrl-C finishes the
+/// hand to debug or under a supervisor. Logs go to stderr (with sd-daemon(3) priority
+/// prefixes instead of timestamps when stderr is systemd's journal: $JOURNAL_STREAM); SIGTERM or Ctrl-C finishes the
 /// push in flight, saves what is pending to the fail log, and exits 0. SIGHUP re-reads the
 /// config file (with these flags applied again, except --initial-sync) and adjusts to it;
 /// an invalid file is logged and the running configuration kept. SIGUSR1 pushes
@@ -67,6 +68,10 @@ struct Cli {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
+    /// Internal, set by the `syncd` controller: stdin is a socket on which it sends a
+    /// new log descriptor after `syncd reopen-logs`; it replaces stdout and stderr.
+    #[arg(long, hide = true, conflicts_with = "once")]
+    log_channel: bool,
     /// Packaging: write the man page syncd-worker.1 into DIR and exit.
     #[arg(long, value_name = "DIR", hide = true)]
     gen_man: Option<PathBuf>,
@@ -124,7 +129,10 @@ fn main() -> ExitCode {
     let mut config = match syncd_worker::config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("syncd-worker: invalid configuration:\n{e}");
+            syncd_worker::logger::last_word(
+                log::Level::Error,
+                &format!("syncd-worker: invalid configuration:\n{e}"),
+            );
             return WorkerExit::BadConfig.into();
         }
     };
@@ -162,7 +170,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    match syncd_worker::engine::run(config, overrides) {
+    match syncd_worker::engine::run(config, overrides, cli.log_channel) {
         Ok(()) => WorkerExit::Clean.into(),
         Err(e) => {
             log::error!("{e:#}");
@@ -194,6 +202,7 @@ mod tests {
                 threads: Some(64),
                 once: None,
                 password_dir: Some("/var/lib/syncd/secrets".into()),
+                log_channel: true,
             },
             WorkerCommandLine {
                 config: "c.toml".into(),
@@ -225,6 +234,7 @@ mod tests {
                     force: cli.force,
                 }),
                 password_dir: cli.password_dir,
+                log_channel: cli.log_channel,
             };
             assert_eq!(got, want);
             assert!(!cli.check && cli.gen_man.is_none());

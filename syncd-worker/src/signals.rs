@@ -1,6 +1,6 @@
 //! Signals become messages (both binaries): one thread, registered before any other
 //! thread exists, hands each of the signals the two processes act on — the contract's
-//! stop, reload and push requests, and SIGINT — to a callback that sends it into the
+//! stop, reload and push requests, SIGINT, and the controller's reopen-logs request — to a callback that sends it into the
 //! process's one channel. Nothing happens inside a handler.
 
 use anyhow::Context;
@@ -17,10 +17,14 @@ pub const HANDLED: [Signal; 5] = [
     contract::PUSH_FULL,
 ];
 
-/// Start the thread that passes each signal of [`HANDLED`] to `send`, until `send`
-/// returns false (the receiving loop is gone).
-pub fn forward(send: impl Fn(Signal) -> bool + Send + 'static) -> anyhow::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new(HANDLED.map(|s| s as i32))
+/// Start the thread that passes each signal of `handled` ([`HANDLED`], and the
+/// controller's [`contract::REOPEN_LOGS`]) to `send`, until `send` returns false (the
+/// receiving loop is gone).
+pub fn forward(
+    handled: &[Signal],
+    send: impl Fn(Signal) -> bool + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new(handled.iter().map(|&s| s as i32))
         .context("failed to install signal handlers")?;
     std::thread::Builder::new()
         .name("signals".into())

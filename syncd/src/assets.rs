@@ -95,6 +95,7 @@ mod tests {
             "_syncd",
             "syncd-check.1",
             "syncd-reload.1",
+            "syncd-reopen-logs.1",
             "syncd-restart.1",
             "syncd-run.1",
             "syncd-start.1",

@@ -24,7 +24,7 @@ use clap::{Args, Parser, Subcommand};
     // The one-line summary: the man page's NAME line and `syncd -h`; `--help` and the
     // man page's DESCRIPTION show the whole comment above.
     about = "Real-time file sync: inotify watch + rsync push",
-    after_help = "Exit codes (LSB): 0 success, 1 failure, 2 bad usage, 3 not running (status), 6 invalid configuration. `status --check` (Nagios/Icinga): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
+    after_help = "Exit codes (LSB): 0 success, 1 failure, 2 bad usage, 3 not running (status), 6 invalid configuration, 7 not running (reload, reopen-logs). `status --check` (Nagios/Icinga): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -99,6 +99,19 @@ pub enum Command {
     /// An invalid new config is refused (exit 6) and the daemon keeps running on the old
     /// one.
     Reload,
+    /// Reopen the log file, after logrotate moved it away
+    ///
+    /// The running daemon opens `log_file` again (creating it with the old file's owner
+    /// and mode if logrotate's `create` did not) and writes on in the new file, and so
+    /// does its worker (which gets the file from the daemon: it works with `user` set).
+    /// No line is lost: each goes to the old file or the new one. This is what the shipped
+    /// logrotate file's `postrotate` runs (instead of `copytruncate`, which loses the
+    /// lines written while it copies). Under systemd the logs go to the journal and
+    /// there is nothing to reopen (said, exit 0). The request is SIGWINCH to the daemon.
+    /// Exit 0 when asked, 7 when syncd is not running, 1 on failure; the log says what was
+    /// done.
+    #[command(name = "reopen-logs")]
+    ReopenLogs,
     /// Say whether the daemon is running
     ///
     /// Exit 0 running, 1 dead but the pidfile exists, 3 not running.
@@ -116,6 +129,10 @@ pub enum Command {
     ///
     /// For systemd (`Type=notify`), containers and debugging: the same supervision as
     /// the daemon; sends READY=1 to $NOTIFY_SOCKET once watching.
+    ///
+    /// Logs go to stderr, timestamped; when stderr is systemd's journal ($JOURNAL_STREAM
+    /// names it) each line instead starts with its priority (`<3>` error, `<4>` warning,
+    /// `<6>` info, `<7>` debug) and journald adds the time: `journalctl -u syncd -p warning`.
     Run(WorkerArgs),
     /// Check the setup and say what to fix
     ///

@@ -99,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             crate::stop::reload(&settings, &config)
         }
+        Command::ReopenLogs => crate::stop::reopen_logs(&without_config(&global)?),
         Command::Stop(args) => crate::stop::stop(&without_config(&global)?, args.timeout),
         Command::Status(args) if args.check => Ok(crate::report::check(
             without_config(&global),
@@ -161,7 +162,10 @@ fn with_config(global: &GlobalArgs) -> anyhow::Result<Option<(Settings, Config)>
             Ok(Some((settings, config)))
         }
         Err(e) => {
-            eprintln!("syncd: invalid configuration:\n{e}");
+            syncd_worker::logger::last_word(
+                log::Level::Error,
+                &format!("syncd: invalid configuration:\n{e}"),
+            );
             Ok(None)
         }
     }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod conf_man;
 pub mod dispatch;
 pub mod lock;
+pub mod log_file;
 pub mod plugin;
 pub mod policy;
 pub mod privdrop;

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     match syncd::dispatch::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("syncd: {e:#}");
+            syncd_worker::logger::last_word(log::Level::Error, &format!("syncd: {e:#}"));
             log::debug!("{e:?}");
             ExitCode::FAILURE
         }

@@ -1,4 +1,4 @@
-//! `syncd stop` and `syncd reload`: find the controller through the lock (never through a
+//! `syncd stop`, `syncd reload` and `syncd reopen-logs`: find the controller through the lock (never through a
 //! bare pid), check it is a syncd by `/proc`, signal it. Stop waits for the lock to be
 //! released; past the timeout it escalates: a second SIGTERM (the controller kills its
 //! worker), then SIGKILL to the controller and the worker, each checked by `/proc`.
@@ -159,6 +159,34 @@ pub fn reload(settings: &Settings, config: &Config) -> anyhow::Result<ExitCode> 
     procs::signal(pid, contract::RELOAD)?;
     println!(
         "reload requested (pid {pid}); the log ({}) says what changed",
+        settings.log_file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `syncd reopen-logs`: ask the controller to reopen its log file
+/// ([`contract::REOPEN_LOGS`]), unless it does not write to a file (the journal).
+pub fn reopen_logs(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let Some(pid) = running_controller(settings)? else {
+        eprintln!("syncd is not running; no log file to reopen");
+        return Ok(ExitCode::from(EXIT_NOT_RUNNING));
+    };
+    // Where its stderr goes (root may look): not a file → nothing to reopen.
+    let stderr = std::path::PathBuf::from(format!("/proc/{pid}/fd/2"));
+    if let Ok(meta) = std::fs::metadata(&stderr) {
+        if !meta.is_file() {
+            let to = std::fs::read_link(&stderr)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            println!(
+                "syncd (pid {pid}) does not log to a file (stderr is {to}; under systemd: the journal): nothing to reopen"
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    procs::signal(pid, contract::REOPEN_LOGS)?;
+    println!(
+        "reopen of {} requested (pid {pid}); the new file's first lines say it was done",
         settings.log_file.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -31,6 +31,7 @@ use nix::sys::signal::Signal;
 use syncd_worker::config::Config;
 use syncd_worker::contract::{self, WorkerCommandLine};
 use syncd_worker::deadline::{after, wall_after};
+use syncd_worker::log_channel;
 use syncd_worker::notify;
 use syncd_worker::process::{describe_exit, Group, Input, Output, Spawn};
 use syncd_worker::state_dir::StateDir;
@@ -38,6 +39,7 @@ use syncd_worker::status::unix_secs;
 
 use crate::cli::WorkerArgs;
 use crate::lock::{Held, PidLock};
+use crate::log_file::{LogFile, Reopened};
 use crate::policy::{Decision, RestartPolicy, Restarts};
 use crate::procs;
 use crate::settings::Settings;
@@ -143,6 +145,11 @@ struct Supervisor<'a> {
     senders: notify::SenderGate,
     /// `user` is set: the worker runs as that account ([`crate::privdrop`]).
     unpriv: Option<crate::privdrop::Unprivileged>,
+    /// The log file stderr is (a daemon of `syncd start`), reopened on
+    /// [`contract::REOPEN_LOGS`]; None under systemd, in a terminal, into a pipe.
+    log_file: Option<LogFile>,
+    /// The current worker's `--log-channel`, when there is a log file to reopen.
+    log_channel: Option<log_channel::Sender>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -170,6 +177,8 @@ impl<'a> Supervisor<'a> {
             next_extend: Instant::now(),
             senders: notify::SenderGate::new(None),
             unpriv: None,
+            log_file: LogFile::of_stderr(&settings.log_file),
+            log_channel: None,
         }
     }
 
@@ -278,6 +287,16 @@ impl<'a> Supervisor<'a> {
             threads: self.args.threads,
             once: None,
             password_dir: self.unpriv.as_ref().map(|u| u.password_dir()),
+            log_channel: self.log_file.is_some(),
+        };
+        // With a log file to reopen, the worker's stdin is its end of the log channel.
+        let (channel, stdin) = match self.log_file {
+            Some(_) => {
+                let (ours, theirs) = log_channel::pair()
+                    .context("failed to make the worker's log channel (a socket pair)")?;
+                (Some(ours), Input::File(theirs))
+            }
+            None => (None, Input::Null),
         };
         let worker = crate::privdrop::as_user(
             Spawn::new(&self.settings.worker_bin).args(args.to_args()),
@@ -287,7 +306,7 @@ impl<'a> Supervisor<'a> {
         // parent-death signal follows the spawning thread. Its log lines go to ours.
         let child = worker
             .env(notify::ENV, socket)
-            .stdin(Input::Null)
+            .stdin(stdin)
             .stdout(Output::Inherit)
             .stderr(Output::Inherit)
             .group(Group::New)
@@ -297,6 +316,7 @@ impl<'a> Supervisor<'a> {
                 crate::privdrop::start_failure(&self.settings.worker_bin, self.unpriv.as_ref())
             })?;
         let pid = child.pid();
+        self.log_channel = channel;
         log::info!(
             "worker pid {pid} started{}",
             if catch_up {
@@ -459,6 +479,7 @@ impl<'a> Supervisor<'a> {
                 }
             }
             contract::RELOAD => self.reload(),
+            contract::REOPEN_LOGS => self.reopen_logs(),
             contract::PUSH_PENDING | contract::PUSH_FULL => {
                 if let Some(w) = &self.worker {
                     log::info!(
@@ -541,6 +562,51 @@ impl<'a> Supervisor<'a> {
         );
     }
 
+    /// `syncd reopen-logs`: after logrotate moved the log file away, write to a new one at
+    /// its path, and have the worker do the same.
+    fn reopen_logs(&self) {
+        // Debug only: a terminal sends the same signal to `syncd run` on each resize, and
+        // `syncd reopen-logs` says so itself before signalling.
+        let Some(log_file) = &self.log_file else {
+            log::debug!(
+                "reopen-logs: this syncd does not write to {} (stderr is the journal, a terminal or a pipe): nothing to reopen",
+                self.settings.log_file.display()
+            );
+            return;
+        };
+        let path = log_file.path().display();
+        log::info!("reopen-logs: reopening {path}");
+        let (file, created) = match log_file.reopen() {
+            Ok(Reopened::Unchanged) => {
+                log::info!("reopen-logs: {path} was not moved; still writing to it");
+                return;
+            }
+            Ok(Reopened::New { file, created }) => (file, created),
+            Err(e) => {
+                log::error!("reopen-logs: {e:#}");
+                return;
+            }
+        };
+        log::info!(
+            "log file {path} reopened{}",
+            if created {
+                " (created with the old one's owner and mode)"
+            } else {
+                ""
+            }
+        );
+        match (&self.worker, &self.log_channel) {
+            (Some(w), Some(channel)) => match channel.send(&file) {
+                Ok(()) => log::info!("reopen-logs: passed the new log file to worker pid {}", w.pid),
+                Err(e) => log::error!(
+                    "reopen-logs: cannot pass the new log file to worker pid {}: {e}; it keeps writing to the old one until it restarts (syncd restart)",
+                    w.pid
+                ),
+            },
+            _ => log::info!("reopen-logs: no worker runs now; the next one writes to the new file"),
+        }
+    }
+
     /// SIGHUP: validate the config again; a bad one changes nothing.
     fn reload(&mut self) {
         let path = &self.settings.config;
@@ -593,7 +659,9 @@ impl<'a> Supervisor<'a> {
 }
 
 fn spawn_signals(tx: Sender<Msg>) -> anyhow::Result<()> {
-    syncd_worker::signals::forward(move |sig| tx.send(Msg::Signal(sig)).is_ok())
+    let mut handled = syncd_worker::signals::HANDLED.to_vec();
+    handled.push(contract::REOPEN_LOGS);
+    syncd_worker::signals::forward(&handled, move |sig| tx.send(Msg::Signal(sig)).is_ok())
 }
 
 fn spawn_listener(listener: notify::Listener, tx: Sender<Msg>) {

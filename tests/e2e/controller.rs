@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use syncd_tests::controller::{
-    is_alive, kill, notify_socket_of, says, show, text, wait_child, wait_gone,
-};
+use syncd_tests::controller::{is_alive, kill, notify_socket_of, says, show, text, wait_gone};
 use syncd_tests::tree::{source_dir, write_file};
 use syncd_tests::wait;
 use syncd_tests::{assert_in_sync, Controller, Diagnose, Site, SyncCheck, TreeWriter};
@@ -516,13 +514,7 @@ fn run_in_the_foreground_sends_ready_and_exits_0_on_sigterm() {
     write_file(&site.src().join("fg.txt"), b"foreground");
     assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&c, &site.daemon]);
 
-    kill(child.id(), Signal::SIGTERM);
-    let st = wait_child(&mut child, Duration::from_secs(30));
-    assert!(
-        st.is_some_and(|s| s.success()),
-        "`syncd run` after SIGTERM: expected exit 0, got {st:?}\n{}",
-        c.diagnose()
-    );
+    c.stop_run(&mut child);
     wait_gone(worker, STATUS_TIMEOUT, "the worker of `syncd run`", &[&c]);
     assert!(
         !c.pidfile().exists(),

@@ -36,6 +36,9 @@ mod hooks;
 /// `init/syncd.init` with the real controller: LSB codes, the subsys lock, function
 /// libraries, a removed binary, the chkconfig/LSB header; the example configs load.
 mod initscript;
+/// Logs: sd-daemon priority prefixes when stderr is the journal, timestamps elsewhere;
+/// `syncd reopen-logs` after a rotation (nothing lost, the new file's owner and mode).
+mod logs;
 /// `metrics_file`: Prometheus text read back with a strict parser — pushes, a target
 /// down (failures, lag, degraded), and no rewrite while the worker is idle.
 mod metrics;

@@ -2,8 +2,9 @@
 //! `nobody` with no capabilities and `no_new_privs`, the state directory (also what a
 //! root run left in it, never through a symlink) becomes the user's, a root-only password
 //! file reaches rsync through a private copy (the secret in no argv or environment), a
-//! reload applies in place, a reload that changes `user` is refused, and the copies are
-//! gone after a stop.
+//! reload applies in place, a reload that changes `user` is refused, the copies are
+//! gone after a stop, and `syncd reopen-logs` hands the worker the new log file (it may
+//! not open it itself).
 
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt};
@@ -421,4 +422,13 @@ fn a_killed_controller_takes_its_unprivileged_worker_with_it() {
         "the unprivileged worker of a SIGKILLed controller (it must not live on)",
         &[&c],
     );
+}
+
+#[test]
+fn reopen_logs_hands_the_new_file_to_a_worker_that_may_not_open_it() {
+    let (_, site) = unprivileged_site();
+    let c = Controller::new(&site.config().top_key("user", "\"nobody\""));
+    // nobody reads its config; the log file and its directory stay root's.
+    chmod(c.dir(), 0o755);
+    crate::logs::reopen_after_rotation(&site, &c);
 }

@@ -400,12 +400,36 @@ impl Controller {
     /// `$NOTIFY_SOCKET` set to `notify_socket`; its output goes to the log file. The
     /// caller owns (and must end) the child; its pid is remembered for Drop.
     pub fn spawn_run(&self, args: &[&str], notify_socket: &Path) -> Child {
+        self.spawn_run_env(args, notify_socket, &[])
+    }
+
+    /// [`Controller::spawn_run`] with these environment variables too (e.g.
+    /// `JOURNAL_STREAM`).
+    pub fn spawn_run_env(
+        &self,
+        args: &[&str],
+        notify_socket: &Path,
+        env: &[(&str, &str)],
+    ) -> Child {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
             .expect("open the log file");
         let log_err = log.try_clone().expect("dup the log file");
+        self.spawn_run_to(args, notify_socket, env, log.into(), log_err.into())
+    }
+
+    /// `syncd run` as [`Controller::spawn_run_env`], its stdout and stderr sent to
+    /// `out` and `err` (e.g. `/dev/null`: a daemon that does not log to a file).
+    pub fn spawn_run_to(
+        &self,
+        args: &[&str],
+        notify_socket: &Path,
+        env: &[(&str, &str)],
+        out: Stdio,
+        err: Stdio,
+    ) -> Child {
         let bin = syncd_bin();
         let mut command = Command::new(&bin);
         self.sysctl_env(&mut command);
@@ -416,13 +440,26 @@ impl Controller {
             .arg("run")
             .args(args)
             .env("NOTIFY_SOCKET", notify_socket)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
         self.remember(child.id());
         child
+    }
+
+    /// SIGTERM to a `syncd run` child of [`Controller::spawn_run`], which must exit 0
+    /// within 30 s.
+    pub fn stop_run(&self, child: &mut Child) {
+        kill(child.id(), Signal::SIGTERM);
+        let st = wait_child(child, Duration::from_secs(30));
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "`syncd run` after SIGTERM: expected exit 0, got {st:?}\n{}",
+            self.diagnose()
+        );
     }
 
     fn sysctl_env(&self, command: &mut Command) {
