@@ -20,11 +20,13 @@
 //!    plus a margin: long enough for the daemon to push what was queued), then dry-runs
 //!    only the drifting paths again (the paths push's own run, [`crate::rsync::plan`],
 //!    as a dry run). What no longer differs was in flight and is dropped. What still
-//!    differs is drift — unless its source entry changed since the verify began minus
-//!    `settle` (its ctime, or its parent directory's for an entry gone from the source):
-//!    those are reported apart as *changing* (a file written continuously, a directory
-//!    being filled), never as drift. A file that failed to push long ago and still
-//!    differs stays drift. Without the daemon there are no live pushes: no second run.
+//!    differs is drift — unless its source entry changed after the verify began (its
+//!    ctime, or its parent directory's for an entry gone from the source): those are
+//!    reported apart as *changing* (a file written continuously, a directory being
+//!    filled), never as drift. What changed before the verify began had at least
+//!    `settle` to arrive; still differing, it is drift (a file that failed to push, a
+//!    file deleted or changed on the target) — also when one push of it takes longer
+//!    than `settle`. Without the daemon there are no live pushes: no second run.
 //!
 //! `--fix` ([`fix_target`]): the drifting paths (not the whole tree) go through the
 //! normal push ([`crate::push::execute`]) as one paths batch: the source-identity check
@@ -129,8 +131,7 @@ pub fn check_target(
         std::thread::sleep(wait);
         let again = recheck(job, target, &checked.drift, opts.deep)?;
         let persisting = settle::persisting(&checked.drift, &again);
-        let since = began.checked_sub(wait).unwrap_or(began);
-        let (drift, changing) = settle::split_changing(persisting, |p| changed_at(job, p), since);
+        let (drift, changing) = settle::split_changing(persisting, |p| changed_at(job, p), began);
         checked.drift = drift;
         checked.changing = changing;
     }
