@@ -233,6 +233,28 @@ fn dry_run_classified(
     Ok(parser.finish())
 }
 
+/// The status file's record of a check that ended at `finished` after `took`.
+pub fn status_of(
+    result: &Result<Checked, String>,
+    finished: SystemTime,
+    took: Duration,
+) -> crate::status::VerifyStatus {
+    let (outcome, drift, error) = match result {
+        Ok(c) if c.drift.is_empty() => ("equal", &c.drift, None),
+        Ok(c) => ("drift", &c.drift, None),
+        Err(e) => ("failed", &Drift::default(), Some(e.clone())),
+    };
+    crate::status::VerifyStatus {
+        finished_at: crate::status::unix_secs(finished),
+        outcome: outcome.into(),
+        missing: drift.missing.count,
+        different: drift.different.count,
+        extra: drift.extra.count,
+        seconds: took.as_secs_f64(),
+        error,
+    }
+}
+
 /// What `--fix` did for one target.
 #[derive(Debug, Clone)]
 pub struct Fixed {

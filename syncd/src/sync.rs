@@ -442,6 +442,7 @@ mod tests {
                             delete_method: "delete-missing-args".into(),
                             progress: None,
                             failing_paths: None,
+                            verify: None,
                         },
                     )
                     .collect(),

@@ -259,3 +259,43 @@ fn a_file_written_while_syncd_runs_is_changing_not_drift_and_real_drift_stays() 
     );
     c.stop();
 }
+
+#[test]
+fn the_periodic_verify_puts_its_result_in_the_status() {
+    let site = Site::new();
+    write_source(site.src());
+    site.daemon.push_with_rsync(site.src());
+    fs::remove_file(site.dst().join("dir/kept.txt")).expect("rm on the target");
+    let c = Controller::new(&site.config().raw("[sync.verify]\ninterval = \"10s\""));
+    c.start();
+    let v = c.wait_status(
+        "a periodic verify's result in the status",
+        Duration::from_secs(40),
+        &[&site.daemon],
+        |s| !s["worker"]["syncs"][0]["targets"][0]["verify"].is_null(),
+    );
+    let v = &v["worker"]["syncs"][0]["targets"][0]["verify"];
+    assert_eq!(v["outcome"], "drift", "{v:#}");
+    assert_eq!(
+        (&v["missing"], &v["different"], &v["extra"]),
+        (&1.into(), &0.into(), &0.into()),
+        "{v:#}"
+    );
+    assert!(
+        v["seconds"].as_f64().is_some() && v["error"].is_null(),
+        "{v:#}"
+    );
+    let finished = v["finished_at"].as_f64().unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    assert!(finished > now - 60.0 && finished <= now + 1.0, "{v:#}");
+    let out = c.cmd(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("DRIFT: 1 missing, 0 different, 0 extra on the target"),
+        "{}",
+        show(&out)
+    );
+    c.stop();
+}

@@ -32,7 +32,7 @@ pub(super) const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// days, humantime's "1year").
 pub(super) const MAX_FULL_INTERVAL: Duration = Duration::from_secs(31_557_600);
 /// Shortest `[sync.verify] interval`.
-pub(super) const MIN_VERIFY_INTERVAL: Duration = Duration::from_secs(60);
+pub(super) const MIN_VERIFY_INTERVAL: Duration = Duration::from_secs(10);
 /// Longest value of every other duration key — `delay`, `max_delay`, rsync and hook
 /// timeouts, retry intervals (sersync: `<timeout time>`, `<failLog timeToExecute>`): a
 /// day. Longer waits are mistakes, and unbounded ones overflow `Instant` arithmetic.

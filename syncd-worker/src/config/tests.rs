@@ -577,7 +577,7 @@ fn bad_user_or_group_points_at_the_value_and_says_what_to_run() {
             format!("{SYNC}[sync.verify]\ninterval = \"10s\"\n"),
             6,
             12,
-            "verify interval = \"10s\" is too short: at least 1m",
+            "verify interval = \"10s\" is too short: at least 10s",
         ),
         (
             "verify unknown key",
