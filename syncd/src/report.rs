@@ -394,7 +394,7 @@ pub(crate) mod tests {
             missing: 1,
             different: 0,
             extra: 2,
-            seconds: 3.14,
+            seconds: 3.12,
             error: error.map(str::to_string),
         };
         assert_eq!(

@@ -574,10 +574,10 @@ fn bad_user_or_group_points_at_the_value_and_says_what_to_run() {
         ),
         (
             "verify interval too short",
-            format!("{SYNC}[sync.verify]\ninterval = \"10s\"\n"),
+            format!("{SYNC}[sync.verify]\ninterval = \"5s\"\n"),
             6,
             12,
-            "verify interval = \"10s\" is too short: at least 10s",
+            "verify interval = \"5s\" is too short: at least 10s",
         ),
         (
             "verify unknown key",

@@ -206,11 +206,10 @@ pub fn parse_line(line: &[u8]) -> Option<Option<Item>> {
     {
         return None;
     }
+    let unchanged = attrs.iter().all(|a| *a == b'.' || *a == b' ');
     let kind = if attrs.iter().all(|a| *a == b'+') {
         Kind::Missing
-    } else if y == b'.' && attrs.iter().all(|a| *a == b'.' || *a == b' ') {
-        return Some(None);
-    } else if x == b'd' && y == b'.' && only_time(attrs) {
+    } else if y == b'.' && (unchanged || (x == b'd' && only_time(attrs))) {
         return Some(None);
     } else {
         Kind::Different
