@@ -173,15 +173,11 @@ fn recheck(job: &SyncJob, target: &Target, drift: &Drift, deep: bool) -> Result<
 }
 
 fn merge(into: &mut Drift, from: Drift) {
-    for kind in [Kind::Missing, Kind::Different, Kind::Extra] {
-        let mut f = match kind {
-            Kind::Missing => from.missing.clone(),
-            Kind::Different => from.different.clone(),
-            Kind::Extra => from.extra.clone(),
-        };
+    for kind in itemize::KINDS {
+        let f = from.get(kind);
         let to = into.of(kind);
         to.count += f.count;
-        to.paths.append(&mut f.paths);
+        to.paths.extend(f.paths.iter().cloned());
     }
 }
 
@@ -370,19 +366,12 @@ fn changed_at(job: &SyncJob, rel: &[u8]) -> Option<SystemTime> {
 mod tests {
     use super::*;
 
-    fn found(paths: &[&str]) -> Found {
-        Found {
-            count: paths.len() as u64,
-            paths: paths.iter().map(|p| p.as_bytes().to_vec()).collect(),
-        }
-    }
-
     #[test]
     fn fix_lists_an_extra_directory_once_and_everything_else_as_found() {
         let drift = Drift {
-            missing: found(&["new", "newdir", "newdir/f"]),
-            different: found(&["changed"]),
-            extra: found(&["gone/deep/x", "gone/deep", "gone", "extra"]),
+            missing: Found::listing(&["new", "newdir", "newdir/f"]),
+            different: Found::listing(&["changed"]),
+            extra: Found::listing(&["gone/deep/x", "gone/deep", "gone", "extra"]),
         };
         let got: Vec<String> = fix_paths(&drift)
             .iter()

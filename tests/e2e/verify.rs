@@ -48,6 +48,15 @@ fn count(report: &serde_json::Value, kind: &str) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
+/// (missing, different, extra) in the first target's report.
+fn counts(report: &serde_json::Value) -> (u64, u64, u64) {
+    (
+        count(report, "missing"),
+        count(report, "different"),
+        count(report, "extra"),
+    )
+}
+
 /// The source tree every test starts from.
 fn write_source(src: &Path) {
     fs::create_dir_all(src.join("dir")).expect("mkdir dir");
@@ -55,6 +64,14 @@ fn write_source(src: &Path) {
     fs::write(src.join("with space.txt"), "spaced").expect("write");
     fs::write(src.join("new\nline"), "newline").expect("write");
     fs::write(src.join("same-size.txt"), "original").expect("write");
+}
+
+/// A site whose daemon's module holds a copy of [`write_source`]'s tree (plain rsync).
+fn seeded_site() -> Site {
+    let site = Site::new();
+    write_source(site.src());
+    site.daemon.push_with_rsync(site.src());
+    site
 }
 
 /// Drift on purpose in the target `dst`: two files deleted (one named with a space, one
@@ -113,15 +130,7 @@ fn drift_is_found_and_fixed(c: &Controller, src: &Path, dst: &Path) {
     assert_exit(code, 1, &r, &out, c);
     assert_eq!(r["targets"][0]["mode"], "deep");
     assert_eq!(paths(&r, "different"), ["same-size.txt"], "{r:#}");
-    assert_eq!(
-        (
-            count(&r, "missing"),
-            count(&r, "different"),
-            count(&r, "extra")
-        ),
-        (2, 1, 1),
-        "{r:#}"
-    );
+    assert_eq!(counts(&r), (2, 1, 1), "{r:#}");
     assert_eq!(
         fs::read_to_string(dst.join("same-size.txt")).expect("read"),
         "ORIGINAL",
@@ -147,9 +156,7 @@ fn drift_is_found_and_fixed(c: &Controller, src: &Path, dst: &Path) {
 
 #[test]
 fn drift_on_a_daemon_target_is_found_by_the_right_mode_and_fixed() {
-    let site = Site::new();
-    write_source(site.src());
-    site.daemon.push_with_rsync(site.src());
+    let site = seeded_site();
     let c = Controller::new(&site.config());
     let (code, r, out) = verify(&c, &[]);
     assert_exit(code, 0, &r, &out, &c);
@@ -178,9 +185,7 @@ fn drift_on_a_local_target_is_found_and_fixed() {
 
 #[test]
 fn a_target_that_cannot_be_reached_is_exit_2() {
-    let mut site = Site::new();
-    write_source(site.src());
-    site.daemon.push_with_rsync(site.src());
+    let mut site = seeded_site();
     site.daemon.stop();
     let c = Controller::new(&site.config());
     let (code, r, out) = verify(&c, &[]);
@@ -201,9 +206,7 @@ fn a_target_that_cannot_be_reached_is_exit_2() {
 
 #[test]
 fn a_file_written_while_syncd_runs_is_changing_not_drift_and_real_drift_stays() {
-    let site = Site::new();
-    write_source(site.src());
-    site.daemon.push_with_rsync(site.src());
+    let site = seeded_site();
     let c = Controller::new(&site.config());
     c.start();
     let growing = site.src().join("growing.log");
@@ -241,15 +244,7 @@ fn a_file_written_while_syncd_runs_is_changing_not_drift_and_real_drift_stays() 
     writer.join().expect("the writer thread");
     assert_exit(code, 1, &r, &out, &c);
     assert_eq!(paths(&r, "missing"), ["dir/kept.txt"], "{r:#}");
-    assert_eq!(
-        (
-            count(&r, "missing"),
-            count(&r, "different"),
-            count(&r, "extra")
-        ),
-        (1, 0, 0),
-        "{r:#}"
-    );
+    assert_eq!(counts(&r), (1, 0, 0), "{r:#}");
     assert_eq!(paths(&r, "changing"), ["growing.log"], "{r:#}");
     assert_eq!(fix.status.code(), Some(2), "{}", show(&fix));
     assert!(
@@ -262,9 +257,7 @@ fn a_file_written_while_syncd_runs_is_changing_not_drift_and_real_drift_stays() 
 
 #[test]
 fn the_periodic_verify_puts_its_result_in_the_status() {
-    let site = Site::new();
-    write_source(site.src());
-    site.daemon.push_with_rsync(site.src());
+    let site = seeded_site();
     fs::remove_file(site.dst().join("dir/kept.txt")).expect("rm on the target");
     let c = Controller::new(&site.config().raw("[sync.verify]\ninterval = \"10s\""));
     c.start();

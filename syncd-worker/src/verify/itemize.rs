@@ -10,7 +10,8 @@
 //! Names with newlines or any other byte: rsync escapes every byte it will not print
 //! (control characters such as a newline, and non-ASCII bytes without `-8`) as `\#ooo`
 //! (three octal digits), and a backslash that would read as such an escape as `\#134`;
-//! so one line is always one entry and [`unescape`] gives back the exact bytes. A NUL
+//! so one line is always one entry and [`unescape`] (shared with
+//! [`crate::rsync::failures`]) gives back the exact bytes. A NUL
 //! separated output is not needed (rsync's `--from0`/`-0` only affects lists it reads).
 //!
 //! What a line means (with `-n` the `>` lines mean "would send"):
@@ -31,6 +32,7 @@
 //!   [`Itemizer::other_lines`] (the `--stats` block).
 
 use crate::batch::RelPath;
+use crate::rsync::failures::unescape;
 
 /// The kind of difference one itemized line shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +62,19 @@ pub struct Found {
     pub paths: Vec<RelPath>,
 }
 
+impl Found {
+    /// Every one of `names`, counted (tables and tests).
+    pub fn listing(names: &[&str]) -> Found {
+        Found {
+            count: names.len() as u64,
+            paths: names.iter().map(|p| p.as_bytes().to_vec()).collect(),
+        }
+    }
+}
+
+/// Every kind, in report order.
+pub const KINDS: [Kind; 3] = [Kind::Missing, Kind::Different, Kind::Extra];
+
 /// Drift found by one dry run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Drift {
@@ -75,6 +90,14 @@ impl Drift {
 
     pub fn total(&self) -> u64 {
         self.missing.count + self.different.count + self.extra.count
+    }
+
+    pub fn get(&self, kind: Kind) -> &Found {
+        match kind {
+            Kind::Missing => &self.missing,
+            Kind::Different => &self.different,
+            Kind::Extra => &self.extra,
+        }
     }
 
     pub fn of(&mut self, kind: Kind) -> &mut Found {
@@ -227,31 +250,6 @@ fn only_time(attrs: &[u8]) -> bool {
         .iter()
         .enumerate()
         .all(|(i, a)| matches!(a, b'.' | b' ') || (i == 2 && matches!(a, b't' | b'T')))
-}
-
-/// rsync's `\#ooo` escapes back to bytes; anything else as it is.
-pub fn unescape(name: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(name.len());
-    let mut i = 0;
-    while i < name.len() {
-        if name[i] == b'\\' && name.get(i + 1) == Some(&b'#') {
-            if let Some(digits) = name.get(i + 2..i + 5) {
-                if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
-                    let v = digits
-                        .iter()
-                        .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
-                    if let Ok(b) = u8::try_from(v) {
-                        out.push(b);
-                        i += 5;
-                        continue;
-                    }
-                }
-            }
-        }
-        out.push(name[i]);
-        i += 1;
-    }
-    out
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use super::itemize::{Drift, Found, Kind};
+use super::itemize::{Drift, Found, KINDS};
 use crate::batch::{is_within, RelPath};
 
 /// The drift of the first run that the second (of its paths only) still shows: a path
@@ -13,12 +13,8 @@ pub fn persisting(first: &Drift, second: &Drift) -> Drift {
     let keep =
         |p: &RelPath| named.contains(p) || second.extra.paths.iter().any(|dir| is_within(p, dir));
     let mut out = Drift::default();
-    for kind in [Kind::Missing, Kind::Different, Kind::Extra] {
-        let from = match kind {
-            Kind::Missing => &first.missing,
-            Kind::Different => &first.different,
-            Kind::Extra => &first.extra,
-        };
+    for kind in KINDS {
+        let from = first.get(kind);
         let to = out.of(kind);
         for p in from.paths.iter().filter(|p| keep(p)) {
             to.count += 1;
@@ -37,13 +33,8 @@ pub fn split_changing(
 ) -> (Drift, Found) {
     let mut out = Drift::default();
     let mut changing = Found::default();
-    for kind in [Kind::Missing, Kind::Different, Kind::Extra] {
-        let from = match kind {
-            Kind::Missing => &drift.missing,
-            Kind::Different => &drift.different,
-            Kind::Extra => &drift.extra,
-        };
-        for p in &from.paths {
+    for kind in KINDS {
+        for p in &drift.get(kind).paths {
             let to = if changed_at(p).is_some_and(|t| t >= since) {
                 &mut changing
             } else {
@@ -61,13 +52,6 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn found(paths: &[&str]) -> Found {
-        Found {
-            count: paths.len() as u64,
-            paths: paths.iter().map(|p| p.as_bytes().to_vec()).collect(),
-        }
-    }
-
     fn names(f: &Found) -> Vec<String> {
         f.paths
             .iter()
@@ -78,15 +62,15 @@ mod tests {
     #[test]
     fn only_what_the_second_run_still_shows_persists() {
         let first = Drift {
-            missing: found(&["pushed-meanwhile", "still-missing"]),
-            different: found(&["was-in-flight", "stale"]),
-            extra: found(&["gone/x", "gone", "deleted-meanwhile"]),
+            missing: Found::listing(&["pushed-meanwhile", "still-missing"]),
+            different: Found::listing(&["was-in-flight", "stale"]),
+            extra: Found::listing(&["gone/x", "gone", "deleted-meanwhile"]),
         };
         // The second run lists `gone` (deleted whole with --force): `gone/x` persists.
         let second = Drift {
-            missing: found(&["still-missing"]),
-            different: found(&["stale"]),
-            extra: found(&["gone"]),
+            missing: Found::listing(&["still-missing"]),
+            different: Found::listing(&["stale"]),
+            extra: Found::listing(&["gone"]),
         };
         let p = persisting(&first, &second);
         assert_eq!(names(&p.missing), ["still-missing"]);
@@ -100,9 +84,9 @@ mod tests {
     fn a_path_changed_since_the_verify_began_is_changing_not_drift() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let drift = Drift {
-            missing: found(&["new-now"]),
-            different: found(&["appended", "old-failure"]),
-            extra: found(&["unknown"]),
+            missing: Found::listing(&["new-now"]),
+            different: Found::listing(&["appended", "old-failure"]),
+            extra: Found::listing(&["unknown"]),
         };
         let (d, changing) = split_changing(
             drift,

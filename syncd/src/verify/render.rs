@@ -229,13 +229,6 @@ mod tests {
     use std::time::Duration;
     use syncd_worker::verify::Checked;
 
-    fn found(paths: &[&str]) -> Found {
-        Found {
-            count: paths.len() as u64,
-            paths: paths.iter().map(|p| p.as_bytes().to_vec()).collect(),
-        }
-    }
-
     fn view(result: Result<Checked, String>, fix: Option<FixView>) -> TargetView {
         TargetView {
             sync: "data".into(),
@@ -249,9 +242,9 @@ mod tests {
     fn drifting() -> Checked {
         Checked {
             drift: Drift {
-                missing: found(&["a", "b", "c"]),
-                different: found(&[]),
-                extra: found(&["new\nline"]),
+                missing: Found::listing(&["a", "b", "c"]),
+                different: Found::listing(&[]),
+                extra: Found::listing(&["new\nline"]),
             },
             elapsed: Duration::from_millis(1500),
             ..Checked::default()
