@@ -113,7 +113,8 @@ pub enum Command {
     /// not in the source), with the first paths of each and the time it took. Files are
     /// compared by size and modification time; --deep compares their contents
     /// (`--checksum`: reads every file on both sides, much slower), which also finds a
-    /// file changed on the target with its size and mtime kept.
+    /// file changed on the target with its size and mtime kept. A directory that differs
+    /// only in its modification time is not drift.
     ///
     /// Safe while syncd runs: it only reads. Changes still being pushed are not drift:
     /// when the dry run finds differences while the daemon runs, verify waits the sync's
@@ -124,7 +125,13 @@ pub enum Command {
     /// --fix pushes exactly the drift (those paths, not the whole tree, through the
     /// normal push: source check first; an extra entry is deleted only as a push of a path
     /// deleted in the source would; the deletion guard `max_delete` applies), then
-    /// verifies again; the exit code is the second verify's. --fix needs syncd stopped.
+    /// verifies again; the exit code is the second verify's. --fix needs syncd stopped
+    /// (with it running, --fix changes nothing and exits 2).
+    ///
+    /// Periodically: `[sync.verify] interval = "6h"` in the config makes the daemon run
+    /// the same check; `syncd status` shows the last result of each target, and
+    /// status.json has it as `verify` (finished_at, outcome, missing, different, extra,
+    /// seconds, error).
     Verify(VerifyArgs),
     /// Packaging: write the man pages and shell completions into DIR.
     #[command(hide = true)]

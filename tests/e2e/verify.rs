@@ -292,3 +292,41 @@ fn the_periodic_verify_puts_its_result_in_the_status() {
     );
     c.stop();
 }
+
+#[test]
+fn fix_keeps_to_the_deletion_guard_and_deletes_an_extra_directory_whole() {
+    let src = source_dir();
+    let state = tempfile::tempdir().expect("state tempdir");
+    let dst = tempfile::tempdir().expect("target tempdir");
+    for name in ["a", "b"] {
+        fs::write(src.path().join(name), name).expect("write");
+        fs::write(dst.path().join(name), name).expect("write");
+    }
+    fs::create_dir(dst.path().join("junk")).expect("mkdir junk");
+    for i in 0..5 {
+        fs::write(dst.path().join(format!("junk/{i}")), "x").expect("write junk");
+    }
+    let cfg = WorkerConfig::new(state.path(), src.path()).local(dst.path(), None);
+    let c = Controller::new(&cfg);
+    // 6 extra entries against 2 in the source: more than max_delete (50 %) allows.
+    let (code, r, out) = verify(&c, &["--fix"]);
+    assert_exit(code, 2, &r, &out, &c);
+    assert_eq!(counts(&r), (0, 0, 6), "{r:#}");
+    let error = r["targets"][0]["fix"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("deletion guard"), "{r:#}");
+    assert!(dst.path().join("junk/4").exists(), "nothing was deleted");
+
+    // With 20 more files in the source the same 6 deletions are within the guard.
+    for i in 0..20 {
+        fs::write(src.path().join(format!("f{i}")), "f").expect("write");
+    }
+    let (code, r, out) = verify(&c, &["--fix"]);
+    assert_exit(code, 0, &r, &out, &c);
+    assert_eq!(counts(&r), (20, 0, 6), "{r:#}");
+    // junk is listed once, not with its 5 files: 20 + 1 paths.
+    assert_eq!(r["targets"][0]["fix"]["paths"], 21, "{r:#}");
+    assert!(!dst.path().join("junk").exists());
+    syncd_tests::tree::SyncCheck::new(src.path(), dst.path())
+        .with(&c)
+        .wait();
+}
