@@ -117,8 +117,12 @@ pub fn check_target(
         )
     })?;
     let inv = verify_run(job, target, &excluded, opts.deep);
-    let (drift, other) = dry_run(&inv, target, seen)?;
-    let source_entries = stats_counts(&other.join("\n")).map(|(files, _)| files);
+    let (drift, other, items) = dry_run(&inv, target, seen)?;
+    let stats = other.join("\n");
+    if let Some(why) = silenced(items, &stats) {
+        return Err(why);
+    }
+    let source_entries = stats_counts(&stats).map(|(files, _)| files);
     let mut checked = Checked {
         drift,
         changing: Found::default(),
@@ -139,6 +143,34 @@ pub fn check_target(
     Ok(checked)
 }
 
+/// rsync's `--stats` count changes the itemized lines do not show: an option of the sync
+/// silenced them (an `--info=`/`--out-format` of its own); never call that "equal".
+fn silenced(items: u64, stats: &str) -> Option<String> {
+    let number = |label: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|rest| {
+                rest.trim_start()
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == ',')
+                    .filter(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0)
+    };
+    let (created, deleted) = (
+        number("Number of created files:"),
+        number("Number of deleted files:"),
+    );
+    (items == 0 && created + deleted > 0).then(|| {
+        format!(
+            "rsync's statistics count {created} entries to create and {deleted} to delete, but it listed none of them: an option in the sync's rsync params or extra silences its itemized output; remove it"
+        )
+    })
+}
+
 /// Dry-run only `drift`'s paths again (the paths push's runs, as dry runs).
 fn recheck(job: &SyncJob, target: &Target, drift: &Drift, deep: bool) -> Result<Drift, String> {
     let batch = Batch {
@@ -153,7 +185,7 @@ fn recheck(job: &SyncJob, target: &Target, drift: &Drift, deep: bool) -> Result<
         let mut fallback = None;
         for inv in plan(job, target, &batch, caps, &[]) {
             match dry_run_classified(&inv.into_verify(deep), target, None) {
-                Ok((d, _)) => merge(&mut total, d),
+                Ok((d, _, _)) => merge(&mut total, d),
                 Err(e) => {
                     fallback = Some(e);
                     break;
@@ -185,12 +217,12 @@ fn sorted(paths: impl Iterator<Item = RelPath>) -> Vec<RelPath> {
     paths.collect::<BTreeSet<_>>().into_iter().collect()
 }
 
-/// Run one itemizing dry run; the drift (every path) and rsync's other stdout lines.
-fn dry_run(
-    inv: &Invocation,
-    target: &Target,
-    seen: Option<&Seen>,
-) -> Result<(Drift, Vec<String>), String> {
+/// What one dry run printed: the drift, rsync's other lines, the itemized entries.
+type Listed = (Drift, Vec<String>, u64);
+
+/// Run one itemizing dry run; the drift (every path), rsync's other stdout lines and how
+/// many itemized entries it printed.
+fn dry_run(inv: &Invocation, target: &Target, seen: Option<&Seen>) -> Result<Listed, String> {
     dry_run_classified(inv, target, seen).map_err(|(_, e)| e)
 }
 
@@ -199,7 +231,7 @@ fn dry_run_classified(
     inv: &Invocation,
     target: &Target,
     seen: Option<&Seen>,
-) -> Result<(Drift, Vec<String>), (Option<Class>, String)> {
+) -> Result<Listed, (Option<Class>, String)> {
     let parser = Arc::new(Mutex::new(itemize::Itemizer::new(usize::MAX)));
     let feed = parser.clone();
     let seen = seen.cloned();
@@ -226,7 +258,7 @@ fn dry_run_classified(
             itemize::Itemizer::new(0),
         ),
     };
-    Ok(parser.finish())
+    Ok(parser.finish_counted())
 }
 
 /// The status file's record of a check that ended at `finished` after `took`.
@@ -365,6 +397,15 @@ fn changed_at(job: &SyncJob, rel: &[u8]) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn itemized_output_silenced_by_an_option_is_a_failure_not_equal() {
+        let stats = "Number of files: 13 (reg: 8, dir: 4, link: 1)\nNumber of created files: 8 (reg: 5, dir: 2, link: 1)\nNumber of deleted files: 4 (reg: 2, dir: 2)\n";
+        assert!(silenced(0, stats).is_some());
+        assert_eq!(silenced(12, stats), None);
+        let none = "Number of files: 3\nNumber of created files: 0\nNumber of deleted files: 0\n";
+        assert_eq!(silenced(0, none), None);
+    }
 
     #[test]
     fn fix_lists_an_extra_directory_once_and_everything_else_as_found() {

@@ -156,13 +156,19 @@ impl Itemizer {
         self.partial.drain(..start);
     }
 
-    /// The drift, once rsync's stdout has ended.
-    pub fn finish(mut self) -> (Drift, Vec<String>) {
+    /// The drift, once rsync's stdout has ended, and the last other lines.
+    pub fn finish(self) -> (Drift, Vec<String>) {
+        let (drift, other, _) = self.finish_counted();
+        (drift, other)
+    }
+
+    /// [`Itemizer::finish`], and how many itemized entries there were (drift or not).
+    pub fn finish_counted(mut self) -> (Drift, Vec<String>, u64) {
         if !self.partial.is_empty() {
             let rest = std::mem::take(&mut self.partial);
             self.line(&rest);
         }
-        (self.drift, self.other.into_iter().collect())
+        (self.drift, self.other.into_iter().collect(), self.seen)
     }
 
     /// The drift counted so far.
