@@ -51,6 +51,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::batch::{is_within, Batch, RelPath};
+use crate::busy::{patience, Pauses};
 use crate::config::{SyncJob, Target};
 use crate::guard::stats_counts;
 use crate::push::{execute, Checks};
@@ -117,7 +118,7 @@ pub fn check_target(
         )
     })?;
     let inv = verify_run(job, target, &excluded, opts.deep);
-    let (drift, other, items) = dry_run(&inv, target, seen)?;
+    let (drift, other, items) = dry_run(&inv, job, target, seen)?;
     let stats = other.join("\n");
     if let Some(why) = silenced(items, &stats) {
         return Err(why);
@@ -184,7 +185,7 @@ fn recheck(job: &SyncJob, target: &Target, drift: &Drift, deep: bool) -> Result<
         let mut total = Drift::default();
         let mut fallback = None;
         for inv in plan(job, target, &batch, caps, &[]) {
-            match dry_run_classified(&inv.into_verify(deep), target, None) {
+            match dry_run_classified(&inv.into_verify(deep), job, target, None) {
                 Ok((d, _, _)) => merge(&mut total, d),
                 Err(e) => {
                     fallback = Some(e);
@@ -222,12 +223,38 @@ type Listed = (Drift, Vec<String>, u64);
 
 /// Run one itemizing dry run; the drift (every path), rsync's other stdout lines and how
 /// many itemized entries it printed.
-fn dry_run(inv: &Invocation, target: &Target, seen: Option<&Seen>) -> Result<Listed, String> {
-    dry_run_classified(inv, target, seen).map_err(|(_, e)| e)
+fn dry_run(
+    inv: &Invocation,
+    job: &SyncJob,
+    target: &Target,
+    seen: Option<&Seen>,
+) -> Result<Listed, String> {
+    dry_run_classified(inv, job, target, seen).map_err(|(_, e)| e)
 }
 
-/// [`dry_run`], its error with the class of rsync's failure (None: rsync did not run).
+/// [`dry_run`], its error with the class of rsync's failure (None: rsync did not run). A
+/// daemon with no connection free (a live push holds it, `max connections`) is tried
+/// again after the push's own pauses ([`Pauses`]), for as long as a push would wait.
 fn dry_run_classified(
+    inv: &Invocation,
+    job: &SyncJob,
+    target: &Target,
+    seen: Option<&Seen>,
+) -> Result<Listed, (Option<Class>, String)> {
+    let mut pauses = Pauses::new(patience(job.rsync.timeout));
+    loop {
+        match dry_run_once(inv, target, seen) {
+            Err((Some(Class::Busy), e)) => match pauses.refused(Instant::now()) {
+                // A scheduled pause (busy::Pauses), not a poll: nothing to wait for but time.
+                Some(pause) => std::thread::sleep(pause),
+                None => return Err((Some(Class::Busy), e)),
+            },
+            other => return other,
+        }
+    }
+}
+
+fn dry_run_once(
     inv: &Invocation,
     target: &Target,
     seen: Option<&Seen>,

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use syncd_tests::controller::show;
+use syncd_tests::daemon::HOLD_FILE;
 use syncd_tests::tree::source_dir;
-use syncd_tests::{Controller, Diagnose, Site, WorkerConfig};
+use syncd_tests::{Controller, Diagnose, RsyncDaemon, Site, WorkerConfig};
 
 /// `syncd verify <args> --json`: the exit code and the report.
 fn verify(c: &Controller, args: &[&str]) -> (Option<i32>, serde_json::Value, Output) {
@@ -329,4 +330,33 @@ fn fix_keeps_to_the_deletion_guard_and_deletes_an_extra_directory_whole() {
     syncd_tests::tree::SyncCheck::new(src.path(), dst.path())
         .with(&c)
         .wait();
+}
+
+#[test]
+fn a_busy_daemon_is_waited_for_as_a_push_would() {
+    let site = Site::with_daemon(RsyncDaemon::start_with_module_settings(
+        "max connections = 1\n",
+    ));
+    write_source(site.src());
+    site.daemon.push_with_rsync(site.src());
+    let c = Controller::new(&site.config());
+    let mut slot = site.daemon.hold_slot();
+    let refusals = site.daemon.log_count("max connections (1) reached");
+    let pending = c.spawn_cmd(&["verify", "--json"]);
+    // verify was refused at least once, and keeps trying…
+    site.daemon.wait_log(
+        "max connections (1) reached",
+        refusals,
+        Duration::from_secs(20),
+        &[&c],
+    );
+    slot.release();
+    // …until the slot is free: a result, not "could not be checked".
+    let out = pending.finish(&c);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}): {}", show(&out)));
+    assert_exit(out.status.code(), 1, &r, &out, &c);
+    // The slot holder's file, written into the module, is the only drift.
+    assert_eq!(paths(&r, "extra"), [HOLD_FILE], "{r:#}");
+    assert_eq!(counts(&r), (0, 0, 1), "{r:#}");
 }
