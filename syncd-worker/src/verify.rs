@@ -1,6 +1,8 @@
 //! `syncd verify`: proves that a target equals its source without changing anything, and
 //! with `--fix` pushes exactly the drift it found. Used by the controller's `verify`
-//! command (and meant for a periodic verify in the worker).
+//! command (in the caller's process, as the caller's user) and by the worker's periodic
+//! verify (`[sync.verify] interval`, on a thread of its own, as the worker's user; the
+//! result goes to the status file, [`status_of`]).
 //!
 //! How one target is checked ([`check_target`]):
 //! 1. The source path must still name the directory the daemon watched
@@ -13,7 +15,10 @@
 //!    with `--dry-run --out-format=%i %n --stats`, and `--checksum` for `deep`. rsync's
 //!    itemized lines are read as they come ([`itemize`]) into counts of entries
 //!    missing, different and extra on the target. `--dry-run` is the safety: nothing on
-//!    the target or the source changes, whatever the sync's options.
+//!    the target or the source changes, whatever the sync's options (ours come last, so
+//!    they win). A daemon refusing as busy is tried again with a push's pauses and
+//!    patience ([`crate::busy`]); a run whose `--stats` count changes it did not itemize
+//!    (an option silenced the output) is a failure, never "equal".
 //! 3. Not racing live pushes ([`Options::settle`], set when the daemon runs): a change
 //!    made just before or during the dry run may not have been pushed yet, and is not
 //!    drift. When the first run found drift, verify waits `settle` (the sync's `delay`
