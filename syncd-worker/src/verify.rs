@@ -38,14 +38,15 @@
 //! first, `--delete-missing-args` deleting on the target only listed paths that are
 //! missing in the source at push time — exactly what a push of those paths after an
 //! inotify event would do (with `deep`, the push compares by checksum too, or a file
-//! differing only in content would be skipped again). An extra directory is listed once (its deletion covers what
-//! is below it). The deletion guard (`max_delete`) applies to the extra entries against
-//! the source's entry count from the dry run's `--stats`, as it does to a whole-tree
-//! push: a fix never deletes what a whole-tree push would refuse to. The caller then
-//! verifies again.
+//! differing only in content would be skipped again). An extra directory is listed once
+//! (its deletion covers what is below it). The deletion guard (`max_delete`) applies to
+//! the extra entries against the source's entry count from the dry run's `--stats`, as it
+//! does to a whole-tree push: a fix never deletes what a whole-tree push would refuse
+//! to. In `mode = "tree"` every push is a whole-tree push, and so is the fix (guarded as
+//! such). The caller then verifies again.
 //!
 //! Must not: write anything to the target outside `--fix`'s push, write the state
-//! directory, or run without the source check.
+//! directory, or check a source that is not the one recorded as watched.
 
 pub mod itemize;
 pub mod settle;
