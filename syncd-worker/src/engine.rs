@@ -65,6 +65,8 @@ enum Msg {
     Fatal(Id, String),
     Probed(Id, u64, Result<Caps, Outcome>),
     Pushed(Id, Ticket, PushReport),
+    /// A periodic verify of a target ended.
+    Verified(Id, crate::status::VerifyStatus),
     Signal(Signal),
 }
 
@@ -305,7 +307,7 @@ impl Engine {
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
         let syncs = self.syncs.iter().flat_map(|s| {
             let targets = s.targets.iter().map(|t| t.state.deadline(now, s.ready));
-            targets.chain([s.next_full])
+            targets.chain([s.next_full, s.next_verify])
         });
         let status = self.status_due();
         let metrics = self.metrics.as_ref().and_then(MetricsFile::due);
@@ -333,6 +335,14 @@ impl Engine {
                 s.queue(Change::PeriodicFull, now);
                 s.next_full = s.job.full_sync.interval.map(|i| after(now, i));
             }
+            if s.next_verify.is_some_and(|v| now >= v) {
+                s.next_verify = s.job.verify.interval.map(|i| after(now, i));
+                if s.lost.is_none() {
+                    for t in &mut s.targets {
+                        t.spawn_verify(&s.job, s.source, &self.tx);
+                    }
+                }
+            }
             for t in &mut s.targets {
                 match t.state.next(&s.job, now) {
                     Action::Probe => t.spawn_probe(&s.job, &self.tx),
@@ -358,6 +368,13 @@ impl Engine {
             Msg::Fatal(wid, e) => self.on_fatal(wid, e),
             Msg::Probed(tid, cfg_gen, r) => self.on_probed(tid, cfg_gen, r),
             Msg::Pushed(tid, ticket, report) => self.on_pushed(tid, ticket, report),
+            Msg::Verified(tid, status) => {
+                if let Some((si, ti)) = self.target_index(tid) {
+                    let t = &mut self.syncs[si].targets[ti];
+                    t.verifying = false;
+                    t.verify = Some(status);
+                }
+            }
             Msg::Signal(sig) => self.on_signal(sig),
         }
     }

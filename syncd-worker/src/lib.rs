@@ -36,6 +36,7 @@ pub mod source_id;
 pub mod state_dir;
 pub mod status;
 pub mod target;
+pub mod verify;
 /// Test code only: the wait loop shared by the unit tests and the end-to-end harness.
 #[cfg(any(test, feature = "test-util"))]
 pub mod wait;

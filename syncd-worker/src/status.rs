@@ -183,6 +183,27 @@ pub struct TargetStatus {
     /// list once pushed. Absent when none fails, and from status files of older workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_paths: Option<FailingPaths>,
+    /// The last periodic verify (`[sync.verify] interval`); absent until one ended, when
+    /// periodic verify is off, and from status files of older workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyStatus>,
+}
+
+/// How a target's last periodic verify ended ([`crate::verify`]). Read by `syncd status`
+/// and by anything that turns the status file into metrics: keep the names.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VerifyStatus {
+    /// When it ended (Unix seconds).
+    pub finished_at: f64,
+    /// "equal", "drift" or "failed" (the target could not be checked: `error` says why).
+    pub outcome: String,
+    /// Entries missing on the target, different there, and there but not in the source.
+    pub missing: u64,
+    pub different: u64,
+    pub extra: u64,
+    /// How long it took.
+    pub seconds: f64,
+    pub error: Option<String>,
 }
 
 /// A target's failing paths: how many, and a few of them with rsync's reason.

@@ -846,6 +846,7 @@ impl TargetState {
             },
             progress: live.progress,
             failing_paths: self.failing.summary(FAILING_EXAMPLES),
+            verify: None,
         };
         (status, degraded)
     }

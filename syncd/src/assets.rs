@@ -102,6 +102,7 @@ mod tests {
             "syncd-status.1",
             "syncd-stop.1",
             "syncd-sync.1",
+            "syncd-verify.1",
             "syncd.1",
             "syncd.bash",
             "syncd.fish",

@@ -144,6 +144,36 @@ pub enum Command {
     /// Pushes what is pending, or every tree whole with --full. Goes through the daemon
     /// when it is running.
     Sync(SyncArgs),
+    /// Prove that every target equals its source, changing nothing: exit 0 equal,
+    /// 1 drift, 2 a target could not be checked.
+    ///
+    /// For each sync and target, one rsync dry run of the whole tree (`-n --delete
+    /// --itemize-changes`, with the sync's excludes, its rsync params and the target's
+    /// connection settings, exactly as a whole-tree push would run) reports the drift:
+    /// entries missing on the target, different there, and extra there (in the target,
+    /// not in the source), with the first paths of each and the time it took. Files are
+    /// compared by size and modification time; --deep compares their contents
+    /// (`--checksum`: reads every file on both sides, much slower), which also finds a
+    /// file changed on the target with its size and mtime kept. A directory that differs
+    /// only in its modification time is not drift.
+    ///
+    /// Safe while syncd runs: it only reads. Changes still being pushed are not drift:
+    /// when the dry run finds differences while the daemon runs, verify waits the sync's
+    /// `delay` plus 2 s and checks those paths again; what was pushed meanwhile is
+    /// dropped, and what changed in the source since verify began is listed as
+    /// "changing", not as drift.
+    ///
+    /// --fix pushes exactly the drift (those paths, not the whole tree, through the
+    /// normal push: source check first; an extra entry is deleted only as a push of a path
+    /// deleted in the source would; the deletion guard `max_delete` applies), then
+    /// verifies again; the exit code is the second verify's. --fix needs syncd stopped
+    /// (with it running, --fix changes nothing and exits 2).
+    ///
+    /// Periodically: `[sync.verify] interval = "6h"` in the config makes the daemon run
+    /// the same check; `syncd status` shows the last result of each target, and
+    /// status.json has it as `verify` (finished_at, outcome, missing, different, extra,
+    /// seconds, error).
+    Verify(VerifyArgs),
     /// Packaging: write the man pages and shell completions into DIR.
     #[command(hide = true)]
     GenAssets(GenAssetsArgs),
@@ -220,6 +250,24 @@ pub struct SyncArgs {
     /// from the source as it is now whatever its identity. Only after checking the source.
     #[arg(long, requires = "full")]
     pub force: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct VerifyArgs {
+    /// Compare file contents (rsync --checksum), not only size and modification time.
+    #[arg(long)]
+    pub deep: bool,
+    /// Push the drift found, then verify again (syncd must not be running).
+    #[arg(long)]
+    pub fix: bool,
+    /// Print the result as JSON: per target the outcome ("equal", "drift", "failed"),
+    /// counts and first paths of missing, different, extra and changing, seconds,
+    /// error, and with --fix what was pushed and the second result.
+    #[arg(long)]
+    pub json: bool,
+    /// How many paths of each kind to show.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub show: usize,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -121,6 +121,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             crate::sync::run(&settings, &config, args.full, args.force)
         }
+        Command::Verify(args) => {
+            let Some((settings, config)) = with_config(&global)? else {
+                return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+            };
+            crate::verify::run(
+                &settings,
+                &config,
+                crate::verify::Request {
+                    deep: args.deep,
+                    fix: args.fix,
+                    json: args.json,
+                    show: args.show,
+                },
+            )
+        }
         Command::ProbeAccess => crate::check::as_user::serve(),
         Command::GenAssets(args) => {
             for path in crate::assets::generate(&args.dir)? {

@@ -21,3 +21,4 @@ pub mod stop;
 pub mod supervise;
 pub mod sync;
 pub mod sysctl;
+pub mod verify;

@@ -279,6 +279,9 @@ pub fn human(r: &Report, now: f64) -> String {
             if let Some(f) = &t.failing_paths {
                 let _ = writeln!(out, "      {}", failing_line(f));
             }
+            if let Some(v) = &t.verify {
+                let _ = writeln!(out, "      {}", verify_line(v, now));
+            }
         }
     }
     out
@@ -329,6 +332,27 @@ pub(crate) fn failing_line(f: &syncd_worker::status::FailingPaths) -> String {
         } else {
             ""
         }
+    )
+}
+
+/// `last verify 2h02m ago: equal (3.1s)` / `…: DRIFT: 1 missing, 0 different, 2 extra
+/// (run `syncd verify`)` / `…: failed: why`.
+pub(crate) fn verify_line(v: &syncd_worker::status::VerifyStatus, now: f64) -> String {
+    let what = match v.outcome.as_str() {
+        "equal" => "equal".to_string(),
+        "drift" => format!(
+            "DRIFT: {} missing, {} different, {} extra on the target (`syncd verify` lists them)",
+            v.missing, v.different, v.extra
+        ),
+        _ => format!(
+            "could not be checked: {}",
+            v.error.as_deref().unwrap_or("unknown error")
+        ),
+    };
+    format!(
+        "last verify {} ago: {what} ({:.1}s)",
+        ago(now - v.finished_at),
+        v.seconds
     )
 }
 
@@ -399,6 +423,32 @@ pub(crate) mod tests {
                     "\n      1 path failing (each retried on its own): a/b.txt (cannot be read"
                 ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn verify_lines() {
+        use syncd_worker::status::VerifyStatus;
+        let v = |outcome: &str, error: Option<&str>| VerifyStatus {
+            finished_at: 1000.0,
+            outcome: outcome.into(),
+            missing: 1,
+            different: 0,
+            extra: 2,
+            seconds: 3.12,
+            error: error.map(str::to_string),
+        };
+        assert_eq!(
+            verify_line(&v("equal", None), 1061.0),
+            "last verify 1m01s ago: equal (3.1s)"
+        );
+        assert_eq!(
+            verify_line(&v("drift", None), 1000.0),
+            "last verify 0s ago: DRIFT: 1 missing, 0 different, 2 extra on the target (`syncd verify` lists them) (3.1s)"
+        );
+        assert_eq!(
+            verify_line(&v("failed", Some("connection refused")), 1000.0),
+            "last verify 0s ago: could not be checked: connection refused (3.1s)"
         );
     }
 

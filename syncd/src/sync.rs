@@ -444,6 +444,7 @@ mod tests {
                             delete_method: "delete-missing-args".into(),
                             progress: None,
                             failing_paths: None,
+                            verify: None,
                         },
                     )
                     .collect(),

@@ -89,6 +89,10 @@ mod targets;
 /// `user = "nobody"`: the worker and its rsync without root, the state directory and
 /// password file handed over, reload in place, a changed `user` refused.
 mod unprivileged;
+/// `syncd verify [--deep] [--fix]`: drift made on purpose (deleted, same-size change,
+/// added) found by the right mode and fixed; a local target; exit 2 for a stopped
+/// daemon; a file written while syncd runs is "changing", not drift.
+mod verify;
 /// The worker out of inotify watches asks the controller, which raises the limit (at the
 /// start, when the tree grows); with `SYNCD_NO_SYSCTL`, degraded as before (changes a
 /// sysctl under the exclusive lock).

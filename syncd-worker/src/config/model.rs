@@ -130,6 +130,8 @@ pub struct SyncJob {
     pub rsync: RsyncOptions,
     pub retry: RetryPolicy,
     pub full_sync: FullSync,
+    /// Periodic `verify` run by the worker (`[sync.verify]`).
+    pub verify: VerifySchedule,
     pub hooks: Hooks,
 }
 
@@ -242,6 +244,16 @@ pub struct FullSync {
     /// More excludes for the periodic full push only, on top of the sync's `exclude`
     /// (which every push uses); None = none more.
     pub exclude: Option<ExcludeSet>,
+}
+
+/// Periodic verify (`[sync.verify]`): the worker compares each target with the source
+/// every `interval` (see [`crate::verify`]) and keeps the result in the status file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifySchedule {
+    /// None = off (the default).
+    pub interval: Option<Duration>,
+    /// Compare contents (`--checksum`), not only size and mtime.
+    pub deep: bool,
 }
 
 #[derive(Debug, Clone, Default)]

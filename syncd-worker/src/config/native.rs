@@ -58,6 +58,7 @@ struct RawSync {
     rsync: Option<RawRsync>,
     retry: Option<RawRetry>,
     full_sync: Option<RawFullSync>,
+    verify: Option<RawVerify>,
     target: Option<Vec<Spanned<RawTarget>>>,
     hooks: Option<RawHooks>,
 }
@@ -103,6 +104,13 @@ struct RawRetry {
 struct RawFullSync {
     interval: Option<Spanned<toml::Value>>,
     exclude: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    interval: Option<Spanned<toml::Value>>,
+    deep: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -362,6 +370,17 @@ impl Reader<'_> {
             spec.full_interval =
                 self.optional_duration(f.interval, "interval", None, at, MAX_FULL_INTERVAL, d);
             spec.full_exclude = self.list(f.exclude);
+        }
+        if let Some(v) = raw.verify {
+            let interval = self.duration(
+                v.interval,
+                "interval",
+                At::new(Duration::ZERO, at),
+                MAX_FULL_INTERVAL,
+                d,
+            );
+            spec.verify_interval = Some(interval).filter(|i| !i.value.is_zero());
+            spec.verify_deep = v.deep.unwrap_or(false);
         }
         spec.targets = raw
             .target

@@ -31,6 +31,8 @@ pub(super) const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest `[sync.full_sync] interval` (sersync: `<crontab schedule>`): a year (365.25
 /// days, humantime's "1year").
 pub(super) const MAX_FULL_INTERVAL: Duration = Duration::from_secs(31_557_600);
+/// Shortest `[sync.verify] interval`.
+pub(super) const MIN_VERIFY_INTERVAL: Duration = Duration::from_secs(10);
 /// Longest value of every other duration key — `delay`, `max_delay`, rsync and hook
 /// timeouts, retry intervals (sersync: `<timeout time>`, `<failLog timeToExecute>`): a
 /// day. Longer waits are mistakes, and unbounded ones overflow `Instant` arithmetic.
@@ -101,6 +103,9 @@ pub(super) struct SyncSpec {
     pub retry_max: At<Duration>,
     pub full_interval: Option<Duration>,
     pub full_exclude: Option<Vec<At<String>>>,
+    /// `[sync.verify] interval` (None: off) and `deep`.
+    pub verify_interval: Option<At<Duration>>,
+    pub verify_deep: bool,
     pub targets: Vec<TargetSpec>,
     pub command_hook: Option<CommandSpec>,
     pub http_hook: Option<HttpSpec>,
@@ -134,6 +139,8 @@ impl SyncSpec {
             retry_max: At::new(DEFAULT_RETRY_MAX, at),
             full_interval: None,
             full_exclude: None,
+            verify_interval: None,
+            verify_deep: false,
             targets: Vec::new(),
             command_hook: None,
             http_hook: None,
@@ -381,6 +388,22 @@ fn build_sync(spec: SyncSpec, d: &mut Diags) -> SyncJob {
         );
     }
 
+    if let Some(i) = spec
+        .verify_interval
+        .as_ref()
+        .filter(|i| i.value < MIN_VERIFY_INTERVAL)
+    {
+        d.error_with(
+            i.at,
+            format!(
+                "verify interval = \"{}\" is too short: at least {}",
+                humantime::format_duration(i.value),
+                humantime::format_duration(MIN_VERIFY_INTERVAL)
+            ),
+            &["each verify compares the whole tree with the target (rsync reads every directory on both sides); write \"6h\" or so, or leave the key out for no periodic verify"],
+        );
+    }
+
     let mut targets: Vec<Target> = Vec::new();
     let mut target_names: HashMap<String, Pos> = HashMap::new();
     if spec.targets.is_empty() {
@@ -447,6 +470,10 @@ fn build_sync(spec: SyncSpec, d: &mut Diags) -> SyncJob {
         full_sync: FullSync {
             interval: spec.full_interval,
             exclude: full_exclude,
+        },
+        verify: VerifySchedule {
+            interval: spec.verify_interval.map(|i| i.value),
+            deep: spec.verify_deep,
         },
         hooks,
     }

@@ -71,6 +71,11 @@ fn shipped_toml_gives_the_documented_defaults() {
     );
     assert_eq!(s.full_sync.interval, None);
     assert!(s.full_sync.exclude.is_none());
+    assert_eq!(
+        s.verify,
+        VerifySchedule::default(),
+        "periodic verify is off by default"
+    );
     assert!(s.hooks.command.is_none() && s.hooks.http.is_none());
     assert_eq!(
         s.targets,
@@ -172,6 +177,9 @@ max_interval = "10m"
 [sync.full_sync]
 interval = "1h"
 exclude = ['\.php$']
+[sync.verify]
+interval = "6h"
+deep = true
 [[sync.target]]
 dest = "rsync://u@127.0.0.1:8873/mod/sub"
 password_file = "/etc/rsync.password"
@@ -227,6 +235,13 @@ timeout = "5s"
     assert_eq!(s.retry.min_interval, Duration::from_secs(2));
     assert_eq!(s.retry.max_interval, Duration::from_secs(600));
     assert_eq!(s.full_sync.interval, Some(Duration::from_secs(3600)));
+    assert_eq!(
+        s.verify,
+        VerifySchedule {
+            interval: Some(Duration::from_secs(6 * 3600)),
+            deep: true
+        }
+    );
     assert!(s.full_sync.exclude.as_ref().unwrap().is_excluded(b"a.php"));
     assert_eq!(
         s.targets[0].kind,
@@ -566,6 +581,20 @@ fn bad_user_or_group_points_at_the_value_and_says_what_to_run() {
             1,
             9,
             "is set without user",
+        ),
+        (
+            "verify interval too short",
+            format!("{SYNC}[sync.verify]\ninterval = \"5s\"\n"),
+            6,
+            12,
+            "verify interval = \"5s\" is too short: at least 10s",
+        ),
+        (
+            "verify unknown key",
+            format!("{SYNC}[sync.verify]\nevery = \"6h\"\n"),
+            6,
+            1,
+            "unknown field `every`",
         ),
         (
             "user not a string",

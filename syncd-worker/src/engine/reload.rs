@@ -173,6 +173,9 @@ impl Engine {
             // Dropping waits for queued hooks (bounded): not on the main loop.
             std::thread::spawn(move || drop(old_hooks));
         }
+        if job.verify.interval != s.job.verify.interval && s.ready {
+            s.next_verify = job.verify.interval.map(|i| crate::deadline::after(now, i));
+        }
         if job.full_sync.interval != s.job.full_sync.interval && s.ready {
             s.next_full = job
                 .full_sync

@@ -142,6 +142,7 @@ impl Engine {
         queue_on_ready(s, resumed, tx, now);
         s.full_on_ready = false;
         s.next_full = s.job.full_sync.interval.map(|i| after(now, i));
+        s.next_verify = s.job.verify.interval.map(|i| after(now, i));
         let (name, path) = (s.job.name.clone(), s.job.source_path().to_path_buf());
         if self.sources.set(&name, &path, source) {
             if let Err(e) = self.sources.save(&self.config.state_dir) {

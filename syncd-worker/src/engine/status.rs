@@ -120,8 +120,9 @@ fn sync_status(s: &SyncState, now: Instant, wall: SystemTime) -> (SyncStatus, bo
         .iter()
         .map(|t| {
             pending |= !t.state.idle();
-            let (st, bad) = t.state.status(now, wall, t.live());
+            let (mut st, bad) = t.state.status(now, wall, t.live());
             degraded |= bad;
+            st.verify = t.verify.clone();
             st
         })
         .collect();

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::batch::Batch;
 use crate::catchup::{Tracker, Watermark};
@@ -19,7 +19,9 @@ use crate::push::{execute, shared_waiting, waiting_since, Checks, SharedWaiting}
 use crate::queue::Change;
 use crate::rsync::probe::probe_target;
 use crate::source_id::SourceId;
+use crate::status::VerifyStatus;
 use crate::target::{Live, Push, TargetState};
+use crate::verify;
 use crate::watch::WatchStats;
 use crate::watch_thread::{self, Expect, Report};
 
@@ -53,6 +55,10 @@ pub(super) struct TargetSlot {
     pub(super) state: TargetState,
     pub(super) faillog: FailLog,
     live: Vec<(u64, SharedProgress, SharedWaiting)>,
+    /// The last periodic verify's result, for the status.
+    pub(super) verify: Option<VerifyStatus>,
+    /// A periodic verify is running (on its own thread).
+    pub(super) verifying: bool,
 }
 
 impl TargetSlot {
@@ -62,6 +68,8 @@ impl TargetSlot {
             state,
             faillog,
             live: Vec::new(),
+            verify: None,
+            verifying: false,
         }
     }
 
@@ -105,6 +113,46 @@ impl TargetSlot {
         std::thread::spawn(move || {
             let r = probe_target(&job, &cfg);
             let _ = tx.send(Msg::Probed(id, cfg_gen, r));
+        });
+    }
+
+    /// Start a periodic verify of the target on a thread (none while one runs); its
+    /// result comes back as `Msg::Verified`. It only reads (an rsync dry run), so it runs
+    /// beside the target's pushes; what they are still carrying is not drift (see
+    /// [`crate::verify`]).
+    pub(super) fn spawn_verify(
+        &mut self,
+        job: &Arc<SyncJob>,
+        source: Option<SourceId>,
+        tx: &Sender<Msg>,
+    ) {
+        if self.verifying {
+            return;
+        }
+        self.verifying = true;
+        let (job, cfg, tx) = (job.clone(), self.state.cfg().clone(), tx.clone());
+        let id = self.id;
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let opts = verify::Options {
+                deep: job.verify.deep,
+                settle: Some(verify::settle_for(&job)),
+            };
+            let result = verify::check_target(&job, &cfg, source, opts, None);
+            match &result {
+                Ok(c) if c.drift.is_empty() => log::info!("{} → {}: verify: equal", job.name, cfg.name),
+                Ok(c) => log::warn!(
+                    "{} → {}: verify: drift: {} missing, {} different, {} extra on the target (`syncd verify` lists them; `syncd sync --full` repairs)",
+                    job.name,
+                    cfg.name,
+                    c.drift.missing.count,
+                    c.drift.different.count,
+                    c.drift.extra.count
+                ),
+                Err(e) => log::warn!("{} → {}: verify failed: {e}", job.name, cfg.name),
+            }
+            let status = verify::status_of(&result, SystemTime::now(), started.elapsed());
+            let _ = tx.send(Msg::Verified(id, status));
         });
     }
 
@@ -154,6 +202,8 @@ pub(super) struct SyncState {
     /// or re-watched by a reload: changes may have been missed in between).
     pub(super) full_on_ready: bool,
     pub(super) next_full: Option<Instant>,
+    /// When the next periodic verify is due (`[sync.verify] interval`).
+    pub(super) next_verify: Option<Instant>,
     pub(super) hooks: HookRunner,
     pub(super) targets: Vec<TargetSlot>,
     pub(super) catchup: Tracker,
@@ -185,6 +235,7 @@ impl SyncState {
             ready: false,
             full_on_ready,
             next_full: None,
+            next_verify: None,
             targets,
             source: None,
             lost: None,

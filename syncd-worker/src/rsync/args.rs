@@ -107,6 +107,70 @@ impl Invocation {
     }
 }
 
+/// The dry run of `syncd verify` for one target: the whole-tree push's run (`-r --delete
+/// --force`, the sync's `params`/`extra`, the target's transport, the concrete excluded
+/// paths on stdin and the sync's hide patterns), made a dry run by
+/// [`Invocation::into_verify`]. `excluded`: as for [`plan`] with [`Batch::full`].
+pub fn verify_run(job: &SyncJob, target: &Target, excluded: &[RelPath], deep: bool) -> Invocation {
+    full_run(job, target, excluded, &job.exclude.rsync_patterns()).into_verify(deep)
+}
+
+impl Invocation {
+    /// The same run as a dry run that itemizes every difference on stdout
+    /// (`--dry-run --out-format=%i %n --stats`, see [`crate::verify::itemize`]), with
+    /// `--checksum` when `deep`; any `-q`/`--quiet` of the sync's params is taken out
+    /// (it would silence the itemized lines). Nothing else changes: the same argv
+    /// builder as the push, so the comparison is the one a push would act on.
+    pub fn into_verify(mut self, deep: bool) -> Invocation {
+        let ends = self.args.len().saturating_sub(2);
+        let tail = self.args.split_off(ends);
+        self.args = self
+            .args
+            .into_iter()
+            .filter(|a| a != "--info=progress2")
+            .filter_map(without_quiet)
+            .collect();
+        self.args.extend([
+            OsString::from("--dry-run"),
+            OsString::from("--out-format=%i %n"),
+            OsString::from("--stats"),
+        ]);
+        if deep {
+            self.args.push("--checksum".into());
+        }
+        self.args.extend(tail);
+        self.summary = format!(
+            "{} (dry run{})",
+            self.summary,
+            if deep { ", checksums" } else { "" }
+        );
+        self
+    }
+}
+
+/// One option word without rsync's quiet flag: None for `--quiet` or `-q`, `-az` for
+/// `-aqz`; a short option's value (`-e ssh -q`) is left alone.
+fn without_quiet(word: OsString) -> Option<OsString> {
+    const WITH_VALUE: &[u8] = b"BeTfM@";
+    let bytes = word.as_bytes();
+    if bytes == b"--quiet" {
+        return None;
+    }
+    if bytes.len() < 2 || bytes[0] != b'-' || bytes[1] == b'-' {
+        return Some(word);
+    }
+    let mut out = vec![b'-'];
+    let mut in_value = false;
+    for &c in &bytes[1..] {
+        if !in_value && c == b'q' {
+            continue;
+        }
+        in_value |= WITH_VALUE.contains(&c);
+        out.push(c);
+    }
+    (out.len() > 1).then(|| OsString::from_vec(out))
+}
+
 /// The rsync runs that push `batch` to `target`, in the order they must run. Empty when
 /// the batch is empty. `excluded` holds the concrete excluded paths under the batch's
 /// trees (under the whole source for a full push): highest excluded path only, sorted.
@@ -865,6 +929,48 @@ mod tests {
         );
         let a = argv(&plan(&j, &daemon(), &Batch::periodic(), DMA, &[])[0]);
         assert_eq!(a[9..11], ["--filter=H *.log", "--filter=H /cache"]);
+    }
+
+    #[test]
+    fn the_verify_run_is_the_full_push_as_an_itemizing_dry_run() {
+        let mut j = job("/data", vec![daemon()]);
+        j.exclude = ExcludeSet::new(&[r"\.log$"]).expect("valid");
+        j.rsync.params = vec!["-aqz".into(), "--quiet".into(), "-q".into()];
+        let full = argv(&plan(&j, &daemon(), &Batch::full(), DMA, &[b"x".to_vec()])[0]);
+        let inv = verify_run(&j, &daemon(), &[b"x".to_vec()], false);
+        let a = argv(&inv);
+        // The transport (password file, port, TCP_NODELAY), excludes and hide rules are
+        // the push's own; only -q is gone and the dry-run options come before SOURCE DEST.
+        let push_opts: Vec<&String> = full[..full.len() - 2]
+            .iter()
+            .filter(|w| !w.contains('q'))
+            .collect();
+        let verify_opts: Vec<&String> = a[1..a.len() - 5].iter().collect();
+        assert_eq!(verify_opts, push_opts, "{a:?}");
+        assert_eq!(a[0], "-az");
+        assert_eq!(
+            a[a.len() - 5..],
+            [
+                "--dry-run",
+                "--out-format=%i %n",
+                "--stats",
+                "/data/",
+                "rsync_backup@127.0.0.1::nfsbackup/"
+            ]
+        );
+        assert!(
+            a.contains(&"--password-file=/etc/rsync.password".to_string()),
+            "{a:?}"
+        );
+        assert!(a.contains(&"--filter=H *.log".to_string()), "{a:?}");
+        assert_eq!(stdin_items(&inv), ["/x"]);
+        let deep = argv(&verify_run(&j, &daemon(), &[], true));
+        assert_eq!(deep[deep.len() - 3], "--checksum");
+        assert_eq!(
+            without_quiet("-essh -q".into()),
+            Some("-essh -q".into()),
+            "a short option's value is kept"
+        );
     }
 
     #[test]

@@ -230,9 +230,11 @@ fn real_name(tmp: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Undo rsync's escaping of unprintable bytes in names (`\#ooo`, octal).
-pub fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
+/// Undo rsync's escaping of unprintable bytes in names (`\#ooo`, octal; a backslash
+/// that would read as one is itself escaped, `\#134`). Also for itemized output
+/// ([`crate::verify::itemize`]).
+pub fn unescape(s: impl AsRef<[u8]>) -> Vec<u8> {
+    let b = s.as_ref();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {

@@ -54,29 +54,31 @@ pub fn run_observed(
     inv: &Invocation,
     progress: Option<&SharedProgress>,
 ) -> anyhow::Result<RunResult> {
-    run_inner(inv, progress, false).map(|(r, _)| r)
+    let stdout = match progress {
+        Some(slot) => Output::Each(publish_progress(slot.clone())),
+        None => Output::Null,
+    };
+    run_inner(inv, stdout).map(|(r, _)| r)
+}
+
+/// [`run`], handing rsync's stdout to `on_chunk` as it comes (chunks do not end on
+/// lines): how `syncd verify` reads the itemized changes of a dry run of any size.
+pub fn run_each(inv: &Invocation, on_chunk: OnChunk) -> anyhow::Result<RunResult> {
+    run_inner(inv, Output::Each(on_chunk)).map(|(r, _)| r)
 }
 
 /// [`run`], keeping the end of rsync's stdout too (the last 64 KiB: enough for the
 /// `--stats` block, which comes last).
 pub fn run_capture(inv: &Invocation) -> anyhow::Result<(RunResult, String)> {
-    run_inner(inv, None, true).map(|(r, out)| (r, String::from_utf8_lossy(&out).into_owned()))
+    run_inner(inv, Output::Tail(STDERR_KEEP))
+        .map(|(r, out)| (r, String::from_utf8_lossy(&out).into_owned()))
 }
 
-fn run_inner(
-    inv: &Invocation,
-    progress: Option<&SharedProgress>,
-    capture: bool,
-) -> anyhow::Result<(RunResult, Vec<u8>)> {
+fn run_inner(inv: &Invocation, stdout: Output) -> anyhow::Result<(RunResult, Vec<u8>)> {
     // The last look before rsync resolves the listed names itself.
     if let Some(why) = inv.listed.as_ref().and_then(recheck) {
         anyhow::bail!("rsync {} not started: {why}", inv.summary);
     }
-    let stdout = match (progress, capture) {
-        (Some(slot), _) => Output::Each(publish_progress(slot.clone())),
-        (None, true) => Output::Tail(STDERR_KEEP),
-        (None, false) => Output::Null,
-    };
     let ended = Spawn::new(&inv.program)
         .args(&inv.args)
         .envs(inv.env.iter().map(|(k, v)| (k, v)))

@@ -52,6 +52,7 @@ pub(crate) fn job(source: impl AsRef<Path>, targets: Vec<Target>) -> SyncJob {
             interval: None,
             exclude: None,
         },
+        verify: Default::default(),
         hooks: Hooks::default(),
     }
 }
