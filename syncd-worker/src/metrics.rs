@@ -186,11 +186,51 @@ pub const TARGET_METRICS: &[Metric<TargetRead>] = &[
         "1 while something is wrong that syncd works around for this target: failing pushes or paths, a busy daemon, unwatched directories, a lost source.",
         |s, t, o| o.value(flag(target_degraded(s, t))),
     ),
-    // The last verify result goes here, one row per member of the target's `verify`,
-    // e.g. `gauge("syncd_verify_missing_files", "…", |_, t, o| if let Some(v) =
-    // &t.verify { o.value(v.missing as f64) })`, and for the outcome one sample per
-    // value with `o.labelled("outcome", "drift", flag(v.outcome == "drift"))`.
+    // The last periodic verify (`[sync.verify]`): absent until one has run.
+    gauge(
+        "syncd_verify_outcome",
+        "The last verify of the target: 1 for its outcome (equal, drift, failed = could not be checked).",
+        |_, t, o| {
+            if let Some(v) = &t.verify {
+                for outcome in VERIFY_OUTCOMES {
+                    o.labelled("outcome", outcome, flag(v.outcome == outcome));
+                }
+            }
+        },
+    ),
+    gauge(
+        "syncd_verify_drift_entries",
+        "Entries the last verify found missing on the target, different there, or extra there.",
+        |_, t, o| {
+            if let Some(v) = &t.verify {
+                o.labelled("kind", "missing", v.missing as f64);
+                o.labelled("kind", "different", v.different as f64);
+                o.labelled("kind", "extra", v.extra as f64);
+            }
+        },
+    ),
+    gauge(
+        "syncd_verify_finished_timestamp_seconds",
+        "Unix time the last verify of the target ended.",
+        |_, t, o| {
+            if let Some(v) = &t.verify {
+                o.value(v.finished_at);
+            }
+        },
+    ),
+    gauge(
+        "syncd_verify_duration_seconds",
+        "How long the last verify of the target took.",
+        |_, t, o| {
+            if let Some(v) = &t.verify {
+                o.value(v.seconds);
+            }
+        },
+    ),
 ];
+
+/// The outcomes a verify reports (`VerifyStatus::outcome`).
+const VERIFY_OUTCOMES: [&str; 3] = ["equal", "drift", "failed"];
 
 /// The target is degraded, or its sync is (source lost, directories not watched).
 pub fn target_degraded(s: &SyncStatus, t: &TargetStatus) -> bool {

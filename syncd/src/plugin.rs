@@ -219,6 +219,25 @@ fn target_problems(s: &SyncStatus, t: &TargetStatus, limits: Limits) -> Vec<(Cod
             format!("{who}: {} paths failing on their own", f.count),
         ));
     }
+    if let Some(v) = &t.verify {
+        match v.outcome.as_str() {
+            "drift" => out.push((
+                Code::Warning,
+                format!(
+                    "{who}: the last verify found drift ({} missing, {} different, {} extra; syncd verify --fix)",
+                    v.missing, v.different, v.extra
+                ),
+            )),
+            "failed" => out.push((
+                Code::Warning,
+                format!(
+                    "{who}: the last verify could not check the target ({})",
+                    v.error.as_deref().unwrap_or("see the log")
+                ),
+            )),
+            _ => {}
+        }
+    }
     if t.degraded && out.is_empty() {
         // Waiting for a busy daemon, never reached yet.
         out.push((

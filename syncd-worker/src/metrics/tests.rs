@@ -23,6 +23,7 @@ fn target(name: &str) -> TargetStatus {
         delete_method: "delete-missing-args".into(),
         progress: None,
         failing_paths: None,
+        verify: None,
     }
 }
 
@@ -135,6 +136,15 @@ syncd_degraded{sync="data",target="backup"} 0
 fn names_and_types_follow_prometheus_conventions() {
     let mut t = target("b");
     t.last_success = Some(1.0);
+    t.verify = Some(crate::status::VerifyStatus {
+        finished_at: 1.0,
+        outcome: "equal".into(),
+        missing: 0,
+        different: 0,
+        extra: 0,
+        seconds: 0.1,
+        error: None,
+    });
     let text = render(&status(State::Watching, vec![sync("s", vec![t])]));
     let parsed = parse(&text).expect("parses");
     let all: Vec<(&str, Kind)> = SYNC_METRICS
@@ -188,6 +198,15 @@ fn values_per_sync_and_target_read_back_through_a_parser() {
     b.failing_paths = Some(FailingPaths {
         count: 2,
         examples: Vec::new(),
+    });
+    b.verify = Some(crate::status::VerifyStatus {
+        finished_at: 1_764_806_100.25,
+        outcome: "drift".into(),
+        missing: 1,
+        different: 2,
+        extra: 3,
+        seconds: 0.5,
+        error: None,
     });
     let mut web = sync("web", vec![a, b]);
     web.watched_dirs = 50;
@@ -259,6 +278,35 @@ fn values_per_sync_and_target_read_back_through_a_parser() {
         // Never succeeded: no sample rather than a 0 that reads as 1970.
         (
             format!("syncd_last_success_timestamp_seconds{{sync=\"web\",target=\"{hostile}\"}}"),
+            None,
+        ),
+        (
+            format!("syncd_verify_outcome{{outcome=\"drift\",sync=\"web\",target=\"{hostile}\"}}"),
+            Some(1.0),
+        ),
+        (
+            format!("syncd_verify_outcome{{outcome=\"equal\",sync=\"web\",target=\"{hostile}\"}}"),
+            Some(0.0),
+        ),
+        (
+            format!("syncd_verify_drift_entries{{kind=\"extra\",sync=\"web\",target=\"{hostile}\"}}"),
+            Some(3.0),
+        ),
+        (
+            format!("syncd_verify_drift_entries{{kind=\"different\",sync=\"web\",target=\"{hostile}\"}}"),
+            Some(2.0),
+        ),
+        (
+            format!("syncd_verify_finished_timestamp_seconds{{sync=\"web\",target=\"{hostile}\"}}"),
+            Some(1_764_806_100.25),
+        ),
+        (
+            format!("syncd_verify_duration_seconds{{sync=\"web\",target=\"{hostile}\"}}"),
+            Some(0.5),
+        ),
+        // Never verified: no sample.
+        (
+            "syncd_verify_outcome{outcome=\"equal\",sync=\"web\",target=\"a\"}".into(),
             None,
         ),
         // A lost source or unwatched directories make every target of the sync degraded.

@@ -124,6 +124,35 @@ fn verdicts_table() {
             "SYNCD WARNING - s → backup: 3 failed pushes in a row (connection refused / retrying soon) | lag_backup=0.0s;10;60;0 queue_backup=0;;;0 backlog_backup=0;;;0 failed_backup=5c",
         ),
         (
+            "the last verify found drift",
+            running(
+                State::Watching,
+                vec![with("backup", |t| t.verify = Some(verified("drift", None)))],
+            ),
+            Code::Warning,
+            "SYNCD WARNING - s → backup: the last verify found drift (1 missing, 0 different, 2 extra; syncd verify --fix)",
+        ),
+        (
+            "the last verify could not check",
+            running(
+                State::Watching,
+                vec![with("backup", |t| {
+                    t.verify = Some(verified("failed", Some("connection refused")))
+                })],
+            ),
+            Code::Warning,
+            "SYNCD WARNING - s → backup: the last verify could not check the target (connection refused)",
+        ),
+        (
+            "the last verify found them equal",
+            running(
+                State::Watching,
+                vec![with("backup", |t| t.verify = Some(verified("equal", None)))],
+            ),
+            Code::Ok,
+            "SYNCD OK - watching",
+        ),
+        (
             "retry backlog",
             running(State::Watching, vec![with("backup", |t| t.retry_backlog = 4)]),
             Code::Warning,
@@ -235,4 +264,18 @@ fn limits_that_make_no_sense_and_an_unreadable_status_are_unknown() {
             "SYNCD UNKNOWN - cannot read the status: permission denied"
         )
     );
+}
+
+/// A last verify with `outcome`: 1 missing and 2 extra when it is drift.
+fn verified(outcome: &str, error: Option<&str>) -> syncd_worker::status::VerifyStatus {
+    let drift = outcome == "drift";
+    syncd_worker::status::VerifyStatus {
+        finished_at: 1_764_806_000.0,
+        outcome: outcome.into(),
+        missing: u64::from(drift),
+        different: 0,
+        extra: if drift { 2 } else { 0 },
+        seconds: 0.4,
+        error: error.map(str::to_string),
+    }
 }
