@@ -144,8 +144,9 @@ pub enum Command {
     /// Pushes what is pending, or every tree whole with --full. Goes through the daemon
     /// when it is running.
     Sync(SyncArgs),
-    /// Prove that every target equals its source, changing nothing: exit 0 equal,
-    /// 1 drift, 2 a target could not be checked.
+    /// Prove that every target equals its source, changing nothing
+    ///
+    /// Exit 0 equal, 1 drift, 2 a target could not be checked.
     ///
     /// For each sync and target, one rsync dry run of the whole tree (`-n --delete
     /// --itemize-changes`, with the sync's excludes, its rsync params and the target's
