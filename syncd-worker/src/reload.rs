@@ -154,6 +154,7 @@ fn same_settings(old: &SyncJob, new: &SyncJob) -> bool {
         && old.rsync == new.rsync
         && old.retry == new.retry
         && old.full_sync.interval == new.full_sync.interval
+        && old.verify == new.verify
         && same_opt_set(&old.full_sync.exclude, &new.full_sync.exclude)
 }
 
@@ -383,6 +384,14 @@ mod tests {
             (
                 "rsync options",
                 edit(|c| web(c).rsync.extra = vec!["--bwlimit=1m".into()]),
+                vec![
+                    (S::Updated, vec![T::Unchanged; 2]),
+                    (S::Unchanged, vec![T::Unchanged]),
+                ],
+            ),
+            (
+                "periodic verify",
+                edit(|c| web(c).verify.interval = Some(Duration::from_secs(3600))),
                 vec![
                     (S::Updated, vec![T::Unchanged; 2]),
                     (S::Unchanged, vec![T::Unchanged]),
