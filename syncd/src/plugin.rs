@@ -224,7 +224,7 @@ fn target_problems(s: &SyncStatus, t: &TargetStatus, limits: Limits) -> Vec<(Cod
             "drift" => out.push((
                 Code::Warning,
                 format!(
-                    "{who}: the last verify found drift ({} missing, {} different, {} extra; syncd verify --fix)",
+                    "{who}: the last verify found drift ({} missing, {} different, {} extra; syncd sync --full repairs)",
                     v.missing, v.different, v.extra
                 ),
             )),

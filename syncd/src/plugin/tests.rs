@@ -130,7 +130,7 @@ fn verdicts_table() {
                 vec![with("backup", |t| t.verify = Some(verified("drift", None)))],
             ),
             Code::Warning,
-            "SYNCD WARNING - s → backup: the last verify found drift (1 missing, 0 different, 2 extra; syncd verify --fix)",
+            "SYNCD WARNING - s → backup: the last verify found drift (1 missing, 0 different, 2 extra; syncd sync --full repairs)",
         ),
         (
             "the last verify could not check",
