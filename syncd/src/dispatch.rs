@@ -195,11 +195,23 @@ fn without_config(global: &GlobalArgs) -> anyhow::Result<Settings> {
         Err(e) => {
             let first = e.to_string();
             let first = first.lines().next().unwrap_or("");
+            // The paths it names still count: the syncd running was started with them.
+            let paths = std::fs::read(&path)
+                .ok()
+                .and_then(|text| syncd_worker::config::paths_only(&text));
+            let from = if paths.is_some() {
+                "the paths it names, then flags and defaults"
+            } else {
+                "the pidfile and state paths from flags and defaults"
+            };
             eprintln!(
-                "syncd: note: cannot use {} ({first}); using the pidfile and state paths from flags and defaults",
+                "syncd: note: cannot use {} ({first}); using {from}",
                 path.display()
             );
-            Settings::resolve(global, None)
+            match paths {
+                Some(p) => Settings::resolve_lenient(global, &p),
+                None => Settings::resolve(global, None),
+            }
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use syncd_worker::config::Config;
+use syncd_worker::config::{Config, ConfigPaths};
 use syncd_worker::state_dir::StateDir;
 
 use crate::cli::GlobalArgs;
@@ -39,6 +39,27 @@ pub struct Settings {
 impl Settings {
     /// Flags first, then the config (when it could be loaded), then the defaults.
     pub fn resolve(global: &GlobalArgs, config: Option<&Config>) -> anyhow::Result<Settings> {
+        let paths = config.map(|c| ConfigPaths {
+            pid_file: c.daemon.pid_file.clone(),
+            log_file: c.daemon.log_file.clone(),
+            state_dir: Some(c.state_dir.clone()),
+            status_file: None,
+        });
+        Self::resolve_paths(global, paths.as_ref(), config)
+    }
+
+    /// [`Settings::resolve`] for a config that does not load: the paths it names
+    /// ([`syncd_worker::config::paths_only`]), so `stop` and `status` find the syncd it
+    /// started.
+    pub fn resolve_lenient(global: &GlobalArgs, paths: &ConfigPaths) -> anyhow::Result<Settings> {
+        Self::resolve_paths(global, Some(paths), None)
+    }
+
+    fn resolve_paths(
+        global: &GlobalArgs,
+        paths: Option<&ConfigPaths>,
+        config: Option<&Config>,
+    ) -> anyhow::Result<Settings> {
         let cwd = std::env::current_dir().context("failed to read the current directory")?;
         let abs = |p: &Path| {
             if p.is_absolute() {
@@ -48,27 +69,27 @@ impl Settings {
             }
         };
         let config_path = abs(config_path(global).as_path());
-        let daemon = config.map(|c| &c.daemon);
         let pidfile = abs(global
             .pidfile
             .as_deref()
-            .or(daemon.and_then(|d| d.pid_file.as_deref()))
+            .or(paths.and_then(|p| p.pid_file.as_deref()))
             .unwrap_or(Path::new(DEFAULT_PIDFILE)));
         let log_file = abs(global
             .log_file
             .as_deref()
-            .or(daemon.and_then(|d| d.log_file.as_deref()))
+            .or(paths.and_then(|p| p.log_file.as_deref()))
             .unwrap_or(Path::new(DEFAULT_LOG_FILE)));
         let state_dir = abs(global
             .state_dir
             .as_deref()
-            .or(config.map(|c| c.state_dir.as_path()))
+            .or(paths.and_then(|p| p.state_dir.as_deref()))
             .unwrap_or(Path::new(DEFAULT_STATE_DIR)));
         let state = StateDir::at(&state_dir);
         // The worker's own rule for --state-dir.
-        let status_file = match config {
-            Some(c) => c.status_file_in(&state_dir),
-            None => state.status_file(),
+        let status_file = match (config, paths.and_then(|p| p.status_file.as_ref())) {
+            (Some(c), _) => c.status_file_in(&state_dir),
+            (None, Some(named)) => named.clone(),
+            (None, None) => state.status_file(),
         };
         Ok(Settings {
             config: config_path,

@@ -16,7 +16,7 @@ use nix::sys::signal::Signal;
 use syncd_tests::controller::{is_alive, kill, notify_socket_of, says, show, text, wait_gone};
 use syncd_tests::tree::{source_dir, write_file};
 use syncd_tests::wait;
-use syncd_tests::{assert_in_sync, Controller, Diagnose, Site, SyncCheck, TreeWriter};
+use syncd_tests::{assert_in_sync, toml_str, Controller, Diagnose, Site, SyncCheck, TreeWriter};
 
 const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
 const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -276,7 +276,11 @@ fn stale_pidfile_naming_a_live_unrelated_process_never_signals_it() {
 
 /// A config the loader refuses: an unknown key on line 5 of the file.
 fn bad_config(site: &Site) -> String {
-    let good = site.config().to_toml();
+    with_typo(&site.config().to_toml())
+}
+
+/// `good` with a misspelt key (`delya`) in its first `[[sync]]`.
+fn with_typo(good: &str) -> String {
     let mut lines: Vec<&str> = good.lines().collect();
     let sync = lines
         .iter()
@@ -284,6 +288,30 @@ fn bad_config(site: &Site) -> String {
         .expect("a [[sync]] line");
     lines.insert(sync + 1, "delya = \"20ms\"");
     lines.join("\n") + "\n"
+}
+
+/// A config broken after the start (a typo, a source gone): `status` and `stop` given
+/// only `--config` still find the running syncd by the `pid_file` the file names, instead
+/// of looking for the default pidfile and calling it not running.
+#[test]
+fn a_config_broken_after_the_start_still_names_the_running_syncd() {
+    let site = Site::new();
+    let mut c = Controller::new(&site.config());
+    let pid = c.start();
+    let named = site
+        .config()
+        .top_key("pid_file", &toml_str(&c.pidfile().to_string_lossy()))
+        .top_key("log_file", &toml_str(&c.log_path().to_string_lossy()));
+    c.rewrite_config(&with_typo(&named.to_toml()));
+    let out = c.cmd_config_only(&["status"]);
+    assert!(
+        out.status.code() == Some(0) && says(&out, &format!("running (pid {pid})")),
+        "status with a broken config naming the pidfile\n{}",
+        show(&out)
+    );
+    let out = c.cmd_config_only(&["stop"]);
+    assert!(out.status.success(), "stop\n{}", show(&out));
+    wait_gone(pid, Duration::from_secs(30), "the controller", &[&c]);
 }
 
 /// The 1-based line of `needle` in `text`.

@@ -177,6 +177,17 @@ impl Controller {
         self.spawn(&[], all).finish(self)
     }
 
+    /// Run `syncd --config FILE <args>`: no path flags, so syncd takes its pidfile, log
+    /// and state paths from the config file (or the defaults).
+    pub fn cmd_config_only(&self, args: &[&str]) -> Output {
+        let mut all = vec![
+            "--config".to_string(),
+            self.config_path.to_string_lossy().into_owned(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        self.spawn(&[], all).finish(self)
+    }
+
     /// Run `syncd <path flags> <args>` (no `--config`: sersync's `-o` names it).
     pub fn cmd_without_config(&self, args: &[&str]) -> Output {
         let mut all = self.path_flags();

@@ -10,6 +10,7 @@ mod glob;
 pub mod model;
 mod native;
 mod params;
+mod paths_only;
 mod run_as;
 mod sersync;
 mod spec;
@@ -19,6 +20,7 @@ use std::path::Path;
 pub use dest::{parse_dest, quote_shell_word, ConnectTimeouts, Location};
 pub use diag::{ConfigError, Pos, Problem};
 pub use model::*;
+pub use paths_only::{paths_only, ConfigPaths};
 pub use spec::DEFAULT_STATE_DIR;
 
 use diag::Diags;
