@@ -168,6 +168,14 @@ fn first_start_of_a_new_state_dir_says_once_that_nothing_old_was_pushed() {
         "the note is for the first start only\n{}",
         show(&second)
     );
+    // The log says it too (for `syncd run` under systemd, where no `start` prints it),
+    // once: at the first start.
+    let noted = c
+        .log()
+        .lines()
+        .filter(|l| l.contains("was not pushed (initial_sync is off"))
+        .count();
+    assert_eq!(noted, 1, "the log's note, once\n{}", c.log());
     // What the note promises: `sync --full` makes the target complete.
     let full = c.cmd(&["sync", "--full"]);
     assert!(full.status.success(), "{}", show(&full));

@@ -252,6 +252,14 @@ fn queue_on_ready(s: &mut SyncState, resumed: bool, tx: Sender<Msg>, now: Instan
     if s.full_on_ready {
         return;
     }
+    if !resumed && !s.job.initial_sync && *s.catchup.decision() == catchup::Decision::Nothing {
+        // Said in the log too (not only by `syncd start`): `syncd run` under systemd.
+        log::info!(
+            "{}: what is already in {} was not pushed (initial_sync is off, and no earlier run of this sync is recorded in the state directory); only changes from now on are. To make the target complete once: syncd sync --full",
+            s.job.name,
+            s.job.source.display()
+        );
+    }
     let resumed_full = match s.catchup.decision() {
         catchup::Decision::Full(reason) if resumed => Some(reason.clone()),
         _ => None,
