@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::Signal;
 
 use crate::catchup::{self, Restart, Tracker};
-use crate::config::{Config, SyncJob, Target, TargetKind};
+use crate::config::{Config, SyncJob, Target};
 use crate::contract;
 use crate::deadline::after;
 use crate::faillog::FailLog;
@@ -96,18 +96,7 @@ impl Overrides {
             }
         }
         if let Some(dir) = &self.password_dir {
-            for target in config.syncs.iter_mut().flat_map(|j| &mut j.targets) {
-                if let TargetKind::Daemon {
-                    password_file: Some(file),
-                    ..
-                } = &mut target.kind
-                {
-                    let copy = dir.join(contract::password_copy_name(file));
-                    if copy.symlink_metadata().is_ok() {
-                        *file = copy;
-                    }
-                }
-            }
+            config.use_password_copies(dir);
         }
     }
 }
@@ -588,7 +577,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DaemonSettings;
+    use crate::config::{DaemonSettings, TargetKind};
     use crate::rsync::tests::{job, local};
     use std::path::Path;
 

@@ -269,6 +269,10 @@ pub struct VerifyArgs {
     /// How many paths of each kind to show.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub show: usize,
+    /// Internal: run as `user` by root's `syncd verify`, reading the password files'
+    /// private copies in DIR.
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub password_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -134,6 +134,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     json: args.json,
                     show: args.show,
                 },
+                args.password_dir.as_deref(),
             )
         }
         Command::ProbeAccess => crate::check::as_user::serve(),

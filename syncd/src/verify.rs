@@ -15,12 +15,14 @@
 mod render;
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use syncd_worker::config::{Config, SyncJob, Target};
+use syncd_worker::process::{Input, Output, Spawn};
 use syncd_worker::source_id::{Record, SourceId};
 use syncd_worker::state_dir::StateDir;
 use syncd_worker::verify::{self, Checked, Options, Seen};
@@ -43,14 +45,92 @@ pub struct Request {
 
 /// Verify every target of every sync; print the report; the exit code. Anything that
 /// stops verify itself (the lock, the state directory) is exit 2, never 1 (drift).
-pub fn run(settings: &Settings, config: &Config, req: Request) -> anyhow::Result<ExitCode> {
-    match verify_all(settings, config, req) {
+pub fn run(
+    settings: &Settings,
+    config: &Config,
+    req: Request,
+    password_dir: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let mut config = config.clone();
+    match password_dir {
+        // The child below, as `user`.
+        Some(dir) => config.use_password_copies(dir),
+        None => match as_user(settings, &config, req) {
+            Ok(Some(code)) => return Ok(code),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("syncd verify: {e:#}");
+                return Ok(ExitCode::from(EXIT_FAILED));
+            }
+        },
+    }
+    match verify_all(settings, &config, req) {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("syncd verify: {e:#}");
             Ok(ExitCode::from(EXIT_FAILED))
         }
     }
+}
+
+/// With `user` set and run by root: the whole verify runs again as that user (this
+/// binary, `--password-dir` naming the private copies of root-only password files), as
+/// the worker's rsync runs do — a verify must not read or push as root what the daemon
+/// reads and pushes as the user. Its exit code is ours. None: run here.
+fn as_user(settings: &Settings, config: &Config, req: Request) -> anyhow::Result<Option<ExitCode>> {
+    if config.daemon.run_as.is_none() || !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    let Some(u) = crate::privdrop::prepare(config, &settings.state_dir)? else {
+        return Ok(None);
+    };
+    let running = matches!(
+        probe(&settings.pidfile, &settings.lockfile)?,
+        LockState::Held { .. }
+    );
+    let mut spawn = Spawn::new("/proc/self/exe")
+        .arg("--config")
+        .arg(&settings.config)
+        .arg("--pidfile")
+        .arg(&settings.pidfile)
+        .arg("--log-file")
+        .arg(&settings.log_file)
+        .arg("--state-dir")
+        .arg(&settings.state_dir)
+        .arg("--log-level")
+        .arg(&settings.log_level)
+        .arg("verify")
+        .arg("--show")
+        .arg(req.show.to_string())
+        .arg("--password-dir")
+        .arg(u.password_dir());
+    for (on, flag) in [
+        (req.deep, "--deep"),
+        (req.fix, "--fix"),
+        (req.json, "--json"),
+    ] {
+        if on {
+            spawn = spawn.arg(flag);
+        }
+    }
+    let spawn = crate::privdrop::as_user(
+        spawn
+            .stdin(Input::Inherit)
+            .stdout(Output::Inherit)
+            .stderr(Output::Inherit),
+        Some(&u),
+    );
+    let ended = spawn.spawn().and_then(|child| child.wait());
+    // The daemon's copies stay while it runs; ours go.
+    if !running {
+        u.remove_copies();
+    }
+    let status = ended.map_err(|e| anyhow::anyhow!("cannot run verify as user: {e}"))?;
+    let code = status
+        .code()
+        .and_then(|c| u8::try_from(c).ok())
+        .unwrap_or(EXIT_FAILED);
+    Ok(Some(ExitCode::from(code)))
 }
 
 fn verify_all(settings: &Settings, config: &Config, req: Request) -> anyhow::Result<ExitCode> {

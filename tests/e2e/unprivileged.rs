@@ -405,6 +405,79 @@ fn sync_without_a_daemon_runs_its_worker_as_user_too() {
     );
 }
 
+/// `syncd verify` run by root with `user` set: its rsync runs as the user (as the daemon's
+/// would), with the private copy of the root-only password file; the copies go after.
+#[test]
+fn verify_runs_its_rsync_as_user_too() {
+    let (who, site) = unprivileged_site();
+    let (_tools, record, cfg) = recording(&site);
+    let c = Controller::new(&cfg);
+    chmod(c.dir(), 0o755);
+    TreeWriter::new(13).files(site.src(), &["x"], 4, 2, 1000);
+    let out = c.cmd(&["sync", "--full"]);
+    assert_eq!(out.status.code(), Some(0), "sync --full\n{}", show(&out));
+    assert_in_sync(site.src(), &site.dst(), STATUS_TIMEOUT, &[&c, &site.daemon]);
+    for entry in fs::read_dir(&record)
+        .expect("read the record dir")
+        .flatten()
+    {
+        fs::remove_file(entry.path()).expect("clear the record");
+    }
+
+    let out = c.cmd(&["verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "verify, in step\n{}",
+        show(&out)
+    );
+    let statuses = recorded(&record, "status");
+    assert!(
+        !statuses.is_empty(),
+        "verify ran no recorded rsync\n{}",
+        show(&out)
+    );
+    for (path, status) in &statuses {
+        assert_unprivileged(
+            &format!("verify's rsync ({})", path.display()),
+            status,
+            &who,
+            &[&c],
+        );
+    }
+    let copy = site.state.path().join("secrets");
+    assert!(
+        recorded(&record, "cmdline").iter().all(|(_, argv)| argv
+            .lines()
+            .filter(|a| a.starts_with("--password-file="))
+            .all(|a| a.contains(&copy.to_string_lossy().into_owned()))),
+        "verify's rsync read another password file than the private copy"
+    );
+    assert!(
+        !copy.exists(),
+        "the password copies outlived `syncd verify`"
+    );
+
+    // Drift is still found (and said) through the child.
+    fs::remove_file(
+        site.dst().join("x").join(
+            fs::read_dir(site.src().join("x"))
+                .expect("read x")
+                .flatten()
+                .find(|e| e.path().is_file())
+                .expect("a file in x")
+                .file_name(),
+        ),
+    )
+    .expect("delete a file on the target");
+    let out = c.cmd(&["verify"]);
+    assert!(
+        out.status.code() == Some(1) && says(&out, "1 missing"),
+        "verify after a file was deleted on the target\n{}",
+        show(&out)
+    );
+}
+
 #[test]
 fn a_killed_controller_takes_its_unprivileged_worker_with_it() {
     // The parent-death signal is set after the uid change (which would clear it).

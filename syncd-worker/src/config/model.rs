@@ -46,6 +46,23 @@ impl Config {
     pub fn state(&self) -> StateDir {
         StateDir::at(&self.state_dir)
     }
+
+    /// Read each daemon target's password file from its private copy in `dir` (written
+    /// by the root controller for a run as `user`: `--password-dir`) where there is one.
+    pub fn use_password_copies(&mut self, dir: &std::path::Path) {
+        for target in self.syncs.iter_mut().flat_map(|j| &mut j.targets) {
+            if let TargetKind::Daemon {
+                password_file: Some(file),
+                ..
+            } = &mut target.kind
+            {
+                let copy = dir.join(crate::contract::password_copy_name(file));
+                if copy.symlink_metadata().is_ok() {
+                    *file = copy;
+                }
+            }
+        }
+    }
 }
 
 /// Settings of the `syncd` controller. Command-line flags override them.
