@@ -122,26 +122,6 @@ pub fn reload_refusal(old: &Config, new: &Config) -> Option<String> {
     })
 }
 
-/// The real uid and gid of a running process (`/proc/PID/status`); None once it is gone.
-pub fn running_ids(pid: u32) -> Option<(u32, u32)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    ids_in_status(&status)
-}
-
-/// The real uid and gid from `/proc/PID/status` text (`Uid:\treal\teffective...`).
-fn ids_in_status(status: &str) -> Option<(u32, u32)> {
-    let real = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))?
-            .split_whitespace()
-            .next()?
-            .parse::<u32>()
-            .ok()
-    };
-    Some((real("Uid:")?, real("Gid:")?))
-}
-
 /// Why `syncd reload` refuses `new` for a controller running with the ids `controller`
 /// whose worker runs with the ids `running` (uid, gid): the same rule as
 /// [`reload_refusal`], seen from outside, so the command says so and fails instead of
@@ -544,9 +524,6 @@ mod tests {
                 assert!(why.contains("syncd restart"), "{why}");
             }
         }
-        let status = "Name:\tsyncd-worker\nUid:\t990\t990\t990\t990\nGid:\t991\t991\t991\t991\n";
-        assert_eq!(ids_in_status(status), Some((990, 991)));
-        assert_eq!(ids_in_status("Name:\tx\n"), None);
     }
 
     #[test]

@@ -130,11 +130,27 @@ fn is_dead_state(stat: &str) -> bool {
 
 /// The effective uid from `/proc/<pid>/status` text (`Uid:\treal\teffective\t...`).
 fn effective_uid(status: &str) -> Option<u32> {
+    status_id(status, "Uid:", 1)
+}
+
+/// The real uid and gid of a running process (`/proc/PID/status`); None once it is gone.
+pub fn real_ids(pid: u32) -> Option<(u32, u32)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    real_ids_in(&status)
+}
+
+/// The real uid and gid from `/proc/<pid>/status` text.
+fn real_ids_in(status: &str) -> Option<(u32, u32)> {
+    Some((status_id(status, "Uid:", 0)?, status_id(status, "Gid:", 0)?))
+}
+
+/// The `nth` id of the `key` line (`Uid:`, `Gid:`: real, effective, saved, file system).
+fn status_id(status: &str, key: &str, nth: usize) -> Option<u32> {
     status
         .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
+        .find_map(|l| l.strip_prefix(key))?
         .split_whitespace()
-        .nth(1)?
+        .nth(nth)?
         .parse()
         .ok()
 }
@@ -292,6 +308,9 @@ mod tests {
         ] {
             assert_eq!(effective_uid(status), uid, "{status:?}");
         }
+        let status = "Name:\tsyncd-worker\nUid:\t990\t990\t990\t990\nGid:\t991\t991\t991\t991\n";
+        assert_eq!(real_ids_in(status), Some((990, 991)));
+        assert_eq!(real_ids_in("Name:\tx\nUid:\t1\t1\t1\t1\n"), None);
         for (info, held) in [
             ("pos:\t0\nflags:\t0100000\nlock:\t1: FLOCK  ADVISORY  WRITE 19233 fe:00:10010693 0 EOF\n", true),
             ("lock:\t1: FLOCK  ADVISORY  READ 7 fe:00:1 0 EOF\n", true),

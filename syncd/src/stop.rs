@@ -148,9 +148,9 @@ pub fn reload(settings: &Settings, config: &Config) -> anyhow::Result<ExitCode> 
         .ok()
         .flatten()
         .and_then(|s| s.worker_pid);
-    let ids = worker.and_then(crate::privdrop::running_ids);
+    let ids = worker.and_then(procs::real_ids);
     if let Some(why) = ids
-        .zip(crate::privdrop::running_ids(pid))
+        .zip(procs::real_ids(pid))
         .and_then(|(w, c)| crate::privdrop::refusal_for_running(w, c, config))
     {
         eprintln!("reload refused, the running syncd keeps its configuration: {why}");
