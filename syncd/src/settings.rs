@@ -3,6 +3,7 @@
 //! file. Nothing below this module looks at clap types; this module does no I/O beyond
 //! loading the config and finding the worker binary.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -103,6 +104,29 @@ impl Settings {
             worker_bin: worker_bin(global.worker.as_deref())?,
             log_level: global.log_level.clone(),
         })
+    }
+}
+
+impl Settings {
+    /// The global flags that make another `syncd` (the daemon `start` launches, `verify`
+    /// run again as `user`) resolve these same settings.
+    pub fn global_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![
+            "--config".into(),
+            self.config.clone().into(),
+            "--pidfile".into(),
+            self.pidfile.clone().into(),
+            "--log-file".into(),
+            self.log_file.clone().into(),
+            "--worker".into(),
+            self.worker_bin.clone().into(),
+            "--log-level".into(),
+            self.log_level.clone().into(),
+        ];
+        if self.state_dir_flag {
+            args.extend(["--state-dir".into(), self.state_dir.clone().into()]);
+        }
+        args
     }
 }
 

@@ -80,19 +80,7 @@ pub fn start(settings: &Settings, args: &StartArgs) -> anyhow::Result<ExitCode> 
 fn daemon_command(settings: &Settings, args: &StartArgs) -> anyhow::Result<Command> {
     let exe = std::env::current_exe().context("failed to find syncd's own executable")?;
     let mut cmd = Command::new(exe);
-    cmd.arg("--config")
-        .arg(&settings.config)
-        .arg("--pidfile")
-        .arg(&settings.pidfile)
-        .arg("--log-file")
-        .arg(&settings.log_file)
-        .arg("--worker")
-        .arg(&settings.worker_bin)
-        .arg("--log-level")
-        .arg(&settings.log_level);
-    if settings.state_dir_flag {
-        cmd.arg("--state-dir").arg(&settings.state_dir);
-    }
+    cmd.args(settings.global_args());
     cmd.arg("run").arg("--lock-fd").arg(LOCK_FD.to_string());
     if args.worker.initial_sync {
         cmd.arg("--initial-sync");

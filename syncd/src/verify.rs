@@ -89,16 +89,7 @@ fn as_user(settings: &Settings, config: &Config, req: Request) -> anyhow::Result
         LockState::Held { .. }
     );
     let mut spawn = Spawn::new("/proc/self/exe")
-        .arg("--config")
-        .arg(&settings.config)
-        .arg("--pidfile")
-        .arg(&settings.pidfile)
-        .arg("--log-file")
-        .arg(&settings.log_file)
-        .arg("--state-dir")
-        .arg(&settings.state_dir)
-        .arg("--log-level")
-        .arg(&settings.log_level)
+        .args(settings.global_args())
         .arg("verify")
         .arg("--show")
         .arg(req.show.to_string())
