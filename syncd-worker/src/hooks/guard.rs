@@ -33,13 +33,14 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpgrp, getpid, setpgid, Pid};
+
+use crate::process::{Input, Output, Spawn};
 
 /// The first argument that makes `syncd-worker` a hook guard.
 pub const FLAG: &str = "--hook-guard";
@@ -138,24 +139,18 @@ fn guard(argv: &[OsString]) -> u8 {
         eprintln!("syncd-worker {FLAG}: cannot block signals: {e}");
         return 126;
     }
-    let mut command = Command::new(&argv[0]);
-    command.args(&argv[1..]);
-    let guard_pid = getpid();
-    // SAFETY: runs in the child between fork and exec: prctl(2) and getppid(2) are plain
-    // system calls; nothing is allocated or locked (the error is built from an errno).
-    unsafe {
-        command.pre_exec(move || {
-            // Should the guard itself be SIGKILLed, the hook goes with it (what the hook
-            // started then outlives it: nobody is left to kill it — see the module doc).
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            if nix::unistd::getppid() != guard_pid {
-                return Err(nix::errno::Errno::ESRCH.into());
-            }
-            Ok(())
-        });
-    }
-    let child = match command.spawn() {
-        Ok(child) => Pid::from_raw(child.id() as i32),
+    // Should the guard itself be SIGKILLed, the hook goes with it (what the hook started
+    // then outlives it: nobody is left to kill it — see the module doc).
+    let started = Spawn::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Input::Inherit)
+        .stdout(Output::Inherit)
+        .stderr(Output::Inherit)
+        .parent_death(Some(Signal::SIGKILL))
+        .spawn();
+    let child = match started {
+        // Reaped below by `waitpid`, with whatever else ends.
+        Ok(running) => Pid::from_raw(running.pid() as i32),
         Err(e) => {
             eprintln!("{NOT_STARTED}{}: {e}", argv[0].to_string_lossy());
             return NOT_STARTED_CODE;
