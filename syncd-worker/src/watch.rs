@@ -38,7 +38,9 @@
 //! 10 ms to a change in a stream, nothing to the first change after a quiet spell.
 
 pub mod ask;
+pub mod fanotify;
 pub mod limit;
+pub mod pace;
 pub mod translate;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -52,16 +54,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags};
 
 use crate::batch::RelPath;
 use crate::config::SyncJob;
-use crate::deadline::after;
 use crate::exclude::ExcludeSet;
 use crate::queue::Change;
 use crate::status::WatchesAsked;
 use crate::walk::dirs::{self, DirWalk, Leaves, Step};
 use crate::walk::{abs, vanished};
+use pace::Pace;
 use translate::{Command, DirOp, EntryOp, Event, FileMeta, Output, Timing, Translator};
 
 /// Counters the status file shows.
@@ -112,8 +114,8 @@ pub struct Watcher {
     asked: Option<WatchesAsked>,
     asked_at: Option<Option<u64>>,
     buffer: Vec<u8>,
-    /// When the last read that found events ended (pacing, see [`READ_GAP`]).
-    last_read: Option<Instant>,
+    /// Reads paced, see [`READ_GAP`].
+    pace: Pace,
 }
 
 impl Watcher {
@@ -151,7 +153,7 @@ impl Watcher {
             asked: None,
             asked_at: None,
             buffer: vec![0; 64 * 1024],
-            last_read: None,
+            pace: Pace::default(),
         };
         w.add_one(&[]).with_context(|| {
             format!(
@@ -256,30 +258,20 @@ impl Watcher {
         also: &[PollFd<'_>],
         out: &mut Vec<Change>,
     ) -> anyhow::Result<Vec<PollFlags>> {
-        let now = Instant::now();
-        let mut wait = match self.core.next_deadline() {
-            Some(at) => timeout.min(at.saturating_duration_since(now)),
-            None => timeout,
+        let wait = match self
+            .pace
+            .before_wait(self.core.next_deadline(), timeout, also)?
+        {
+            Ok(wait) => wait,
+            Err(woken) => return Ok(woken),
         };
-        let gap = self.last_read.map_or(Duration::ZERO, |r| {
-            after(r, READ_GAP).saturating_duration_since(now)
-        });
-        if !gap.is_zero() {
-            // Let the events of a stream gather: wait out the gap, unless one of `also`
-            // (a wake-up to stop, the source path's watch) wants the thread first.
-            let pause = gap.min(wait);
-            if let Some(woken) = poll_also(pause, also)? {
-                return Ok(woken);
-            }
-            wait -= pause;
-        }
         let (readable, woken) = self.readable(wait, also)?;
-        if readable {
-            let read = self.read_available(out)?;
-            self.last_read = (read > 0).then(Instant::now);
+        let read = if readable {
+            self.read_available(out)?
         } else {
-            self.last_read = None;
-        }
+            0
+        };
+        self.pace.read(read);
         let mut step = Output::default();
         let root = &self.root;
         self.core
@@ -294,21 +286,7 @@ impl Watcher {
         timeout: Duration,
         also: &[PollFd<'_>],
     ) -> anyhow::Result<(bool, Vec<PollFlags>)> {
-        let mut fds = vec![PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
-        fds.extend(also.iter().cloned());
-        // Too long for poll(2) (Duration::MAX: nothing due): block until an event.
-        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::NONE);
-        match nix::poll::poll(&mut fds, timeout) {
-            Ok(_) => Ok((
-                fds[0].any().unwrap_or(false),
-                fds[1..]
-                    .iter()
-                    .map(|f| f.revents().unwrap_or(PollFlags::empty()))
-                    .collect(),
-            )),
-            Err(Errno::EINTR) => Ok((false, vec![PollFlags::empty(); also.len()])),
-            Err(e) => Err(io::Error::from(e)).context("poll on the inotify descriptor failed"),
-        }
+        pace::readable(self.inotify.as_fd(), timeout, also, "inotify descriptor")
     }
 
     /// Read every event queued now (non-blocking) and handle it. Returns how many there
@@ -684,7 +662,7 @@ fn event_of(dir: RelPath, mask: EventMask, cookie: u32, name: Option<RelPath>) -
 
 /// What the translator needs to know of an entry: its lstat (symlinks not followed);
 /// None when it is gone or cannot be read.
-fn lstat(root: &std::path::Path, rel: &[u8]) -> Option<FileMeta> {
+pub(crate) fn lstat(root: &std::path::Path, rel: &[u8]) -> Option<FileMeta> {
     let meta = std::fs::symlink_metadata(abs(root, rel)).ok()?;
     Some(FileMeta {
         regular: meta.file_type().is_file(),
@@ -699,27 +677,6 @@ fn lstat(root: &std::path::Path, rel: &[u8]) -> Option<FileMeta> {
 /// Read a number from a /proc/sys file.
 pub fn read_sysctl(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// Wait up to `timeout` for `wake` to become readable (without one: just the time).
-/// Wait up to `timeout` for one of `also`: Some(their `revents`, in order) when one
-/// became ready, None when the time ran out (with nothing to wait on, a plain sleep).
-fn poll_also(timeout: Duration, also: &[PollFd<'_>]) -> anyhow::Result<Option<Vec<PollFlags>>> {
-    if also.is_empty() {
-        std::thread::sleep(timeout);
-        return Ok(None);
-    }
-    let mut fds = also.to_vec();
-    let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::NONE);
-    match nix::poll::poll(&mut fds, timeout) {
-        Ok(0) | Err(Errno::EINTR) => Ok(None),
-        Ok(_) => Ok(Some(
-            fds.iter()
-                .map(|f| f.revents().unwrap_or(PollFlags::empty()))
-                .collect(),
-        )),
-        Err(e) => Err(io::Error::from(e)).context("poll while pacing inotify reads failed"),
-    }
 }
 
 #[cfg(test)]
