@@ -18,8 +18,8 @@ pub enum SyncChange {
     /// Settings that do not touch the watches (delays, limits, threads, rsync options,
     /// retry, full sync, hooks, mode) or its targets changed: updated in place.
     Updated,
-    /// `source`, `exclude` or `events` changed: its watcher is replaced and a whole-tree
-    /// push follows once the new watches are in place. Targets as for `Updated`.
+    /// `source`, `exclude`, `events` or `watcher` changed: its watcher is replaced and a
+    /// whole-tree push follows once the new watches are in place. Targets as for `Updated`.
     Rewatched,
     /// A sync that was not running: set up as at start, with a whole-tree push.
     Added,
@@ -136,9 +136,13 @@ fn diff_sync(old: &SyncJob, new: &SyncJob) -> SyncPlan {
     }
 }
 
-/// The settings the watcher is built from.
+/// The settings the watcher is built from, and which watcher (`watcher`: inotify and
+/// fanotify are different threads with different kernel objects).
 fn same_watch(old: &SyncJob, new: &SyncJob) -> bool {
-    old.source == new.source && old.events == new.events && same_set(&old.exclude, &new.exclude)
+    old.source == new.source
+        && old.events == new.events
+        && old.watcher == new.watcher
+        && same_set(&old.exclude, &new.exclude)
 }
 
 /// Every other setting of a sync except its name, targets and hooks. `initial_sync` is
@@ -272,7 +276,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{DaemonSettings, HttpHook, Mode, TargetKind};
+    use crate::config::{DaemonSettings, HttpHook, Mode, TargetKind, WatcherChoice};
     use crate::rsync::tests::{job, local};
 
     fn named(name: &str, job: SyncJob) -> SyncJob {
@@ -418,6 +422,25 @@ mod tests {
             (
                 "events",
                 edit(|c| web(c).events.modify = true),
+                vec![
+                    (S::Rewatched, vec![T::Unchanged; 2]),
+                    (S::Unchanged, vec![T::Unchanged]),
+                ],
+            ),
+            (
+                "watcher",
+                edit(|c| web(c).watcher = WatcherChoice::Fanotify),
+                vec![
+                    (S::Rewatched, vec![T::Unchanged; 2]),
+                    (S::Unchanged, vec![T::Unchanged]),
+                ],
+            ),
+            (
+                "watcher and delay: rewatch wins",
+                edit(|c| {
+                    web(c).watcher = WatcherChoice::Inotify;
+                    web(c).delay = Duration::from_secs(1);
+                }),
                 vec![
                     (S::Rewatched, vec![T::Unchanged; 2]),
                     (S::Unchanged, vec![T::Unchanged]),

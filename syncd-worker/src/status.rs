@@ -50,6 +50,15 @@ pub struct SyncStatus {
     /// from status files of older workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_problem: Option<String>,
+    /// Which watcher delivers this sync's changes: "inotify" or "fanotify" (what `watcher
+    /// = "auto"` became). Absent until the watcher is up, and from older workers' files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watcher: Option<String>,
+    /// Why that watcher, in one sentence ("kernel 6.18, ext4, one mark for the file
+    /// system"; for inotify under `auto`, why not fanotify). Absent with `watcher`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watcher_reason: Option<String>,
+    /// Directories with an inotify watch (0 under fanotify, which watches none).
     pub watched_dirs: u64,
     /// Directories that could not be watched (e.g. max_user_watches too low).
     pub unwatched_dirs: u64,
@@ -64,6 +73,21 @@ pub struct SyncStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catchup: Option<CatchUp>,
     pub targets: Vec<TargetStatus>,
+}
+
+impl SyncStatus {
+    /// Record which watcher is up and why (from the watcher's ready report), or that
+    /// none is (`None`: stopped, or being replaced).
+    pub fn set_watcher(&mut self, watcher: Option<(&str, &str)>) {
+        self.watcher = watcher.map(|(kind, _)| kind.to_string());
+        self.watcher_reason = watcher.map(|(_, why)| why.to_string());
+    }
+
+    /// True when the sync's changes come from fanotify: no directory is watched one by
+    /// one, so the directory counts mean nothing.
+    pub fn is_fanotify(&self) -> bool {
+        self.watcher.as_deref() == Some("fanotify")
+    }
 }
 
 /// A request for inotify watches to the controller (see `crate::watch::ask`).
@@ -242,5 +266,50 @@ impl Status {
             .with_context(|| format!("failed to read status file {}", path.display()))?;
         serde_json::from_slice(&data)
             .with_context(|| format!("status file {} is not valid JSON", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sync's status as an older worker (before `watcher`) wrote it.
+    const OLDER_SYNC: &str = r#"{"name":"web","source":"/srv/web","watched_dirs":12,
+        "unwatched_dirs":0,"overflows":0,"targets":[]}"#;
+
+    #[test]
+    fn an_older_workers_sync_status_reads_without_a_watcher() {
+        let s: SyncStatus = serde_json::from_str(OLDER_SYNC).expect("an older sync status");
+        assert_eq!((&s.watcher, &s.watcher_reason), (&None, &None));
+        assert!(!s.is_fanotify());
+    }
+
+    #[test]
+    fn the_watcher_is_written_once_known_and_left_out_before() {
+        let mut s: SyncStatus = serde_json::from_str(OLDER_SYNC).expect("a sync status");
+        let json = serde_json::to_string(&s).expect("json");
+        assert!(!json.contains("watcher"), "{json}");
+
+        s.set_watcher(Some((
+            "fanotify",
+            "kernel 6.18, ext4, one mark for the file system",
+        )));
+        assert!(s.is_fanotify());
+        let json = serde_json::to_value(&s).expect("json");
+        assert_eq!(json["watcher"], "fanotify");
+        assert_eq!(
+            json["watcher_reason"],
+            "kernel 6.18, ext4, one mark for the file system"
+        );
+        let back: SyncStatus = serde_json::from_value(json).expect("read back");
+        assert_eq!(back, s);
+
+        s.set_watcher(Some(("inotify", "watcher = \"inotify\" in the config")));
+        assert!(!s.is_fanotify());
+        s.set_watcher(None);
+        assert_eq!(
+            (s.watcher.as_deref(), s.watcher_reason.as_deref()),
+            (None, None)
+        );
     }
 }

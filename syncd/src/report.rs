@@ -461,6 +461,8 @@ pub(crate) mod tests {
             source: "/src".into(),
             source_resolved: None,
             source_problem: None,
+            watcher: None,
+            watcher_reason: None,
             watched_dirs: 1,
             unwatched_dirs: 0,
             overflows: 0,

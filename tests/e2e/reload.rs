@@ -1,7 +1,8 @@
 //! SIGHUP reloads the worker's config in place: an exclude added by reload keeps new
 //! matching files off the target, a target added by reload gets the whole tree (and the
 //! one already there is left alone), an invalid new file keeps the old config running and
-//! says why, and a new source directory is watched and pushed.
+//! says why, a new source directory is watched and pushed, and another `watcher`
+//! replaces the sync's watcher.
 //!
 //! Also here, from the same change to the engine: at the first stop signal the pending
 //! queue, pushes in flight included, is saved at once, so a SIGKILL during a long drain
@@ -191,6 +192,31 @@ fn reload_with_a_new_source_pushes_the_new_tree() {
         Path::new(&s.syncs[0].source).ends_with(dir_name),
         "status still shows the old source: {s:#?}"
     );
+    w.stop();
+}
+
+#[test]
+fn reload_with_another_watcher_replaces_it_and_pushes_the_whole_tree() {
+    let site = Site::new();
+    // The default, auto, first; then inotify by name: another watcher either way.
+    let mut w = Worker::start(&site.config());
+    write_file(&site.src().join("a.txt"), b"a");
+    assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
+
+    w.rewrite_config(&site.config().key("watcher", "\"inotify\"").to_toml());
+    w.reload();
+    let line = w.wait_log("reloaded ", RELOAD_TIMEOUT);
+    assert!(line.contains("1 rewatched"), "{line}");
+    w.wait_log("source, exclude, events or watcher changed", RELOAD_TIMEOUT);
+    w.wait_status(
+        "a whole-tree push after the new watcher is up",
+        SYNC_TIMEOUT,
+        &[&site.daemon],
+        |s| s.syncs[0].targets[0].full_syncs >= 1,
+    );
+    // Live changes come through the new watcher.
+    write_file(&site.src().join("sub/after.txt"), b"after the reload");
+    assert_in_sync(site.src(), &site.dst(), SYNC_TIMEOUT, &[&w, &site.daemon]);
     w.stop();
 }
 

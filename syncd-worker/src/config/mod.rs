@@ -14,6 +14,7 @@ mod paths_only;
 mod run_as;
 mod sersync;
 mod spec;
+mod watcher;
 
 use std::path::Path;
 
@@ -22,6 +23,7 @@ pub use diag::{ConfigError, Pos, Problem};
 pub use model::*;
 pub use paths_only::{paths_only, ConfigPaths};
 pub use spec::DEFAULT_STATE_DIR;
+pub use watcher::WatcherChoice;
 
 use diag::Diags;
 

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::watcher::WatcherChoice;
 use crate::exclude::ExcludeSet;
 use crate::state_dir::StateDir;
 
@@ -139,6 +140,8 @@ pub struct SyncJob {
     /// disjoint paths (see [`crate::pipeline`]). 1: one push at a time.
     pub max_in_flight: usize,
     pub mode: Mode,
+    /// `watcher`: inotify, fanotify, or `auto` (decided when the sync starts).
+    pub watcher: WatcherChoice,
     /// Push the whole tree once at start, after the watches are in place (sersync's `-r`).
     pub initial_sync: bool,
     /// How much of the target a whole-tree push may delete before it stops and waits

@@ -16,6 +16,7 @@ use super::spec::{
     self, CommandSpec, DaemonSpec, FileSpec, Format, HttpSpec, SyncSpec, TargetSpec, MAX_DURATION,
     MAX_FULL_INTERVAL,
 };
+use super::watcher::WatcherChoice;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +46,7 @@ struct RawSync {
     source: Option<Spanned<String>>,
     name: Option<Spanned<String>>,
     mode: Option<RawMode>,
+    watcher: Option<Spanned<String>>,
     delay: Option<Spanned<toml::Value>>,
     max_delay: Option<Spanned<toml::Value>>,
     max_batch: Option<Spanned<i64>>,
@@ -295,6 +297,28 @@ impl Reader<'_> {
         Some(got.value).filter(|v| !v.is_zero())
     }
 
+    /// `watcher = "auto" | "inotify" | "fanotify"`; another word is an error that keeps
+    /// `default` so checking can go on.
+    fn watcher(
+        &self,
+        v: Spanned<String>,
+        default: At<WatcherChoice>,
+        d: &mut Diags,
+    ) -> At<WatcherChoice> {
+        let v = self.at(v);
+        match WatcherChoice::from_word(&v.value) {
+            Some(choice) => At::new(choice, v.at),
+            None => {
+                d.error_with(
+                    v.at,
+                    format!("watcher = {:?} is not a watcher", v.value),
+                    &["write \"auto\" (the default: fanotify where it works, else inotify), \"inotify\" or \"fanotify\""],
+                );
+                default
+            }
+        }
+    }
+
     fn sync(&self, s: Spanned<RawSync>, d: &mut Diags) -> SyncSpec {
         let at = self.pos(s.span());
         let raw = s.into_inner();
@@ -305,6 +329,9 @@ impl Reader<'_> {
             Some(RawMode::Tree) => Mode::Tree,
             Some(RawMode::Files) | None => Mode::Files,
         };
+        if let Some(w) = raw.watcher {
+            spec.watcher = self.watcher(w, spec.watcher, d);
+        }
         spec.delay = self.duration(raw.delay, "delay", spec.delay, MAX_DURATION, d);
         spec.max_delay = self.duration(raw.max_delay, "max_delay", spec.max_delay, MAX_DURATION, d);
         if let Some(v) = raw.max_batch {

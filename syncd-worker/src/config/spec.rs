@@ -12,6 +12,7 @@ use super::dest::{has_password, host_key_checks_off, parse_dest, redacted};
 use super::diag::{At, Diags, Pos};
 use super::model::*;
 use super::params::check_params;
+use super::watcher::WatcherChoice;
 use crate::exclude::ExcludeSet;
 use crate::guard::DeleteGuard;
 use crate::state_dir::StateDir;
@@ -83,6 +84,8 @@ pub(super) struct SyncSpec {
     pub name: Option<At<String>>,
     pub source: Option<At<String>>,
     pub mode: Mode,
+    /// `watcher`; where it was written (the block's start when left out).
+    pub watcher: At<WatcherChoice>,
     pub delay: At<Duration>,
     pub max_delay: At<Duration>,
     pub max_batch: At<i64>,
@@ -120,6 +123,7 @@ impl SyncSpec {
             name: None,
             source: None,
             mode: Mode::Files,
+            watcher: At::new(WatcherChoice::Auto, at),
             delay: At::new(DEFAULT_DELAY, at),
             max_delay: At::new(DEFAULT_MAX_DELAY, at),
             max_batch: At::new(DEFAULT_MAX_BATCH, at),
@@ -189,9 +193,11 @@ pub(super) fn build(file: FileSpec, path: &Path, d: &mut Diags) -> Config {
             &["add a [[sync]] block with `source` and at least one [[sync.target]] (sersync: <localpath watch=...> with a <remote>)"],
         );
     }
+    let daemon = build_daemon(&file.daemon, d);
     let mut syncs = Vec::new();
     let mut names: HashMap<String, Pos> = HashMap::new();
     for spec in file.syncs {
+        fanotify_needs_root(&spec.watcher, &file.daemon, &daemon, d);
         let name_at = spec
             .name
             .as_ref()
@@ -215,9 +221,35 @@ pub(super) fn build(file: FileSpec, path: &Path, d: &mut Diags) -> Config {
         status_file,
         metrics_file,
         syncs,
-        daemon: build_daemon(&file.daemon, d),
+        daemon,
         warnings: Vec::new(),
     }
+}
+
+/// `watcher = "fanotify"` needs the worker to keep CAP_SYS_ADMIN, which a worker run as
+/// `user` gives up: both keys named, at the watcher's line. (`user = "root"` leaves the
+/// worker root, and a `user` that did not resolve has its own error.)
+fn fanotify_needs_root(
+    watcher: &At<WatcherChoice>,
+    spec: &DaemonSpec,
+    daemon: &DaemonSettings,
+    d: &mut Diags,
+) {
+    let (Some(run_as), Some(user)) = (&daemon.run_as, &spec.user) else {
+        return;
+    };
+    if watcher.value != WatcherChoice::Fanotify {
+        return;
+    }
+    d.error_with(
+        watcher.at,
+        format!(
+            "watcher = \"fanotify\" cannot work with user = {:?} (line {}): fanotify needs \
+             CAP_SYS_ADMIN, which the worker gives up when it runs as `user`",
+            run_as.user, user.at.line
+        ),
+        &["write watcher = \"auto\" (it then uses inotify) or \"inotify\", or remove `user` to run the worker as root"],
+    );
 }
 
 /// The controller's settings: absolute paths, limits above zero.
@@ -455,6 +487,7 @@ fn build_sync(spec: SyncSpec, d: &mut Diags) -> SyncJob {
         threads,
         max_in_flight,
         mode: spec.mode,
+        watcher: spec.watcher.value,
         initial_sync: spec.initial_sync,
         max_delete,
         rsync: RsyncOptions {

@@ -46,6 +46,7 @@ fn shipped_toml_gives_the_documented_defaults() {
     assert_eq!(s.source, dir.path());
     assert_eq!(s.name, dir.path().to_str().unwrap());
     assert_eq!(s.mode, Mode::Files);
+    assert_eq!(s.watcher, WatcherChoice::Auto);
     assert_eq!(s.delay, Duration::from_millis(50));
     assert_eq!(s.max_delay, Duration::from_secs(1));
     assert_eq!((s.max_batch, s.max_queue, s.threads), (20_000, 500_000, 2));
@@ -155,6 +156,7 @@ persist = true
 source = "{src}/"
 name = "www"
 mode = "tree"
+watcher = "inotify"
 delay = "200ms"
 max_delay = "3s"
 max_batch = 500
@@ -219,6 +221,7 @@ timeout = "5s"
     assert_eq!(s.source, dir.path(), "trailing slash dropped");
     assert_eq!(s.name, "www");
     assert_eq!(s.mode, Mode::Tree);
+    assert_eq!(s.watcher, WatcherChoice::Inotify);
     assert_eq!(
         (s.delay, s.max_delay),
         (Duration::from_millis(200), Duration::from_secs(3))
@@ -376,6 +379,10 @@ fn bad_toml_configs_point_at_the_value() {
         ("unknown top key", "stat_dir = \"/x\"\n", 1, 1, "unknown field `stat_dir`"),
         ("single brackets", "[sync]\nsource = \"{src}\"\n", 1, 1, "two brackets"),
         ("bad mode", "[[sync]]\nsource = \"{src}\"\nmode = \"fast\"\n", 3, 8, "expected `files` or `tree`"),
+        ("bad watcher", "[[sync]]\nsource = \"{src}\"\nwatcher = \"poll\"\n[[sync.target]]\ndest = \"/b\"\n", 3, 11, "watcher = \"poll\" is not a watcher"),
+        ("bad watcher's fix", "[[sync]]\nsource = \"{src}\"\nwatcher = \"Fanotify\"\n[[sync.target]]\ndest = \"/b\"\n", 3, 11, "\"auto\" (the default: fanotify where it works, else inotify), \"inotify\" or \"fanotify\""),
+        ("watcher not a string", "[[sync]]\nsource = \"{src}\"\nwatcher = true\n[[sync.target]]\ndest = \"/b\"\n", 3, 11, "expected a string"),
+        ("watcher at the top", "watcher = \"inotify\"\n[[sync]]\nsource = \"{src}\"\n[[sync.target]]\ndest = \"/b\"\n", 1, 1, "unknown field `watcher`"),
         ("bad duration", "[[sync]]\nsource = \"{src}\"\ndelay = \"fast\"\n[[sync.target]]\ndest = \"/backup\"\n", 3, 9, "is not a duration"),
         ("bare integer duration", "[[sync]]\nsource = \"{src}\"\ndelay = 15\n[[sync.target]]\ndest = \"/backup\"\n", 3, 9, "delay = \"15s\""),
         ("bare integer timeout", "[[sync]]\nsource = \"{src}\"\n[sync.rsync]\ntimeout = 300\n[[sync.target]]\ndest = \"/b\"\n", 4, 11, "has no unit"),
@@ -534,6 +541,62 @@ fn user_resolves_to_ids_with_the_primary_group_by_default() {
         "{:?}",
         config.warnings
     );
+}
+
+#[test]
+fn watcher_is_read_per_sync_and_defaults_to_auto() {
+    let sync = |name: &str, watcher: &str| {
+        format!("[[sync]]\nsource = \"{{src}}\"\nname = \"{name}\"\n{watcher}[[sync.target]]\ndest = \"/b\"\n")
+    };
+    let text = [
+        sync("default", ""),
+        sync("a", "watcher = \"auto\"\n"),
+        sync("i", "watcher = \"inotify\"\n"),
+        sync("f", "watcher = \"fanotify\"\n"),
+    ]
+    .concat();
+    let (_dir, text) = with_source(&text);
+    let config = parse(text.as_bytes(), Path::new("c.toml")).unwrap();
+    let got: Vec<WatcherChoice> = config.syncs.iter().map(|s| s.watcher).collect();
+    use WatcherChoice::*;
+    assert_eq!(got, [Auto, Auto, Inotify, Fanotify]);
+}
+
+#[test]
+fn fanotify_with_user_is_an_error_naming_both_keys() {
+    const SYNC: &str =
+        "[[sync]]\nsource = \"{src}\"\nwatcher = \"fanotify\"\n[[sync.target]]\ndest = \"/b\"\n";
+    let (_dir, text) = with_source(&format!("user = \"nobody\"\n{SYNC}"));
+    let err = parse(text.as_bytes(), Path::new("c.toml")).unwrap_err();
+    let shown = err.to_string();
+    assert_eq!(err.problems.len(), 1, "{shown}");
+    let p = &err.problems[0];
+    assert_eq!(p.pos, Some(Pos { line: 4, col: 11 }), "{shown}");
+    assert!(
+        p.message
+            .contains("watcher = \"fanotify\" cannot work with user = \"nobody\" (line 1)")
+            && p.message.contains("CAP_SYS_ADMIN"),
+        "{shown}"
+    );
+    assert!(
+        p.detail
+            .iter()
+            .any(|l| l.contains("watcher = \"auto\"") && l.contains("remove `user`")),
+        "{shown}"
+    );
+    // Without `user`, or with user = "root" (nothing dropped), fanotify is fine; with
+    // `user`, auto and inotify are fine (auto then uses inotify).
+    for ok in [
+        SYNC.to_string(),
+        format!("user = \"root\"\n{SYNC}"),
+        format!("user = \"nobody\"\n{}", SYNC.replace("fanotify", "auto")),
+        format!("user = \"nobody\"\n{}", SYNC.replace("fanotify", "inotify")),
+    ] {
+        let (_dir, text) = with_source(&ok);
+        if let Err(e) = parse(text.as_bytes(), Path::new("c.toml")) {
+            panic!("{ok:?}: {e}");
+        }
+    }
 }
 
 #[test]
@@ -772,6 +835,11 @@ fn shipped_confxml_maps_onto_the_config() {
     assert_eq!(
         (s.delay, s.threads, s.mode),
         (Duration::from_millis(50), 2, Mode::Files)
+    );
+    assert_eq!(
+        s.watcher,
+        WatcherChoice::Auto,
+        "confxml.xml has no such key"
     );
     assert_eq!(
         s.targets,

@@ -184,7 +184,7 @@ impl Engine {
         }
         if sp.change == SyncChange::Rewatched {
             log::info!(
-                "{}: source, exclude or events changed; replacing its watches, then pushing the whole tree",
+                "{}: source, exclude, events or watcher changed; replacing its watcher, then pushing the whole tree",
                 job.name
             );
             // The same source path must still name the same directory; a new path is

@@ -135,6 +135,8 @@ fn sync_status(s: &SyncState, now: Instant, wall: SystemTime) -> (SyncStatus, bo
             .as_ref()
             .map(|_| s.job.source.display().to_string()),
         source_problem: s.lost.clone(),
+        watcher: None,
+        watcher_reason: None,
         watched_dirs: s.stats.watched,
         unwatched_dirs: s.stats.unwatched,
         overflows: s.stats.overflows,

@@ -33,6 +33,8 @@ fn sync(name: &str, targets: Vec<TargetStatus>) -> SyncStatus {
         source: "/data".into(),
         source_resolved: None,
         source_problem: None,
+        watcher: None,
+        watcher_reason: None,
         watched_dirs: 0,
         unwatched_dirs: 0,
         overflows: 0,

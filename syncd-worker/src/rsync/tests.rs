@@ -17,6 +17,7 @@ use crate::batch::{Batch, RelPath};
 use crate::config::model::{
     EventSet, FullSync, Hooks, Mode, RetryPolicy, RsyncOptions, SyncJob, Target, TargetKind,
 };
+use crate::config::WatcherChoice;
 use crate::exclude::ExcludeSet;
 use crate::wait;
 
@@ -36,6 +37,7 @@ pub(crate) fn job(source: impl AsRef<Path>, targets: Vec<Target>) -> SyncJob {
         threads: 2,
         max_in_flight: 2,
         mode: Mode::Files,
+        watcher: WatcherChoice::Auto,
         initial_sync: false,
         max_delete: crate::guard::DeleteGuard::default(),
         rsync: RsyncOptions {
