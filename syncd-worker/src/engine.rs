@@ -38,6 +38,7 @@ use crate::rsync::args::Caps;
 use crate::rsync::exit::Outcome;
 use crate::source_id::{self, SourceId};
 use crate::target::{Action, TargetState, Ticket};
+use crate::watch::choose::Chosen;
 use crate::watch::WatchStats;
 use crate::watch_thread::Expect;
 
@@ -58,7 +59,7 @@ type Id = u64;
 enum Msg {
     Changes(Id, Vec<Change>),
     /// Watches in place on this source; `true` when after a `Lost`.
-    Ready(Id, WatchStats, SourceId, bool),
+    Ready(Id, WatchStats, SourceId, bool, Chosen),
     Stats(Id, WatchStats),
     /// The source path no longer names the watched directory: why.
     Lost(Id, String),
@@ -347,7 +348,9 @@ impl Engine {
         self.status_dirty = true;
         match msg {
             Msg::Changes(wid, changes) => self.on_changes(wid, changes),
-            Msg::Ready(wid, stats, source, resumed) => self.on_ready(wid, stats, source, resumed),
+            Msg::Ready(wid, stats, source, resumed, watcher) => {
+                self.on_ready(wid, stats, source, resumed, watcher)
+            }
             Msg::Lost(wid, why) => self.on_lost(wid, why),
             Msg::Stats(wid, stats) => {
                 if let Some(s) = self.sync_watched_by(wid) {

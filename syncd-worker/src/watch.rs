@@ -38,6 +38,7 @@
 //! 10 ms to a change in a stream, nothing to the first change after a quiet spell.
 
 pub mod ask;
+pub mod choose;
 pub mod fanotify;
 pub mod limit;
 pub mod pace;

@@ -46,6 +46,7 @@ use crate::deadline::after;
 use crate::path_watch::PathWatch;
 use crate::queue::Change;
 use crate::source_id::{link_moved, SourceId};
+use crate::watch::choose::{self, Chosen, Decision, Tree};
 use crate::watch::{ask, limit, WatchStats, Watcher};
 
 /// How often the source path is looked at when its events cannot be set up
@@ -102,6 +103,8 @@ pub enum Report {
         stats: WatchStats,
         source: SourceId,
         resumed: bool,
+        /// Which watcher, and why.
+        watcher: Chosen,
     },
     Changes(Vec<Change>),
     Stats(WatchStats),
@@ -152,26 +155,20 @@ pub fn run(
         else {
             return;
         };
-        let made = Watcher::new(job).or_else(|e| {
-            // Out of watches for the tree's root while the path's own watches hold some:
-            // the tree comes first (the path is then looked at on a timer).
-            if out_of_watches(&e)
-                && path.release("its path watches given to the source tree (no inotify watch left)")
-            {
-                Watcher::new(job)
-            } else {
-                Err(e)
+        let decision = match choose::decide(job) {
+            Ok(d) => d,
+            Err(why) => {
+                send(Report::Fatal(why));
+                return;
             }
-        });
-        // Still none for the root: ask the controller for room (the walk that follows
-        // asks for the rest once it knows how much).
-        let made = made.or_else(|e| {
-            if out_of_watches(&e) && root_watch_granted(job, (stop, wake)) {
-                Watcher::new(job)
-            } else {
-                Err(e)
-            }
-        });
+        };
+        let (made, chosen) = match decision {
+            Decision::Fanotify(w, chosen) => (Ok(Tree::Fanotify(w)), chosen),
+            Decision::Inotify(chosen) => (
+                inotify_watcher(job, &mut path, (stop, wake)).map(Tree::Inotify),
+                chosen,
+            ),
+        };
         let mut w = match made {
             Ok(w) => w,
             Err(e) => {
@@ -185,8 +182,10 @@ pub fn run(
             }
         };
         if w.new_shortage() {
-            // Watched late, before Ready: the catch-up (or the initial push) covers them.
-            relieve_shortage(job, &mut w, (stop, wake));
+            if let Some(w) = w.inotify() {
+                // Watched late, before Ready: the catch-up (or the initial push) covers them.
+                relieve_shortage(job, w, (stop, wake));
+            }
         }
         // The path may have changed while the watches were added (their events would
         // not say so if the change came before the root's watch).
@@ -201,6 +200,7 @@ pub fn run(
             stats: w.stats(),
             source,
             resumed,
+            watcher: chosen,
         }) {
             return;
         }
@@ -221,6 +221,36 @@ pub fn run(
             }
         }
     }
+}
+
+/// The inotify watcher of `job`: when even the root finds no watch left, the path's own
+/// watches are given up first, then the controller is asked for room.
+fn inotify_watcher(
+    job: &SyncJob,
+    path: &mut PathWatch,
+    (stop, wake): (&AtomicBool, Option<&Wake>),
+) -> anyhow::Result<Watcher> {
+    Watcher::new(job)
+        .or_else(|e| {
+            // Out of watches for the tree's root while the path's own watches hold some:
+            // the tree comes first (the path is then looked at on a timer).
+            if out_of_watches(&e)
+                && path.release("its path watches given to the source tree (no inotify watch left)")
+            {
+                Watcher::new(job)
+            } else {
+                Err(e)
+            }
+        })
+        // Still none for the root: ask the controller for room (the walk that follows
+        // asks for the rest once it knows how much).
+        .or_else(|e| {
+            if out_of_watches(&e) && root_watch_granted(job, (stop, wake)) {
+                Watcher::new(job)
+            } else {
+                Err(e)
+            }
+        })
 }
 
 /// Out of watches: ask the controller for more (unless it was asked at this limit
@@ -329,7 +359,7 @@ fn timed_look(path: &PathWatch, now: Instant) -> Option<Instant> {
 /// Poll `w` and report its changes until stop or until the source is lost.
 fn watch(
     job: &SyncJob,
-    (w, path): (&mut Watcher, &mut PathWatch),
+    (w, path): (&mut Tree, &mut PathWatch),
     source: SourceId,
     (stop, wake): (&AtomicBool, Option<&Wake>),
     watermark: &Watermark,
@@ -387,7 +417,10 @@ fn watch(
             }
         }
         let st = w.stats();
-        if st.unwatched > 0 && now >= next_rescan {
+        if let Some(w) = w
+            .inotify()
+            .filter(|_| st.unwatched > 0 && now >= next_rescan)
+        {
             next_rescan = now + UNWATCHED_RESCAN;
             let left = w.rewatch_all();
             log::warn!(
@@ -396,7 +429,8 @@ fn watch(
             );
             out.push(Change::Full);
         }
-        if w.new_shortage() {
+        let short = w.new_shortage();
+        if let Some(w) = w.inotify().filter(|_| short) {
             // Watched late: what changed in them before is pushed whole.
             for top in relieve_shortage(job, w, (stop, wake)) {
                 out.push(if top.is_empty() {
@@ -407,7 +441,7 @@ fn watch(
             }
         }
         if !out.is_empty() {
-            log::trace!("{}: {} changes from inotify", job.name, out.len());
+            log::trace!("{}: {} changes from the watcher", job.name, out.len());
             last_change = now;
         }
         if !out.is_empty() && !send(Report::Changes(out)) {

@@ -11,6 +11,7 @@ use std::time::Instant;
 use crate::catchup;
 use crate::queue::Change;
 use crate::source_id::SourceId;
+use crate::watch::choose::{Chosen, Kind};
 use crate::watch::WatchStats;
 use crate::watch_thread::Expect;
 
@@ -80,9 +81,19 @@ impl Engine {
         self.notified_ready = true;
         let dirs: u64 = self.syncs.iter().map(|s| s.stats.watched).sum();
         let lost = self.syncs.iter().filter(|s| s.lost.is_some()).count();
+        let marked = self
+            .syncs
+            .iter()
+            .filter(|s| s.watcher.as_ref().is_some_and(|w| w.kind == Kind::Fanotify))
+            .count();
         crate::notify::send(&format!(
-            "READY=1\nSTATUS=watching {dirs} director{}{}",
+            "READY=1\nSTATUS=watching {dirs} director{}{}{}",
             if dirs == 1 { "y" } else { "ies" },
+            if marked > 0 {
+                format!(" with inotify and {marked} source(s) whole with fanotify")
+            } else {
+                String::new()
+            },
             if lost > 0 {
                 format!("; {lost} source(s) missing or replaced, see syncd status")
             } else {
@@ -105,7 +116,14 @@ impl Engine {
 
     /// A watcher has its watches in place: queue what the sync owes since (the whole tree
     /// or the catch-up's findings), record the source's identity, say so.
-    pub(super) fn on_ready(&mut self, wid: Id, stats: WatchStats, source: SourceId, resumed: bool) {
+    pub(super) fn on_ready(
+        &mut self,
+        wid: Id,
+        stats: WatchStats,
+        source: SourceId,
+        resumed: bool,
+        watcher: Chosen,
+    ) {
         let now = Instant::now();
         let tx = self.tx.clone();
         let Some(s) = self.sync_watched_by(wid) else {
@@ -113,6 +131,7 @@ impl Engine {
         };
         s.ready = true;
         s.stats = stats;
+        s.watcher = Some(watcher.clone());
         s.source = Some(source);
         if let Some(why) = s.lost.take() {
             log::info!(
@@ -121,11 +140,16 @@ impl Engine {
                 s.job.source.display()
             );
         }
+        let what = match watcher.kind {
+            Kind::Inotify => format!("{} directories under", stats.watched),
+            Kind::Fanotify => "every directory under".to_string(),
+        };
         log::info!(
-            "{}: watching {} directories under {}{}{}",
+            "{}: watching {what} {} with {} ({}){}{}",
             s.job.name,
-            stats.watched,
             s.job.source.display(),
+            watcher.kind.as_str(),
+            watcher.reason,
             match &s.job.source_link {
                 Some(link) => format!(
                     " (source {} is a symlink; resolved at start or reload: repointed, it holds this sync until `syncd reload`)",

@@ -135,8 +135,8 @@ fn sync_status(s: &SyncState, now: Instant, wall: SystemTime) -> (SyncStatus, bo
             .as_ref()
             .map(|_| s.job.source.display().to_string()),
         source_problem: s.lost.clone(),
-        watcher: None,
-        watcher_reason: None,
+        watcher: s.watcher.as_ref().map(|w| w.kind.as_str().to_string()),
+        watcher_reason: s.watcher.as_ref().map(|w| w.reason.clone()),
         watched_dirs: s.stats.watched,
         unwatched_dirs: s.stats.unwatched,
         overflows: s.stats.overflows,

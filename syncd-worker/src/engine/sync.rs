@@ -22,6 +22,7 @@ use crate::source_id::SourceId;
 use crate::status::VerifyStatus;
 use crate::target::{Live, Push, TargetState};
 use crate::verify;
+use crate::watch::choose::Chosen;
 use crate::watch::WatchStats;
 use crate::watch_thread::{self, Expect, Report};
 
@@ -213,6 +214,9 @@ pub(super) struct SyncState {
     /// Why the source is not the watched directory (unmounted, moved away, replaced):
     /// while set, nothing of this sync is pushed.
     pub(super) lost: Option<String>,
+    /// Which watcher delivers the changes, and why (from the last ready report; None
+    /// while the watcher thread is being replaced).
+    pub(super) watcher: Option<Chosen>,
 }
 
 impl SyncState {
@@ -239,6 +243,7 @@ impl SyncState {
             targets,
             source: None,
             lost: None,
+            watcher: None,
         }
     }
 
@@ -267,6 +272,7 @@ impl SyncState {
         let prev = self.watch.stop();
         self.watch = spawn_watcher(id, job, tx, prev, self.catchup.watermark(), expect);
         self.ready = false;
+        self.watcher = None;
     }
 }
 
@@ -298,7 +304,8 @@ fn spawn_watcher(
                     stats,
                     source,
                     resumed,
-                } => Msg::Ready(id, stats, source, resumed),
+                    watcher,
+                } => Msg::Ready(id, stats, source, resumed, watcher),
                 Report::Changes(c) => Msg::Changes(id, c),
                 Report::Stats(st) => Msg::Stats(id, st),
                 Report::Lost(why) => Msg::Lost(id, why),
