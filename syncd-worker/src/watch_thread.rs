@@ -163,7 +163,7 @@ pub fn run(
             }
         };
         let (made, chosen) = match decision {
-            Decision::Fanotify(w, chosen) => (Ok(Tree::Fanotify(w)), chosen),
+            Decision::Fanotify(w, chosen) => (Ok(Tree::Fanotify(*w)), chosen),
             Decision::Inotify(chosen) => (
                 inotify_watcher(job, &mut path, (stop, wake)).map(Tree::Inotify),
                 chosen,

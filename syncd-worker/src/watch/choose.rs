@@ -39,7 +39,7 @@ pub struct Chosen {
 /// The decision before any inotify watch is added: a fanotify watcher ready to use, or
 /// inotify with why.
 pub enum Decision {
-    Fanotify(FanWatcher, Chosen),
+    Fanotify(Box<FanWatcher>, Chosen),
     Inotify(Chosen),
 }
 
@@ -54,7 +54,7 @@ pub fn decide(job: &SyncJob) -> Result<Decision, String> {
         WatcherChoice::Fanotify => match FanWatcher::new(job) {
             Ok(w) => {
                 let reason = format!("watcher = \"fanotify\" in the config: {}", w.about());
-                Ok(Decision::Fanotify(w, Chosen { kind: Kind::Fanotify, reason }))
+                Ok(Decision::Fanotify(Box::new(w), Chosen { kind: Kind::Fanotify, reason }))
             }
             Err(why) => Err(format!(
                 "watcher = \"fanotify\" cannot watch {}: {why}; set watcher = \"auto\" (or \"inotify\") to watch it with inotify",
@@ -64,7 +64,7 @@ pub fn decide(job: &SyncJob) -> Result<Decision, String> {
         WatcherChoice::Auto => Ok(match FanWatcher::new(job) {
             Ok(w) => {
                 let reason = format!("watcher = \"auto\": {}", w.about());
-                Decision::Fanotify(w, Chosen { kind: Kind::Fanotify, reason })
+                Decision::Fanotify(Box::new(w), Chosen { kind: Kind::Fanotify, reason })
             }
             Err(why) => Decision::Inotify(Chosen {
                 kind: Kind::Inotify,
