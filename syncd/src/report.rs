@@ -182,6 +182,40 @@ fn watches_asked_line(a: &syncd_worker::status::WatchesAsked) -> String {
     )
 }
 
+/// What follows a sync's source on its line: inotify's directory counts (` (12
+/// directories watched, 3 NOT watched: …)`); under fanotify, which watches no directory
+/// one by one, only the queue overflows, if any.
+fn watches_note(s: &syncd_worker::status::SyncStatus) -> String {
+    let mut parts = Vec::new();
+    if !s.is_fanotify() {
+        parts.push(format!("{} directories watched", s.watched_dirs));
+        if s.unwatched_dirs > 0 {
+            parts.push(format!(
+                "{} NOT watched: raise fs.inotify.max_user_watches",
+                s.unwatched_dirs
+            ));
+        }
+    }
+    if s.overflows > 0 {
+        parts.push(format!("{} queue overflows", s.overflows));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
+/// `watcher: fanotify (kernel 6.18, ext4, one mark for the file system)`: which watcher
+/// the sync runs and why; None until the worker says (and from older workers).
+fn watcher_line(s: &syncd_worker::status::SyncStatus) -> Option<String> {
+    let kind = s.watcher.as_deref()?;
+    Some(match s.watcher_reason.as_deref() {
+        Some(why) if !why.is_empty() => format!("watcher: {kind} ({why})"),
+        _ => format!("watcher: {kind}"),
+    })
+}
+
 /// The human summary: one line, then one per sync and target.
 pub fn human(r: &Report, now: f64) -> String {
     let mut out = format!("{}\n", r.message);
@@ -201,28 +235,20 @@ pub fn human(r: &Report, now: f64) -> String {
     };
     let _ = writeln!(out, "  up {}", ago(now - w.started_at));
     for s in &w.syncs {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "  {}: {}{} ({} directories watched",
+            "  {}: {}{}{}",
             s.name,
             s.source,
             s.source_resolved
                 .as_ref()
                 .map(|r| format!(" -> {r}"))
                 .unwrap_or_default(),
-            s.watched_dirs
+            watches_note(s)
         );
-        if s.unwatched_dirs > 0 {
-            let _ = write!(
-                out,
-                ", {} NOT watched: raise fs.inotify.max_user_watches",
-                s.unwatched_dirs
-            );
+        if let Some(line) = watcher_line(s) {
+            let _ = writeln!(out, "    {line}");
         }
-        if s.overflows > 0 {
-            let _ = write!(out, ", {} queue overflows", s.overflows);
-        }
-        out.push_str(")\n");
         if let Some(a) = &s.watches_asked {
             let _ = writeln!(out, "    {}", watches_asked_line(a));
         }
@@ -545,6 +571,78 @@ pub(crate) mod tests {
                 ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_watcher_is_shown_and_fanotify_drops_the_directory_counts() {
+        let with = |watcher: Option<(&str, &str)>, unwatched: u64, overflows: u64| {
+            let mut s = sync_status(Vec::new());
+            s.watched_dirs = 12;
+            s.unwatched_dirs = unwatched;
+            s.overflows = overflows;
+            s.set_watcher(watcher);
+            let text = human(&running_with(s), 0.0);
+            // The sync's line and what follows it, before its (absent) targets.
+            text.lines()
+                .skip_while(|l| !l.starts_with("  s: "))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        };
+        let fan = Some((
+            "fanotify",
+            "kernel 6.18, ext4, one mark for the file system",
+        ));
+        let ino = Some((
+            "inotify",
+            "the source is on overlay, which fanotify cannot mark",
+        ));
+        let cases = [
+            // Not up yet, or an older worker: as before.
+            (with(None, 0, 0), "  s: /src (12 directories watched)\n"),
+            (
+                with(None, 2, 1),
+                "  s: /src (12 directories watched, 2 NOT watched: raise \
+                 fs.inotify.max_user_watches, 1 queue overflows)\n",
+            ),
+            (
+                with(ino, 0, 0),
+                "  s: /src (12 directories watched)\n    watcher: inotify (the source is on \
+                 overlay, which fanotify cannot mark)\n",
+            ),
+            (
+                with(fan, 0, 0),
+                "  s: /src\n    watcher: fanotify (kernel 6.18, ext4, one mark for the file \
+                 system)\n",
+            ),
+            (
+                with(fan, 0, 3),
+                "  s: /src (3 queue overflows)\n    watcher: fanotify (kernel 6.18, ext4, one \
+                 mark for the file system)\n",
+            ),
+            (
+                with(Some(("fanotify", "")), 0, 0),
+                "  s: /src\n    watcher: fanotify\n",
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn status_json_passes_the_watcher_through() {
+        let mut s = sync_status(Vec::new());
+        let r = running_with(s.clone());
+        let json = serde_json::to_value(&r).expect("json");
+        assert!(
+            json["worker"]["syncs"][0].get("watcher").is_none(),
+            "{json}"
+        );
+        s.set_watcher(Some(("fanotify", "kernel 6.18, ext4")));
+        let json = serde_json::to_value(running_with(s)).expect("json");
+        let sync = &json["worker"]["syncs"][0];
+        assert_eq!(sync["watcher"], "fanotify", "{json}");
+        assert_eq!(sync["watcher_reason"], "kernel 6.18, ext4", "{json}");
     }
 
     #[test]

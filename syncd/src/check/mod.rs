@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use nix::fcntl::{AtFlags, AT_FDCWD};
 use nix::unistd::{faccessat, AccessFlags};
-use syncd_worker::config::{Config, ConnectTimeouts, SyncJob, Target, TargetKind};
+use syncd_worker::config::{Config, ConnectTimeouts, SyncJob, Target, TargetKind, WatcherChoice};
 use syncd_worker::process::{Drain, Group, How, Input, Output, Spawn};
 use syncd_worker::rsync::probe::parse_version;
 use syncd_worker::rsync::{check_password_file, classify};
@@ -26,8 +26,10 @@ use crate::settings::Settings;
 
 pub mod as_user;
 mod list_only;
+mod watcher;
 use crate::sysctl::{self, Knob, Plan, SysctlFs, Wants};
 use list_only::*;
+use watcher::watcher_finding;
 
 /// Connect and I/O timeout of each `rsync --list-only`.
 const REACH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -172,6 +174,7 @@ pub fn gather(settings: &Settings, config: &Config, env: &Env) -> Vec<Finding> {
     for job in &config.syncs {
         let (finding, n) = source_finding(job);
         out.push(finding);
+        out.push(watcher_finding(job));
         dirs = dirs.saturating_add(n);
         if let Some(f) = source_identity_finding(job, &sources) {
             out.push(f);
@@ -331,7 +334,8 @@ fn version_finding(binary: &Path, line: &Result<String, String>) -> Finding {
     }
 }
 
-/// The source is a readable directory; also returns its directory count.
+/// The source is a readable directory; also returns its directory count (the inotify
+/// watches it needs: none under `watcher = "fanotify"`).
 fn source_finding(job: &SyncJob) -> (Finding, u64) {
     let subject = format!("source {}", job.source.display());
     if !job.source.is_dir() {
@@ -342,6 +346,13 @@ fn source_finding(job: &SyncJob) -> (Finding, u64) {
     if !accessible(&job.source, AccessFlags::R_OK | AccessFlags::X_OK) {
         let f = Finding::new(Status::Problem, subject, "cannot be read by this user")
             .fix("run syncd as a user who can read the whole tree (usually root)");
+        return (f, 0);
+    }
+    if job.watcher == WatcherChoice::Fanotify {
+        let f = Finding::ok(
+            subject,
+            "readable (fanotify: no directory watched one by one)",
+        );
         return (f, 0);
     }
     let dirs = syncd_worker::walk::count_dirs(&job.source, &job.exclude);

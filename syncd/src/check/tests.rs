@@ -156,6 +156,28 @@ fn real_daemon_ok_wrong_password_wrong_module_and_nothing_listening() {
 }
 
 #[test]
+fn a_fanotify_source_needs_no_directory_watches() {
+    let (_src, mut config) = config_with(Vec::new());
+    let (f, dirs) = source_finding(job_of(&config));
+    assert_eq!(dirs, 3, "{}", render(&f));
+    assert!(
+        render(&f).ends_with(": readable, 3 directories to watch (excludes left out)"),
+        "{}",
+        render(&f)
+    );
+    config.syncs[0].watcher = WatcherChoice::Inotify;
+    assert_eq!(source_finding(job_of(&config)).1, 3);
+    config.syncs[0].watcher = WatcherChoice::Fanotify;
+    let (f, dirs) = source_finding(job_of(&config));
+    assert_eq!((f.status, dirs), (Status::Ok, 0), "{}", render(&f));
+    assert!(
+        render(&f).ends_with(": readable (fanotify: no directory watched one by one)"),
+        "{}",
+        render(&f)
+    );
+}
+
+#[test]
 fn gather_over_a_whole_config_and_the_exit_code() {
     let daemon = Daemon::start();
     let out = tempfile::tempdir().expect("tempdir");
@@ -199,6 +221,8 @@ fn gather_over_a_whole_config_and_the_exit_code() {
         "ok       rsync: /",
         ": rsync  version 3",
         "readable, 3 directories to watch",
+        "ok       watcher (sync /",
+        "): watcher = auto (decided when the sync starts",
         "ok       target good: password file",
         "ok       target good: reachable",
         "hint     rsync daemon targets: ",
