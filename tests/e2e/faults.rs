@@ -32,7 +32,7 @@ use syncd_tests::tree::{chmod, snapshot, wait_past_seed, write_file, Kind, SyncC
 use syncd_tests::wait;
 use syncd_tests::{
     assert_in_sync, sysctl_exclusive, Controller, Diagnose, RsyncDaemon, Site, SysctlOverride,
-    TreeWriter, Worker,
+    TreeWriter, Worker, FANOTIFY_FD,
 };
 use syncd_worker::status::{CatchUp, CatchUpDecision, Status, WalkOutcome, WalkState};
 
@@ -486,7 +486,9 @@ fn f05_inotify_queue_overflow_is_counted_and_nothing_is_lost() {
         let mut limit = SysctlOverride::set(&guard, "max_queued_events", 1);
         // The limit is read at inotify_init: put it back as soon as the worker has its
         // inotify instance, so other processes on the machine barely see it.
-        Worker::start_exclusive(&site.config(), &guard, || limit.restore())
+        Worker::start_exclusive(&site.config().watcher("inotify"), &guard, || {
+            limit.restore()
+        })
     };
     w.hold_shared();
     TreeWriter::new(14).files(site.src(), &["o0", "o1", "o2/deep"], 2000, 0, 512);
@@ -499,6 +501,42 @@ fn f05_inotify_queue_overflow_is_counted_and_nothing_is_lost() {
         |s| s.syncs[0].overflows >= 1,
     );
     assert!(s.syncs[0].overflows >= 1);
+    w.stop();
+    row.survived();
+}
+
+/// Fault 17: the fanotify queue overflows (`fs.fanotify.max_queued_events = 1` when the
+/// worker makes its group): `FAN_Q_OVERFLOW` gets inotify's answer, the tree pushed
+/// whole, the overflow counted, nothing lost.
+#[test]
+fn f17_fanotify_queue_overflow_is_counted_and_nothing_is_lost() {
+    let mut row = Row::new(
+        17,
+        "fanotify queue overflow (max_queued_events = 1 at the worker's start)",
+    );
+    let site = Site::new();
+    let mut w = {
+        let guard = sysctl_exclusive();
+        let mut limit = SysctlOverride::set_fanotify(&guard, "max_queued_events", 1);
+        Worker::start_exclusive_on(
+            &site.config().watcher("fanotify"),
+            &guard,
+            FANOTIFY_FD,
+            || limit.restore(),
+        )
+    };
+    w.hold_shared();
+    TreeWriter::new(17).files(site.src(), &["o0", "o1", "o2/deep"], 2000, 0, 512);
+    row.lifted();
+    row.converge(site.check(&w).within(Duration::from_secs(60)));
+    let s = w.wait_status(
+        "overflows >= 1 in status",
+        Duration::from_secs(10),
+        &[&site.daemon],
+        |s| s.syncs[0].overflows >= 1,
+    );
+    assert!(s.syncs[0].overflows >= 1);
+    assert!(w.log().contains("fanotify queue overflowed"), "{}", w.log());
     w.stop();
     row.survived();
 }
@@ -523,7 +561,7 @@ fn f06_out_of_watches_names_the_sysctl_and_converges_after_a_full_sync() {
     let mut w = {
         let guard = sysctl_exclusive();
         let mut limit = SysctlOverride::set(&guard, "max_user_watches", watches_in_use() + 3);
-        let w = Worker::start_exclusive(&site.config(), &guard, || {});
+        let w = Worker::start_exclusive(&site.config().watcher("inotify"), &guard, || {});
         limit.restore();
         row.lifted();
         w

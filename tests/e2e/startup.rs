@@ -279,3 +279,32 @@ fn an_idle_worker_stops_rewriting_its_status() {
         |s| s.updated_at > quiet_at && s.syncs[0].targets[0].pushes_ok >= 2,
     );
 }
+
+/// `watcher = "auto"` on this machine (root, Linux 5.17+, the tempdir's file system marks
+/// and reopens handles) is fanotify: the status and the log say so and why, no
+/// directory is watched one by one, and changes arrive through it.
+#[test]
+fn auto_watches_with_fanotify_here_and_says_why() {
+    let site = Site::new();
+    for d in ["a/b", "c"] {
+        fs::create_dir_all(site.src().join(d)).expect("mkdir");
+    }
+    let mut w = Worker::start(&site.config().watcher("auto").initial_sync(true));
+    let st = w.status().expect("a status file");
+    let sync = &st.syncs[0];
+    assert_eq!(sync.watcher.as_deref(), Some("fanotify"), "{:?}", sync);
+    let why = sync.watcher_reason.as_deref().unwrap_or_default();
+    assert!(
+        why.starts_with("watcher = \"auto\": fanotify, one mark on the"),
+        "{why}"
+    );
+    assert_eq!(sync.watched_dirs, 0, "no inotify watch per directory");
+    assert!(
+        w.log().contains("watching every directory under"),
+        "{}",
+        w.log()
+    );
+    write_file(&site.src().join("a/b/new.txt"), b"through fanotify");
+    assert_in_sync(site.src(), &site.dst(), Duration::from_secs(30), &[&w]);
+    w.stop();
+}

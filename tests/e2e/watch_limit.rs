@@ -53,7 +53,7 @@ fn a_tree_over_the_watch_limit_starts_with_every_watch_once_the_controller_raise
     let guard = sysctl_exclusive();
     let low = watches_in_use() + ROOM;
     let _limit = SysctlOverride::set(&guard, "max_user_watches", low);
-    let c = Controller::new_exclusive(&site.config().initial_sync(true), &guard);
+    let c = Controller::new_exclusive(&site.config().watcher("inotify").initial_sync(true), &guard);
     c.start();
     // Ready means watched: the worker asked and watched the rest before READY=1.
     let v = c.wait_status(
@@ -107,7 +107,7 @@ fn the_tree_growing_past_the_watch_limit_gets_it_raised_and_the_new_directories_
     // Enough for the tree as it is (6 directories), not for what it grows to.
     let low = watches_in_use() + ROOM + 6;
     let _limit = SysctlOverride::set(&guard, "max_user_watches", low);
-    let c = Controller::new_exclusive(&site.config().initial_sync(true), &guard);
+    let c = Controller::new_exclusive(&site.config().watcher("inotify").initial_sync(true), &guard);
     c.start();
     let v = c.wait_status(
         "the first tree watched without asking",
@@ -158,7 +158,8 @@ fn with_no_sysctl_the_worker_out_of_watches_stays_degraded_and_says_so() {
     let guard = sysctl_exclusive();
     let low = watches_in_use() + ROOM;
     let mut limit = SysctlOverride::set(&guard, "max_user_watches", low);
-    let c = Controller::new_exclusive(&site.config().initial_sync(true), &guard).hands_off();
+    let c = Controller::new_exclusive(&site.config().watcher("inotify").initial_sync(true), &guard)
+        .hands_off();
     c.start();
     let v = c.wait_status(
         "degraded, with the request refused",

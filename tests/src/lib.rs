@@ -32,7 +32,7 @@ pub use site::Site;
 pub use sshd::Sshd;
 pub use sysctl::SysctlOverride;
 pub use tree::{assert_in_sync, SyncCheck, TreeWriter};
-pub use worker::{toml_str, Worker, WorkerConfig};
+pub use worker::{toml_str, Worker, WorkerConfig, FANOTIFY_FD, INOTIFY_FD, WATCHER_ENV};
 
 /// Guards the machine-wide inotify sysctls (`/proc/sys/fs/inotify/*`). Every running worker
 /// holds a shared hold; a test that changes a sysctl holds the write guard, so no other

@@ -1,4 +1,4 @@
-//! `SysctlOverride`: set one `/proc/sys/fs/inotify/*` value for a test and put the old value
+//! `SysctlOverride`: set one `/proc/sys/fs/inotify/*` (or `fanotify/*`) value for a test and put the old value
 //! back on Drop (or earlier with `restore`). Only used while holding the exclusive guard from
 //! `sysctl_exclusive()`, so no other worker calls `inotify_init` meanwhile.
 //!
@@ -18,12 +18,21 @@ pub struct SysctlOverride {
 impl SysctlOverride {
     /// Set `/proc/sys/fs/inotify/<name>` to `value`. The guard proves the caller holds the
     /// exclusive sysctl lock.
-    pub fn set(_guard: &RwLockWriteGuard<'static, ()>, name: &str, value: u64) -> Self {
+    pub fn set(guard: &RwLockWriteGuard<'static, ()>, name: &str, value: u64) -> Self {
+        SysctlOverride::set_in(guard, "inotify", name, value)
+    }
+
+    /// Set `/proc/sys/fs/fanotify/<name>` (read when a fanotify group is made) the same way.
+    pub fn set_fanotify(guard: &RwLockWriteGuard<'static, ()>, name: &str, value: u64) -> Self {
+        SysctlOverride::set_in(guard, "fanotify", name, value)
+    }
+
+    fn set_in(_guard: &RwLockWriteGuard<'static, ()>, api: &str, name: &str, value: u64) -> Self {
         assert!(
             crate::is_root(),
-            "changing /proc/sys/fs/inotify/{name} needs root: run the e2e tests as root"
+            "changing /proc/sys/fs/{api}/{name} needs root: run the e2e tests as root"
         );
-        let path = PathBuf::from("/proc/sys/fs/inotify").join(name);
+        let path = PathBuf::from("/proc/sys/fs").join(api).join(name);
         let old = fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
             .trim()

@@ -103,6 +103,28 @@ pub struct WorkerConfig {
     keys: Vec<String>,
     /// Raw `key = value` lines at the top of the file (e.g. `user = "nobody"`).
     top: Vec<String>,
+    /// `watcher = ...` of the sync: the test's own choice, else [`WATCHER_ENV`]'s, else
+    /// none (the worker's default, `auto`).
+    watcher: Option<String>,
+}
+
+/// What `/proc/PID/fd` shows for an inotify instance and a fanotify group.
+pub const INOTIFY_FD: &str = "anon_inode:inotify";
+pub const FANOTIFY_FD: &str = "anon_inode:[fanotify]";
+
+/// The environment variable that runs the suite with another watcher: `inotify`,
+/// `fanotify` or `auto` written into every config whose test did not choose one
+/// (`scripts/test` runs the engine's groups once more with `inotify`).
+pub const WATCHER_ENV: &str = "SYNCD_TEST_WATCHER";
+
+/// The watcher [`WATCHER_ENV`] asks for, if any (an unknown word fails the test).
+pub fn watcher_from_env() -> Option<String> {
+    let w = std::env::var(WATCHER_ENV).ok().filter(|w| !w.is_empty())?;
+    assert!(
+        ["auto", "inotify", "fanotify"].contains(&w.as_str()),
+        "{WATCHER_ENV}={w}: write auto, inotify or fanotify"
+    );
+    Some(w)
 }
 
 impl WorkerConfig {
@@ -120,7 +142,15 @@ impl WorkerConfig {
             raw: Vec::new(),
             keys: Vec::new(),
             top: Vec::new(),
+            watcher: watcher_from_env(),
         }
+    }
+
+    /// Run this test's worker with `watcher` whatever [`WATCHER_ENV`] says: for tests of
+    /// one watcher's own behaviour (inotify's watch limit and overflow).
+    pub fn watcher(mut self, watcher: &str) -> Self {
+        self.watcher = Some(watcher.to_string());
+        self
     }
 
     /// Push to `daemon`'s module (dest, port, password file); `name` left to its default.
@@ -244,6 +274,9 @@ impl WorkerConfig {
         }
         if let Some(m) = &self.mode {
             let _ = writeln!(t, "mode = {}", toml_str(m));
+        }
+        if let Some(w) = &self.watcher {
+            let _ = writeln!(t, "watcher = {}", toml_str(w));
         }
         if let Some(i) = self.initial_sync {
             let _ = writeln!(t, "initial_sync = {i}");
@@ -374,25 +407,36 @@ impl Worker {
     /// once the guard is released.
     pub fn start_exclusive(
         cfg: &WorkerConfig,
-        _guard: &RwLockWriteGuard<'static, ()>,
+        guard: &RwLockWriteGuard<'static, ()>,
         after_inotify_init: impl FnOnce(),
+    ) -> Worker {
+        Worker::start_exclusive_on(cfg, guard, INOTIFY_FD, after_inotify_init)
+    }
+
+    /// [`Worker::start_exclusive`], waiting for the descriptor named `fd_link` in
+    /// `/proc/PID/fd` ([`INOTIFY_FD`], [`FANOTIFY_FD`]) instead.
+    pub fn start_exclusive_on(
+        cfg: &WorkerConfig,
+        _guard: &RwLockWriteGuard<'static, ()>,
+        fd_link: &str,
+        after_init: impl FnOnce(),
     ) -> Worker {
         let mut w = Worker::spawn(&cfg.to_toml(), "syncd.toml", cfg.state_dir(), &[], &[]);
         let got = wait::until_every(
-            "the worker's inotify instance",
+            format!("the worker's {fd_link}"),
             START_TIMEOUT,
             wait::FAST_POLL,
             || match w.poll_exit() {
                 Some(st) => Ok(Err(st)),
-                None if w.has_inotify_fd() => Ok(Ok(())),
-                None => Err("no inotify fd in /proc/PID/fd"),
+                None if w.has_fd(fd_link) => Ok(Ok(())),
+                None => Err(format!("no {fd_link} in /proc/PID/fd")),
             },
         );
-        after_inotify_init();
+        after_init();
         match got {
             Ok(Ok(())) => {}
             Ok(Err(st)) => panic!(
-                "syncd-worker exited ({st}) before creating its inotify instance\n{}",
+                "syncd-worker exited ({st}) before creating its {fd_link}\n{}",
                 w.diagnose()
             ),
             Err(t) => wait::fail(t, &[&w]),
@@ -401,8 +445,9 @@ impl Worker {
         w
     }
 
-    /// Does the worker process hold an inotify instance now?
-    fn has_inotify_fd(&self) -> bool {
+    /// Does the worker process hold a descriptor named `link` (an inotify instance, a
+    /// fanotify group) now?
+    fn has_fd(&self, link: &str) -> bool {
         let Some(child) = &self.child else {
             return false;
         };
@@ -411,7 +456,7 @@ impl Worker {
         };
         fds.flatten().any(|fd| {
             fs::read_link(fd.path())
-                .map(|t| t.as_os_str() == "anon_inode:inotify")
+                .map(|t| t.as_os_str() == link)
                 .unwrap_or(false)
         })
     }

@@ -42,9 +42,6 @@ use sys::Handle;
 pub struct FanWatcher {
     group: OwnedFd,
     root: PathBuf,
-    /// The source's root, opened for reading: the file system `open_by_handle_at` opens
-    /// handles on, and the mount their names are given in.
-    root_fd: OwnedFd,
     /// The root's absolute path as the kernel names it (`/proc/self/fd`).
     prefix: Vec<u8>,
     core: Translator,
@@ -105,6 +102,8 @@ impl FanWatcher {
                 _ => format!("{}: cannot mark its file system ({fs}): {e}", root.display()),
             })
         })?;
+        // Opened for this check only: a descriptor kept open would keep the source's file
+        // system from being unmounted (inotify does not), so each lookup opens its own.
         let root_fd: OwnedFd = std::fs::File::open(&root)
             .map_err(|e| Unavailable(format!("{}: cannot open the source: {e}", root.display())))?
             .into();
@@ -141,7 +140,6 @@ impl FanWatcher {
                 kernel_release()
             ),
             root,
-            root_fd,
             prefix,
             core: Translator::new(job.events, job.exclude.clone(), Timing::default()),
             dirs: Dirs::new(handle),
@@ -247,9 +245,9 @@ impl FanWatcher {
             let raws = std::mem::take(&mut self.raws);
             for raw in &raws {
                 self.events.clear();
-                let (root_fd, prefix) = (&self.root_fd, &self.prefix);
+                let (root, prefix) = (&self.root, &self.prefix);
                 self.dirs
-                    .events(raw, |h| look(root_fd, prefix, h), &mut self.events);
+                    .events(raw, |h| look(root, prefix, h), &mut self.events);
                 for event in std::mem::take(&mut self.events) {
                     let mut step = Output::default();
                     let root = &self.root;
@@ -278,9 +276,13 @@ impl FanWatcher {
     }
 }
 
-/// Where the directory `h` is now: open it through its handle and read the name the
-/// kernel gives the descriptor.
-fn look(root_fd: &OwnedFd, prefix: &[u8], h: &Handle) -> Look {
+/// Where the directory `h` is now: open it through its handle (on the file system and
+/// mount of the source's root, opened for the call) and read the name the kernel gives
+/// the descriptor.
+fn look(root: &Path, prefix: &[u8], h: &Handle) -> Look {
+    let Ok(root_fd) = std::fs::File::open(root) else {
+        return Look::Gone;
+    };
     let Ok(fd) = sys::open_by_handle(root_fd.as_fd(), h) else {
         return Look::Gone;
     };

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use nix::fcntl::{AtFlags, AT_FDCWD};
 use nix::unistd::{faccessat, AccessFlags};
-use syncd_worker::config::{Config, ConnectTimeouts, SyncJob, Target, TargetKind, WatcherChoice};
+use syncd_worker::config::{Config, ConnectTimeouts, SyncJob, Target, TargetKind};
 use syncd_worker::process::{Drain, Group, How, Input, Output, Spawn};
 use syncd_worker::rsync::probe::parse_version;
 use syncd_worker::rsync::{check_password_file, classify};
@@ -172,9 +172,10 @@ pub fn gather(settings: &Settings, config: &Config, env: &Env) -> Vec<Finding> {
     // Read only: `check` never moves the worker's state aside.
     let sources = syncd_worker::source_id::Record::peek(&settings.state_dir);
     for job in &config.syncs {
-        let (finding, n) = source_finding(job);
+        let (watcher, fanotify) = watcher_finding(job, config.daemon.run_as.as_ref());
+        let (finding, n) = source_finding(job, fanotify);
         out.push(finding);
-        out.push(watcher_finding(job));
+        out.push(watcher);
         dirs = dirs.saturating_add(n);
         if let Some(f) = source_identity_finding(job, &sources) {
             out.push(f);
@@ -336,7 +337,7 @@ fn version_finding(binary: &Path, line: &Result<String, String>) -> Finding {
 
 /// The source is a readable directory; also returns its directory count (the inotify
 /// watches it needs: none under `watcher = "fanotify"`).
-fn source_finding(job: &SyncJob) -> (Finding, u64) {
+fn source_finding(job: &SyncJob, fanotify: bool) -> (Finding, u64) {
     let subject = format!("source {}", job.source.display());
     if !job.source.is_dir() {
         let f = Finding::new(Status::Problem, subject, "is not a directory (any more)")
@@ -348,7 +349,7 @@ fn source_finding(job: &SyncJob) -> (Finding, u64) {
             .fix("run syncd as a user who can read the whole tree (usually root)");
         return (f, 0);
     }
-    if job.watcher == WatcherChoice::Fanotify {
+    if fanotify {
         let f = Finding::ok(
             subject,
             "readable (fanotify: no directory watched one by one)",

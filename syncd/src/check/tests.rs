@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use syncd_tests::daemon::{write_private, MODULE, USER};
 use syncd_tests::RsyncDaemon;
+use syncd_worker::config::WatcherChoice;
 
 use crate::sysctl::Limits;
 
@@ -157,18 +158,15 @@ fn real_daemon_ok_wrong_password_wrong_module_and_nothing_listening() {
 
 #[test]
 fn a_fanotify_source_needs_no_directory_watches() {
-    let (_src, mut config) = config_with(Vec::new());
-    let (f, dirs) = source_finding(job_of(&config));
+    let (_src, config) = config_with(Vec::new());
+    let (f, dirs) = source_finding(job_of(&config), false);
     assert_eq!(dirs, 3, "{}", render(&f));
     assert!(
         render(&f).ends_with(": readable, 3 directories to watch (excludes left out)"),
         "{}",
         render(&f)
     );
-    config.syncs[0].watcher = WatcherChoice::Inotify;
-    assert_eq!(source_finding(job_of(&config)).1, 3);
-    config.syncs[0].watcher = WatcherChoice::Fanotify;
-    let (f, dirs) = source_finding(job_of(&config));
+    let (f, dirs) = source_finding(job_of(&config), true);
     assert_eq!((f.status, dirs), (Status::Ok, 0), "{}", render(&f));
     assert!(
         render(&f).ends_with(": readable (fanotify: no directory watched one by one)"),
@@ -211,6 +209,8 @@ fn gather_over_a_whole_config_and_the_exit_code() {
 
     let (_src, mut config) = config_with(vec![daemon.target("good", MODULE, "good.pw"), local]);
     config.daemon.inotify.persist = true;
+    // The inotify lines below are about the watches inotify needs.
+    config.syncs[0].watcher = WatcherChoice::Inotify;
     let found = gather(&settings, &config, &env);
     let show: Vec<String> = found.iter().map(render).collect();
     let show = show.join("\n");
@@ -222,7 +222,7 @@ fn gather_over_a_whole_config_and_the_exit_code() {
         ": rsync  version 3",
         "readable, 3 directories to watch",
         "ok       watcher (sync /",
-        "): watcher = auto (decided when the sync starts",
+        "): inotify: watcher = \"inotify\" in the config",
         "ok       target good: password file",
         "ok       target good: reachable",
         "hint     rsync daemon targets: ",
