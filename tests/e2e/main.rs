@@ -30,6 +30,8 @@ mod failing;
 /// source unmounted, swapped, unreadable, changing under a push, the deletion guard.
 /// Each records a row for `scripts/faults` (`SYNCD_FAULTS_REPORT`).
 mod faults;
+/// fanotify on xfs and btrfs (one mark), a btrfs subvolume (inotify under auto, why).
+mod filesystems;
 /// No hook outlives the worker (SIGKILL, two stop signals) or its timeout, nor does
 /// anything it started, in its process group or not.
 mod hooks;

@@ -1,4 +1,4 @@
-//! `LoopFs`: a small ext4 file system in an image file (tempdir), mounted and unmounted
+//! `LoopFs`: a small ext4 (or xfs, btrfs: `made_with`) file system in an image file (tempdir), mounted and unmounted
 //! with `mount -o loop` like a data disk, for tests of a source whose file system goes
 //! away. ext4 keeps its fsid (from its UUID) across mounts, as a real disk or an NFS
 //! export does, so a remount is "the same source back".
@@ -17,6 +17,12 @@ pub struct LoopFs {
 impl LoopFs {
     /// A fresh ext4 image of `mib` MiB.
     pub fn new(mib: u32) -> LoopFs {
+        LoopFs::made_with(&["mkfs.ext4", "-q", "-F"], mib)
+    }
+
+    /// A fresh image of `mib` MiB made by `mkfs` (the program and its options; the image
+    /// path is added last): `["mkfs.xfs", "-q"]`, `["mkfs.btrfs", "-q"]`.
+    pub fn made_with(mkfs: &[&str], mib: u32) -> LoopFs {
         let dir = tempfile::Builder::new()
             .prefix("syncd-e2e-loopfs.")
             .tempdir()
@@ -25,7 +31,7 @@ impl LoopFs {
         let f = std::fs::File::create(&image).expect("create the image");
         f.set_len(u64::from(mib) << 20).expect("size the image");
         drop(f);
-        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
+        run(Command::new(mkfs[0]).args(&mkfs[1..]).arg(&image));
         LoopFs {
             dir,
             mounted: Vec::new(),
