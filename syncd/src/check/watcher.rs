@@ -3,6 +3,8 @@
 //! source's file system marked, then dropped), and why. A worker that runs as `user`
 //! has no CAP_SYS_ADMIN: `auto` then means inotify whatever this (root) check could do.
 
+use std::path::Path;
+
 use syncd_worker::config::{RunAs, SyncJob, WatcherChoice};
 use syncd_worker::watch::choose::{decide, Decision};
 
@@ -26,7 +28,15 @@ pub(super) fn watcher_finding(job: &SyncJob, run_as: Option<&RunAs>) -> (Finding
         Ok(Decision::Fanotify(_, chosen)) => (
             Finding::ok(
                 subject,
-                format!("fanotify: {}; no directory watch needed", chosen.reason),
+                format!(
+                    "fanotify: {}; no directory watch needed{}",
+                    chosen.reason,
+                    if Path::new("/run/systemd/system").is_dir() {
+                        " (as this check runs; the packaged systemd unit leaves CAP_SYS_ADMIN out, so the service uses inotify unless a drop-in adds it: `syncd status` says which)"
+                    } else {
+                        ""
+                    }
+                ),
             ),
             true,
         ),
