@@ -46,7 +46,7 @@ pub mod translate;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -223,7 +223,7 @@ impl Watcher {
     /// With a zero timeout `poll(2)` does not sleep, so a signal cannot make an unread
     /// queue look empty.
     pub fn caught_up(&self) -> bool {
-        self.core.settled() && matches!(self.readable(Duration::ZERO, &[]), Ok((false, _)))
+        pace::caught_up(self)
     }
 
     /// Why the source directory itself is no longer watched (deleted, moved away, its
@@ -259,40 +259,12 @@ impl Watcher {
         also: &[PollFd<'_>],
         out: &mut Vec<Change>,
     ) -> anyhow::Result<Vec<PollFlags>> {
-        let wait = match self
-            .pace
-            .before_wait(self.core.next_deadline(), timeout, also)?
-        {
-            Ok(wait) => wait,
-            Err(woken) => return Ok(woken),
-        };
-        let (readable, woken) = self.readable(wait, also)?;
-        let read = if readable {
-            self.read_available(out)?
-        } else {
-            0
-        };
-        self.pace.read(read);
-        let mut step = Output::default();
-        let root = &self.root;
-        self.core
-            .tick(Instant::now(), |rel| lstat(root, rel), &mut step);
-        self.carry_out(step, out);
-        Ok(woken)
-    }
-
-    /// Is the inotify descriptor readable within `timeout`; and the `revents` of `also`.
-    fn readable(
-        &self,
-        timeout: Duration,
-        also: &[PollFd<'_>],
-    ) -> anyhow::Result<(bool, Vec<PollFlags>)> {
-        pace::readable(self.inotify.as_fd(), timeout, also, "inotify descriptor")
+        pace::poll_or_woken(self, timeout, also, out)
     }
 
     /// Read every event queued now (non-blocking) and handle it. Returns how many there
     /// were.
-    fn read_available(&mut self, out: &mut Vec<Change>) -> anyhow::Result<usize> {
+    fn read_events(&mut self, out: &mut Vec<Change>) -> anyhow::Result<usize> {
         let mut buffer = std::mem::take(&mut self.buffer);
         let mut read = 0;
         let result = loop {
@@ -539,6 +511,34 @@ impl Watcher {
     /// Is the directory at this relative path watched?
     pub fn is_watched(&self, rel_dir: &[u8]) -> bool {
         self.by_path.contains_key(rel_dir)
+    }
+}
+
+impl pace::Adapter for Watcher {
+    const QUEUE: &'static str = "inotify descriptor";
+
+    fn queue_fd(&self) -> BorrowedFd<'_> {
+        self.inotify.as_fd()
+    }
+
+    fn pace(&mut self) -> &mut Pace {
+        &mut self.pace
+    }
+
+    fn core(&self) -> &Translator {
+        &self.core
+    }
+
+    fn read_available(&mut self, out: &mut Vec<Change>) -> anyhow::Result<usize> {
+        self.read_events(out)
+    }
+
+    fn tick(&mut self, out: &mut Vec<Change>) {
+        let mut step = Output::default();
+        let root = &self.root;
+        self.core
+            .tick(Instant::now(), |rel| lstat(root, rel), &mut step);
+        self.carry_out(step, out);
     }
 }
 

@@ -21,7 +21,7 @@ pub mod map;
 pub mod parse;
 pub mod sys;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -171,16 +171,7 @@ impl FanWatcher {
 
     /// See [`super::Watcher::caught_up`].
     pub fn caught_up(&self) -> bool {
-        self.core.settled()
-            && matches!(
-                pace::readable(
-                    self.group.as_fd(),
-                    Duration::ZERO,
-                    &[],
-                    "fanotify descriptor"
-                ),
-                Ok((false, _))
-            )
+        pace::caught_up(self)
     }
 
     /// See [`super::Watcher::root_lost`].
@@ -197,32 +188,12 @@ impl FanWatcher {
         also: &[PollFd<'_>],
         out: &mut Vec<Change>,
     ) -> anyhow::Result<Vec<PollFlags>> {
-        let wait = match self
-            .pace
-            .before_wait(self.core.next_deadline(), timeout, also)?
-        {
-            Ok(wait) => wait,
-            Err(woken) => return Ok(woken),
-        };
-        let (readable, woken) =
-            pace::readable(self.group.as_fd(), wait, also, "fanotify descriptor")?;
-        let read = if readable {
-            self.read_available(out)?
-        } else {
-            0
-        };
-        self.pace.read(read);
-        let mut step = Output::default();
-        let root = &self.root;
-        self.core
-            .tick(Instant::now(), |rel| super::lstat(root, rel), &mut step);
-        self.carry_out(step, out);
-        Ok(woken)
+        pace::poll_or_woken(self, timeout, also, out)
     }
 
     /// Read and translate every event queued now. Returns how many were read (those of
     /// the rest of the file system included).
-    fn read_available(&mut self, out: &mut Vec<Change>) -> anyhow::Result<usize> {
+    fn read_events(&mut self, out: &mut Vec<Change>) -> anyhow::Result<usize> {
         let mut read = 0;
         loop {
             let n = sys::read(self.group.as_fd(), &mut self.buffer)
@@ -273,6 +244,34 @@ impl FanWatcher {
             }
         }
         out.extend(step.changes);
+    }
+}
+
+impl pace::Adapter for FanWatcher {
+    const QUEUE: &'static str = "fanotify descriptor";
+
+    fn queue_fd(&self) -> BorrowedFd<'_> {
+        self.group.as_fd()
+    }
+
+    fn pace(&mut self) -> &mut Pace {
+        &mut self.pace
+    }
+
+    fn core(&self) -> &Translator {
+        &self.core
+    }
+
+    fn read_available(&mut self, out: &mut Vec<Change>) -> anyhow::Result<usize> {
+        self.read_events(out)
+    }
+
+    fn tick(&mut self, out: &mut Vec<Change>) {
+        let mut step = Output::default();
+        let root = &self.root;
+        self.core
+            .tick(Instant::now(), |rel| super::lstat(root, rel), &mut step);
+        self.carry_out(step, out);
     }
 }
 

@@ -11,8 +11,57 @@ use anyhow::Context;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
+use super::translate::Translator;
 use super::READ_GAP;
 use crate::deadline::after;
+use crate::queue::Change;
+
+/// What a watcher (inotify's, fanotify's) gives the read loop both share.
+pub trait Adapter {
+    /// What its descriptor is called in an error ("inotify descriptor").
+    const QUEUE: &'static str;
+    /// The kernel's queue of events.
+    fn queue_fd(&self) -> BorrowedFd<'_>;
+    fn pace(&mut self) -> &mut Pace;
+    fn core(&self) -> &Translator;
+    /// Read and translate every event queued now; how many there were.
+    fn read_available(&mut self, out: &mut Vec<Change>) -> anyhow::Result<usize>;
+    /// Let the translator release what is due (held moves, new files past their wait).
+    fn tick(&mut self, out: &mut Vec<Change>);
+}
+
+/// Wait up to `timeout` for events (paced, see [`Pace::before_wait`]) and translate them
+/// into `out`, also returning early when one of `also` is ready (the thread's wake-up
+/// pipe, the source path's watch). Returns the `revents` of `also`, in order.
+pub fn poll_or_woken<A: Adapter>(
+    a: &mut A,
+    timeout: Duration,
+    also: &[PollFd<'_>],
+    out: &mut Vec<Change>,
+) -> anyhow::Result<Vec<PollFlags>> {
+    let deadline = a.core().next_deadline();
+    let wait = match a.pace().before_wait(deadline, timeout, also)? {
+        Ok(wait) => wait,
+        Err(woken) => return Ok(woken),
+    };
+    let (readable, woken) = readable(a.queue_fd(), wait, also, A::QUEUE)?;
+    let read = if readable { a.read_available(out)? } else { 0 };
+    a.pace().read(read);
+    a.tick(out);
+    Ok(woken)
+}
+
+/// True when every event the kernel queued before this call has already come out as
+/// changes: the queue is empty and the translator holds nothing back (no half of a move,
+/// no new file waiting for its close). With a zero timeout `poll(2)` does not sleep, so
+/// a signal cannot make an unread queue look empty.
+pub fn caught_up<A: Adapter>(a: &A) -> bool {
+    a.core().settled()
+        && matches!(
+            readable(a.queue_fd(), Duration::ZERO, &[], A::QUEUE),
+            Ok((false, _))
+        )
+}
 
 /// When the last read that found events ended.
 #[derive(Debug, Default)]
