@@ -41,7 +41,7 @@ use nix::fcntl::OFlag;
 use nix::poll::{PollFlags, PollTimeout};
 
 use crate::catchup::{Watermark, SLACK};
-use crate::config::SyncJob;
+use crate::config::{SyncJob, WatcherChoice};
 use crate::deadline::after;
 use crate::path_watch::PathWatch;
 use crate::queue::Change;
@@ -219,6 +219,12 @@ pub fn run(
                 expect = Expect::Exactly(source);
                 resumed = true;
             }
+            Ended::Rewatch => {
+                // The same source, watched again (the watcher decided anew).
+                drop(w);
+                expect = Expect::Exactly(source);
+                resumed = true;
+            }
         }
     }
 }
@@ -349,6 +355,9 @@ fn out_of_watches(e: &anyhow::Error) -> bool {
 enum Ended {
     Stopped,
     Lost(String),
+    /// The watcher no longer covers the source (a file system mounted below it under
+    /// fanotify's mark): watch it again, deciding anew.
+    Rewatch,
 }
 
 /// The next look at the path on a timer: only when its events are not set up.
@@ -414,6 +423,33 @@ fn watch(
                     return Ended::Stopped;
                 }
                 return Ended::Lost(why);
+            }
+            if let Tree::Fanotify(f) = w {
+                let below = f.new_mounts_below();
+                if !below.is_empty() {
+                    // Its content is pushed whole: nothing in it was ever seen.
+                    out.extend(below.iter().map(|m| Change::Tree(m.clone())));
+                    let shown: Vec<String> = below
+                        .iter()
+                        .map(|m| String::from_utf8_lossy(m).into_owned())
+                        .collect();
+                    if job.watcher == WatcherChoice::Auto {
+                        log::warn!(
+                            "{}: a file system was mounted below the source ({}); fanotify's mark does not cover it: watching with inotify instead, and pushing it whole",
+                            job.name,
+                            shown.join(", ")
+                        );
+                        if !send(Report::Changes(out)) {
+                            return Ended::Stopped;
+                        }
+                        return Ended::Rewatch;
+                    }
+                    log::warn!(
+                        "{}: a file system was mounted below the source ({}); watcher = \"fanotify\" does not see changes in it (pushed whole now, then only by a full sync); set watcher = \"auto\" to watch it with inotify",
+                        job.name,
+                        shown.join(", ")
+                    );
+                }
             }
         }
         let st = w.stats();

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use syncd_tests::mount::LoopFs;
+use syncd_tests::mount::{LoopFs, Tmpfs};
 use syncd_tests::tree::write_file;
 use syncd_tests::{assert_in_sync, Site, Worker};
 
@@ -82,4 +82,28 @@ fn a_btrfs_subvolume_is_watched_with_inotify_under_auto_and_says_why() {
     assert_eq!(watcher, "inotify", "{why}");
     assert!(why.contains("another fsid"), "{why}");
     disk.umount(&at);
+}
+
+/// A file system mounted below the source while fanotify watches it: one mark does not
+/// cover it, so under `auto` the sync is watched again (inotify, which walks into it)
+/// and the new mount's content is pushed whole; later changes in it arrive.
+#[test]
+fn a_file_system_mounted_below_the_source_later_moves_auto_to_inotify() {
+    let site = Site::new();
+    fs::create_dir(site.src().join("mnt")).expect("mkdir");
+    let mut w = Worker::start(&site.config().watcher("auto").initial_sync(true));
+    assert_in_sync(site.src(), &site.dst(), SYNC, &[&w]);
+    let st = w.status().expect("status");
+    assert_eq!(st.syncs[0].watcher.as_deref(), Some("fanotify"));
+    let _mounted = Tmpfs::mount(&site.src().join("mnt"), "4m");
+    write_file(&site.src().join("mnt/first"), b"written after the mount");
+    let st = w.wait_status("inotify after the mount", SYNC, &[&site.daemon], |s| {
+        s.syncs[0].watcher.as_deref() == Some("inotify")
+    });
+    let why = st.syncs[0].watcher_reason.clone().unwrap_or_default();
+    assert!(why.contains("mounted below the source"), "{why}");
+    assert_in_sync(site.src(), &site.dst(), SYNC, &[&w]);
+    write_file(&site.src().join("mnt/deep/second"), b"seen through inotify");
+    assert_in_sync(site.src(), &site.dst(), SYNC, &[&w]);
+    w.stop();
 }

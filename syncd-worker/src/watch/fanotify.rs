@@ -52,6 +52,8 @@ pub struct FanWatcher {
     pace: Pace,
     /// What the watcher is, for the log and the status: kernel, file system.
     about: String,
+    /// Mount points below the source already reported by [`FanWatcher::new_mounts_below`].
+    mounts_seen: Vec<String>,
 }
 
 /// Why fanotify cannot watch a source, as one sentence for the log, `syncd status` and
@@ -147,7 +149,28 @@ impl FanWatcher {
             raws: Vec::new(),
             events: Vec::new(),
             pace: Pace::default(),
+            mounts_seen: Vec::new(),
         })
+    }
+
+    /// File systems mounted below the source since the mark was made (or the last call),
+    /// as paths relative to the source: the mark does not cover them. Called when the
+    /// mount table changed.
+    pub fn new_mounts_below(&mut self) -> Vec<crate::batch::RelPath> {
+        let now = mounts_below(
+            &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+            &self.prefix,
+        );
+        let mut new = Vec::new();
+        for m in &now {
+            if !self.mounts_seen.contains(m) {
+                if let Look::Inside(rel) = place(&self.prefix, m.as_bytes()) {
+                    new.push(rel);
+                }
+            }
+        }
+        self.mounts_seen = now;
+        new
     }
 
     /// What watches the source, for the log and the status.
