@@ -97,11 +97,14 @@ fn flag(b: bool) -> f64 {
     }
 }
 
+/// The values of the `watcher` label.
+const WATCHERS: [&str; 2] = ["inotify", "fanotify"];
+
 /// Per sync (label `sync`).
 pub const SYNC_METRICS: &[Metric<SyncRead>] = &[
     gauge(
         "syncd_watched_directories",
-        "Directories of the source watched with inotify.",
+        "Directories of the source watched one by one with inotify (0 under fanotify's one mark).",
         |s, o| o.value(s.watched_dirs as f64),
     ),
     gauge(
@@ -111,8 +114,20 @@ pub const SYNC_METRICS: &[Metric<SyncRead>] = &[
     ),
     counter(
         "syncd_inotify_overflows_total",
-        "inotify queue overflows seen (each one schedules a whole-tree push).",
+        "inotify (or fanotify) queue overflows seen (each one schedules a whole-tree push).",
         |s, o| o.value(s.overflows as f64),
+    ),
+    // Absent until the watcher is up.
+    gauge(
+        "syncd_watcher",
+        "1 for the watcher that delivers the sync's changes (inotify, or fanotify: what watcher = auto became).",
+        |s, o| {
+            if let Some(w) = &s.watcher {
+                for kind in WATCHERS {
+                    o.labelled("watcher", kind, flag(w == kind));
+                }
+            }
+        },
     ),
     gauge(
         "syncd_source_lost",

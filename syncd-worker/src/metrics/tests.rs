@@ -70,6 +70,7 @@ fn one_target_renders_every_family_with_help_and_type() {
     t.last_success = Some(1_764_806_455.125);
     let mut s = sync("data", vec![t]);
     s.watched_dirs = 120;
+    s.watcher = Some("inotify".into());
     let text = render(&status(State::Syncing, vec![s]));
     let want = r#"# HELP syncd_worker_state The worker's state: 1 for the current one.
 # TYPE syncd_worker_state gauge
@@ -81,15 +82,19 @@ syncd_worker_state{state="stopping"} 0
 # HELP syncd_worker_start_time_seconds Unix time the worker started.
 # TYPE syncd_worker_start_time_seconds gauge
 syncd_worker_start_time_seconds 1764806400
-# HELP syncd_watched_directories Directories of the source watched with inotify.
+# HELP syncd_watched_directories Directories of the source watched one by one with inotify (0 under fanotify's one mark).
 # TYPE syncd_watched_directories gauge
 syncd_watched_directories{sync="data"} 120
 # HELP syncd_unwatched_directories Directories that could not be watched (inotify watch limit); covered by whole-tree pushes.
 # TYPE syncd_unwatched_directories gauge
 syncd_unwatched_directories{sync="data"} 0
-# HELP syncd_inotify_overflows_total inotify queue overflows seen (each one schedules a whole-tree push).
+# HELP syncd_inotify_overflows_total inotify (or fanotify) queue overflows seen (each one schedules a whole-tree push).
 # TYPE syncd_inotify_overflows_total counter
 syncd_inotify_overflows_total{sync="data"} 0
+# HELP syncd_watcher 1 for the watcher that delivers the sync's changes (inotify, or fanotify: what watcher = auto became).
+# TYPE syncd_watcher gauge
+syncd_watcher{sync="data",watcher="inotify"} 1
+syncd_watcher{sync="data",watcher="fanotify"} 0
 # HELP syncd_source_lost 1 while the source path does not name the watched directory (unmounted, moved, replaced): nothing is pushed.
 # TYPE syncd_source_lost gauge
 syncd_source_lost{sync="data"} 0
@@ -147,7 +152,9 @@ fn names_and_types_follow_prometheus_conventions() {
         seconds: 0.1,
         error: None,
     });
-    let text = render(&status(State::Watching, vec![sync("s", vec![t])]));
+    let mut s = sync("s", vec![t]);
+    s.watcher = Some("fanotify".into());
+    let text = render(&status(State::Watching, vec![s]));
     let parsed = parse(&text).expect("parses");
     let all: Vec<(&str, Kind)> = SYNC_METRICS
         .iter()
