@@ -38,6 +38,9 @@ use map::{Dirs, Look};
 use parse::Raw;
 use sys::Handle;
 
+/// Most 64 KiB reads of events in one poll (see [`FanWatcher::read_events`]).
+const READS_PER_POLL: usize = 64;
+
 /// The fanotify watcher of one source tree.
 pub struct FanWatcher {
     group: OwnedFd,
@@ -218,7 +221,10 @@ impl FanWatcher {
     /// the rest of the file system included).
     fn read_events(&mut self, out: &mut Vec<Change>) -> anyhow::Result<usize> {
         let mut read = 0;
-        loop {
+        // The mark is the whole file system's: under a flood of writes elsewhere the
+        // queue may never run dry. After this many buffers the loop hands back, so held
+        // moves and new files are released on time; the descriptor stays readable.
+        for _ in 0..READS_PER_POLL {
             let n = sys::read(self.group.as_fd(), &mut self.buffer)
                 .context("failed to read fanotify events")?;
             if n == 0 {
@@ -252,6 +258,7 @@ impl FanWatcher {
             }
             self.raws = raws;
         }
+        Ok(read)
     }
 
     /// The translator's commands need nothing from a file system mark (new directories
