@@ -295,7 +295,7 @@ fn auto_watches_with_fanotify_here_and_says_why() {
     assert_eq!(sync.watcher.as_deref(), Some("fanotify"), "{:?}", sync);
     let why = sync.watcher_reason.as_deref().unwrap_or_default();
     assert!(
-        why.starts_with("watcher = \"auto\": fanotify, one mark on the"),
+        why.starts_with("watcher = \"auto\": one mark on the"),
         "{why}"
     );
     assert_eq!(sync.watched_dirs, 0, "no inotify watch per directory");

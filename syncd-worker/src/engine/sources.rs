@@ -86,14 +86,16 @@ impl Engine {
             .iter()
             .filter(|s| s.watcher.as_ref().is_some_and(|w| w.kind == Kind::Fanotify))
             .count();
+        let watching = match (dirs, marked) {
+            (_, 0) => format!("{dirs} director{}", if dirs == 1 { "y" } else { "ies" }),
+            (0, _) => format!("{marked} source(s) whole with fanotify"),
+            _ => format!(
+                "{dirs} director{} with inotify and {marked} source(s) whole with fanotify",
+                if dirs == 1 { "y" } else { "ies" }
+            ),
+        };
         crate::notify::send(&format!(
-            "READY=1\nSTATUS=watching {dirs} director{}{}{}",
-            if dirs == 1 { "y" } else { "ies" },
-            if marked > 0 {
-                format!(" with inotify and {marked} source(s) whole with fanotify")
-            } else {
-                String::new()
-            },
+            "READY=1\nSTATUS=watching {watching}{}",
             if lost > 0 {
                 format!("; {lost} source(s) missing or replaced, see syncd status")
             } else {

@@ -140,7 +140,7 @@ impl FanWatcher {
         Ok(FanWatcher {
             group,
             about: format!(
-                "fanotify, one mark on the {fs} file system of {} (kernel {})",
+                "one mark on the {fs} file system of {} (kernel {})",
                 root.display(),
                 kernel_release()
             ),

@@ -78,7 +78,9 @@ mod tests {
         let (f, fan) = watcher_finding(&job(WatcherChoice::Auto, src.path()), None);
         assert!(fan, "{}", render(&f));
         assert!(
-            render(&f).starts_with("ok       watcher (sync web): fanotify: watcher = \"auto\": fanotify, one mark on the"),
+            render(&f).starts_with(
+                "ok       watcher (sync web): fanotify: watcher = \"auto\": one mark on the"
+            ),
             "{}",
             render(&f)
         );
