@@ -139,26 +139,6 @@ fn established_to(port: u16) -> usize {
         .count()
 }
 
-/// The states (`R`, `S`, `T`, ...) of the processes in process group `pgid`.
-fn group_states(pgid: u32) -> Vec<char> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
-        // A process may end between the listing and the read: skip it.
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its ')'.
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 2 && f[2] == pgid.to_string() {
-            out.extend(f[0].chars().next());
-        }
-    }
-    out
-}
-
 #[test]
 fn a_frozen_daemon_holds_a_push_until_thawed() {
     let src = source_dir();
@@ -166,7 +146,7 @@ fn a_frozen_daemon_holds_a_push_until_thawed() {
     let daemon = RsyncDaemon::start();
     let pgid = daemon.pid().expect("the daemon runs");
     let frozen = daemon.freeze();
-    let states = group_states(pgid);
+    let states = syncd_tests::daemon::group_states(&pgid.to_string());
     assert!(
         !states.is_empty() && states.iter().all(|&s| s == 'T'),
         "the daemon's processes after freeze(): {states:?}, want all stopped (T)"
@@ -205,7 +185,7 @@ fn a_frozen_daemon_holds_a_push_until_thawed() {
     );
     drop(frozen);
     assert!(
-        !group_states(pgid).contains(&'T'),
+        !syncd_tests::daemon::group_states(&pgid.to_string()).contains(&'T'),
         "a daemon process is still stopped after the thaw"
     );
     let status = client.wait().expect("wait for rsync");
