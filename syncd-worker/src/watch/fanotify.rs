@@ -268,7 +268,7 @@ impl FanWatcher {
         for command in step.commands {
             if command == Command::RewatchAll {
                 log::warn!(
-                    "{}: fanotify queue overflowed (fs.fanotify.max_queued_events is too low for this burst): events were lost; pushing the tree whole",
+                    "{}: fanotify queue overflowed (fs.fanotify.max_queued_events is too low for this burst), or an event's directory could not be placed (logged above): events were lost; pushing the tree whole",
                     self.root.display()
                 );
             }
@@ -308,17 +308,31 @@ impl pace::Adapter for FanWatcher {
 /// Where the directory `h` is now: open it through its handle (on the file system and
 /// mount of the source's root, opened for the call) and read the name the kernel gives
 /// the descriptor.
+/// The directory itself gone (`ESTALE`), or the source's root (the path watch reports
+/// that loss) is [`Look::Gone`]; any other failure is [`Look::Unreadable`], logged.
 fn look(root: &Path, prefix: &[u8], h: &Handle) -> Look {
-    let Ok(root_fd) = std::fs::File::open(root) else {
-        return Look::Gone;
+    let unreadable = |what: &str, e: std::io::Error| {
+        log::warn!(
+            "{}: cannot tell where a directory of a fanotify event is ({what}: {e}); answering as to lost events",
+            root.display()
+        );
+        Look::Unreadable
     };
-    let Ok(fd) = sys::open_by_handle(root_fd.as_fd(), h) else {
-        return Look::Gone;
+    let gone = |e: &std::io::Error| matches!(e.raw_os_error(), Some(libc::ESTALE | libc::ENOENT));
+    let root_fd = match std::fs::File::open(root) {
+        Ok(f) => f,
+        Err(e) if gone(&e) => return Look::Gone,
+        Err(e) => return unreadable("opening the source", e),
     };
-    let Ok(path) = sys::path_of(fd.as_fd()) else {
-        return Look::Gone;
+    let fd = match sys::open_by_handle(root_fd.as_fd(), h) {
+        Ok(fd) => fd,
+        Err(e) if gone(&e) => return Look::Gone,
+        Err(e) => return unreadable("open_by_handle_at", e),
     };
-    place(prefix, path.as_os_str().as_bytes())
+    match sys::path_of(fd.as_fd()) {
+        Ok(path) => place(prefix, path.as_os_str().as_bytes()),
+        Err(e) => unreadable("its name in /proc/self/fd", e),
+    }
 }
 
 /// Where `path` (a directory's name as the kernel gives it) is with respect to the

@@ -18,12 +18,16 @@
 //! * A rename is one event with both places (`FAN_RENAME`): it becomes a
 //!   `MovedFrom`/`MovedTo` pair with a cookie of its own; a half outside the source is
 //!   left out (a move in, or out, as inotify would say it).
+//! * A directory whose place cannot be read (not gone: an error such as no descriptor
+//!   left) makes the event lost events (`Overflow`: the tree pushed whole), never a
+//!   dropped one: dropping a rename's new half would delete the old path on the target
+//!   and never push the new one.
 //! * The source's root deleted or renamed (its own handle on a delete or rename) is the
 //!   root lost.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::parse::Raw;
+use super::parse::{DirName, Raw};
 use super::sys::Handle;
 use crate::batch::RelPath;
 use crate::watch::translate::{DirOp, EntryOp, Event};
@@ -34,9 +38,17 @@ pub enum Look {
     /// Inside the source, at this relative path (empty: the root).
     Inside(RelPath),
     Outside,
-    /// No longer exists (or cannot be opened).
+    /// No longer exists (`ESTALE`): what happened in it is gone with it.
     Gone,
+    /// Its place could not be read (out of descriptors, say): where the event happened is
+    /// unknown, so it is answered as lost events are (the tree pushed whole), never
+    /// dropped: a rename whose new half is dropped would delete the old path on the
+    /// target without pushing the new one.
+    Unreadable,
 }
+
+/// A directory's place could not be read ([`Look::Unreadable`]).
+struct Unknown;
 
 /// Past this many cached directories (either kind), that cache is emptied. A cached
 /// directory costs about 300 bytes (measured: 200,000 directories each given a new file
@@ -91,28 +103,47 @@ impl Dirs {
     }
 
     /// The path of directory `h` inside the source, or None (outside, gone).
-    fn resolve(&mut self, h: &Handle, look: &mut impl FnMut(&Handle) -> Look) -> Option<RelPath> {
+    fn resolve(
+        &mut self,
+        h: &Handle,
+        look: &mut impl FnMut(&Handle) -> Look,
+    ) -> Result<Option<RelPath>, Unknown> {
         if let Some(rel) = self.inside.get(h) {
-            return Some(rel.clone());
+            return Ok(Some(rel.clone()));
         }
         if self.outside.contains(h) {
-            return None;
+            return Ok(None);
         }
         self.lookups += 1;
         match look(h) {
             Look::Inside(rel) => {
                 self.remember(h.clone(), rel.clone());
-                Some(rel)
+                Ok(Some(rel))
             }
             Look::Outside => {
                 if self.outside.len() >= CACHE_MAX {
                     self.outside.clear();
                 }
                 self.outside.insert(h.clone());
-                None
+                Ok(None)
             }
-            Look::Gone => None,
+            Look::Gone => Ok(None),
+            Look::Unreadable => Err(Unknown),
         }
+    }
+
+    /// The directory path and entry name of `at` inside the source, or None.
+    fn entry_of(
+        &mut self,
+        at: Option<&DirName>,
+        look: &mut impl FnMut(&Handle) -> Look,
+    ) -> Result<Option<(RelPath, Vec<u8>)>, Unknown> {
+        let Some(at) = at else {
+            return Ok(None);
+        };
+        Ok(self
+            .resolve(&at.dir, look)?
+            .map(|dir| (dir, at.name.clone())))
     }
 
     /// Forget the cached paths of `rel` and every directory below it (not the root's).
@@ -165,14 +196,13 @@ impl Dirs {
         if raw.has(FAN_RENAME) {
             self.cookie = self.cookie.wrapping_add(1);
             let cookie = self.cookie;
-            let from = raw.old.as_ref().and_then(|o| {
-                let dir = self.resolve(&o.dir, &mut look)?;
-                Some((dir, o.name.clone()))
-            });
-            let to = raw.new.as_ref().and_then(|n| {
-                let dir = self.resolve(&n.dir, &mut look)?;
-                Some((dir, n.name.clone()))
-            });
+            let (Ok(from), Ok(to)) = (
+                self.entry_of(raw.old.as_ref(), &mut look),
+                self.entry_of(raw.new.as_ref(), &mut look),
+            ) else {
+                out.push(Event::Overflow);
+                return;
+            };
             if is_dir {
                 if let Some((dir, name)) = &from {
                     self.forget_below(&crate::walk::child(dir, name));
@@ -197,13 +227,15 @@ impl Dirs {
             }
             return;
         }
-        let Some(at) = &raw.at else {
-            return;
+        let (dir, name) = match self.entry_of(raw.at.as_ref(), &mut look) {
+            Ok(Some(place)) => place,
+            Ok(None) => return,
+            Err(Unknown) => {
+                out.push(Event::Overflow);
+                return;
+            }
         };
-        let Some(dir) = self.resolve(&at.dir, &mut look) else {
-            return;
-        };
-        if at.name.is_empty() {
+        if name.is_empty() {
             // The directory itself: only its attributes matter.
             if raw.has(FAN_ATTRIB) {
                 out.push(Event::Dir {
@@ -224,14 +256,14 @@ impl Dirs {
             if raw.has(bit) {
                 out.push(Event::Entry {
                     dir: dir.clone(),
-                    name: at.name.clone(),
+                    name: name.clone(),
                     is_dir,
                     op,
                 });
             }
         }
         if is_dir && raw.has(FAN_DELETE) {
-            self.forget_below(&crate::walk::child(&dir, &at.name));
+            self.forget_below(&crate::walk::child(&dir, &name));
         }
     }
 }
@@ -239,7 +271,6 @@ impl Dirs {
 #[cfg(test)]
 mod tests {
     use super::super::parse::tests::h;
-    use super::super::parse::DirName;
     use super::*;
 
     fn at(dir: &[u8], name: &[u8]) -> Option<DirName> {
@@ -255,6 +286,8 @@ mod tests {
         let p = hd.bytes.as_slice();
         if p == b"gone" {
             Look::Gone
+        } else if p == b"unreadable" {
+            Look::Unreadable
         } else if p == b"/src" {
             Look::Inside(Vec::new())
         } else if let Some(rel) = p.strip_prefix(b"/src/") {
@@ -323,6 +356,21 @@ mod tests {
                 "a directory that is gone: nothing",
                 file(FAN_CREATE, b"gone", b"a"),
                 vec![],
+            ),
+            (
+                "a directory whose place cannot be read: lost events, not nothing",
+                file(FAN_CREATE, b"unreadable", b"a"),
+                vec![Event::Overflow],
+            ),
+            (
+                "a rename whose new place cannot be read: lost events, not a move out",
+                Raw {
+                    mask: FAN_RENAME,
+                    old: at(b"/src", b"x"),
+                    new: at(b"unreadable", b"x"),
+                    ..Raw::default()
+                },
+                vec![Event::Overflow],
             ),
             (
                 "a directory's own attributes",
