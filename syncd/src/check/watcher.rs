@@ -100,17 +100,11 @@ mod tests {
         let src = tempfile::tempdir().expect("tempdir");
         let below = src.path().join("mnt");
         std::fs::create_dir(&below).expect("mkdir");
-        nix::mount::mount(
-            Some("tmpfs"),
-            &below,
-            Some("tmpfs"),
-            nix::mount::MsFlags::empty(),
-            Some("size=1m"),
-        )
-        .expect("mount a tmpfs (needs root)");
+        // The harness's mount: unmounted on Drop, also when an assertion fails.
+        let mounted = syncd_tests::mount::Tmpfs::mount(&below, "1m");
         let forced = watcher_finding(&job(WatcherChoice::Fanotify, src.path()), None);
         let auto = watcher_finding(&job(WatcherChoice::Auto, src.path()), None);
-        nix::mount::umount(&below).expect("umount");
+        drop(mounted);
         let (f, fan) = forced;
         assert!(!fan && f.status == Status::Problem, "{}", render(&f));
         assert!(
