@@ -47,6 +47,7 @@ use crate::path_watch::PathWatch;
 use crate::queue::Change;
 use crate::source_id::{link_moved, SourceId};
 use crate::watch::choose::{self, Chosen, Decision, Tree};
+use crate::watch::fanotify::FanWatcher;
 use crate::watch::{ask, limit, WatchStats, Watcher};
 
 /// How often the source path is looked at when its events cannot be set up
@@ -425,30 +426,11 @@ fn watch(
                 return Ended::Lost(why);
             }
             if let Tree::Fanotify(f) = w {
-                let below = f.new_mounts_below();
-                if !below.is_empty() {
-                    // Its content is pushed whole: nothing in it was ever seen.
-                    out.extend(below.iter().map(|m| Change::Tree(m.clone())));
-                    let shown: Vec<String> = below
-                        .iter()
-                        .map(|m| String::from_utf8_lossy(m).into_owned())
-                        .collect();
-                    if job.watcher == WatcherChoice::Auto {
-                        log::warn!(
-                            "{}: a file system was mounted below the source ({}); fanotify's mark does not cover it: watching with inotify instead, and pushing it whole",
-                            job.name,
-                            shown.join(", ")
-                        );
-                        if !send(Report::Changes(out)) {
-                            return Ended::Stopped;
-                        }
-                        return Ended::Rewatch;
+                if mounted_below(job, f, &mut out) {
+                    if !send(Report::Changes(out)) {
+                        return Ended::Stopped;
                     }
-                    log::warn!(
-                        "{}: a file system was mounted below the source ({}); watcher = \"fanotify\" does not see changes in it (pushed whole now, then only by a full sync); set watcher = \"auto\" to watch it with inotify",
-                        job.name,
-                        shown.join(", ")
-                    );
+                    return Ended::Rewatch;
                 }
             }
         }
@@ -493,6 +475,36 @@ fn watch(
         }
     }
     Ended::Stopped
+}
+
+/// File systems mounted below the source since `f` marked it (the mount table changed):
+/// their trees go to `out` whole, nothing in them having been seen. True when the sync
+/// must be watched again (`auto`: inotify walks into them); with `watcher = "fanotify"`
+/// they are only said.
+fn mounted_below(job: &SyncJob, f: &mut FanWatcher, out: &mut Vec<Change>) -> bool {
+    let below = f.new_mounts_below();
+    if below.is_empty() {
+        return false;
+    }
+    let shown: Vec<String> = below
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .collect();
+    out.extend(below.into_iter().map(Change::Tree));
+    if job.watcher == WatcherChoice::Auto {
+        log::warn!(
+            "{}: a file system was mounted below the source ({}); fanotify's mark does not cover it: watching with inotify instead, and pushing it whole",
+            job.name,
+            shown.join(", ")
+        );
+        return true;
+    }
+    log::warn!(
+        "{}: a file system was mounted below the source ({}); watcher = \"fanotify\" does not see changes in it (pushed whole now, then only by a full sync); set watcher = \"auto\" to watch it with inotify",
+        job.name,
+        shown.join(", ")
+    );
+    false
 }
 
 /// Wait until the source path names a directory `expect` accepts, reporting `Lost` once
