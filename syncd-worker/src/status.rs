@@ -277,6 +277,23 @@ mod tests {
     const OLDER_SYNC: &str = r#"{"name":"web","source":"/srv/web","watched_dirs":12,
         "unwatched_dirs":0,"overflows":0,"targets":[]}"#;
 
+    /// A timestamp read back from the status file is the one written: `syncd status`,
+    /// the tests and the metrics file (written from the same value) must agree. Seen
+    /// failing in CI: serde_json's default float parser read 1796412060.8236187 back as
+    /// 1796412060.823619 (one ulp off), and e2e `metrics::` compared the two.
+    #[test]
+    fn timestamps_read_back_exactly() {
+        for t in [1_796_412_060.823_618_7_f64, 1_764_806_455.125, 0.1, 1e-7] {
+            let json = serde_json::to_string(&t).expect("json");
+            let back: f64 = serde_json::from_str(&json).expect("read back");
+            assert_eq!(
+                back.to_bits(),
+                t.to_bits(),
+                "{t} written as {json}, read as {back}"
+            );
+        }
+    }
+
     #[test]
     fn an_older_workers_sync_status_reads_without_a_watcher() {
         let s: SyncStatus = serde_json::from_str(OLDER_SYNC).expect("an older sync status");
