@@ -9,7 +9,9 @@
 //!
 //! * another push starts only beside pushes that have each been running longer than
 //!   the longest batching window ([`after`]: `delay` + [`STRETCH_MAX`], 200 ms by
-//!   default), so short runs never pipeline;
+//!   default), so short runs never pipeline — except that a push of [`ENOUGH_PATHS`]
+//!   paths or more counts as long from its start, and a queue holding that many written
+//!   paths may start beside a young push (a burst: see [`share`]);
 //! * never two pushes touching the same path, or one path and an ancestor or
 //!   descendant of it: what conflicts with a push in flight waits for it (a path
 //!   changed again during its own long run is pushed again after that run);
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use crate::batch::{Batch, RelPath};
 use crate::deadline;
-use crate::queue::STRETCH_MAX;
+use crate::queue::{ENOUGH_PATHS, STRETCH_MAX};
 
 /// Pushes in flight per target at most, unless the config says otherwise.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 2;
@@ -75,14 +77,25 @@ pub struct Rule {
 
 /// May a push start now, beside `flights`? (`whole`: a push in flight sends the whole
 /// tree.)
-pub fn gate(flights: &[Flight], rule: Rule, now: Instant) -> Gate {
+pub fn gate(flights: &[Flight], rule: Rule, enough: bool, now: Instant) -> Gate {
     if flights.is_empty() {
         return Gate::Open;
     }
     if rule.serial || flights.len() >= rule.max_in_flight || flights.iter().any(|f| f.batch.full) {
         return Gate::Closed;
     }
-    let youngest = flights.iter().map(|f| f.started).max().unwrap_or(now);
+    if enough {
+        return Gate::Open;
+    }
+    // A push of ENOUGH_PATHS or more is a long one from its start.
+    let Some(youngest) = flights
+        .iter()
+        .filter(|f| f.batch.paths.len() < ENOUGH_PATHS)
+        .map(|f| f.started)
+        .max()
+    else {
+        return Gate::Open;
+    };
     let at = deadline::after(youngest, rule.after);
     if now >= at {
         Gate::Open
@@ -128,6 +141,26 @@ pub fn split(pending: Batch, flights: &[Flight]) -> (Batch, Batch) {
         }
     }
     (go, wait)
+}
+
+/// A paths-only batch of at least twice [`ENOUGH_PATHS`] paths, where two pushes may be in
+/// flight, goes in two halves (by path order): the first now, the second back to the
+/// queue, where it is due at once and starts beside the first (or as soon as a push slot
+/// frees), [`split`]'s rule applying to it as to any batch. One rsync run is a relay of
+/// three processes handing buffers on and leaves the second core half idle; two runs
+/// share the work out (measured in `bench/run`'s burst row: a backlog taken whole by one
+/// push kept it on the critical path while the other slot stood empty).
+pub fn share(batch: Batch, max_in_flight: usize) -> (Batch, Batch) {
+    let whole = batch.full || !batch.trees.is_empty() || !batch.moves.is_empty();
+    if max_in_flight < 2 || whole || batch.paths.len() < 2 * ENOUGH_PATHS {
+        return (batch, Batch::default());
+    }
+    let mut now = batch;
+    let later = Batch {
+        paths: now.paths.split_off(now.paths.len().div_ceil(2)),
+        ..Batch::default()
+    };
+    (now, later)
 }
 
 /// Every path pushes in flight touch, for ancestor/descendant look-ups.
@@ -279,7 +312,133 @@ mod tests {
                     started: at(ms),
                 })
                 .collect();
-            assert_eq!(gate(&flights, rule, at(now)), want, "{name}");
+            assert_eq!(gate(&flights, rule, false, at(now)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_big_backlog_or_a_big_push_opens_the_gate_at_once() {
+        let t0 = Instant::now();
+        let small = batch(&["a"], &[]);
+        let names: Vec<String> = (0..ENOUGH_PATHS).map(|i| format!("f{i:04}")).collect();
+        let big = Batch {
+            paths: names.iter().map(|n| n.as_bytes().to_vec()).collect(),
+            ..Batch::default()
+        };
+        let full = Batch::full();
+        let at = |ms: u64| t0 + MS * ms as u32;
+        // (case, flights (batch, started at ms), rule, enough written paths queued, now
+        // in ms, want)
+        type Case<'a> = (&'static str, Vec<(&'a Batch, u64)>, Rule, bool, u64, Gate);
+        let three = Rule {
+            max_in_flight: 3,
+            ..RULE
+        };
+        let cases: Vec<Case> = vec![
+            (
+                "a young push, enough queued: at once",
+                vec![(&small, 0)],
+                RULE,
+                true,
+                10,
+                Gate::Open,
+            ),
+            (
+                "a young push, a small backlog: the window",
+                vec![(&small, 0)],
+                RULE,
+                false,
+                10,
+                Gate::OpenAt(at(200)),
+            ),
+            (
+                "a young push of ENOUGH paths is a long one",
+                vec![(&big, 0)],
+                RULE,
+                false,
+                10,
+                Gate::Open,
+            ),
+            (
+                "beside a big push, a young small one still decides",
+                vec![(&big, 0), (&small, 100)],
+                three,
+                false,
+                150,
+                Gate::OpenAt(at(300)),
+            ),
+            (
+                "enough queued: still at most max_in_flight",
+                vec![(&small, 0), (&small, 0)],
+                RULE,
+                true,
+                10,
+                Gate::Closed,
+            ),
+            (
+                "enough queued: a whole-tree push still runs alone",
+                vec![(&full, 0)],
+                RULE,
+                true,
+                10,
+                Gate::Closed,
+            ),
+            (
+                "enough queued: still one at a time after a refusal",
+                vec![(&big, 0)],
+                Rule {
+                    serial: true,
+                    ..RULE
+                },
+                true,
+                10,
+                Gate::Closed,
+            ),
+        ];
+        for (name, flights, rule, enough, now, want) in cases {
+            let flights: Vec<Flight> = flights
+                .into_iter()
+                .map(|(batch, ms)| Flight {
+                    batch,
+                    started: at(ms),
+                })
+                .collect();
+            assert_eq!(gate(&flights, rule, enough, at(now)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_big_paths_batch_goes_in_two_halves_where_two_may_run() {
+        let names = |n: usize| -> Vec<RelPath> {
+            (0..n).map(|i| format!("f{i:04}").into_bytes()).collect()
+        };
+        let paths = |n: usize| Batch {
+            paths: names(n),
+            ..Batch::default()
+        };
+        let n = 2 * ENOUGH_PATHS + 1;
+        let (now, later) = share(paths(n), 2);
+        assert_eq!(now.paths, names(n)[..ENOUGH_PATHS + 1].to_vec());
+        assert_eq!(later.paths, names(n)[ENOUGH_PATHS + 1..].to_vec());
+        assert!(!now.full && !later.full && later.trees.is_empty());
+        // Kept whole: too small to share, one push at a time, a tree, a move, a full push.
+        let mut with_tree = paths(n);
+        with_tree.trees = v(&["t"]);
+        let mut with_move = paths(n);
+        with_move.moves = vec![Move {
+            from: b"a".to_vec(),
+            to: b"t".to_vec(),
+        }];
+        for (name, batch, max_in_flight) in [
+            ("under twice ENOUGH_PATHS", paths(2 * ENOUGH_PATHS - 1), 2),
+            ("max_in_flight 1", paths(n), 1),
+            ("a tree in it", with_tree, 2),
+            ("a move hint in it", with_move, 2),
+            ("a full push", Batch::full(), 2),
+        ] {
+            let (now, later) = share(batch.clone(), max_in_flight);
+            assert_eq!(now, batch, "{name}");
+            assert!(later.is_empty(), "{name}");
         }
     }
 

@@ -317,7 +317,7 @@ impl TargetState {
             after: self.pipeline_after,
             serial: self.retry.serial_until.is_some_and(|u| now < u),
         };
-        pipeline::gate(&self.flights(), rule, now)
+        pipeline::gate(&self.flights(), rule, self.queue.enough(), now)
     }
 
     /// What to start now (see [`Action`]); starting it is the caller's promise: a probe
@@ -347,13 +347,23 @@ impl TargetState {
             .queue
             .newest()
             .map(|n| now.saturating_duration_since(n));
+        let written = self.queue.enough();
         let (batch, since) = self.queue.take();
         // Failing paths waiting for their own retry stay out of it.
         let batch = self.failing.hold(batch).in_mode(job.mode);
         // Beside pushes in flight: only what touches none of their paths.
         let (batch, waits) = pipeline::split(batch, &self.flights());
-        if !waits.is_empty() {
-            self.queue.restore(waits, since.unwrap_or(now));
+        // A large backlog of written paths in two pushes, when two may run (see
+        // pipeline::share); deletions send no data and go in one.
+        let (batch, later) = if written {
+            pipeline::share(batch, self.max_in_flight)
+        } else {
+            (batch, Batch::default())
+        };
+        for rest in [waits, later] {
+            if !rest.is_empty() {
+                self.queue.restore(rest, since.unwrap_or(now));
+            }
         }
         if batch.is_empty() {
             self.held = self.pushing();

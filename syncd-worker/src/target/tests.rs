@@ -763,6 +763,41 @@ fn a_disjoint_batch_starts_beside_a_long_push_only() {
 }
 
 #[test]
+fn a_burst_of_written_files_goes_at_once_in_two_pushes_side_by_side() {
+    use crate::queue::ENOUGH_PATHS;
+    let job = sync_job(Mode::Files);
+    let c = Clock(Instant::now());
+    let mut t = probed(&job, &c, DMA);
+    // A copy: 2 × ENOUGH_PATHS files written within 10 ms.
+    let n = 2 * ENOUGH_PATHS;
+    let names: Vec<String> = (0..n).map(|i| format!("burst/f{i:04}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        t.queue_seen(&job, Change::Path(p(name)), c.at(i as u64 * 10 / n as u64));
+    }
+    // Due at once (no 50 ms window), halved: the second half starts beside the first.
+    let first = started(&mut t, &job, &c, 10).expect("the first half at once");
+    let second = started(&mut t, &job, &c, 10).expect("the second half beside it");
+    assert!(!first.beside && second.beside);
+    assert_eq!(strs(&first.batch), names[..ENOUGH_PATHS].to_vec());
+    assert_eq!(strs(&second.batch), names[ENOUGH_PATHS..].to_vec());
+    // Two in flight: the most; more files wait for one to end.
+    t.queue_seen(&job, Change::Path(p("burst/late")), c.at(20));
+    assert_eq!(started(&mut t, &job, &c, 300), None);
+    succeeded(&mut t, &job, first.ticket, c.at(300));
+    let late = started(&mut t, &job, &c, 300).expect("the rest once a push ended");
+    assert_eq!(strs(&late.batch), vec!["burst/late"]);
+    // An `rm` of as many files: one push, after the stream ended.
+    let mut t = probed(&job, &c, DMA);
+    for (i, name) in names.iter().enumerate() {
+        t.queue_seen(&job, Change::Gone(p(name)), c.at(i as u64 * 10 / n as u64));
+    }
+    assert_eq!(started(&mut t, &job, &c, 10), None);
+    let rm = started(&mut t, &job, &c, 50).expect("the deletions in one push");
+    assert_eq!(rm.batch.paths.len(), n);
+    assert_eq!(started(&mut t, &job, &c, 50), None);
+}
+
+#[test]
 fn short_runs_never_pipeline() {
     let job = sync_job(Mode::Files);
     let c = Clock(Instant::now());
