@@ -304,7 +304,19 @@ mod tests {
                 Gate::Closed,
             ),
         ];
-        for (name, flights, rule, now, want) in cases {
+        let cases = cases
+            .into_iter()
+            .map(|(name, flights, rule, now, want)| (name, flights, rule, false, now, want));
+        check_gate(t0, cases);
+    }
+
+    /// (case, flights (batch, started at ms after `t0`), rule, enough written paths
+    /// queued, now in ms, want)
+    type GateCase<'a> = (&'static str, Vec<(&'a Batch, u64)>, Rule, bool, u64, Gate);
+
+    fn check_gate<'a>(t0: Instant, cases: impl IntoIterator<Item = GateCase<'a>>) {
+        let at = |ms: u64| t0 + MS * ms as u32;
+        for (name, flights, rule, enough, now, want) in cases {
             let flights: Vec<Flight> = flights
                 .into_iter()
                 .map(|(batch, ms)| Flight {
@@ -312,7 +324,7 @@ mod tests {
                     started: at(ms),
                 })
                 .collect();
-            assert_eq!(gate(&flights, rule, false, at(now)), want, "{name}");
+            assert_eq!(gate(&flights, rule, enough, at(now)), want, "{name}");
         }
     }
 
@@ -327,14 +339,11 @@ mod tests {
         };
         let full = Batch::full();
         let at = |ms: u64| t0 + MS * ms as u32;
-        // (case, flights (batch, started at ms), rule, enough written paths queued, now
-        // in ms, want)
-        type Case<'a> = (&'static str, Vec<(&'a Batch, u64)>, Rule, bool, u64, Gate);
         let three = Rule {
             max_in_flight: 3,
             ..RULE
         };
-        let cases: Vec<Case> = vec![
+        let cases: Vec<GateCase> = vec![
             (
                 "a young push, enough queued: at once",
                 vec![(&small, 0)],
@@ -395,16 +404,7 @@ mod tests {
                 Gate::Closed,
             ),
         ];
-        for (name, flights, rule, enough, now, want) in cases {
-            let flights: Vec<Flight> = flights
-                .into_iter()
-                .map(|(batch, ms)| Flight {
-                    batch,
-                    started: at(ms),
-                })
-                .collect();
-            assert_eq!(gate(&flights, rule, enough, at(now)), want, "{name}");
-        }
+        check_gate(t0, cases);
     }
 
     #[test]
