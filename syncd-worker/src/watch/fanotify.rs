@@ -399,7 +399,8 @@ pub fn fs_name(path: &Path) -> String {
     };
     let magic = st.filesystem_type().0 as u64;
     match magic {
-        0xEF53 => "ext4".into(),
+        // ext2, ext3 and ext4 share the magic number.
+        0xEF53 => "ext2/3/4".into(),
         0x5846_5342 => "xfs".into(),
         0x9123_683E => "btrfs".into(),
         0x0102_1994 => "tmpfs".into(),
