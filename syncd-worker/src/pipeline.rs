@@ -143,16 +143,17 @@ pub fn split(pending: Batch, flights: &[Flight]) -> (Batch, Batch) {
     (go, wait)
 }
 
-/// A paths-only batch of at least twice [`ENOUGH_PATHS`] paths, where two pushes may be in
-/// flight, goes in two halves (by path order): the first now, the second back to the
+/// A paths-only batch of at least twice [`ENOUGH_PATHS`] paths, taken while the queue held
+/// enough written paths (`written`: deletions send no data and go in one run), where two
+/// pushes may be in flight, goes in two halves (by path order): the first now, the second back to the
 /// queue, where it is due at once and starts beside the first (or as soon as a push slot
 /// frees), [`split`]'s rule applying to it as to any batch. One rsync run is a relay of
 /// three processes handing buffers on and leaves the second core half idle; two runs
 /// share the work out (measured in `bench/run`'s burst row: a backlog taken whole by one
 /// push kept it on the critical path while the other slot stood empty).
-pub fn share(batch: Batch, max_in_flight: usize) -> (Batch, Batch) {
+pub fn share(batch: Batch, max_in_flight: usize, written: bool) -> (Batch, Batch) {
     let whole = batch.full || !batch.trees.is_empty() || !batch.moves.is_empty();
-    if max_in_flight < 2 || whole || batch.paths.len() < 2 * ENOUGH_PATHS {
+    if !written || max_in_flight < 2 || whole || batch.paths.len() < 2 * ENOUGH_PATHS {
         return (batch, Batch::default());
     }
     let mut now = batch;
@@ -417,11 +418,12 @@ mod tests {
             ..Batch::default()
         };
         let n = 2 * ENOUGH_PATHS + 1;
-        let (now, later) = share(paths(n), 2);
+        let (now, later) = share(paths(n), 2, true);
         assert_eq!(now.paths, names(n)[..ENOUGH_PATHS + 1].to_vec());
         assert_eq!(later.paths, names(n)[ENOUGH_PATHS + 1..].to_vec());
         assert!(!now.full && !later.full && later.trees.is_empty());
-        // Kept whole: too small to share, one push at a time, a tree, a move, a full push.
+        // Kept whole: mostly deletions, too small to share, one push at a time, a tree, a
+        // move, a full push.
         let mut with_tree = paths(n);
         with_tree.trees = v(&["t"]);
         let mut with_move = paths(n);
@@ -429,14 +431,20 @@ mod tests {
             from: b"a".to_vec(),
             to: b"t".to_vec(),
         }];
-        for (name, batch, max_in_flight) in [
-            ("under twice ENOUGH_PATHS", paths(2 * ENOUGH_PATHS - 1), 2),
-            ("max_in_flight 1", paths(n), 1),
-            ("a tree in it", with_tree, 2),
-            ("a move hint in it", with_move, 2),
-            ("a full push", Batch::full(), 2),
+        for (name, batch, max_in_flight, written) in [
+            ("not enough written paths (an rm)", paths(n), 2, false),
+            (
+                "under twice ENOUGH_PATHS",
+                paths(2 * ENOUGH_PATHS - 1),
+                2,
+                true,
+            ),
+            ("max_in_flight 1", paths(n), 1, true),
+            ("a tree in it", with_tree, 2, true),
+            ("a move hint in it", with_move, 2, true),
+            ("a full push", Batch::full(), 2, true),
         ] {
-            let (now, later) = share(batch.clone(), max_in_flight);
+            let (now, later) = share(batch.clone(), max_in_flight, written);
             assert_eq!(now, batch, "{name}");
             assert!(later.is_empty(), "{name}");
         }

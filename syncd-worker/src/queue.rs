@@ -29,12 +29,13 @@
 //!
 //! When: [`ENOUGH_PATHS`] written paths (a `Path` change each, not a deletion) are due at
 //! once when `delay` is at most [`BURST_DELAY_MAX`] (the default; a longer `delay` is an
-//! operator's choice to batch: kept, without the stretch): a copy of many files starts moving while it runs instead of after
-//! it (a run's fixed cost is well shared out by then; `bench/run`'s burst row, 2,000
-//! files of 10–100 KiB: 1.07 → 0.88× the one-rsync floor, median of 8 A/B pairs, with the
-//! two halves of [`crate::pipeline::share`]). Deletions do not count: they send no data,
-//! and an `rm -r` goes best in one run once it ended. Otherwise pending paths are due once the oldest of them is `delay` old (leading edge),
-//! however many arrive after it, the window stretched by [`PER_PATH`] for each path
+//! operator's choice to batch: kept, without the stretch): a copy of many files starts
+//! moving while it runs instead of after it (a run's fixed cost is well shared out by
+//! then; `bench/run`'s burst row, 2,000 files of 10–100 KiB: 1.07 → 0.88× the one-rsync
+//! floor, median of 8 A/B pairs, with the two halves of [`crate::pipeline::share`]).
+//! Deletions do not count: they send no data, and an `rm -r` goes best in one run once it
+//! ended. Otherwise pending paths are due once the oldest of them is `delay` old (leading
+//! edge), however many arrive after it, the window stretched by [`PER_PATH`] for each path
 //! pending, by at most [`STRETCH_MAX`] (and never past `max_delay`): under a stream of
 //! r paths/s it settles at `delay / (1 − r·PER_PATH)` — with the default 50 ms, 59 ms at
 //! 200 paths/s, 80 ms at 500/s, 200 ms from 1,000/s on — only while the stream flows
@@ -85,8 +86,10 @@ pub const STREAM_GAP: Duration = Duration::from_millis(30);
 /// that carries it together: the stretch gives way to it (see the module doc).
 pub const LATENCY_AIM: Duration = Duration::from_millis(280);
 
-/// A paths-only batch this large is due at once, and may start beside a push in flight:
-/// its run's fixed cost is shared out enough (see the module doc).
+/// This many written paths (deletions not counted) in a paths-only batch make it due at
+/// once (where `delay` ≤ [`BURST_DELAY_MAX`]) and let it start beside a push in flight;
+/// a push carrying this many counts as a long one (see [`crate::pipeline`]): its run's
+/// fixed cost is shared out enough (see the module doc).
 pub const ENOUGH_PATHS: usize = 256;
 
 /// The longest `delay` that [`ENOUGH_PATHS`] written paths make due at once (the

@@ -353,13 +353,8 @@ impl TargetState {
         let batch = self.failing.hold(batch).in_mode(job.mode);
         // Beside pushes in flight: only what touches none of their paths.
         let (batch, waits) = pipeline::split(batch, &self.flights());
-        // A large backlog of written paths in two pushes, when two may run (see
-        // pipeline::share); deletions send no data and go in one.
-        let (batch, later) = if written {
-            pipeline::share(batch, self.max_in_flight)
-        } else {
-            (batch, Batch::default())
-        };
+        // A large backlog of written paths in two pushes, when two may run.
+        let (batch, later) = pipeline::share(batch, self.max_in_flight, written);
         for rest in [waits, later] {
             if !rest.is_empty() {
                 self.queue.restore(rest, since.unwrap_or(now));
