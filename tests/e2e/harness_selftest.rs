@@ -146,7 +146,7 @@ fn a_frozen_daemon_holds_a_push_until_thawed() {
     let daemon = RsyncDaemon::start();
     let pgid = daemon.pid().expect("the daemon runs");
     let frozen = daemon.freeze();
-    let states = syncd_tests::daemon::group_states(&pgid.to_string());
+    let states = syncd_tests::proc_tree::group_states(pgid);
     assert!(
         !states.is_empty() && states.iter().all(|&s| s == 'T'),
         "the daemon's processes after freeze(): {states:?}, want all stopped (T)"
@@ -185,7 +185,7 @@ fn a_frozen_daemon_holds_a_push_until_thawed() {
     );
     drop(frozen);
     assert!(
-        !syncd_tests::daemon::group_states(&pgid.to_string()).contains(&'T'),
+        !syncd_tests::proc_tree::group_states(pgid).contains(&'T'),
         "a daemon process is still stopped after the thaw"
     );
     let status = client.wait().expect("wait for rsync");

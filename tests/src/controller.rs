@@ -693,17 +693,9 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     exited.ok()
 }
 
-/// A process's state letter from `/proc/PID/stat` (after the `(comm)` field), or None
-/// when there is no such process.
-fn proc_state(pid: u32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.trim_start().chars().next()
-}
-
 /// Alive: exists and is neither a zombie nor dead (init may take a while to reap).
 pub fn is_alive(pid: u32) -> bool {
-    matches!(proc_state(pid), Some(s) if s != 'Z' && s != 'X' && s != 'x')
+    matches!(crate::proc_tree::state_of(pid), Some(s) if s != 'Z' && s != 'X' && s != 'x')
 }
 
 /// `/proc/PID/comm`, if the process exists.
@@ -719,7 +711,7 @@ pub fn is_syncd(pid: u32) -> bool {
 }
 
 fn describe(pid: u32) -> String {
-    match (proc_state(pid), comm(pid)) {
+    match (crate::proc_tree::state_of(pid), comm(pid)) {
         (Some(s), Some(c)) => format!("pid {pid} ({c}, state {s})"),
         _ => format!("pid {pid} (gone)"),
     }

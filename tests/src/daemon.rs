@@ -19,6 +19,7 @@ use std::time::Duration;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
+use crate::proc_tree::group_states;
 use crate::{is_root, tail, wait, Diagnose, Fixtures};
 
 pub const MODULE: &str = "backup";
@@ -554,12 +555,11 @@ pub struct Frozen<'a> {
 }
 
 impl Frozen<'_> {
-    /// Stop the process group led by `child` (started with `process_group(0)`, not yet
-    /// reaped: the id is still ours).
-    /// SIGSTOP the process group of `child` and return once every process in it is
-    /// stopped: the signal is delivered asynchronously, and a process running on another
-    /// CPU still shows `R` for a moment (seen: the harness self-test read `R` right after
-    /// the `killpg`).
+    /// SIGSTOP the process group led by `child` (started with `process_group(0)`, not yet
+    /// reaped: the id is still ours) and return once every process in it is stopped: the
+    /// signal is delivered asynchronously, and a process running on another CPU still
+    /// shows `R` for a moment (seen: the harness self-test read `R` right after the
+    /// `killpg`).
     pub(crate) fn group_of(child: &Child) -> Frozen<'_> {
         let pgid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits pid_t"));
         killpg(pgid, Signal::SIGSTOP).expect("SIGSTOP the server's process group");
@@ -567,9 +567,8 @@ impl Frozen<'_> {
             pgid,
             _fixture: PhantomData,
         };
-        let pgid = pgid.as_raw().to_string();
         if let Err(t) = wait::until("the frozen process group stopped", STOP_TIMEOUT, || {
-            let states = group_states(&pgid);
+            let states = group_states(child.id());
             if !states.is_empty() && states.iter().all(|&s| s == 'T' || s == 't') {
                 Ok(())
             } else {
@@ -580,26 +579,6 @@ impl Frozen<'_> {
         }
         frozen
     }
-}
-
-/// The states (`R`, `S`, `T`, ...) of the processes in process group `pgid`.
-pub fn group_states(pgid: &str) -> Vec<char> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
-        // A process may end between the listing and the read: skip it.
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its ')'.
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 2 && f[2] == pgid {
-            out.extend(f[0].chars().next());
-        }
-    }
-    out
 }
 
 impl Drop for Frozen<'_> {

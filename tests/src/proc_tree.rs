@@ -5,8 +5,9 @@
 //! prove a secret never reaches a process's arguments or environment (the worker, rsync,
 //! ssh, hooks).
 //!
-//! Reads `/proc` only; a process that exits during the walk is left out. Must not:
-//! signal or wait for anything.
+//! Also the `/proc/PID/stat` fields the harness reads elsewhere (a process's state, a
+//! process group's states). Reads `/proc` only; a process that exits during the walk is
+//! left out. Must not: signal or wait for anything.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -63,21 +64,48 @@ fn words(bytes: &[u8]) -> Vec<Vec<u8>> {
 
 /// Every live process's parent pid.
 fn parents() -> BTreeMap<u32, u32> {
-    let Ok(rd) = fs::read_dir("/proc") else {
-        return BTreeMap::new();
-    };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    pids()
         .filter_map(|pid| Some((pid, parent_of(pid)?)))
         .collect()
 }
 
-/// The parent pid from `/proc/PID/stat` (after the command name, which may hold spaces
-/// and parentheses: the last `)` ends it).
-pub fn parent_of(pid: u32) -> Option<u32> {
+/// Every process id in `/proc` now.
+fn pids() -> impl Iterator<Item = u32> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+}
+
+/// The fields of `/proc/PID/stat` after the command name (state, ppid, pgrp, ...): the
+/// name may hold spaces and parentheses, the last `)` ends it. None: no such process.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// The parent pid from `/proc/PID/stat`.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// The state letter (`R`, `S`, `T`, `Z`, ...) from `/proc/PID/stat`, or None when there
+/// is no such process.
+pub fn state_of(pid: u32) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
+}
+
+/// The states of the processes in process group `pgid` (a process that ends during the
+/// walk is left out).
+pub fn group_states(pgid: u32) -> Vec<char> {
+    let pgid = pgid.to_string();
+    pids()
+        .filter_map(stat_fields)
+        .filter(|f| f.get(2) == Some(&pgid))
+        .filter_map(|f| f.first()?.chars().next())
+        .collect()
 }
 
 /// `root` and every live process below it, in pid order.
