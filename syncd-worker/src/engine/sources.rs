@@ -86,13 +86,11 @@ impl Engine {
             .iter()
             .filter(|s| s.watcher.as_ref().is_some_and(|w| w.kind == Kind::Fanotify))
             .count();
+        let inotify = format!("{dirs} director{}", if dirs == 1 { "y" } else { "ies" });
         let watching = match (dirs, marked) {
-            (_, 0) => format!("{dirs} director{}", if dirs == 1 { "y" } else { "ies" }),
+            (_, 0) => inotify,
             (0, _) => format!("{marked} source(s) whole with fanotify"),
-            _ => format!(
-                "{dirs} director{} with inotify and {marked} source(s) whole with fanotify",
-                if dirs == 1 { "y" } else { "ies" }
-            ),
+            _ => format!("{inotify} with inotify and {marked} source(s) whole with fanotify"),
         };
         crate::notify::send(&format!(
             "READY=1\nSTATUS=watching {watching}{}",
